@@ -1,0 +1,19 @@
+// galaxy: the user's tool. main only builds the command line and runs the chosen verb;
+// the verbs live beside it (ctl/cmd_9p.cpp: ls, cat, write, stat, rm, mkdir).
+#include <CLI/CLI.hpp>
+
+#include "ctl/cmd_9p.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"galaxy: use a Galaxy file tree over 9P", "galaxy"};
+  app.require_subcommand(1);
+  int status = 0;
+  ctl::add_9p_commands(app, status);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // Usage errors and --help: CLI11 prints them; any failure exits 1, as the verbs do.
+    return app.exit(e) == 0 ? 0 : 1;
+  }
+  return status;
+}

@@ -1,0 +1,117 @@
+#pragma once
+// The 9P2000 client: one connection, many tags in flight, usable from many threads.
+//
+// Arrangement: callers encode and write their requests themselves under a write mutex
+// (one write() for a whole batch), and one reader thread decodes replies and completes
+// the waiting call by tag, so a thread blocked on a long read never stalls another
+// thread's walk. Every call has a blocking form (returns std::expected) and the core has
+// an asynchronous one (send() with a callback, run on the reader thread) for pipelining
+// and for daemons that must not block. Errors are the server's Rerror text, or
+// err::hungup ("connection closed") once the connection is gone; a flushed call gets
+// err::interrupted ("interrupted").
+#include <cstdint>
+#include <expected>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "srv9p/fcall.hpp"
+
+namespace fsclient {
+
+template <class T>
+using result = std::expected<T, std::string>;
+
+class client {
+ public:
+  struct options {
+    std::uint32_t msize = srv9p::max_msize;  // the largest msize to ask for at Tversion
+    // How long dial() waits for the answer to Tversion (a peer that accepts but does not
+    // speak 9P must not hang the caller), milliseconds.
+    std::uint32_t version_timeout_ms = 10000;
+  };
+  // The reply to one request: its R-message, or the error (Rerror's text, hang-up, flush).
+  using reply = result<srv9p::message>;
+  using callback = std::function<void(reply)>;
+
+  // Connects to a dial string (srv9p/dial.hpp) and negotiates the version and msize.
+  // Errors: a bad dial string, the connect failure's text, or a server that does not
+  // speak 9P2000 ("server speaks 'X', not 9P2000").
+  static result<std::unique_ptr<client>> dial(std::string_view addr, options opts);
+  static result<std::unique_ptr<client>> dial(std::string_view addr) { return dial(addr, options{}); }
+  // Closes the connection; every call still waiting fails with "connection closed".
+  ~client();
+  client(const client&) = delete;
+  client& operator=(const client&) = delete;
+
+  std::uint32_t msize() const;      // negotiated, bytes
+  std::uint32_t iounit() const;     // msize - IOHDRSZ: the most data one read/write carries
+  bool connected() const;           // false once the server hung up or close() was called
+  void close();                     // shuts the connection down; idempotent
+
+  // ---- Core ---------------------------------------------------------------------------
+  // Sends one T-message (its tag is chosen here) and calls cb with the reply on the
+  // reader thread (or at once, on the calling thread, if the connection is already
+  // closed). Rerror arrives as an error. Returns the tag, for flush().
+  std::uint16_t send(srv9p::message t, callback cb);
+  // Sends several T-messages with one write, in order: dependent requests (Twalk to a new
+  // fid, Topen of it, Tread, Tclunk) can be pipelined because the server starts requests
+  // in arrival order. Returns their tags.
+  std::vector<std::uint16_t> send_batch(std::vector<std::pair<srv9p::message, callback>> batch);
+  // Blocking send.
+  reply rpc(srv9p::message t);
+  // Blocking batch: the replies in the order of the requests.
+  std::vector<reply> rpc_batch(std::vector<srv9p::message> ts);
+  // flush(5): asks the server to abandon the request with this tag. Its callback gets
+  // "interrupted" unless its reply arrived first. Does not block.
+  void flush(std::uint16_t tag);
+
+  // ---- Fids ---------------------------------------------------------------------------
+  std::uint32_t alloc_fid();          // a fid number not in use on this connection
+  void release_fid(std::uint32_t f);  // back to the pool (after clunk or remove)
+
+  // ---- Blocking operations on fids (intro(5) names) -----------------------------------
+  // attach(5) without authentication; returns the new root fid.
+  result<std::uint32_t> attach(std::string_view uname, std::string_view aname = "");
+  // Walks from fid along a slash-separated path ("" clones) into a new fid, in steps of
+  // at most 16 names. A path that does not exist is an error naming the first missing
+  // element: "'nodes/x': file does not exist".
+  result<std::uint32_t> walk(std::uint32_t fid, std::string_view path);
+  result<srv9p::ropen> open(std::uint32_t fid, std::uint8_t mode);
+  result<srv9p::rcreate> create(std::uint32_t fid, std::string_view name, std::uint32_t perm,
+                                std::uint8_t mode);
+  // At most count bytes (clamped to iounit()); an empty string is end of file.
+  result<std::string> read(std::uint32_t fid, std::uint64_t offset, std::uint32_t count);
+  // Writes data in iounit()-sized pieces; returns the bytes the server took.
+  result<std::uint32_t> write(std::uint32_t fid, std::uint64_t offset, std::string_view data);
+  result<void> clunk(std::uint32_t fid);   // also releases the fid number
+  result<void> remove(std::uint32_t fid);  // also releases the fid number (clunked either way)
+  result<srv9p::dir> stat(std::uint32_t fid);
+  result<void> wstat(std::uint32_t fid, const srv9p::dir& d);
+
+  // ---- Whole-file helpers, paths relative to a root fid --------------------------------
+  result<std::string> read_file(std::uint32_t root, std::string_view path);
+  // Opens with OWRITE|OTRUNC and writes data in iounit pieces.
+  result<void> write_file(std::uint32_t root, std::string_view path, std::string_view data);
+  result<std::vector<srv9p::dir>> list_dir(std::uint32_t root, std::string_view path);
+  result<srv9p::dir> stat_path(std::uint32_t root, std::string_view path);
+  // Reads path from offset 0 until end of file, calling sink with each piece as it
+  // arrives (a blocking read delivers data as the server produces it). sink returning
+  // false stops early.
+  result<void> stream_file(std::uint32_t root, std::string_view path,
+                           const std::function<bool(std::string_view)>& sink);
+
+ private:
+  struct impl;
+  explicit client(std::unique_ptr<impl> i);
+  std::unique_ptr<impl> impl_;
+};
+
+// Splits "a/b//c/" into {"a","b","c"}.
+std::vector<std::string> split_path(std::string_view path);
+
+}  // namespace fsclient

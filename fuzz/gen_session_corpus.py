@@ -1,0 +1,25 @@
+# Seed corpus for fuzz_session: message streams a client might send after attach.
+import struct, os, sys
+out = sys.argv[1]
+def msg(t, tag, body): return struct.pack('<IBH', 7 + len(body), t, tag) + body
+def s(x): x = x.encode(); return struct.pack('<H', len(x)) + x
+def walk(tag, fid, newfid, *names): return msg(110, tag, struct.pack('<IIH', fid, newfid, len(names)) + b''.join(s(n) for n in names))
+def open_(tag, fid, mode): return msg(112, tag, struct.pack('<IB', fid, mode))
+def create(tag, fid, name, perm, mode): return msg(114, tag, struct.pack('<I', fid) + s(name) + struct.pack('<IB', perm, mode))
+def read(tag, fid, off, n): return msg(116, tag, struct.pack('<IQI', fid, off, n))
+def write(tag, fid, off, d): return msg(118, tag, struct.pack('<IQI', fid, off, len(d)) + d)
+def clunk(tag, fid): return msg(120, tag, struct.pack('<I', fid))
+def remove(tag, fid): return msg(122, tag, struct.pack('<I', fid))
+def stat(tag, fid): return msg(124, tag, struct.pack('<I', fid))
+def flush(tag, old): return msg(108, tag, struct.pack('<H', old))
+seeds = {
+  'walk_read_big': walk(2, 0, 1, 'big') + open_(3, 1, 0) + read(4, 1, 0, 100) + clunk(5, 1),
+  'create_write_read': walk(2, 0, 1) + create(3, 1, 'f', 0o644, 2) + write(4, 1, 0, b'hello') + read(5, 1, 0, 10) + remove(6, 1),
+  'mkdir_walk_up': walk(2, 0, 1) + create(3, 1, 'd', 0x80000000 | 0o755, 0) + clunk(4, 1) + walk(5, 0, 2, 'd', '..', 'd') + stat(6, 2),
+  'events_flush': walk(2, 0, 1, 'events') + open_(3, 1, 0) + read(4, 1, 0, 100) + flush(5, 4) + read(6, 1, 0, 100) + walk(7, 0, 2) + create(8, 2, 'x', 0o644, 1),
+  'dirread': walk(2, 0, 1) + open_(3, 1, 0) + read(4, 1, 0, 8000) + read(5, 1, 73, 100) + clunk(6, 1),
+  'version_reset': walk(2, 0, 1, 'events') + open_(3, 1, 0) + read(4, 1, 0, 10) + msg(100, 0xffff, struct.pack('<I', 8192) + s('9P2000')) + stat(5, 0),
+}
+os.makedirs(out, exist_ok=True)
+for name, data in seeds.items():
+    open(os.path.join(out, name), 'wb').write(data)

@@ -1,0 +1,44 @@
+#pragma once
+// The error strings Galaxy's 9P servers send, worded as Plan 9 words them
+// (lib9p srv.c, the kernel's Exxx strings in port/error.h). One place, so that the FUSE
+// bridge's errno table (and 9P2000.L's Rlerror later) can map every one of them.
+// Each stays under errmax (128) bytes, Linux's P9_ERRMAX.
+#include <string_view>
+
+namespace srv9p::err {
+
+inline constexpr std::string_view botch = "9P protocol botch";
+inline constexpr std::string_view unknown_fid = "unknown fid";
+inline constexpr std::string_view fid_in_use = "fid in use";
+inline constexpr std::string_view dup_tag = "duplicate tag";
+inline constexpr std::string_view walk_open = "cannot walk from an open fid";
+inline constexpr std::string_view walk_no_dir = "walk in non-directory";
+inline constexpr std::string_view too_many_wnames = "too many names in walk";
+inline constexpr std::string_view not_found = "file does not exist";
+inline constexpr std::string_view exists = "file already exists";
+inline constexpr std::string_view perm = "permission denied";
+inline constexpr std::string_view is_dir = "is a directory";
+inline constexpr std::string_view not_dir = "not a directory";
+inline constexpr std::string_view not_open = "fid not open";
+inline constexpr std::string_view already_open = "fid already open";
+inline constexpr std::string_view bad_offset = "bad offset in directory read";
+inline constexpr std::string_view bad_mode = "bad open mode";
+inline constexpr std::string_view not_empty = "directory not empty";
+inline constexpr std::string_view no_create = "create prohibited";
+inline constexpr std::string_view no_remove = "remove prohibited";
+inline constexpr std::string_view no_wstat = "wstat prohibited";
+inline constexpr std::string_view bad_name = "bad character in file name";
+inline constexpr std::string_view no_auth = "authentication not required";
+inline constexpr std::string_view auth_required = "authentication required";
+inline constexpr std::string_view bad_msize = "msize too small";
+inline constexpr std::string_view not_version = "first message must be Tversion";
+inline constexpr std::string_view no_attach = "fid not attached";
+inline constexpr std::string_view interrupted = "interrupted";
+inline constexpr std::string_view hungup = "connection closed";
+inline constexpr std::string_view io = "i/o error";
+inline constexpr std::string_view read_only = "file is read-only";
+inline constexpr std::string_view write_only = "file is write-only";
+inline constexpr std::string_view bad_ctl = "unknown control message";
+inline constexpr std::string_view no_space = "no space left on device";
+
+}  // namespace srv9p::err

@@ -1,0 +1,32 @@
+#pragma once
+// Internal to srv9p: the shared state behind a request handle and a fid's path.
+// Trees never include this; they see srv9p/tree.hpp only.
+#include <asio/any_io_executor.hpp>
+#include <functional>
+#include <memory>
+
+#include "srv9p/fcall.hpp"
+#include "srv9p/tree.hpp"
+
+namespace srv9p::detail {
+
+// One element of a fid's path: the file and the directory it was walked from. Shared
+// between fids cloned from each other; immutable. The root's parent is null.
+struct path_elem {
+  dir file;
+  std::shared_ptr<const path_elem> parent;
+};
+
+// One outstanding request. Lives as long as any request handle or the session's table
+// refers to it; `done` makes every answer after the first (or after a flush) a no-op.
+struct pending {
+  std::weak_ptr<session> owner;
+  asio::any_io_executor ex;
+  std::uint16_t tag = notag;
+  message t;
+  std::shared_ptr<srv9p::fid> fid;  // the fid named; null for Tversion/Tattach/Tflush
+  bool done = false;
+  std::function<void()> flush_hook;
+};
+
+}  // namespace srv9p::detail

@@ -1,0 +1,299 @@
+// ramfs: the example tree (see srv9p/ramfs.hpp). Files and directories are nodes in a
+// table keyed by qid.path; a directory maps names to child paths. The two synthetic
+// files, /events and /big, have fixed paths at the top of the path space.
+#include "srv9p/ramfs.hpp"
+
+#include <algorithm>
+#include <ctime>
+
+#include "srv9p/errors.hpp"
+
+namespace srv9p {
+
+namespace {
+
+constexpr std::uint64_t root_path = 0;
+constexpr std::uint64_t events_path = ~0ull - 1;
+constexpr std::uint64_t big_path = ~0ull - 2;
+
+std::uint32_t now() { return static_cast<std::uint32_t>(std::time(nullptr)); }
+
+// Per-open state of /events: the number of the next event this open will read.
+struct event_cursor : open_state {
+  explicit event_cursor(std::uint64_t n) : next(n) {}
+  std::uint64_t next;
+};
+
+}  // namespace
+
+struct ramfs::node {
+  dir d;
+  std::string data;
+  std::uint64_t parent = root_path;
+  std::map<std::string, std::uint64_t, std::less<>> children;  // directories only
+};
+
+ramfs::ramfs(ramfs_options opts) : opts_(std::move(opts)) {
+  auto root = std::make_unique<node>();
+  root->d.qid = qid{qtdir, 0, root_path};
+  root->d.mode = dmdir | 0777;
+  root->d.name = "/";
+  root->d.uid = root->d.gid = root->d.muid = opts_.owner;
+  root->d.atime = root->d.mtime = now();
+  nodes_.emplace(root_path, std::move(root));
+}
+
+ramfs::~ramfs() = default;
+
+ramfs::node* ramfs::find(std::uint64_t path) const {
+  auto it = nodes_.find(path);
+  return it == nodes_.end() ? nullptr : it->second.get();
+}
+
+std::string ramfs::path_of(const node& n) const {
+  std::string path = n.d.name;
+  for (const node* p = find(n.parent); p != nullptr && p->d.qid.path != root_path; p = find(p->parent)) {
+    path = p->d.name + "/" + path;
+  }
+  return path;
+}
+
+std::expected<dir, std::string> ramfs::attach(std::string_view, std::string_view aname) {
+  if (!aname.empty()) return std::unexpected(std::string(err::not_found));
+  return find(root_path)->d;
+}
+
+std::expected<dir, std::string> ramfs::walk1(const dir& parent, std::string_view name, std::string_view) {
+  if (parent.qid.path == root_path) {
+    if (name == "events") return *stat1(dir{.qid = {qtfile, 0, events_path}});
+    if (name == "big" && opts_.big_bytes > 0) return *stat1(dir{.qid = {qtfile, 0, big_path}});
+  }
+  node* p = find(parent.qid.path);
+  if (p == nullptr) return std::unexpected(std::string(err::not_found));
+  auto it = p->children.find(name);
+  if (it == p->children.end()) return std::unexpected(std::string(err::not_found));
+  return find(it->second)->d;
+}
+
+std::expected<dir, std::string> ramfs::stat1(const dir& f) {
+  if (f.qid.path == events_path || f.qid.path == big_path) {
+    dir d;
+    bool big = f.qid.path == big_path;
+    d.qid = qid{qtfile, 0, f.qid.path};
+    d.mode = 0444;
+    d.name = big ? "big" : "events";
+    d.length = big ? opts_.big_bytes : 0;
+    d.uid = d.gid = d.muid = opts_.owner;
+    return d;
+  }
+  node* n = find(f.qid.path);
+  if (n == nullptr) return std::unexpected(std::string(err::not_found));
+  return n->d;
+}
+
+std::expected<std::vector<dir>, std::string> ramfs::list(const dir& d, std::string_view) {
+  node* n = find(d.qid.path);
+  if (n == nullptr) return std::unexpected(std::string(err::not_found));
+  std::vector<dir> out;
+  if (d.qid.path == root_path) {
+    out.push_back(*stat1(dir{.qid = {qtfile, 0, events_path}}));
+    if (opts_.big_bytes > 0) out.push_back(*stat1(dir{.qid = {qtfile, 0, big_path}}));
+  }
+  for (const auto& [name, path] : n->children) out.push_back(find(path)->d);
+  return out;
+}
+
+void ramfs::open(request r) {
+  auto& f = r.fid();
+  std::uint64_t path = f.file().qid.path;
+  if (path == events_path) {
+    f.aux = std::make_unique<event_cursor>(first_event_ + events_.size());
+  } else if (path != big_path) {
+    node* n = find(path);
+    if (n == nullptr) return r.error(err::not_found);
+    if ((r.get<topen>().mode & otrunc) && !n->data.empty()) {
+      n->data.clear();
+      n->d.length = 0;
+      n->d.qid.version++;
+      n->d.mtime = now();
+      post_event("write " + path_of(*n));
+    }
+    return r.respond(ropen{n->d.qid, 0});
+  }
+  r.respond(ropen{f.file().qid, 0});
+}
+
+void ramfs::create(request r) {
+  const auto& c = r.get<tcreate>();
+  node* parent = find(r.fid().file().qid.path);
+  if (parent == nullptr) return r.error(err::not_found);
+  bool at_root = parent->d.qid.path == root_path;
+  if (parent->children.contains(c.name) ||
+      (at_root && (c.name == "events" || (c.name == "big" && opts_.big_bytes > 0)))) {
+    return r.error(err::exists);
+  }
+  bool is_dir = (c.perm & dmdir) != 0;
+  if (is_dir && (c.mode & 3) != oread) return r.error(err::bad_mode);
+  auto n = std::make_unique<node>();
+  // create(5): the permissions are masked by the directory's.
+  std::uint32_t mask = is_dir ? 0777 : 0666;
+  n->d.mode = (c.perm & ~mask) | (c.perm & parent->d.mode & mask);
+  n->d.qid = qid{static_cast<std::uint8_t>(n->d.mode >> 24), 0, next_path_++};
+  n->d.name = c.name;
+  n->d.uid = n->d.muid = r.uname();
+  n->d.gid = parent->d.gid;
+  n->d.atime = n->d.mtime = now();
+  n->parent = parent->d.qid.path;
+  parent->children.emplace(c.name, n->d.qid.path);
+  parent->d.qid.version++;
+  dir created = n->d;
+  std::string path = path_of(*n);
+  nodes_.emplace(created.qid.path, std::move(n));
+  r.respond_create(std::move(created));
+  post_event("create " + path);
+}
+
+void ramfs::read(request r) {
+  auto& f = r.fid();
+  if (f.is_dir()) return read_dir(std::move(r));
+  const auto& m = r.get<tread>();
+  std::uint64_t path = f.file().qid.path;
+  if (path == events_path) return serve_events(std::move(r));
+  if (path == big_path) {
+    if (m.offset >= opts_.big_bytes) return r.respond(rread{});
+    std::uint64_t n = std::min<std::uint64_t>(m.count, opts_.big_bytes - m.offset);
+    std::string data(n, '\0');
+    for (std::uint64_t i = 0; i < n; ++i) data[i] = static_cast<char>('a' + (m.offset + i) % 26);
+    return r.respond(rread{std::move(data)});
+  }
+  node* n = find(path);
+  if (n == nullptr) return r.error(err::not_found);
+  if (m.offset >= n->data.size()) return r.respond(rread{});
+  r.respond(rread{n->data.substr(m.offset, m.count)});
+}
+
+void ramfs::write(request r) {
+  std::uint64_t path = r.fid().file().qid.path;
+  node* n = find(path);
+  if (n == nullptr || path == events_path || path == big_path) return r.error(err::perm);
+  const auto& m = r.get<twrite>();
+  // DMAPPEND files take every write at the end (stat(5)).
+  std::uint64_t offset = (n->d.mode & dmappend) ? n->data.size() : m.offset;
+  if (offset + m.data.size() > (1ull << 32)) return r.error(err::no_space);
+  if (n->data.size() < offset + m.data.size()) n->data.resize(offset + m.data.size());
+  std::copy(m.data.begin(), m.data.end(), n->data.begin() + static_cast<std::ptrdiff_t>(offset));
+  n->d.length = n->data.size();
+  n->d.qid.version++;
+  n->d.mtime = now();
+  n->d.muid = r.uname();
+  r.respond(rwrite{static_cast<std::uint32_t>(m.data.size())});
+  post_event("write " + path_of(*n));
+}
+
+void ramfs::remove(request r) {
+  std::uint64_t path = r.fid().file().qid.path;
+  node* n = find(path);
+  if (n == nullptr || path == root_path) return r.error(err::no_remove);
+  if (!n->children.empty()) return r.error(err::not_empty);
+  std::string where = path_of(*n);
+  if (node* parent = find(n->parent)) {
+    parent->children.erase(n->d.name);
+    parent->d.qid.version++;
+  }
+  nodes_.erase(path);
+  r.respond(rremove{});
+  post_event("remove " + where);
+}
+
+void ramfs::wstat(request r) {
+  std::uint64_t path = r.fid().file().qid.path;
+  node* n = find(path);
+  if (n == nullptr || path == events_path || path == big_path) return tree::wstat(std::move(r));
+  const dir& want = r.get<twstat>().stat;
+  const dir keep = dont_touch_dir();
+  const std::string& user = r.uname();
+  bool owner = user == n->d.uid;
+  // wstat(5): all changes or none; check everything first.
+  if (want.type != keep.type || want.dev != keep.dev || want.qid != keep.qid ||
+      (!want.uid.empty() && want.uid != n->d.uid) || !want.muid.empty()) {
+    return r.error(err::no_wstat);
+  }
+  node* parent = find(n->parent);
+  bool rename = !want.name.empty() && want.name != n->d.name;
+  if (rename) {
+    if (path == root_path || parent == nullptr) return r.error(err::no_wstat);
+    if (want.name.find('/') != std::string::npos || want.name == "." || want.name == "..") {
+      return r.error(err::bad_name);
+    }
+    if (!permitted(parent->d, user, 2)) return r.error(err::perm);
+    if (parent->children.contains(want.name)) return r.error(err::exists);
+  }
+  if (want.length != keep.length) {
+    if (n->d.qid.type & qtdir) return r.error(err::is_dir);
+    if (!permitted(n->d, user, 2)) return r.error(err::perm);
+  }
+  if (want.mode != keep.mode) {
+    if (!owner) return r.error(err::perm);
+    if ((want.mode & dmdir) != (n->d.mode & dmdir)) return r.error("cannot change directory bit");
+  }
+  if ((want.mtime != keep.mtime || !want.gid.empty()) && !owner) return r.error(err::perm);
+
+  if (rename) {
+    parent->children.erase(n->d.name);
+    parent->children.emplace(want.name, path);
+    n->d.name = want.name;
+  }
+  if (want.length != keep.length) {
+    n->data.resize(want.length);
+    n->d.length = want.length;
+    n->d.qid.version++;
+  }
+  if (want.mode != keep.mode) {
+    n->d.mode = want.mode;
+    n->d.qid.type = static_cast<std::uint8_t>(want.mode >> 24);
+  }
+  if (want.mtime != keep.mtime) n->d.mtime = want.mtime;
+  if (!want.gid.empty()) n->d.gid = want.gid;
+  r.respond(rwstat{});
+  post_event("wstat " + path_of(*n));
+}
+
+void ramfs::post_event(std::string line) {
+  events_.push_back(std::move(line));
+  if (events_.size() > opts_.event_backlog) {
+    events_.pop_front();
+    ++first_event_;
+  }
+  auto waiting = std::move(parked_);
+  parked_.clear();
+  for (auto& [id, r] : waiting) {
+    if (!r.done()) serve_events(r);
+  }
+}
+
+void ramfs::serve_events(request r) {
+  auto* cursor = dynamic_cast<event_cursor*>(r.fid().aux.get());
+  if (cursor == nullptr) return r.error(err::not_open);
+  cursor->next = std::max(cursor->next, first_event_);  // a reader that fell behind skips
+  std::uint64_t end = first_event_ + events_.size();
+  if (cursor->next == end) {
+    // Nothing new: park the read until post_event() or Tflush.
+    std::uint64_t id = next_park_++;
+    parked_.emplace(id, r);
+    r.on_flush([this, id] { parked_.erase(id); });
+    return;
+  }
+  std::uint32_t count = r.get<tread>().count;
+  std::string out;
+  while (cursor->next < end) {
+    const std::string& line = events_[cursor->next - first_event_];
+    if (!out.empty() && out.size() + line.size() + 1 > count) break;
+    out += line;
+    out += '\n';
+    ++cursor->next;
+  }
+  if (out.size() > count) out.resize(count);  // one line longer than the read: cut
+  r.respond(rread{std::move(out)});
+}
+
+}  // namespace srv9p

@@ -1,0 +1,709 @@
+// The 9P2000 server: the session (protocol state of one connection) and the socket
+// server that runs a session over every accepted TCP or Unix-socket connection.
+//
+// Session: handle() decodes one message and either answers it at once (version, auth,
+// attach, flush, clunk, and every protocol error) or registers it as pending and hands a
+// request to the tree. Answers come back through finish*(), which does the framework's
+// bookkeeping (a walk's newfid, an open's mode, a create's new file, a remove's clunk)
+// before sending. The rules are those of intro(5) and the pages it names; the ones that
+// matter most are quoted where they are applied.
+#include "srv9p/server.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/generic/stream_protocol.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/local/stream_protocol.hpp>
+#include <asio/read.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+
+#include "srv9p/dial.hpp"
+#include "srv9p/errors.hpp"
+#include "srv9p/pending.hpp"
+
+namespace srv9p {
+
+namespace {
+
+// Asio 1.22 (Debian 12) keeps as_tuple in experimental; completions become (error, value).
+constexpr auto as_tuple_awaitable = asio::experimental::as_tuple(asio::use_awaitable);
+
+// create(5), walk(5): a name is a single path element.
+bool legal_name(std::string_view name) {
+  return !name.empty() && name != "." && name != ".." &&
+         name.find('/') == std::string_view::npos && name.find('\0') == std::string_view::npos;
+}
+
+// open(5): the permission bits a mode needs.
+std::uint32_t open_need(std::uint8_t mode) {
+  std::uint32_t need = 0;
+  switch (mode & 3) {
+    case oread: need = 4; break;
+    case owrite: need = 2; break;
+    case ordwr: need = 6; break;
+    case oexec: need = 1; break;
+  }
+  if (mode & otrunc) need |= 2;
+  return need;
+}
+
+bool mode_reads(std::uint8_t mode) { return (mode & 3) != owrite; }
+bool mode_writes(std::uint8_t mode) { return (mode & 3) == owrite || (mode & 3) == ordwr; }
+
+}  // namespace
+
+// ==== session ===========================================================================
+
+session::session(asio::any_io_executor ex, tree& t, server_options opts, sender send)
+    : ex_(std::move(ex)), tree_(t), opts_(std::move(opts)), send_(std::move(send)),
+      msize_(opts_.max_msize) {}
+
+session::~session() { close(); }
+
+void session::send(const fcall& f) {
+  if (closed_) return;
+  std::vector<std::uint8_t> out;
+  encode(f, out);
+  send_(std::move(out));
+}
+
+void session::reply_error(std::uint16_t tag, std::string_view ename) {
+  send(fcall{tag, rerror{std::string(ename.substr(0, errmax - 1))}});
+}
+
+std::shared_ptr<fid> session::lookup(std::uint32_t num) const {
+  auto it = fids_.find(num);
+  return it == fids_.end() ? nullptr : it->second;
+}
+
+void session::clunk_fid(fid& f) {
+  f.clunked_ = true;
+  if (f.outstanding_ == 0) {
+    tree_.clunk(f);
+    f.aux.reset();
+  }
+}
+
+void session::complete(detail::pending& p) {
+  p.done = true;
+  if (auto it = pending_.find(p.tag); it != pending_.end() && it->second.get() == &p) {
+    pending_.erase(it);
+  }
+  if (p.fid && --p.fid->outstanding_ == 0 && p.fid->clunked_) {
+    tree_.clunk(*p.fid);
+    p.fid->aux.reset();
+  }
+  // remove(5): the fid is clunked whatever the answer.
+  if (p.fid && type_of(p.t) == msg_type::tremove) clunk_fid(*p.fid);
+}
+
+void session::abort(const std::shared_ptr<detail::pending>& p) {
+  if (p->done) return;
+  auto hook = std::move(p->flush_hook);
+  complete(*p);
+  if (hook) hook();
+}
+
+request session::start(std::uint16_t tag, message&& m, std::shared_ptr<fid> f) {
+  auto p = std::make_shared<detail::pending>();
+  p->owner = weak_from_this();
+  p->ex = ex_;
+  p->tag = tag;
+  p->t = std::move(m);
+  p->fid = std::move(f);
+  if (p->fid) ++p->fid->outstanding_;
+  pending_.emplace(tag, p);
+  return request(std::move(p));
+}
+
+std::expected<void, std::string> session::handle(std::span<const std::uint8_t> msg) {
+  if (closed_) return std::unexpected(std::string(err::hungup));
+  if (msg.size() < header_size || peek_size(msg) != msg.size()) {
+    return std::unexpected(fmt::format("bad message size {} for {} bytes",
+                                       msg.size() < 4 ? 0 : peek_size(msg), msg.size()));
+  }
+  if (msg.size() > msize_) {
+    return std::unexpected(fmt::format("message of {} bytes exceeds msize {}", msg.size(), msize_));
+  }
+  auto type = static_cast<msg_type>(msg[4]);
+  std::uint16_t tag = static_cast<std::uint16_t>(msg[5] | (msg[6] << 8));
+  auto decoded = decode(msg);
+  if (!decoded) {
+    // The header is sound, so the peer can be told what was wrong and keep its connection.
+    reply_error(tag, fmt::format("botch: {}", decoded.error()));
+    return {};
+  }
+  if (!is_request(type)) {
+    reply_error(tag, fmt::format("botch: {} is not a request", type_name(type)));
+    return {};
+  }
+  if (!versioned_ && type != msg_type::tversion) {
+    reply_error(tag, err::not_version);
+    return {};
+  }
+  if (type != msg_type::tversion && pending_.contains(tag)) {
+    reply_error(tag, err::dup_tag);
+    return {};
+  }
+  dispatch(tag, std::move(decoded->msg));
+  return {};
+}
+
+void session::dispatch(std::uint16_t tag, message&& m) {
+  switch (type_of(m)) {
+    case msg_type::tversion:
+      do_version(tag, std::get<tversion>(m));
+      return;
+    case msg_type::tauth:
+      reply_error(tag, err::no_auth);
+      return;
+    case msg_type::tattach:
+      do_attach(tag, std::get<tattach>(m));
+      return;
+    case msg_type::tflush:
+      do_flush(tag, std::get<tflush>(m));
+      return;
+    case msg_type::twalk:
+      do_walk(tag, std::move(m));
+      return;
+    case msg_type::tclunk:
+      do_clunk(tag, std::get<tclunk>(m));
+      return;
+    default:
+      break;
+  }
+
+  // The rest name a fid that must exist.
+  std::uint32_t num = std::visit(
+      [](const auto& v) -> std::uint32_t {
+        if constexpr (requires { v.fid; }) {
+          return v.fid;
+        } else {
+          return nofid;
+        }
+      },
+      m);
+  auto f = lookup(num);
+  if (!f) {
+    reply_error(tag, err::unknown_fid);
+    return;
+  }
+
+  switch (type_of(m)) {
+    case msg_type::topen: {
+      auto mode = std::get<topen>(m).mode;
+      if (f->open_) return reply_error(tag, err::already_open);
+      if ((mode & ~(3 | otrunc | orclose)) != 0) return reply_error(tag, err::bad_mode);
+      if (f->is_dir() && (mode_writes(mode) || (mode & otrunc))) return reply_error(tag, err::is_dir);
+      // Check against the file as it is now, not as it was when walked: a wstat may
+      // have changed its mode since.
+      auto now = tree_.stat1(f->file());
+      if (!now) return reply_error(tag, now.error());
+      if (!permitted(*now, f->uname(), open_need(mode))) return reply_error(tag, err::perm);
+      tree_.open(start(tag, std::move(m), f));
+      return;
+    }
+    case msg_type::tcreate: {
+      const auto& c = std::get<tcreate>(m);
+      if (f->open_) return reply_error(tag, err::already_open);
+      if (!f->is_dir()) return reply_error(tag, err::not_dir);
+      if (!legal_name(c.name)) return reply_error(tag, err::bad_name);
+      if ((c.mode & ~(3 | otrunc | orclose)) != 0) return reply_error(tag, err::bad_mode);
+      auto now = tree_.stat1(f->file());
+      if (!now) return reply_error(tag, now.error());
+      if (!permitted(*now, f->uname(), 2)) return reply_error(tag, err::perm);
+      tree_.create(start(tag, std::move(m), f));
+      return;
+    }
+    case msg_type::tread: {
+      auto& rd = std::get<tread>(m);
+      if (!f->open_) return reply_error(tag, err::not_open);
+      if (!mode_reads(f->mode_)) return reply_error(tag, err::write_only);
+      rd.count = std::min(rd.count, msize_ - iohdrsz);
+      tree_.read(start(tag, std::move(m), f));
+      return;
+    }
+    case msg_type::twrite: {
+      if (!f->open_) return reply_error(tag, err::not_open);
+      if (f->is_dir()) return reply_error(tag, err::is_dir);
+      if (!mode_writes(f->mode_)) return reply_error(tag, err::read_only);
+      tree_.write(start(tag, std::move(m), f));
+      return;
+    }
+    case msg_type::tremove: {
+      // remove(5): the fid is clunked even if the remove fails.
+      fids_.erase(num);
+      auto parent = f->path_->parent ? tree_.stat1(f->parent()) : std::unexpected(std::string(err::perm));
+      if (!parent || !permitted(*parent, f->uname(), 2)) {
+        clunk_fid(*f);
+        return reply_error(tag, err::perm);
+      }
+      tree_.remove(start(tag, std::move(m), f));
+      return;
+    }
+    case msg_type::tstat:
+      tree_.stat(start(tag, std::move(m), f));
+      return;
+    case msg_type::twstat:
+      tree_.wstat(start(tag, std::move(m), f));
+      return;
+    default:
+      reply_error(tag, fmt::format("botch: unexpected {}", type_name(type_of(m))));
+      return;
+  }
+}
+
+void session::do_version(std::uint16_t tag, tversion& m) {
+  // version(5): Tversion aborts every outstanding request and clunks every fid.
+  // Plan 9 sends Tversion with NOTAG; another tag is answered on that tag.
+  reset();
+  if (m.msize < 256) {
+    reply_error(tag, err::bad_msize);
+    return;
+  }
+  msize_ = std::min(m.msize, opts_.max_msize);
+  // "9P2000.L" and "9P2000.u" are answered "9P2000" until those dialects exist; any
+  // version not starting with "9P2000" is "unknown".
+  std::string_view v = m.version;
+  bool ours = v.starts_with(version_9p2000) &&
+              (v.size() == version_9p2000.size() || v[version_9p2000.size()] == '.');
+  versioned_ = ours;
+  send(fcall{tag, rversion{msize_, ours ? std::string(version_9p2000) : std::string("unknown")}});
+}
+
+void session::do_attach(std::uint16_t tag, tattach& m) {
+  if (m.afid != nofid) return reply_error(tag, err::no_auth);
+  if (fids_.contains(m.fid)) return reply_error(tag, err::fid_in_use);
+  auto root = tree_.attach(m.uname, m.aname);
+  if (!root) return reply_error(tag, root.error());
+  auto f = std::make_shared<fid>();
+  f->num_ = m.fid;
+  f->uname_ = std::move(m.uname);
+  f->path_ = std::make_shared<detail::path_elem>(detail::path_elem{*root, nullptr});
+  qid q = root->qid;
+  fids_.emplace(m.fid, std::move(f));
+  send(fcall{tag, rattach{q}});
+}
+
+void session::do_flush(std::uint16_t tag, const tflush& m) {
+  // flush(5): answer Rflush, never Rerror; if the old request is pending, abort it (its
+  // reply is suppressed) and tell its handler, then answer.
+  if (auto it = pending_.find(m.oldtag); it != pending_.end()) abort(it->second);
+  send(fcall{tag, rflush{}});
+}
+
+void session::do_walk(std::uint16_t tag, message&& m) {
+  const auto& w = std::get<twalk>(m);
+  auto f = lookup(w.fid);
+  if (!f) return reply_error(tag, err::unknown_fid);
+  // walk(5): fid must not be open; newfid must be unused unless it equals fid.
+  if (f->open_) return reply_error(tag, err::walk_open);
+  if (w.newfid != w.fid && fids_.contains(w.newfid)) return reply_error(tag, err::fid_in_use);
+  if (w.wnames.size() > maxwelem) return reply_error(tag, err::too_many_wnames);
+  if (w.wnames.empty()) {
+    // A clone.
+    auto nf = std::make_shared<fid>();
+    nf->num_ = w.newfid;
+    nf->uname_ = f->uname_;
+    nf->path_ = f->path_;
+    fids_[w.newfid] = std::move(nf);
+    send(fcall{tag, rwalk{}});
+    return;
+  }
+  if (!f->is_dir()) return reply_error(tag, err::walk_no_dir);
+  for (const auto& n : w.wnames) {
+    if (n != ".." && n != "." && !legal_name(n)) return reply_error(tag, err::bad_name);
+  }
+  tree_.walk(start(tag, std::move(m), f));
+}
+
+void session::do_clunk(std::uint16_t tag, const tclunk& m) {
+  auto it = fids_.find(m.fid);
+  if (it == fids_.end()) return reply_error(tag, err::unknown_fid);
+  auto f = std::move(it->second);
+  fids_.erase(it);
+  clunk_fid(*f);
+  send(fcall{tag, rclunk{}});
+}
+
+void session::finish(detail::pending& p, fcall reply) {
+  msg_type want = static_cast<msg_type>(static_cast<int>(type_of(p.t)) + 1);
+  msg_type got = type_of(reply.msg);
+  if (got != want && got != msg_type::rerror) {
+    // A tree bug; never let it reach the wire as a protocol violation.
+    if (opts_.log) opts_.log(fmt::format("tree answered {} with {}", type_name(type_of(p.t)), type_name(got)));
+    reply.msg = rerror{"server botch: wrong reply type"};
+    got = msg_type::rerror;
+  }
+  if (got == msg_type::ropen) {
+    p.fid->open_ = true;
+    p.fid->mode_ = std::get<topen>(p.t).mode;
+  } else if (got == msg_type::rwalk || got == msg_type::rcreate) {
+    if (opts_.log) opts_.log("tree answered a walk or create with respond(); use respond_walk/respond_create");
+    reply.msg = rerror{"server botch: wrong reply type"};
+  }
+  if (got == msg_type::rwstat) {
+    // A rename changes the name the fid's path shows.
+    const auto& want_dir = std::get<twstat>(p.t).stat;
+    if (!want_dir.name.empty() && want_dir.name != p.fid->file().name) {
+      auto e = std::make_shared<detail::path_elem>(*p.fid->path_);
+      e->file.name = want_dir.name;
+      p.fid->path_ = std::move(e);
+    }
+  }
+  complete(p);
+  send(reply);
+}
+
+void session::finish_walk(detail::pending& p, std::vector<dir> walked) {
+  const auto& w = std::get<twalk>(p.t);
+  if (walked.empty() || walked.size() > w.wnames.size()) {
+    finish(p, fcall{p.tag, rerror{std::string(walked.empty() ? err::not_found : err::botch)}});
+    return;
+  }
+  rwalk r;
+  r.qids.reserve(walked.size());
+  for (const auto& d : walked) r.qids.push_back(d.qid);
+  if (walked.size() == w.wnames.size()) {
+    // A complete walk: newfid (perhaps fid itself) now stands at the last file.
+    if (w.newfid != w.fid && fids_.contains(w.newfid)) {
+      complete(p);
+      send(fcall{p.tag, rerror{std::string(err::fid_in_use)}});
+      return;
+    }
+    auto path = p.fid->path_;
+    for (std::size_t i = 0; i < walked.size(); ++i) {
+      if (w.wnames[i] == "..") {
+        if (path->parent) path = path->parent;
+      } else if (w.wnames[i] != ".") {
+        path = std::make_shared<detail::path_elem>(detail::path_elem{std::move(walked[i]), path});
+      }
+    }
+    if (w.newfid == w.fid) {
+      p.fid->path_ = std::move(path);
+    } else {
+      auto nf = std::make_shared<fid>();
+      nf->num_ = w.newfid;
+      nf->uname_ = p.fid->uname_;
+      nf->path_ = std::move(path);
+      fids_[w.newfid] = std::move(nf);
+    }
+  }
+  complete(p);
+  send(fcall{p.tag, std::move(r)});
+}
+
+void session::finish_create(detail::pending& p, dir created) {
+  // create(5): the fid now represents the new file, open in the mode asked.
+  auto& f = *p.fid;
+  qid q = created.qid;
+  f.path_ = std::make_shared<detail::path_elem>(detail::path_elem{std::move(created), f.path_});
+  f.open_ = true;
+  f.mode_ = std::get<tcreate>(p.t).mode;
+  complete(p);
+  send(fcall{p.tag, rcreate{q, 0}});
+}
+
+void session::reset() {
+  // Abort every outstanding request, telling its handler; then clunk every fid.
+  auto pend = pending_;  // abort() erases from pending_
+  for (auto& [tag, p] : pend) abort(p);
+  auto fids = std::move(fids_);
+  fids_.clear();
+  for (auto& [num, f] : fids) clunk_fid(*f);
+  versioned_ = false;
+}
+
+void session::close() {
+  if (closed_) return;
+  reset();
+  closed_ = true;
+}
+
+// ==== server ============================================================================
+
+namespace {
+
+using generic_socket = asio::generic::stream_protocol::socket;
+
+// Replies at most this large are appended to the previous queued buffer, so a burst of
+// small replies leaves in one contiguous write.
+constexpr std::size_t coalesce_limit = 16 * 1024;
+// A client that stops reading its replies stops being read once this much is queued.
+constexpr std::size_t queue_high_water = 8 * 1024 * 1024;
+
+}  // namespace
+
+struct server::impl : std::enable_shared_from_this<server::impl> {
+  class connection;
+
+  asio::io_context& io;
+  tree& t;
+  server_options opts;
+  std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> tcp_acceptors;
+  std::vector<std::unique_ptr<asio::local::stream_protocol::acceptor>> unix_acceptors;
+  std::vector<std::string> unix_paths;
+  std::set<std::shared_ptr<connection>> conns;
+  bool stopped = false;
+
+  impl(asio::io_context& io_, tree& t_, server_options o) : io(io_), t(t_), opts(std::move(o)) {}
+
+  void log(std::string_view line) const {
+    if (opts.log) opts.log(line);
+  }
+
+  void start_connection(generic_socket sock);
+  asio::awaitable<void> accept_tcp(asio::ip::tcp::acceptor& a);
+  asio::awaitable<void> accept_unix(asio::local::stream_protocol::acceptor& a);
+};
+
+class server::impl::connection : public std::enable_shared_from_this<connection> {
+ public:
+  connection(std::shared_ptr<server::impl> srv, generic_socket sock)
+      : srv_(std::move(srv)), sock_(std::move(sock)), wake_writer_(sock_.get_executor()),
+        wake_reader_(sock_.get_executor()) {
+    wake_writer_.expires_at(asio::steady_timer::time_point::max());
+    wake_reader_.expires_at(asio::steady_timer::time_point::max());
+  }
+
+  void start() {
+    std::weak_ptr<connection> weak = weak_from_this();
+    session_ = std::make_shared<session>(sock_.get_executor(), srv_->t, srv_->opts,
+                                         [weak](std::vector<std::uint8_t> bytes) {
+                                           if (auto c = weak.lock()) c->enqueue(std::move(bytes));
+                                         });
+    auto self = shared_from_this();
+    asio::co_spawn(sock_.get_executor(), self->reader(self), asio::detached);
+    asio::co_spawn(sock_.get_executor(), self->writer(self), asio::detached);
+  }
+
+  void stop() {
+    if (stopped_) return;
+    stopped_ = true;
+    session_->close();
+    asio::error_code ignored;
+    sock_.shutdown(generic_socket::shutdown_both, ignored);
+    sock_.close(ignored);
+    wake_writer_.cancel();
+    wake_reader_.cancel();
+    srv_->conns.erase(shared_from_this());
+  }
+
+ private:
+  void enqueue(std::vector<std::uint8_t> bytes) {
+    if (stopped_) return;
+    queued_bytes_ += bytes.size();
+    if (!queue_.empty() && bytes.size() <= coalesce_limit &&
+        queue_.back().size() + bytes.size() <= 4 * coalesce_limit) {
+      queue_.back().insert(queue_.back().end(), bytes.begin(), bytes.end());
+    } else {
+      queue_.push_back(std::move(bytes));
+    }
+    wake_writer_.cancel_one();
+  }
+
+  // Parses every whole message in the buffer and reads more; a framing error or EOF ends
+  // the connection.
+  asio::awaitable<void> reader([[maybe_unused]] std::shared_ptr<connection> self) {
+    std::vector<std::uint8_t> buf(64 * 1024);
+    std::size_t have = 0;
+    while (!stopped_) {
+      if (queued_bytes_ > queue_high_water) {
+        co_await wake_reader_.async_wait(as_tuple_awaitable);
+        continue;
+      }
+      auto [ec, n] = co_await sock_.async_read_some(asio::buffer(buf.data() + have, buf.size() - have),
+                                                    as_tuple_awaitable);
+      if (ec) break;
+      have += n;
+      std::size_t off = 0;
+      while (have - off >= 4 && !stopped_) {
+        std::uint32_t size = peek_size(std::span(buf.data() + off, 4));
+        if (size < header_size || size > session_->msize()) {
+          srv_->log(fmt::format("closing connection: message size {} outside [7, msize {}]", size,
+                                session_->msize()));
+          stop();
+          co_return;
+        }
+        if (have - off < size) {
+          if (size > buf.size()) buf.resize(std::max<std::size_t>(size, buf.size() * 2));
+          break;
+        }
+        auto ok = session_->handle(std::span(buf.data() + off, size));
+        if (!ok) {
+          srv_->log(fmt::format("closing connection: {}", ok.error()));
+          stop();
+          co_return;
+        }
+        off += size;
+      }
+      if (off > 0) {
+        std::memmove(buf.data(), buf.data() + off, have - off);
+        have -= off;
+      }
+    }
+    stop();
+  }
+
+  // Drains the reply queue with one gathered write per batch.
+  asio::awaitable<void> writer([[maybe_unused]] std::shared_ptr<connection> self) {
+    std::vector<std::vector<std::uint8_t>> batch;
+    std::vector<asio::const_buffer> bufs;
+    while (!stopped_) {
+      if (queue_.empty()) {
+        co_await wake_writer_.async_wait(as_tuple_awaitable);
+        continue;
+      }
+      batch.swap(queue_);
+      bufs.clear();
+      std::size_t bytes = 0;
+      for (const auto& b : batch) {
+        bufs.emplace_back(b.data(), b.size());
+        bytes += b.size();
+      }
+      auto [ec, n] = co_await asio::async_write(sock_, bufs, as_tuple_awaitable);
+      if (ec) break;
+      queued_bytes_ -= bytes;
+      batch.clear();
+      wake_reader_.cancel_one();
+    }
+    stop();
+  }
+
+  std::shared_ptr<server::impl> srv_;
+  generic_socket sock_;
+  std::shared_ptr<session> session_;
+  std::vector<std::vector<std::uint8_t>> queue_;
+  std::size_t queued_bytes_ = 0;
+  asio::steady_timer wake_writer_;
+  asio::steady_timer wake_reader_;
+  bool stopped_ = false;
+};
+
+void server::impl::start_connection(generic_socket sock) {
+  auto c = std::make_shared<connection>(shared_from_this(), std::move(sock));
+  conns.insert(c);
+  c->start();
+}
+
+asio::awaitable<void> server::impl::accept_tcp(asio::ip::tcp::acceptor& a) {
+  auto self = shared_from_this();
+  while (!stopped) {
+    auto [ec, sock] = co_await a.async_accept(as_tuple_awaitable);
+    if (ec == asio::error::operation_aborted || stopped) co_return;
+    if (ec) {
+      // EMFILE and friends: say so, pause briefly, and keep serving the others.
+      log(fmt::format("accept: {}", ec.message()));
+      asio::steady_timer pause(io, std::chrono::milliseconds(100));
+      co_await pause.async_wait(as_tuple_awaitable);
+      continue;
+    }
+    asio::error_code ignored;
+    sock.set_option(asio::ip::tcp::no_delay(true), ignored);
+    start_connection(generic_socket(std::move(sock)));
+  }
+}
+
+asio::awaitable<void> server::impl::accept_unix(asio::local::stream_protocol::acceptor& a) {
+  auto self = shared_from_this();
+  while (!stopped) {
+    auto [ec, sock] = co_await a.async_accept(as_tuple_awaitable);
+    if (ec == asio::error::operation_aborted || stopped) co_return;
+    if (ec) {
+      log(fmt::format("accept: {}", ec.message()));
+      asio::steady_timer pause(io, std::chrono::milliseconds(100));
+      co_await pause.async_wait(as_tuple_awaitable);
+      continue;
+    }
+    start_connection(generic_socket(std::move(sock)));
+  }
+}
+
+server::server(asio::io_context& io, tree& t, server_options opts)
+    : impl_(std::make_shared<impl>(io, t, std::move(opts))) {}
+
+server::~server() { stop(); }
+
+std::expected<std::string, std::string> server::listen(std::string_view dial) {
+  auto addr = parse_dial(dial);
+  if (!addr) return std::unexpected(addr.error());
+  asio::error_code ec;
+  if (addr->net == dial_addr::net_kind::unix_socket) {
+    using local = asio::local::stream_protocol;
+    struct ::stat st{};
+    if (::lstat(addr->path.c_str(), &st) == 0) {
+      if (!S_ISSOCK(st.st_mode)) {
+        return std::unexpected(fmt::format("{}: exists and is not a socket", addr->path));
+      }
+      local::socket probe(impl_->io);
+      probe.connect(local::endpoint(addr->path), ec);
+      if (!ec) return std::unexpected(fmt::format("{}: a server is already listening there", addr->path));
+      ::unlink(addr->path.c_str());  // stale: nobody answers
+    }
+    auto a = std::make_unique<local::acceptor>(impl_->io);
+    a->open(local(), ec);
+    if (!ec) a->bind(local::endpoint(addr->path), ec);
+    if (!ec) a->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) return std::unexpected(fmt::format("listen {}: {}", to_string(*addr), ec.message()));
+    impl_->unix_paths.push_back(addr->path);
+    auto& ref = *a;
+    impl_->unix_acceptors.push_back(std::move(a));
+    asio::co_spawn(impl_->io, impl_->accept_unix(ref), asio::detached);
+    return to_string(*addr);
+  }
+
+  using tcp = asio::ip::tcp;
+  tcp::endpoint ep;
+  if (addr->host == "*") {
+    ep = tcp::endpoint(tcp::v4(), addr->port);
+  } else {
+    tcp::resolver resolver(impl_->io);
+    auto results = resolver.resolve(addr->host, std::to_string(addr->port),
+                                    tcp::resolver::numeric_service, ec);
+    if (ec || results.empty()) {
+      return std::unexpected(fmt::format("listen {}: cannot resolve '{}': {}", to_string(*addr), addr->host,
+                                         ec ? ec.message() : "no address"));
+    }
+    ep = results.begin()->endpoint();
+  }
+  auto a = std::make_unique<tcp::acceptor>(impl_->io);
+  a->open(ep.protocol(), ec);
+  if (!ec) a->set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) a->bind(ep, ec);
+  if (!ec) a->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return std::unexpected(fmt::format("listen {}: {}", to_string(*addr), ec.message()));
+  auto bound = a->local_endpoint(ec);
+  dial_addr out;
+  out.net = dial_addr::net_kind::tcp;
+  out.host = bound.address().to_string();
+  out.port = bound.port();
+  auto& ref = *a;
+  impl_->tcp_acceptors.push_back(std::move(a));
+  asio::co_spawn(impl_->io, impl_->accept_tcp(ref), asio::detached);
+  return to_string(out);
+}
+
+void server::stop() {
+  if (!impl_ || impl_->stopped) return;
+  impl_->stopped = true;
+  asio::error_code ignored;
+  for (auto& a : impl_->tcp_acceptors) a->close(ignored);
+  for (auto& a : impl_->unix_acceptors) a->close(ignored);
+  for (const auto& p : impl_->unix_paths) ::unlink(p.c_str());
+  auto conns = impl_->conns;  // stop() erases from the set
+  for (const auto& c : conns) c->stop();
+}
+
+std::size_t server::connections() const { return impl_->conns.size(); }
+
+}  // namespace srv9p

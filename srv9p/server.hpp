@@ -1,0 +1,132 @@
+#pragma once
+// The 9P2000 server framework: a session is the protocol state of one connection (its
+// fids, its outstanding requests, its msize); a server accepts TCP and Unix-socket
+// connections and runs a session over each.
+//
+// Arrangement, after Asio's chat_server: a connection is a reader coroutine that parses
+// every whole message in its buffer and hands each to the session, and a writer coroutine
+// that drains the reply queue with one gathered write, because replies leave in
+// completion order, not arrival order. Requests are started in the order they arrive and
+// every handler runs on the server's executor, so a client may pipeline dependent
+// requests (Twalk to newfid, Topen newfid, Tread newfid) without waiting.
+//
+// The session is transport-free: it takes whole messages and emits whole replies through
+// a callback, so transcript tests and the fuzzer drive it without sockets.
+#include <asio/any_io_executor.hpp>
+#include <asio/io_context.hpp>
+#include <cstdint>
+#include <expected>
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "srv9p/fcall.hpp"
+#include "srv9p/tree.hpp"
+
+namespace srv9p {
+
+struct server_options {
+  std::uint32_t max_msize = srv9p::max_msize;  // the largest msize Tversion may negotiate
+  // Where the server writes a line about each dropped connection and malformed message.
+  // Default: none.
+  std::function<void(std::string_view)> log;
+};
+
+class session : public std::enable_shared_from_this<session> {
+ public:
+  // send is called on the executor with each encoded reply, in completion order.
+  using sender = std::function<void(std::vector<std::uint8_t>)>;
+
+  session(asio::any_io_executor ex, tree& t, server_options opts, sender send);
+  ~session();
+  session(const session&) = delete;
+  session& operator=(const session&) = delete;
+
+  // Handles one whole message (size[4] first). A message whose body is malformed but
+  // whose header is readable gets an Rerror naming the fault ("botch: ..."); an error
+  // return means the framing itself is broken (bad size, not a T-message of 9P2000, size
+  // over msize) and the caller must close the connection.
+  std::expected<void, std::string> handle(std::span<const std::uint8_t> msg);
+
+  // The largest message the peer may send now: max_msize before Tversion, then the
+  // negotiated msize.
+  std::uint32_t msize() const { return msize_; }
+
+  // Hang-up: every outstanding request is flushed (its tree is told), every fid clunked.
+  // Idempotent. Replies after this are dropped.
+  void close();
+
+  std::size_t fids() const { return fids_.size(); }
+  std::size_t outstanding() const { return pending_.size(); }
+
+  // Used by request (srv9p/tree.cpp) to deliver an answer; not for trees.
+  void finish(detail::pending& p, fcall reply);
+  void finish_walk(detail::pending& p, std::vector<dir> walked);
+  void finish_create(detail::pending& p, dir created);
+
+ private:
+  void reset();  // Tversion and close(): abort all requests, clunk all fids
+  void reply_error(std::uint16_t tag, std::string_view ename);
+  void send(const fcall& f);
+  std::shared_ptr<fid> lookup(std::uint32_t num) const;
+  // The client lets go of f (Tclunk, Tremove, reset); the tree's clunk hook runs once no
+  // request is outstanding on it.
+  void clunk_fid(fid& f);
+  // Ends an outstanding request, answered or not: off the table, off its fid's count.
+  void complete(detail::pending& p);
+  // Aborts an outstanding request (Tflush, reset): completes it and tells its handler.
+  void abort(const std::shared_ptr<detail::pending>& p);
+  // Registers an outstanding request on fid f; the caller hands it to the tree.
+  request start(std::uint16_t tag, message&& m, std::shared_ptr<fid> f);
+
+  void do_version(std::uint16_t tag, tversion& m);
+  void do_attach(std::uint16_t tag, tattach& m);
+  void do_flush(std::uint16_t tag, const tflush& m);
+  void do_walk(std::uint16_t tag, message&& m);
+  void do_clunk(std::uint16_t tag, const tclunk& m);
+  void dispatch(std::uint16_t tag, message&& m);
+
+  asio::any_io_executor ex_;
+  tree& tree_;
+  server_options opts_;
+  sender send_;
+  std::uint32_t msize_;
+  bool versioned_ = false;
+  bool closed_ = false;
+  std::unordered_map<std::uint32_t, std::shared_ptr<fid>> fids_;
+  std::unordered_map<std::uint16_t, std::shared_ptr<detail::pending>> pending_;
+  std::vector<std::uint8_t> scratch_;  // reused encode buffer
+};
+
+class server {
+ public:
+  // The server and every connection run on io's executor; run io from one thread.
+  server(asio::io_context& io, tree& t, server_options opts = {});
+  ~server();
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  // Call listen() and stop() before io runs or from its thread (a signal_set handler).
+  // Starts accepting on a dial string (srv9p/dial.hpp) and returns the address actually
+  // bound, canonical, with the chosen port when 0 was asked ("tcp!127.0.0.1!41873").
+  // A Unix socket path that exists but has no listener is replaced; one with a listener
+  // is an error. Errors: a bad dial string, or the bind/listen failure's text.
+  std::expected<std::string, std::string> listen(std::string_view dial);
+
+  // Closes every listener and every connection (their sessions close(): requests
+  // flushed, fids clunked). Unix socket files this server created are removed.
+  void stop();
+
+  std::size_t connections() const;
+
+ private:
+  struct impl;
+  std::shared_ptr<impl> impl_;  // shared with the accept and connection coroutines
+};
+
+}  // namespace srv9p

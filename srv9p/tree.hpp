@@ -1,0 +1,211 @@
+#pragma once
+// The file-tree API that Galaxy's servers (the example ramfs, galaxy-node, galaxy-sched)
+// declare their trees with, in the spirit of Plan 9's lib9p Srv and the kernel's Dirtab.
+//
+// The framework (srv9p/server.*) keeps every fid, its path (so ".." needs nothing from a
+// tree), its open mode and its per-open state; it checks permissions against the attach
+// name and answers the protocol errors itself. A tree only says what its files are and
+// what reading and writing them does:
+//
+//   - Synchronous hooks, enough for most trees: attach, walk1, list, stat1.
+//   - Request handlers (open, create, read, write, remove, stat, wstat, and walk as a
+//     whole) that get a `request` and answer it exactly once, now or later. A blocking
+//     read is a parked request kept in a list, not a thread; on_flush() tells the tree
+//     when Tflush cancels it. The defaults are built on the hooks above, so a tree
+//     overrides only what it needs (a relay to another server overrides walk and read).
+//   - clunk(), called once for every fid that goes away (Tclunk, Tremove, Tversion,
+//     hang-up), so per-open resources are released.
+//
+// Static directories are tables (dirtab_entry) turned into walk and list results by one
+// generic function, as devgen() does; levels that change at run time get a generator.
+// Everything runs on the server's executor; a request may be answered from another
+// thread (the answer is dispatched to the executor).
+#include <cstdint>
+#include <expected>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "srv9p/fcall.hpp"
+
+namespace srv9p {
+
+class session;
+namespace detail {
+struct pending;
+struct path_elem;
+}  // namespace detail
+
+// Per-open state a tree attaches to a fid at open or create; destroyed at clunk.
+struct open_state {
+  virtual ~open_state() = default;
+};
+
+// A fid as the framework keeps it. Trees read it; they own only aux.
+class fid {
+ public:
+  std::uint32_t num() const { return num_; }
+  // The file the fid refers to, as last walked, created or stat'ed.
+  const dir& file() const;
+  // The name the fid was attached with (the user, for permission checks).
+  const std::string& uname() const { return uname_; }
+  bool is_open() const { return open_; }
+  std::uint8_t mode() const { return mode_; }  // the Topen mode, OTRUNC etc. included
+  bool is_dir() const { return (file().qid.type & qtdir) != 0; }
+  // The file's parent directory (the file itself at the root).
+  const dir& parent() const;
+
+  std::unique_ptr<open_state> aux;  // the tree's per-open state
+
+ private:
+  friend class session;
+  friend class request;
+  std::uint32_t num_ = nofid;
+  // Requests still outstanding on this fid, and whether the client has let go of it: the
+  // tree's clunk hook runs when both say so, so a parked read never loses its aux.
+  int outstanding_ = 0;
+  bool clunked_ = false;
+  std::string uname_;
+  std::shared_ptr<const detail::path_elem> path_;
+  bool open_ = false;
+  std::uint8_t mode_ = 0;
+  // Directory reads: the entries listed at offset 0, the offset the next read must use,
+  // and the index of the next entry to send (read(5): offset continues where the last
+  // read ended).
+  std::vector<dir> dir_entries_;
+  std::uint64_t dir_next_offset_ = 0;
+  std::size_t dir_next_index_ = 0;
+  friend class tree;
+};
+
+// One outstanding request. A cheap handle: copies refer to the same request. Answer it
+// exactly once with respond*() or error(); an answer after a Tflush or after the
+// connection went away is dropped silently, so a tree never has to check.
+class request {
+ public:
+  explicit request(std::shared_ptr<detail::pending> p) : p_(std::move(p)) {}
+
+  std::uint16_t tag() const;
+  const message& t() const;
+  template <class T>
+  const T& get() const { return std::get<T>(t()); }
+  // The fid the request names (for Twalk the source fid). Valid until answered.
+  srv9p::fid& fid() const;
+  const std::string& uname() const { return fid().uname(); }
+
+  // Answers with the R-message that matches t() (rread for tread, ...). For Twalk use
+  // respond_walk, for Tcreate respond_create.
+  void respond(message r) const;
+  // Twalk: the files walked to, one per name in order. Fewer than asked is a partial
+  // walk (walk(5)); none at all must be an error() instead.
+  void respond_walk(std::vector<dir> walked) const;
+  // Tcreate: the new file; the fid now refers to it, open in the requested mode.
+  void respond_create(dir created) const;
+  // Answers Rerror. Keep ename under errmax bytes; use the strings in srv9p/errors.hpp.
+  void error(std::string_view ename) const;
+
+  // Called on the executor if Tflush (or a hang-up, or Tversion) cancels the request
+  // before it is answered: the tree should forget it (take it off its wait list).
+  void on_flush(std::function<void()> hook) const;
+  // True once answered, flushed or orphaned.
+  bool done() const;
+
+ private:
+  std::shared_ptr<detail::pending> p_;
+};
+
+// Permission check, stat(5)/Plan 9 style: owner bits when uname is the file's uid, group
+// bits when it is the gid, else other bits. need is a mask of 4 (read), 2 (write), 1 (exec).
+bool permitted(const dir& f, std::string_view uname, std::uint32_t need);
+
+class tree {
+ public:
+  virtual ~tree() = default;
+
+  // ---- Synchronous hooks -------------------------------------------------------------
+
+  // attach(5): the root directory for this user. aname selects a tree ("" is the default).
+  // Errors: e.g. err::not_found for an unknown aname, err::perm.
+  virtual std::expected<dir, std::string> attach(std::string_view uname, std::string_view aname) = 0;
+
+  // walk(5), one element. The framework has checked that parent is a directory the user
+  // may search (x), and that name is not "", "." or ".." and has no '/'. Return the child
+  // or an error (err::not_found).
+  virtual std::expected<dir, std::string> walk1(const dir& parent, std::string_view name,
+                                                std::string_view uname) = 0;
+
+  // The entries of directory d, for directory reads; called at offset 0 of each listing.
+  // Default: no entries.
+  virtual std::expected<std::vector<dir>, std::string> list(const dir& d, std::string_view uname);
+
+  // The file's current dir (a fresh length, mtime). Default: f unchanged.
+  virtual std::expected<dir, std::string> stat1(const dir& f);
+
+  // ---- Request handlers; the defaults build on the hooks ----------------------------
+
+  // Twalk with at least one name. The framework has checked fid and newfid. Default: walk1
+  // per name, with ".." taken from the fid's path and x permission checked per directory.
+  virtual void walk(request r);
+  // Topen. The framework has checked: fid not open; permission for the mode (OTRUNC needs
+  // write); no write on a directory. Default: Ropen with the file's qid, iounit 0.
+  virtual void open(request r);
+  // Tcreate. The framework has checked: fid is an unopened directory the user may write;
+  // the name is legal. Default: err::no_create.
+  virtual void create(request r);
+  // Tread. The framework has checked the fid is open for reading and clamped count to
+  // msize - IOHDRSZ. Default: directories are read from list() (whole entries, offsets as
+  // read(5) requires); files answer err::perm.
+  virtual void read(request r);
+  // Twrite. The framework has checked the fid is open for writing and is not a directory.
+  // Default: err::perm.
+  virtual void write(request r);
+  // Tremove. The fid is clunked whatever the answer. The framework has checked write
+  // permission on the parent. Default: err::no_remove.
+  virtual void remove(request r);
+  // Tstat. Default: Rstat with stat1(fid.file()).
+  virtual void stat(request r);
+  // Twstat. Default: a wstat that changes nothing, or only truncates a writable file to
+  // length 0 (shells open ctl files with O_TRUNC), succeeds and does nothing; anything
+  // else is err::no_wstat.
+  virtual void wstat(request r);
+  // A fid is going away (Tclunk, Tremove, Tversion, hang-up). Release per-fid resources;
+  // fid.aux is destroyed after this returns. Default: nothing.
+  virtual void clunk(srv9p::fid& f);
+
+ protected:
+  // The directory-read machinery behind the default read(): serves r from entries,
+  // honouring read(5)'s offset rule; call it from an overriding read() for directories.
+  void read_dir(request r);
+};
+
+// ---- Tables, as the kernel's Dirtab --------------------------------------------------
+
+// qid.path for table-declared files: the file's kind in the top 16 bits, an instance
+// number (task id, cpu number, ...) below.
+constexpr std::uint64_t qpath(std::uint16_t kind, std::uint64_t instance) {
+  return (static_cast<std::uint64_t>(kind) << 48) | (instance & 0xFFFFFFFFFFFFull);
+}
+constexpr std::uint16_t qkind(std::uint64_t path) { return static_cast<std::uint16_t>(path >> 48); }
+constexpr std::uint64_t qinstance(std::uint64_t path) { return path & 0xFFFFFFFFFFFFull; }
+
+struct dirtab_entry {
+  std::string_view name;
+  std::uint16_t kind;   // the tree's own file kind, an enum value
+  std::uint32_t perm;   // permission bits, with dmdir for directories
+};
+
+// The dir of one table entry for the given instance and owner.
+dir dirtab_dir(const dirtab_entry& e, std::uint64_t instance, std::string_view uid,
+               std::string_view gid);
+// devgen: the entry named name, as a dir, or err::not_found.
+std::expected<dir, std::string> dirtab_walk(std::span<const dirtab_entry> table, std::string_view name,
+                                            std::uint64_t instance, std::string_view uid,
+                                            std::string_view gid);
+// Every entry of the table, as dirs (for list()).
+std::vector<dir> dirtab_list(std::span<const dirtab_entry> table, std::uint64_t instance,
+                             std::string_view uid, std::string_view gid);
+
+}  // namespace srv9p

@@ -1,0 +1,238 @@
+// The `galaxy` tool's 9P verbs, run as a user runs them: the real binary against a real
+// galaxy-ramfs on port 0, over TCP and over a Unix socket, checking what is printed, on
+// which stream, and the exit status.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <regex>
+#include <thread>
+
+#include "tests/testutil.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
+
+const std::string galaxy_bin = GALAXY_BINARY_DIR "/galaxy";
+const std::string ramfs_bin = GALAXY_BINARY_DIR "/galaxy-ramfs";
+
+class CliTest : public ::testing::TestWithParam<bool> {  // true: Unix socket
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new testutil::temp_dir;
+    auto d = testutil::start_daemon(
+        {ramfs_bin, "--listen", "tcp!127.0.0.1!0", "--listen", "unix!" + dir_->file("9p.sock"), "--big", "100"}, 2);
+    if (!d) {
+      FAIL() << d.error();
+    }
+    server_ = new testutil::daemon_handle(std::move(*d));
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    delete dir_;
+    server_ = nullptr;
+    dir_ = nullptr;
+  }
+  void SetUp() override { ASSERT_NE(server_, nullptr); }
+
+  std::string addr() const { return GetParam() ? server_->dials[1] : server_->dials[0]; }
+  // A file name of this test's own (tests share the server).
+  std::string name(std::string_view base) const { return std::string(base) + (GetParam() ? "-unix" : "-tcp"); }
+
+  // galaxy VERB -a ADDR ARGS...
+  testutil::run_result galaxy(std::string verb, std::vector<std::string> args, std::string_view input = {}) {
+    std::vector<std::string> argv{galaxy_bin, std::move(verb), "-a", addr()};
+    for (auto& a : args) argv.push_back(std::move(a));
+    return testutil::run(argv, input);
+  }
+
+  static testutil::temp_dir* dir_;
+  static testutil::daemon_handle* server_;
+};
+testutil::temp_dir* CliTest::dir_ = nullptr;
+testutil::daemon_handle* CliTest::server_ = nullptr;
+
+TEST_P(CliTest, LsListsNamesOnePerLine) {
+  auto r = galaxy("ls", {"/"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  EXPECT_THAT(r.out, HasSubstr("big\nevents\n"));
+  auto none = galaxy("ls", {});  // the root by default
+  EXPECT_EQ(none.out, r.out);
+}
+
+TEST_P(CliTest, LsLongForm) {
+  ASSERT_EQ(galaxy("mkdir", {name("lsdir")}).status, 0);
+  ASSERT_EQ(galaxy("write", {name("lsdir") + "/f"}, "12345").status, 0);
+  auto r = galaxy("ls", {"-l", "/"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, MatchesRegex("(.*\n)?--r--r--r-- +[^ ]+ +[^ ]+ +100 .* big\n.*"));
+  EXPECT_THAT(r.out, MatchesRegex("(.*\n)?d-rwxrwxr-x +[^ ]+ +[^ ]+ +0 .* " + name("lsdir") + "\n.*"));
+  auto f = galaxy("ls", {"-l", name("lsdir")});
+  EXPECT_EQ(f.status, 0) << f.err;
+  EXPECT_THAT(f.out, MatchesRegex("--rw-rw-r-- [^ ]+ [^ ]+ 5 .* f\n"));
+}
+
+TEST_P(CliTest, WriteThenCat) {
+  auto w = galaxy("write", {name("note")}, "hello, galaxy\n");
+  EXPECT_EQ(w.status, 0) << w.err;
+  EXPECT_EQ(w.out, "");
+  auto c = galaxy("cat", {name("note")});
+  EXPECT_EQ(c.status, 0) << c.err;
+  EXPECT_EQ(c.out, "hello, galaxy\n");
+  // A second write truncates (OTRUNC).
+  ASSERT_EQ(galaxy("write", {name("note")}, "x").status, 0);
+  EXPECT_EQ(galaxy("cat", {"/" + name("note")}).out, "x");
+  // Bigger than one message.
+  std::string big(300'000, 'q');
+  ASSERT_EQ(galaxy("write", {name("note")}, big).status, 0);
+  EXPECT_EQ(galaxy("cat", {name("note")}).out, big);
+  auto synth = galaxy("cat", {"big"});
+  EXPECT_EQ(synth.out.size(), 100u);
+  EXPECT_TRUE(synth.out.starts_with("abcdefghijklmnopqrstuvwxyzabc"));
+}
+
+TEST_P(CliTest, Stat) {
+  ASSERT_EQ(galaxy("write", {name("st")}, "hello\n").status, 0);
+  auto r = galaxy("stat", {name("st")});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, MatchesRegex("name=" + name("st") + " uid=[^ ]+ gid=[^ ]+ muid=[^ ]+ mode=0664 length=6 .*\n"));
+  auto root = galaxy("stat", {"/"});
+  EXPECT_THAT(root.out, HasSubstr("mode=020000000777"));
+}
+
+TEST_P(CliTest, MkdirAndRm) {
+  auto m = galaxy("mkdir", {name("mkd")});
+  EXPECT_EQ(m.status, 0) << m.err;
+  EXPECT_THAT(galaxy("stat", {name("mkd")}).out, HasSubstr("mode=020000000775"));
+  ASSERT_EQ(galaxy("write", {name("mkd") + "/inner"}, "x").status, 0);
+  auto notempty = galaxy("rm", {name("mkd")});
+  EXPECT_EQ(notempty.status, 1);
+  EXPECT_EQ(notempty.err, "galaxy: " + name("mkd") + ": directory not empty\n");
+  auto rm = galaxy("rm", {name("mkd") + "/inner", name("mkd")});
+  EXPECT_EQ(rm.status, 0) << rm.err;
+  EXPECT_THAT(galaxy("ls", {}).out, ::testing::Not(HasSubstr(name("mkd") + "\n")));
+  auto again = galaxy("mkdir", {"events"});
+  EXPECT_EQ(again.status, 1);
+  EXPECT_EQ(again.err, "galaxy: events: file already exists\n");
+}
+
+TEST_P(CliTest, MissingFileIsAnErrorWithTheServersText) {
+  for (std::string verb : {"cat", "stat", "rm", "ls"}) {
+    auto r = galaxy(verb, {"no/such/file"});
+    EXPECT_EQ(r.status, 1) << verb;
+    EXPECT_EQ(r.out, "") << verb;
+    EXPECT_EQ(r.err, "galaxy: no/such/file: file does not exist\n") << verb;
+  }
+  auto w = galaxy("write", {"nodir/file"}, "x");
+  EXPECT_EQ(w.status, 1);
+  EXPECT_EQ(w.err, "galaxy: nodir/file: file does not exist\n");
+  auto ro = galaxy("write", {"events"}, "x");
+  EXPECT_EQ(ro.status, 1);
+  EXPECT_EQ(ro.err, "galaxy: events: permission denied\n");
+  // cat goes on with the next file after a failure.
+  ASSERT_EQ(galaxy("write", {name("ok")}, "fine\n").status, 0);
+  auto some = galaxy("cat", {"nope", name("ok")});
+  EXPECT_EQ(some.status, 1);
+  EXPECT_EQ(some.out, "fine\n");
+  EXPECT_EQ(some.err, "galaxy: nope: file does not exist\n");
+}
+
+TEST_P(CliTest, CatStreamsWhileTheFileIsOpen) {
+  auto cat = testutil::process::spawn({galaxy_bin, "cat", "-a", addr(), "/events"});
+  ASSERT_TRUE(cat) << cat.error();
+  // The cat may not have opened /events yet when the first write happens, and then it
+  // misses that event: keep changing the tree until a line arrives.
+  std::string line;
+  for (int i = 0; i < 50 && line.empty(); i++) {
+    auto w = galaxy("write", {name("stream")}, "tick\n");
+    ASSERT_EQ(w.status, 0) << w.err;
+    auto l = cat->read_line(200ms);
+    if (l) line = *l;
+  }
+  EXPECT_THAT(line, MatchesRegex("(create|write) " + name("stream")));
+  EXPECT_TRUE(cat->running()) << "cat ended instead of waiting for more";
+  // And the next change arrives too, while the file is still open.
+  ASSERT_EQ(galaxy("rm", {name("stream")}).status, 0);
+  std::string rest;
+  for (int i = 0; i < 20 && rest.find("remove " + name("stream")) == std::string::npos; i++) {
+    if (auto l = cat->read_line(200ms)) rest += *l + "\n";
+  }
+  EXPECT_THAT(rest, HasSubstr("remove " + name("stream") + "\n"));
+  cat->signal(SIGTERM);
+  EXPECT_EQ(cat->wait(5s), 128 + SIGTERM);
+}
+
+TEST_P(CliTest, EachChunkOfInputIsOneWrite) {
+  auto cat = testutil::process::spawn({galaxy_bin, "cat", "-a", addr(), "/events"});
+  ASSERT_TRUE(cat) << cat.error();
+  ASSERT_EQ(galaxy("write", {name("chunks")}, "").status, 0);
+  // Wait until the cat sees changes, so that it sees all that follow.
+  bool seeing = false;
+  for (int i = 0; i < 50 && !seeing; i++) {
+    ASSERT_EQ(galaxy("write", {name("sync")}, "").status, 0);
+    seeing = cat->read_line(200ms).has_value();
+  }
+  ASSERT_TRUE(seeing);
+  cat->read_some(300ms);  // drop the rest of the sync lines
+
+  auto w = testutil::process::spawn({galaxy_bin, "write", "-a", addr(), name("chunks")},
+                                    {.pipe_stdin = true, .capture_stderr = true});
+  ASSERT_TRUE(w) << w.error();
+  ASSERT_TRUE(w->write_stdin("first\n"));
+  std::this_thread::sleep_for(200ms);
+  ASSERT_TRUE(w->write_stdin("second\n"));
+  w->close_stdin();
+  EXPECT_EQ(w->wait(10s), 0);
+  EXPECT_EQ(galaxy("cat", {name("chunks")}).out, "first\nsecond\n");
+
+  std::string seen;
+  for (int i = 0; i < 20; i++) {
+    if (auto l = cat->read_line(200ms)) seen += *l + "\n";
+    std::size_t writes = 0;
+    for (std::size_t p = seen.find("write " + name("chunks") + "\n"); p != std::string::npos;
+         p = seen.find("write " + name("chunks") + "\n", p + 1)) {
+      writes++;
+    }
+    if (writes >= 2) break;
+  }
+  EXPECT_THAT(seen, MatchesRegex("(.*\n)*write " + name("chunks") + "\n(.*\n)*write " + name("chunks") + "\n(.*\n)*"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Net, CliTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "Unix" : "Tcp"; });
+
+TEST(Cli, DefaultAddressFromTheEnvironment) {
+  testutil::temp_dir d;
+  auto s = testutil::start_daemon({ramfs_bin, "--listen", "unix!" + d.file("s")});
+  ASSERT_TRUE(s) << s.error();
+  auto r = testutil::run({galaxy_bin, "ls"}, {}, 30s, {"GALAXY_ADDR=" + s->dials[0]});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("events\n"));
+  // -u names the attach user, who owns what it creates.
+  auto w = testutil::run({galaxy_bin, "write", "-u", "ken", "f"}, "x", 30s, {"GALAXY_ADDR=" + s->dials[0]});
+  EXPECT_EQ(w.status, 0) << w.err;
+  auto st = testutil::run({galaxy_bin, "stat", "-a", s->dials[0], "f"});
+  EXPECT_THAT(st.out, HasSubstr(" uid=ken "));
+}
+
+TEST(Cli, BadAddressAndUsage) {
+  auto bad = testutil::run({galaxy_bin, "ls", "-a", "tcp!h!x"});
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_EQ(bad.err, "galaxy: bad dial string 'tcp!h!x': port must be a number 0-65535\n");
+  testutil::temp_dir d;
+  auto refused = testutil::run({galaxy_bin, "cat", "-a", "unix!" + d.file("none"), "x"});
+  EXPECT_EQ(refused.status, 1);
+  EXPECT_THAT(refused.err, HasSubstr("galaxy: dial unix!" + d.file("none") + ": "));
+  auto usage = testutil::run({galaxy_bin});
+  EXPECT_EQ(usage.status, 1);
+  auto unknown = testutil::run({galaxy_bin, "frobnicate"});
+  EXPECT_EQ(unknown.status, 1);
+  auto help = testutil::run({galaxy_bin, "--help"});
+  EXPECT_EQ(help.status, 0);
+  EXPECT_THAT(help.out, HasSubstr("ls"));
+}
+
+}  // namespace

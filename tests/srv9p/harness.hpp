@@ -1,0 +1,78 @@
+#pragma once
+// An in-memory 9P server for tests: a session over a ramfs, driven message by message
+// without sockets. send() hands one T-message to the session and runs every handler it
+// set off; replies collect in `out` in the order the session sent them.
+#include <gtest/gtest.h>
+
+#include <asio/io_context.hpp>
+#include <deque>
+#include <memory>
+
+#include "srv9p/fcall.hpp"
+#include "srv9p/ramfs.hpp"
+#include "srv9p/server.hpp"
+
+namespace srv9p::testing {
+
+// A ramfs that counts the clunk hook's calls.
+class counting_ramfs : public ramfs {
+ public:
+  using ramfs::ramfs;
+  void clunk(fid& f) override {
+    ++clunks;
+    ramfs::clunk(f);
+  }
+  int clunks = 0;
+};
+
+struct harness {
+  asio::io_context io;
+  counting_ramfs fs{ramfs_options{.owner = "glenda", .big_bytes = 100}};
+  std::shared_ptr<session> s;
+  std::deque<fcall> out;
+  std::vector<std::string> log;
+
+  harness() {
+    server_options opts;
+    opts.log = [this](std::string_view l) { log.emplace_back(l); };
+    s = std::make_shared<session>(io.get_executor(), fs, opts, [this](std::vector<std::uint8_t> b) {
+      auto f = decode(b);
+      ASSERT_TRUE(f.has_value()) << "server sent an undecodable reply: " << f.error();
+      out.push_back(std::move(*f));
+    });
+  }
+
+  // Sends raw bytes; returns the session's verdict (an error means "close the connection").
+  std::expected<void, std::string> send_bytes(std::span<const std::uint8_t> bytes) {
+    auto r = s->handle(bytes);
+    run();
+    return r;
+  }
+  void send(std::uint16_t tag, message m) {
+    auto bytes = encode(fcall{tag, std::move(m)});
+    auto r = send_bytes(bytes);
+    ASSERT_TRUE(r.has_value()) << r.error();
+  }
+  void run() {
+    io.poll();
+    io.restart();
+  }
+  // The next reply, which must exist.
+  fcall next() {
+    EXPECT_FALSE(out.empty()) << "no reply";
+    if (out.empty()) return fcall{notag, rerror{"<no reply>"}};
+    fcall f = std::move(out.front());
+    out.pop_front();
+    return f;
+  }
+  // Tversion + Tattach of fid 0 as uname.
+  void start(const std::string& uname = "glenda") {
+    send(notag, tversion{8192 + iohdrsz, "9P2000"});
+    next();
+    send(1, tattach{0, nofid, uname, ""});
+    auto r = next();
+    ASSERT_TRUE(std::holds_alternative<rattach>(r.msg)) << to_string(r);
+  }
+};
+
+}  // namespace srv9p::testing
