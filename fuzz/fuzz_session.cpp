@@ -31,7 +31,7 @@ void check(bool ok, const char* what) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace srv9p;
   asio::io_context io;
-  ramfs fs(ramfs_options{.owner = "glenda", .big_bytes = 300, .event_backlog = 8});
+  ramfs fs(ramfs_options{.owner = "glenda", .big_bytes = 300, .event_backlog = 8, .max_bytes = 1 << 20});
   std::set<std::uint16_t> sent_tags{notag};
   auto s = std::make_shared<session>(io.get_executor(), fs, server_options{.max_msize = 64 * 1024},
                                      [&](std::vector<std::uint8_t> reply) {

@@ -112,8 +112,7 @@ void ramfs::open(request r) {
     node* n = find(path);
     if (n == nullptr) return r.error(err::not_found);
     if ((r.get<topen>().mode & otrunc) && !n->data.empty()) {
-      n->data.clear();
-      n->d.length = 0;
+      resize(*n, 0);
       n->d.qid.version++;
       n->d.mtime = now();
       post_event("write " + path_of(*n));
@@ -179,10 +178,9 @@ void ramfs::write(request r) {
   const auto& m = r.get<twrite>();
   // DMAPPEND files take every write at the end (stat(5)).
   std::uint64_t offset = (n->d.mode & dmappend) ? n->data.size() : m.offset;
-  if (offset + m.data.size() > (1ull << 32)) return r.error(err::no_space);
-  if (n->data.size() < offset + m.data.size()) n->data.resize(offset + m.data.size());
+  std::uint64_t end = offset + m.data.size();
+  if (end < offset || (end > n->data.size() && !resize(*n, end))) return r.error(err::no_space);
   std::copy(m.data.begin(), m.data.end(), n->data.begin() + static_cast<std::ptrdiff_t>(offset));
-  n->d.length = n->data.size();
   n->d.qid.version++;
   n->d.mtime = now();
   n->d.muid = r.uname();
@@ -196,6 +194,7 @@ void ramfs::remove(request r) {
   if (n == nullptr || path == root_path) return r.error(err::no_remove);
   if (!n->children.empty()) return r.error(err::not_empty);
   std::string where = path_of(*n);
+  bytes_used_ -= n->data.size();
   if (node* parent = find(n->parent)) {
     parent->children.erase(n->d.name);
     parent->d.qid.version++;
@@ -231,6 +230,9 @@ void ramfs::wstat(request r) {
   if (want.length != keep.length) {
     if (n->d.qid.type & qtdir) return r.error(err::is_dir);
     if (!permitted(n->d, user, 2)) return r.error(err::perm);
+    if (want.length > n->data.size() && bytes_used_ - n->data.size() + want.length > opts_.max_bytes) {
+      return r.error(err::no_space);
+    }
   }
   if (want.mode != keep.mode) {
     if (!owner) return r.error(err::perm);
@@ -244,8 +246,7 @@ void ramfs::wstat(request r) {
     n->d.name = want.name;
   }
   if (want.length != keep.length) {
-    n->data.resize(want.length);
-    n->d.length = want.length;
+    resize(*n, want.length);
     n->d.qid.version++;
   }
   if (want.mode != keep.mode) {
@@ -256,6 +257,15 @@ void ramfs::wstat(request r) {
   if (!want.gid.empty()) n->d.gid = want.gid;
   r.respond(rwstat{});
   post_event("wstat " + path_of(*n));
+}
+
+bool ramfs::resize(node& n, std::uint64_t length) {
+  std::uint64_t others = bytes_used_ - n.data.size();
+  if (length > opts_.max_bytes || others + length > opts_.max_bytes) return false;
+  n.data.resize(length);
+  n.d.length = length;
+  bytes_used_ = others + length;
+  return true;
 }
 
 void ramfs::post_event(std::string line) {

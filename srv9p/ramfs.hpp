@@ -28,6 +28,9 @@ struct ramfs_options {
   std::uint64_t big_bytes = 0;  // length of /big; 0 means no /big
   // Events kept for readers that fall behind; older ones are dropped.
   std::size_t event_backlog = 4096;
+  // The most data all files together may hold, bytes. A write or wstat that would pass
+  // it (a write far past the end of a file, say) fails with "no space left on device".
+  std::uint64_t max_bytes = 1ull << 30;
 };
 
 class ramfs : public tree {
@@ -55,11 +58,14 @@ class ramfs : public tree {
   node* find(std::uint64_t path) const;
   std::string path_of(const node& n) const;
   void post_event(std::string line);
+  // Sets n's length, within max_bytes; false (and nothing changed) if it would not fit.
+  bool resize(node& n, std::uint64_t length);
   void serve_events(request r);  // answers r from its cursor, or parks it
 
   ramfs_options opts_;
   std::unordered_map<std::uint64_t, std::unique_ptr<node>> nodes_;  // by qid.path
   std::uint64_t next_path_ = 1;
+  std::uint64_t bytes_used_ = 0;  // the sum of every file's length
   // The event log: event number first_event_ + i is events_[i].
   std::deque<std::string> events_;
   std::uint64_t first_event_ = 0;

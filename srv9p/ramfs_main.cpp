@@ -1,6 +1,6 @@
 // galaxy-ramfs: serves the example ramfs tree (srv9p/ramfs.hpp) over 9P2000.
 //
-//   galaxy-ramfs [--listen DIAL]... [--owner NAME] [--big BYTES]
+//   galaxy-ramfs [--listen DIAL]... [--owner NAME] [--big BYTES] [--max-bytes BYTES]
 //
 // Prints "listening on DIAL" (the address actually bound) per listener, then serves until
 // SIGINT or SIGTERM. Like every Galaxy daemon it listens only on loopback or Unix
@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   app.add_option("--listen,-l", listen, "dial string to listen on (repeatable; port 0 picks one)");
   app.add_option("--owner", opts.owner, "uid and gid of the root directory");
   app.add_option("--big", opts.big_bytes, "length in bytes of the synthetic /big file (0: none)");
+  app.add_option("--max-bytes", opts.max_bytes, "the most data all files together may hold, in bytes");
   CLI11_PARSE(app, argc, argv);
 
   for (const auto& d : listen) {
