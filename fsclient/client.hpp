@@ -56,7 +56,10 @@ class client {
   // ---- Core ---------------------------------------------------------------------------
   // Sends one T-message (its tag is chosen here) and calls cb with the reply on the
   // reader thread (or at once, on the calling thread, if the connection is already
-  // closed). Rerror arrives as an error. Returns the tag, for flush().
+  // closed). Rerror arrives as an error. Returns the tag, for flush(), or NOTAG when cb
+  // has already been called with an error (connection closed, message over msize).
+  // cb runs with no lock held and may call send(); it must not block, since no other
+  // reply is read meanwhile, and a blocking call made from it fails at once.
   std::uint16_t send(srv9p::message t, callback cb);
   // Sends several T-messages with one write, in order: dependent requests (Twalk to a new
   // fid, Topen of it, Tread, Tclunk) can be pipelined because the server starts requests

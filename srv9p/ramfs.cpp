@@ -161,9 +161,13 @@ void ramfs::read(request r) {
   if (path == big_path) {
     if (m.offset >= opts_.big_bytes) return r.respond(rread{});
     std::uint64_t n = std::min<std::uint64_t>(m.count, opts_.big_bytes - m.offset);
-    std::string data(n, '\0');
-    for (std::uint64_t i = 0; i < n; ++i) data[i] = static_cast<char>('a' + (m.offset + i) % 26);
-    return r.respond(rread{std::move(data)});
+    // The alphabet repeated, long enough that any read is one copy from it.
+    static const std::string pattern = [] {
+      std::string p(max_msize + 26, '\0');
+      for (std::size_t i = 0; i < p.size(); ++i) p[i] = static_cast<char>('a' + i % 26);
+      return p;
+    }();
+    return r.respond(rread{pattern.substr(m.offset % 26, n)});
   }
   node* n = find(path);
   if (n == nullptr) return r.error(err::not_found);

@@ -656,6 +656,223 @@ TEST_F(ClientTest, BlockingCallFromACallbackIsRefused) {
   EXPECT_THAT(l.r.error(), HasSubstr("blocking call from a reply callback"));
 }
 
+// A server the test scripts message by message: it answers Tversion itself and hands
+// every other T-message to the test, which replies (or not) as it likes. For the
+// protocol corners a real server never shows: a late Rflush, a reply that races its
+// flush, stray tags, garbage.
+class scripted_server {
+ public:
+  scripted_server() : acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}) {
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~scripted_server() {
+    asio::error_code ec;
+    acceptor_.close(ec);
+    hang_up();
+    thread_.join();
+  }
+  std::string dial() const { return "tcp!127.0.0.1!" + std::to_string(acceptor_.local_endpoint().port()); }
+
+  // The next T-message the client sent, waiting at most timeout.
+  std::optional<srv9p::fcall> next(std::chrono::milliseconds timeout = 5s) {
+    std::unique_lock lk(m_);
+    if (!cv_.wait_for(lk, timeout, [this] { return !got_.empty(); })) return std::nullopt;
+    auto f = std::move(got_.front());
+    got_.erase(got_.begin());
+    return f;
+  }
+  void reply(const srv9p::fcall& f) { send_bytes(srv9p::encode(f)); }
+  void send_bytes(const std::vector<std::uint8_t>& b) {
+    asio::error_code ec;
+    asio::write(sock_, asio::buffer(b), ec);
+  }
+  void hang_up() {
+    asio::error_code ec;
+    sock_.shutdown(asio::socket_base::shutdown_both, ec);
+  }
+
+ private:
+  void serve() {
+    asio::error_code ec;
+    acceptor_.accept(sock_, ec);
+    if (ec) return;
+    for (;;) {
+      std::uint8_t size[4];
+      asio::read(sock_, asio::buffer(size), ec);
+      if (ec) return;
+      std::vector<std::uint8_t> msg(size, size + 4);
+      msg.resize(srv9p::peek_size(size));
+      asio::read(sock_, asio::buffer(msg.data() + 4, msg.size() - 4), ec);
+      if (ec) return;
+      auto f = srv9p::decode(msg);
+      if (!f) return;
+      if (auto* v = std::get_if<srv9p::tversion>(&f->msg)) {
+        reply({f->tag, srv9p::rversion{v->msize, "9P2000"}});
+        continue;
+      }
+      std::lock_guard lk(m_);
+      got_.push_back(std::move(*f));
+      cv_.notify_all();
+    }
+  }
+
+  asio::io_context io_;
+  asio::ip::tcp::acceptor acceptor_;
+  asio::ip::tcp::socket sock_{io_};
+  std::thread thread_;
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::vector<srv9p::fcall> got_;
+};
+
+class ScriptedTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto c = client::dial(s_.dial());
+    ASSERT_TRUE(c) << c.error();
+    c_ = std::move(*c);
+  }
+  // Sends a Tread whose reply lands in l; returns its tag as the server saw it.
+  std::uint16_t pending_read(latch& l) {
+    auto tag = c_->send(srv9p::tread{1, 0, 10}, [&l](client::reply r) { l.put(std::move(r)); });
+    auto seen = s_.next();
+    EXPECT_TRUE(seen && std::holds_alternative<srv9p::tread>(seen->msg));
+    EXPECT_EQ(seen->tag, tag);
+    return tag;
+  }
+  // The Tflush the server receives next; returns its tag.
+  std::uint16_t expect_flush(std::uint16_t oldtag) {
+    auto f = s_.next();
+    EXPECT_TRUE(f && std::holds_alternative<srv9p::tflush>(f->msg));
+    if (!f || !std::holds_alternative<srv9p::tflush>(f->msg)) return srv9p::notag;
+    EXPECT_EQ(std::get<srv9p::tflush>(f->msg).oldtag, oldtag);
+    return f->tag;
+  }
+
+  scripted_server s_;
+  std::unique_ptr<client> c_;
+};
+
+TEST_F(ScriptedTest, FlushedTagIsNotReusedBeforeRflush) {
+  latch l;
+  auto tag = pending_read(l);
+  c_->flush(tag);
+  auto ftag = expect_flush(tag);
+  EXPECT_NE(ftag, tag);
+  EXPECT_NE(ftag, srv9p::notag);
+  // Until Rflush comes, the old tag stays taken and its caller keeps waiting.
+  std::vector<std::uint16_t> later;
+  for (int i = 0; i < 20; i++) later.push_back(c_->send(srv9p::tstat{1}, [](client::reply) {}));
+  for (int i = 0; i < 20; i++) {
+    auto m = s_.next();
+    ASSERT_TRUE(m);
+    EXPECT_NE(m->tag, tag);
+    EXPECT_NE(m->tag, ftag);
+  }
+  EXPECT_FALSE(l.wait(50ms));
+  s_.reply({ftag, srv9p::rflush{}});
+  ASSERT_TRUE(l.wait(5s));
+  EXPECT_EQ(l.r.error(), srv9p::err::interrupted);
+}
+
+TEST_F(ScriptedTest, AReplyThatBeatsItsFlushIsDelivered) {
+  latch l;
+  auto tag = pending_read(l);
+  c_->flush(tag);
+  auto ftag = expect_flush(tag);
+  s_.reply({tag, srv9p::rread{"early"}});
+  s_.reply({ftag, srv9p::rflush{}});
+  ASSERT_TRUE(l.wait(5s));
+  ASSERT_TRUE(l.r) << l.r.error();
+  EXPECT_EQ(std::get<srv9p::rread>(*l.r).data, "early");
+  // Delivered exactly once: a later stat still works and the latch saw one reply.
+  latch s;
+  auto st = c_->send(srv9p::tstat{1}, [&s](client::reply r) { s.put(std::move(r)); });
+  auto m = s_.next();
+  ASSERT_TRUE(m);
+  s_.reply({st, srv9p::rerror{"no"}});
+  ASSERT_TRUE(s.wait(5s));
+  EXPECT_EQ(s.r.error(), "no");
+}
+
+TEST_F(ScriptedTest, TwoFlushesOfOneTag) {
+  latch l;
+  auto tag = pending_read(l);
+  c_->flush(tag);
+  auto f1 = expect_flush(tag);
+  c_->flush(tag);
+  auto f2 = expect_flush(tag);
+  EXPECT_NE(f1, f2);
+  s_.reply({f1, srv9p::rflush{}});
+  ASSERT_TRUE(l.wait(5s));
+  EXPECT_EQ(l.r.error(), srv9p::err::interrupted);
+  // The tag is still held for the second Rflush.
+  for (int i = 0; i < 10; i++) {
+    c_->send(srv9p::tstat{1}, [](client::reply) {});
+    auto m = s_.next();
+    ASSERT_TRUE(m);
+    EXPECT_NE(m->tag, tag);
+  }
+  s_.reply({f2, srv9p::rflush{}});
+}
+
+TEST_F(ScriptedTest, StrayRepliesAreIgnored) {
+  s_.reply({4321, srv9p::rstat{}});
+  s_.reply({srv9p::notag, srv9p::rclunk{}});
+  latch l;
+  auto tag = c_->send(srv9p::tclunk{7}, [&l](client::reply r) { l.put(std::move(r)); });
+  ASSERT_TRUE(s_.next());
+  s_.reply({tag, srv9p::rclunk{}});
+  ASSERT_TRUE(l.wait(5s));
+  EXPECT_TRUE(l.r) << l.r.error();
+  EXPECT_TRUE(c_->connected());
+}
+
+TEST_F(ScriptedTest, AMismatchedReplyIsAnError) {
+  latch l;
+  auto tag = c_->send(srv9p::tclunk{7}, [&l](client::reply r) { l.put(std::move(r)); });
+  ASSERT_TRUE(s_.next());
+  s_.reply({tag, srv9p::rstat{}});
+  ASSERT_TRUE(l.wait(5s));
+  ASSERT_FALSE(l.r);
+  EXPECT_EQ(l.r.error(), "9P protocol botch: Tclunk answered by Rstat");
+}
+
+TEST_F(ScriptedTest, GarbageFromTheServerHangsUp) {
+  latch l;
+  c_->send(srv9p::tclunk{7}, [&l](client::reply r) { l.put(std::move(r)); });
+  ASSERT_TRUE(s_.next());
+  s_.send_bytes({3, 0, 0, 0, 200, 1, 0});  // a size smaller than a header
+  ASSERT_TRUE(l.wait(5s));
+  EXPECT_EQ(l.r.error(), srv9p::err::hungup);
+  EXPECT_FALSE(c_->connected());
+}
+
+TEST_F(ScriptedTest, TooBigForMsizeFailsAtOnce) {
+  std::string huge(c_->msize(), 'x');  // plus the header: over msize
+  bool called = false;
+  auto tag = c_->send(srv9p::twrite{1, 0, huge}, [&called](client::reply r) {
+    called = true;
+    EXPECT_EQ(r.error(), "message too large for msize");
+  });
+  EXPECT_TRUE(called);
+  EXPECT_EQ(tag, srv9p::notag);
+  EXPECT_TRUE(c_->connected());
+}
+
+TEST_F(ScriptedTest, PartialWalkNamesTheMissingElement) {
+  std::string err;
+  std::thread t([&] {
+    auto r = c_->walk(0, "a/b/c");
+    err = r ? "walked" : r.error();
+  });
+  auto m = s_.next();
+  ASSERT_TRUE(m);
+  s_.reply({m->tag, srv9p::rwalk{{srv9p::qid{srv9p::qtdir, 0, 1}}}});
+  t.join();
+  EXPECT_EQ(err, "'a/b': file does not exist");
+}
+
 TEST(SplitPath, Elements) {
   EXPECT_EQ(fsclient::split_path("a/b//c/"), (std::vector<std::string>{"a", "b", "c"}));
   EXPECT_EQ(fsclient::split_path("/"), std::vector<std::string>{});

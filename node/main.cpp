@@ -1,0 +1,115 @@
+// galaxy-node: serves one machine's CPUs, memory and tasks as a 9P file tree
+// (man/man8/galaxy-node.8, the tree in man/man4/galaxy-node.4).
+//
+//   galaxy-node --listen DIAL --spool DIR [--name NAME] [--cpus N] [--mem BYTES]
+//               [--label K=V]... [--run-as USER] [--config FILE]
+//
+// Prints "listening on DIAL" per listener, then serves until SIGINT or SIGTERM. Tasks
+// still running then are left alone; the next start finds them lost (the spool says
+// they were running) and kills what remains of them.
+#include <CLI/CLI.hpp>
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
+#include <fmt/format.h>
+#include <pwd.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+
+#include "ctl/ctlmsg.hpp"
+#include "node/task.hpp"
+#include "node/tree.hpp"
+#include "srv9p/dial.hpp"
+#include "srv9p/server.hpp"
+
+namespace {
+
+std::string login_name() {
+  if (const passwd* pw = ::getpwuid(::getuid()); pw != nullptr) return pw->pw_name;
+  return "none";
+}
+
+std::string host_name() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "node";
+  return buf;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"galaxy-node: this machine's CPUs, memory and tasks as a 9P file tree"};
+  std::vector<std::string> listen{"tcp!127.0.0.1!5640"};
+  std::string spool;
+  std::string mem = "0";
+  std::vector<std::string> labels;
+  std::string run_as = "nobody";
+  node::node_options opts;
+  opts.name = host_name();
+  opts.admin = login_name();
+  app.add_option("--listen,-l", listen, "dial string to listen on (repeatable; port 0 picks one)");
+  app.add_option("--spool", spool, "directory for tasks' specs, output and files")->required();
+  app.add_option("--name", opts.name, "the node's name (default: the host name)");
+  app.add_option("--cpus", opts.cpus, "CPUs to advertise (default: the online CPUs)");
+  app.add_option("--mem", mem, "memory to advertise, bytes with k/m/g (default: MemTotal)");
+  app.add_option("--label", labels, "a label K=V (repeatable)");
+  app.add_option("--run-as", run_as, "user tasks run as when the daemon is root");
+  app.add_option("--admin", opts.admin, "the attach name that owns /ctl (default: the daemon's user)");
+  app.set_config("--config", "", "read options from this file (key = value lines)");
+  CLI11_PARSE(app, argc, argv);
+
+  auto fail = [](const std::string& why) {
+    fmt::print(stderr, "galaxy-node: {}\n", why);
+    return 2;
+  };
+  if (mem != "0") {
+    auto bytes = ctl::parse_bytes(mem);
+    if (!bytes) return fail("--mem: " + bytes.error());
+    opts.mem_bytes = *bytes;
+  }
+  for (const auto& kv : labels) {
+    auto p = ctl::parse_kv(kv);
+    if (!p) return fail("--label: " + p.error());
+    opts.labels.push_back(*p);
+  }
+  for (const auto& d : listen) {
+    auto addr = srv9p::parse_dial(d);
+    if (!addr) return fail(addr.error());
+    if (!srv9p::is_loopback(*addr)) {
+      return fail(fmt::format(
+          "refusing to listen on {}: tasks are arbitrary code, so only loopback and Unix sockets are "
+          "allowed until cluster authentication exists",
+          d));
+    }
+  }
+  // A task that closes its stdin early must not kill the daemon with SIGPIPE.
+  std::signal(SIGPIPE, SIG_IGN);
+
+  asio::io_context io;
+  node::node_tree tree(io, opts);
+  node::runner_options ropts;
+  ropts.spool = spool;
+  ropts.run_as = run_as;
+  ropts.log = [](std::string_view line) { fmt::print(stderr, "galaxy-node: {}\n", line); };
+  auto runner = node::task_runner::create(io, ropts, tree.make_hooks());
+  if (!runner) return fail(runner.error());
+  tree.set_runner(runner->get());
+  if (auto ok = (*runner)->restore(); !ok) return fail("restoring the spool: " + ok.error());
+
+  srv9p::server srv(io, tree, {.log = [](std::string_view line) { fmt::print(stderr, "galaxy-node: {}\n", line); }});
+  for (const auto& d : listen) {
+    auto bound = srv.listen(d);
+    if (!bound) return fail(bound.error());
+    fmt::print("listening on {}\n", *bound);
+  }
+  std::fflush(stdout);
+
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const asio::error_code&, int) {
+    srv.stop();
+    io.stop();
+  });
+  io.run();
+  return 0;
+}

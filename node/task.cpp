@@ -1,0 +1,1295 @@
+// The task runner (node/task.hpp): spawning, reaping, limits, output notification, and
+// the spool that makes results survive a restart.
+//
+// Arrangement: small helpers (clock, errno text, files, /proc); the spec file codec; cgroup
+// v2 discovery; the child side of a spawn, which may only do async-signal-safe work; and
+// the runner itself: creation and restore, start, exit handling, inotify, kill, remove
+// and garbage collection.
+//
+// The spec file, SPOOL/task/N/spec, is text: one key=value per line, "format=1" first.
+// Values are escaped so that a line is always one line: a backslash is written "\\" and
+// a newline "\n"; nothing else is escaped. Lists repeat their key in order: one "arg="
+// line per argv word and one "env=" line per K=V. Unknown keys are ignored (a newer
+// daemon may add some); a file without "format=1" and the id of its directory, or with a
+// value that does not parse, is corrupt and skipped by restore() with a log line. Keys:
+//   format id state created start end pid pidstart exit signal error timedout usertime
+//   systime maxrss dir cpu mem time nice stdin memlimit cgroup arg env
+// pidstart is field 22 of /proc/PID/stat (starttime, clock ticks since boot): restore()
+// kills a lost task's group only if its pid still names the same process. memlimit says
+// how mem was enforced: "cgroup", "rlimit" or "none". The file is rewritten whole (tmp +
+// rename(2), no fsync: a daemon killed with -9 leaves the page cache intact; a machine
+// crash may lose the last change) when a task is made, by save(), at start and at the end.
+//
+// A process: clone(CLONE_VM|CLONE_VFORK) runs child_main on a stack of the runner's own
+// until the child execs (glibc's posix_spawn does the same); the parent blocks every
+// signal meanwhile so that none of its handlers runs in the child. The child reports a
+// failure as {stage, errno} on a close-on-exec pipe. Exits come from a pidfd (pidfd_open(2))
+// watched by the io_context; wait4(2) with WNOHANG then reaps and gives the rusage. When a
+// task's first process ends, whatever it left in its process group is sent SIGKILL (as
+// batch systems do): a straggler must not keep running, writing, or holding files open
+// after its task is reported ended.
+#include "node/task.hpp"
+
+#include <asio/posix/stream_descriptor.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/inotify.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <set>
+
+namespace node {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::int64_t now_unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// errno as Plan 9 words it where Plan 9 has a word (srv9p/errors.hpp), else strerror(3)
+// with a lower-case first letter, as Plan 9's messages are.
+std::string errno_text(int e) {
+  switch (e) {
+    case ENOENT: return "file does not exist";
+    case EACCES:
+    case EPERM: return "permission denied";
+    default: break;
+  }
+  std::string s = std::strerror(e);
+  if (!s.empty() && s[0] >= 'A' && s[0] <= 'Z' && (s.size() < 2 || !(s[1] >= 'A' && s[1] <= 'Z'))) {
+    s[0] = static_cast<char>(s[0] - 'A' + 'a');
+  }
+  return s;
+}
+
+// A whole small file (spec, /proc, cgroup control files).
+std::optional<std::string> read_small_file(const fs::path& p) {
+  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int e = errno;
+      ::close(fd);
+      errno = e;
+      return std::nullopt;
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+// Writes all of text to an open descriptor. Returns errno, or 0.
+int write_all(int fd, std::string_view text) {
+  while (!text.empty()) {
+    ssize_t n = ::write(fd, text.data(), text.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    text.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return 0;
+}
+
+// Writes text to an existing file (a cgroup control file). Returns errno, or 0.
+int write_file(const fs::path& p, std::string_view text) {
+  int fd = ::open(p.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  int e = write_all(fd, text);
+  ::close(fd);
+  return e;
+}
+
+// rename(2) is atomic: a reader (or a restore after kill -9) sees the old file or the new.
+std::expected<void, std::string> write_atomic(const fs::path& p, std::string_view text) {
+  fs::path tmp = p;
+  tmp += ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (fd < 0) return std::unexpected(fmt::format("{}: {}", tmp.string(), errno_text(errno)));
+  int e = write_all(fd, text);
+  if (::close(fd) < 0 && e == 0) e = errno;
+  if (e == 0 && ::rename(tmp.c_str(), p.c_str()) < 0) e = errno;
+  if (e != 0) {
+    ::unlink(tmp.c_str());
+    return std::unexpected(fmt::format("{}: {}", p.string(), errno_text(e)));
+  }
+  return {};
+}
+
+// Field 22 of proc(5)'s /proc/PID/stat: the process's start time in clock ticks since
+// boot. The command name (field 2) may hold spaces and parentheses, so fields are
+// counted from the last ')'.
+std::optional<std::uint64_t> proc_start_ticks(pid_t pid) {
+  auto text = read_small_file(fmt::format("/proc/{}/stat", pid));
+  if (!text) return std::nullopt;
+  auto rp = text->rfind(')');
+  if (rp == std::string::npos) return std::nullopt;
+  std::string_view rest = std::string_view(*text).substr(rp + 1);
+  // After ')': field 3 (state) is the first word; field 22 is the 20th.
+  int field = 2;
+  std::size_t i = 0;
+  while (i < rest.size()) {
+    while (i < rest.size() && rest[i] == ' ') i++;
+    std::size_t j = i;
+    while (j < rest.size() && rest[j] != ' ' && rest[j] != '\n') j++;
+    if (j == i) break;
+    if (++field == 22) {
+      std::uint64_t v = 0;
+      auto r = std::from_chars(rest.data() + i, rest.data() + j, v);
+      if (r.ec != std::errc{} || r.ptr != rest.data() + j) return std::nullopt;
+      return v;
+    }
+    i = j;
+  }
+  return std::nullopt;
+}
+
+template <typename T>
+bool parse_num(std::string_view s, T& out) {
+  if (s.empty()) return false;
+  auto r = std::from_chars(s.data(), s.data() + s.size(), out);
+  return r.ec == std::errc{} && r.ptr == s.data() + s.size();
+}
+
+// ---- The spec file ---------------------------------------------------------------------
+
+std::string escape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::optional<std::string> unescape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); i++) {
+    if (s[i] != '\\') {
+      out += s[i];
+      continue;
+    }
+    if (++i == s.size()) return std::nullopt;
+    if (s[i] == '\\') {
+      out += '\\';
+    } else if (s[i] == 'n') {
+      out += '\n';
+    } else {
+      return std::nullopt;
+    }
+  }
+  return out;
+}
+
+std::optional<task_state> state_from_name(std::string_view s) {
+  for (auto st : {task_state::new_, task_state::running, task_state::done, task_state::failed, task_state::killed,
+                  task_state::lost}) {
+    if (state_name(st) == s) return st;
+  }
+  return std::nullopt;
+}
+
+// What the runner keeps of a task besides struct task: persisted, not shown.
+struct task_extra {
+  std::uint64_t pid_start = 0;  // /proc/PID/stat starttime of the task's process
+  std::string mem_limit;        // "cgroup", "rlimit", "none"; empty: not started
+  std::string cgroup;           // the task's cgroup directory while it may exist
+};
+
+std::string encode_spec(const task& t, const task_extra& x) {
+  std::string s;
+  s.reserve(512);
+  auto kv = [&s](std::string_view k, const auto& v) { s += fmt::format("{}={}\n", k, v); };
+  kv("format", 1);
+  kv("id", t.id);
+  kv("state", state_name(t.state));
+  kv("created", t.created_unix_ms);
+  kv("start", t.start_unix_ms);
+  kv("end", t.end_unix_ms);
+  kv("pid", t.pid);
+  kv("pidstart", x.pid_start);
+  kv("exit", t.exit_code);
+  kv("signal", t.signal);
+  kv("error", escape(t.error));
+  kv("timedout", t.timed_out ? 1 : 0);
+  kv("usertime", t.user_ms);
+  kv("systime", t.sys_ms);
+  kv("maxrss", t.maxrss_bytes);
+  kv("dir", escape(t.spec.dir));
+  kv("cpu", t.spec.cpu_millis);
+  kv("mem", t.spec.mem_bytes);
+  kv("time", t.spec.timeout_ms);
+  kv("nice", t.spec.nice);
+  kv("stdin", t.spec.stdin_pipe ? "pipe" : "null");
+  if (!x.mem_limit.empty()) kv("memlimit", x.mem_limit);
+  if (!x.cgroup.empty()) kv("cgroup", escape(x.cgroup));
+  for (const auto& a : t.spec.argv) kv("arg", escape(a));
+  for (const auto& e : t.spec.env) kv("env", escape(e));
+  return s;
+}
+
+// Errors: what is wrong with the text, for restore()'s log line.
+std::expected<void, std::string> decode_spec(std::string_view text, task& t, task_extra& x) {
+  bool format_seen = false, id_seen = false;
+  std::size_t lineno = 0;
+  while (!text.empty()) {
+    lineno++;
+    auto nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
+    if (line.empty()) continue;
+    auto eq = line.find('=');
+    if (eq == std::string_view::npos) return std::unexpected(fmt::format("line {}: no '='", lineno));
+    std::string_view k = line.substr(0, eq), v = line.substr(eq + 1);
+    bool ok = true;
+    auto str = [&](std::string& out) {
+      auto u = unescape(v);
+      if (u) out = std::move(*u);
+      ok = u.has_value();
+    };
+    if (k == "format") {
+      ok = v == "1";
+      format_seen = true;
+    } else if (k == "id") {
+      ok = parse_num(v, t.id);
+      id_seen = true;
+    } else if (k == "state") {
+      auto st = state_from_name(v);
+      if (st) t.state = *st;
+      ok = st.has_value();
+    } else if (k == "created") {
+      ok = parse_num(v, t.created_unix_ms);
+    } else if (k == "start") {
+      ok = parse_num(v, t.start_unix_ms);
+    } else if (k == "end") {
+      ok = parse_num(v, t.end_unix_ms);
+    } else if (k == "pid") {
+      ok = parse_num(v, t.pid);
+    } else if (k == "pidstart") {
+      ok = parse_num(v, x.pid_start);
+    } else if (k == "exit") {
+      ok = parse_num(v, t.exit_code);
+    } else if (k == "signal") {
+      ok = parse_num(v, t.signal);
+    } else if (k == "error") {
+      str(t.error);
+    } else if (k == "timedout") {
+      ok = v == "0" || v == "1";
+      t.timed_out = v == "1";
+    } else if (k == "usertime") {
+      ok = parse_num(v, t.user_ms);
+    } else if (k == "systime") {
+      ok = parse_num(v, t.sys_ms);
+    } else if (k == "maxrss") {
+      ok = parse_num(v, t.maxrss_bytes);
+    } else if (k == "dir") {
+      str(t.spec.dir);
+    } else if (k == "cpu") {
+      ok = parse_num(v, t.spec.cpu_millis);
+    } else if (k == "mem") {
+      ok = parse_num(v, t.spec.mem_bytes);
+    } else if (k == "time") {
+      ok = parse_num(v, t.spec.timeout_ms);
+    } else if (k == "nice") {
+      ok = parse_num(v, t.spec.nice);
+    } else if (k == "stdin") {
+      ok = v == "pipe" || v == "null";
+      t.spec.stdin_pipe = v == "pipe";
+    } else if (k == "memlimit") {
+      x.mem_limit = std::string(v);
+    } else if (k == "cgroup") {
+      str(x.cgroup);
+    } else if (k == "arg") {
+      str(t.spec.argv.emplace_back());
+    } else if (k == "env") {
+      str(t.spec.env.emplace_back());
+    }  // else: a key of a newer format; ignored
+    if (!ok) return std::unexpected(fmt::format("line {}: bad value for '{}'", lineno, k));
+  }
+  if (!format_seen) return std::unexpected("no format=1 line");
+  if (!id_seen) return std::unexpected("no id");
+  return {};
+}
+
+// ---- cgroup v2 -------------------------------------------------------------------------
+
+bool lists_memory(const fs::path& controllers_file) {
+  auto text = read_small_file(controllers_file);
+  if (!text) return false;
+  std::string_view s = *text;
+  while (!s.empty()) {
+    auto sp = s.find_first_of(" \n");
+    if (s.substr(0, sp) == "memory") return true;
+    if (sp == std::string_view::npos) break;
+    s.remove_prefix(sp + 1);
+  }
+  return false;
+}
+
+// The cgroup v2 directory in which per-task cgroups with a memory.max can be made
+// (cgroups(7), the kernel's cgroup-v2.rst), or why there is none.
+//
+// The no-internal-process rule: a cgroup other than the root can hand the memory
+// controller to its children only when it holds no process itself. So a daemon in cgroup
+// D (a systemd service with Delegate=yes, say) moves itself into the leaf D/galaxy-node,
+// enables memory in D/cgroup.subtree_control, and makes task cgroups beside its own leaf.
+// A second runner in the same process finds itself in galaxy-node already.
+std::expected<fs::path, std::string> find_cgroup_parent() {
+  auto mountinfo = read_small_file("/proc/self/mountinfo");
+  if (!mountinfo) return std::unexpected("cannot read /proc/self/mountinfo");
+  fs::path mount;
+  std::string_view mi = *mountinfo;
+  while (!mi.empty() && mount.empty()) {
+    auto nl = mi.find('\n');
+    std::string_view line = mi.substr(0, nl);
+    mi.remove_prefix(nl == std::string_view::npos ? mi.size() : nl + 1);
+    if (line.find(" - cgroup2 ") == std::string_view::npos) continue;
+    // Fields: id parent major:minor root mountpoint ...
+    std::string_view f = line;
+    for (int i = 0; i < 4; i++) {
+      auto sp = f.find(' ');
+      if (sp == std::string_view::npos) break;
+      f.remove_prefix(sp + 1);
+    }
+    mount = std::string(f.substr(0, f.find(' ')));
+  }
+  if (mount.empty()) return std::unexpected("no cgroup2 file system is mounted");
+  auto self = read_small_file("/proc/self/cgroup");
+  if (!self) return std::unexpected("cannot read /proc/self/cgroup");
+  auto at = self->find("0::");
+  if (at == std::string::npos || (at != 0 && (*self)[at - 1] != '\n')) {
+    return std::unexpected("no cgroup v2 entry in /proc/self/cgroup");
+  }
+  std::string rel = self->substr(at + 3, self->find('\n', at) - at - 3);
+  fs::path d = mount / fs::path(rel).relative_path();
+  if (d.filename() == "galaxy-node") {
+    fs::path p = d.parent_path();
+    if (lists_memory(p / "cgroup.subtree_control")) return p;
+    return std::unexpected(fmt::format("{}: memory controller not enabled", p.string()));
+  }
+  if (lists_memory(d / "cgroup.subtree_control")) return d;  // only possible at the root
+  if (!lists_memory(d / "cgroup.controllers")) {
+    return std::unexpected(fmt::format("{}: no memory controller", d.string()));
+  }
+  if (write_file(d / "cgroup.subtree_control", "+memory") == 0) return d;  // the root
+  fs::path leaf = d / "galaxy-node";
+  if (::mkdir(leaf.c_str(), 0755) < 0 && errno != EEXIST) {
+    return std::unexpected(fmt::format("mkdir {}: {}", leaf.string(), errno_text(errno)));
+  }
+  std::string pid = std::to_string(::getpid());
+  if (int e = write_file(leaf / "cgroup.procs", pid); e != 0) {
+    ::rmdir(leaf.c_str());
+    return std::unexpected(fmt::format("moving into {}: {}", leaf.string(), errno_text(e)));
+  }
+  if (int e = write_file(d / "cgroup.subtree_control", "+memory"); e != 0) {
+    write_file(d / "cgroup.procs", pid);  // back where it was
+    ::rmdir(leaf.c_str());
+    return std::unexpected(fmt::format("enabling memory in {}: {}", d.string(), errno_text(e)));
+  }
+  return d;
+}
+
+// ---- The child -------------------------------------------------------------------------
+
+// Everything the child needs, prepared by the parent: between clone and execve the child
+// shares the parent's memory and may only make async-signal-safe calls (signal-safety(7)),
+// so no allocation, no locks, no C++ library.
+struct child_args {
+  const char* path = nullptr;  // resolved program
+  char* const* argv = nullptr;
+  char* const* envp = nullptr;
+  int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1;  // all >= 3
+  const char* dir = nullptr;
+  int nice = 19;
+  bool sched_idle = true;
+  std::uint64_t rlimit_as = 0;  // RLIMIT_AS in bytes; 0: none
+  int cgroup_procs_fd = -1;     // the task cgroup's cgroup.procs, or -1
+  std::uint64_t cgroup_fallback_as = 0;  // RLIMIT_AS if joining the cgroup fails
+  bool drop = false;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  int err_fd = -1;  // write end of the error pipe (close-on-exec)
+};
+
+enum child_stage : int { st_signals, st_setsid, st_stdio, st_rlimit, st_setgroups, st_setgid, st_setuid, st_chdir, st_exec };
+constexpr const char* stage_names[] = {"sigprocmask", "setsid", "dup2", "setrlimit", "setgroups",
+                                       "setgid",      "setuid", "chdir", "exec"};
+
+[[noreturn]] void child_fail(const child_args& a, int stage) {
+  int msg[2] = {stage, errno};
+  ssize_t n = ::write(a.err_fd, msg, sizeof msg);
+  (void)n;
+  ::_exit(127);
+}
+
+// The credentials calls go straight to the kernel: glibc's setuid() and friends would
+// broadcast the change to every thread of the daemon (nptl setxid), whose memory this
+// child shares until it execs. 32-bit ARM has separate 32-bit-uid calls.
+#if defined(SYS_setresuid32)
+constexpr long sys_setresuid = SYS_setresuid32, sys_setresgid = SYS_setresgid32, sys_setgroups = SYS_setgroups32;
+#else
+constexpr long sys_setresuid = SYS_setresuid, sys_setresgid = SYS_setresgid, sys_setgroups = SYS_setgroups;
+#endif
+
+int child_main(void* arg) {
+  const child_args& a = *static_cast<const child_args*>(arg);
+  // Default dispositions for every signal (a daemon that ignores SIGPIPE must not pass
+  // that on); errors for SIGKILL, SIGSTOP and glibc's internal signals are expected.
+  struct sigaction dfl;
+  std::memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  for (int s = 1; s < NSIG; s++) ::sigaction(s, &dfl, nullptr);
+  sigset_t none;
+  sigemptyset(&none);
+  if (::sigprocmask(SIG_SETMASK, &none, nullptr) < 0) child_fail(a, st_signals);
+  if (::setsid() < 0) child_fail(a, st_setsid);
+  if (::dup2(a.stdin_fd, 0) < 0 || ::dup2(a.stdout_fd, 1) < 0 || ::dup2(a.stderr_fd, 2) < 0) child_fail(a, st_stdio);
+  std::uint64_t as = a.rlimit_as;
+  if (a.cgroup_procs_fd >= 0 && ::write(a.cgroup_procs_fd, "0", 1) != 1) as = a.cgroup_fallback_as;
+  // Nice and scheduling policy are best effort (an unprivileged daemon cannot lower nice).
+  ::setpriority(PRIO_PROCESS, 0, a.nice);
+  if (a.sched_idle) {
+    struct sched_param sp;
+    std::memset(&sp, 0, sizeof sp);
+    ::sched_setscheduler(0, SCHED_IDLE, &sp);
+  }
+  if (as > 0) {
+    struct rlimit rl;
+    rl.rlim_cur = rl.rlim_max = static_cast<rlim_t>(as);
+    if (::setrlimit(RLIMIT_AS, &rl) < 0) child_fail(a, st_rlimit);
+  }
+  if (a.drop) {
+    if (::syscall(sys_setgroups, 0, nullptr) < 0) child_fail(a, st_setgroups);
+    if (::syscall(sys_setresgid, a.gid, a.gid, a.gid) < 0) child_fail(a, st_setgid);
+    if (::syscall(sys_setresuid, a.uid, a.uid, a.uid) < 0) child_fail(a, st_setuid);
+  }
+  // After the switch of user, so that the directory is checked as the task's user.
+  if (a.dir != nullptr && ::chdir(a.dir) < 0) child_fail(a, st_chdir);
+  ::execve(a.path, a.argv, a.envp);
+  child_fail(a, st_exec);
+}
+
+// AddressSanitizer does not survive a CLONE_VM child on a stack of its own: before the
+// child's first noreturn call (child_fail, _exit) __asan_handle_no_return unpoisons "the
+// stack" it believes the thread has and reports a stack-buffer-underflow on ours (seen
+// with GCC 12's libasan). So ASan builds fork instead: a copy of the address space,
+// slower, but the same child code and the same error pipe.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool fork_spawn = true;
+#else
+constexpr bool fork_spawn = false;
+#endif
+
+constexpr std::size_t child_stack_size = 64 * 1024;
+
+// A descriptor at 3 or above, so that the child's dup2 onto 0, 1 and 2 cannot overwrite
+// one of its other sources (a daemon started with a closed stdin would hand out fd 0).
+int above_stdio(int fd) {
+  if (fd < 0 || fd > 2) return fd;
+  int n = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  ::close(fd);
+  return n;
+}
+
+struct fd_guard {
+  int fd = -1;
+  fd_guard() = default;
+  explicit fd_guard(int f) : fd(f) {}
+  fd_guard(const fd_guard&) = delete;
+  fd_guard& operator=(const fd_guard&) = delete;
+  ~fd_guard() { reset(); }
+  void reset(int f = -1) {
+    if (fd >= 0) ::close(fd);
+    fd = f;
+  }
+  int release() { return std::exchange(fd, -1); }
+};
+
+}  // namespace
+
+std::string_view state_name(task_state s) {
+  switch (s) {
+    case task_state::new_: return "new";
+    case task_state::running: return "running";
+    case task_state::done: return "done";
+    case task_state::failed: return "failed";
+    case task_state::killed: return "killed";
+    case task_state::lost: return "lost";
+  }
+  return "unknown";
+}
+
+std::string task::wait_text() const {
+  switch (state) {
+    case task_state::done:
+    case task_state::failed:
+      if (!error.empty()) return "error " + error;
+      return fmt::format("exit {}", exit_code);
+    case task_state::killed: return fmt::format("signal {}", signal);
+    case task_state::lost: return "lost";
+    default: return "";
+  }
+}
+
+std::string task::status_line() const {
+  return fmt::format("id={} state={} pid={} exit={} usertime={} systime={} maxrss={} start={} end={}", id,
+                     state_name(state), pid, exit_code, user_ms, sys_ms, maxrss_bytes, start_unix_ms, end_unix_ms);
+}
+
+// ---- The runner ------------------------------------------------------------------------
+
+namespace {
+
+// A task whose process runs: what the runner holds for it until it is reaped.
+struct running_proc {
+  pid_t pid = -1;
+  std::unique_ptr<asio::posix::stream_descriptor> pidfd;
+  std::unique_ptr<asio::steady_timer> timer;  // time limit, or an exit poll after an error
+  int stdin_w = -1;                           // write end of the stdin pipe, or -1
+  int wd_out = -1, wd_err = -1;               // inotify watches
+};
+
+}  // namespace
+
+struct task_runner::impl {
+  impl(asio::io_context& i, runner_options o, hooks hk)
+      : io(i), opts(std::move(o)), h(std::move(hk)), inotify(i), gc_timer(i) {}
+  ~impl() {
+    for (auto& [id, p] : procs) {
+      if (p.stdin_w >= 0) ::close(p.stdin_w);
+    }
+    if (devnull >= 0) ::close(devnull);
+    if (stack != nullptr) ::munmap(stack, child_stack_size);
+  }
+
+  asio::io_context& io;
+  runner_options opts;
+  hooks h;
+  std::map<std::uint64_t, std::unique_ptr<task>> tasks;
+  std::map<std::uint64_t, task_extra> extras;
+  std::map<std::uint64_t, running_proc> procs;
+  std::map<int, std::uint64_t> watches;  // inotify wd → task
+  std::uint64_t next_id = 1;
+  int default_nice = 19;
+  bool drop = false;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::string path_env;                   // the daemon's PATH, searched and passed on
+  std::optional<fs::path> cgroup_parent;  // decided at the first task with a mem limit
+  bool cgroup_checked = false;
+  std::vector<fs::path> pending_cgroups;  // to rmdir once their processes are gone
+  int devnull = -1;
+  void* stack = nullptr;
+  asio::posix::stream_descriptor inotify;
+  asio::steady_timer gc_timer;
+  // Handlers hold a weak_ptr to this: a completion that was queued before the runner went
+  // away finds it expired and returns.
+  std::shared_ptr<char> alive = std::make_shared<char>();
+
+  void log(std::string_view line) const {
+    if (opts.log) opts.log(line);
+  }
+  fs::path dir_of(std::uint64_t id) const { return opts.spool / "task" / std::to_string(id); }
+  task* find(std::uint64_t id) const {
+    auto it = tasks.find(id);
+    return it == tasks.end() ? nullptr : it->second.get();
+  }
+  bool owns(const task& t) const { return find(t.id) == &t; }
+
+  std::expected<void, std::string> write_spec(const task& t) {
+    return write_atomic(dir_of(t.id) / "spec", encode_spec(t, extras[t.id]));
+  }
+  void write_spec_or_log(const task& t) {
+    if (auto ok = write_spec(t); !ok) log(fmt::format("task {}: writing spec: {}", t.id, ok.error()));
+  }
+
+  // PATH lookup as execvp(3) does it, but in the parent, before the clone.
+  // Returns the path, or the errno execvp would report.
+  std::expected<std::string, int> resolve(const std::string& prog) const {
+    if (prog.find('/') != std::string::npos) return prog;
+    int err = ENOENT;
+    std::string_view p = path_env;
+    for (;;) {
+      auto colon = p.find(':');
+      std::string_view d = p.substr(0, colon);
+      std::string cand = fmt::format("{}/{}", d.empty() ? "." : d, prog);
+      struct stat st;
+      if (::stat(cand.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+        if (st.st_mode & 0111) return cand;
+        err = EACCES;
+      }
+      if (colon == std::string_view::npos) break;
+      p.remove_prefix(colon + 1);
+    }
+    return std::unexpected(err);
+  }
+
+  std::vector<std::string> environment(const task& t) const {
+    std::vector<std::string> env = {
+        "PATH=" + path_env,
+        "HOME=" + (dir_of(t.id) / "in").string(),
+        "LANG=C.UTF-8",
+        "GALAXY_OUT=" + (dir_of(t.id) / "out").string(),
+        fmt::format("GALAXY_TASK={}", t.id),
+    };
+    for (const auto& kv : t.spec.env) {
+      auto eq = kv.find('=');
+      if (eq == std::string::npos || eq == 0) continue;
+      auto same = std::find_if(env.begin(), env.end(), [&](const std::string& e) {
+        return e.size() > eq && e.compare(0, eq + 1, kv, 0, eq + 1) == 0;
+      });
+      if (same != env.end()) {
+        *same = kv;
+      } else {
+        env.push_back(kv);
+      }
+    }
+    return env;
+  }
+
+  // A cgroup for one task with memory.max set, and its cgroup.procs open for the child.
+  // Errors (logged by the caller; the task falls back to RLIMIT_AS): the file system.
+  std::expected<std::pair<fs::path, int>, std::string> make_cgroup(const task& t) {
+    if (!cgroup_checked) {
+      cgroup_checked = true;
+      auto p = find_cgroup_parent();
+      if (p) {
+        cgroup_parent = *p;
+        log(fmt::format("memory limits: cgroup v2 under {}", p->string()));
+      } else {
+        log(fmt::format("memory limits: RLIMIT_AS (no cgroup v2: {})", p.error()));
+      }
+    }
+    if (!cgroup_parent) return std::unexpected("no cgroup");
+    fs::path cg = *cgroup_parent / fmt::format("galaxy-{}-{}", ::getpid(), t.id);
+    if (::mkdir(cg.c_str(), 0755) < 0 && errno != EEXIST) {
+      return std::unexpected(fmt::format("mkdir {}: {}", cg.string(), errno_text(errno)));
+    }
+    if (int e = write_file(cg / "memory.max", std::to_string(t.spec.mem_bytes)); e != 0) {
+      ::rmdir(cg.c_str());
+      return std::unexpected(fmt::format("{}/memory.max: {}", cg.string(), errno_text(e)));
+    }
+    write_file(cg / "memory.swap.max", "0");  // a limit, not a push into swap; may be absent
+    write_file(cg / "memory.oom.group", "1");  // the OOM killer takes the whole task
+    int fd = ::open((cg / "cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+      int e = errno;
+      ::rmdir(cg.c_str());
+      return std::unexpected(fmt::format("{}/cgroup.procs: {}", cg.string(), errno_text(e)));
+    }
+    return std::pair{cg, above_stdio(fd)};
+  }
+
+  // Kills what is left in a task's cgroup and removes it; retried by collect_garbage
+  // while processes linger. cgroup.kill is Linux 5.14.
+  void drop_cgroup(const fs::path& cg) {
+    write_file(cg / "cgroup.kill", "1");
+    if (::rmdir(cg.c_str()) < 0 && errno != ENOENT) pending_cgroups.push_back(cg);
+  }
+
+  void retry_cgroups() {
+    std::erase_if(pending_cgroups, [](const fs::path& cg) { return ::rmdir(cg.c_str()) == 0 || errno == ENOENT; });
+  }
+
+  // A task that never ran (its program could not be executed): failed now, and
+  // finished() posted, since start() must not call back into its caller.
+  void fail_exec(task& t, std::string error) {
+    t.state = task_state::failed;
+    t.error = std::move(error);
+    t.end_unix_ms = now_unix_ms();
+    write_spec_or_log(t);
+    asio::post(io, [this, w = std::weak_ptr<char>(alive), id = t.id] {
+      if (w.expired()) return;
+      if (task* tt = find(id); tt != nullptr && h.finished) h.finished(*tt);
+    });
+  }
+
+  std::expected<void, std::string> start(task& t);
+  void arm_exit(std::uint64_t id);
+  void on_exit(std::uint64_t id, const asio::error_code& ec);
+  void release(std::uint64_t id);
+  void arm_inotify();
+  void on_inotify();
+  void arm_gc();
+  std::expected<void, std::string> remove(std::uint64_t id);
+  std::size_t collect_garbage();
+};
+
+std::expected<void, std::string> task_runner::impl::start(task& t) {
+  if (!owns(t)) return std::unexpected("no such task");
+  if (t.state != task_state::new_) return std::unexpected("task has already been started");
+  if (t.spec.argv.empty()) return std::unexpected("nothing to exec");
+  if (opts.max_tasks != 0 && procs.size() >= opts.max_tasks) {
+    return std::unexpected(fmt::format("too many tasks running (maxtasks {})", opts.max_tasks));
+  }
+  const std::string& prog = t.spec.argv[0];
+  auto path = resolve(prog);
+  if (!path) {
+    fail_exec(t, fmt::format("exec: {}: {}", prog, errno_text(path.error())));
+    return {};
+  }
+  fs::path dir = dir_of(t.id);
+  fs::path in = dir / "in", out = dir / "out";
+  std::error_code ec;
+  // in/'s files go into a working directory chosen by `dir` (task.hpp). The copy is in
+  // the parent: it needs the C++ library, which the child may not use.
+  if (!t.spec.dir.empty() && !fs::is_empty(in, ec) && !ec) {
+    fs::copy(in, t.spec.dir, fs::copy_options::recursive | fs::copy_options::overwrite_existing, ec);
+    if (ec) return std::unexpected(fmt::format("copying in/ to {}: {}", t.spec.dir, errno_text(ec.value())));
+  }
+  if (drop) {
+    // The task's user must be able to work in in/ and write results to out/.
+    for (const auto& d : {in, out}) {
+      if (::lchown(d.c_str(), uid, gid) < 0) return std::unexpected(fmt::format("chown {}: {}", d.string(), errno_text(errno)));
+    }
+    for (auto it = fs::recursive_directory_iterator(in, ec); !ec && it != fs::recursive_directory_iterator();
+         it.increment(ec)) {
+      ::lchown(it->path().c_str(), uid, gid);
+    }
+  }
+
+  fd_guard out_fd(above_stdio(::open((dir / "stdout").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640)));
+  if (out_fd.fd < 0) return std::unexpected(fmt::format("stdout: {}", errno_text(errno)));
+  fd_guard err_fd(above_stdio(::open((dir / "stderr").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640)));
+  if (err_fd.fd < 0) return std::unexpected(fmt::format("stderr: {}", errno_text(errno)));
+  fd_guard stdin_r, stdin_w;
+  if (t.spec.stdin_pipe) {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) < 0) return std::unexpected(fmt::format("pipe: {}", errno_text(errno)));
+    stdin_r.reset(above_stdio(p[0]));
+    stdin_w.reset(p[1]);
+    if (stdin_r.fd < 0) return std::unexpected(fmt::format("pipe: {}", errno_text(errno)));
+    ::fcntl(stdin_w.fd, F_SETFL, ::fcntl(stdin_w.fd, F_GETFL) | O_NONBLOCK);
+  }
+
+  task_extra& x = extras[t.id];
+  x.cgroup.clear();
+  x.mem_limit = "none";
+  fd_guard cgroup_fd;
+  if (t.spec.mem_bytes > 0) {
+    x.mem_limit = "rlimit";
+    if (opts.use_cgroups) {
+      if (auto cg = make_cgroup(t)) {
+        x.cgroup = cg->first.string();
+        x.mem_limit = "cgroup";
+        cgroup_fd.reset(cg->second);
+      } else if (cgroup_parent) {
+        log(fmt::format("task {}: {}; using RLIMIT_AS", t.id, cg.error()));
+      }
+    }
+  }
+
+  std::vector<std::string> env = environment(t);
+  std::vector<char*> cargv, cenv;
+  cargv.reserve(t.spec.argv.size() + 1);
+  for (auto& a : t.spec.argv) cargv.push_back(const_cast<char*>(a.c_str()));
+  cargv.push_back(nullptr);
+  cenv.reserve(env.size() + 1);
+  for (auto& e : env) cenv.push_back(e.data());
+  cenv.push_back(nullptr);
+  std::string wd = t.spec.dir.empty() ? in.string() : t.spec.dir;
+
+  int ep[2];
+  if (::pipe2(ep, O_CLOEXEC) < 0) return std::unexpected(fmt::format("pipe: {}", errno_text(errno)));
+  fd_guard err_r(ep[0]), err_w(above_stdio(ep[1]));
+
+  child_args a;
+  a.path = path->c_str();
+  a.argv = cargv.data();
+  a.envp = cenv.data();
+  a.stdin_fd = t.spec.stdin_pipe ? stdin_r.fd : devnull;
+  a.stdout_fd = out_fd.fd;
+  a.stderr_fd = err_fd.fd;
+  a.dir = wd.c_str();
+  a.nice = std::clamp(t.spec.nice, -20, 19);
+  a.sched_idle = t.spec.nice >= 19;
+  a.rlimit_as = x.mem_limit == "rlimit" ? t.spec.mem_bytes : 0;
+  a.cgroup_procs_fd = cgroup_fd.fd;
+  a.cgroup_fallback_as = t.spec.mem_bytes;
+  a.drop = drop;
+  a.uid = uid;
+  a.gid = gid;
+  a.err_fd = err_w.fd;
+
+  // Every signal blocked across the clone: a handler of the daemon's must not run in the
+  // child, which shares its memory (the child unblocks after resetting dispositions).
+  sigset_t all, old;
+  sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &old);
+  pid_t pid;
+  if constexpr (fork_spawn) {
+    pid = ::fork();
+    if (pid == 0) child_main(&a);
+  } else {
+    pid = ::clone(child_main, static_cast<char*>(stack) + child_stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+  }
+  int clone_errno = errno;
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  err_w.reset();
+  out_fd.reset();
+  err_fd.reset();
+  stdin_r.reset();
+  cgroup_fd.reset();
+  auto undo_cgroup = [&] {
+    if (!x.cgroup.empty()) drop_cgroup(x.cgroup);
+    x.cgroup.clear();
+  };
+  if (pid < 0) {
+    undo_cgroup();
+    return std::unexpected(fmt::format("clone: {}", errno_text(clone_errno)));
+  }
+
+  // The child has exec'd (its end of the pipe closed on exec: 0 bytes) or written its
+  // error and exited. With CLONE_VFORK both have happened by now; after a fork the read
+  // waits for one of them, which takes no longer than an exec.
+  int msg[2] = {0, 0};
+  ssize_t n;
+  do n = ::read(err_r.fd, msg, sizeof msg);
+  while (n < 0 && errno == EINTR);
+  if (n == static_cast<ssize_t>(sizeof msg)) {
+    // The child is in _exit already: this wait is for the kernel to finish, not the child.
+    int status;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    undo_cgroup();
+    int stage = std::clamp(msg[0], 0, static_cast<int>(std::size(stage_names)) - 1);
+    std::string what = stage == st_exec    ? fmt::format("exec: {}", prog)
+                       : stage == st_chdir ? fmt::format("chdir: {}", wd)
+                                           : std::string(stage_names[stage]);
+    fail_exec(t, fmt::format("{}: {}", what, errno_text(msg[1])));
+    return {};
+  }
+
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) {
+    // Without a pidfd the exit could not be learnt: better not to run it at all.
+    int e = errno;
+    ::kill(-pid, SIGKILL);
+    int status;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    undo_cgroup();
+    fail_exec(t, fmt::format("pidfd_open: {}", errno_text(e)));
+    return {};
+  }
+
+  t.pid = pid;
+  t.state = task_state::running;
+  t.start_unix_ms = now_unix_ms();
+  x.pid_start = proc_start_ticks(pid).value_or(0);
+
+  running_proc& p = procs[t.id];
+  p.pid = pid;
+  p.pidfd = std::make_unique<asio::posix::stream_descriptor>(io, pidfd);
+  p.stdin_w = stdin_w.release();
+  p.wd_out = ::inotify_add_watch(inotify.native_handle(), (dir / "stdout").c_str(), IN_MODIFY);
+  p.wd_err = ::inotify_add_watch(inotify.native_handle(), (dir / "stderr").c_str(), IN_MODIFY);
+  if (p.wd_out < 0 || p.wd_err < 0) {
+    log(fmt::format("task {}: inotify_add_watch: {} (output is noticed at exit only)", t.id, errno_text(errno)));
+  }
+  if (p.wd_out >= 0) watches[p.wd_out] = t.id;
+  if (p.wd_err >= 0) watches[p.wd_err] = t.id;
+  if (t.spec.timeout_ms > 0) {
+    p.timer = std::make_unique<asio::steady_timer>(io, std::chrono::milliseconds(t.spec.timeout_ms));
+    p.timer->async_wait([this, w = std::weak_ptr<char>(alive), id = t.id](const asio::error_code& ec) {
+      if (w.expired() || ec) return;
+      auto it = procs.find(id);
+      task* tt = find(id);
+      if (it == procs.end() || tt == nullptr) return;
+      tt->timed_out = true;
+      ::kill(-it->second.pid, SIGKILL);
+    });
+  }
+  write_spec_or_log(t);
+  asio::post(io, [this, w = std::weak_ptr<char>(alive), id = t.id] {
+    if (w.expired()) return;
+    if (task* tt = find(id); tt != nullptr && h.started) h.started(*tt);
+  });
+  arm_exit(t.id);
+  return {};
+}
+
+void task_runner::impl::arm_exit(std::uint64_t id) {
+  auto it = procs.find(id);
+  if (it == procs.end()) return;
+  it->second.pidfd->async_wait(asio::posix::stream_descriptor::wait_read,
+                               [this, w = std::weak_ptr<char>(alive), id](const asio::error_code& ec) {
+                                 if (w.expired() || ec == asio::error::operation_aborted) return;
+                                 on_exit(id, ec);
+                               });
+}
+
+// pidfd_open(2): the pidfd is readable once the process has exited.
+void task_runner::impl::on_exit(std::uint64_t id, const asio::error_code& ec) {
+  auto it = procs.find(id);
+  task* t = find(id);
+  if (it == procs.end() || t == nullptr) return;
+  pid_t pid = it->second.pid;
+  // The leader is a zombie until wait4 below, so its pid (which is also the process
+  // group's id) cannot have been reused: the group's stragglers are killed safely here.
+  ::kill(-pid, SIGKILL);
+  int status = 0;
+  struct rusage ru;
+  std::memset(&ru, 0, sizeof ru);
+  pid_t r;
+  do r = ::wait4(pid, &status, WNOHANG, &ru);
+  while (r < 0 && errno == EINTR);
+  if (r == 0) {
+    if (!ec) return arm_exit(id);  // not exited after all
+    // The pidfd wait failed: look again in a second rather than spin.
+    log(fmt::format("task {}: waiting on pidfd: {}", id, ec.message()));
+    auto& p = it->second;
+    if (!p.timer) p.timer = std::make_unique<asio::steady_timer>(io);
+    p.timer->expires_after(std::chrono::seconds(1));
+    p.timer->async_wait([this, w = std::weak_ptr<char>(alive), id](const asio::error_code& e) {
+      if (w.expired() || e) return;
+      on_exit(id, asio::error::try_again);
+    });
+    return;
+  }
+  if (r < 0) {
+    t->state = task_state::failed;
+    t->error = fmt::format("wait4: {}", errno_text(errno));
+  } else {
+    auto ms = [](const timeval& tv) {
+      return static_cast<std::uint64_t>(tv.tv_sec) * 1000 + static_cast<std::uint64_t>(tv.tv_usec) / 1000;
+    };
+    t->user_ms = ms(ru.ru_utime);
+    t->sys_ms = ms(ru.ru_stime);
+    t->maxrss_bytes = static_cast<std::uint64_t>(ru.ru_maxrss) * 1024;  // getrusage(2): KiB
+    if (WIFEXITED(status)) {
+      t->exit_code = WEXITSTATUS(status);
+      t->state = t->exit_code == 0 ? task_state::done : task_state::failed;
+    } else {
+      t->signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+      t->state = task_state::killed;
+    }
+  }
+  t->end_unix_ms = now_unix_ms();
+  release(id);
+  write_spec_or_log(*t);
+  // The hooks may remove the task: look it up again after each.
+  if (h.output) h.output(*t);
+  if (task* tt = find(id); tt != nullptr && h.finished) h.finished(*tt);
+}
+
+// Lets go of a reaped task's process: its descriptors, watches, timer and cgroup.
+void task_runner::impl::release(std::uint64_t id) {
+  auto it = procs.find(id);
+  if (it == procs.end()) return;
+  running_proc& p = it->second;
+  if (p.stdin_w >= 0) ::close(p.stdin_w);
+  for (int wd : {p.wd_out, p.wd_err}) {
+    if (wd < 0) continue;
+    ::inotify_rm_watch(inotify.native_handle(), wd);
+    watches.erase(wd);
+  }
+  procs.erase(it);  // closes the pidfd and cancels the timer
+  task_extra& x = extras[id];
+  if (!x.cgroup.empty()) {
+    drop_cgroup(x.cgroup);
+    x.cgroup.clear();
+  }
+}
+
+// inotify(7): IN_MODIFY on the output files of running tasks; one output() per task per
+// batch of events.
+void task_runner::impl::arm_inotify() {
+  inotify.async_wait(asio::posix::stream_descriptor::wait_read,
+                     [this, w = std::weak_ptr<char>(alive)](const asio::error_code& ec) {
+                       if (w.expired() || ec == asio::error::operation_aborted) return;
+                       if (ec) {
+                         log(fmt::format("inotify: {}", ec.message()));
+                         return;
+                       }
+                       on_inotify();
+                       arm_inotify();
+                     });
+}
+
+void task_runner::impl::on_inotify() {
+  std::set<std::uint64_t> grown;
+  alignas(inotify_event) char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(inotify.native_handle(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // EAGAIN: drained
+    for (ssize_t off = 0; off + static_cast<ssize_t>(sizeof(inotify_event)) <= n;) {
+      inotify_event ev;
+      std::memcpy(&ev, buf + off, sizeof ev);
+      if (ev.mask & IN_MODIFY) {
+        if (auto it = watches.find(ev.wd); it != watches.end()) grown.insert(it->second);
+      }
+      off += static_cast<ssize_t>(sizeof(inotify_event) + ev.len);
+    }
+  }
+  if (!h.output) return;
+  for (auto id : grown) {
+    if (task* t = find(id)) h.output(*t);
+  }
+}
+
+void task_runner::impl::arm_gc() {
+  auto every = std::clamp<std::chrono::milliseconds>(opts.finished_ttl, std::chrono::seconds(1), std::chrono::minutes(1));
+  gc_timer.expires_after(every);
+  gc_timer.async_wait([this, w = std::weak_ptr<char>(alive)](const asio::error_code& ec) {
+    if (w.expired() || ec) return;
+    collect_garbage();
+    arm_gc();
+  });
+}
+
+std::expected<void, std::string> task_runner::impl::remove(std::uint64_t id) {
+  task* t = find(id);
+  if (t == nullptr) return std::unexpected("no such task");
+  if (t->state == task_state::running) return std::unexpected("task is running");
+  std::error_code ec;
+  fs::remove_all(dir_of(id), ec);
+  if (ec) return std::unexpected(fmt::format("removing {}: {}", dir_of(id).string(), errno_text(ec.value())));
+  tasks.erase(id);
+  extras.erase(id);
+  return {};
+}
+
+std::size_t task_runner::impl::collect_garbage() {
+  auto now = now_unix_ms();
+  std::vector<std::uint64_t> old;
+  for (const auto& [id, t] : tasks) {
+    if (t->finished() && t->end_unix_ms > 0 && now - t->end_unix_ms >= opts.finished_ttl.count()) old.push_back(id);
+  }
+  std::size_t n = 0;
+  for (auto id : old) {
+    if (auto ok = remove(id)) {
+      n++;
+    } else {
+      log(fmt::format("task {}: {}", id, ok.error()));
+    }
+  }
+  retry_cgroups();
+  return n;
+}
+
+// ---- Public API ------------------------------------------------------------------------
+
+task_runner::task_runner(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
+task_runner::~task_runner() = default;
+
+std::expected<std::unique_ptr<task_runner>, std::string> task_runner::create(asio::io_context& io, runner_options opts,
+                                                                             hooks h) {
+  if (opts.spool.empty()) return std::unexpected("no spool directory");
+  auto im = std::make_unique<impl>(io, std::move(opts), std::move(h));
+  std::error_code ec;
+  fs::create_directories(im->opts.spool / "task", ec);
+  if (ec) return std::unexpected(fmt::format("spool {}: {}", im->opts.spool.string(), errno_text(ec.value())));
+
+  if (::geteuid() == 0 && !im->opts.run_as.empty()) {
+    std::vector<char> buf(16384);
+    struct passwd pw, *res = nullptr;
+    int e = ::getpwnam_r(im->opts.run_as.c_str(), &pw, buf.data(), buf.size(), &res);
+    if (e != 0 || res == nullptr) {
+      return std::unexpected(fmt::format("run_as user '{}' does not exist", im->opts.run_as));
+    }
+    im->drop = true;
+    im->uid = pw.pw_uid;
+    im->gid = pw.pw_gid;
+  }
+
+  const char* path = std::getenv("PATH");
+  im->path_env = path != nullptr && *path != '\0' ? path : "/usr/local/bin:/usr/bin:/bin";
+
+  int in = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (in < 0) return std::unexpected(fmt::format("inotify_init1: {}", errno_text(errno)));
+  im->inotify.assign(in);
+  im->devnull = above_stdio(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (im->devnull < 0) return std::unexpected(fmt::format("/dev/null: {}", errno_text(errno)));
+  if constexpr (!fork_spawn) {
+    void* s = ::mmap(nullptr, child_stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (s == MAP_FAILED) return std::unexpected(fmt::format("mmap: {}", errno_text(errno)));
+    im->stack = s;
+  }
+
+  ::signal(SIGPIPE, SIG_IGN);
+  struct sigaction sa;
+  if (::sigaction(SIGCHLD, nullptr, &sa) == 0 && sa.sa_handler == SIG_IGN) ::signal(SIGCHLD, SIG_DFL);
+
+  im->arm_inotify();
+  im->arm_gc();
+  return std::unique_ptr<task_runner>(new task_runner(std::move(im)));
+}
+
+std::expected<void, std::string> task_runner::restore() {
+  auto& im = *impl_;
+  fs::path root = im.opts.spool / "task";
+  std::error_code ec;
+  fs::directory_iterator it(root, ec);
+  if (ec) return std::unexpected(fmt::format("{}: {}", root.string(), errno_text(ec.value())));
+  std::vector<std::uint64_t> ids;
+  for (; it != fs::directory_iterator(); it.increment(ec)) {
+    if (ec) return std::unexpected(fmt::format("{}: {}", root.string(), errno_text(ec.value())));
+    std::string name = it->path().filename().string();
+    std::uint64_t id = 0;
+    if (!parse_num(name, id) || name[0] == '0') {
+      im.log(fmt::format("spool: {}: not a task directory; skipped", it->path().string()));
+      continue;
+    }
+    ids.push_back(id);
+  }
+  std::sort(ids.begin(), ids.end());
+  auto now = now_unix_ms();
+  for (auto id : ids) {
+    im.next_id = std::max(im.next_id, id + 1);  // never reuse a directory, even a corrupt one
+    if (im.tasks.contains(id)) continue;
+    fs::path spec = im.dir_of(id) / "spec";
+    auto text = read_small_file(spec);
+    if (!text) {
+      im.log(fmt::format("spool: {}: {}; skipped", spec.string(), errno_text(errno)));
+      continue;
+    }
+    auto t = std::make_unique<task>();
+    task_extra x;
+    if (auto ok = decode_spec(*text, *t, x); !ok) {
+      im.log(fmt::format("spool: {}: corrupt ({}); skipped", spec.string(), ok.error()));
+      continue;
+    }
+    if (t->id != id) {
+      im.log(fmt::format("spool: {}: corrupt (id={}); skipped", spec.string(), t->id));
+      continue;
+    }
+    bool changed = false;
+    if (t->state == task_state::running) {
+      // The daemon died while it ran. Its process group is killed if its leader is
+      // still the process we started (same pid and start time): pids are recycled.
+      if (t->pid > 0 && x.pid_start != 0 && proc_start_ticks(t->pid) == x.pid_start) {
+        ::kill(-t->pid, SIGKILL);
+      }
+      if (!x.cgroup.empty()) {
+        im.drop_cgroup(x.cgroup);
+        x.cgroup.clear();
+      }
+      t->state = task_state::lost;
+      t->end_unix_ms = now;
+      changed = true;
+    }
+    im.extras[id] = std::move(x);
+    task& ref = *t;
+    im.tasks[id] = std::move(t);
+    if (changed) im.write_spec_or_log(ref);
+  }
+  return {};
+}
+
+std::expected<task*, std::string> task_runner::create_task() {
+  auto& im = *impl_;
+  // Never reuse a directory that is there already (a task restore() has not loaded).
+  std::uint64_t id = im.next_id;
+  for (;; id++) {
+    if (im.tasks.contains(id)) continue;
+    if (::mkdir(im.dir_of(id).c_str(), 0755) == 0) break;
+    if (errno != EEXIST) return std::unexpected(fmt::format("{}: {}", im.dir_of(id).string(), errno_text(errno)));
+  }
+  im.next_id = id + 1;
+  fs::path d = im.dir_of(id);
+  for (const char* sub : {"in", "out"}) {
+    if (::mkdir((d / sub).c_str(), 0755) < 0) {
+      int e = errno;
+      std::error_code ec;
+      fs::remove_all(d, ec);
+      return std::unexpected(fmt::format("{}: {}", (d / sub).string(), errno_text(e)));
+    }
+  }
+  auto t = std::make_unique<task>();
+  t->id = id;
+  t->spec.nice = im.default_nice;
+  t->created_unix_ms = static_cast<std::uint64_t>(now_unix_ms());
+  if (auto ok = im.write_spec(*t); !ok) {
+    std::error_code ec;
+    fs::remove_all(d, ec);
+    im.extras.erase(id);
+    return std::unexpected(ok.error());
+  }
+  task* p = t.get();
+  im.tasks[id] = std::move(t);
+  return p;
+}
+
+task* task_runner::find(std::uint64_t id) { return impl_->find(id); }
+
+const std::map<std::uint64_t, std::unique_ptr<task>>& task_runner::tasks() const { return impl_->tasks; }
+
+std::expected<void, std::string> task_runner::save(task& t) {
+  if (!impl_->owns(t)) return std::unexpected("no such task");
+  if (t.state != task_state::new_) return std::unexpected("task has already been started");
+  return impl_->write_spec(t);
+}
+
+std::expected<void, std::string> task_runner::start(task& t) { return impl_->start(t); }
+
+// kill(2) of -pgid: every process of the task's group (the task made its own with setsid).
+std::expected<void, std::string> task_runner::kill(task& t, int sig) {
+  auto& im = *impl_;
+  if (!im.owns(t)) return std::unexpected("no such task");
+  auto it = im.procs.find(t.id);
+  if (t.state != task_state::running || it == im.procs.end()) return std::unexpected("task is not running");
+  if (sig < 1 || sig >= NSIG) return std::unexpected(fmt::format("bad signal {}", sig));
+  if (::kill(-it->second.pid, sig) < 0) return std::unexpected(fmt::format("kill: {}", errno_text(errno)));
+  return {};
+}
+
+void task_runner::kill_all() {
+  for (const auto& [id, p] : impl_->procs) ::kill(-p.pid, SIGKILL);
+}
+
+std::expected<void, std::string> task_runner::remove(std::uint64_t id) { return impl_->remove(id); }
+
+std::size_t task_runner::collect_garbage() { return impl_->collect_garbage(); }
+
+fs::path task_runner::dir_of(std::uint64_t id) const { return impl_->dir_of(id); }
+
+int task_runner::stdin_fd(std::uint64_t id) const {
+  auto it = impl_->procs.find(id);
+  return it == impl_->procs.end() ? -1 : it->second.stdin_w;
+}
+
+void task_runner::close_stdin(std::uint64_t id) {
+  auto it = impl_->procs.find(id);
+  if (it == impl_->procs.end() || it->second.stdin_w < 0) return;
+  ::close(it->second.stdin_w);
+  it->second.stdin_w = -1;
+}
+
+std::size_t task_runner::running() const { return impl_->procs.size(); }
+
+void task_runner::set_max_tasks(std::size_t n) { impl_->opts.max_tasks = n; }
+
+void task_runner::set_default_nice(int n) { impl_->default_nice = std::clamp(n, -20, 19); }
+
+}  // namespace node

@@ -1,0 +1,869 @@
+// galaxy-node's file tree (see node/tree.hpp and man/man4/galaxy-node.4).
+//
+// qid.path is (kind << 48 | instance): instance is 0 for the fixed files, the CPU number
+// for cpu/N, the task id for task/N and its files, and an index into disk_ for files
+// below in/ and out/. Reads that wait are parked under a key (0 for /events, task id * 4
+// + 1, 2, 3 for wait, stdout, stderr) and re-served through read() when woken.
+#include "node/tree.hpp"
+
+#include <asio/posix/stream_descriptor.hpp>
+#include <asio/write.hpp>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <csignal>
+#include <filesystem>
+
+#include "ctl/ctlmsg.hpp"
+#include "ctl/verbs.hpp"
+#include "node/resources.hpp"
+#include "srv9p/errors.hpp"
+
+namespace node {
+
+namespace fs = std::filesystem;
+using srv9p::dir;
+using srv9p::dirtab_entry;
+using srv9p::qid;
+using srv9p::request;
+namespace err = srv9p::err;
+
+namespace {
+
+enum kind : std::uint16_t {
+  k_root = 1, k_status, k_arch, k_cpudir, k_cpu, k_mem, k_labels, k_ctl, k_events, k_taskdir,
+  k_clone, k_tdir, k_tctl, k_tstatus, k_twait, k_tstdin, k_tstdout, k_tstderr, k_tin, k_tout,
+  k_disk,
+};
+
+constexpr dirtab_entry root_tab[] = {
+    {"status", k_status, 0444}, {"arch", k_arch, 0444},     {"cpu", k_cpudir, srv9p::dmdir | 0555},
+    {"mem", k_mem, 0444},       {"labels", k_labels, 0444}, {"ctl", k_ctl, 0664},
+    {"events", k_events, 0444}, {"task", k_taskdir, srv9p::dmdir | 0555},
+};
+constexpr dirtab_entry clone_entry{"clone", k_clone, 0666};
+// A task's files belong to the user who made it; the node's admin is their group.
+constexpr dirtab_entry task_tab[] = {
+    {"ctl", k_tctl, 0660},       {"status", k_tstatus, 0444},  {"wait", k_twait, 0444},
+    {"stdin", k_tstdin, 0220},   {"stdout", k_tstdout, 0440},  {"stderr", k_tstderr, 0440},
+    {"in", k_tin, srv9p::dmdir | 0770}, {"out", k_tout, srv9p::dmdir | 0550},
+};
+
+constexpr std::uint64_t events_key = 0;
+std::uint64_t task_key(std::uint64_t id, std::uint16_t k) {
+  return id * 4 + (k == k_twait ? 1 : k == k_tstdout ? 2 : 3);
+}
+
+std::uint16_t kind_of(const dir& d) { return srv9p::qkind(d.qid.path); }
+std::uint64_t inst_of(const dir& d) { return srv9p::qinstance(d.qid.path); }
+
+// Serves the slice of a whole synthetic text that a read at offset asks for.
+void respond_text(const request& r, std::string_view text) {
+  const auto& m = r.get<srv9p::tread>();
+  if (m.offset >= text.size()) return r.respond(srv9p::rread{});
+  r.respond(srv9p::rread{std::string(text.substr(m.offset, m.count))});
+}
+
+std::optional<std::uint64_t> to_number(std::string_view s) {
+  std::uint64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size() || s.empty()) return std::nullopt;
+  return v;
+}
+
+// Per-open state of ctl files (and clone, which is a task's ctl too).
+struct ctl_open : srv9p::open_state {
+  std::uint64_t task = 0;  // 0 for the node's /ctl
+  ctl::line_buffer lines;
+};
+struct events_open : srv9p::open_state {
+  explicit events_open(std::uint64_t n) : next(n) {}
+  std::uint64_t next;
+};
+struct stdin_open : srv9p::open_state {
+  std::uint64_t task = 0;
+};
+
+}  // namespace
+
+// stdin of one task: what was written before exec, the number of open writers, and the
+// pipe to the process once it runs.
+struct node_tree::stdin_state {
+  std::string before_exec;
+  int writers = 0;
+  std::unique_ptr<asio::posix::stream_descriptor> pipe;
+  bool writing = false;
+};
+
+node_tree::node_tree(asio::io_context& io, node_options opts) : io_(io), opts_(std::move(opts)) {
+  if (opts_.cpus == 0) opts_.cpus = static_cast<std::uint32_t>(::sysconf(_SC_NPROCESSORS_ONLN));
+  if (opts_.mem_bytes == 0) {
+    if (auto m = read_mem()) opts_.mem_bytes = m->total_bytes;
+  }
+  labels_["arch"] = read_arch().substr(0, read_arch().find(' '));
+  for (const auto& [k, v] : opts_.labels) labels_[k] = v;
+}
+
+node_tree::~node_tree() = default;
+
+task_runner::hooks node_tree::make_hooks() {
+  return task_runner::hooks{
+      .started = [this](const task& t) { on_started(t); },
+      .finished = [this](const task& t) { on_finished(t); },
+      .output = [this](const task& t) { on_output(t); },
+  };
+}
+
+// ---- Events and wake-ups ---------------------------------------------------------------
+
+void node_tree::post_event(std::string line) {
+  events_.push_back(std::move(line));
+  if (events_.size() > opts_.event_backlog) {
+    events_.pop_front();
+    ++first_event_;
+  }
+  wake(events_key);
+}
+
+void node_tree::park(std::uint64_t key, request r) {
+  std::uint64_t id = next_park_++;
+  parked_.emplace(key, std::make_pair(id, r));
+  r.on_flush([this, key, id] {
+    auto [lo, hi] = parked_.equal_range(key);
+    for (auto it = lo; it != hi; ++it) {
+      if (it->second.first == id) {
+        parked_.erase(it);
+        return;
+      }
+    }
+  });
+}
+
+void node_tree::wake(std::uint64_t key) {
+  auto [lo, hi] = parked_.equal_range(key);
+  std::vector<request> woken;
+  for (auto it = lo; it != hi; ++it) woken.push_back(it->second.second);
+  parked_.erase(lo, hi);
+  for (auto& r : woken) {
+    if (!r.done()) read(r);  // serves it, or parks it again
+  }
+}
+
+void node_tree::on_started(const task& t) {
+  post_event(fmt::format("start {} {}", t.id, t.pid));
+  auto it = stdin_.find(t.id);
+  if (it == stdin_.end() || !t.spec.stdin_pipe || runner_ == nullptr) return;
+  auto& st = *it->second;
+  int fd = runner_->stdin_fd(t.id);
+  if (fd < 0) return;
+  st.pipe = std::make_unique<asio::posix::stream_descriptor>(io_, ::dup(fd));
+  if (!st.before_exec.empty()) {
+    st.writing = true;
+    auto data = std::make_shared<std::string>(std::move(st.before_exec));
+    std::uint64_t id = t.id;
+    asio::async_write(*st.pipe, asio::buffer(*data), [this, data, id](const asio::error_code&, std::size_t) {
+      auto s = stdin_.find(id);
+      if (s == stdin_.end()) return;
+      s->second->writing = false;
+      if (s->second->writers == 0 && runner_ != nullptr) {
+        s->second->pipe.reset();
+        runner_->close_stdin(id);
+      }
+    });
+  } else if (st.writers == 0) {
+    st.pipe.reset();
+    runner_->close_stdin(t.id);
+  }
+}
+
+void node_tree::on_finished(const task& t) {
+  switch (t.state) {
+    case task_state::done:
+    case task_state::failed:
+      if (!t.error.empty()) {
+        post_event(fmt::format("error {} {}", t.id, t.error));
+      } else {
+        post_event(fmt::format("exit {} {}", t.id, t.exit_code));
+      }
+      break;
+    case task_state::killed:
+      post_event(fmt::format("signal {} {}", t.id, t.signal));
+      break;
+    case task_state::lost:
+      post_event(fmt::format("lost {}", t.id));
+      break;
+    default:
+      break;
+  }
+  if (auto it = stdin_.find(t.id); it != stdin_.end()) it->second->pipe.reset();
+  wake(task_key(t.id, k_twait));
+  wake(task_key(t.id, k_tstdout));
+  wake(task_key(t.id, k_tstderr));
+}
+
+void node_tree::on_output(const task& t) {
+  wake(task_key(t.id, k_tstdout));
+  wake(task_key(t.id, k_tstderr));
+}
+
+// ---- Names -----------------------------------------------------------------------------
+
+dir node_tree::task_file(std::uint16_t k, const task& t) const {
+  auto owner = task_owner_.find(t.id);
+  const std::string& uid = owner == task_owner_.end() ? opts_.admin : owner->second;
+  if (k == k_tdir) {
+    dir d = srv9p::dirtab_dir({"", k_tdir, srv9p::dmdir | 0775}, t.id, uid, opts_.admin);
+    d.name = std::to_string(t.id);
+    return d;
+  }
+  for (const auto& e : task_tab) {
+    if (e.kind == k) return srv9p::dirtab_dir(e, t.id, uid, opts_.admin);
+  }
+  return {};
+}
+
+std::uint64_t node_tree::disk_id(const std::string& path, std::uint64_t task, bool writable) {
+  auto [it, added] = disk_ids_.emplace(path, disk_.size());
+  if (added) disk_.push_back(disk_entry{path, task, writable});
+  return it->second;
+}
+
+std::expected<dir, std::string> node_tree::disk_dir(std::uint64_t id) const {
+  if (id >= disk_.size()) return std::unexpected(std::string(err::not_found));
+  const auto& e = disk_[id];
+  struct ::stat st{};
+  if (::lstat(e.path.c_str(), &st) != 0) return std::unexpected(std::string(err::not_found));
+  auto owner = task_owner_.find(e.task);
+  dir d;
+  bool is_dir = S_ISDIR(st.st_mode);
+  d.qid = qid{static_cast<std::uint8_t>(is_dir ? srv9p::qtdir : srv9p::qtfile),
+              static_cast<std::uint32_t>(st.st_mtime), srv9p::qpath(k_disk, id)};
+  d.mode = (is_dir ? (srv9p::dmdir | (e.writable ? 0770u : 0550u)) : (e.writable ? 0660u : 0440u));
+  d.length = is_dir ? 0 : static_cast<std::uint64_t>(st.st_size);
+  d.name = fs::path(e.path).filename().string();
+  d.uid = owner == task_owner_.end() ? opts_.admin : owner->second;
+  d.gid = opts_.admin;
+  d.muid = d.uid;
+  d.atime = static_cast<std::uint32_t>(st.st_atime);
+  d.mtime = static_cast<std::uint32_t>(st.st_mtime);
+  return d;
+}
+
+std::expected<dir, std::string> node_tree::attach(std::string_view, std::string_view aname) {
+  if (!aname.empty()) return std::unexpected(std::string(err::not_found));
+  dir d = srv9p::dirtab_dir({"/", k_root, srv9p::dmdir | 0555}, 0, opts_.admin, opts_.admin);
+  return d;
+}
+
+std::expected<dir, std::string> node_tree::walk1(const dir& parent, std::string_view name, std::string_view) {
+  std::uint64_t inst = inst_of(parent);
+  switch (kind_of(parent)) {
+    case k_root:
+      return srv9p::dirtab_walk(root_tab, name, 0, opts_.admin, opts_.admin);
+    case k_cpudir: {
+      auto n = to_number(name);
+      auto ticks = read_cpu_ticks();
+      if (!n || !ticks || *n >= ticks->size()) return std::unexpected(std::string(err::not_found));
+      dir d = srv9p::dirtab_dir({"", k_cpu, 0444}, *n, opts_.admin, opts_.admin);
+      d.name = std::string(name);
+      return d;
+    }
+    case k_taskdir: {
+      if (name == "clone") return srv9p::dirtab_dir(clone_entry, 0, opts_.admin, opts_.admin);
+      auto n = to_number(name);
+      task* t = n && runner_ ? runner_->find(*n) : nullptr;
+      if (t == nullptr) return std::unexpected(std::string(err::not_found));
+      return task_file(k_tdir, *t);
+    }
+    case k_tdir: {
+      task* t = runner_ ? runner_->find(inst) : nullptr;
+      if (t == nullptr) return std::unexpected(std::string(err::not_found));
+      for (const auto& e : task_tab) {
+        if (e.name == name) return task_file(e.kind, *t);
+      }
+      return std::unexpected(std::string(err::not_found));
+    }
+    case k_tin:
+    case k_tout:
+    case k_disk: {
+      std::string base;
+      std::uint64_t task = inst;
+      bool writable = kind_of(parent) == k_tin;
+      if (kind_of(parent) == k_disk) {
+        if (inst >= disk_.size()) return std::unexpected(std::string(err::not_found));
+        base = disk_[inst].path;
+        task = disk_[inst].task;
+        writable = disk_[inst].writable;
+      } else {
+        if (runner_ == nullptr || runner_->find(inst) == nullptr) return std::unexpected(std::string(err::not_found));
+        base = (writable ? runner_->in_dir(inst) : runner_->out_dir(inst)).string();
+      }
+      std::string path = base + "/" + std::string(name);
+      struct ::stat st{};
+      if (::lstat(path.c_str(), &st) != 0 || S_ISLNK(st.st_mode)) {
+        return std::unexpected(std::string(err::not_found));
+      }
+      return disk_dir(disk_id(path, task, writable));
+    }
+    default:
+      return std::unexpected(std::string(err::not_found));
+  }
+}
+
+std::expected<std::vector<dir>, std::string> node_tree::list(const dir& d, std::string_view uname) {
+  std::vector<dir> out;
+  switch (kind_of(d)) {
+    case k_root:
+      return srv9p::dirtab_list(root_tab, 0, opts_.admin, opts_.admin);
+    case k_cpudir: {
+      auto ticks = read_cpu_ticks();
+      if (!ticks) return std::unexpected(ticks.error());
+      for (const auto& t : *ticks) {
+        dir c = srv9p::dirtab_dir({"", k_cpu, 0444}, static_cast<std::uint64_t>(t.cpu), opts_.admin, opts_.admin);
+        c.name = std::to_string(t.cpu);
+        out.push_back(std::move(c));
+      }
+      return out;
+    }
+    case k_taskdir:
+      out.push_back(srv9p::dirtab_dir(clone_entry, 0, opts_.admin, opts_.admin));
+      if (runner_ != nullptr) {
+        for (const auto& [id, t] : runner_->tasks()) out.push_back(task_file(k_tdir, *t));
+      }
+      return out;
+    case k_tdir: {
+      task* t = runner_ ? runner_->find(inst_of(d)) : nullptr;
+      if (t == nullptr) return std::unexpected(std::string(err::not_found));
+      for (const auto& e : task_tab) out.push_back(task_file(e.kind, *t));
+      return out;
+    }
+    case k_tin:
+    case k_tout:
+    case k_disk: {
+      dir self = d;
+      std::error_code ec;
+      std::string base;
+      if (kind_of(d) == k_disk) {
+        if (inst_of(d) >= disk_.size()) return std::unexpected(std::string(err::not_found));
+        base = disk_[inst_of(d)].path;
+      } else {
+        if (runner_ == nullptr || runner_->find(inst_of(d)) == nullptr) return std::unexpected(std::string(err::not_found));
+        base = (kind_of(d) == k_tin ? runner_->in_dir(inst_of(d)) : runner_->out_dir(inst_of(d))).string();
+      }
+      for (const auto& e : fs::directory_iterator(base, ec)) {
+        auto child = walk1(self, e.path().filename().string(), uname);
+        if (child) out.push_back(std::move(*child));
+      }
+      return out;
+    }
+    default:
+      return std::unexpected(std::string(err::not_dir));
+  }
+}
+
+std::expected<dir, std::string> node_tree::stat1(const dir& f) {
+  switch (kind_of(f)) {
+    case k_tdir:
+    case k_tctl: case k_tstatus: case k_twait: case k_tstdin: case k_tstdout: case k_tstderr:
+    case k_tin: case k_tout: {
+      task* t = runner_ ? runner_->find(inst_of(f)) : nullptr;
+      if (t == nullptr) return std::unexpected(std::string(err::not_found));
+      return task_file(kind_of(f), *t);
+    }
+    case k_disk:
+      return disk_dir(inst_of(f));
+    default:
+      return f;
+  }
+}
+
+// ---- Open, create, remove, clunk ---------------------------------------------------------
+
+void node_tree::open(request r) {
+  auto& f = r.fid();
+  std::uint64_t inst = inst_of(f.file());
+  std::uint8_t mode = r.get<srv9p::topen>().mode;
+  switch (kind_of(f.file())) {
+    case k_clone: {
+      // Plan 9's clone: the open allocates the task; the open file is its ctl.
+      if (runner_ == nullptr) return r.error(err::io);
+      auto t = runner_->create_task();
+      if (!t) return r.error(t.error());
+      (*t)->spec.nice = default_nice_;
+      task_owner_[(*t)->id] = r.uname();
+      auto st = std::make_unique<ctl_open>();
+      st->task = (*t)->id;
+      f.aux = std::move(st);
+      break;
+    }
+    case k_ctl:
+      f.aux = std::make_unique<ctl_open>();
+      break;
+    case k_tctl: {
+      auto st = std::make_unique<ctl_open>();
+      st->task = inst;
+      f.aux = std::move(st);
+      break;
+    }
+    case k_events:
+      f.aux = std::make_unique<events_open>(first_event_ + events_.size());
+      break;
+    case k_tstdin: {
+      task* t = runner_ ? runner_->find(inst) : nullptr;
+      if (t == nullptr) return r.error(err::not_found);
+      auto& st = stdin_[inst];
+      if (!st) st = std::make_unique<stdin_state>();
+      if (t->state == task_state::new_) {
+        if (!t->spec.stdin_pipe) {
+          t->spec.stdin_pipe = true;
+          if (auto ok = runner_->save(*t); !ok) return r.error(ok.error());
+        }
+      } else if (t->state != task_state::running || !st->pipe) {
+        return r.error(t->finished() ? "task has ended" : "task's stdin is /dev/null: open stdin before exec");
+      }
+      st->writers++;
+      auto o = std::make_unique<stdin_open>();
+      o->task = inst;
+      f.aux = std::move(o);
+      break;
+    }
+    case k_disk: {
+      if ((mode & srv9p::otrunc) && inst < disk_.size() && disk_[inst].writable) {
+        if (::truncate(disk_[inst].path.c_str(), 0) != 0) return r.error(err::io);
+      }
+      break;
+    }
+    default:
+      break;
+  }
+  auto now = stat1(f.file());
+  r.respond(srv9p::ropen{now ? now->qid : f.file().qid, 0});
+}
+
+void node_tree::create(request r) {
+  const auto& c = r.get<srv9p::tcreate>();
+  const dir& parent = r.fid().file();
+  std::string base;
+  std::uint64_t task = 0;
+  if (kind_of(parent) == k_tin && runner_ && runner_->find(inst_of(parent))) {
+    base = runner_->in_dir(inst_of(parent)).string();
+    task = inst_of(parent);
+  } else if (kind_of(parent) == k_disk && inst_of(parent) < disk_.size() && disk_[inst_of(parent)].writable) {
+    base = disk_[inst_of(parent)].path;
+    task = disk_[inst_of(parent)].task;
+  } else {
+    return r.error(err::no_create);
+  }
+  std::string path = base + "/" + c.name;
+  if (c.perm & srv9p::dmdir) {
+    if (::mkdir(path.c_str(), 0770) != 0) return r.error(errno == EEXIST ? err::exists : err::io);
+  } else {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0660);
+    if (fd < 0) return r.error(errno == EEXIST ? err::exists : err::io);
+    ::close(fd);
+  }
+  auto d = disk_dir(disk_id(path, task, true));
+  if (!d) return r.error(d.error());
+  r.respond_create(std::move(*d));
+}
+
+void node_tree::remove(request r) {
+  const dir& f = r.fid().file();
+  std::uint64_t inst = inst_of(f);
+  if (kind_of(f) == k_disk && inst < disk_.size() && disk_[inst].writable) {
+    if (::remove(disk_[inst].path.c_str()) != 0) {
+      return r.error(errno == ENOTEMPTY ? err::not_empty : err::io);
+    }
+    return r.respond(srv9p::rremove{});
+  }
+  if (kind_of(f) == k_tdir && runner_ != nullptr) {
+    // rm -r of task/N is the ctl command rm.
+    if (auto ok = runner_->remove(inst); !ok) return r.error(ok.error());
+    task_owner_.erase(inst);
+    stdin_.erase(inst);
+    return r.respond(srv9p::rremove{});
+  }
+  r.error(err::no_remove);
+}
+
+void node_tree::clunk(srv9p::fid& f) {
+  if (auto* c = dynamic_cast<ctl_open*>(f.aux.get())) {
+    // The last line may come without a newline (echo -n): it ends at clunk. Its error, if
+    // any, has nobody to go to.
+    std::string rest = c->lines.take_rest();
+    if (!rest.empty()) {
+      if (c->task == 0) {
+        (void)node_ctl(rest, f.uname());
+      } else if (task* t = runner_ ? runner_->find(c->task) : nullptr) {
+        (void)task_ctl(*t, rest);
+      }
+    }
+  } else if (auto* s = dynamic_cast<stdin_open*>(f.aux.get())) {
+    auto it = stdin_.find(s->task);
+    if (it != stdin_.end() && --it->second->writers == 0) {
+      task* t = runner_ ? runner_->find(s->task) : nullptr;
+      // clunking the last writer closes the task's stdin (EOF) once buffered data is out.
+      if (t != nullptr && t->state == task_state::running && !it->second->writing) {
+        it->second->pipe.reset();
+        runner_->close_stdin(s->task);
+      }
+    }
+  }
+}
+
+// ---- Read ------------------------------------------------------------------------------
+
+std::string node_tree::status_text() const {
+  std::uint64_t memfree = 0;
+  double load = 0;
+  if (auto m = read_mem()) memfree = m->available_bytes;
+  if (auto l = read_load()) load = *l;
+  auto arch = read_arch();
+  return fmt::format("name={} arch={} ncpu={} share={} mem={} memfree={} load={:.2f} tasks={} state={}\n",
+                     ctl::quote(opts_.name), arch.substr(0, arch.find(' ')), opts_.cpus, share_pct_,
+                     opts_.mem_bytes, memfree, load, runner_ ? runner_->running() : 0,
+                     draining_ ? "draining" : "up");
+}
+
+void node_tree::read(request r) {
+  auto& f = r.fid();
+  if (f.is_dir()) return read_dir(std::move(r));
+  std::uint64_t inst = inst_of(f.file());
+  switch (kind_of(f.file())) {
+    case k_status:
+      return respond_text(r, status_text());
+    case k_arch:
+      return respond_text(r, read_arch() + "\n");
+    case k_mem: {
+      auto m = read_mem();
+      if (!m) return r.error(m.error());
+      return respond_text(r, format_mem(*m));
+    }
+    case k_cpu: {
+      auto ticks = read_cpu_ticks();
+      if (!ticks || inst >= ticks->size()) return r.error(err::not_found);
+      return respond_text(r, format_cpu((*ticks)[inst], read_cpu_mhz(static_cast<int>(inst))));
+    }
+    case k_labels: {
+      std::string text;
+      for (const auto& [k, v] : labels_) text += k + "=" + v + "\n";
+      return respond_text(r, text);
+    }
+    case k_ctl:
+      // The settings, as the commands that would make them.
+      return respond_text(r, fmt::format("{}\nshare {}\nnice {}\nmaxtasks {}\n", draining_ ? "drain" : "undrain",
+                                         share_pct_, default_nice_, max_tasks_));
+    case k_events:
+      return serve_events(std::move(r));
+    case k_clone: {
+      auto* c = dynamic_cast<ctl_open*>(f.aux.get());
+      if (c == nullptr) return r.error(err::not_open);
+      return respond_text(r, fmt::format("{}\n", c->task));
+    }
+    case k_tctl: {
+      task* t = runner_ ? runner_->find(inst) : nullptr;
+      if (t == nullptr) return r.error("task removed");
+      // The spec, as the ctl commands that would make it.
+      std::string text;
+      if (!t->spec.dir.empty()) text += "dir " + ctl::quote(t->spec.dir) + "\n";
+      for (const auto& e : t->spec.env) text += "env " + ctl::quote(e) + "\n";
+      if (t->spec.cpu_millis) text += fmt::format("cpu {}m\n", t->spec.cpu_millis);
+      if (t->spec.mem_bytes) text += fmt::format("mem {}\n", t->spec.mem_bytes);
+      if (t->spec.timeout_ms) text += fmt::format("time {}\n", t->spec.timeout_ms / 1000.0);
+      text += fmt::format("nice {}\n", t->spec.nice);
+      if (!t->spec.argv.empty()) text += "exec " + ctl::join(t->spec.argv) + "\n";
+      return respond_text(r, text);
+    }
+    case k_tstatus: {
+      task* t = runner_ ? runner_->find(inst) : nullptr;
+      if (t == nullptr) return r.error("task removed");
+      return respond_text(r, t->status_line() + "\n");
+    }
+    case k_twait:
+      return serve_wait(std::move(r), inst);
+    case k_tstdout:
+    case k_tstderr:
+      return serve_output(std::move(r), inst, kind_of(f.file()) == k_tstderr);
+    case k_disk: {
+      if (inst >= disk_.size()) return r.error(err::not_found);
+      const auto& m = r.get<srv9p::tread>();
+      int fd = ::open(disk_[inst].path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) return r.error(err::not_found);
+      std::string data(m.count, '\0');
+      ssize_t n = ::pread(fd, data.data(), m.count, static_cast<off_t>(m.offset));
+      ::close(fd);
+      if (n < 0) return r.error(err::io);
+      data.resize(static_cast<std::size_t>(n));
+      return r.respond(srv9p::rread{std::move(data)});
+    }
+    default:
+      return r.error(err::perm);
+  }
+}
+
+void node_tree::serve_events(request r) {
+  auto* cursor = dynamic_cast<events_open*>(r.fid().aux.get());
+  if (cursor == nullptr) return r.error(err::not_open);
+  cursor->next = std::max(cursor->next, first_event_);
+  std::uint64_t end = first_event_ + events_.size();
+  if (cursor->next == end) return park(events_key, std::move(r));
+  std::uint32_t count = r.get<srv9p::tread>().count;
+  std::string out;
+  while (cursor->next < end) {
+    const std::string& line = events_[cursor->next - first_event_];
+    if (!out.empty() && out.size() + line.size() + 1 > count) break;
+    out += line;
+    out += '\n';
+    ++cursor->next;
+  }
+  if (out.size() > count) out.resize(count);
+  r.respond(srv9p::rread{std::move(out)});
+}
+
+void node_tree::serve_wait(request r, std::uint64_t id) {
+  task* t = runner_ ? runner_->find(id) : nullptr;
+  if (t == nullptr) return r.error("task removed");
+  if (!t->finished()) return park(task_key(id, k_twait), std::move(r));
+  respond_text(r, t->wait_text() + "\n");
+}
+
+void node_tree::serve_output(request r, std::uint64_t id, bool is_err) {
+  task* t = runner_ ? runner_->find(id) : nullptr;
+  if (t == nullptr) return r.error("task removed");
+  const auto& m = r.get<srv9p::tread>();
+  auto path = is_err ? runner_->stderr_path(id) : runner_->stdout_path(id);
+  ssize_t n = 0;
+  std::string data;
+  if (int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
+    data.resize(m.count);
+    n = ::pread(fd, data.data(), m.count, static_cast<off_t>(m.offset));
+    ::close(fd);
+    if (n < 0) return r.error(err::io);
+    data.resize(static_cast<std::size_t>(n));
+  }
+  if (n == 0 && !t->finished()) {
+    // At the end of the data while the task runs: wait for more output or the end.
+    return park(task_key(id, is_err ? k_tstderr : k_tstdout), std::move(r));
+  }
+  r.respond(srv9p::rread{std::move(data)});
+}
+
+// ---- Write -----------------------------------------------------------------------------
+
+void node_tree::write(request r) {
+  auto& f = r.fid();
+  const auto& m = r.get<srv9p::twrite>();
+  std::uint64_t inst = inst_of(f.file());
+  switch (kind_of(f.file())) {
+    case k_ctl:
+    case k_clone:
+    case k_tctl: {
+      auto* c = dynamic_cast<ctl_open*>(f.aux.get());
+      if (c == nullptr) return r.error(err::not_open);
+      auto ok = feed_ctl(f, c->task, m.data);
+      if (!ok) return r.error(ok.error());
+      return r.respond(srv9p::rwrite{static_cast<std::uint32_t>(m.data.size())});
+    }
+    case k_tstdin: {
+      task* t = runner_ ? runner_->find(inst) : nullptr;
+      if (t == nullptr) return r.error("task removed");
+      return write_stdin(std::move(r), *t);
+    }
+    case k_disk: {
+      if (inst >= disk_.size() || !disk_[inst].writable) return r.error(err::perm);
+      int fd = ::open(disk_[inst].path.c_str(), O_WRONLY | O_CLOEXEC);
+      if (fd < 0) return r.error(err::not_found);
+      ssize_t n = ::pwrite(fd, m.data.data(), m.data.size(), static_cast<off_t>(m.offset));
+      int e = errno;
+      ::close(fd);
+      if (n < 0) return r.error(e == ENOSPC ? err::no_space : err::io);
+      return r.respond(srv9p::rwrite{static_cast<std::uint32_t>(n)});
+    }
+    default:
+      return r.error(err::perm);
+  }
+}
+
+void node_tree::write_stdin(request r, task& t) {
+  auto& st = stdin_[t.id];
+  if (!st) st = std::make_unique<stdin_state>();
+  const auto& m = r.get<srv9p::twrite>();
+  if (t.state == task_state::new_) {
+    if (st->before_exec.size() + m.data.size() > opts_.stdin_buffer_bytes) {
+      return r.error(fmt::format("stdin holds at most {} before exec", ctl::human_bytes(opts_.stdin_buffer_bytes)));
+    }
+    st->before_exec += m.data;
+    return r.respond(srv9p::rwrite{static_cast<std::uint32_t>(m.data.size())});
+  }
+  if (t.state != task_state::running || !st->pipe) return r.error("task has ended");
+  // The answer waits until the process has taken the data into its pipe (back-pressure).
+  auto data = std::make_shared<std::string>(m.data);
+  st->writing = true;
+  std::uint64_t id = t.id;
+  asio::async_write(*st->pipe, asio::buffer(*data), [this, r, data, id](const asio::error_code& ec, std::size_t n) {
+    if (auto s = stdin_.find(id); s != stdin_.end()) s->second->writing = false;
+    if (ec) return r.error(ec == asio::error::broken_pipe ? "task closed its stdin" : "task has ended");
+    r.respond(srv9p::rwrite{static_cast<std::uint32_t>(n)});
+  });
+}
+
+std::expected<void, std::string> node_tree::feed_ctl(srv9p::fid& f, std::uint64_t task_id, std::string_view data) {
+  auto* c = dynamic_cast<ctl_open*>(f.aux.get());
+  std::vector<std::string> lines = c->lines.feed(data);
+  // A write that is not a whole page and does not end in a newline is a whole command
+  // (echo -n 'exec ls' > ctl); a full 4 KiB page without one is a piece of a longer line.
+  if (!data.empty() && data.back() != '\n' && data.size() % 4096 != 0) {
+    std::string rest = c->lines.take_rest();
+    if (!rest.empty()) lines.push_back(std::move(rest));
+  }
+  for (const auto& line : lines) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    if (task_id == 0) {
+      if (auto ok = node_ctl(line, f.uname()); !ok) return ok;
+      continue;
+    }
+    task* t = runner_ ? runner_->find(task_id) : nullptr;
+    if (t == nullptr) return std::unexpected(std::string("task removed"));
+    if (auto ok = task_ctl(*t, line); !ok) return ok;
+  }
+  return {};
+}
+
+std::expected<void, std::string> node_tree::task_ctl(task& t, std::string_view line) {
+  auto cmd = ctl::parse(line, ctl::task_verbs);
+  if (!cmd) return std::unexpected(cmd.error());
+  using v = ctl::task_verb;
+  auto verb = static_cast<v>(cmd->verb);
+  const auto& a = cmd->args;
+  if (verb != v::kill && verb != v::rm && t.state != task_state::new_) {
+    return std::unexpected(fmt::format("task {} already started: '{}' must come before exec", t.id, cmd->name));
+  }
+  switch (verb) {
+    case v::exec: {
+      if (draining_) return std::unexpected(std::string("node is draining: no new tasks"));
+      t.spec.argv = a;
+      if (auto ok = runner_->start(t); !ok) {
+        t.spec.argv.clear();
+        return ok;
+      }
+      return {};
+    }
+    case v::dir:
+      if (a[0].empty() || a[0][0] != '/') {
+        return std::unexpected(fmt::format("bad dir '{}': expected an absolute path", a[0]));
+      }
+      t.spec.dir = a[0];
+      break;
+    case v::env: {
+      std::vector<std::string> add;
+      for (const auto& kv : a) {
+        auto p = ctl::parse_kv(kv);
+        if (!p) return std::unexpected(p.error());
+        add.push_back(kv);
+      }
+      t.spec.env.insert(t.spec.env.end(), add.begin(), add.end());
+      break;
+    }
+    case v::cpu: {
+      auto n = ctl::parse_cpu_millis(a[0]);
+      if (!n) return std::unexpected(n.error());
+      t.spec.cpu_millis = *n;
+      break;
+    }
+    case v::mem: {
+      auto n = ctl::parse_bytes(a[0]);
+      if (!n) return std::unexpected(n.error());
+      t.spec.mem_bytes = *n;
+      break;
+    }
+    case v::time: {
+      auto n = ctl::parse_seconds_ms(a[0]);
+      if (!n) return std::unexpected(n.error());
+      t.spec.timeout_ms = *n;
+      break;
+    }
+    case v::nice: {
+      auto n = ctl::parse_int(a[0], 0, 19, "nice");
+      if (!n) return std::unexpected(n.error());
+      t.spec.nice = static_cast<int>(*n);
+      break;
+    }
+    case v::kill: {
+      int sig = SIGKILL;
+      if (!a.empty()) {
+        auto s = ctl::parse_signal(a[0]);
+        if (!s) return std::unexpected(s.error());
+        sig = *s;
+      }
+      return runner_->kill(t, sig);
+    }
+    case v::rm: {
+      std::uint64_t id = t.id;
+      if (auto ok = runner_->remove(id); !ok) return ok;
+      task_owner_.erase(id);
+      stdin_.erase(id);
+      return {};
+    }
+  }
+  return runner_->save(t);
+}
+
+std::expected<void, std::string> node_tree::node_ctl(std::string_view line, std::string_view) {
+  auto cmd = ctl::parse(line, ctl::node_verbs);
+  if (!cmd) return std::unexpected(cmd.error());
+  using v = ctl::node_verb;
+  const auto& a = cmd->args;
+  switch (static_cast<v>(cmd->verb)) {
+    case v::drain:
+      if (!draining_) post_event("drain");
+      draining_ = true;
+      return {};
+    case v::undrain:
+      if (draining_) post_event("undrain");
+      draining_ = false;
+      return {};
+    case v::label:
+      for (const auto& kv : a) {
+        auto p = ctl::parse_kv(kv);
+        if (!p) return std::unexpected(p.error());
+      }
+      for (const auto& kv : a) {
+        auto p = ctl::parse_kv(kv);
+        if (p->second.empty()) {
+          labels_.erase(p->first);
+        } else {
+          labels_[p->first] = p->second;
+        }
+      }
+      return {};
+    case v::share: {
+      auto n = ctl::parse_int(a[0], 1, 100, "share");
+      if (!n) return std::unexpected(n.error());
+      share_pct_ = static_cast<int>(*n);
+      return {};
+    }
+    case v::nice: {
+      auto n = ctl::parse_int(a[0], 0, 19, "nice");
+      if (!n) return std::unexpected(n.error());
+      default_nice_ = static_cast<int>(*n);
+      return {};
+    }
+    case v::maxtasks: {
+      auto n = ctl::parse_int(a[0], 0, 1 << 20, "maxtasks");
+      if (!n) return std::unexpected(n.error());
+      max_tasks_ = static_cast<std::size_t>(*n);
+      runner_->set_max_tasks(max_tasks_);
+      return {};
+    }
+    case v::kill:
+      if (a[0] != "all") return std::unexpected(fmt::format("bad kill '{}': expected 'kill all'", a[0]));
+      runner_->kill_all();
+      return {};
+  }
+  return {};
+}
+
+}  // namespace node

@@ -1,0 +1,118 @@
+#pragma once
+// galaxy-node's file tree (man/man4/galaxy-node.4), on the srv9p tree API:
+//
+//   /status /arch /cpu/N /mem /labels /ctl /events
+//   /task/clone
+//   /task/N/{ctl,status,wait,stdin,stdout,stderr}  /task/N/in/  /task/N/out/
+//
+// Static levels are Dirtab tables; task/N and cpu/N are generated; in/ and out/ show the
+// task's spool directories on disk. Reads that must wait (events, wait, stdout and stderr
+// of a running task) are parked requests, woken by the task runner's hooks and cancelled
+// by Tflush. ctl input is taken by lines (ctl/ctlmsg.hpp line_buffer).
+#include <asio/io_context.hpp>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "node/task.hpp"
+#include "srv9p/tree.hpp"
+
+namespace node {
+
+struct node_options {
+  std::string name;                     // the node's name (default: the host name)
+  std::string admin;                    // owner of /ctl and of the tree (the daemon's user)
+  std::uint32_t cpus = 0;               // advertised CPUs; 0: the machine's online CPUs
+  std::uint64_t mem_bytes = 0;          // advertised memory; 0: the machine's MemTotal
+  std::vector<std::pair<std::string, std::string>> labels;  // --label K=V
+  std::size_t event_backlog = 4096;     // events kept for readers that fall behind
+  std::size_t stdin_buffer_bytes = 1 << 20;  // stdin written before exec, held until exec
+};
+
+class node_tree : public srv9p::tree {
+ public:
+  // The runner's hooks must call started()/finished()/output() (see make_hooks()).
+  node_tree(asio::io_context& io, node_options opts);
+  ~node_tree() override;
+
+  // Hooks for task_runner::create that route its events to this tree. Call before the
+  // runner exists; then attach it with set_runner.
+  task_runner::hooks make_hooks();
+  void set_runner(task_runner* r) { runner_ = r; }
+
+  std::expected<srv9p::dir, std::string> attach(std::string_view uname, std::string_view aname) override;
+  std::expected<srv9p::dir, std::string> walk1(const srv9p::dir& parent, std::string_view name,
+                                               std::string_view uname) override;
+  std::expected<std::vector<srv9p::dir>, std::string> list(const srv9p::dir& d, std::string_view uname) override;
+  std::expected<srv9p::dir, std::string> stat1(const srv9p::dir& f) override;
+  void open(srv9p::request r) override;
+  void create(srv9p::request r) override;
+  void read(srv9p::request r) override;
+  void write(srv9p::request r) override;
+  void remove(srv9p::request r) override;
+  void clunk(srv9p::fid& f) override;
+
+  // The one-line text of /status.
+  std::string status_text() const;
+  bool draining() const { return draining_; }
+
+ private:
+  struct parked;
+  struct stdin_state;
+
+  // Events of the node (start, exit, drain, ...), each a line of /events.
+  void post_event(std::string line);
+  void on_started(const task& t);
+  void on_finished(const task& t);
+  void on_output(const task& t);
+
+  std::expected<void, std::string> node_ctl(std::string_view line, std::string_view uname);
+  std::expected<void, std::string> task_ctl(task& t, std::string_view line);
+  // Feeds ctl input to a task: whole lines now; a short write without a newline is taken
+  // as a whole line too (echo -n), a write that fills a 4 KiB page without one is held
+  // for the next piece.
+  std::expected<void, std::string> feed_ctl(srv9p::fid& f, std::uint64_t task_id, std::string_view data);
+
+  void serve_events(srv9p::request r);
+  void serve_wait(srv9p::request r, std::uint64_t id);
+  void serve_output(srv9p::request r, std::uint64_t id, bool err);
+  void park(std::uint64_t key, srv9p::request r);
+  void wake(std::uint64_t key);
+  void write_stdin(srv9p::request r, task& t);
+
+  srv9p::dir task_file(std::uint16_t kind, const task& t) const;
+  // Files under a task's in/ or out/ on disk, by a qid instance number each.
+  std::uint64_t disk_id(const std::string& path, std::uint64_t task, bool writable);
+  std::expected<srv9p::dir, std::string> disk_dir(std::uint64_t id) const;
+
+  asio::io_context& io_;
+  node_options opts_;
+  task_runner* runner_ = nullptr;
+  bool draining_ = false;
+  int share_pct_ = 100;
+  int default_nice_ = 19;      // for new tasks (ctl: nice N)
+  std::size_t max_tasks_ = 0;  // running at once; 0: no limit (ctl: maxtasks N)
+  std::map<std::string, std::string> labels_;
+  std::map<std::uint64_t, std::string> task_owner_;  // task id → the attach name that made it
+
+  std::deque<std::string> events_;
+  std::uint64_t first_event_ = 0;
+  // Parked reads by key: the events key, or a task id with the file kind in the top bits.
+  std::multimap<std::uint64_t, std::pair<std::uint64_t, srv9p::request>> parked_;
+  std::uint64_t next_park_ = 0;
+
+  std::unordered_map<std::uint64_t, std::unique_ptr<stdin_state>> stdin_;  // by task id
+  // A file or directory below a task's in/ or out/, known by a qid instance number.
+  struct disk_entry {
+    std::string path;       // absolute path on disk
+    std::uint64_t task = 0;
+    bool writable = false;  // under in/ (the owner may write) rather than out/
+  };
+  std::unordered_map<std::string, std::uint64_t> disk_ids_;  // path → index in disk_
+  std::vector<disk_entry> disk_;
+};
+
+}  // namespace node

@@ -1,0 +1,449 @@
+// The ctl-message language: Plan 9 tokenizing and quoting, verb lookup with its error
+// texts (exact, because users read them and scripts match them), the line buffer that
+// ctl files read writes through, and the typed argument parsers.
+#include "ctl/ctlmsg.hpp"
+
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <random>
+
+#include "ctl/verbs.hpp"
+
+namespace {
+
+using words = std::vector<std::string>;
+
+words tok(std::string_view line) {
+  auto w = ctl::tokenize(line);
+  EXPECT_TRUE(w.has_value()) << line << ": " << w.error();
+  return w.value_or(words{});
+}
+
+template <typename T>
+std::string error_of(const std::expected<T, std::string>& r) {
+  EXPECT_FALSE(r.has_value()) << "no error";
+  if (r) return {};
+  EXPECT_LT(r.error().size(), 128u) << r.error();
+  return r.error();
+}
+
+// ---- tokenize, quote, join -------------------------------------------------------------
+
+TEST(Tokenize, Blanks) {
+  EXPECT_EQ(tok("exec ls -l"), (words{"exec", "ls", "-l"}));
+  EXPECT_EQ(tok("  exec\t\tls  "), (words{"exec", "ls"}));
+  EXPECT_EQ(tok(""), words{});
+  EXPECT_EQ(tok(" \t "), words{});
+}
+
+TEST(Tokenize, TrailingNewlineIgnored) {
+  EXPECT_EQ(tok("rm\n"), words{"rm"});
+  EXPECT_EQ(tok("kill 9\r\n"), (words{"kill", "9"}));
+  EXPECT_EQ(tok("\n"), words{});
+}
+
+TEST(Tokenize, Quotes) {
+  EXPECT_EQ(tok("exec sh -c 'echo hello world'"), (words{"exec", "sh", "-c", "echo hello world"}));
+  EXPECT_EQ(tok("exec echo 'it''s'"), (words{"exec", "echo", "it's"}));
+  EXPECT_EQ(tok("''"), words{""});
+  EXPECT_EQ(tok("a '' b"), (words{"a", "", "b"}));
+  EXPECT_EQ(tok("''''"), words{"'"});
+  // A quoted section may sit inside a word, as in rc: 'a b'c is one word.
+  EXPECT_EQ(tok("x'a b'c y"), (words{"xa bc", "y"}));
+  EXPECT_EQ(tok("'\t'"), words{"\t"});
+  EXPECT_EQ(tok("'a\nb'\n"), words{"a\nb"});
+}
+
+TEST(Tokenize, UnterminatedQuote) {
+  EXPECT_EQ(error_of(ctl::tokenize("exec echo 'hi")), "unterminated quote in 'exec echo 'hi'");
+  EXPECT_EQ(error_of(ctl::tokenize("exec 'it''s\n")), "unterminated quote in 'exec 'it''s'");
+  EXPECT_EQ(error_of(ctl::tokenize("'")), "unterminated quote in '''");
+}
+
+TEST(Tokenize, LineBreakInsideIsAnError) {
+  // Two commands in one line must not run as one.
+  EXPECT_EQ(error_of(ctl::tokenize("exec a\nrm\n")), "line break in 'exec a?rm'");
+  EXPECT_EQ(error_of(ctl::tokenize("exec a\rb")), "line break in 'exec a?b'");
+}
+
+TEST(Tokenize, LongLineErrorIsCut) {
+  std::string line = "exec '" + std::string(70000, 'x');
+  std::string e = error_of(ctl::tokenize(line));
+  EXPECT_EQ(e.size(), ctl::max_error);
+  EXPECT_TRUE(e.starts_with("unterminated quote in 'exec 'xxx")) << e;
+  EXPECT_TRUE(e.ends_with("xxx...'")) << e;
+}
+
+TEST(Quote, BareOrQuoted) {
+  EXPECT_EQ(ctl::quote("ls"), "ls");
+  EXPECT_EQ(ctl::quote("a=b"), "a=b");
+  EXPECT_EQ(ctl::quote(""), "''");
+  EXPECT_EQ(ctl::quote("a b"), "'a b'");
+  EXPECT_EQ(ctl::quote("a\tb"), "'a\tb'");
+  EXPECT_EQ(ctl::quote("it's"), "'it''s'");
+  EXPECT_EQ(ctl::quote("'"), "''''");
+  EXPECT_EQ(ctl::quote("a\nb"), "'a\nb'");
+}
+
+TEST(Quote, Join) {
+  words w{"exec", "sh", "-c", "echo 'hi' there", ""};
+  EXPECT_EQ(ctl::join(w), "exec sh -c 'echo ''hi'' there' ''");
+  EXPECT_EQ(ctl::join(words{}), "");
+  EXPECT_EQ(ctl::join(words{"rm"}), "rm");
+}
+
+TEST(Quote, RoundTripRandomWords) {
+  // Any words at all come back from tokenize(join(words)) unchanged.
+  std::mt19937 rng(9);
+  const std::string alphabet = "ab '\t\n\r=-\\\"";
+  for (int round = 0; round < 2000; ++round) {
+    words w(rng() % 5);
+    for (auto& word : w) {
+      std::size_t n = rng() % 6;
+      for (std::size_t i = 0; i < n; ++i) word.push_back(alphabet[rng() % alphabet.size()]);
+    }
+    std::string line = ctl::join(w);
+    EXPECT_EQ(tok(line), w) << line;
+    EXPECT_EQ(tok(line + "\n"), w) << line;
+  }
+}
+
+// ---- parse -----------------------------------------------------------------------------
+
+TEST(Parse, TaskVerbs) {
+  auto c = ctl::parse("exec sh -c 'echo hi'\n", ctl::task_verbs);
+  ASSERT_TRUE(c.has_value()) << c.error();
+  EXPECT_EQ(static_cast<ctl::task_verb>(c->verb), ctl::task_verb::exec);
+  EXPECT_EQ(c->name, "exec");
+  EXPECT_EQ(c->args, (words{"sh", "-c", "echo hi"}));
+
+  auto k = ctl::parse("kill", ctl::task_verbs);
+  ASSERT_TRUE(k.has_value()) << k.error();
+  EXPECT_EQ(static_cast<ctl::task_verb>(k->verb), ctl::task_verb::kill);
+  EXPECT_TRUE(k->args.empty());
+
+  auto rm = ctl::parse("rm", ctl::task_verbs);
+  ASSERT_TRUE(rm.has_value());
+  EXPECT_EQ(static_cast<ctl::task_verb>(rm->verb), ctl::task_verb::rm);
+}
+
+TEST(Parse, EveryTaskVerbWithItsUsage) {
+  for (const char* line : {"exec true", "dir /tmp", "env A=1 B=2", "cpu 500m", "mem 64k", "time 1.5", "nice 10",
+                           "kill TERM", "kill", "rm"}) {
+    auto c = ctl::parse(line, ctl::task_verbs);
+    EXPECT_TRUE(c.has_value()) << line << ": " << c.error();
+  }
+}
+
+TEST(Parse, UnknownCommand) {
+  EXPECT_EQ(error_of(ctl::parse("exce ls", ctl::task_verbs)),
+            "unknown command 'exce': expected exec, dir, env, cpu, mem, time, nice, kill, rm");
+  EXPECT_EQ(error_of(ctl::parse("EXEC ls", ctl::task_verbs)),
+            "unknown command 'EXEC': expected exec, dir, env, cpu, mem, time, nice, kill, rm");
+  EXPECT_EQ(error_of(ctl::parse("halt", ctl::node_verbs)),
+            "unknown command 'halt': expected drain, undrain, label, share, nice, maxtasks, kill");
+}
+
+TEST(Parse, BadArgCount) {
+  EXPECT_EQ(error_of(ctl::parse("exec", ctl::task_verbs)), "bad # args to 'exec': expected at least 1 (exec ARG...)");
+  EXPECT_EQ(error_of(ctl::parse("kill 9 15", ctl::task_verbs)),
+            "bad # args to 'kill': expected at most 1 (kill [SIGNAL])");
+  EXPECT_EQ(error_of(ctl::parse("dir", ctl::task_verbs)), "bad # args to 'dir': expected 1 (dir PATH)");
+  EXPECT_EQ(error_of(ctl::parse("dir a b", ctl::task_verbs)), "bad # args to 'dir': expected 1 (dir PATH)");
+  EXPECT_EQ(error_of(ctl::parse("rm now", ctl::task_verbs)), "bad # args to 'rm': expected none (rm)");
+  EXPECT_EQ(error_of(ctl::parse("drain now", ctl::node_verbs)), "bad # args to 'drain': expected none (drain)");
+}
+
+TEST(Parse, RangeOfArgs) {
+  constexpr ctl::verb_spec table[] = {{0, "node", 2, 3, "node add|rm NAME [DIAL]"}, {1, "x", 0, 2}};
+  EXPECT_EQ(error_of(ctl::parse("node add", table)), "bad # args to 'node': expected 2 to 3 (node add|rm NAME [DIAL])");
+  // No usage: no parenthesis.
+  EXPECT_EQ(error_of(ctl::parse("x 1 2 3", table)), "bad # args to 'x': expected at most 2");
+  EXPECT_TRUE(ctl::parse("node rm n1", table).has_value());
+}
+
+TEST(Parse, KillAllTakesOnlyTheWordAll) {
+  auto c = ctl::parse("kill all", ctl::node_verbs);
+  ASSERT_TRUE(c.has_value()) << c.error();
+  EXPECT_EQ(static_cast<ctl::node_verb>(c->verb), ctl::node_verb::kill);
+  EXPECT_EQ(c->args, words{"all"});
+  EXPECT_EQ(error_of(ctl::parse("kill 12", ctl::node_verbs)), "bad argument to 'kill': expected all (kill all)");
+  EXPECT_EQ(error_of(ctl::parse("kill ALL", ctl::node_verbs)), "bad argument to 'kill': expected all (kill all)");
+  EXPECT_EQ(error_of(ctl::parse("kill", ctl::node_verbs)), "bad # args to 'kill': expected 1 (kill all)");
+}
+
+TEST(Parse, AdminVerbs) {
+  for (const char* line : {"drain", "undrain", "label site=lab arch=arm64", "share 50", "nice 5", "maxtasks 8"}) {
+    auto c = ctl::parse(line, ctl::node_verbs);
+    EXPECT_TRUE(c.has_value()) << line << ": " << c.error();
+  }
+}
+
+TEST(Parse, EmptyAndTokenizeErrors) {
+  EXPECT_EQ(error_of(ctl::parse("", ctl::task_verbs)), "empty command");
+  EXPECT_EQ(error_of(ctl::parse("  \n", ctl::task_verbs)), "empty command");
+  EXPECT_EQ(error_of(ctl::parse("exec 'x", ctl::task_verbs)), "unterminated quote in 'exec 'x'");
+  EXPECT_EQ(error_of(ctl::parse("'' x", ctl::task_verbs)),
+            "unknown command '': expected exec, dir, env, cpu, mem, time, nice, kill, rm");
+}
+
+TEST(Parse, ErrorsStayShort) {
+  std::string huge(100000, 'v');
+  std::string e = error_of(ctl::parse(huge, ctl::task_verbs));
+  EXPECT_TRUE(e.starts_with("unknown command 'vvv")) << e;
+  EXPECT_TRUE(e.ends_with("...': expected exec, dir, env, cpu, mem, time, nice, kill, rm")) << e;
+  EXPECT_EQ(e.size(), ctl::max_error);
+
+  std::string many = "rm";
+  for (int i = 0; i < 20000; ++i) many += " x";
+  e = error_of(ctl::parse(many, ctl::task_verbs));
+  EXPECT_EQ(e, "bad # args to 'rm': expected none (rm)");
+
+  // A multi-byte character is never cut in half.
+  std::string utf8;
+  for (int i = 0; i < 100; ++i) utf8 += "\xc3\xa9";  // é
+  e = error_of(ctl::parse(utf8, ctl::task_verbs));
+  std::size_t q = e.find("...'");
+  ASSERT_NE(q, std::string::npos) << e;
+  EXPECT_EQ(e.substr(q - 2, 2), "\xc3\xa9");
+
+  // A large table's list is cut too.
+  std::vector<ctl::verb_spec> big;
+  for (int i = 0; i < 50; ++i) big.push_back({i, "verbnumber", 0, 0, ""});
+  e = error_of(ctl::parse("x", big));
+  EXPECT_EQ(e.size(), ctl::max_error);
+  EXPECT_TRUE(e.starts_with("unknown command 'x': expected verbnumber, verbnumber")) << e;
+}
+
+// ---- line_buffer -----------------------------------------------------------------------
+
+TEST(LineBuffer, OneLinePerWrite) {
+  ctl::line_buffer b;
+  EXPECT_EQ(b.feed("exec ls\n"), words{"exec ls"});
+  EXPECT_TRUE(b.empty());
+}
+
+TEST(LineBuffer, SplitAcrossWrites) {
+  ctl::line_buffer b;
+  EXPECT_EQ(b.feed("exec sh -c 'ec"), words{});
+  EXPECT_FALSE(b.empty());
+  EXPECT_EQ(b.feed("ho hi'"), words{});
+  EXPECT_EQ(b.feed("\nrm"), words{"exec sh -c 'echo hi'"});
+  EXPECT_EQ(b.take_rest(), "rm");
+  EXPECT_TRUE(b.empty());
+  EXPECT_EQ(b.take_rest(), "");
+}
+
+TEST(LineBuffer, SeveralLinesInOneWrite) {
+  ctl::line_buffer b;
+  EXPECT_EQ(b.feed("dir /tmp\nenv A=1\n\nexec true\npart"), (words{"dir /tmp", "env A=1", "", "exec true"}));
+  EXPECT_EQ(b.feed("ial\n"), words{"partial"});
+}
+
+TEST(LineBuffer, Crlf) {
+  ctl::line_buffer b;
+  EXPECT_EQ(b.feed("kill 9\r\nrm\r"), words{"kill 9"});
+  EXPECT_EQ(b.feed("\n"), words{"rm"});  // the CR arrived in one write, the LF in the next
+  EXPECT_EQ(b.feed("exec x\r"), words{});
+  EXPECT_EQ(b.take_rest(), "exec x");
+}
+
+TEST(LineBuffer, ByteAtATime) {
+  ctl::line_buffer b;
+  std::string text = "exec a\r\nenv K=V\nrm\n";
+  words got;
+  for (char c : text) {
+    for (auto& l : b.feed(std::string_view(&c, 1))) got.push_back(l);
+  }
+  EXPECT_EQ(got, (words{"exec a", "env K=V", "rm"}));
+}
+
+TEST(LineBuffer, OverlongLineRefused) {
+  ctl::line_buffer b;
+  std::string chunk(4096, 'x');
+  std::size_t refused = 0;
+  // Written the way FUSE splits a write: 4 KiB at a time, 80 KiB in all.
+  EXPECT_EQ(b.feed("exec "), words{});
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(b.feed(chunk), words{});
+    refused += b.take_refused();
+  }
+  EXPECT_EQ(refused, 1u);
+  EXPECT_TRUE(b.empty());
+  // The rest of the refused line, up to its newline, is dropped; the next line is fine.
+  EXPECT_EQ(b.feed("yyy\nrm\n"), words{"rm"});
+  EXPECT_EQ(b.take_refused(), 0u);
+}
+
+TEST(LineBuffer, MaxLineExactly) {
+  ctl::line_buffer b;
+  std::string line(ctl::line_buffer::max_line, 'a');
+  EXPECT_EQ(b.feed(line + "\n"), words{line});
+  EXPECT_EQ(b.feed(line + "\r\n"), words{line});
+  EXPECT_EQ(b.take_refused(), 0u);
+  EXPECT_EQ(b.feed(line + "a\nok\n"), words{"ok"});
+  EXPECT_EQ(b.take_refused(), 1u);
+  // Two refused lines in one write count twice.
+  EXPECT_EQ(b.feed(line + "a\n" + line + "b\n"), words{});
+  EXPECT_EQ(b.take_refused(), 2u);
+}
+
+TEST(LineBuffer, TakeRestEndsDiscarding) {
+  ctl::line_buffer b;
+  b.feed(std::string(ctl::line_buffer::max_line + 10, 'z'));
+  EXPECT_EQ(b.take_refused(), 1u);
+  EXPECT_EQ(b.take_rest(), "");
+  EXPECT_EQ(b.feed("rm\n"), words{"rm"});
+}
+
+// ---- Typed arguments -------------------------------------------------------------------
+
+std::uint64_t bytes(std::string_view s) {
+  auto v = ctl::parse_bytes(s);
+  EXPECT_TRUE(v.has_value()) << s << ": " << v.error();
+  return v.value_or(0);
+}
+
+TEST(ParseBytes, Multiples) {
+  EXPECT_EQ(bytes("4096"), 4096u);
+  EXPECT_EQ(bytes("0"), 0u);
+  EXPECT_EQ(bytes("64k"), 65536u);
+  EXPECT_EQ(bytes("64K"), 65536u);
+  EXPECT_EQ(bytes("512m"), 512ull << 20);
+  EXPECT_EQ(bytes("2g"), 2ull << 30);
+  EXPECT_EQ(bytes("2G"), 2ull << 30);
+  EXPECT_EQ(bytes("1t"), 1ull << 40);
+  EXPECT_EQ(bytes("64KiB"), 65536u);
+  EXPECT_EQ(bytes("64kb"), 65536u);
+  EXPECT_EQ(bytes("3GIB"), 3ull << 30);
+  EXPECT_EQ(bytes("512B"), 512u);
+  EXPECT_EQ(bytes("1.5g"), 1610612736u);
+  EXPECT_EQ(bytes("0.1k"), 102u);  // rounded down to whole bytes
+  EXPECT_EQ(bytes("16777215t"), 16777215ull << 40);
+}
+
+TEST(ParseBytes, Errors) {
+  EXPECT_EQ(error_of(ctl::parse_bytes("12q")),
+            "bad size '12q': expected a number of bytes with an optional k, m, g or t suffix");
+  for (const char* s : {"", "k", "-1", "1 k", "1kk", "1ibk", "1i", "1.2.3g", "0x10", "1e3", " 1", "1p"}) {
+    EXPECT_TRUE(error_of(ctl::parse_bytes(s)).starts_with("bad size '")) << s;
+  }
+  EXPECT_EQ(error_of(ctl::parse_bytes("1.5")), "bad size '1.5': not a whole number of bytes");
+  EXPECT_EQ(error_of(ctl::parse_bytes("18446744073709551616")), "bad size '18446744073709551616': too large");
+  EXPECT_EQ(error_of(ctl::parse_bytes("16777216t")), "bad size '16777216t': too large");
+  EXPECT_EQ(error_of(ctl::parse_bytes("99999999999999999999999g")), "bad size '99999999999999999999999g': too large");
+  EXPECT_EQ(bytes("18446744073709551615"), UINT64_MAX);
+}
+
+TEST(ParseCpu, Millicores) {
+  EXPECT_EQ(ctl::parse_cpu_millis("2"), 2000u);
+  EXPECT_EQ(ctl::parse_cpu_millis("1.5"), 1500u);
+  EXPECT_EQ(ctl::parse_cpu_millis("0.25"), 250u);
+  EXPECT_EQ(ctl::parse_cpu_millis("1.500"), 1500u);
+  EXPECT_EQ(ctl::parse_cpu_millis("500m"), 500u);
+  EXPECT_EQ(ctl::parse_cpu_millis("1m"), 1u);
+  EXPECT_EQ(ctl::parse_cpu_millis("0.001"), 1u);
+}
+
+TEST(ParseCpu, Errors) {
+  EXPECT_EQ(error_of(ctl::parse_cpu_millis("0")), "bad cpu '0': must be more than 0");
+  EXPECT_EQ(error_of(ctl::parse_cpu_millis("0m")), "bad cpu '0m': must be more than 0");
+  EXPECT_EQ(error_of(ctl::parse_cpu_millis("two")), "bad cpu 'two': expected CPUs (2, 1.5) or millicores (500m)");
+  EXPECT_EQ(error_of(ctl::parse_cpu_millis("1.0005")), "bad cpu '1.0005': finer than a millicore");
+  EXPECT_EQ(error_of(ctl::parse_cpu_millis("1.5m")), "bad cpu '1.5m': finer than a millicore");
+  EXPECT_EQ(error_of(ctl::parse_cpu_millis("5000000")), "bad cpu '5000000': too large");
+  for (const char* s : {"", "m", "-1", "2M", "2 ", "1,5"}) {
+    EXPECT_TRUE(error_of(ctl::parse_cpu_millis(s)).starts_with("bad cpu '")) << s;
+  }
+}
+
+TEST(ParseSeconds, ToMilliseconds) {
+  EXPECT_EQ(ctl::parse_seconds_ms("10"), 10000u);
+  EXPECT_EQ(ctl::parse_seconds_ms("1.5"), 1500u);
+  EXPECT_EQ(ctl::parse_seconds_ms("0.001"), 1u);
+  EXPECT_EQ(error_of(ctl::parse_seconds_ms("0")), "bad time '0': must be more than 0");
+  EXPECT_EQ(error_of(ctl::parse_seconds_ms("10s")), "bad time '10s': expected seconds (10, 1.5)");
+  EXPECT_EQ(error_of(ctl::parse_seconds_ms("0.0001")), "bad time '0.0001': finer than a millisecond");
+  EXPECT_EQ(error_of(ctl::parse_seconds_ms("18446744073709552")), "bad time '18446744073709552': too large");
+}
+
+TEST(ParseInt, Range) {
+  EXPECT_EQ(ctl::parse_int("10", -20, 19, "nice"), 10);
+  EXPECT_EQ(ctl::parse_int("-20", -20, 19, "nice"), -20);
+  EXPECT_EQ(ctl::parse_int("+5", -20, 19, "nice"), 5);
+  EXPECT_EQ(error_of(ctl::parse_int("40", -20, 19, "nice")), "bad nice '40': expected an integer from -20 to 19");
+  EXPECT_EQ(error_of(ctl::parse_int("x", 1, 100, "share")), "bad share 'x': expected an integer from 1 to 100");
+  for (const char* s : {"", "+", "-", "1.0", "5 ", "+-5", "99999999999999999999"}) {
+    EXPECT_TRUE(error_of(ctl::parse_int(s, -20, 19, "nice")).starts_with("bad nice '")) << s;
+  }
+}
+
+TEST(ParseKv, KeysAndValues) {
+  auto kv = ctl::parse_kv("arch=arm64");
+  ASSERT_TRUE(kv.has_value());
+  EXPECT_EQ(kv->first, "arch");
+  EXPECT_EQ(kv->second, "arm64");
+  kv = ctl::parse_kv("PATH=/bin:/usr/bin=x");
+  ASSERT_TRUE(kv.has_value());
+  EXPECT_EQ(kv->second, "/bin:/usr/bin=x");
+  kv = ctl::parse_kv("my.key-2_b=");
+  ASSERT_TRUE(kv.has_value());
+  EXPECT_EQ(kv->first, "my.key-2_b");
+  EXPECT_EQ(kv->second, "");
+  EXPECT_EQ(error_of(ctl::parse_kv("site")), "bad key=value 'site': expected KEY=VALUE");
+  EXPECT_EQ(error_of(ctl::parse_kv("=x")), "bad key=value '=x': expected KEY=VALUE");
+  EXPECT_EQ(error_of(ctl::parse_kv("a b=c")), "bad key in 'a b=c': a key is letters, digits, '_', '.' and '-'");
+}
+
+TEST(ParseSignal, NumbersAndNames) {
+  EXPECT_EQ(ctl::parse_signal("9"), 9);
+  EXPECT_EQ(ctl::parse_signal("1"), 1);
+  EXPECT_EQ(ctl::parse_signal("64"), 64);
+  EXPECT_EQ(ctl::parse_signal("KILL"), SIGKILL);
+  EXPECT_EQ(ctl::parse_signal("SIGKILL"), SIGKILL);
+  EXPECT_EQ(ctl::parse_signal("term"), SIGTERM);
+  EXPECT_EQ(ctl::parse_signal("SigTerm"), SIGTERM);
+  EXPECT_EQ(ctl::parse_signal("hup"), SIGHUP);
+  EXPECT_EQ(ctl::parse_signal("USR1"), SIGUSR1);
+  EXPECT_EQ(ctl::parse_signal("CHLD"), SIGCHLD);
+  EXPECT_EQ(ctl::parse_signal("CLD"), SIGCHLD);
+  EXPECT_EQ(ctl::parse_signal("IOT"), SIGABRT);
+  EXPECT_EQ(ctl::parse_signal("sigwinch"), SIGWINCH);
+  EXPECT_EQ(ctl::parse_signal("SYS"), SIGSYS);
+}
+
+TEST(ParseSignal, Errors) {
+  EXPECT_EQ(error_of(ctl::parse_signal("0")), "bad signal '0': expected a number 1-64 or a name such as KILL or TERM");
+  for (const char* s : {"65", "-9", "", "SIG", "SIGSIGKILL", "KILLL", "9x", " 9", "NOPE"}) {
+    EXPECT_TRUE(error_of(ctl::parse_signal(s)).starts_with("bad signal '")) << s;
+  }
+}
+
+TEST(SignalName, RoundTrip) {
+  EXPECT_EQ(ctl::signal_name(SIGKILL), "KILL");
+  EXPECT_EQ(ctl::signal_name(SIGTERM), "TERM");
+  EXPECT_EQ(ctl::signal_name(SIGABRT), "ABRT");
+  EXPECT_EQ(ctl::signal_name(SIGCHLD), "CHLD");
+  EXPECT_EQ(ctl::signal_name(40), "40");
+  EXPECT_EQ(ctl::signal_name(0), "0");
+  for (int sig = 1; sig <= 64; ++sig) {
+    EXPECT_EQ(ctl::parse_signal(ctl::signal_name(sig)), sig) << sig;
+  }
+}
+
+TEST(HumanBytes, Units) {
+  EXPECT_EQ(ctl::human_bytes(0), "0 B");
+  EXPECT_EQ(ctl::human_bytes(512), "512 B");
+  EXPECT_EQ(ctl::human_bytes(1023), "1023 B");
+  EXPECT_EQ(ctl::human_bytes(1024), "1 KiB");
+  EXPECT_EQ(ctl::human_bytes(1536), "1.5 KiB");
+  EXPECT_EQ(ctl::human_bytes(1572864), "1.5 MiB");
+  EXPECT_EQ(ctl::human_bytes(64ull << 30), "64 GiB");
+  EXPECT_EQ(ctl::human_bytes(25165824000ull), "23.4 GiB");
+  EXPECT_EQ(ctl::human_bytes((1ull << 20) - 1), "1 MiB");  // not "1024 KiB"
+  EXPECT_EQ(ctl::human_bytes(1ull << 40), "1 TiB");
+  EXPECT_EQ(ctl::human_bytes(UINT64_MAX), "16 EiB");
+}
+
+}  // namespace

@@ -1,0 +1,636 @@
+// The task runner (node/task.*) with real processes: exit codes and signals, exec errors,
+// output spooled to files and announced while it grows, stdin, working directory and
+// environment, time and memory limits, kills that reach a whole process group, many tasks
+// at once, restore after a restart (finished and lost tasks), remove, garbage collection,
+// nice/SCHED_IDLE, and the switch to an unprivileged user when the tests run as root.
+//
+// Each test gets a spool in a fresh temporary directory and drives the io_context itself
+// with pump(), which runs handlers until a condition holds or a deadline passes.
+#include <gtest/gtest.h>
+
+#include <asio/io_context.hpp>
+#include <fmt/format.h>
+#include <sched.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <charconv>
+#include <fstream>
+#include <sstream>
+
+#include "node/task.hpp"
+#include "tests/testutil.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using node::task;
+using node::task_runner;
+using node::task_state;
+namespace fs = std::filesystem;
+
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Fields of /proc/PID/stat, numbered as proc(5) numbers them (1 = pid); empty if gone.
+std::vector<std::string> proc_stat(pid_t pid) {
+  std::string s = slurp(fmt::format("/proc/{}/stat", pid));
+  auto rp = s.rfind(')');
+  if (rp == std::string::npos) return {};
+  std::vector<std::string> f = {std::to_string(pid), s.substr(0, rp + 1)};
+  std::istringstream rest(s.substr(rp + 1));
+  for (std::string w; rest >> w;) f.push_back(w);
+  f.insert(f.begin(), "");  // index 0 unused
+  return f;
+}
+
+// Live (non-zombie) processes whose process group is pgid. Orphans are reaped by
+// whatever the system's init is, so zombies do not count.
+int group_members(pid_t pgid) {
+  int n = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc", ec)) {
+    pid_t pid = 0;
+    std::string name = e.path().filename().string();
+    if (std::from_chars(name.data(), name.data() + name.size(), pid).ec != std::errc{}) continue;
+    auto f = proc_stat(pid);
+    if (f.size() > 5 && f[3] != "Z" && f[5] == std::to_string(pgid)) n++;
+  }
+  return n;
+}
+
+class TaskTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // Tasks run as nobody when the tests run as root: the spool must be reachable.
+    ::chmod(tmp_.path().c_str(), 0755);
+    opts_.spool = tmp_.file("spool");
+    opts_.log = [this](std::string_view line) { logs_.emplace_back(line); };
+    make_runner();
+  }
+  // Tasks run at nice 0 here, not at SCHED_IDLE: on a busy machine (a build next door)
+  // idle tasks may wait for seconds. NiceAndSchedIdle checks the default.
+  void TearDown() override {
+    if (runner_) runner_->kill_all();  // a failed test leaves no sleep 100 behind
+  }
+
+  void make_runner() {
+    runner_.reset();
+    auto r = task_runner::create(io_, opts_, hooks());
+    ASSERT_TRUE(r.has_value()) << r.error();
+    runner_ = std::move(*r);
+    runner_->set_default_nice(0);
+  }
+
+  task_runner::hooks hooks() {
+    return {
+        .started = [this](const task& t) { started_.push_back(t.id); },
+        .finished = [this](const task& t) { finished_.push_back(t.id); },
+        .output = [this](const task& t) { on_output(t); },
+    };
+  }
+  virtual void on_output(const task& t) { outputs_.push_back(t.id); }
+
+  // Runs handlers until pred() holds; false if it did not within timeout.
+  bool pump(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 10s) {
+    auto deadline = testutil::steady::now() + timeout;
+    while (!pred()) {
+      if (testutil::steady::now() >= deadline) return false;
+      if (io_.stopped()) io_.restart();
+      io_.run_one_for(10ms);
+    }
+    return true;
+  }
+
+  // A new task running argv, started; the test fails if it cannot be.
+  task* start(std::vector<std::string> argv, const std::function<void(node::task_spec&)>& setup = {}) {
+    auto t = runner_->create_task();
+    EXPECT_TRUE(t.has_value()) << t.error();
+    if (!t) return nullptr;
+    (*t)->spec.argv = std::move(argv);
+    if (setup) setup((*t)->spec);
+    auto ok = runner_->start(**t);
+    EXPECT_TRUE(ok.has_value()) << ok.error();
+    return *t;
+  }
+
+  // Runs argv to its end.
+  task* run(std::vector<std::string> argv, const std::function<void(node::task_spec&)>& setup = {}) {
+    task* t = start(std::move(argv), setup);
+    if (t == nullptr) return nullptr;
+    std::uint64_t id = t->id;
+    EXPECT_TRUE(pump([&] { return was_finished(id); })) << "task " << id << " did not end";
+    return runner_->find(id);
+  }
+
+  bool was_finished(std::uint64_t id) const {
+    return std::find(finished_.begin(), finished_.end(), id) != finished_.end();
+  }
+
+  testutil::temp_dir tmp_;
+  asio::io_context io_;
+  node::runner_options opts_;
+  std::unique_ptr<task_runner> runner_;
+  std::vector<std::uint64_t> started_, finished_, outputs_;
+  std::vector<std::string> logs_;
+};
+
+TEST_F(TaskTest, TrueIsDone) {
+  task* t = run({"/bin/true"});
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->state, task_state::done);
+  EXPECT_EQ(t->exit_code, 0);
+  EXPECT_EQ(t->wait_text(), "exit 0");
+  EXPECT_GT(t->pid, 0);
+  EXPECT_GT(t->start_unix_ms, 0);
+  EXPECT_GE(t->end_unix_ms, t->start_unix_ms);
+  EXPECT_GT(t->maxrss_bytes, 0u);
+  EXPECT_EQ(started_, std::vector<std::uint64_t>{t->id});
+  EXPECT_EQ(finished_, std::vector<std::uint64_t>{t->id});
+  EXPECT_EQ(runner_->running(), 0u);
+  EXPECT_EQ(t->status_line(), fmt::format("id={} state=done pid={} exit=0 usertime={} systime={} maxrss={} start={} end={}",
+                                          t->id, t->pid, t->user_ms, t->sys_ms, t->maxrss_bytes, t->start_unix_ms,
+                                          t->end_unix_ms));
+}
+
+TEST_F(TaskTest, PathLookup) {
+  task* t = run({"true"});
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->state, task_state::done);
+}
+
+TEST_F(TaskTest, ExitCodeIsFailed) {
+  task* t = run({"sh", "-c", "exit 3"});
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->state, task_state::failed);
+  EXPECT_EQ(t->exit_code, 3);
+  EXPECT_EQ(t->wait_text(), "exit 3");
+  EXPECT_TRUE(was_finished(t->id));
+}
+
+TEST_F(TaskTest, SignalIsKilled) {
+  task* t = run({"sh", "-c", "kill -TERM $$"});
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->state, task_state::killed);
+  EXPECT_EQ(t->signal, SIGTERM);
+  EXPECT_EQ(t->wait_text(), "signal 15");
+  EXPECT_FALSE(t->timed_out);
+}
+
+TEST_F(TaskTest, MissingProgramFailsWithPlan9Error) {
+  auto t = runner_->create_task();
+  ASSERT_TRUE(t.has_value());
+  (*t)->spec.argv = {"/no/such"};
+  ASSERT_TRUE(runner_->start(**t).has_value());  // not an error of start()
+  EXPECT_EQ((*t)->state, task_state::failed);
+  EXPECT_EQ((*t)->error, "exec: /no/such: file does not exist");
+  EXPECT_TRUE(finished_.empty()) << "finished() must not run inside start()";
+  std::uint64_t id = (*t)->id;
+  ASSERT_TRUE(pump([&] { return was_finished(id); }));
+  EXPECT_EQ(runner_->find(id)->wait_text(), "error exec: /no/such: file does not exist");
+  EXPECT_TRUE(started_.empty());
+
+  task* u = run({"galaxy-no-such-program"});
+  ASSERT_NE(u, nullptr);
+  EXPECT_EQ(u->error, "exec: galaxy-no-such-program: file does not exist");
+}
+
+TEST_F(TaskTest, NotExecutableIsPermissionDenied) {
+  std::ofstream(tmp_.file("script")) << "#!/bin/sh\ntrue\n";
+  ::chmod(tmp_.file("script").c_str(), 0644);
+  task* t = run({tmp_.file("script")});
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->state, task_state::failed);
+  EXPECT_EQ(t->error, "exec: " + tmp_.file("script") + ": permission denied") << t->wait_text() << slurp(runner_->stderr_path(t->id));
+}
+
+TEST_F(TaskTest, OutputGoesToSpoolFiles) {
+  task* t = run({"sh", "-c", "echo out; echo err >&2"});
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->state, task_state::done);
+  EXPECT_EQ(slurp(runner_->stdout_path(t->id)), "out\n");
+  EXPECT_EQ(slurp(runner_->stderr_path(t->id)), "err\n");
+  struct stat st;
+  ASSERT_EQ(::stat(runner_->stdout_path(t->id).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0640u);
+  EXPECT_FALSE(outputs_.empty()) << "output() is called at exit at least";
+}
+
+// output() fires while the task runs, with the new data already in the file.
+class OutputWhileRunning : public TaskTest {
+ protected:
+  void on_output(const task& t) override {
+    TaskTest::on_output(t);
+    if (t.state == task_state::running) seen_running_.push_back(slurp(runner_->stdout_path(t.id)));
+  }
+  std::vector<std::string> seen_running_;
+};
+
+TEST_F(OutputWhileRunning, HookFiresAsOutputGrows) {
+  task* t = start({"sh", "-c", "echo a; sleep 0.3; echo b"});
+  ASSERT_NE(t, nullptr);
+  std::uint64_t id = t->id;
+  ASSERT_TRUE(pump([&] { return !seen_running_.empty(); }, 5s));
+  EXPECT_EQ(seen_running_.front(), "a\n");
+  EXPECT_EQ(t->state, task_state::running);
+  ASSERT_TRUE(pump([&] { return runner_->find(id)->finished(); }));
+  EXPECT_EQ(slurp(runner_->stdout_path(id)), "a\nb\n");
+}
+
+TEST_F(TaskTest, StdinPipe) {
+  task* t = start({"cat"}, [](node::task_spec& s) { s.stdin_pipe = true; });
+  ASSERT_NE(t, nullptr);
+  int fd = runner_->stdin_fd(t->id);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, "hello", 5), 5);
+  runner_->close_stdin(t->id);
+  EXPECT_EQ(runner_->stdin_fd(t->id), -1);
+  std::uint64_t id = t->id;
+  ASSERT_TRUE(pump([&] { return runner_->find(id)->finished(); }));
+  EXPECT_EQ(t->state, task_state::done);
+  EXPECT_EQ(slurp(runner_->stdout_path(id)), "hello");
+  EXPECT_EQ(runner_->stdin_fd(id), -1);
+}
+
+TEST_F(TaskTest, StdinIsDevNullByDefault) {
+  task* t = start({"cat"});
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(runner_->stdin_fd(t->id), -1);
+  std::uint64_t id = t->id;
+  ASSERT_TRUE(pump([&] { return runner_->find(id)->finished(); }, 5s)) << "cat waited for input";
+  EXPECT_EQ(t->state, task_state::done);
+}
+
+TEST_F(TaskTest, WorkingDirectoryInFilesAndEnvironment) {
+  // Default working directory: in/, which is also $HOME.
+  auto t0 = runner_->create_task();
+  ASSERT_TRUE(t0.has_value());
+  std::ofstream(runner_->in_dir((*t0)->id) / "data") << "input\n";
+  (*t0)->spec.argv = {"sh", "-c", "cat data; pwd; echo $HOME"};
+  ASSERT_TRUE(runner_->start(**t0).has_value());
+  std::uint64_t id0 = (*t0)->id;
+  ASSERT_TRUE(pump([&] { return runner_->find(id0)->finished(); }));
+  std::string in = runner_->in_dir(id0).string();
+  EXPECT_EQ(slurp(runner_->stdout_path(id0)), "input\n" + in + "\n" + in + "\n");
+
+  // `dir`: in/'s files are copied there; env is added; GALAXY_OUT collects results.
+  testutil::temp_dir work;
+  ::chmod(work.path().c_str(), 0755);
+  auto t = runner_->create_task();
+  ASSERT_TRUE(t.has_value());
+  std::uint64_t id = (*t)->id;
+  std::ofstream(runner_->in_dir(id) / "data") << "copied\n";
+  (*t)->spec.dir = work.path();
+  (*t)->spec.env = {"FOO=bar baz", "LANG=C"};
+  (*t)->spec.argv = {"sh", "-c", "cat data; pwd; echo $FOO; echo $LANG; echo $GALAXY_TASK; echo result > $GALAXY_OUT/result"};
+  ASSERT_TRUE(runner_->start(**t).has_value());
+  ASSERT_TRUE(pump([&] { return runner_->find(id)->finished(); }));
+  EXPECT_EQ((*t)->state, task_state::done) << slurp(runner_->stderr_path(id));
+  EXPECT_EQ(slurp(runner_->stdout_path(id)), fmt::format("copied\n{}\nbar baz\nC\n{}\n", work.path(), id));
+  EXPECT_EQ(slurp(runner_->out_dir(id) / "result"), "result\n");
+}
+
+TEST_F(TaskTest, MissingDirectoryIsAnError) {
+  task* t = run({"true"}, [](node::task_spec& s) { s.dir = "/no/such/dir"; });
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->state, task_state::failed);
+  EXPECT_EQ(t->error, "chdir: /no/such/dir: file does not exist");
+  EXPECT_TRUE(was_finished(t->id));
+}
+
+TEST_F(TaskTest, TimeLimitKills) {
+  auto t0 = testutil::steady::now();
+  task* t = run({"sleep", "10"}, [](node::task_spec& s) { s.timeout_ms = 200; });
+  ASSERT_NE(t, nullptr);
+  EXPECT_LT(testutil::steady::now() - t0, 5s);
+  EXPECT_EQ(t->state, task_state::killed);
+  EXPECT_EQ(t->signal, SIGKILL);
+  EXPECT_TRUE(t->timed_out);
+  EXPECT_EQ(t->wait_text(), "signal 9");
+}
+
+TEST_F(TaskTest, MemoryLimit) {
+  if (::access("/usr/bin/python3", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/python3";
+  // 300 MB inside a 64 MiB limit: MemoryError under RLIMIT_AS, the OOM killer in a cgroup.
+  task* t = run({"/usr/bin/python3", "-c", "x = bytearray(300 * 1024 * 1024)"},
+                [](node::task_spec& s) { s.mem_bytes = 64 << 20; });
+  ASSERT_NE(t, nullptr);
+  EXPECT_TRUE(t->state == task_state::failed || t->state == task_state::killed) << t->wait_text();
+  std::string spec = slurp(runner_->dir_of(t->id) / "spec");
+  EXPECT_TRUE(spec.find("memlimit=rlimit\n") != std::string::npos || spec.find("memlimit=cgroup\n") != std::string::npos)
+      << spec;
+
+  // The same program without a limit succeeds, so the limit is what failed it.
+  task* u = run({"/usr/bin/python3", "-c", "x = bytearray(300 * 1024 * 1024)"});
+  ASSERT_NE(u, nullptr);
+  EXPECT_EQ(u->state, task_state::done) << slurp(runner_->stderr_path(u->id));
+}
+
+TEST_F(TaskTest, KillReachesTheProcessGroup) {
+  task* t = start({"sh", "-c", "sleep 100 & sleep 100 & wait"});
+  ASSERT_NE(t, nullptr);
+  pid_t pgid = t->pid;
+  ASSERT_TRUE(pump([&] { return group_members(pgid) >= 3; }, 5s)) << group_members(pgid);
+  ASSERT_TRUE(runner_->kill(*t, SIGTERM).has_value());
+  std::uint64_t id = t->id;
+  ASSERT_TRUE(pump([&] { return runner_->find(id)->finished(); }, 5s));
+  EXPECT_EQ(t->state, task_state::killed);
+  EXPECT_EQ(t->signal, SIGTERM);
+  EXPECT_TRUE(pump([&] { return group_members(pgid) == 0; }, 1s)) << group_members(pgid) << " left";
+  EXPECT_FALSE(runner_->kill(*t, SIGTERM).has_value()) << "the task is not running";
+}
+
+TEST_F(TaskTest, LeftoverChildrenAreKilledAtExit) {
+  task* t = run({"sh", "-c", "sleep 100 & echo started"});
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->state, task_state::done);
+  pid_t pgid = t->pid;
+  EXPECT_TRUE(pump([&] { return group_members(pgid) == 0; }, 1s)) << group_members(pgid) << " left";
+}
+
+TEST_F(TaskTest, IgnoredTermStillKillable) {
+  task* t = start({"sh", "-c", "trap '' TERM; sleep 100; true"});
+  ASSERT_NE(t, nullptr);
+  std::uint64_t id = t->id;
+  pid_t pgid = t->pid;
+  ASSERT_TRUE(pump([&] { return group_members(pgid) >= 2; }, 5s));
+  ASSERT_TRUE(runner_->kill(*t, SIGTERM).has_value());
+  EXPECT_FALSE(pump([&] { return runner_->find(id)->finished(); }, 300ms)) << "SIGTERM was ignored";
+  ASSERT_TRUE(runner_->kill(*t, SIGKILL).has_value());
+  ASSERT_TRUE(pump([&] { return runner_->find(id)->finished(); }, 5s));
+  EXPECT_EQ(t->state, task_state::killed);
+  EXPECT_EQ(t->signal, SIGKILL);
+  EXPECT_TRUE(pump([&] { return group_members(pgid) == 0; }, 1s));
+}
+
+TEST_F(TaskTest, KillAll) {
+  task* a = start({"sleep", "100"});
+  task* b = start({"sleep", "100"});
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(runner_->running(), 2u);
+  runner_->kill_all();
+  ASSERT_TRUE(pump([&] { return a->finished() && b->finished(); }, 5s));
+  EXPECT_EQ(a->wait_text(), "signal 9");
+  EXPECT_EQ(b->wait_text(), "signal 9");
+  EXPECT_EQ(runner_->running(), 0u);
+}
+
+TEST_F(TaskTest, TwoHundredAtOnce) {
+  std::vector<std::uint64_t> ids;
+  for (int i = 0; i < 200; i++) {
+    task* t = start({"/bin/true"});
+    ASSERT_NE(t, nullptr);
+    ids.push_back(t->id);
+  }
+  ASSERT_TRUE(pump([&] { return finished_.size() == 200; }, 60s)) << finished_.size();
+  for (auto id : ids) EXPECT_EQ(runner_->find(id)->state, task_state::done) << id;
+  EXPECT_EQ(runner_->running(), 0u);
+}
+
+TEST_F(TaskTest, MaxTasks) {
+  runner_->set_max_tasks(1);
+  task* a = start({"sleep", "100"});
+  ASSERT_NE(a, nullptr);
+  auto b = runner_->create_task();
+  ASSERT_TRUE(b.has_value());
+  (*b)->spec.argv = {"true"};
+  auto r = runner_->start(**b);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error(), "too many tasks running (maxtasks 1)");
+  EXPECT_EQ((*b)->state, task_state::new_);
+  runner_->kill_all();
+  ASSERT_TRUE(pump([&] { return a->finished(); }));
+  EXPECT_TRUE(runner_->start(**b).has_value());
+}
+
+TEST_F(TaskTest, StartErrors) {
+  auto t = runner_->create_task();
+  ASSERT_TRUE(t.has_value());
+  auto r = runner_->start(**t);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error(), "nothing to exec");
+  EXPECT_EQ((*t)->state, task_state::new_);
+  (*t)->spec.argv = {"true"};
+  ASSERT_TRUE(runner_->start(**t).has_value());
+  r = runner_->start(**t);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error(), "task has already been started");
+  EXPECT_FALSE(runner_->save(**t).has_value());
+}
+
+TEST_F(TaskTest, RestoreFinishedTasks) {
+  task* a = run({"sh", "-c", "echo hello"});
+  task* b = run({"sh", "-c", "exit 3"});
+  task* c = run({"/no/such"});
+  task* d = run({"sh", "-c", "kill -KILL $$"});
+  ASSERT_TRUE(a && b && c && d);
+  auto n = runner_->create_task();  // left new, with an awkward spec
+  ASSERT_TRUE(n.has_value());
+  std::uint64_t new_id = (*n)->id;
+  (*n)->spec.argv = {"echo", "two\nlines", "back\\slash", "it's", ""};
+  (*n)->spec.env = {"K=v=w"};
+  (*n)->spec.dir = "/tmp";
+  (*n)->spec.mem_bytes = 1 << 20;
+  (*n)->spec.timeout_ms = 1500;
+  (*n)->spec.nice = 3;
+  (*n)->spec.stdin_pipe = true;
+  ASSERT_TRUE(runner_->save(**n).has_value());
+  std::map<std::uint64_t, task> before;
+  for (const auto& [id, t] : runner_->tasks()) before[id] = *t;
+
+  make_runner();
+  ASSERT_TRUE(runner_->restore().has_value());
+  ASSERT_EQ(runner_->tasks().size(), before.size());
+  for (const auto& [id, was] : before) {
+    task* t = runner_->find(id);
+    ASSERT_NE(t, nullptr) << id;
+    EXPECT_EQ(t->state, was.state) << id;
+    EXPECT_EQ(t->exit_code, was.exit_code) << id;
+    EXPECT_EQ(t->signal, was.signal) << id;
+    EXPECT_EQ(t->error, was.error) << id;
+    EXPECT_EQ(t->wait_text(), was.wait_text()) << id;
+    EXPECT_EQ(t->status_line(), was.status_line()) << id;
+    EXPECT_EQ(t->spec.argv, was.spec.argv) << id;
+    EXPECT_EQ(t->spec.env, was.spec.env) << id;
+    EXPECT_EQ(t->spec.dir, was.spec.dir) << id;
+    EXPECT_EQ(t->spec.mem_bytes, was.spec.mem_bytes) << id;
+    EXPECT_EQ(t->spec.timeout_ms, was.spec.timeout_ms) << id;
+    EXPECT_EQ(t->spec.nice, was.spec.nice) << id;
+    EXPECT_EQ(t->spec.stdin_pipe, was.spec.stdin_pipe) << id;
+    EXPECT_EQ(t->created_unix_ms, was.created_unix_ms) << id;
+  }
+  EXPECT_EQ(slurp(runner_->stdout_path(before.begin()->first)), "hello\n");
+  auto e = runner_->create_task();
+  ASSERT_TRUE(e.has_value());
+  EXPECT_GT((*e)->id, before.rbegin()->first);
+  // The restored new task can still run.
+  task* nt = runner_->find(new_id);
+  ASSERT_NE(nt, nullptr);
+  nt->spec.stdin_pipe = false;
+  nt->spec.dir.clear();
+  nt->spec.mem_bytes = 0;
+  ASSERT_TRUE(runner_->start(*nt).has_value());
+  std::uint64_t nid = nt->id;
+  ASSERT_TRUE(pump([&] { return runner_->find(nid)->finished(); }));
+  EXPECT_EQ(slurp(runner_->stdout_path(nid)), "two\nlines back\\slash it's \n");
+}
+
+TEST_F(TaskTest, RestoreMarksRunningTasksLostAndKillsThem) {
+  task* t = start({"sleep", "100"});
+  ASSERT_NE(t, nullptr);
+  std::uint64_t id = t->id;
+  pid_t pid = t->pid;
+  ASSERT_TRUE(pump([&] { return !started_.empty(); }));
+  runner_.reset();  // the daemon "dies": nothing is killed
+  ASSERT_EQ(::kill(pid, 0), 0) << "the runner's destructor must not kill";
+
+  make_runner();
+  ASSERT_TRUE(runner_->restore().has_value());
+  task* r = runner_->find(id);
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->state, task_state::lost);
+  EXPECT_EQ(r->wait_text(), "lost");
+  EXPECT_GT(r->end_unix_ms, 0);
+  // This test process is the sleep's parent, so it reaps it.
+  int status = 0;
+  ASSERT_TRUE(pump([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, 2s));
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  // The lost state is persisted.
+  EXPECT_NE(slurp(runner_->dir_of(id) / "spec").find("state=lost\n"), std::string::npos);
+}
+
+TEST_F(TaskTest, RestoreDoesNotKillARecycledPid) {
+  // A spec that says "running" with the pid of a process that is not the task (this test
+  // process: its start time differs from the one recorded).
+  fs::create_directories(fs::path(opts_.spool) / "task" / "5");
+  std::ofstream(fs::path(opts_.spool) / "task" / "5" / "spec")
+      << fmt::format("format=1\nid=5\nstate=running\npid={}\npidstart=1\narg=sleep\n", ::getpid());
+  ASSERT_TRUE(runner_->restore().has_value());  // we are still alive to check:
+  ASSERT_NE(runner_->find(5), nullptr);
+  EXPECT_EQ(runner_->find(5)->state, task_state::lost);
+}
+
+TEST_F(TaskTest, RestoreSkipsCorruptSpecs) {
+  fs::path root = fs::path(opts_.spool) / "task";
+  fs::create_directories(root / "7");
+  std::ofstream(root / "7" / "spec") << "this is not a spec\n";
+  fs::create_directories(root / "8");
+  std::ofstream(root / "8" / "spec") << "format=1\nid=8\nstate=sideways\n";
+  fs::create_directories(root / "9");  // no spec at all
+  fs::create_directories(root / "junk");
+  ASSERT_TRUE(runner_->restore().has_value());
+  EXPECT_TRUE(runner_->tasks().empty());
+  EXPECT_GE(logs_.size(), 4u);
+  auto t = runner_->create_task();
+  ASSERT_TRUE(t.has_value());
+  EXPECT_EQ((*t)->id, 10u);
+}
+
+TEST_F(TaskTest, Remove) {
+  task* t = start({"sleep", "100"});
+  ASSERT_NE(t, nullptr);
+  std::uint64_t id = t->id;
+  auto r = runner_->remove(id);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error(), "task is running");
+  EXPECT_TRUE(fs::exists(runner_->dir_of(id)));
+  ASSERT_TRUE(runner_->kill(*t, SIGKILL).has_value());
+  ASSERT_TRUE(pump([&] { return runner_->find(id)->finished(); }));
+  ASSERT_TRUE(runner_->remove(id).has_value());
+  EXPECT_EQ(runner_->find(id), nullptr);
+  EXPECT_FALSE(fs::exists(runner_->dir_of(id)));
+  EXPECT_FALSE(runner_->remove(id).has_value());
+
+  auto n = runner_->create_task();  // new tasks can be removed too
+  ASSERT_TRUE(n.has_value());
+  EXPECT_TRUE(runner_->remove((*n)->id).has_value());
+}
+
+TEST_F(TaskTest, CollectGarbage) {
+  opts_.finished_ttl = 0ms;
+  make_runner();
+  task* a = run({"true"});
+  ASSERT_NE(a, nullptr);
+  std::uint64_t id = a->id;
+  task* b = start({"sleep", "100"});
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(runner_->collect_garbage(), 1u);  // the running one stays
+  EXPECT_EQ(runner_->find(id), nullptr);
+  EXPECT_FALSE(fs::exists(runner_->dir_of(id)));
+  EXPECT_NE(runner_->find(b->id), nullptr);
+  runner_->kill_all();
+  std::uint64_t bid = b->id;
+  ASSERT_TRUE(pump([&] { return runner_->find(bid)->finished(); }));
+  // The runner's own timer collects it too (it runs every second at this ttl).
+  EXPECT_TRUE(pump([&] { return runner_->find(bid) == nullptr; }, 5s));
+}
+
+TEST_F(TaskTest, NiceAndSchedIdle) {
+  auto fresh = task_runner::create(io_, opts_, {});
+  ASSERT_TRUE(fresh.has_value());
+  auto d = (*fresh)->create_task();
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ((*d)->spec.nice, 19) << "idle harvesting is the default";
+  fresh->reset();
+
+  task* t = start({"sleep", "1"}, [](node::task_spec& s) { s.nice = 19; });
+  ASSERT_NE(t, nullptr);
+  auto f = proc_stat(t->pid);
+  ASSERT_GT(f.size(), 19u);
+  EXPECT_EQ(f[19], "19");
+  EXPECT_EQ(::sched_getscheduler(t->pid), SCHED_IDLE);
+
+  task* u = start({"sleep", "1"}, [](node::task_spec& s) { s.nice = 5; });
+  ASSERT_NE(u, nullptr);
+  f = proc_stat(u->pid);
+  ASSERT_GT(f.size(), 19u);
+  EXPECT_EQ(f[19], "5");
+  EXPECT_EQ(::sched_getscheduler(u->pid), SCHED_OTHER);
+
+  runner_->set_default_nice(10);
+  auto v = runner_->create_task();
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ((*v)->spec.nice, 10);
+  runner_->kill_all();
+  ASSERT_TRUE(pump([&] { return t->finished() && u->finished(); }));
+}
+
+TEST_F(TaskTest, RunsAsNobodyWhenRoot) {
+  if (::geteuid() != 0) GTEST_SKIP() << "not root";
+  task* t = run({"sh", "-c", "id -u; id -g; id -G; echo x > $GALAXY_OUT/f; echo y > $HOME/g"});
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->state, task_state::done) << slurp(runner_->stderr_path(t->id));
+  EXPECT_EQ(slurp(runner_->stdout_path(t->id)), "65534\n65534\n65534\n");
+  EXPECT_EQ(slurp(runner_->out_dir(t->id) / "f"), "x\n");
+
+  opts_.run_as = "galaxy-no-such-user";
+  auto r = task_runner::create(io_, opts_, {});
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error(), "run_as user 'galaxy-no-such-user' does not exist");
+}
+
+TEST_F(TaskTest, SignalDispositionsAreReset) {
+  // The daemon ignores SIGPIPE (create() does); its tasks must not.
+  task* t = run({"sh", "-c", "kill -PIPE $$"});
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->wait_text(), "signal 13");
+}
+
+TEST_F(TaskTest, DestroyedRunnerIgnoresLateCompletions) {
+  // A task ends while no runner exists to hear it; running the io_context afterwards
+  // must touch nothing that is gone (ASan would say).
+  task* t = start({"true"});
+  ASSERT_NE(t, nullptr);
+  pid_t pid = t->pid;
+  runner_.reset();
+  int status;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  for (int i = 0; i < 20; i++) io_.poll();
+}
+
+}  // namespace
