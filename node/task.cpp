@@ -390,7 +390,8 @@ std::expected<fs::path, std::string> find_cgroup_parent() {
     return std::unexpected("no cgroup v2 entry in /proc/self/cgroup");
   }
   std::string rel = self->substr(at + 3, self->find('\n', at) - at - 3);
-  fs::path d = mount / fs::path(rel).relative_path();
+  fs::path d = mount;
+  if (auto r = fs::path(rel).relative_path(); !r.empty()) d /= r;
   if (d.filename() == "galaxy-node") {
     fs::path p = d.parent_path();
     if (lists_memory(p / "cgroup.subtree_control")) return p;
@@ -474,6 +475,8 @@ int child_main(void* arg) {
   if (::setsid() < 0) child_fail(a, st_setsid);
   if (::dup2(a.stdin_fd, 0) < 0 || ::dup2(a.stdout_fd, 1) < 0 || ::dup2(a.stderr_fd, 2) < 0) child_fail(a, st_stdio);
   std::uint64_t as = a.rlimit_as;
+  // cgroup.procs: writing "0" moves the writer. Should the kernel refuse, the task still
+  // gets a limit (the spec file says "cgroup" all the same: the parent cannot know).
   if (a.cgroup_procs_fd >= 0 && ::write(a.cgroup_procs_fd, "0", 1) != 1) as = a.cgroup_fallback_as;
   // Nice and scheduling policy are best effort (an unprivileged daemon cannot lower nice).
   ::setpriority(PRIO_PROCESS, 0, a.nice);

@@ -18,7 +18,9 @@
 // at nice 19 and SCHED_IDLE by default (idle harvesting); as an unprivileged user when the
 // daemon is root; with RLIMIT_AS or a cgroup v2 memory.max for `mem`, and a timer for
 // `time`. Exits are learnt from a pidfd per process (no SIGCHLD handler, no polling) and
-// reaped with wait4 for their rusage. Growth of stdout/stderr is learnt from inotify, so
+// reaped with wait4 for their rusage; what the process left running in its group is then
+// killed, so a task's end is the end of all of it. When the daemon is root, in/ and out/
+// are given to the run_as user at start. Growth of stdout/stderr is learnt from inotify, so
 // streaming readers wake when output arrives.
 //
 // Everything runs on one io_context; the callbacks run on it too.
@@ -42,7 +44,9 @@ namespace node {
 struct task_spec {
   std::vector<std::string> argv;     // argv[0] is looked up in PATH if it has no '/'
   std::string dir;                   // working directory; empty: the task's in/ directory
-  std::vector<std::string> env;      // "K=V", added to the base environment
+  // "K=V", added to (or replacing in) the base environment: PATH (the daemon's), HOME (the
+  // task's in/), LANG=C.UTF-8, GALAXY_OUT (its out/), GALAXY_TASK (its id).
+  std::vector<std::string> env;
   std::uint32_t cpu_millis = 0;      // the CPU it asked for (advisory here; for schedulers)
   std::uint64_t mem_bytes = 0;       // memory limit in bytes; 0: none
   std::uint64_t timeout_ms = 0;      // killed (SIGKILL to the group) after this; 0: none
@@ -130,17 +134,22 @@ class task_runner {
   task* find(std::uint64_t id);
   const std::map<std::uint64_t, std::unique_ptr<task>>& tasks() const;
 
-  // Persists the spec of a task still in state new (after each ctl command).
+  // Persists the spec of a task still in state new (after each ctl command). Errors:
+  // "task has already been started", the disk.
   std::expected<void, std::string> save(task& t);
-  // Starts it. Errors (the task stays new): not new, empty argv, over max_tasks, draining.
+  // Starts it. Errors (the task stays new): "task has already been started", "nothing to
+  // exec", "too many tasks running (maxtasks N)", and the disk, pipe2(2) or clone(2).
+  // (Draining is the tree's to refuse.)
   // A program that cannot be executed is not an error here: the task becomes failed
   // with error "exec: PATH: file does not exist" and finished() is called.
   std::expected<void, std::string> start(task& t);
-  // Sends sig to the task's process group. Errors: the task is not running.
+  // Sends sig to the task's process group, kill(2) of -pgid. Errors: "task is not
+  // running", "bad signal N".
   std::expected<void, std::string> kill(task& t, int sig);
   // Kills every running task (SIGKILL).
   void kill_all();
-  // Forgets a finished or new task and deletes its spool. Errors: it is running.
+  // Forgets a finished or new task and deletes its spool. Errors: "task is running",
+  // "no such task", the disk.
   std::expected<void, std::string> remove(std::uint64_t id);
   // Removes finished tasks older than finished_ttl; returns how many.
   std::size_t collect_garbage();
@@ -158,7 +167,7 @@ class task_runner {
 
   std::size_t running() const;
   void set_max_tasks(std::size_t n);
-  void set_default_nice(int n);  // for tasks whose spec did not set one
+  void set_default_nice(int n);  // -20..19; create_task() puts it in the new task's spec
 
  private:
   struct impl;

@@ -52,7 +52,6 @@ constexpr dirtab_entry task_tab[] = {
     {"in", k_tin, srv9p::dmdir | 0770}, {"out", k_tout, srv9p::dmdir | 0550},
 };
 
-constexpr std::uint64_t events_key = 0;
 std::uint64_t task_key(std::uint64_t id, std::uint16_t k) {
   return id * 4 + (k == k_twait ? 1 : k == k_tstdout ? 2 : 3);
 }
@@ -79,10 +78,6 @@ struct ctl_open : srv9p::open_state {
   std::uint64_t task = 0;  // 0 for the node's /ctl
   ctl::line_buffer lines;
 };
-struct events_open : srv9p::open_state {
-  explicit events_open(std::uint64_t n) : next(n) {}
-  std::uint64_t next;
-};
 struct stdin_open : srv9p::open_state {
   std::uint64_t task = 0;
 };
@@ -98,7 +93,8 @@ struct node_tree::stdin_state {
   bool writing = false;
 };
 
-node_tree::node_tree(asio::io_context& io, node_options opts) : io_(io), opts_(std::move(opts)) {
+node_tree::node_tree(asio::io_context& io, node_options opts)
+    : io_(io), opts_(std::move(opts)), events_(opts_.event_backlog) {
   if (opts_.cpus == 0) opts_.cpus = static_cast<std::uint32_t>(::sysconf(_SC_NPROCESSORS_ONLN));
   if (opts_.mem_bytes == 0) {
     if (auto m = read_mem()) opts_.mem_bytes = m->total_bytes;
@@ -118,15 +114,6 @@ task_runner::hooks node_tree::make_hooks() {
 }
 
 // ---- Events and wake-ups ---------------------------------------------------------------
-
-void node_tree::post_event(std::string line) {
-  events_.push_back(std::move(line));
-  if (events_.size() > opts_.event_backlog) {
-    events_.pop_front();
-    ++first_event_;
-  }
-  wake(events_key);
-}
 
 void node_tree::park(std::uint64_t key, request r) {
   std::uint64_t id = next_park_++;
@@ -153,7 +140,7 @@ void node_tree::wake(std::uint64_t key) {
 }
 
 void node_tree::on_started(const task& t) {
-  post_event(fmt::format("start {} {}", t.id, t.pid));
+  events_.post(fmt::format("start {} {}", t.id, t.pid));
   auto it = stdin_.find(t.id);
   if (it == stdin_.end() || !t.spec.stdin_pipe || runner_ == nullptr) return;
   auto& st = *it->second;
@@ -184,16 +171,16 @@ void node_tree::on_finished(const task& t) {
     case task_state::done:
     case task_state::failed:
       if (!t.error.empty()) {
-        post_event(fmt::format("error {} {}", t.id, t.error));
+        events_.post(fmt::format("error {} {}", t.id, t.error));
       } else {
-        post_event(fmt::format("exit {} {}", t.id, t.exit_code));
+        events_.post(fmt::format("exit {} {}", t.id, t.exit_code));
       }
       break;
     case task_state::killed:
-      post_event(fmt::format("signal {} {}", t.id, t.signal));
+      events_.post(fmt::format("signal {} {}", t.id, t.signal));
       break;
     case task_state::lost:
-      post_event(fmt::format("lost {}", t.id));
+      events_.post(fmt::format("lost {}", t.id));
       break;
     default:
       break;
@@ -409,7 +396,7 @@ void node_tree::open(request r) {
       break;
     }
     case k_events:
-      f.aux = std::make_unique<events_open>(first_event_ + events_.size());
+      events_.open(f);
       break;
     case k_tstdin: {
       task* t = runner_ ? runner_->find(inst) : nullptr;
@@ -557,7 +544,7 @@ void node_tree::read(request r) {
       return respond_text(r, fmt::format("{}\nshare {}\nnice {}\nmaxtasks {}\n", draining_ ? "drain" : "undrain",
                                          share_pct_, default_nice_, max_tasks_));
     case k_events:
-      return serve_events(std::move(r));
+      return events_.read(std::move(r));
     case k_clone: {
       auto* c = dynamic_cast<ctl_open*>(f.aux.get());
       if (c == nullptr) return r.error(err::not_open);
@@ -602,25 +589,6 @@ void node_tree::read(request r) {
     default:
       return r.error(err::perm);
   }
-}
-
-void node_tree::serve_events(request r) {
-  auto* cursor = dynamic_cast<events_open*>(r.fid().aux.get());
-  if (cursor == nullptr) return r.error(err::not_open);
-  cursor->next = std::max(cursor->next, first_event_);
-  std::uint64_t end = first_event_ + events_.size();
-  if (cursor->next == end) return park(events_key, std::move(r));
-  std::uint32_t count = r.get<srv9p::tread>().count;
-  std::string out;
-  while (cursor->next < end) {
-    const std::string& line = events_[cursor->next - first_event_];
-    if (!out.empty() && out.size() + line.size() + 1 > count) break;
-    out += line;
-    out += '\n';
-    ++cursor->next;
-  }
-  if (out.size() > count) out.resize(count);
-  r.respond(srv9p::rread{std::move(out)});
 }
 
 void node_tree::serve_wait(request r, std::uint64_t id) {
@@ -818,11 +786,11 @@ std::expected<void, std::string> node_tree::node_ctl(std::string_view line, std:
   const auto& a = cmd->args;
   switch (static_cast<v>(cmd->verb)) {
     case v::drain:
-      if (!draining_) post_event("drain");
+      if (!draining_) events_.post("drain");
       draining_ = true;
       return {};
     case v::undrain:
-      if (draining_) post_event("undrain");
+      if (draining_) events_.post("undrain");
       draining_ = false;
       return {};
     case v::label:

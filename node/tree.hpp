@@ -10,7 +10,6 @@
 // of a running task) are parked requests, woken by the task runner's hooks and cancelled
 // by Tflush. ctl input is taken by lines (ctl/ctlmsg.hpp line_buffer).
 #include <asio/io_context.hpp>
-#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -18,6 +17,7 @@
 #include <vector>
 
 #include "node/task.hpp"
+#include "srv9p/event_log.hpp"
 #include "srv9p/tree.hpp"
 
 namespace node {
@@ -63,8 +63,6 @@ class node_tree : public srv9p::tree {
   struct parked;
   struct stdin_state;
 
-  // Events of the node (start, exit, drain, ...), each a line of /events.
-  void post_event(std::string line);
   void on_started(const task& t);
   void on_finished(const task& t);
   void on_output(const task& t);
@@ -76,7 +74,6 @@ class node_tree : public srv9p::tree {
   // for the next piece.
   std::expected<void, std::string> feed_ctl(srv9p::fid& f, std::uint64_t task_id, std::string_view data);
 
-  void serve_events(srv9p::request r);
   void serve_wait(srv9p::request r, std::uint64_t id);
   void serve_output(srv9p::request r, std::uint64_t id, bool err);
   void park(std::uint64_t key, srv9p::request r);
@@ -98,9 +95,8 @@ class node_tree : public srv9p::tree {
   std::map<std::string, std::string> labels_;
   std::map<std::uint64_t, std::string> task_owner_;  // task id → the attach name that made it
 
-  std::deque<std::string> events_;
-  std::uint64_t first_event_ = 0;
-  // Parked reads by key: the events key, or a task id with the file kind in the top bits.
+  srv9p::event_log events_;  // /events: start, exit, drain, ...
+  // Parked reads of wait, stdout and stderr, by key (task id * 4 + 1, 2, 3).
   std::multimap<std::uint64_t, std::pair<std::uint64_t, srv9p::request>> parked_;
   std::uint64_t next_park_ = 0;
 

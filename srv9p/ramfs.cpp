@@ -18,12 +18,6 @@ constexpr std::uint64_t big_path = ~0ull - 2;
 
 std::uint32_t now() { return static_cast<std::uint32_t>(std::time(nullptr)); }
 
-// Per-open state of /events: the number of the next event this open will read.
-struct event_cursor : open_state {
-  explicit event_cursor(std::uint64_t n) : next(n) {}
-  std::uint64_t next;
-};
-
 }  // namespace
 
 struct ramfs::node {
@@ -33,7 +27,7 @@ struct ramfs::node {
   std::map<std::string, std::uint64_t, std::less<>> children;  // directories only
 };
 
-ramfs::ramfs(ramfs_options opts) : opts_(std::move(opts)) {
+ramfs::ramfs(ramfs_options opts) : opts_(std::move(opts)), events_(opts_.event_backlog) {
   auto root = std::make_unique<node>();
   root->d.qid = qid{qtdir, 0, root_path};
   root->d.mode = dmdir | 0777;
@@ -107,7 +101,7 @@ void ramfs::open(request r) {
   auto& f = r.fid();
   std::uint64_t path = f.file().qid.path;
   if (path == events_path) {
-    f.aux = std::make_unique<event_cursor>(first_event_ + events_.size());
+    events_.open(f);
   } else if (path != big_path) {
     node* n = find(path);
     if (n == nullptr) return r.error(err::not_found);
@@ -115,7 +109,7 @@ void ramfs::open(request r) {
       resize(*n, 0);
       n->d.qid.version++;
       n->d.mtime = now();
-      post_event("write " + path_of(*n));
+      events_.post("write " + path_of(*n));
     }
     return r.respond(ropen{n->d.qid, 0});
   }
@@ -149,7 +143,7 @@ void ramfs::create(request r) {
   std::string path = path_of(*n);
   nodes_.emplace(created.qid.path, std::move(n));
   r.respond_create(std::move(created));
-  post_event("create " + path);
+  events_.post("create " + path);
 }
 
 void ramfs::read(request r) {
@@ -157,7 +151,7 @@ void ramfs::read(request r) {
   if (f.is_dir()) return read_dir(std::move(r));
   const auto& m = r.get<tread>();
   std::uint64_t path = f.file().qid.path;
-  if (path == events_path) return serve_events(std::move(r));
+  if (path == events_path) return events_.read(std::move(r));
   if (path == big_path) {
     if (m.offset >= opts_.big_bytes) return r.respond(rread{});
     std::uint64_t n = std::min<std::uint64_t>(m.count, opts_.big_bytes - m.offset);
@@ -189,7 +183,7 @@ void ramfs::write(request r) {
   n->d.mtime = now();
   n->d.muid = r.uname();
   r.respond(rwrite{static_cast<std::uint32_t>(m.data.size())});
-  post_event("write " + path_of(*n));
+  events_.post("write " + path_of(*n));
 }
 
 void ramfs::remove(request r) {
@@ -205,7 +199,7 @@ void ramfs::remove(request r) {
   }
   nodes_.erase(path);
   r.respond(rremove{});
-  post_event("remove " + where);
+  events_.post("remove " + where);
 }
 
 void ramfs::wstat(request r) {
@@ -260,7 +254,7 @@ void ramfs::wstat(request r) {
   if (want.mtime != keep.mtime) n->d.mtime = want.mtime;
   if (!want.gid.empty()) n->d.gid = want.gid;
   r.respond(rwstat{});
-  post_event("wstat " + path_of(*n));
+  events_.post("wstat " + path_of(*n));
 }
 
 bool ramfs::resize(node& n, std::uint64_t length) {
@@ -272,42 +266,5 @@ bool ramfs::resize(node& n, std::uint64_t length) {
   return true;
 }
 
-void ramfs::post_event(std::string line) {
-  events_.push_back(std::move(line));
-  if (events_.size() > opts_.event_backlog) {
-    events_.pop_front();
-    ++first_event_;
-  }
-  auto waiting = std::move(parked_);
-  parked_.clear();
-  for (auto& [id, r] : waiting) {
-    if (!r.done()) serve_events(r);
-  }
-}
-
-void ramfs::serve_events(request r) {
-  auto* cursor = dynamic_cast<event_cursor*>(r.fid().aux.get());
-  if (cursor == nullptr) return r.error(err::not_open);
-  cursor->next = std::max(cursor->next, first_event_);  // a reader that fell behind skips
-  std::uint64_t end = first_event_ + events_.size();
-  if (cursor->next == end) {
-    // Nothing new: park the read until post_event() or Tflush.
-    std::uint64_t id = next_park_++;
-    parked_.emplace(id, r);
-    r.on_flush([this, id] { parked_.erase(id); });
-    return;
-  }
-  std::uint32_t count = r.get<tread>().count;
-  std::string out;
-  while (cursor->next < end) {
-    const std::string& line = events_[cursor->next - first_event_];
-    if (!out.empty() && out.size() + line.size() + 1 > count) break;
-    out += line;
-    out += '\n';
-    ++cursor->next;
-  }
-  if (out.size() > count) out.resize(count);  // one line longer than the read: cut
-  r.respond(rread{std::move(out)});
-}
 
 }  // namespace srv9p

@@ -13,12 +13,12 @@
 //
 // Files hold their data in memory (a std::string each); nothing persists.
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
 
+#include "srv9p/event_log.hpp"
 #include "srv9p/tree.hpp"
 
 namespace srv9p {
@@ -51,26 +51,20 @@ class ramfs : public tree {
   void wstat(request r) override;
 
   // Readers parked on /events right now (for tests).
-  std::size_t parked_readers() const { return parked_.size(); }
+  std::size_t parked_readers() const { return events_.parked(); }
 
  private:
   struct node;
   node* find(std::uint64_t path) const;
   std::string path_of(const node& n) const;
-  void post_event(std::string line);
   // Sets n's length, within max_bytes; false (and nothing changed) if it would not fit.
   bool resize(node& n, std::uint64_t length);
-  void serve_events(request r);  // answers r from its cursor, or parks it
 
   ramfs_options opts_;
   std::unordered_map<std::uint64_t, std::unique_ptr<node>> nodes_;  // by qid.path
   std::uint64_t next_path_ = 1;
   std::uint64_t bytes_used_ = 0;  // the sum of every file's length
-  // The event log: event number first_event_ + i is events_[i].
-  std::deque<std::string> events_;
-  std::uint64_t first_event_ = 0;
-  std::map<std::uint64_t, request> parked_;  // parked /events reads, by park number
-  std::uint64_t next_park_ = 0;
+  event_log events_;
 };
 
 }  // namespace srv9p

@@ -463,8 +463,9 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
   }
 
   void start_connection(generic_socket sock);
-  asio::awaitable<void> accept_tcp(asio::ip::tcp::acceptor& a);
-  asio::awaitable<void> accept_unix(asio::local::stream_protocol::acceptor& a);
+  // Accepts connections until stop(); Acceptor is a TCP or a Unix-socket acceptor.
+  template <class Acceptor>
+  asio::awaitable<void> accept(Acceptor& a);
 };
 
 class server::impl::connection : public std::enable_shared_from_this<connection> {
@@ -596,7 +597,8 @@ void server::impl::start_connection(generic_socket sock) {
   c->start();
 }
 
-asio::awaitable<void> server::impl::accept_tcp(asio::ip::tcp::acceptor& a) {
+template <class Acceptor>
+asio::awaitable<void> server::impl::accept(Acceptor& a) {
   auto self = shared_from_this();
   while (!stopped) {
     auto [ec, sock] = co_await a.async_accept(as_tuple_awaitable);
@@ -608,22 +610,9 @@ asio::awaitable<void> server::impl::accept_tcp(asio::ip::tcp::acceptor& a) {
       co_await pause.async_wait(as_tuple_awaitable);
       continue;
     }
-    asio::error_code ignored;
-    sock.set_option(asio::ip::tcp::no_delay(true), ignored);
-    start_connection(generic_socket(std::move(sock)));
-  }
-}
-
-asio::awaitable<void> server::impl::accept_unix(asio::local::stream_protocol::acceptor& a) {
-  auto self = shared_from_this();
-  while (!stopped) {
-    auto [ec, sock] = co_await a.async_accept(as_tuple_awaitable);
-    if (ec == asio::error::operation_aborted || stopped) co_return;
-    if (ec) {
-      log(fmt::format("accept: {}", ec.message()));
-      asio::steady_timer pause(io, std::chrono::milliseconds(100));
-      co_await pause.async_wait(as_tuple_awaitable);
-      continue;
+    if constexpr (std::is_same_v<Acceptor, asio::ip::tcp::acceptor>) {
+      asio::error_code ignored;
+      sock.set_option(asio::ip::tcp::no_delay(true), ignored);
     }
     start_connection(generic_socket(std::move(sock)));
   }
@@ -658,7 +647,7 @@ std::expected<std::string, std::string> server::listen(std::string_view dial) {
     impl_->unix_paths.push_back(addr->path);
     auto& ref = *a;
     impl_->unix_acceptors.push_back(std::move(a));
-    asio::co_spawn(impl_->io, impl_->accept_unix(ref), asio::detached);
+    asio::co_spawn(impl_->io, impl_->accept(ref), asio::detached);
     return to_string(*addr);
   }
 
@@ -689,7 +678,7 @@ std::expected<std::string, std::string> server::listen(std::string_view dial) {
   out.port = bound.port();
   auto& ref = *a;
   impl_->tcp_acceptors.push_back(std::move(a));
-  asio::co_spawn(impl_->io, impl_->accept_tcp(ref), asio::detached);
+  asio::co_spawn(impl_->io, impl_->accept(ref), asio::detached);
   return to_string(out);
 }
 
