@@ -323,6 +323,10 @@ TEST_F(TaskTest, MemoryLimit) {
   std::string spec = slurp(runner_->dir_of(t->id) / "spec");
   EXPECT_TRUE(spec.find("memlimit=rlimit\n") != std::string::npos || spec.find("memlimit=cgroup\n") != std::string::npos)
       << spec;
+  // Which mechanism it was is logged once, when the first limit is set.
+  EXPECT_EQ(std::count_if(logs_.begin(), logs_.end(), [](const std::string& l) { return l.starts_with("memory limits: "); }),
+            1)
+      << testing::PrintToString(logs_);
 
   // The same program without a limit succeeds, so the limit is what failed it.
   task* u = run({"/usr/bin/python3", "-c", "x = bytearray(300 * 1024 * 1024)"});
@@ -405,6 +409,7 @@ TEST_F(TaskTest, MaxTasks) {
   runner_->kill_all();
   ASSERT_TRUE(pump([&] { return a->finished(); }));
   EXPECT_TRUE(runner_->start(**b).has_value());
+  EXPECT_TRUE(pump([&] { return (*b)->finished(); }));
 }
 
 TEST_F(TaskTest, StartErrors) {
@@ -420,6 +425,7 @@ TEST_F(TaskTest, StartErrors) {
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error(), "task has already been started");
   EXPECT_FALSE(runner_->save(**t).has_value());
+  EXPECT_TRUE(pump([&] { return (*t)->finished(); }));
 }
 
 TEST_F(TaskTest, RestoreFinishedTasks) {
