@@ -21,27 +21,6 @@
 namespace node {
 namespace {
 
-// The whole of a (small) file; errors: "/proc/stat: No such file or directory".
-std::expected<std::string, std::string> read_whole(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return std::unexpected(path + ": " + std::strerror(errno));
-  std::string text;
-  char buf[8192];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int e = errno;
-      ::close(fd);
-      return std::unexpected(path + ": " + std::strerror(e));
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fd);
-  return text;
-}
-
 // Calls f(line) for each line of text, without its newline.
 template <typename F>
 void each_line(std::string_view text, F f) {
@@ -87,6 +66,26 @@ std::string excerpt(std::string_view line) {
 }
 
 }  // namespace
+
+std::expected<std::string, std::string> read_small_file(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::unexpected(path + ": " + std::strerror(errno));
+  std::string text;
+  char buf[8192];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int e = errno;
+      ::close(fd);
+      return std::unexpected(path + ": " + std::strerror(e));
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return text;
+}
 
 std::expected<std::vector<cpu_ticks>, std::string> parse_proc_stat(std::string_view text) {
   // proc(5): "cpuN user nice system idle iowait irq softirq steal guest guest_nice", in
@@ -203,19 +202,19 @@ std::string arch_name(std::string_view m) {
 }
 
 std::expected<std::vector<cpu_ticks>, std::string> read_cpu_ticks() {
-  auto text = read_whole("/proc/stat");
+  auto text = read_small_file("/proc/stat");
   if (!text) return std::unexpected(text.error());
   return parse_proc_stat(*text);
 }
 
 std::expected<mem_info, std::string> read_mem() {
-  auto text = read_whole("/proc/meminfo");
+  auto text = read_small_file("/proc/meminfo");
   if (!text) return std::unexpected(text.error());
   return parse_meminfo(*text);
 }
 
 std::expected<double, std::string> read_load() {
-  auto text = read_whole("/proc/loadavg");
+  auto text = read_small_file("/proc/loadavg");
   if (!text) return std::unexpected(text.error());
   return parse_loadavg(*text);
 }
@@ -230,12 +229,12 @@ std::uint32_t read_cpu_mhz(int cpu) {
   if (cpu < 0) return 0;
   // cpufreq's scaling_cur_freq is in kHz (Documentation/admin-guide/pm/cpufreq.rst).
   std::string sys = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/cpufreq/scaling_cur_freq";
-  if (auto text = read_whole(sys)) {
+  if (auto text = read_small_file(sys)) {
     if (auto khz = number<std::uint64_t>(trim(text->substr(0, text->find('\n')))); khz && *khz > 0) {
       return static_cast<std::uint32_t>(std::min<std::uint64_t>((*khz + 500) / 1000, UINT32_MAX));
     }
   }
-  auto info = read_whole("/proc/cpuinfo");
+  auto info = read_small_file("/proc/cpuinfo");
   return info ? parse_cpuinfo_mhz(*info, cpu) : 0;
 }
 

@@ -41,6 +41,10 @@ std::uint32_t parse_cpuinfo_mhz(std::string_view text, int cpu);
 // 386, others as the kernel says: "riscv64 linux"; an empty field is "unknown linux").
 std::string arch_name(std::string_view uname_machine);
 
+// The whole of a small file (/proc, /sys, the spool's spec files), read with read(2) so
+// that /proc files of length 0 read fully. Errors: "PATH: No such file or directory".
+std::expected<std::string, std::string> read_small_file(const std::string& path);
+
 // Reads the files above from the running system. Errors name the file.
 std::expected<std::vector<cpu_ticks>, std::string> read_cpu_ticks();
 std::expected<mem_info, std::string> read_mem();

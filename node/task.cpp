@@ -30,6 +30,8 @@
 // after its task is reported ended.
 #include "node/task.hpp"
 
+#include "node/resources.hpp"
+
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
@@ -80,27 +82,6 @@ std::string errno_text(int e) {
   return s;
 }
 
-// A whole small file (spec, /proc, cgroup control files).
-std::optional<std::string> read_small_file(const fs::path& p) {
-  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return std::nullopt;
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int e = errno;
-      ::close(fd);
-      errno = e;
-      return std::nullopt;
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fd);
-  return out;
-}
 
 // Writes all of text to an open descriptor. Returns errno, or 0.
 int write_all(int fd, std::string_view text) {
@@ -921,6 +902,14 @@ std::expected<void, std::string> task_runner::impl::start(task& t) {
   }
   if (p.wd_out >= 0) watches[p.wd_out] = t.id;
   if (p.wd_err >= 0) watches[p.wd_err] = t.id;
+  // Output written between exec and the watches above raised no event: tell readers once,
+  // or a task that prints a line and then waits would hold it back from them until exit.
+  if (h.output) {
+    asio::post(io, [this, w = std::weak_ptr<char>(alive), id = t.id] {
+      if (w.expired()) return;
+      if (task* tt = find(id)) h.output(*tt);
+    });
+  }
   if (t.spec.timeout_ms > 0) {
     p.timer = std::make_unique<asio::steady_timer>(io, std::chrono::milliseconds(t.spec.timeout_ms));
     p.timer->async_wait([this, w = std::weak_ptr<char>(alive), id = t.id](const asio::error_code& ec) {
@@ -1174,7 +1163,7 @@ std::expected<void, std::string> task_runner::restore() {
     fs::path spec = im.dir_of(id) / "spec";
     auto text = read_small_file(spec);
     if (!text) {
-      im.log(fmt::format("spool: {}: {}; skipped", spec.string(), errno_text(errno)));
+      im.log(fmt::format("spool: {}; skipped", text.error()));
       continue;
     }
     auto t = std::make_unique<task>();

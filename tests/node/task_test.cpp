@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 
 #include <charconv>
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -231,12 +232,16 @@ class OutputWhileRunning : public TaskTest {
 };
 
 TEST_F(OutputWhileRunning, HookFiresAsOutputGrows) {
-  task* t = start({"sh", "-c", "echo a; sleep 0.3; echo b"});
+  // The task writes "b" only once the test has seen "a" and made the file GO in its
+  // working directory (at most 10 s), so no timing decides the outcome on a busy machine.
+  task* t = start({"sh", "-c",
+                   "echo a; i=0; while [ ! -e GO ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; echo b"});
   ASSERT_NE(t, nullptr);
   std::uint64_t id = t->id;
-  ASSERT_TRUE(pump([&] { return !seen_running_.empty(); }, 5s));
-  EXPECT_EQ(seen_running_.front(), "a\n");
+  // The hook means "may have grown": wait for one that shows "a" while the task runs.
+  ASSERT_TRUE(pump([&] { return std::ranges::find(seen_running_, "a\n") != seen_running_.end(); }, 5s));
   EXPECT_EQ(t->state, task_state::running);
+  std::ofstream(runner_->in_dir(id) / "GO").put('\n');
   ASSERT_TRUE(pump([&] { return runner_->find(id)->finished(); }));
   EXPECT_EQ(slurp(runner_->stdout_path(id)), "a\nb\n");
 }
