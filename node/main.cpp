@@ -9,18 +9,15 @@
 // they were running) and kills what remains of them.
 #include <CLI/CLI.hpp>
 #include <asio/io_context.hpp>
-#include <asio/signal_set.hpp>
 #include <fmt/format.h>
 #include <pwd.h>
 #include <unistd.h>
 
-#include <csignal>
-#include <cstdio>
 
 #include "ctl/ctlmsg.hpp"
 #include "node/task.hpp"
 #include "node/tree.hpp"
-#include "srv9p/dial.hpp"
+#include "srv9p/daemon.hpp"
 #include "srv9p/server.hpp"
 
 namespace {
@@ -73,43 +70,21 @@ int main(int argc, char** argv) {
     if (!p) return fail("--label: " + p.error());
     opts.labels.push_back(*p);
   }
-  for (const auto& d : listen) {
-    auto addr = srv9p::parse_dial(d);
-    if (!addr) return fail(addr.error());
-    if (!srv9p::is_loopback(*addr)) {
-      return fail(fmt::format(
-          "refusing to listen on {}: tasks are arbitrary code, so only loopback and Unix sockets are "
-          "allowed until cluster authentication exists",
-          d));
-    }
+  if (auto ok = srv9p::require_local(listen); !ok) {
+    return fail(ok.error() + " (tasks are arbitrary code; cluster authentication does not exist yet)");
   }
-  // A task that closes its stdin early must not kill the daemon with SIGPIPE.
-  std::signal(SIGPIPE, SIG_IGN);
-
+  // (task_runner::create ignores SIGPIPE, so a task closing its stdin cannot kill us.)
   asio::io_context io;
   node::node_tree tree(io, opts);
   node::runner_options ropts;
   ropts.spool = spool;
   ropts.run_as = run_as;
-  ropts.log = [](std::string_view line) { fmt::print(stderr, "galaxy-node: {}\n", line); };
+  ropts.log = srv9p::stderr_log("galaxy-node");
   auto runner = node::task_runner::create(io, ropts, tree.make_hooks());
   if (!runner) return fail(runner.error());
   tree.set_runner(runner->get());
   if (auto ok = (*runner)->restore(); !ok) return fail("restoring the spool: " + ok.error());
 
-  srv9p::server srv(io, tree, {.log = [](std::string_view line) { fmt::print(stderr, "galaxy-node: {}\n", line); }});
-  for (const auto& d : listen) {
-    auto bound = srv.listen(d);
-    if (!bound) return fail(bound.error());
-    fmt::print("listening on {}\n", *bound);
-  }
-  std::fflush(stdout);
-
-  asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](const asio::error_code&, int) {
-    srv.stop();
-    io.stop();
-  });
-  io.run();
-  return 0;
+  srv9p::server srv(io, tree, {.log = srv9p::stderr_log("galaxy-node")});
+  return srv9p::serve_until_signalled(io, srv, listen, "galaxy-node");
 }

@@ -1283,5 +1283,7 @@ std::size_t task_runner::running() const { return impl_->procs.size(); }
 void task_runner::set_max_tasks(std::size_t n) { impl_->opts.max_tasks = n; }
 
 void task_runner::set_default_nice(int n) { impl_->default_nice = std::clamp(n, -20, 19); }
+int task_runner::default_nice() const { return impl_->default_nice; }
+std::size_t task_runner::max_tasks() const { return impl_->opts.max_tasks; }
 
 }  // namespace node

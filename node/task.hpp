@@ -167,6 +167,8 @@ class task_runner {
 
   std::size_t running() const;
   void set_max_tasks(std::size_t n);
+  std::size_t max_tasks() const;  // 0: no limit
+  int default_nice() const;
   void set_default_nice(int n);  // -20..19; create_task() puts it in the new task's spec
 
  private:

@@ -379,7 +379,6 @@ void node_tree::open(request r) {
       if (runner_ == nullptr) return r.error(err::io);
       auto t = runner_->create_task();
       if (!t) return r.error(t.error());
-      (*t)->spec.nice = default_nice_;
       task_owner_[(*t)->id] = r.uname();
       auto st = std::make_unique<ctl_open>();
       st->task = (*t)->id;
@@ -542,7 +541,8 @@ void node_tree::read(request r) {
     case k_ctl:
       // The settings, as the commands that would make them.
       return respond_text(r, fmt::format("{}\nshare {}\nnice {}\nmaxtasks {}\n", draining_ ? "drain" : "undrain",
-                                         share_pct_, default_nice_, max_tasks_));
+                                         share_pct_, runner_ ? runner_->default_nice() : 19,
+                                         runner_ ? runner_->max_tasks() : 0));
     case k_events:
       return events_.read(std::move(r));
     case k_clone: {
@@ -816,14 +816,13 @@ std::expected<void, std::string> node_tree::node_ctl(std::string_view line, std:
     case v::nice: {
       auto n = ctl::parse_int(a[0], 0, 19, "nice");
       if (!n) return std::unexpected(n.error());
-      default_nice_ = static_cast<int>(*n);
+      runner_->set_default_nice(static_cast<int>(*n));
       return {};
     }
     case v::maxtasks: {
       auto n = ctl::parse_int(a[0], 0, 1 << 20, "maxtasks");
       if (!n) return std::unexpected(n.error());
-      max_tasks_ = static_cast<std::size_t>(*n);
-      runner_->set_max_tasks(max_tasks_);
+      runner_->set_max_tasks(static_cast<std::size_t>(*n));
       return {};
     }
     case v::kill:

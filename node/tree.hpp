@@ -90,8 +90,6 @@ class node_tree : public srv9p::tree {
   task_runner* runner_ = nullptr;
   bool draining_ = false;
   int share_pct_ = 100;
-  int default_nice_ = 19;      // for new tasks (ctl: nice N)
-  std::size_t max_tasks_ = 0;  // running at once; 0: no limit (ctl: maxtasks N)
   std::map<std::string, std::string> labels_;
   std::map<std::uint64_t, std::string> task_owner_;  // task id → the attach name that made it
 

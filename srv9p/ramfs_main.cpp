@@ -7,14 +7,11 @@
 // sockets: there is no cluster key yet to guard anything else.
 #include <CLI/CLI.hpp>
 #include <asio/io_context.hpp>
-#include <asio/signal_set.hpp>
 #include <fmt/format.h>
 #include <pwd.h>
 #include <unistd.h>
 
-#include <cstdio>
-
-#include "srv9p/dial.hpp"
+#include "srv9p/daemon.hpp"
 #include "srv9p/ramfs.hpp"
 #include "srv9p/server.hpp"
 
@@ -38,40 +35,13 @@ int main(int argc, char** argv) {
   app.add_option("--max-bytes", opts.max_bytes, "the most data all files together may hold, in bytes");
   CLI11_PARSE(app, argc, argv);
 
-  for (const auto& d : listen) {
-    auto addr = srv9p::parse_dial(d);
-    if (!addr) {
-      fmt::print(stderr, "galaxy-ramfs: {}\n", addr.error());
-      return 2;
-    }
-    if (!srv9p::is_loopback(*addr)) {
-      fmt::print(stderr,
-                 "galaxy-ramfs: refusing to listen on {}: only loopback and Unix sockets are allowed "
-                 "without a cluster key\n",
-                 d);
-      return 2;
-    }
+  if (auto ok = srv9p::require_local(listen); !ok) {
+    fmt::print(stderr, "galaxy-ramfs: {}\n", ok.error());
+    return 2;
   }
 
   asio::io_context io;
   srv9p::ramfs tree(opts);
-  srv9p::server srv(io, tree,
-                    {.log = [](std::string_view line) { fmt::print(stderr, "galaxy-ramfs: {}\n", line); }});
-  for (const auto& d : listen) {
-    auto bound = srv.listen(d);
-    if (!bound) {
-      fmt::print(stderr, "galaxy-ramfs: {}\n", bound.error());
-      return 1;
-    }
-    fmt::print("listening on {}\n", *bound);
-  }
-  std::fflush(stdout);
-
-  asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](const asio::error_code&, int) {
-    srv.stop();
-    io.stop();
-  });
-  io.run();
-  return 0;
+  srv9p::server srv(io, tree, {.log = srv9p::stderr_log("galaxy-ramfs")});
+  return srv9p::serve_until_signalled(io, srv, listen, "galaxy-ramfs");
 }

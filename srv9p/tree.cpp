@@ -25,42 +25,41 @@ const message& request::t() const { return p_->t; }
 srv9p::fid& request::fid() const { return *p_->fid; }
 bool request::done() const { return p_->done; }
 
-void request::respond(message r) const {
-  asio::dispatch(p_->ex, [p = p_, r = std::move(r)]() mutable {
+namespace {
+
+// Runs deliver(session&, pending&) on the executor, unless the request was answered or
+// flushed already or its connection is gone: every answer goes through here.
+template <class F>
+void answer(const std::shared_ptr<detail::pending>& pending, F deliver) {
+  asio::dispatch(pending->ex, [p = pending, deliver = std::move(deliver)]() mutable {
     if (p->done) return;
     auto s = p->owner.lock();
     if (!s) {
       p->done = true;
       return;
     }
-    s->finish(*p, fcall{p->tag, std::move(r)});
+    deliver(*s, *p);
   });
+}
+
+}  // namespace
+
+void request::respond(message r) const {
+  answer(p_, [r = std::move(r)](session& s, detail::pending& p) mutable { s.finish(p, fcall{p.tag, std::move(r)}); });
 }
 
 void request::error(std::string_view ename) const { respond(rerror{std::string(ename)}); }
 
 void request::respond_walk(std::vector<dir> walked) const {
   // The session turns the dirs into qids and, for a complete walk, into newfid's path.
-  asio::dispatch(p_->ex, [p = p_, walked = std::move(walked)]() mutable {
-    if (p->done) return;
-    auto s = p->owner.lock();
-    if (!s) {
-      p->done = true;
-      return;
-    }
-    s->finish_walk(*p, std::move(walked));
+  answer(p_, [walked = std::move(walked)](session& s, detail::pending& p) mutable {
+    s.finish_walk(p, std::move(walked));
   });
 }
 
 void request::respond_create(dir created) const {
-  asio::dispatch(p_->ex, [p = p_, created = std::move(created)]() mutable {
-    if (p->done) return;
-    auto s = p->owner.lock();
-    if (!s) {
-      p->done = true;
-      return;
-    }
-    s->finish_create(*p, std::move(created));
+  answer(p_, [created = std::move(created)](session& s, detail::pending& p) mutable {
+    s.finish_create(p, std::move(created));
   });
 }
 

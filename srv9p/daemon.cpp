@@ -1,0 +1,50 @@
+// srv9p/daemon.hpp: the start-up and shutdown every Galaxy daemon shares.
+#include "srv9p/daemon.hpp"
+
+#include <asio/signal_set.hpp>
+#include <fmt/format.h>
+
+#include <csignal>
+#include <cstdio>
+
+#include "srv9p/dial.hpp"
+
+namespace srv9p {
+
+std::expected<void, std::string> require_local(std::span<const std::string> dials) {
+  for (const auto& d : dials) {
+    auto addr = parse_dial(d);
+    if (!addr) return std::unexpected(addr.error());
+    if (!is_loopback(*addr)) {
+      return std::unexpected(fmt::format(
+          "refusing to listen on {}: only loopback and Unix sockets are allowed without a cluster key", d));
+    }
+  }
+  return {};
+}
+
+std::function<void(std::string_view)> stderr_log(std::string_view prog) {
+  return [prog = std::string(prog)](std::string_view line) { fmt::print(stderr, "{}: {}\n", prog, line); };
+}
+
+int serve_until_signalled(asio::io_context& io, server& srv, std::span<const std::string> dials,
+                          std::string_view prog) {
+  for (const auto& d : dials) {
+    auto bound = srv.listen(d);
+    if (!bound) {
+      fmt::print(stderr, "{}: {}\n", prog, bound.error());
+      return 1;
+    }
+    fmt::print("listening on {}\n", *bound);
+  }
+  std::fflush(stdout);
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const asio::error_code&, int) {
+    srv.stop();
+    io.stop();
+  });
+  io.run();
+  return 0;
+}
+
+}  // namespace srv9p
