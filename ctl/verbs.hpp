@@ -13,6 +13,7 @@
 //
 // parse() checks verb names and argument counts only; each argument's meaning is
 // checked by the typed parsers of ctl/ctlmsg.hpp (parse_bytes for mem, ...).
+#include <iterator>
 #include <span>
 
 #include "ctl/ctlmsg.hpp"
@@ -45,6 +46,35 @@ inline constexpr verb_spec node_verbs[] = {
     {int(node_verb::kill), "kill", 1, 1, "kill all", "all"},          // kill every task
 };
 
+// jobs/N/ctl (scheduler): the task verbs in the same order (a job_verb below
+// task_verb_count means the same as that task_verb), then the scheduler's own.
+enum class job_verb : int {
+  exec, dir, env, cpu, mem, time, nice, kill, rm,
+  need, after, priority, retries, preemptible, name,
+};
+inline constexpr int task_verb_count = 9;
+inline constexpr verb_spec job_verbs[] = {
+    task_verbs[0], task_verbs[1], task_verbs[2], task_verbs[3], task_verbs[4],
+    task_verbs[5], task_verbs[6], task_verbs[7], task_verbs[8],
+    {int(job_verb::need), "need", 1, -1, "need K=V..."},                // label constraints, parse_kv
+    {int(job_verb::after), "after", 1, -1, "after JOB..."},             // run after these succeeded
+    {int(job_verb::priority), "priority", 1, 1, "priority N"},          // parse_int, higher first
+    {int(job_verb::retries), "retries", 1, 1, "retries N"},             // requeues after a lost attempt
+    {int(job_verb::preemptible), "preemptible", 0, 0, "preemptible"},   // may be killed and requeued
+    {int(job_verb::name), "name", 1, 1, "name NAME"},                   // a user-visible name
+};
+
+// The scheduler's /ctl, for the cluster's administrator.
+enum class sched_verb : int { node, drain, undrain, quota, policy, priority };
+inline constexpr verb_spec sched_verbs[] = {
+    {int(sched_verb::node), "node", 2, 3, "node add NAME DIAL | node rm NAME"},
+    {int(sched_verb::drain), "drain", 1, 1, "drain NODE"},
+    {int(sched_verb::undrain), "undrain", 1, 1, "undrain NODE"},
+    {int(sched_verb::quota), "quota", 2, 3, "quota USER cpu=N mem=M"},
+    {int(sched_verb::policy), "policy", 1, 1, "policy binpack|spread"},
+    {int(sched_verb::priority), "priority", 2, 2, "priority JOB N"},
+};
+
 namespace detail {
 constexpr bool in_enum_order(std::span<const verb_spec> table) {
   for (std::size_t i = 0; i < table.size(); ++i) {
@@ -55,5 +85,8 @@ constexpr bool in_enum_order(std::span<const verb_spec> table) {
 }  // namespace detail
 static_assert(detail::in_enum_order(task_verbs), "task_verbs must follow task_verb's order");
 static_assert(detail::in_enum_order(node_verbs), "node_verbs must follow node_verb's order");
+static_assert(detail::in_enum_order(job_verbs), "job_verbs must follow job_verb's order");
+static_assert(detail::in_enum_order(sched_verbs), "sched_verbs must follow sched_verb's order");
+static_assert(std::size(task_verbs) == task_verb_count);
 
 }  // namespace ctl

@@ -1,0 +1,81 @@
+// galaxy-sched: one 9P tree over every node; jobs that are never lost
+// (man/man8/galaxy-sched.8, the tree in man/man4/galaxy.4).
+//
+//   galaxy-sched --listen DIAL --state DIR [--node NAME=DIAL]... [--config FILE]
+//
+// Prints "listening on DIAL" per listener, then serves until SIGINT or SIGTERM.
+#include <CLI/CLI.hpp>
+#include <asio/io_context.hpp>
+#include <fmt/format.h>
+#include <pwd.h>
+#include <unistd.h>
+
+#include "ctl/ctlmsg.hpp"
+#include "sched/scheduler.hpp"
+#include "sched/tree.hpp"
+#include "srv9p/daemon.hpp"
+#include "srv9p/server.hpp"
+
+namespace {
+
+std::string login_name() {
+  if (const passwd* pw = ::getpwuid(::getuid()); pw != nullptr) return pw->pw_name;
+  return "none";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"galaxy-sched: one 9P tree over every node; jobs that are never lost"};
+  std::vector<std::string> listen{"tcp!127.0.0.1!5641"};
+  std::vector<std::string> nodes;
+  double heartbeat_s = 0.5, down_after_s = 3, reconnect_s = 1, new_job_timeout_s = 600;
+  sched::sched_options opts;
+  opts.admin = login_name();
+  app.add_option("--listen,-l", listen, "dial string to listen on (repeatable; port 0 picks one)");
+  std::string state;
+  app.add_option("--state", state, "directory for the job store (sched.db) and jobs' results")->required();
+  app.add_option("--node", nodes, "a node NAME=DIAL (repeatable)");
+  app.add_option("--admin", opts.admin, "the attach name that may use /ctl and every job (default: the daemon's user)");
+  app.add_option("--heartbeat", heartbeat_s, "seconds between reads of each node's status");
+  app.add_option("--down-after", down_after_s, "seconds a node may leave a heartbeat unanswered before it is down");
+  app.add_option("--reconnect", reconnect_s, "seconds between dials of a node that is down");
+  app.add_option("--new-job-timeout", new_job_timeout_s, "seconds a job made by clone may wait for exec");
+  app.add_option("--default-cpu", opts.default_cpu_millis, "millicores a job without 'cpu' takes");
+  app.set_config("--config", "", "read options from this file (key = value lines)");
+  CLI11_PARSE(app, argc, argv);
+
+  auto fail = [](const std::string& why) {
+    fmt::print(stderr, "galaxy-sched: {}\n", why);
+    return 2;
+  };
+  for (double s : {heartbeat_s, down_after_s, reconnect_s, new_job_timeout_s}) {
+    if (!(s > 0) || s > 1e6) return fail("times must be seconds above 0");
+  }
+  opts.state = state;
+  opts.link.uname = opts.admin;
+  opts.link.heartbeat_ms = static_cast<std::uint32_t>(heartbeat_s * 1000);
+  opts.link.down_after_ms = static_cast<std::uint32_t>(down_after_s * 1000);
+  opts.link.reconnect_ms = static_cast<std::uint32_t>(reconnect_s * 1000);
+  opts.new_job_timeout_ms = static_cast<std::int64_t>(new_job_timeout_s * 1000);
+  opts.log = srv9p::stderr_log("galaxy-sched");
+  for (const auto& n : nodes) {
+    auto eq = n.find('=');
+    if (eq == std::string::npos || eq == 0) return fail(fmt::format("--node '{}': expected NAME=DIAL", n));
+    opts.nodes.emplace_back(n.substr(0, eq), n.substr(eq + 1));
+  }
+  if (auto ok = srv9p::require_local(listen); !ok) {
+    return fail(ok.error() + " (jobs are arbitrary code; cluster authentication does not exist yet)");
+  }
+
+  asio::io_context io;
+  sched::sched_tree tree;
+  auto s = sched::scheduler::create(io, opts, tree.make_hooks());
+  if (!s) return fail(s.error());
+  tree.set_scheduler(s->get());
+  (*s)->start();
+  srv9p::server srv(io, tree, {.log = srv9p::stderr_log("galaxy-sched")});
+  int status = srv9p::serve_until_signalled(io, srv, listen, "galaxy-sched");
+  (*s)->stop();
+  return status;
+}

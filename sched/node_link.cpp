@@ -1,0 +1,290 @@
+// galaxy-sched's link to one node (see sched/node_link.hpp).
+//
+// Threads: everything here runs on the io_context except the dial, which blocks and so
+// runs on its own thread (joined before the next one starts and at destruction), and the
+// fsclient's reader thread, whose callbacks only post to the io_context.
+#include "sched/node_link.hpp"
+
+#include <asio/post.hpp>
+#include <fmt/format.h>
+
+#include <charconv>
+#include <optional>
+#include <thread>
+
+#include "ctl/ctlmsg.hpp"
+#include "srv9p/errors.hpp"
+
+namespace sched {
+
+namespace {
+
+std::optional<std::uint64_t> to_u64(std::string_view s) {
+  std::uint64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size() || s.empty()) return std::nullopt;
+  return v;
+}
+
+}  // namespace
+
+std::expected<void, std::string> parse_node_status(std::string_view line, node_info& info) {
+  auto words = ctl::tokenize(line);
+  if (!words) return std::unexpected(words.error());
+  bool have_cpu = false, have_mem = false;
+  for (const auto& w : *words) {
+    auto eq = w.find('=');
+    if (eq == std::string::npos) continue;
+    std::string_view k(w.data(), eq), v(w.data() + eq + 1, w.size() - eq - 1);
+    if (k == "arch") {
+      info.arch = v;
+    } else if (k == "ncpu") {
+      if (auto n = to_u64(v)) info.ncpu = static_cast<std::uint32_t>(*n), have_cpu = true;
+    } else if (k == "share") {
+      if (auto n = to_u64(v)) info.share_pct = static_cast<std::uint32_t>(*n);
+    } else if (k == "mem") {
+      if (auto n = to_u64(v)) info.mem_bytes = *n, have_mem = true;
+    } else if (k == "memfree") {
+      if (auto n = to_u64(v)) info.memfree_bytes = *n;
+    } else if (k == "state") {
+      info.draining = v == "draining";
+    }
+  }
+  if (!have_cpu || !have_mem) {
+    return std::unexpected(fmt::format("bad node status '{}': expected ncpu= and mem=", line.substr(0, 60)));
+  }
+  return {};
+}
+
+std::uint32_t node_conn::root(const std::string& uname, std::vector<srv9p::message>& msgs) {
+  auto it = roots_.find(uname);
+  if (it != roots_.end()) return it->second;
+  std::uint32_t fid = client_->alloc_fid();
+  roots_.emplace(uname, fid);
+  msgs.insert(msgs.begin(), srv9p::tattach{fid, srv9p::nofid, uname, ""});
+  return fid;
+}
+
+node_link::node_link(asio::io_context& io, std::string name, std::string dial, link_options opts, hooks h)
+    : io_(io), name_(std::move(name)), dial_(std::move(dial)), opts_(std::move(opts)), hooks_(std::move(h)),
+      timer_(io) {}
+
+node_link::~node_link() {
+  stopped_ = true;
+  if (conn_) conn_->client().close();
+  if (dialer_.joinable()) dialer_.join();
+}
+
+template <class F>
+void node_link::post(F f) {
+  std::weak_ptr<node_link> weak = weak_from_this();
+  asio::post(io_, [weak, f = std::move(f)]() mutable {
+    if (auto self = weak.lock(); self && !self->stopped_) f(*self);
+  });
+}
+
+void node_link::start() { dial_async(); }
+
+void node_link::stop() {
+  stopped_ = true;
+  timer_.cancel();
+  up_ = false;
+  if (conn_) conn_->client().close();
+  conn_.reset();
+}
+
+void node_link::dial_async() {
+  if (dialer_.joinable()) dialer_.join();
+  std::weak_ptr<node_link> weak = weak_from_this();
+  dialer_ = std::thread([this, weak, addr = dial_, opts = opts_] {
+    // Blocking: dial, attach as the scheduler, open the files the link keeps open.
+    auto result = [&]() -> fsclient::result<opened> {
+      fsclient::client::options copts;
+      copts.version_timeout_ms = opts.dial_timeout_ms;
+      auto c = fsclient::client::dial(addr, copts);
+      if (!c) return std::unexpected(c.error());
+      auto conn = std::make_shared<node_conn>(std::move(*c));
+      std::vector<srv9p::message> none;
+      std::uint32_t root = conn->root(opts.uname, none);
+      auto r = conn->client().rpc(none.front());
+      if (!r) return std::unexpected("attach: " + r.error());
+      std::uint32_t fids[3];
+      const char* files[3] = {"status", "labels", "events"};
+      for (int i = 0; i < 3; ++i) {
+        auto f = conn->client().walk(root, files[i]);
+        if (!f) return std::unexpected(f.error());
+        if (auto o = conn->client().open(*f, srv9p::oread); !o) return std::unexpected(o.error());
+        fids[i] = *f;
+      }
+      return opened{std::move(conn), fids[0], fids[1], fids[2]};
+    }();
+    asio::post(io_, [weak, result = std::move(result)]() mutable {
+      auto self = weak.lock();
+      if (!self || self->stopped_) return;
+      if (!result) return self->mark_down(result.error());
+      self->connected(std::move(*result));
+    });
+  });
+}
+
+void node_link::connected(opened o) {
+  conn_ = std::move(o.conn);
+  ++generation_;
+  status_fid_ = o.status_fid;
+  labels_fid_ = o.labels_fid;
+  events_fid_ = o.events_fid;
+  events_partial_.clear();
+  heartbeat_pending_ = false;
+  read_events();
+  heartbeat();
+}
+
+void node_link::heartbeat() {
+  if (stopped_ || !conn_) return;
+  auto now = std::chrono::steady_clock::now();
+  if (heartbeat_pending_) {
+    auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(now - heartbeat_sent_).count();
+    if (waited >= opts_.down_after_ms) return mark_down(fmt::format("no answer for {} ms", waited));
+  } else if (!conn_->connected()) {
+    return mark_down("connection closed");
+  } else {
+    heartbeat_pending_ = true;
+    heartbeat_sent_ = now;
+    std::uint64_t gen = generation_;
+    auto replies = std::make_shared<std::vector<fsclient::client::reply>>(2);
+    auto count = std::make_shared<std::atomic<int>>(2);
+    auto done = [this, gen, replies]() {
+      post([gen, replies](node_link& self) {
+        if (gen != self.generation_) return;
+        self.heartbeat_pending_ = false;
+        for (auto& r : *replies) {
+          if (!r) return self.mark_down(r.error());
+        }
+        node_info info = self.info_;
+        auto status = std::get<srv9p::rread>(*(*replies)[0]).data;
+        if (auto ok = parse_node_status(status, info); !ok) return self.mark_down(ok.error());
+        info.labels.clear();
+        std::string_view labels = std::get<srv9p::rread>(*(*replies)[1]).data;
+        while (!labels.empty()) {
+          auto nl = labels.find('\n');
+          std::string_view line = labels.substr(0, nl);
+          if (auto kv = ctl::parse_kv(line)) info.labels.push_back(*kv);
+          labels = nl == std::string_view::npos ? std::string_view{} : labels.substr(nl + 1);
+        }
+        self.info_ = std::move(info);
+        if (!self.up_) {
+          self.up_ = true;
+          self.reported_down_ = false;
+          if (self.hooks_.up) self.hooks_.up();
+        }
+      });
+    };
+    std::vector<std::pair<srv9p::message, fsclient::client::callback>> b;
+    for (int i = 0; i < 2; ++i) {
+      b.emplace_back(srv9p::tread{i == 0 ? status_fid_ : labels_fid_, 0, 8192},
+                     [replies, count, done, i](fsclient::client::reply r) {
+                       (*replies)[i] = std::move(r);
+                       if (--*count == 0) done();
+                     });
+    }
+    conn_->client().send_batch(std::move(b));
+  }
+  timer_.expires_after(std::chrono::milliseconds(opts_.heartbeat_ms));
+  timer_.async_wait([weak = weak_from_this()](const asio::error_code& ec) {
+    auto self = weak.lock();
+    if (!ec && self && !self->stopped_) self->heartbeat();
+  });
+}
+
+void node_link::read_events() {
+  if (!conn_) return;
+  std::uint64_t gen = generation_;
+  conn_->client().send(srv9p::tread{events_fid_, 0, 8192}, [this, gen](fsclient::client::reply r) {
+    post([gen, r = std::move(r)](node_link& self) {
+      if (gen != self.generation_) return;
+      if (!r) return self.mark_down(r.error());
+      self.events_partial_ += std::get<srv9p::rread>(*r).data;
+      std::size_t start = 0;
+      for (auto nl = self.events_partial_.find('\n'); nl != std::string::npos;
+           nl = self.events_partial_.find('\n', start)) {
+        std::string line = self.events_partial_.substr(start, nl - start);
+        start = nl + 1;
+        if (self.hooks_.event) self.hooks_.event(std::move(line));
+        if (gen != self.generation_ || self.stopped_) return;  // the hook took the node down
+      }
+      self.events_partial_.erase(0, start);
+      self.read_events();
+    });
+  });
+}
+
+void node_link::mark_down(std::string why) {
+  if (stopped_) return;
+  ++generation_;
+  bool was_up = up_;
+  up_ = false;
+  heartbeat_pending_ = false;
+  if (conn_) conn_->client().close();
+  conn_.reset();
+  if ((was_up || !reported_down_) && hooks_.down) {
+    reported_down_ = true;
+    hooks_.down(std::move(why));
+  }
+  timer_.cancel();
+  timer_.expires_after(std::chrono::milliseconds(opts_.reconnect_ms));
+  timer_.async_wait([weak = weak_from_this()](const asio::error_code& ec) {
+    auto self = weak.lock();
+    if (!ec && self && !self->stopped_ && !self->conn_) self->dial_async();
+  });
+}
+
+void node_link::batch(const std::string& uname, builder build, std::function<void(replies)> done) {
+  auto conn = this->conn();
+  if (!conn || !conn->connected()) {
+    replies r;
+    r.push_back(std::unexpected(fmt::format("node {} is down", name_)));
+    asio::post(io_, [done = std::move(done), r = std::move(r)]() mutable { done(std::move(r)); });
+    return;
+  }
+  std::vector<srv9p::message> msgs;
+  std::uint32_t root = conn->root(uname, msgs);
+  bool attach_added = !msgs.empty();
+  auto body = build(*conn, root);
+  // Fids the batch clunks or removes go back to the pool once the replies are in.
+  std::vector<std::uint32_t> released;
+  for (const auto& m : body) {
+    if (auto* c = std::get_if<srv9p::tclunk>(&m)) released.push_back(c->fid);
+    if (auto* r = std::get_if<srv9p::tremove>(&m)) released.push_back(r->fid);
+  }
+  msgs.insert(msgs.end(), std::make_move_iterator(body.begin()), std::make_move_iterator(body.end()));
+  auto out = std::make_shared<replies>(msgs.size());
+  auto count = std::make_shared<std::atomic<std::size_t>>(msgs.size());
+  auto finish = [this, out, attach_added, done = std::move(done), conn, uname, released]() mutable {
+    for (auto f : released) conn->client().release_fid(f);
+    if (attach_added) {
+      // The attach went first: a refused attach must not leave a dead root behind, and
+      // the caller sees only the replies to its own messages.
+      if (!out->front()) asio::post(io_, [conn, uname] { conn->forget_root(uname); });
+      auto attach = std::move(out->front());
+      out->erase(out->begin());
+      if (!attach) {
+        for (auto& r : *out) {
+          if (r) r = std::unexpected("attach: " + attach.error());
+        }
+      }
+    }
+    asio::post(io_, [done = std::move(done), out]() mutable { done(std::move(*out)); });
+  };
+  auto shared_finish = std::make_shared<decltype(finish)>(std::move(finish));
+  std::vector<std::pair<srv9p::message, fsclient::client::callback>> b;
+  b.reserve(msgs.size());
+  for (std::size_t i = 0; i < msgs.size(); ++i) {
+    b.emplace_back(std::move(msgs[i]), [out, count, shared_finish, i](fsclient::client::reply r) {
+      (*out)[i] = std::move(r);
+      if (--*count == 0) (*shared_finish)();
+    });
+  }
+  conn->client().send_batch(std::move(b));
+}
+
+}  // namespace sched

@@ -1,0 +1,136 @@
+#pragma once
+// galaxy-sched's connection to one galaxy-node: a pipelined 9P client (fsclient), kept
+// alive, watched and re-established (design: "The unified tree", "Node failure").
+//
+// What a link does on its own, on the scheduler's io_context:
+//   - dials the node on a worker thread (a dial blocks), attaches as the scheduler's
+//     admin, opens /status, /labels and /events and keeps them open;
+//   - reads /status and /labels every heartbeat_ms: that is the node's resources and the
+//     proof that it is alive. A heartbeat unanswered for down_after_ms, or a hang-up,
+//     marks the node down: the connection is closed (every call still waiting fails at
+//     once, so nobody hangs on a dead node) and a new dial is tried every reconnect_ms;
+//   - keeps one read of /events outstanding and hands every line to the event hook.
+//
+// Everyone else talks to the node through batch(): 9P messages written in one go (the
+// node starts them in arrival order, so a walk to a new fid, its open and its read can
+// travel together) whose replies come back together, on the io_context. Fids on the
+// node are per connection: batch() names the connection it used (a conn), and a fid
+// taken on one connection means nothing on the next one. Requests made for a user run
+// under that user's own attach, so the node checks and records the real user, as
+// Plan 9's exportfs does.
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fsclient/client.hpp"
+#include "srv9p/fcall.hpp"
+
+namespace sched {
+
+struct link_options {
+  std::string uname = "sched";           // the scheduler's own attach name
+  std::uint32_t heartbeat_ms = 500;      // how often /status is read
+  std::uint32_t down_after_ms = 3000;    // a heartbeat unanswered this long: node down
+  std::uint32_t reconnect_ms = 1000;     // delay between dials while down
+  std::uint32_t dial_timeout_ms = 2000;  // Tversion's answer, for a node that accepts but hangs
+};
+
+// What a node says about itself in /status and /labels.
+struct node_info {
+  std::string arch;
+  std::uint32_t ncpu = 0;
+  std::uint32_t share_pct = 100;
+  std::uint64_t mem_bytes = 0;
+  std::uint64_t memfree_bytes = 0;
+  bool draining = false;  // the node's own drain (its /ctl)
+  std::vector<std::pair<std::string, std::string>> labels;
+};
+
+// Parses a node's /status line ("name=n1 arch=amd64 ncpu=2 share=100 mem=... state=up")
+// into info (labels untouched). Errors: a line without ncpu or mem.
+std::expected<void, std::string> parse_node_status(std::string_view line, node_info& info);
+
+// One connection to a node. The fsclient and the attaches made on it.
+class node_conn {
+ public:
+  explicit node_conn(std::unique_ptr<fsclient::client> c) : client_(std::move(c)) {}
+  fsclient::client& client() { return *client_; }
+  bool connected() const { return client_->connected(); }
+  // The root fid attached as uname. A new user's Tattach is put at the front of msgs, so
+  // the attach travels in the same write as the requests that use it.
+  std::uint32_t root(const std::string& uname, std::vector<srv9p::message>& msgs);
+  // After a refused attach: the next request for uname attaches again.
+  void forget_root(const std::string& uname) { roots_.erase(uname); }
+
+ private:
+  std::unique_ptr<fsclient::client> client_;
+  std::map<std::string, std::uint32_t> roots_;
+};
+
+class node_link : public std::enable_shared_from_this<node_link> {
+ public:
+  using replies = std::vector<fsclient::client::reply>;
+  struct hooks {
+    std::function<void()> up;                      // connected and the first heartbeat answered
+    std::function<void(std::string why)> down;     // marked down
+    std::function<void(std::string line)> event;   // one line of the node's /events
+  };
+
+  node_link(asio::io_context& io, std::string name, std::string dial, link_options opts, hooks h);
+  ~node_link();
+
+  void start();  // begins dialling; call once
+  void stop();   // closes the connection; no reconnect, no more hooks
+
+  const std::string& name() const { return name_; }
+  const std::string& dial() const { return dial_; }
+  bool up() const { return up_; }
+  const node_info& info() const { return info_; }
+  // The live connection, or null while down. Holders keep it for the fids they took.
+  std::shared_ptr<node_conn> conn() const { return up_ ? conn_ : nullptr; }
+
+  // Sends the messages that build(conn, root fid of uname) returns, in one write, and
+  // calls done with every reply, in order, on the io_context. When the node is down,
+  // done gets one error per message ("node NAME is down") without build being called.
+  using builder = std::function<std::vector<srv9p::message>(node_conn&, std::uint32_t root)>;
+  void batch(const std::string& uname, builder build, std::function<void(replies)> done);
+
+ private:
+  // A new connection with the files the link keeps open.
+  struct opened {
+    std::shared_ptr<node_conn> conn;
+    std::uint32_t status_fid = 0, labels_fid = 0, events_fid = 0;
+  };
+  void dial_async();
+  void connected(opened o);
+  void heartbeat();
+  void read_events();
+  void mark_down(std::string why);
+  template <class F>
+  void post(F f);
+
+  asio::io_context& io_;
+  std::string name_, dial_;
+  link_options opts_;
+  hooks hooks_;
+  asio::steady_timer timer_;     // heartbeat and reconnect
+  std::shared_ptr<node_conn> conn_;
+  bool up_ = false;
+  bool reported_down_ = false;  // down was reported since the node was last up
+  bool stopped_ = false;
+  std::thread dialer_;
+  bool heartbeat_pending_ = false;
+  std::uint64_t generation_ = 0;  // bumped at each new connection; stale replies are ignored
+  std::chrono::steady_clock::time_point heartbeat_sent_;
+  std::uint32_t status_fid_ = 0, labels_fid_ = 0, events_fid_ = 0;
+  std::string events_partial_;
+  node_info info_;
+};
+
+}  // namespace sched

@@ -1,0 +1,1160 @@
+// galaxy-sched's core (see sched/scheduler.hpp).
+//
+// Arrangement: jobs_ holds every job the scheduler knows (new ones only in memory, the
+// rest mirrored in the store); by_task_ finds a job from a node's (name, task id), which
+// is how node events name it; used_ is what each node has given to jobs. Every state
+// change goes through save() (the store, group-committed) and changed() (the tree wakes
+// its readers). Node I/O is asynchronous through node_link::batch; copying results runs
+// on pool_ with the client's blocking calls.
+#include "sched/scheduler.hpp"
+
+#include <asio/post.hpp>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <csignal>
+#include <fstream>
+
+#include "ctl/ctlmsg.hpp"
+#include "ctl/verbs.hpp"
+#include "srv9p/dial.hpp"
+#include "srv9p/errors.hpp"
+
+namespace sched {
+
+namespace fs = std::filesystem;
+using done_fn = std::function<void(std::expected<void, std::string>)>;
+
+namespace {
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::optional<std::uint64_t> to_u64(std::string_view s) {
+  std::uint64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size() || s.empty()) return std::nullopt;
+  return v;
+}
+
+bool valid_node_name(std::string_view n) {
+  if (n.empty() || n.size() > 64 || n == "." || n == "..") return false;
+  return std::all_of(n.begin(), n.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.'; });
+}
+
+std::unexpected<std::string> fail(std::string s) { return std::unexpected(std::move(s)); }
+
+// What a node's task status line says: "id=3 state=running pid=..." → the state word.
+std::string status_word(std::string_view line, std::string_view key) {
+  auto pos = line.find(std::string(key) + "=");
+  while (pos != std::string_view::npos && pos != 0 && line[pos - 1] != ' ') pos = line.find(std::string(key) + "=", pos + 1);
+  if (pos == std::string_view::npos) return "";
+  auto start = pos + key.size() + 1;
+  auto end = line.find_first_of(" \n", start);
+  return std::string(line.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
+}
+
+// Copies a node directory (task/N/out) into dest, recursively. Blocking.
+std::expected<void, std::string> copy_dir(fsclient::client& c, std::uint32_t root, const std::string& path,
+                                          const fs::path& dest) {
+  auto entries = c.list_dir(root, path);
+  if (!entries) return fail(entries.error());
+  std::error_code ec;
+  fs::create_directories(dest, ec);
+  for (const auto& d : *entries) {
+    std::string child = path + "/" + d.name;
+    if (d.mode & srv9p::dmdir) {
+      if (auto ok = copy_dir(c, root, child, dest / d.name); !ok) return ok;
+      continue;
+    }
+    std::ofstream out(dest / d.name, std::ios::binary | std::ios::trunc);
+    auto ok = c.stream_file(root, child, [&](std::string_view piece) {
+      out.write(piece.data(), static_cast<std::streamsize>(piece.size()));
+      return static_cast<bool>(out);
+    });
+    if (!ok) return ok;
+    if (!out) return fail(fmt::format("writing {}: {}", (dest / d.name).string(), std::strerror(errno)));
+  }
+  return {};
+}
+
+// Copies a finished task's stdout, stderr and out/ from its node into dest. Blocking (a
+// pool thread). Attaches as the job's owner, who owns the task's files on the node.
+std::expected<void, std::string> copy_results(fsclient::client& c, const std::string& owner, std::uint64_t task,
+                                              const fs::path& dest) {
+  auto root = c.attach(owner);
+  if (!root) return fail("attach: " + root.error());
+  std::error_code ec;
+  fs::create_directories(dest / "out", ec);
+  std::expected<void, std::string> result;
+  for (const char* name : {"stdout", "stderr"}) {
+    std::ofstream out(dest / name, std::ios::binary | std::ios::trunc);
+    auto ok = c.stream_file(*root, fmt::format("task/{}/{}", task, name), [&](std::string_view piece) {
+      out.write(piece.data(), static_cast<std::streamsize>(piece.size()));
+      return static_cast<bool>(out);
+    });
+    if (!ok) result = fail(fmt::format("{}: {}", name, ok.error()));
+  }
+  if (result) {
+    if (auto ok = copy_dir(c, *root, fmt::format("task/{}/out", task), dest / "out"); !ok) result = fail("out: " + ok.error());
+  }
+  (void)c.clunk(*root);
+  return result;
+}
+
+// What a restarted scheduler finds of one of its jobs on a node. Blocking (a pool
+// thread). task 0: the start's answer was never stored, so the node's tasks are searched
+// for the job's GALAXY_JOB marker.
+struct found_task {
+  std::uint64_t task = 0;   // 0: the node has no such task
+  std::string state;        // the node's word: new, running, done, failed, killed, lost
+  std::string wait;         // the wait text when finished
+};
+std::expected<found_task, std::string> find_task(fsclient::client& c, const std::string& owner, std::uint64_t job,
+                                                 std::uint64_t task) {
+  auto root = c.attach(owner);
+  if (!root) return fail("attach: " + root.error());
+  found_task f;
+  if (task == 0) {
+    auto tasks = c.list_dir(*root, "task");
+    if (!tasks) {
+      (void)c.clunk(*root);
+      return fail(tasks.error());
+    }
+    std::string marker = fmt::format("GALAXY_JOB={}", job);
+    for (const auto& d : *tasks) {
+      auto n = to_u64(d.name);
+      if (!n) continue;
+      auto spec = c.read_file(*root, fmt::format("task/{}/ctl", *n));
+      if (!spec) continue;
+      // The marker is its own env line: "env GALAXY_JOB=7".
+      std::string_view s = *spec;
+      for (auto pos = s.find(marker); pos != std::string_view::npos; pos = s.find(marker, pos + 1)) {
+        auto end = pos + marker.size();
+        if (end == s.size() || s[end] == '\n' || s[end] == ' ' || s[end] == '\'') {
+          task = *n;
+          break;
+        }
+      }
+      if (task != 0) break;
+    }
+  }
+  if (task != 0) {
+    auto status = c.read_file(*root, fmt::format("task/{}/status", task));
+    if (status) {
+      f.task = task;
+      f.state = status_word(*status, "state");
+      if (f.state != "new" && f.state != "running") {
+        auto wait = c.read_file(*root, fmt::format("task/{}/wait", task));
+        if (wait) f.wait = wait->substr(0, wait->find('\n'));
+      }
+    }
+  }
+  (void)c.clunk(*root);
+  return f;
+}
+
+job_state state_of_wait(std::string_view wait, bool kill_requested) {
+  if (wait == "exit 0") return job_state::done;
+  if (wait.starts_with("signal")) return kill_requested ? job_state::killed : job_state::failed;
+  return job_state::failed;
+}
+
+}  // namespace
+
+// ---- Life ------------------------------------------------------------------------------
+
+scheduler::scheduler(asio::io_context& io, sched_options opts, hooks h)
+    : io_(io), opts_(std::move(opts)), hooks_(std::move(h)), pool_(opts_.copy_threads), sweep_timer_(io),
+      backoff_timer_(io) {}
+
+scheduler::~scheduler() {
+  stop();
+  pool_.join();
+}
+
+std::expected<std::unique_ptr<scheduler>, std::string> scheduler::create(asio::io_context& io, sched_options opts,
+                                                                         hooks h) {
+  std::error_code ec;
+  fs::create_directories(opts.state / "jobs", ec);
+  if (ec) return fail(fmt::format("state directory {}: {}", opts.state.string(), ec.message()));
+  std::unique_ptr<scheduler> s(new scheduler(io, std::move(opts), std::move(h)));
+  auto store = job_store::open(s->opts_.state / "sched.db");
+  if (!store) return fail(store.error());
+  s->store_ = std::move(*store);
+  s->next_id_ = s->store_->max_job_id() + 1;
+
+  auto jobs = s->store_->load_jobs();
+  if (!jobs) return fail(jobs.error());
+  for (auto& rec : *jobs) {
+    auto j = std::make_unique<job>();
+    j->rec = std::move(rec);
+    std::string spec = j->rec.spec;
+    for (std::size_t start = 0; start < spec.size();) {
+      auto nl = spec.find('\n', start);
+      std::string_view line(spec.data() + start, (nl == std::string::npos ? spec.size() : nl) - start);
+      if (auto ok = s->apply_spec_line(*j, line, true); !ok) {
+        s->log(fmt::format("job {}: stored spec line '{}': {}", j->rec.id, line, ok.error()));
+      }
+      start = nl == std::string::npos ? spec.size() : nl + 1;
+    }
+    j->collected = is_final(j->rec.state);
+    // Jobs that were running, or being started, are checked against their node.
+    if (j->rec.state == job_state::running || (j->rec.state == job_state::queued && !j->rec.node.empty())) {
+      j->reconcile = true;
+    }
+    s->jobs_.emplace(j->rec.id, std::move(j));
+  }
+  auto quotas = s->store_->load_quotas();
+  if (!quotas) return fail(quotas.error());
+  for (auto& q : *quotas) s->quotas_[q.user] = q;
+
+  auto nodes = s->store_->load_nodes();
+  if (!nodes) return fail(nodes.error());
+  for (const auto& [name, dial] : s->opts_.nodes) {
+    if (!valid_node_name(name)) return fail(fmt::format("--node: bad node name '{}'", name));
+    if (auto d = srv9p::parse_dial(dial); !d) return fail(fmt::format("--node {}: {}", name, d.error()));
+    s->links_[name] = s->make_link(name, dial);
+  }
+  for (const auto& n : *nodes) {
+    if (!s->links_.contains(n.name)) s->links_[n.name] = s->make_link(n.name, n.dial);
+  }
+  return s;
+}
+
+void scheduler::start() {
+  for (auto& [name, l] : links_) l->start();
+  sweep();
+  // Jobs waiting for a node that is not configured any more are lost now.
+  for (auto& [id, j] : jobs_) {
+    if (j->reconcile && !links_.contains(j->rec.node)) lost(*j, "node " + j->rec.node + " is not configured");
+  }
+  schedule();
+}
+
+void scheduler::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  sweep_timer_.cancel();
+  backoff_timer_.cancel();
+  for (auto& [name, l] : links_) l->stop();
+  if (store_) store_->flush();
+}
+
+void scheduler::log(std::string_view line) const {
+  if (opts_.log) opts_.log(line);
+}
+
+void scheduler::post_event(std::string line) {
+  if (hooks_.event) hooks_.event(std::move(line));
+}
+
+void scheduler::changed(job& j) {
+  if (hooks_.changed) hooks_.changed(j);
+}
+
+void scheduler::save(job& j) {
+  store_->put(j.rec, [this, id = j.rec.id](std::expected<void, std::string> ok) {
+    if (!ok) asio::post(io_, [this, id, e = ok.error()] { log(fmt::format("storing job {}: {}", id, e)); });
+  });
+}
+
+void scheduler::sweep() {
+  std::int64_t now = now_ms();
+  std::vector<std::uint64_t> drop;
+  for (const auto& [id, j] : jobs_) {
+    if (j->rec.state == job_state::new_ && now - j->created_ms > opts_.new_job_timeout_ms) drop.push_back(id);
+  }
+  for (auto id : drop) {
+    auto& j = *jobs_[id];
+    j.rec.state = job_state::killed;  // readers see the job go
+    changed(j);
+    jobs_.erase(id);
+  }
+  sweep_timer_.expires_after(std::chrono::seconds(5));
+  sweep_timer_.async_wait([this](const asio::error_code& ec) {
+    if (!ec && !stopped_) sweep();
+  });
+}
+
+// ---- Nodes -----------------------------------------------------------------------------
+
+std::shared_ptr<node_link> scheduler::make_link(const std::string& name, const std::string& dial) {
+  node_link::hooks h{
+      .up = [this, name] { node_up(name); },
+      .down = [this, name](std::string why) { node_down(name, why); },
+      .event = [this, name](std::string line) { node_event(name, line); },
+  };
+  return std::make_shared<node_link>(io_, name, dial, opts_.link, std::move(h));
+}
+
+node_link* scheduler::find_node(std::string_view name) const {
+  auto it = links_.find(std::string(name));
+  return it == links_.end() ? nullptr : it->second.get();
+}
+
+void scheduler::add_node(std::string name, std::string dial, done_fn done) {
+  if (!valid_node_name(name)) {
+    return done(fail(fmt::format("bad node name '{}': expected letters, digits, '-', '_' or '.'", name)));
+  }
+  if (links_.contains(name)) return done(fail(fmt::format("node {} exists", name)));
+  if (auto d = srv9p::parse_dial(dial); !d) return done(fail(d.error()));
+  store_->put_node(node_record{name, dial}, [this, name, dial, done](std::expected<void, std::string> ok) {
+    asio::post(io_, [this, name, dial, done, ok] {
+      if (!ok) return done(ok);
+      if (!links_.contains(name) && !stopped_) {
+        links_[name] = make_link(name, dial);
+        links_[name]->start();
+        post_event("node add " + name);
+      }
+      done({});
+    });
+  });
+}
+
+void scheduler::remove_node(const std::string& name, done_fn done) {
+  auto it = links_.find(name);
+  if (it == links_.end()) return done(fail(fmt::format("no node {}", name)));
+  it->second->stop();
+  links_.erase(it);
+  drained_.erase(name);
+  for (auto& [id, j] : jobs_) {
+    if (j->rec.node == name && (j->rec.state == job_state::running || j->starting || j->reconcile)) {
+      lost(*j, "node " + name + " removed");
+    }
+  }
+  post_event("node rm " + name);
+  store_->remove_node(name, [this, done](std::expected<void, std::string> ok) {
+    asio::post(io_, [done, ok] { done(ok); });
+  });
+  schedule();
+}
+
+std::expected<void, std::string> scheduler::drain(const std::string& name, bool on) {
+  if (!links_.contains(name)) return fail(fmt::format("no node {}", name));
+  if (on) {
+    drained_.insert(name);
+  } else {
+    drained_.erase(name);
+    schedule();
+  }
+  post_event(fmt::format("{} {}", on ? "drain" : "undrain", name));
+  return {};
+}
+
+void scheduler::node_up(const std::string& name) {
+  post_event("node up " + name);
+  log("node " + name + " up");
+  for (auto& [id, j] : jobs_) {
+    if (j->reconcile && j->rec.node == name) reconcile(*j);
+  }
+  schedule();
+}
+
+void scheduler::node_down(const std::string& name, const std::string& why) {
+  post_event(fmt::format("node down {} {}", name, ctl::quote(why)));
+  log(fmt::format("node {} down: {}", name, why));
+  std::vector<job*> hit;
+  for (auto& [id, j] : jobs_) {
+    if (j->rec.node == name && (j->rec.state == job_state::running || j->starting || j->reconcile) && !j->collecting) {
+      hit.push_back(j.get());
+    }
+  }
+  for (job* j : hit) lost(*j, "node " + name + " down: " + why);
+  // Exits that arrived before their start's answer mean nothing on a new connection.
+  std::erase_if(early_exits_, [&](const auto& e) { return e.first.first == name; });
+  schedule();
+}
+
+void scheduler::node_event(const std::string& name, const std::string& line) {
+  // The node's events (galaxy-node(4)): "exit ID CODE", "signal ID SIG", "error ID TEXT",
+  // "lost ID"; start, drain and undrain need nothing here.
+  auto sp = line.find(' ');
+  if (sp == std::string::npos) return;
+  std::string_view verb(line.data(), sp);
+  std::string_view rest(line.data() + sp + 1, line.size() - sp - 1);
+  auto sp2 = rest.find(' ');
+  auto id = to_u64(rest.substr(0, sp2));
+  if (!id) return;
+  std::string arg = sp2 == std::string_view::npos ? "" : std::string(rest.substr(sp2 + 1));
+  if (verb == "exit") return task_ended(name, *id, "exit " + arg);
+  if (verb == "signal") return task_ended(name, *id, "signal " + arg);
+  if (verb == "error") return task_ended(name, *id, "error " + arg);
+  if (verb == "lost") return task_ended(name, *id, "lost");
+}
+
+scheduler::usage scheduler::node_used(const std::string& node) const {
+  auto it = used_.find(node);
+  return it == used_.end() ? usage{} : it->second;
+}
+
+std::int64_t scheduler::node_cpu_capacity(const node_link& n) const {
+  return static_cast<std::int64_t>(n.info().ncpu) * 1000 * n.info().share_pct / 100;
+}
+
+// ---- Jobs: ctl -------------------------------------------------------------------------
+
+job& scheduler::create_job(const std::string& owner) {
+  auto j = std::make_unique<job>();
+  j->rec.id = next_id_++;
+  j->rec.owner = owner;
+  j->created_ms = now_ms();
+  auto& ref = *j;
+  jobs_.emplace(ref.rec.id, std::move(j));
+  return ref;
+}
+
+job* scheduler::find(std::uint64_t id) {
+  auto it = jobs_.find(id);
+  return it == jobs_.end() ? nullptr : it->second.get();
+}
+
+std::expected<void, std::string> scheduler::apply_spec_line(job& j, std::string_view line, bool replay) {
+  auto cmd = ctl::parse(line, ctl::job_verbs);
+  if (!cmd) return fail(cmd.error());
+  using v = ctl::job_verb;
+  const auto& a = cmd->args;
+  // The line as stored and sent: the words requoted, so a replay parses the same.
+  std::vector<std::string> words{std::string(cmd->name)};
+  words.insert(words.end(), a.begin(), a.end());
+  std::string canonical = ctl::join(words);
+  switch (static_cast<v>(cmd->verb)) {
+    case v::exec:
+      j.argv = a;
+      break;
+    case v::dir:
+      if (a[0].empty() || a[0][0] != '/') return fail(fmt::format("bad dir '{}': expected an absolute path", a[0]));
+      j.task_lines.push_back(canonical);
+      break;
+    case v::env:
+      for (const auto& kv : a) {
+        auto p = ctl::parse_kv(kv);
+        if (!p) return fail(p.error());
+        if (p->first.starts_with("GALAXY_")) return fail(fmt::format("env {}: GALAXY_ names are the scheduler's", p->first));
+      }
+      j.task_lines.push_back(canonical);
+      break;
+    case v::cpu: {
+      auto n = ctl::parse_cpu_millis(a[0]);
+      if (!n) return fail(n.error());
+      j.cpu_millis = *n;
+      j.task_lines.push_back(canonical);
+      break;
+    }
+    case v::mem: {
+      auto n = ctl::parse_bytes(a[0]);
+      if (!n) return fail(n.error());
+      j.mem_bytes = *n;
+      j.task_lines.push_back(canonical);
+      break;
+    }
+    case v::time: {
+      auto n = ctl::parse_seconds_ms(a[0]);
+      if (!n) return fail(n.error());
+      j.task_lines.push_back(canonical);
+      break;
+    }
+    case v::nice: {
+      auto n = ctl::parse_int(a[0], 0, 19, "nice");
+      if (!n) return fail(n.error());
+      j.task_lines.push_back(canonical);
+      break;
+    }
+    case v::need: {
+      std::vector<std::pair<std::string, std::string>> add;
+      for (const auto& kv : a) {
+        auto p = ctl::parse_kv(kv);
+        if (!p) return fail(fmt::format("bad need '{}': expected KEY=VALUE", kv));
+        add.push_back(*p);
+      }
+      j.needs.insert(j.needs.end(), add.begin(), add.end());
+      break;
+    }
+    case v::after: {
+      std::vector<std::uint64_t> ids;
+      for (const auto& s : a) {
+        auto n = to_u64(s);
+        if (!n || *n == 0) return fail(fmt::format("bad after '{}': expected job numbers", s));
+        if (!replay) {
+          if (*n == j.rec.id) return fail(fmt::format("after: {} is this job", *n));
+          if (find(*n) == nullptr) return fail(fmt::format("after: no job {}", *n));
+          // A cycle through new jobs that name each other: search the predecessors of n.
+          std::vector<std::uint64_t> todo{*n};
+          std::set<std::uint64_t> seen;
+          while (!todo.empty()) {
+            auto cur = todo.back();
+            todo.pop_back();
+            if (!seen.insert(cur).second) continue;
+            job* p = find(cur);
+            if (p == nullptr) continue;
+            for (auto q : p->rec.after) {
+              if (q == j.rec.id) return fail(fmt::format("after: {} would make a cycle", *n));
+              todo.push_back(q);
+            }
+          }
+        }
+        ids.push_back(*n);
+      }
+      j.rec.after.insert(j.rec.after.end(), ids.begin(), ids.end());
+      break;
+    }
+    case v::priority: {
+      auto n = ctl::parse_int(a[0], -1000000, 1000000, "priority");
+      if (!n) return fail(n.error());
+      j.rec.priority = static_cast<int>(*n);
+      break;
+    }
+    case v::retries: {
+      auto n = ctl::parse_int(a[0], 0, 100, "retries");
+      if (!n) return fail(n.error());
+      j.rec.retries = static_cast<int>(*n);
+      break;
+    }
+    case v::preemptible:
+      j.rec.preemptible = true;
+      break;
+    case v::name:
+      j.rec.name = a[0];
+      break;
+    case v::kill:
+    case v::rm:
+      return fail(fmt::format("'{}' is not part of a job's spec", cmd->name));
+  }
+  if (!replay) j.rec.spec += canonical + "\n";
+  return {};
+}
+
+void scheduler::job_ctl(job& j, std::string line, std::string_view, done_fn done) {
+  auto cmd = ctl::parse(line, ctl::job_verbs);
+  if (!cmd) return done(fail(cmd.error()));
+  using v = ctl::job_verb;
+  auto verb = static_cast<v>(cmd->verb);
+  if (verb == v::kill) {
+    int sig = SIGKILL;
+    if (!cmd->args.empty()) {
+      auto s = ctl::parse_signal(cmd->args[0]);
+      if (!s) return done(fail(s.error()));
+      sig = *s;
+    }
+    return kill_job(j, sig, std::move(done));
+  }
+  if (verb == v::rm) return forget_job(j, std::move(done));
+  if (verb == v::priority && j.rec.state == job_state::queued) {
+    // A queued job's priority may still change (as `priority JOB N` on /ctl).
+    auto n = ctl::parse_int(cmd->args[0], -1000000, 1000000, "priority");
+    if (!n) return done(fail(n.error()));
+    j.rec.priority = static_cast<int>(*n);
+    save(j);
+    changed(j);
+    schedule();
+    return done({});
+  }
+  if (j.rec.state != job_state::new_) {
+    return done(fail(fmt::format("job {} already submitted: '{}' must come before exec", j.rec.id, cmd->name)));
+  }
+  job saved = j;  // a bad line changes nothing
+  if (auto ok = apply_spec_line(j, line, false); !ok) {
+    j = std::move(saved);
+    return done(ok);
+  }
+  if (verb == v::exec) return submit(j, std::move(done));
+  done({});
+}
+
+bool scheduler::fits_somewhere(const job& j, std::string& why) const {
+  std::int64_t cpu = j.cpu_millis ? j.cpu_millis : opts_.default_cpu_millis;
+  std::uint64_t max_mem = 0;
+  std::int64_t max_cpu = 0;
+  bool any_label = false, any_known = false;
+  for (const auto& [name, l] : links_) {
+    if (l->info().ncpu == 0) continue;  // never heard from: unknown size
+    any_known = true;
+    bool labels_ok = std::all_of(j.needs.begin(), j.needs.end(), [&](const auto& need) {
+      return std::find(l->info().labels.begin(), l->info().labels.end(), need) != l->info().labels.end();
+    });
+    if (!labels_ok) continue;
+    any_label = true;
+    max_mem = std::max(max_mem, l->info().mem_bytes);
+    max_cpu = std::max(max_cpu, static_cast<std::int64_t>(l->info().ncpu) * 1000);
+    if (j.mem_bytes <= l->info().mem_bytes && cpu <= static_cast<std::int64_t>(l->info().ncpu) * 1000) return true;
+  }
+  if (!any_known) return true;  // nothing to judge by yet
+  if (!any_label) {
+    std::string wanted;
+    for (const auto& [k, val] : j.needs) wanted += (wanted.empty() ? "" : " ") + k + "=" + val;
+    why = "unschedulable: no node has " + wanted;
+  } else if (j.mem_bytes > max_mem) {
+    why = "unschedulable: no node has " + ctl::human_bytes(j.mem_bytes);
+  } else {
+    why = fmt::format("unschedulable: no node has {} CPUs", cpu / 1000.0);
+  }
+  return false;
+}
+
+void scheduler::submit(job& j, done_fn done) {
+  j.rec.state = job_state::queued;
+  j.rec.submitted_ms = now_ms();
+  std::string why;
+  if (!fits_somewhere(j, why)) j.rec.note = why;
+  j.starting = true;  // not placeable until durable
+  store_->put(j.rec, [this, id = j.rec.id, done = std::move(done)](std::expected<void, std::string> ok) {
+    asio::post(io_, [this, id, done, ok] {
+      job* j = find(id);
+      if (j == nullptr) return done(fail("job removed"));
+      j->starting = false;
+      if (!ok) {
+        j->rec.state = job_state::new_;
+        return done(fail("storing the job: " + ok.error()));
+      }
+      ++submitted_total_;
+      post_event(fmt::format("submit {} {}", id, ctl::quote(j->rec.owner)));
+      done({});
+      changed(*j);
+      schedule();
+    });
+  });
+}
+
+void scheduler::kill_job(job& j, int sig, done_fn done) {
+  if (is_final(j.rec.state)) return done(fail(fmt::format("job {} has ended", j.rec.id)));
+  if (j.rec.state == job_state::new_ || (j.rec.state == job_state::queued && !j.starting && !j.reconcile)) {
+    finish(j, job_state::killed, "killed", "killed before it ran");
+    return done({});
+  }
+  j.kill_requested = true;
+  j.kill_signal = sig;
+  if (j.rec.state != job_state::running || j.rec.task == 0) return done({});  // sent once started
+  node_link* n = find_node(j.rec.node);
+  if (n == nullptr) return done(fail("node " + j.rec.node + " is gone"));
+  std::uint64_t task = j.rec.task;
+  n->batch(j.rec.owner,
+           [task, sig](node_conn& c, std::uint32_t root) {
+             std::uint32_t f = c.client().alloc_fid();
+             return std::vector<srv9p::message>{
+                 srv9p::twalk{root, f, {"task", std::to_string(task), "ctl"}},
+                 srv9p::topen{f, srv9p::owrite},
+                 srv9p::twrite{f, 0, fmt::format("kill {}\n", sig)},
+                 srv9p::tclunk{f},
+             };
+           },
+           [done](node_link::replies r) {
+             for (auto& x : r) {
+               if (!x) return done(fail(x.error()));
+             }
+             done({});
+           });
+}
+
+void scheduler::forget_job(job& j, done_fn done) {
+  if (!is_final(j.rec.state) && j.rec.state != job_state::new_) {
+    return done(fail(fmt::format("job {} has not ended: kill it first", j.rec.id)));
+  }
+  std::uint64_t id = j.rec.id;
+  j.rec.state = job_state::killed;
+  changed(j);
+  jobs_.erase(id);
+  std::error_code ec;
+  fs::remove_all(spool(id), ec);
+  store_->remove(id, [this, done](std::expected<void, std::string> ok) { asio::post(io_, [done, ok] { done(ok); }); });
+}
+
+// ---- Placement and starting ------------------------------------------------------------
+
+std::vector<const job*> scheduler::queue() const {
+  std::vector<const job*> q;
+  for (const auto& [id, j] : jobs_) {
+    if (j->rec.state == job_state::queued && !j->starting && !j->reconcile) q.push_back(j.get());
+  }
+  std::stable_sort(q.begin(), q.end(), [](const job* a, const job* b) { return a->rec.priority > b->rec.priority; });
+  return q;
+}
+
+void scheduler::schedule() {
+  if (pass_posted_ || stopped_) return;
+  pass_posted_ = true;
+  asio::post(io_, [this] {
+    pass_posted_ = false;
+    if (!stopped_) place();
+  });
+}
+
+void scheduler::place() {
+  // First fit, in queue order; a job that fits nowhere now does not stop the ones behind
+  // it. (The policy library of issue 6 replaces this pass.)
+  std::int64_t now = now_ms();
+  for (const job* cj : queue()) {
+    job& j = *find(cj->rec.id);
+    bool blocked = false;
+    for (auto dep : j.rec.after) {
+      job* p = find(dep);
+      if (p != nullptr && p->rec.state == job_state::done) continue;
+      if (p == nullptr || is_final(p->rec.state)) {
+        finish(j, job_state::failed, fmt::format("error dependency {} failed", dep), fmt::format("dependency {} failed", dep));
+        blocked = true;
+        break;
+      }
+      blocked = true;
+    }
+    if (blocked) continue;
+    std::int64_t cpu = j.cpu_millis ? j.cpu_millis : opts_.default_cpu_millis;
+    for (auto& [name, l] : links_) {
+      if (!l->up() || drained_.contains(name) || l->info().draining) continue;
+      if (auto b = backoff_.find(name); b != backoff_.end() && b->second > now) continue;
+      bool labels_ok = std::all_of(j.needs.begin(), j.needs.end(), [&](const auto& need) {
+        return std::find(l->info().labels.begin(), l->info().labels.end(), need) != l->info().labels.end();
+      });
+      if (!labels_ok) continue;
+      auto u = node_used(name);
+      if (u.cpu_millis + cpu > node_cpu_capacity(*l)) continue;
+      if (j.mem_bytes > 0 && u.mem_bytes + static_cast<std::int64_t>(j.mem_bytes) > static_cast<std::int64_t>(l->info().mem_bytes)) continue;
+      start_on(j, *l);
+      break;
+    }
+    if (!j.starting) {
+      std::string why;
+      std::string note = fits_somewhere(j, why) ? "" : why;
+      if (note != j.rec.note) {
+        j.rec.note = note;
+        changed(j);
+      }
+    }
+  }
+}
+
+void scheduler::start_on(job& j, node_link& n) {
+  j.starting = true;
+  j.rec.node = n.name();
+  j.rec.task = 0;
+  j.rec.note.clear();
+  std::int64_t cpu = j.cpu_millis ? j.cpu_millis : opts_.default_cpu_millis;
+  auto& u = used_[n.name()];
+  u.cpu_millis += cpu;
+  u.mem_bytes += static_cast<std::int64_t>(j.mem_bytes);
+  u.jobs++;
+  j.holds = true;
+  // The start is durable before the node is asked: a scheduler that dies in between
+  // looks for the task on this node (GALAXY_JOB marker) instead of running it twice.
+  std::uint64_t id = j.rec.id;
+  std::string node = n.name();
+  store_->put(j.rec, [this, id, node](std::expected<void, std::string> ok) {
+    asio::post(io_, [this, id, node, ok] {
+      job* j = find(id);
+      if (j == nullptr || !j->starting || j->rec.node != node) return;
+      if (!ok) return start_failed(id, "storing the start: " + ok.error());
+      if (j->kill_requested) {
+        release(*j);
+        j->starting = false;
+        return finish(*j, job_state::killed, "killed", "killed before it ran");
+      }
+      node_link* n = find_node(node);
+      if (n == nullptr) return start_failed(id, "node " + node + " removed");
+      std::string spec;
+      for (const auto& l : j->task_lines) spec += l + "\n";
+      spec += fmt::format("env GALAXY_JOB={} GALAXY_ATTEMPT={}\n", id, j->rec.attempts + 1);
+      spec += "exec " + ctl::join(j->argv) + "\n";
+      n->batch(j->rec.owner,
+               [spec](node_conn& c, std::uint32_t root) {
+                 std::uint32_t f = c.client().alloc_fid();
+                 return std::vector<srv9p::message>{
+                     srv9p::twalk{root, f, {"task", "clone"}},
+                     srv9p::topen{f, srv9p::ordwr},
+                     srv9p::tread{f, 0, 64},
+                     srv9p::twrite{f, 0, spec},
+                     srv9p::tclunk{f},
+                 };
+               },
+               [this, id, node](node_link::replies r) {
+                 for (std::size_t i = 0; i < 3 && i < r.size(); ++i) {
+                   if (!r[i]) return start_failed(id, r[i].error());
+                 }
+                 if (r.size() < 4) return start_failed(id, "short reply");
+                 auto task = to_u64(std::get<srv9p::rread>(*r[2]).data.substr(
+                     0, std::get<srv9p::rread>(*r[2]).data.find('\n')));
+                 if (!task) return start_failed(id, "clone gave no task number");
+                 if (!r[3]) {
+                   // The node refused the spec (draining, too many tasks): forget its task.
+                   if (node_link* n = find_node(node)) {
+                     n->batch(find(id) ? find(id)->rec.owner : opts_.link.uname,
+                              [t = *task](node_conn& c, std::uint32_t root) {
+                                std::uint32_t f = c.client().alloc_fid();
+                                return std::vector<srv9p::message>{
+                                    srv9p::twalk{root, f, {"task", std::to_string(t), "ctl"}},
+                                    srv9p::topen{f, srv9p::owrite}, srv9p::twrite{f, 0, "rm\n"}, srv9p::tclunk{f}};
+                              },
+                              [](node_link::replies) {});
+                   }
+                   return start_failed(id, r[3].error());
+                 }
+                 started(id, node, *task);
+               });
+    });
+  });
+}
+
+void scheduler::release(job& j) {
+  if (!j.holds) return;
+  j.holds = false;
+  auto& u = used_[j.rec.node];
+  u.cpu_millis -= j.cpu_millis ? j.cpu_millis : opts_.default_cpu_millis;
+  u.mem_bytes -= static_cast<std::int64_t>(j.mem_bytes);
+  u.jobs--;
+}
+
+void scheduler::started(std::uint64_t id, std::string node, std::uint64_t task) {
+  job* j = find(id);
+  if (j == nullptr || !j->starting || j->rec.node != node) return;
+  j->starting = false;
+  j->rec.state = job_state::running;
+  j->rec.task = task;
+  j->rec.attempts++;
+  j->rec.started_ms = now_ms();
+  by_task_[{node, task}] = id;
+  save(*j);
+  post_event(fmt::format("start {} {} {}", id, node, task));
+  changed(*j);
+  if (auto e = early_exits_.find({node, task}); e != early_exits_.end()) {
+    std::string wait = e->second;
+    early_exits_.erase(e);
+    return task_ended(node, task, wait);
+  }
+  if (j->kill_requested) {
+    kill_job(*j, j->kill_signal, [](std::expected<void, std::string>) {});
+  }
+}
+
+void scheduler::start_failed(std::uint64_t id, const std::string& why) {
+  job* j = find(id);
+  if (j == nullptr) return;
+  std::string node = j->rec.node;
+  log(fmt::format("job {}: start on {} failed: {}", id, node, why));
+  release(*j);
+  j->starting = false;
+  j->rec.node.clear();
+  j->rec.task = 0;
+  j->rec.note = fmt::format("start on {} failed: {}", node, why);
+  // Do not ask the same node again at once.
+  backoff_[node] = now_ms() + 1000;
+  save(*j);
+  changed(*j);
+  backoff_timer_.expires_after(std::chrono::milliseconds(1000));
+  backoff_timer_.async_wait([this](const asio::error_code& ec) {
+    if (!ec) schedule();
+  });
+  schedule();
+}
+
+// ---- Ends ------------------------------------------------------------------------------
+
+void scheduler::task_ended(const std::string& node, std::uint64_t task, std::string wait) {
+  auto it = by_task_.find({node, task});
+  if (it == by_task_.end()) {
+    // Perhaps the exit of a task whose start has not been answered yet.
+    early_exits_[{node, task}] = std::move(wait);
+    if (early_exits_.size() > 4096) early_exits_.erase(early_exits_.begin());
+    return;
+  }
+  job* j = find(it->second);
+  by_task_.erase(it);
+  if (j == nullptr || j->rec.state != job_state::running) return;
+  if (wait == "lost") return lost(*j, "the node lost the task");
+  collect(*j, std::move(wait));
+}
+
+void scheduler::collect(job& j, std::string wait) {
+  j.collecting = true;
+  node_link* n = find_node(j.rec.node);
+  auto conn = n ? n->conn() : nullptr;
+  std::uint64_t id = j.rec.id;
+  if (!conn) {
+    j.collecting = false;
+    return finish(j, state_of_wait(wait, j.kill_requested), wait, "results not copied: node is down");
+  }
+  asio::post(pool_, [this, conn, id, owner = j.rec.owner, task = j.rec.task, dest = spool(id), wait]() {
+    auto ok = copy_results(conn->client(), owner, task, dest);
+    asio::post(io_, [this, id, ok, wait] {
+      job* j = find(id);
+      if (j == nullptr) return;
+      j->collecting = false;
+      j->collected = true;
+      std::string note = ok ? "" : "results not copied: " + ok.error();
+      finish(*j, state_of_wait(wait, j->kill_requested), wait, note);
+    });
+  });
+}
+
+void scheduler::finish(job& j, job_state s, std::string exit, std::string note) {
+  release(j);
+  if (j.rec.task != 0) by_task_.erase({j.rec.node, j.rec.task});
+  j.starting = false;
+  j.reconcile = false;
+  j.rec.state = s;
+  j.rec.exit = std::move(exit);
+  j.rec.note = std::move(note);
+  j.rec.ended_ms = now_ms();
+  if (!j.collected) {
+    // Nothing to copy (never ran, or the node is gone): empty results, so readers end.
+    std::error_code ec;
+    fs::create_directories(spool(j.rec.id) / "out", ec);
+    j.collected = true;
+  }
+  save(j);
+  finished_total_[std::string(to_string(s))]++;
+  post_event(fmt::format("end {} {} {}", j.rec.id, to_string(s), ctl::quote(j.rec.exit)));
+  changed(j);
+  schedule();
+}
+
+void scheduler::lost(job& j, const std::string& why) {
+  std::string node = j.rec.node;
+  release(j);
+  if (j.rec.task != 0) by_task_.erase({node, j.rec.task});
+  bool ran = j.rec.state == job_state::running || j.rec.task != 0;
+  j.starting = false;
+  j.reconcile = false;
+  post_event(fmt::format("lost {} {}", j.rec.id, node));
+  if (!ran || j.rec.attempts <= j.rec.retries) {
+    j.rec.state = job_state::queued;
+    j.rec.node.clear();
+    j.rec.task = 0;
+    j.rec.note = ran ? fmt::format("lost on {} ({}); requeued after attempt {}", node, why, j.rec.attempts)
+                     : fmt::format("start on {} not confirmed ({}); requeued", node, why);
+    save(j);
+    changed(j);
+    schedule();
+    return;
+  }
+  finish(j, job_state::failed, "lost",
+         fmt::format("lost on {} ({}) after {} attempts", node, why, j.rec.attempts));
+}
+
+void scheduler::reconcile(job& j) {
+  node_link* n = find_node(j.rec.node);
+  auto conn = n ? n->conn() : nullptr;
+  if (!conn) return;
+  std::uint64_t id = j.rec.id;
+  std::string node = j.rec.node;
+  asio::post(pool_, [this, conn, id, node, owner = j.rec.owner, task = j.rec.task] {
+    auto found = find_task(conn->client(), owner, id, task);
+    asio::post(io_, [this, id, node, found] {
+      job* j = find(id);
+      if (j == nullptr || !j->reconcile || j->rec.node != node) return;
+      if (!found) return;  // the node went down meanwhile: node_down handles the job
+      if (found->task == 0) return lost(*j, "the node has no such task");
+      j->reconcile = false;
+      j->rec.task = found->task;
+      if (j->rec.state != job_state::running) {
+        j->rec.state = job_state::running;
+        j->rec.attempts++;
+        j->rec.started_ms = now_ms();
+      }
+      std::int64_t cpu = j->cpu_millis ? j->cpu_millis : opts_.default_cpu_millis;
+      auto& u = used_[node];
+      u.cpu_millis += cpu;
+      u.mem_bytes += static_cast<std::int64_t>(j->mem_bytes);
+      u.jobs++;
+      j->holds = true;
+      by_task_[{node, found->task}] = id;
+      save(*j);
+      log(fmt::format("job {}: found task {} on {} ({})", id, found->task, node, found->state));
+      if (found->state == "new" || found->state == "running") {
+        if (auto e = early_exits_.find({node, found->task}); e != early_exits_.end()) {
+          std::string wait = e->second;
+          early_exits_.erase(e);
+          return task_ended(node, found->task, wait);
+        }
+        changed(*j);
+        return;
+      }
+      task_ended(node, found->task, found->wait.empty() ? "lost" : found->wait);
+    });
+  });
+}
+
+// ---- Admin -----------------------------------------------------------------------------
+
+void scheduler::admin_ctl(std::string line, std::string_view uname, done_fn done) {
+  auto cmd = ctl::parse(line, ctl::sched_verbs);
+  if (!cmd) return done(fail(cmd.error()));
+  if (uname != opts_.admin) return done(fail(std::string(srv9p::err::perm)));
+  const auto& a = cmd->args;
+  using v = ctl::sched_verb;
+  switch (static_cast<v>(cmd->verb)) {
+    case v::node:
+      if (a[0] == "add" && a.size() == 3) return add_node(a[1], a[2], std::move(done));
+      if (a[0] == "rm" && a.size() == 2) return remove_node(a[1], std::move(done));
+      return done(fail(fmt::format("bad node command '{}': expected node add NAME DIAL | node rm NAME", line)));
+    case v::drain:
+    case v::undrain:
+      return done(drain(a[0], static_cast<v>(cmd->verb) == v::drain));
+    case v::quota: {
+      quota_record q;
+      q.user = a[0];
+      if (auto it = quotas_.find(q.user); it != quotas_.end()) q = it->second;
+      for (std::size_t i = 1; i < a.size(); ++i) {
+        auto kv = ctl::parse_kv(a[i]);
+        if (!kv) return done(fail(kv.error()));
+        if (kv->first == "cpu") {
+          auto n = ctl::parse_cpu_millis(kv->second);
+          if (!n) return done(fail(n.error()));
+          q.cpu_millis = *n;
+        } else if (kv->first == "mem") {
+          auto n = ctl::parse_bytes(kv->second);
+          if (!n) return done(fail(n.error()));
+          q.mem_bytes = static_cast<std::int64_t>(*n);
+        } else if (kv->first == "weight") {
+          double w = 0;
+          auto [p, ec] = std::from_chars(kv->second.data(), kv->second.data() + kv->second.size(), w);
+          if (ec != std::errc() || w <= 0) return done(fail(fmt::format("bad weight '{}': expected a number > 0", kv->second)));
+          q.weight = w;
+        } else {
+          return done(fail(fmt::format("bad quota '{}': expected cpu=N, mem=BYTES or weight=W", a[i])));
+        }
+      }
+      quotas_[q.user] = q;
+      store_->put_quota(q, [this, done](std::expected<void, std::string> ok) { asio::post(io_, [done, ok] { done(ok); }); });
+      return;
+    }
+    case v::policy:
+      if (a[0] != "binpack" && a[0] != "spread") {
+        return done(fail(fmt::format("bad policy '{}': expected binpack or spread", a[0])));
+      }
+      policy_ = a[0];
+      return done({});
+    case v::priority: {
+      auto id = to_u64(a[0]);
+      job* j = id ? find(*id) : nullptr;
+      if (j == nullptr) return done(fail(fmt::format("no job {}", a[0])));
+      return job_ctl(*j, "priority " + a[1], uname, std::move(done));
+    }
+  }
+}
+
+// ---- Files' text -------------------------------------------------------------------------
+
+fs::path scheduler::spool(std::uint64_t id) const { return opts_.state / "jobs" / std::to_string(id); }
+
+std::string scheduler::status_line(const job& j) const {
+  return fmt::format(
+      "id={} owner={} state={} node={} attempts={} exit={} submitted={} started={} ended={} name={} task={} "
+      "priority={} note={}",
+      j.rec.id, ctl::quote(j.rec.owner), j.starting ? "starting" : to_string(j.rec.state),
+      j.rec.node.empty() ? "-" : j.rec.node, j.rec.attempts, ctl::quote(j.rec.exit.empty() ? "-" : j.rec.exit),
+      j.rec.submitted_ms, j.rec.started_ms, j.rec.ended_ms, ctl::quote(j.rec.name.empty() ? "-" : j.rec.name),
+      j.rec.task, j.rec.priority, ctl::quote(j.rec.note.empty() ? "-" : j.rec.note));
+}
+
+std::string scheduler::wait_text(const job& j) const {
+  if (!is_final(j.rec.state) || !j.collected) return "";
+  if (j.rec.state == job_state::killed && j.rec.exit == "killed") return "killed";
+  if (j.rec.state == job_state::failed && (j.rec.exit == "lost" || j.rec.exit.starts_with("error dependency"))) {
+    return "error " + j.rec.note;
+  }
+  return j.rec.exit;
+}
+
+std::string scheduler::cluster_status() const {
+  int up = 0, down = 0;
+  std::int64_t cpu_total = 0, mem_total = 0, cpu_used = 0, mem_used = 0;
+  for (const auto& [name, l] : links_) {
+    if (!l->up()) {
+      ++down;
+      continue;
+    }
+    ++up;
+    cpu_total += node_cpu_capacity(*l);
+    mem_total += static_cast<std::int64_t>(l->info().mem_bytes);
+    auto u = node_used(name);
+    cpu_used += u.cpu_millis;
+    mem_used += u.mem_bytes;
+  }
+  std::map<std::string, int> by_state;
+  for (const auto& [id, j] : jobs_) by_state[std::string(to_string(j->rec.state))]++;
+  return fmt::format(
+      "nodes_up={} nodes_down={} jobs_new={} jobs_queued={} jobs_running={} jobs_done={} jobs_failed={} "
+      "jobs_killed={} cpu_millis_used={} cpu_millis_total={} mem_bytes_used={} mem_bytes_total={} policy={}\n",
+      up, down, by_state["new"], by_state["queued"], by_state["running"], by_state["done"], by_state["failed"],
+      by_state["killed"], cpu_used, cpu_total, mem_used, mem_total, policy_);
+}
+
+std::string scheduler::metrics() const {
+  std::string out;
+  int up = 0;
+  for (const auto& [name, l] : links_) up += l->up() ? 1 : 0;
+  out += "# HELP galaxy_nodes Nodes known to the scheduler, by state.\n# TYPE galaxy_nodes gauge\n";
+  out += fmt::format("galaxy_nodes{{state=\"up\"}} {}\ngalaxy_nodes{{state=\"down\"}} {}\n", up,
+                     static_cast<int>(links_.size()) - up);
+  std::map<std::string, int> by_state;
+  for (auto s : {job_state::new_, job_state::queued, job_state::running, job_state::done, job_state::failed,
+                 job_state::killed}) {
+    by_state[std::string(to_string(s))] = 0;
+  }
+  for (const auto& [id, j] : jobs_) by_state[std::string(to_string(j->rec.state))]++;
+  out += "# HELP galaxy_jobs Jobs the scheduler holds, by state.\n# TYPE galaxy_jobs gauge\n";
+  for (const auto& [s, n] : by_state) out += fmt::format("galaxy_jobs{{state=\"{}\"}} {}\n", s, n);
+  out += "# HELP galaxy_jobs_submitted_total Jobs acknowledged since the scheduler started.\n";
+  out += "# TYPE galaxy_jobs_submitted_total counter\n";
+  out += fmt::format("galaxy_jobs_submitted_total {}\n", submitted_total_);
+  out += "# HELP galaxy_jobs_finished_total Jobs that ended since the scheduler started, by state.\n";
+  out += "# TYPE galaxy_jobs_finished_total counter\n";
+  for (const auto& [s, n] : finished_total_) out += fmt::format("galaxy_jobs_finished_total{{state=\"{}\"}} {}\n", s, n);
+  out += "# HELP galaxy_node_cpu_millis CPU of each up node, millicores.\n# TYPE galaxy_node_cpu_millis gauge\n";
+  for (const auto& [name, l] : links_) {
+    if (!l->up()) continue;
+    auto u = node_used(name);
+    out += fmt::format("galaxy_node_cpu_millis{{node=\"{}\",kind=\"total\"}} {}\n", name, node_cpu_capacity(*l));
+    out += fmt::format("galaxy_node_cpu_millis{{node=\"{}\",kind=\"used\"}} {}\n", name, u.cpu_millis);
+  }
+  out += "# HELP galaxy_node_mem_bytes Memory of each up node, bytes.\n# TYPE galaxy_node_mem_bytes gauge\n";
+  for (const auto& [name, l] : links_) {
+    if (!l->up()) continue;
+    auto u = node_used(name);
+    out += fmt::format("galaxy_node_mem_bytes{{node=\"{}\",kind=\"total\"}} {}\n", name, l->info().mem_bytes);
+    out += fmt::format("galaxy_node_mem_bytes{{node=\"{}\",kind=\"used\"}} {}\n", name, u.mem_bytes);
+  }
+  out += "# HELP galaxy_store_batches_total Group commits of the job store.\n# TYPE galaxy_store_batches_total counter\n";
+  out += fmt::format("galaxy_store_batches_total {}\n", store_->batches());
+  return out;
+}
+
+std::vector<std::string> scheduler::users() const {
+  std::set<std::string> u;
+  for (const auto& [id, j] : jobs_) u.insert(j->rec.owner);
+  for (const auto& [name, q] : quotas_) u.insert(name);
+  return {u.begin(), u.end()};
+}
+
+std::string scheduler::user_text(std::string_view user) const {
+  std::int64_t cpu = 0, mem = 0;
+  int running = 0, queued = 0;
+  for (const auto& [id, j] : jobs_) {
+    if (j->rec.owner != user) continue;
+    if (j->holds) {
+      cpu += j->cpu_millis ? j->cpu_millis : opts_.default_cpu_millis;
+      mem += static_cast<std::int64_t>(j->mem_bytes);
+    }
+    running += j->rec.state == job_state::running ? 1 : 0;
+    queued += j->rec.state == job_state::queued ? 1 : 0;
+  }
+  std::int64_t cpu_total = 0, mem_total = 0;
+  for (const auto& [name, l] : links_) {
+    if (!l->up()) continue;
+    cpu_total += node_cpu_capacity(*l);
+    mem_total += static_cast<std::int64_t>(l->info().mem_bytes);
+  }
+  double share = 0;
+  if (cpu_total > 0) share = std::max(share, static_cast<double>(cpu) / static_cast<double>(cpu_total));
+  if (mem_total > 0) share = std::max(share, static_cast<double>(mem) / static_cast<double>(mem_total));
+  quota_record q;
+  if (auto it = quotas_.find(std::string(user)); it != quotas_.end()) q = it->second;
+  return fmt::format(
+      "user={} running={} queued={} cpu_millis={} mem_bytes={} dominant_share={:.4f} weight={} "
+      "quota_cpu_millis={} quota_mem_bytes={}\n",
+      ctl::quote(user), running, queued, cpu, mem, share, q.weight, q.cpu_millis, q.mem_bytes);
+}
+
+}  // namespace sched

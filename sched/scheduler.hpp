@@ -1,0 +1,192 @@
+#pragma once
+// galaxy-sched's core: the nodes, the jobs and their lifecycle, without the file tree
+// (sched/tree.* serves it). Design: shared/design/galaxy.md, "The unified tree" and
+// "Scheduling"; issue 5.
+//
+// A job goes new → queued → running → done | failed | killed. `exec` on its ctl makes it
+// queued once the store has it on disk (the write returns only then). A placement pass
+// starts queued jobs on nodes (place(); the policy library replaces its first fit). A
+// start is written to the store ("starting on NODE") before the node is asked, and the
+// task is started with env GALAXY_JOB=J so that a scheduler that died in between finds
+// it again. Exits come from each node's /events; then the job's stdout, stderr and out/
+// are copied into STATE/jobs/J/ (so they outlive the node) and the final state is stored.
+// A node marked down loses its running jobs: each is requeued while attempts ≤ retries,
+// else failed. After a restart, jobs that were running are reconciled with the node's
+// task files (adopted if still running, collected if finished meanwhile, requeued if the
+// node lost them), so a job known to have finished never runs again (as Mesos rebuilds
+// its state from the agents).
+//
+// Threads: everything runs on the io_context; copying results uses blocking 9P calls on
+// a small thread pool and posts back.
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/thread_pool.hpp>
+#include <cstdint>
+#include <expected>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "sched/node_link.hpp"
+#include "sched/store.hpp"
+
+namespace sched {
+
+struct sched_options {
+  std::filesystem::path state;          // the state directory: sched.db and jobs/J/ results
+  std::string admin;                    // the attach name with admin rights on /ctl and every job
+  link_options link;                    // heartbeats and reconnects (link.uname: our attach name)
+  std::vector<std::pair<std::string, std::string>> nodes;  // --node NAME=DIAL
+  std::uint32_t default_cpu_millis = 1000;   // a job without `cpu` takes one CPU
+  std::int64_t new_job_timeout_ms = 600000;  // a cloned job never exec'd is dropped after this
+  std::size_t copy_threads = 4;              // threads that copy results from nodes
+  std::function<void(std::string_view)> log;
+};
+
+// One job: its durable record and what was parsed from its spec.
+struct job {
+  job_record rec;
+  // Parsed from rec.spec (replayable, so a restart rebuilds these):
+  std::vector<std::string> task_lines;  // dir, env, cpu, mem, time, nice: sent to the node as they are
+  std::vector<std::string> argv;
+  std::uint32_t cpu_millis = 0;
+  std::uint64_t mem_bytes = 0;
+  std::vector<std::pair<std::string, std::string>> needs;
+  // Run time only:
+  std::int64_t created_ms = 0;
+  bool starting = false;        // a start on rec.node is in flight
+  bool reconcile = false;       // after a restart: must be checked against rec.node's tasks
+  bool kill_requested = false;  // kill asked while running or starting
+  int kill_signal = 9;
+  bool collecting = false;      // results are being copied from the node
+  bool collected = false;       // stdout, stderr and out/ are in the scheduler's spool
+  bool holds = false;           // counted in its node's used resources
+};
+
+class scheduler {
+ public:
+  struct hooks {
+    std::function<void(const job&)> changed;     // state, output or status changed: wake readers
+    std::function<void(std::string line)> event;  // a line for /events
+  };
+
+  // Opens STATE/sched.db (creating STATE), loads the stored jobs and nodes. Errors: the
+  // state directory or the store cannot be opened; a bad --node.
+  static std::expected<std::unique_ptr<scheduler>, std::string> create(asio::io_context& io, sched_options opts,
+                                                                       hooks h);
+  ~scheduler();
+  // Connects to every node (stored and --node) and starts the timers.
+  void start();
+  // Closes the node connections and commits what is queued.
+  void stop();
+
+  // ---- Nodes ----------------------------------------------------------------------------
+  // node add NAME DIAL: stored, then connected. done runs once it is durable. Errors: a
+  // name that exists, a bad dial string, a bad name.
+  void add_node(std::string name, std::string dial, std::function<void(std::expected<void, std::string>)> done);
+  // node rm NAME: its running jobs are lost (and requeued). Errors: unknown node.
+  void remove_node(const std::string& name, std::function<void(std::expected<void, std::string>)> done);
+  std::expected<void, std::string> drain(const std::string& name, bool on);
+  const std::map<std::string, std::shared_ptr<node_link>>& nodes() const { return links_; }
+  bool drained(const std::string& name) const { return drained_.contains(name); }
+  node_link* find_node(std::string_view name) const;
+
+  // ---- Jobs -----------------------------------------------------------------------------
+  job& create_job(const std::string& owner);  // jobs/clone
+  job* find(std::uint64_t id);
+  const std::map<std::uint64_t, std::unique_ptr<job>>& jobs() const { return jobs_; }
+  // One ctl line on a job, from uname (the tree has checked write permission). done gets
+  // the error text or success; exec answers once the job is durable. Errors: the verb
+  // table's ("unknown command 'exce': expected exec, dir, ..."), typed arguments', "job J
+  // already submitted: 'env' must come before exec", "after: no job 99", "after: 5 would
+  // make a cycle", "job J has ended" for kill on a finished job.
+  void job_ctl(job& j, std::string line, std::string_view uname,
+               std::function<void(std::expected<void, std::string>)> done);
+  // /ctl commands (sched_verbs). Errors as for job_ctl; "permission denied" unless admin.
+  void admin_ctl(std::string line, std::string_view uname, std::function<void(std::expected<void, std::string>)> done);
+
+  // The status line of jobs/J/status: id owner state node attempts exit submitted started
+  // ended (and name, task, note), key=value with ctl quoting.
+  std::string status_line(const job& j) const;
+  // jobs/J/wait's text once the job ended ("exit 0", "signal 9", "error TEXT", "killed",
+  // "failed: REASON"), or "" while it has not.
+  std::string wait_text(const job& j) const;
+  // Where the job's copied results live.
+  std::filesystem::path spool(std::uint64_t id) const;
+  // Queued jobs in the order placement considers them.
+  std::vector<const job*> queue() const;
+  std::string cluster_status() const;   // /status
+  std::string metrics() const;           // /metrics, Prometheus text format 0.0.4
+  // Users with jobs or quotas, and one user's share, quota and usage (/users/NAME).
+  std::vector<std::string> users() const;
+  std::string user_text(std::string_view user) const;
+  const std::string& admin() const { return opts_.admin; }
+  asio::io_context& io() { return io_; }
+
+ private:
+  scheduler(asio::io_context& io, sched_options opts, hooks h);
+
+  std::expected<void, std::string> apply_spec_line(job& j, std::string_view line, bool replay);
+  void submit(job& j, std::function<void(std::expected<void, std::string>)> done);
+  void kill_job(job& j, int sig, std::function<void(std::expected<void, std::string>)> done);
+  void forget_job(job& j, std::function<void(std::expected<void, std::string>)> done);
+
+  std::shared_ptr<node_link> make_link(const std::string& name, const std::string& dial);
+  void node_up(const std::string& name);
+  void node_down(const std::string& name, const std::string& why);
+  void node_event(const std::string& name, const std::string& line);
+
+  void schedule();   // posts one placement pass (coalesced)
+  void place();      // the placement pass: first fit (the policy issue replaces it)
+  void start_on(job& j, node_link& n);
+  void started(std::uint64_t id, std::string node, std::uint64_t task);
+  void start_failed(std::uint64_t id, const std::string& why);
+  void task_ended(const std::string& node, std::uint64_t task, std::string wait);
+  void collect(job& j, std::string wait);
+  void finish(job& j, job_state s, std::string exit, std::string note);
+  void lost(job& j, const std::string& why);
+  void reconcile(job& j);
+  void release(job& j);  // gives back what the job held on its node
+  void save(job& j);  // store.put without waiting
+  void changed(job& j);
+  void post_event(std::string line);
+  void sweep();      // drops new jobs past new_job_timeout_ms
+  void log(std::string_view line) const;
+  bool fits_somewhere(const job& j, std::string& why) const;
+
+  struct usage {
+    std::int64_t cpu_millis = 0;
+    std::int64_t mem_bytes = 0;
+    int jobs = 0;
+  };
+  usage node_used(const std::string& node) const;
+  std::int64_t node_cpu_capacity(const node_link& n) const;
+
+  asio::io_context& io_;
+  sched_options opts_;
+  hooks hooks_;
+  std::unique_ptr<job_store> store_;
+  asio::thread_pool pool_;
+  asio::steady_timer sweep_timer_;
+  asio::steady_timer backoff_timer_;   // a placement pass after a node refused a start
+  std::map<std::string, std::int64_t> backoff_;  // node → no starts before this (Unix ms)
+  std::string policy_ = "binpack";
+  std::map<std::string, std::shared_ptr<node_link>> links_;
+  std::set<std::string> drained_;
+  std::map<std::uint64_t, std::unique_ptr<job>> jobs_;
+  std::map<std::pair<std::string, std::uint64_t>, std::uint64_t> by_task_;  // (node, task) → job
+  std::map<std::pair<std::string, std::uint64_t>, std::string> early_exits_;  // exit seen before the start's answer
+  std::map<std::string, usage> used_;   // by node: jobs running or starting there
+  std::map<std::string, quota_record> quotas_;
+  std::uint64_t next_id_ = 1;
+  bool pass_posted_ = false;
+  bool stopped_ = false;
+  std::uint64_t submitted_total_ = 0;
+  std::map<std::string, std::uint64_t> finished_total_;  // by final state
+};
+
+}  // namespace sched

@@ -1,0 +1,96 @@
+#pragma once
+// galaxy-sched's unified tree (man/man4/galaxy.4), on the srv9p tree API:
+//
+//   /status /ctl /events /metrics /queue /users/NAME
+//   /nodes/NAME/...                        each node's own tree, relayed
+//   /jobs/clone
+//   /jobs/N/{ctl,status,wait,stdout,stderr}  /jobs/N/out/
+//
+// Static levels are Dirtab tables; jobs/N, users/NAME and nodes/NAME are generated.
+// nodes/NAME/ is a relay, as Plan 9's exportfs/import: a walk below it is one Twalk to the
+// node (plus a Tstat of the last file, for its permissions); an open takes a fid on the
+// node and keeps it in the open's state; reads and writes go to that fid, and a Tflush
+// from our client flushes the node's request. Requests are made under the user's own
+// attach name. qids below nodes/ are renumbered (a table of (node, path) → number), so
+// they never collide with the scheduler's own or another node's.
+//
+// Reads that wait (events, jobs/N/wait, stdout and stderr of a job not yet running) are
+// parked requests woken when the job changes, and cancelled by Tflush.
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "sched/scheduler.hpp"
+#include "srv9p/event_log.hpp"
+#include "srv9p/tree.hpp"
+
+namespace sched {
+
+class sched_tree : public srv9p::tree {
+ public:
+  explicit sched_tree(std::size_t event_backlog = 4096);
+  ~sched_tree() override;
+
+  // Hooks for scheduler::create that route its changes here; then set_scheduler.
+  scheduler::hooks make_hooks();
+  void set_scheduler(scheduler* s) { sched_ = s; }
+
+  std::expected<srv9p::dir, std::string> attach(std::string_view uname, std::string_view aname) override;
+  std::expected<srv9p::dir, std::string> walk1(const srv9p::dir& parent, std::string_view name,
+                                               std::string_view uname) override;
+  std::expected<std::vector<srv9p::dir>, std::string> list(const srv9p::dir& d, std::string_view uname) override;
+  std::expected<srv9p::dir, std::string> stat1(const srv9p::dir& f) override;
+  void walk(srv9p::request r) override;
+  void open(srv9p::request r) override;
+  void create(srv9p::request r) override;
+  void read(srv9p::request r) override;
+  void write(srv9p::request r) override;
+  void remove(srv9p::request r) override;
+  void stat(srv9p::request r) override;
+  void wstat(srv9p::request r) override;
+  void clunk(srv9p::fid& f) override;
+
+ private:
+  struct relay_entry {
+    std::string node;
+    std::string path;  // below the node's root, "" for the root, "task/3/ctl"
+  };
+
+  void job_changed(const job& j);
+  void park(std::uint64_t key, srv9p::request r);
+  void wake(std::uint64_t key);
+
+  srv9p::dir job_file(std::uint16_t kind, const job& j) const;
+  std::uint64_t user_id(std::string_view user);
+  std::uint64_t relay_id(const std::string& node, const std::string& path);
+  srv9p::dir relay_dir(std::uint64_t id, srv9p::dir d) const;  // renumbers d's qid
+  std::uint64_t disk_id(const std::string& path, std::uint64_t job);
+  std::expected<srv9p::dir, std::string> disk_dir(std::uint64_t id) const;
+
+  void serve_output(srv9p::request r, job& j, bool err);
+  void relay_read(srv9p::request r);
+  void relay_write(srv9p::request r);
+  void relay_open(srv9p::request r, const relay_entry& e);
+  // Feeds ctl lines one after another (each may wait for the store), answering the
+  // write after the last or at the first error.
+  void run_lines(srv9p::request r, std::vector<std::string> lines, std::size_t next, std::uint64_t job_id);
+
+  scheduler* sched_ = nullptr;
+  srv9p::event_log events_;
+  std::multimap<std::uint64_t, std::pair<std::uint64_t, srv9p::request>> parked_;
+  std::uint64_t next_park_ = 0;
+  std::vector<std::string> users_;
+  std::unordered_map<std::string, std::uint64_t> user_ids_;
+  std::vector<relay_entry> relay_;
+  std::unordered_map<std::string, std::uint64_t> relay_ids_;  // node + '\0' + path → index
+  struct disk_entry {
+    std::string path;
+    std::uint64_t job = 0;
+  };
+  std::vector<disk_entry> disk_;
+  std::unordered_map<std::string, std::uint64_t> disk_ids_;
+};
+
+}  // namespace sched
