@@ -262,10 +262,17 @@ std::expected<command, std::string> parse(std::string_view line, std::span<const
     c.args = std::move(*words);
     return c;
   }
+  // The verbs of the table, as many as fit beside the quoted verb (a long verb is cut to
+  // leave them room); the rest become "...".
+  std::size_t room = max_error - std::string_view("unknown command ''").size() - std::min<std::size_t>(verb.size(), 24);
   std::string known;
   for (const verb_spec& v : table) {
-    known += known.empty() ? ": expected " : ", ";
-    known.append(v.name);
+    std::string next = known + (known.empty() ? ": expected " : ", ") + std::string(v.name);
+    if (next.size() + 5 > room && &v != &table.back()) {
+      known += ", ...";
+      break;
+    }
+    known = std::move(next);
   }
   return fail("unknown command ", verb, known);
 }

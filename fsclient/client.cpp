@@ -175,6 +175,7 @@ struct client::impl {
 
   std::thread reader;
   std::atomic<std::thread::id> reader_id{};
+  bool orphaned = false;  // reader thread only: the client is gone; delete impl at exit
 
   // Reader thread only (and dial() before it starts).
   std::vector<std::uint8_t> rbuf;
@@ -554,12 +555,23 @@ result<std::unique_ptr<client>> client::dial(std::string_view addr, options opts
   if (!v) return std::unexpected(v.error());
   impl* raw = im.get();
   std::unique_ptr<client> c(new client(std::move(im)));
-  raw->reader = std::thread([raw] { raw->read_loop(); });
+  raw->reader = std::thread([raw] {
+    raw->read_loop();
+    if (raw->orphaned) delete raw;  // the client went away inside a callback of ours
+  });
   return c;
 }
 
 client::~client() {
   close();
+  if (impl_->on_reader_thread()) {
+    // Destroyed from one of its own reply callbacks (the last owner let go there): the
+    // reader cannot join itself, so it finishes on its own and frees the state.
+    impl_->orphaned = true;
+    impl_->reader.detach();
+    impl_.release();
+    return;
+  }
   if (impl_->reader.joinable()) impl_->reader.join();
 }
 

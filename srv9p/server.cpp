@@ -10,6 +10,7 @@
 #include "srv9p/server.hpp"
 
 #include <asio/co_spawn.hpp>
+#include <asio/post.hpp>
 #include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/generic/stream_protocol.hpp>
@@ -105,6 +106,10 @@ void session::complete(detail::pending& p) {
   }
   // remove(5): the fid is clunked whatever the answer.
   if (p.fid && type_of(p.t) == msg_type::tremove) clunk_fid(*p.fid);
+  // A walk, open or create answered: requests that waited for its fid may start.
+  if (type_of(p.t) == msg_type::twalk) walk_done(std::get<twalk>(p.t).newfid);
+  if (type_of(p.t) == msg_type::topen) walk_done(std::get<topen>(p.t).fid);
+  if (type_of(p.t) == msg_type::tcreate) walk_done(std::get<tcreate>(p.t).fid);
 }
 
 void session::abort(const std::shared_ptr<detail::pending>& p) {
@@ -151,12 +156,60 @@ std::expected<void, std::string> session::handle(std::span<const std::uint8_t> m
     reply_error(tag, err::not_version);
     return {};
   }
-  if (type != msg_type::tversion && pending_.contains(tag)) {
+  if (type != msg_type::tversion && (pending_.contains(tag) || deferred_tags_.contains(tag))) {
     reply_error(tag, err::dup_tag);
+    return {};
+  }
+  if (type == msg_type::tflush && deferred_tags_.contains(std::get<tflush>(decoded->msg).oldtag)) {
+    // flush(5) of a request still waiting for its walk: it never starts.
+    std::uint16_t old = std::get<tflush>(decoded->msg).oldtag;
+    deferred_tags_.erase(old);
+    for (auto& [num, q] : waiting_) std::erase_if(q, [old](const deferred& d) { return d.tag == old; });
+    send(fcall{tag, rflush{}});
+    return {};
+  }
+  // A request naming a fid that an outstanding walk is still making (or an outstanding
+  // open or create is still opening) waits for it, so a client may pipeline Twalk newfid,
+  // Topen newfid, Tread newfid even when the tree answers walks and opens later (a relay).
+  std::uint32_t num = std::visit(
+      [](const auto& v) -> std::uint32_t {
+        if constexpr (requires { v.fid; }) {
+          return v.fid;
+        } else {
+          return nofid;
+        }
+      },
+      decoded->msg);
+  if (type != msg_type::tversion && type != msg_type::tattach && walking_.contains(num)) {
+    deferred_tags_.insert(tag);
+    waiting_[num].push_back(deferred{tag, std::move(decoded->msg)});
     return {};
   }
   dispatch(tag, std::move(decoded->msg));
   return {};
+}
+
+void session::walk_done(std::uint32_t newfid) {
+  auto it = waiting_.find(newfid);
+  if (it == waiting_.end()) {
+    walking_.erase(newfid);
+    return;
+  }
+  // Start the waiting requests after the walk's reply has been queued, in their order;
+  // newfid stays busy until then so that later arrivals keep their place behind them.
+  asio::post(ex_, [self = shared_from_this(), newfid] {
+    if (self->closed_) return;
+    self->walking_.erase(newfid);
+    auto w = self->waiting_.find(newfid);
+    while (w != self->waiting_.end() && !w->second.empty() && !self->walking_.contains(newfid)) {
+      deferred d = std::move(w->second.front());
+      w->second.pop_front();
+      self->deferred_tags_.erase(d.tag);
+      self->dispatch(d.tag, std::move(d.m));
+      w = self->waiting_.find(newfid);
+    }
+    if (w != self->waiting_.end() && w->second.empty()) self->waiting_.erase(w);
+  });
 }
 
 void session::dispatch(std::uint16_t tag, message&& m) {
@@ -210,6 +263,7 @@ void session::dispatch(std::uint16_t tag, message&& m) {
       auto now = tree_.stat1(f->file());
       if (!now) return reply_error(tag, now.error());
       if (!permitted(*now, f->uname(), open_need(mode))) return reply_error(tag, err::perm);
+      walking_.insert(num);  // until the open is answered, later requests on the fid wait
       tree_.open(start(tag, std::move(m), f));
       return;
     }
@@ -222,6 +276,7 @@ void session::dispatch(std::uint16_t tag, message&& m) {
       auto now = tree_.stat1(f->file());
       if (!now) return reply_error(tag, now.error());
       if (!permitted(*now, f->uname(), 2)) return reply_error(tag, err::perm);
+      walking_.insert(num);
       tree_.create(start(tag, std::move(m), f));
       return;
     }
@@ -308,7 +363,9 @@ void session::do_walk(std::uint16_t tag, message&& m) {
   if (!f) return reply_error(tag, err::unknown_fid);
   // walk(5): fid must not be open; newfid must be unused unless it equals fid.
   if (f->open_) return reply_error(tag, err::walk_open);
-  if (w.newfid != w.fid && fids_.contains(w.newfid)) return reply_error(tag, err::fid_in_use);
+  if (w.newfid != w.fid && (fids_.contains(w.newfid) || walking_.contains(w.newfid))) {
+    return reply_error(tag, err::fid_in_use);
+  }
   if (w.wnames.size() > maxwelem) return reply_error(tag, err::too_many_wnames);
   if (w.wnames.empty()) {
     // A clone.
@@ -324,6 +381,7 @@ void session::do_walk(std::uint16_t tag, message&& m) {
   for (const auto& n : w.wnames) {
     if (n != ".." && n != "." && !legal_name(n)) return reply_error(tag, err::bad_name);
   }
+  walking_.insert(w.newfid);
   tree_.walk(start(tag, std::move(m), f));
 }
 
@@ -420,6 +478,9 @@ void session::reset() {
   for (auto& [tag, p] : pend) abort(p);
   auto fids = std::move(fids_);
   fids_.clear();
+  walking_.clear();
+  waiting_.clear();
+  deferred_tags_.clear();
   for (auto& [num, f] : fids) clunk_fid(*f);
   versioned_ = false;
 }

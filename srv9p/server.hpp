@@ -22,7 +22,9 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <deque>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "srv9p/fcall.hpp"
@@ -90,6 +92,9 @@ class session : public std::enable_shared_from_this<session> {
   void do_walk(std::uint16_t tag, message&& m);
   void do_clunk(std::uint16_t tag, const tclunk& m);
   void dispatch(std::uint16_t tag, message&& m);
+  // An outstanding walk that makes newfid (or open/create of it) has ended: start what
+  // waited for it.
+  void walk_done(std::uint32_t newfid);
 
   asio::any_io_executor ex_;
   tree& tree_;
@@ -101,6 +106,16 @@ class session : public std::enable_shared_from_this<session> {
   std::unordered_map<std::uint32_t, std::shared_ptr<fid>> fids_;
   std::unordered_map<std::uint16_t, std::shared_ptr<detail::pending>> pending_;
   std::vector<std::uint8_t> scratch_;  // reused encode buffer
+  // Fids an outstanding Twalk is making (its newfid) or an outstanding Topen/Tcreate is
+  // opening, and the requests that name them and so wait, in arrival order (started by
+  // walk_done()).
+  struct deferred {
+    std::uint16_t tag;
+    message m;
+  };
+  std::unordered_set<std::uint32_t> walking_;
+  std::unordered_map<std::uint32_t, std::deque<deferred>> waiting_;
+  std::unordered_set<std::uint16_t> deferred_tags_;
 };
 
 class server {

@@ -212,8 +212,9 @@ TEST(Parse, ErrorsStayShort) {
   std::vector<ctl::verb_spec> big;
   for (int i = 0; i < 50; ++i) big.push_back({i, "verbnumber", 0, 0, ""});
   e = error_of(ctl::parse("x", big));
-  EXPECT_EQ(e.size(), ctl::max_error);
+  EXPECT_LE(e.size(), ctl::max_error);
   EXPECT_TRUE(e.starts_with("unknown command 'x': expected verbnumber, verbnumber")) << e;
+  EXPECT_TRUE(e.ends_with(", verbnumber, ...")) << e;
 }
 
 // ---- line_buffer -----------------------------------------------------------------------

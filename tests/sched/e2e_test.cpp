@@ -1,0 +1,399 @@
+// galaxy-sched end to end: one real scheduler and three real galaxy-node processes on
+// port 0 in a temporary directory, driven through the real 9P client as users and the
+// `galaxy` tool drive them.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <csignal>
+#include <future>
+#include <set>
+#include <thread>
+
+#include "fsclient/client.hpp"
+#include "srv9p/errors.hpp"
+#include "tests/testutil.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+const std::string node_binary = GALAXY_BINARY_DIR "/galaxy-node";
+const std::string sched_binary = GALAXY_BINARY_DIR "/galaxy-sched";
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+struct cluster {
+  testutil::temp_dir dir;
+  std::vector<testutil::daemon_handle> nodes;
+  std::vector<std::string> node_dials;
+  testutil::daemon_handle sched;
+  std::unique_ptr<fsclient::client> c;
+  std::uint32_t root = 0;
+  std::vector<std::string> sched_extra;
+
+  std::string start_node(int i) {
+    auto h = testutil::start_daemon({node_binary, "--listen", "tcp!127.0.0.1!0", "--spool",
+                                     dir.file("n" + std::to_string(i)), "--name", "n" + std::to_string(i), "--cpus",
+                                     "2"});
+    if (!h) return h.error();
+    if (nodes.size() <= static_cast<std::size_t>(i - 1)) {
+      nodes.resize(static_cast<std::size_t>(i));
+      node_dials.resize(static_cast<std::size_t>(i));
+    }
+    nodes[static_cast<std::size_t>(i - 1)] = std::move(*h);
+    node_dials[static_cast<std::size_t>(i - 1)] = nodes[static_cast<std::size_t>(i - 1)].dials.at(0);
+    return {};
+  }
+
+  std::string start_sched() {
+    std::vector<std::string> argv{sched_binary, "--listen", "tcp!127.0.0.1!0", "--state", dir.file("state"),
+                                  "--heartbeat", "0.2", "--down-after", "1", "--reconnect", "0.3", "--admin", "root"};
+    for (std::size_t i = 0; i < node_dials.size(); ++i) {
+      argv.push_back("--node");
+      argv.push_back("n" + std::to_string(i + 1) + "=" + node_dials[i]);
+    }
+    argv.insert(argv.end(), sched_extra.begin(), sched_extra.end());
+    auto h = testutil::start_daemon(argv);
+    if (!h) return h.error();
+    sched = std::move(*h);
+    auto cl = fsclient::client::dial(sched.dials.at(0));
+    if (!cl) return cl.error();
+    c = std::move(*cl);
+    auto r = c->attach("root");
+    if (!r) return r.error();
+    root = *r;
+    // Wait until every node is up, so tests start from a whole cluster.
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto st = c->read_file(root, "status");
+      if (st && st->find(fmt_up()) != std::string::npos) return {};
+      std::this_thread::sleep_for(20ms);
+    }
+    return "nodes did not come up: " + read("status");
+  }
+  // Polls the job's state until it is `want` (or 30 s pass; the caller's check fails then).
+  void wait_state(const std::string& j, const std::string& want) {
+    auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (status_field(j, "state") != want && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(10ms);
+    }
+  }
+  std::string fmt_up() const { return "nodes_up=" + std::to_string(node_dials.size()) + " "; }
+
+  std::string start(int n = 3) {
+    ::chmod(dir.file("").c_str(), 0711);  // tasks run as nobody and must reach the spools
+    for (int i = 1; i <= n; ++i) {
+      if (auto why = start_node(i); !why.empty()) return why;
+    }
+    return start_sched();
+  }
+
+  std::string read(const std::string& path) {
+    auto r = c->read_file(root, path);
+    return r ? *r : "<error: " + r.error() + ">";
+  }
+  fsclient::result<void> write(const std::string& path, const std::string& data) {
+    return c->write_file(root, path, data);
+  }
+  // clone + ctl lines (the last one is usually exec); the job number.
+  std::string job(const std::vector<std::string>& lines) {
+    std::string n = trim(read("jobs/clone"));
+    for (const auto& l : lines) {
+      auto ok = write("jobs/" + n + "/ctl", l + "\n");
+      EXPECT_TRUE(ok.has_value()) << l << ": " << (ok ? "" : ok.error());
+    }
+    return n;
+  }
+  std::string status_field(const std::string& j, const std::string& key) {
+    auto st = read("jobs/" + j + "/status");
+    auto pos = st.find(" " + key + "=");
+    if (pos == std::string::npos) return "";
+    pos += key.size() + 2;
+    return st.substr(pos, st.find_first_of(" \n", pos) - pos);
+  }
+};
+
+#define START(c, ...)                                 \
+  cluster c;                                          \
+  {                                                   \
+    auto why = c.start(__VA_ARGS__);                  \
+    ASSERT_EQ(why, "") << "starting the cluster: " << why; \
+  }
+
+TEST(SchedE2E, JobThroughCloneCtlWaitStdout) {
+  START(c);
+  auto j = c.job({"env GREETING=hello", "exec sh -c 'echo $GREETING; echo oops >&2; echo $GALAXY_JOB'"});
+  EXPECT_EQ(c.read("jobs/" + j + "/wait"), "exit 0\n");
+  EXPECT_EQ(c.read("jobs/" + j + "/stdout"), "hello\n" + j + "\n");
+  EXPECT_EQ(c.read("jobs/" + j + "/stderr"), "oops\n");
+  EXPECT_EQ(c.status_field(j, "state"), "done");
+  EXPECT_EQ(c.status_field(j, "owner"), "root");
+  EXPECT_EQ(c.status_field(j, "attempts"), "1");
+  EXPECT_NE(c.status_field(j, "node"), "-");
+  // The spec reads back as the commands that made it.
+  EXPECT_EQ(c.read("jobs/" + j + "/ctl"), "env GREETING=hello\nexec sh -c 'echo $GREETING; echo oops >&2; echo $GALAXY_JOB'\n");
+  auto st = c.read("status");
+  EXPECT_NE(st.find("jobs_done=1 "), std::string::npos) << st;
+  EXPECT_NE(c.read("metrics").find("galaxy_jobs{state=\"done\"} 1\n"), std::string::npos);
+  EXPECT_NE(c.read("users/root").find("user=root "), std::string::npos);
+}
+
+TEST(SchedE2E, OutFilesAndExitCodes) {
+  START(c);
+  auto ok = c.job({"exec sh -c 'echo result > $GALAXY_OUT/answer.txt'"});
+  auto bad = c.job({"exec sh -c 'exit 3'"});
+  auto missing = c.job({"exec /no/such/program"});
+  EXPECT_EQ(c.read("jobs/" + ok + "/wait"), "exit 0\n");
+  EXPECT_EQ(c.read("jobs/" + ok + "/out/answer.txt"), "result\n");
+  EXPECT_EQ(c.read("jobs/" + bad + "/wait"), "exit 3\n");
+  EXPECT_EQ(c.status_field(bad, "state"), "failed");
+  EXPECT_EQ(c.read("jobs/" + missing + "/wait").rfind("error exec: /no/such/program", 0), 0u);
+}
+
+TEST(SchedE2E, NodesAreRelayed) {
+  START(c);
+  auto names = c.c->list_dir(c.root, "nodes");
+  ASSERT_TRUE(names.has_value()) << names.error();
+  std::set<std::string> got;
+  for (const auto& d : *names) got.insert(d.name);
+  EXPECT_EQ(got, (std::set<std::string>{"n1", "n2", "n3"}));
+  EXPECT_NE(c.read("nodes/n2/status").find("name=n2 "), std::string::npos) << c.read("nodes/n2/status");
+  EXPECT_NE(c.read("nodes/n1/cpu/0").find("idle "), std::string::npos);
+  // A task started on a node directly, through the relay, under our own name.
+  std::string t = trim(c.read("nodes/n3/task/clone"));
+  ASSERT_FALSE(t.empty());
+  ASSERT_TRUE(c.write("nodes/n3/task/" + t + "/ctl", "exec echo direct\n").has_value());
+  EXPECT_EQ(c.read("nodes/n3/task/" + t + "/wait"), "exit 0\n");
+  EXPECT_EQ(c.read("nodes/n3/task/" + t + "/stdout"), "direct\n");
+  auto st = c.c->stat_path(c.root, "nodes/n3/task/" + t + "/ctl");
+  ASSERT_TRUE(st.has_value()) << st.error();
+  EXPECT_EQ(st->uid, "root");
+  // Missing files say so; qids below nodes/ do not collide with each other.
+  EXPECT_EQ(c.read("nodes/n1/nosuch"), "<error: 'nodes/n1/nosuch': file does not exist>");
+  auto a = c.c->stat_path(c.root, "nodes/n1/status");
+  auto b = c.c->stat_path(c.root, "nodes/n2/status");
+  ASSERT_TRUE(a && b);
+  EXPECT_NE(a->qid.path, b->qid.path);
+}
+
+TEST(SchedE2E, BlockingRelayedReadIsFlushed) {
+  START(c);
+  auto f = c.c->walk(c.root, "nodes/n1/events");
+  ASSERT_TRUE(f.has_value()) << f.error();
+  ASSERT_TRUE(c.c->open(*f, srv9p::oread).has_value());
+  std::promise<fsclient::client::reply> got;
+  auto tag = c.c->send(srv9p::tread{*f, 0, 8192}, [&](fsclient::client::reply r) { got.set_value(std::move(r)); });
+  auto fut = got.get_future();
+  EXPECT_EQ(fut.wait_for(200ms), std::future_status::timeout);  // blocks: no event yet
+  c.c->flush(tag);
+  ASSERT_EQ(fut.wait_for(10s), std::future_status::ready);
+  auto r = fut.get();
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error(), srv9p::err::interrupted);
+  // The connection still serves.
+  EXPECT_NE(c.read("nodes/n1/status").find("name=n1"), std::string::npos);
+}
+
+TEST(SchedE2E, StdoutStreamsWhileTheJobRuns) {
+  START(c);
+  auto j = c.job({"exec sh -c 'echo first; exec sleep 30'"});
+  // The first line arrives while the job still runs (the read relays to the node and
+  // blocks there at the end of the data).
+  auto f = c.c->walk(c.root, "jobs/" + j + "/stdout");
+  ASSERT_TRUE(f.has_value());
+  ASSERT_TRUE(c.c->open(*f, srv9p::oread).has_value());
+  c.wait_state(j, "running");
+  auto first = c.c->read(*f, 0, 100);
+  ASSERT_TRUE(first.has_value()) << first.error();
+  EXPECT_EQ(*first, "first\n");
+  EXPECT_EQ(c.status_field(j, "state"), "running");
+  // The next read waits for more output or the end: the kill ends it with EOF.
+  std::promise<fsclient::result<std::string>> rest;
+  std::thread reader([&] { rest.set_value(c.c->read(*f, 6, 100)); });
+  ASSERT_TRUE(c.write("jobs/" + j + "/ctl", "kill TERM\n").has_value());
+  auto fut = rest.get_future();
+  ASSERT_EQ(fut.wait_for(30s), std::future_status::ready);
+  auto r = fut.get();
+  reader.join();
+  ASSERT_TRUE(r.has_value()) << r.error();
+  EXPECT_EQ(*r, "");
+  EXPECT_EQ(c.read("jobs/" + j + "/wait"), "signal 15\n");
+  EXPECT_EQ(c.status_field(j, "state"), "killed");
+  EXPECT_EQ(c.read("jobs/" + j + "/stdout"), "first\n");
+  (void)c.c->clunk(*f);
+}
+
+TEST(SchedE2E, BadInputAnswersAnErrorAndChangesNothing) {
+  START(c);
+  auto j = trim(c.read("jobs/clone"));
+  auto err = [&](const std::string& path, const std::string& line) {
+    auto r = c.write(path, line + "\n");
+    return r ? std::string("<no error>") : r.error();
+  };
+  std::string ctl = "jobs/" + j + "/ctl";
+  EXPECT_EQ(err(ctl, "exce ls").rfind("unknown command 'exce': expected exec, dir, env, ", 0), 0u) << err(ctl, "exce ls");
+  EXPECT_EQ(err(ctl, "after 999"), "after: no job 999");
+  EXPECT_EQ(err(ctl, "need arch"), "bad need 'arch': expected KEY=VALUE");
+  EXPECT_EQ(err(ctl, "mem 12q"), "bad size '12q': expected a number of bytes with an optional k, m, g or t suffix");
+  // A cycle through two new jobs.
+  auto k = trim(c.read("jobs/clone"));
+  ASSERT_TRUE(c.write("jobs/" + k + "/ctl", "after " + j + "\n").has_value());
+  EXPECT_EQ(err(ctl, "after " + k), "after: " + k + " would make a cycle");
+  EXPECT_EQ(c.read(ctl), "");  // nothing was taken
+  // Too big for every node: accepted, with a note.
+  ASSERT_TRUE(c.write(ctl, "mem 64g\n").has_value());
+  ASSERT_TRUE(c.write(ctl, "exec true\n").has_value());
+  EXPECT_EQ(c.status_field(j, "state"), "queued");
+  EXPECT_NE(c.read("jobs/" + j + "/status").find("note='unschedulable: no node has 64 GiB'"), std::string::npos)
+      << c.read("jobs/" + j + "/status");
+  EXPECT_EQ(err(ctl, "env A=b"), "job " + j + " already submitted: 'env' must come before exec");
+  EXPECT_EQ(err("ctl", "node add n9 udp!x!1").rfind("bad dial string", 0), 0u) << err("ctl", "node add n9 udp!x!1");
+  EXPECT_EQ(err("ctl", "node add n1 tcp!127.0.0.1!1"), "node n1 exists");
+  EXPECT_EQ(err("ctl", "frob"), "unknown command 'frob': expected node, drain, undrain, quota, policy, priority");
+  // A finished job takes no more commands.
+  auto done = c.job({"exec true"});
+  EXPECT_EQ(c.read("jobs/" + done + "/wait"), "exit 0\n");
+  EXPECT_EQ(err("jobs/" + done + "/ctl", "kill"), "job " + done + " has ended");
+  EXPECT_EQ(err("jobs/" + done + "/ctl", "exec true"), "job " + done + " already submitted: 'exec' must come before exec");
+  // Killing the queued job works; it never ran.
+  ASSERT_TRUE(c.write(ctl, "kill\n").has_value());
+  EXPECT_EQ(c.read("jobs/" + j + "/wait"), "killed\n");
+}
+
+TEST(SchedE2E, OnlyTheOwnerOrAdminChangesAJob) {
+  START(c);
+  auto j = c.job({"exec sleep 30"});
+  c.wait_state(j, "running");
+  auto bob = c.c->attach("bob");
+  ASSERT_TRUE(bob.has_value());
+  auto r = c.c->write_file(*bob, "jobs/" + j + "/ctl", "kill\n");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error(), srv9p::err::perm);
+  auto out = c.c->read_file(*bob, "jobs/" + j + "/stdout");
+  ASSERT_FALSE(out.has_value());
+  r = c.c->write_file(*bob, "ctl", "drain n1\n");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(c.status_field(j, "state"), "running");
+  ASSERT_TRUE(c.write("jobs/" + j + "/ctl", "kill\n").has_value());  // root is the admin
+  EXPECT_EQ(c.read("jobs/" + j + "/wait"), "signal 9\n");
+}
+
+TEST(SchedE2E, DependenciesRunInOrderAndFailuresPropagate) {
+  START(c);
+  auto a = c.job({"exec sh -c 'sleep 0.3; echo a > $GALAXY_OUT/x'"});
+  auto b = c.job({"after " + a, "exec true"});
+  auto bad = c.job({"exec false"});
+  auto child = c.job({"after " + bad, "exec true"});
+  auto grandchild = c.job({"after " + child, "exec true"});
+  EXPECT_EQ(c.read("jobs/" + b + "/wait"), "exit 0\n");
+  EXPECT_GE(std::stoll(c.status_field(b, "started")), std::stoll(c.status_field(a, "ended")));
+  EXPECT_EQ(c.read("jobs/" + grandchild + "/wait"), "error dependency " + child + " failed\n");
+  EXPECT_EQ(c.status_field(child, "state"), "failed");
+  EXPECT_EQ(c.status_field(child, "attempts"), "0");
+}
+
+TEST(SchedE2E, ThousandJobsAllFinishWithTheirOutput) {
+  START(c);
+  constexpr int n = 1000;
+  std::vector<std::string> ids(n);
+  std::vector<std::thread> submitters;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 8; ++t) {
+    submitters.emplace_back([&, t] {
+      for (int i = t; i < n; i += 8) {
+        auto id = c.c->read_file(c.root, "jobs/clone");
+        if (!id) {
+          ++failures;
+          continue;
+        }
+        ids[static_cast<std::size_t>(i)] = trim(*id);
+        if (!c.c->write_file(c.root, "jobs/" + ids[static_cast<std::size_t>(i)] + "/ctl",
+                             "exec echo " + std::to_string(i) + "\n")) {
+          ++failures;
+        }
+      }
+    });
+  }
+  for (auto& t : submitters) t.join();
+  ASSERT_EQ(failures.load(), 0);
+  for (int i = 0; i < n; ++i) {
+    const auto& id = ids[static_cast<std::size_t>(i)];
+    ASSERT_EQ(c.read("jobs/" + id + "/wait"), "exit 0\n") << "job " << id;
+    ASSERT_EQ(c.read("jobs/" + id + "/stdout"), std::to_string(i) + "\n") << "job " << id;
+  }
+  auto st = c.read("status");
+  EXPECT_NE(st.find("jobs_done=" + std::to_string(n) + " "), std::string::npos) << st;
+}
+
+TEST(SchedE2E, NodeKilledMidRunItsJobsFinishElsewhere) {
+  START(c);
+  std::vector<std::string> jobs;
+  for (int i = 0; i < 6; ++i) jobs.push_back(c.job({"exec sh -c 'sleep 2; echo " + std::to_string(i) + "'"}));
+  // Wait until all six run (two per node), then kill n2 outright.
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (c.read("status").find("jobs_running=6 ") == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  std::vector<std::string> on_n2;
+  for (const auto& j : jobs) {
+    if (c.status_field(j, "node") == "n2") on_n2.push_back(j);
+  }
+  ASSERT_FALSE(on_n2.empty()) << c.read("status");
+  // A reader blocked on a job of the dying node must not hang.
+  std::promise<std::string> waited;
+  std::thread reader([&] { waited.set_value(c.read("jobs/" + on_n2[0] + "/wait")); });
+  c.nodes[1].proc.signal(SIGKILL);
+  c.nodes[1].proc.wait();
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    EXPECT_EQ(c.read("jobs/" + jobs[i] + "/wait"), "exit 0\n") << jobs[i];
+    EXPECT_EQ(c.read("jobs/" + jobs[i] + "/stdout"), std::to_string(i) + "\n");
+  }
+  auto fut = waited.get_future();
+  ASSERT_EQ(fut.wait_for(30s), std::future_status::ready);
+  EXPECT_EQ(fut.get(), "exit 0\n");
+  reader.join();
+  for (const auto& j : on_n2) {
+    EXPECT_EQ(c.status_field(j, "attempts"), "2") << c.read("jobs/" + j + "/status");
+    EXPECT_NE(c.status_field(j, "node"), "n2");
+  }
+  auto names = c.c->list_dir(c.root, "nodes");
+  ASSERT_TRUE(names.has_value());
+  for (const auto& d : *names) EXPECT_NE(d.name, "n2");
+  EXPECT_EQ(c.read("nodes/n2/status"), "<error: 'nodes/n2': file does not exist>");
+  EXPECT_NE(c.read("status").find("nodes_down=1 "), std::string::npos);
+}
+
+TEST(SchedE2E, SchedulerKilledAndRestartedLosesNothingAndRunsNothingTwice) {
+  START(c);
+  // Finished before the crash, running across it, and queued behind them.
+  auto before = c.job({"exec echo before"});
+  ASSERT_EQ(c.read("jobs/" + before + "/wait"), "exit 0\n");
+  std::vector<std::string> across;
+  for (int i = 0; i < 10; ++i) {
+    across.push_back(c.job({"exec sh -c 'sleep 1; echo " + std::to_string(i) + "'"}));
+  }
+  c.sched.proc.signal(SIGKILL);
+  c.sched.proc.wait();
+  c.c.reset();
+  ASSERT_EQ(c.start_sched(), "");
+  EXPECT_EQ(c.read("jobs/" + before + "/stdout"), "before\n");
+  for (int i = 0; i < 10; ++i) {
+    const auto& j = across[static_cast<std::size_t>(i)];
+    EXPECT_EQ(c.read("jobs/" + j + "/wait"), "exit 0\n") << c.read("jobs/" + j + "/status");
+    EXPECT_EQ(c.read("jobs/" + j + "/stdout"), std::to_string(i) + "\n");
+    EXPECT_EQ(c.status_field(j, "attempts"), "1") << c.read("jobs/" + j + "/status");
+  }
+  // Every task the nodes ran: one per job, none twice.
+  int tasks = 0;
+  for (int n = 1; n <= 3; ++n) {
+    auto list = c.c->list_dir(c.root, "nodes/n" + std::to_string(n) + "/task");
+    ASSERT_TRUE(list.has_value()) << list.error();
+    tasks += static_cast<int>(list->size()) - 1;  // clone
+  }
+  EXPECT_EQ(tasks, 11);
+}
+
+}  // namespace
