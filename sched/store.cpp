@@ -395,9 +395,11 @@ class job_store::impl {
   void flush() {
     // A done_fn that flushes would wait for the thread that runs it.
     assert(std::this_thread::get_id() != writer_.get_id());
-    std::promise<void> flushed;
-    auto f = flushed.get_future();
-    enqueue(change{barrier{}, [&flushed](std::expected<void, std::string>) { flushed.set_value(); }});
+    // The promise is owned by the change (so by the writer) until its done_fn has
+    // returned: set_value may still be running when wait() returns here.
+    auto flushed = std::make_shared<std::promise<void>>();
+    auto f = flushed->get_future();
+    enqueue(change{barrier{}, [flushed](std::expected<void, std::string>) { flushed->set_value(); }});
     f.wait();
   }
 

@@ -21,9 +21,10 @@
 //
 // Thread safety: every public function may be called from any thread. load_* and
 // max_job_id share the one SQLite connection with the writer under a mutex, so they wait
-// for a commit in progress. A done_fn may call put()/remove()/... (they only queue), but
-// must not call flush() or destroy the store (both wait for the writer thread, which is
-// the thread running the done_fn).
+// for a commit in progress. A done_fn may call put()/remove()/... (they only queue) and
+// load_*, but must not call flush() or destroy the store (both wait for the writer
+// thread, which is the thread running the done_fn), must not throw (the writer thread
+// would end the program), and should be quick: the next batch waits for it.
 #include <cstdint>
 #include <expected>
 #include <filesystem>

@@ -91,9 +91,9 @@ std::unique_ptr<job_store> open_ok(const std::string& file, const job_store::opt
 // Queues one change through `queue` and waits for its done_fn: the result it got.
 template <class F>
 result sync(job_store& s, F queue) {
-  std::promise<result> p;
-  auto f = p.get_future();
-  queue(s, [&p](result r) { p.set_value(std::move(r)); });
+  auto p = std::make_shared<std::promise<result>>();  // kept alive by the done_fn too
+  auto f = p->get_future();
+  queue(s, [p](result r) { p->set_value(std::move(r)); });
   return f.get();
 }
 
@@ -392,7 +392,7 @@ TEST(JobStore, ConcurrentPutsAreEachAcknowledgedOnceAndOnlyWhenCommitted) {
   for (auto& [id, j] : jobs) ASSERT_EQ(j, make_job(id));
 }
 
-TEST(JobStore, DoneFunctionsRunInQueueOrderAndMayQueueMore) {
+TEST(JobStore, DoneFunctionsRunInQueueOrderAndMayLoadAndQueueMore) {
   testutil::temp_dir dir;
   auto s = open_ok(dir.file("sched.db"));
   ASSERT_TRUE(s);
@@ -404,14 +404,20 @@ TEST(JobStore, DoneFunctionsRunInQueueOrderAndMayQueueMore) {
     });
   }
   // A done_fn that queues another change (as the daemon will: job ended → write state).
-  std::promise<result> chained;
-  s->put(make_job(501), [&](result) {
-    s->put(make_job(502), [&](result r) { chained.set_value(r); });
+  auto chained = std::make_shared<std::promise<result>>();
+  auto chained_result = chained->get_future();
+  std::size_t seen_by_501 = 0;
+  s->put(make_job(501), [&, chained](result) {
+    // A done_fn may load: the writer holds no lock while it runs done_fns.
+    auto jobs = s->load_jobs();
+    seen_by_501 = jobs ? jobs->size() : 0;
+    s->put(make_job(502), [chained](result r) { chained->set_value(r); });
   });
   s->flush();
   ASSERT_EQ(order.size(), 500u);
   for (std::size_t i = 0; i < order.size(); i++) ASSERT_EQ(order[i], i + 1);
-  EXPECT_EQ(chained.get_future().get(), result{});
+  EXPECT_EQ(chained_result.get(), result{});
+  EXPECT_EQ(seen_by_501, 501u);
   EXPECT_EQ(load_map(*s).size(), 502u);
 }
 
