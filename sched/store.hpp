@@ -105,9 +105,9 @@ class job_store {
   };
 
   // Opens or creates the database file `file` (its parent directory must exist), puts it
-  // in WAL mode with synchronous=FULL (https://sqlite.org/wal.html, "Performance
-  // Considerations": with FULL the WAL is synced at every commit, so a commit survives a
-  // power loss, not only a crash of the process), runs the migrations it has not run yet,
+  // in WAL mode with synchronous=FULL (https://sqlite.org/pragma.html#pragma_synchronous:
+  // in WAL mode FULL syncs the WAL after every commit, so a commit survives a power loss,
+  // not only a crash of the process; NORMAL would sync only at checkpoints), runs the migrations it has not run yet,
   // prepares every statement once, and starts the writer thread. A file it refuses for
   // its content (not a database, corrupt, too new) is left unchanged: those checks only read.
   // Errors (the text names the file and what failed): the file cannot be opened or
