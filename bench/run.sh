@@ -31,3 +31,6 @@ out=build-bench/results-$(date -u +%Y%m%dT%H%M%SZ).md
 } | tee "$out"
 echo
 echo "(kept in $out)"
+
+# The job store's durable submissions/s (bench/run_store.sh, its own table and results file).
+./bench/run_store.sh
