@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <map>
+#include <cstdio>
+#include <random>
 #include <set>
 
 namespace {
@@ -730,3 +732,268 @@ TEST(policy_nodes, lost_jobs_are_requeued_elsewhere) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------------------
+// A random workload checked against a model kept by the test: the decisions never put
+// more on a node than it has, never start a job before its predecessors are done, never
+// let non-preemptible jobs exceed a quota, agree with user(); and, with reservations
+// off, once decide() has nothing more to say, no ready job that is within its quota
+// could start anywhere (backfill is complete, preemption included).
+namespace model {
+
+struct mjob {
+  job_spec spec;
+  std::vector<std::string> copies;  // nodes
+  bool ended = false;
+  outcome how = outcome::done;
+};
+
+struct mnode {
+  node_spec spec;
+  bool present = true;
+};
+
+void run(std::uint32_t seed, bool reservations) {
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937 rng(seed);
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
+  scheduler s({.reserve_after_ms = reservations ? 2'000 : std::int64_t{1} << 60,
+               .max_reservations = 3,
+               .speculate_factor = 1.5,
+               .speculate_min_done = 2,
+               .speculate_min_ms = 100});
+  std::map<std::string, mnode> nodes;
+  for (int i = 0; i < 12; ++i) {
+    std::string name = "n" + std::to_string(i);
+    nodes[name] = mnode{node(name, 4 + 4 * (i % 3), (8 + 8 * (i % 2)) * gib,
+                             {{"arch", i % 2 ? "arm64" : "amd64"}})};
+    ok(s.set_node(nodes[name].spec));
+  }
+  std::map<std::string, resources> quota{{"u0", {cpus(6), unlimited}}, {"u1", {cpus(4), 8 * gib}}};
+  for (const auto& [u, q] : quota) ok(s.set_quota(u, q));
+  std::map<std::uint64_t, mjob> jobs;
+  std::uint64_t next_id = 1;
+  std::int64_t now = 0;
+  std::map<kind, int> count;
+  bool seen_reserved = false;
+
+  // (used, preemptible part) per node, from the model's copies
+  auto usage_by_node = [&] {
+    std::map<std::string, std::pair<resources, resources>> m;
+    for (const auto& [id, j] : jobs) {
+      for (const std::string& c : j.copies) {
+        auto& [r, p] = m[c];
+        r = {r.cpu_millis + j.spec.need.cpu_millis, r.mem_bytes + j.spec.need.mem_bytes};
+        if (j.spec.preemptible) p = {p.cpu_millis + j.spec.need.cpu_millis, p.mem_bytes + j.spec.need.mem_bytes};
+      }
+    }
+    return m;
+  };
+  auto deps_done = [&](const mjob& j) {
+    for (std::uint64_t a : j.spec.after) {
+      if (!jobs.at(a).ended || jobs.at(a).how != outcome::done) return false;
+    }
+    return true;
+  };
+  auto np_usage = [&](const std::string& u) {
+    resources r;
+    for (const auto& [id, j] : jobs) {
+      if (j.spec.user != u || j.spec.preemptible) continue;
+      for (std::size_t k = 0; k < j.copies.size(); ++k) {
+        r = {r.cpu_millis + j.spec.need.cpu_millis, r.mem_bytes + j.spec.need.mem_bytes};
+      }
+    }
+    return r;
+  };
+  auto apply = [&](const std::vector<decision>& ds) {
+    for (const decision& d : ds) {
+      ++count[d.what];
+      mjob& j = jobs.at(d.job);
+      switch (d.what) {
+        case kind::start:
+        case kind::backup:
+          ASSERT_FALSE(j.ended);
+          ASSERT_TRUE(deps_done(j)) << "job " << d.job << " started before its predecessors";
+          ASSERT_TRUE(nodes.at(d.node).present && !nodes.at(d.node).spec.drained);
+          for (const label& l : j.spec.needs) {
+            const auto& have = nodes.at(d.node).spec.labels;
+            ASSERT_NE(std::find(have.begin(), have.end(), l), have.end());
+          }
+          ASSERT_EQ(d.what == kind::start, j.copies.empty());
+          j.copies.push_back(d.node);
+          break;
+        case kind::preempt: {
+          auto it = std::find(j.copies.begin(), j.copies.end(), d.node);
+          ASSERT_NE(it, j.copies.end());
+          j.copies.erase(it);
+          break;
+        }
+        case kind::fail:
+          ASSERT_TRUE(j.copies.empty());
+          j.ended = true;
+          j.how = outcome::failed;
+          break;
+      }
+    }
+    auto by_node = usage_by_node();
+    for (const auto& [name, n] : nodes) {
+      auto [r, p] = by_node[name];
+      if (!n.present) continue;
+      ASSERT_LE(r.cpu_millis, n.spec.capacity.cpu_millis) << name;
+      ASSERT_LE(r.mem_bytes, n.spec.capacity.mem_bytes) << name;
+    }
+    for (const auto& [u, q] : quota) {
+      resources r = np_usage(u);
+      ASSERT_LE(r.cpu_millis, q.cpu_millis) << u;
+      ASSERT_LE(r.mem_bytes, q.mem_bytes) << u;
+    }
+  };
+
+  const resources sizes[] = {{500, gib / 2}, {cpus(1), gib}, {cpus(2), 4 * gib}, {cpus(4), 2 * gib},
+                             {cpus(8), 12 * gib}, {cpus(3), 15 * gib}};
+  for (int step = 0; step < 1'500; ++step) {
+    now += 1 + pick(200);
+    int what = pick(100);
+    if (what < 45) {
+      job_spec j = job(next_id++, "u" + std::to_string(pick(4)), 0, 0);
+      j.need = sizes[pick(6)];
+      j.submitted_ms = now;
+      j.priority = pick(3);
+      j.preemptible = pick(5) == 0;
+      if (pick(4) == 0) j.needs = {{"arch", pick(2) ? "arm64" : "amd64"}};
+      j.group = "g" + std::to_string(j.id % 5);
+      j.speculate = pick(3) == 0;
+      if (pick(8) == 0 && next_id > 3) j.after = {static_cast<std::uint64_t>(1 + pick(static_cast<int>(next_id) - 2))};
+      ok(s.submit(j));
+      jobs[j.id] = mjob{.spec = j};
+    } else if (what < 90) {
+      std::vector<std::uint64_t> running;
+      for (const auto& [id, j] : jobs) {
+        if (!j.copies.empty()) running.push_back(id);
+      }
+      if (running.empty()) continue;
+      mjob& j = jobs.at(running[pick(static_cast<int>(running.size()))]);
+      int o = pick(20);
+      outcome how = o < 15 ? outcome::done : o < 17 ? outcome::failed : o < 19 ? outcome::lost : outcome::killed;
+      std::string copy = j.copies[0];
+      ok(s.finished(j.spec.id, how, now, copy));
+      j.copies.erase(j.copies.begin());
+      if (how == outcome::killed) j.copies.clear();
+      if (j.copies.empty() && how != outcome::lost) {
+        j.ended = true;
+        j.how = how;
+      } else if (how == outcome::done) {
+        j.ended = true;  // the other copies come back as preempt decisions
+        j.how = how;
+      }
+    } else if (what < 94) {
+      std::vector<std::uint64_t> waiting;
+      for (const auto& [id, j] : jobs) {
+        if (!j.ended && j.copies.empty()) waiting.push_back(id);
+      }
+      if (waiting.empty()) continue;
+      mjob& j = jobs.at(waiting[pick(static_cast<int>(waiting.size()))]);
+      ok(s.cancel(j.spec.id));
+      j.ended = true;
+      j.how = outcome::killed;
+    } else {
+      auto it = nodes.begin();
+      std::advance(it, pick(static_cast<int>(nodes.size())));
+      mnode& n = it->second;
+      if (what < 97) {
+        n.spec.drained = !n.spec.drained;
+        n.present = true;
+        ok(s.set_node(n.spec));
+      } else if (n.present) {
+        s.remove_node(n.spec.name);
+        n.present = false;
+        for (auto& [id, j] : jobs) {  // the caller reports the node's runs lost
+          while (std::find(j.copies.begin(), j.copies.end(), n.spec.name) != j.copies.end()) {
+            ok(s.finished(id, outcome::lost, now, n.spec.name));
+            j.copies.erase(std::find(j.copies.begin(), j.copies.end(), n.spec.name));
+          }
+        }
+      } else {
+        n.present = true;
+        ok(s.set_node(n.spec));
+      }
+    }
+    // Settle: decide until there is nothing more to do.
+    for (int round = 0; round < 4; ++round) {
+      auto ds = s.decide(now);
+      apply(ds);
+      if (ds.empty()) break;
+    }
+    if (testing::Test::HasFatalFailure()) return;
+    auto by_node = usage_by_node();
+    for (const auto& [id, j] : jobs) {
+      std::string why = s.note(id);
+      seen_reserved |= why.starts_with("reserved on ");
+      if (j.ended) {
+        ASSERT_EQ(why, j.how == outcome::done ? "done" : j.how == outcome::killed ? "killed" : "failed") << id;
+        continue;
+      }
+      if (!j.copies.empty()) {
+        ASSERT_EQ(why.substr(0, 11), "running on ") << id;
+        continue;
+      }
+      if (reservations || !deps_done(j)) continue;
+      if (!j.spec.preemptible && quota.contains(j.spec.user)) {
+        resources r = np_usage(j.spec.user), q = quota.at(j.spec.user);
+        if (r.cpu_millis + j.spec.need.cpu_millis > q.cpu_millis || r.mem_bytes + j.spec.need.mem_bytes > q.mem_bytes) {
+          ASSERT_TRUE(why.starts_with("over quota:") || why.starts_with("unschedulable:")) << id << ": " << why;
+          continue;
+        }
+      }
+      for (const auto& [name, n] : nodes) {
+        if (!n.present || n.spec.drained) continue;
+        bool labels_ok = std::all_of(j.spec.needs.begin(), j.spec.needs.end(), [&](const label& l) {
+          return std::find(n.spec.labels.begin(), n.spec.labels.end(), l) != n.spec.labels.end();
+        });
+        if (!labels_ok) continue;
+        auto [r, p] = by_node[name];
+        resources room = n.spec.capacity;
+        room = {room.cpu_millis - r.cpu_millis, room.mem_bytes - r.mem_bytes};
+        if (!j.spec.preemptible) room = {room.cpu_millis + p.cpu_millis, room.mem_bytes + p.mem_bytes};
+        ASSERT_FALSE(j.spec.need.cpu_millis <= room.cpu_millis && j.spec.need.mem_bytes <= room.mem_bytes)
+            << "job " << id << " (" << why << ") could start on " << name << " at step " << step;
+      }
+    }
+    for (int u = 0; u < 4; ++u) {
+      std::string name = "u" + std::to_string(u);
+      auto info = s.user(name);
+      if (!info) continue;
+      resources r;
+      int running = 0;
+      for (const auto& [id, j] : jobs) {
+        if (j.spec.user != name) continue;
+        running += !j.copies.empty();
+        for (std::size_t k = 0; k < j.copies.size(); ++k) {
+          r = {r.cpu_millis + j.spec.need.cpu_millis, r.mem_bytes + j.spec.need.mem_bytes};
+        }
+      }
+      ASSERT_EQ(info->usage, r) << name;
+      ASSERT_EQ(info->running, running) << name;
+    }
+  }
+  // The workload did exercise what is checked.
+  EXPECT_GT(count[kind::start], 300);
+  EXPECT_GT(count[kind::preempt], 0);
+  EXPECT_GT(count[kind::fail], 0);
+  EXPECT_GT(count[kind::backup], 0);
+  if (reservations) {
+    EXPECT_TRUE(seen_reserved);
+  }
+  std::printf("seed %u: %d starts, %d preempts, %d fails, %d backups\n", seed, count[kind::start],
+              count[kind::preempt], count[kind::fail], count[kind::backup]);
+}
+
+}  // namespace model
+
+TEST(policy_model, random_workload_backfill_is_complete) {
+  for (std::uint32_t seed = 1; seed <= 4; ++seed) model::run(seed, false);
+}
+
+TEST(policy_model, random_workload_with_reservations) {
+  for (std::uint32_t seed = 11; seed <= 14; ++seed) model::run(seed, true);
+}
