@@ -31,3 +31,6 @@ out=build-bench/results-$(date -u +%Y%m%dT%H%M%SZ).md
 } | tee "$out"
 echo
 echo "(kept in $out)"
+
+# The scheduling policy on a simulated cluster (bench/run_policy.sh).
+./bench/run_policy.sh

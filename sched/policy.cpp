@@ -12,13 +12,18 @@
 //     it); a user is in `active_` (by dominant share) iff its `heads` is not empty;
 //   - each user's first head job has one entry in `starving_`, keyed by the time it may
 //     ask for a reservation;
-//   - shape.ready counts the queued jobs of a shape in unparked queues, and
-//     active_shapes_ the shapes whose ready count is not 0.
+//   - shape.ready counts the queued jobs of a shape in unparked queues; active_shapes
+//     counts the shapes whose ready count is not 0, failed_active those of them marked
+//     failed (per kind, preemptible or not);
+//   - a shape marked failed fits on no node in its trees (non-preemptible shapes: not
+//     even counting preemptible copies' room): every change that adds room to a node
+//     calls room_grew, which clears the marks of the failed shapes that now fit there.
 #include "sched/policy.hpp"
 
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cassert>
 #include <cmath>
 #include <compare>
@@ -26,6 +31,7 @@
 #include <map>
 #include <queue>
 #include <set>
+#include <tuple>
 #include <unordered_map>
 
 namespace sched::policy {
@@ -206,7 +212,13 @@ struct shape_rec {
   int cls = 0;
   bool preemptible = false;
   int ready = 0;         // queued jobs in unparked queues
-  u64 failed_pass = 0;   // the pass in which it fitted nowhere
+  bool failed = false;   // fitted nowhere at its last try, and no node's room grew since
+  int failed_pos = -1;   // its place in failed_shapes
+  // For backups, which never preempt: no node had free room at the last look, and no
+  // node's free room grew since to where it would fit.
+  bool no_free_room = false;
+  // (user, queue) of the queues of this shape that are in their user's heads
+  std::vector<std::pair<int, int>> queues;
 };
 
 struct order_key {
@@ -220,6 +232,7 @@ struct user_queue {
   int shape = 0;
   std::set<order_key> jobs;
   bool parked = false;
+  int pos = -1;  // its place in shape_rec::queues while in the heads
 };
 
 struct user_rec {
@@ -234,7 +247,8 @@ struct user_rec {
   bool in_active = false;
   std::unordered_map<int, int> queue_of_shape;
   std::vector<user_queue> queues;
-  std::set<std::pair<order_key, int>> heads;  // (first job, queue) of unparked queues
+  // (first job, queue, its shape) of the unparked queues that are not empty
+  std::set<std::tuple<order_key, int, int>> heads;
   std::vector<int> parked;
   std::optional<std::pair<i64, u64>> starve_entry;
 };
@@ -333,7 +347,11 @@ std::string duration_text(i64 ms) {
 
 std::string human_bytes(std::int64_t bytes) {
   constexpr std::string_view units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
-  if (bytes < 0) return "-" + human_bytes(bytes == INT64_MIN ? INT64_MAX : -bytes);
+  if (bytes < 0) {
+    std::string out(1, '-');
+    out += human_bytes(bytes == INT64_MIN ? INT64_MAX : -bytes);
+    return out;
+  }
   auto b = static_cast<u64>(bytes);
   if (b < 1024) return std::to_string(b) + " B";
   // Tenths of the largest unit that gives at least 1, rounded to nearest; a value that
@@ -385,9 +403,17 @@ struct scheduler::impl {
   std::set<std::pair<i64, int>> spec_due;         // (check at, group)
   std::vector<int> dirty;                         // reserved nodes whose room grew
   int reservations = 0;
-  int active_shapes = 0;
-  u64 pass = 0;
-  bool changed = true;  // something happened since the last DRF pass
+  // Per kind (0 non-preemptible, 1 preemptible): shapes with ready jobs, and those of
+  // them marked failed. A pass phase has work iff the first exceeds the second.
+  int active_shapes[2] = {0, 0};
+  int failed_active[2] = {0, 0};
+  std::vector<int> failed_shapes;
+  // Kept apart from the records, small and dense, for the loops of the DRF pass:
+  // per user, its queues in heads whose shape is not failed, per kind (0 non-preemptible,
+  // 1 preemptible); per shape, 1 if preemptible | 2 if failed.
+  std::vector<std::array<int, 2>> open;
+  std::vector<std::uint8_t> shape_flags;
+  std::vector<int> no_free_room;  // shapes so marked
   std::vector<decision> out;
 
   explicit impl(config c) : cfg(c) {}
@@ -449,6 +475,7 @@ struct scheduler::impl {
     if (auto it = shape_index.find(key); it != shape_index.end()) return it->second;
     int s = static_cast<int>(shapes.size());
     shapes.push_back(shape_rec{.need = need, .cls = cls, .preemptible = preemptible});
+    shape_flags.push_back(preemptible ? 1 : 0);
     shape_index.emplace(key, s);
     return s;
   }
@@ -459,6 +486,7 @@ struct scheduler::impl {
     users.emplace_back();
     users[u].name = std::string(name);
     users[u].share_key = share(users[u]);
+    open.push_back({0, 0});
     user_index.emplace(std::string(name), u);
     return u;
   }
@@ -509,7 +537,7 @@ struct scheduler::impl {
   void refresh_head(int u) {
     user_rec& ur = users[u];
     std::optional<u64> head;
-    if (!ur.heads.empty()) head = ur.heads.begin()->first.id;
+    if (!ur.heads.empty()) head = std::get<0>(*ur.heads.begin()).id;
     if (ur.starve_entry && (!head || ur.starve_entry->second != *head)) {
       starving.erase(*ur.starve_entry);
       ur.starve_entry.reset();
@@ -523,10 +551,85 @@ struct scheduler::impl {
     set_active(u);
   }
   void shape_ready(int s, int delta) {
-    int before = shapes[s].ready;
-    shapes[s].ready += delta;
-    if (before == 0 && shapes[s].ready > 0) ++active_shapes;
-    if (before > 0 && shapes[s].ready == 0) --active_shapes;
+    shape_rec& sh = shapes[s];
+    int k = sh.preemptible ? 1 : 0;
+    int before = sh.ready;
+    sh.ready += delta;
+    if (before == 0 && sh.ready > 0) {
+      ++active_shapes[k];
+      if (sh.failed) ++failed_active[k];
+    } else if (before > 0 && sh.ready == 0) {
+      --active_shapes[k];
+      if (sh.failed) --failed_active[k];
+    }
+  }
+  // A queue joins or leaves its user's heads (it became non-empty or empty, parked or
+  // unparked): kept in its shape's list, and counted in the user's open queues.
+  void head_added(int u, int q) {
+    user_queue& uq = users[u].queues[q];
+    shape_rec& sh = shapes[uq.shape];
+    uq.pos = static_cast<int>(sh.queues.size());
+    sh.queues.emplace_back(u, q);
+    if (!sh.failed) ++open[u][sh.preemptible ? 1 : 0];
+  }
+  void head_removed(int u, int q) {
+    user_queue& uq = users[u].queues[q];
+    shape_rec& sh = shapes[uq.shape];
+    auto last = sh.queues.back();
+    sh.queues[uq.pos] = last;
+    users[last.first].queues[last.second].pos = uq.pos;
+    sh.queues.pop_back();
+    uq.pos = -1;
+    if (!sh.failed) --open[u][sh.preemptible ? 1 : 0];
+  }
+  void set_failed(int s) {
+    shape_rec& sh = shapes[s];
+    if (sh.failed) return;
+    shape_flags[s] |= 2;
+    for (auto [u, q] : sh.queues) --open[u][sh.preemptible ? 1 : 0];
+    sh.failed = true;
+    sh.failed_pos = static_cast<int>(failed_shapes.size());
+    failed_shapes.push_back(s);
+    if (sh.ready > 0) ++failed_active[sh.preemptible ? 1 : 0];
+  }
+  void clear_failed(int s) {
+    shape_rec& sh = shapes[s];
+    if (!sh.failed) return;
+    shape_flags[s] &= ~2;
+    for (auto [u, q] : sh.queues) ++open[u][sh.preemptible ? 1 : 0];
+    sh.failed = false;
+    int last = failed_shapes.back();
+    failed_shapes[sh.failed_pos] = last;
+    shapes[last].failed_pos = sh.failed_pos;
+    failed_shapes.pop_back();
+    sh.failed_pos = -1;
+    if (sh.ready > 0) --failed_active[sh.preemptible ? 1 : 0];
+  }
+  // Node n has more room than before (a copy ended, it came back, it was released from a
+  // reservation), or more room by preemption (np_only: a preemptible copy started): the
+  // failed shapes that fit there now are worth a try again. O(failed shapes).
+  void room_grew(int n, bool np_only = false) {
+    const node_rec& nd = nodes[n];
+    if (!nd.indexed) return;
+    for (std::size_t i = failed_shapes.size(); i-- > 0;) {
+      const shape_rec& sh = shapes[failed_shapes[i]];
+      if (np_only && sh.preemptible) continue;
+      if (std::find(nd.classes.begin(), nd.classes.end(), sh.cls) == nd.classes.end()) continue;
+      i64 cpu = nd.free_cpu(), mem = nd.free_mem();
+      if (!sh.preemptible) {
+        cpu += nd.preempt_used.cpu_millis;
+        mem += nd.preempt_used.mem_bytes;
+      }
+      if (fits(sh.need, cpu, mem)) clear_failed(failed_shapes[i]);
+    }
+    if (np_only) return;
+    std::erase_if(no_free_room, [&](int s) {
+      shape_rec& sh = shapes[s];
+      bool there = std::find(nd.classes.begin(), nd.classes.end(), sh.cls) != nd.classes.end();
+      if (!there || !fits(sh.need, nd.free_cpu(), nd.free_mem())) return false;
+      sh.no_free_room = false;
+      return true;
+    });
   }
   bool quota_ok(const user_rec& ur, const resources& need) const {
     auto ok = [](i64 used, i64 n, i64 q) { return q == unlimited || n <= q - used; };
@@ -537,7 +640,8 @@ struct scheduler::impl {
     user_rec& ur = users[u];
     user_queue& uq = ur.queues[q];
     assert(!uq.parked && !uq.jobs.empty());
-    ur.heads.erase({*uq.jobs.begin(), q});
+    ur.heads.erase({*uq.jobs.begin(), q, uq.shape});
+    head_removed(u, q);
     uq.parked = true;
     shape_ready(uq.shape, -static_cast<int>(uq.jobs.size()));
     ur.parked.push_back(q);
@@ -549,12 +653,12 @@ struct scheduler::impl {
       user_queue& uq = ur.queues[q];
       uq.parked = false;
       if (uq.jobs.empty()) continue;
-      ur.heads.insert({*uq.jobs.begin(), q});
+      ur.heads.insert({*uq.jobs.begin(), q, uq.shape});
+      head_added(u, q);
       shape_ready(uq.shape, static_cast<int>(uq.jobs.size()));
     }
     ur.parked.clear();
     refresh_head(u);
-    changed = true;
   }
 
   // ----- the queues
@@ -566,17 +670,17 @@ struct scheduler::impl {
     user_queue& uq = ur.queues[q];
     if (!uq.parked) {
       if (uq.jobs.empty()) {
-        ur.heads.insert({j.key, q});
+        ur.heads.insert({j.key, q, j.shape});
+        head_added(j.user, q);
       } else if (j.key < *uq.jobs.begin()) {
-        ur.heads.erase({*uq.jobs.begin(), q});
-        ur.heads.insert({j.key, q});
+        ur.heads.erase({*uq.jobs.begin(), q, j.shape});
+        ur.heads.insert({j.key, q, j.shape});
       }
       shape_ready(j.shape, 1);
     }
     uq.jobs.insert(j.key);
     j.state = jstate::queued;
     refresh_head(j.user);
-    changed = true;
   }
   void dequeue(job_rec& j) {
     assert(j.state == jstate::queued);
@@ -584,10 +688,14 @@ struct scheduler::impl {
     int q = ur.queue_of_shape.at(j.shape);
     user_queue& uq = ur.queues[q];
     bool was_head = *uq.jobs.begin() == j.key;
-    if (!uq.parked && was_head) ur.heads.erase({j.key, q});
+    if (!uq.parked && was_head) ur.heads.erase({j.key, q, j.shape});
     uq.jobs.erase(j.key);
     if (!uq.parked) {
-      if (was_head && !uq.jobs.empty()) ur.heads.insert({*uq.jobs.begin(), q});
+      if (uq.jobs.empty()) {
+        head_removed(j.user, q);
+      } else if (was_head) {
+        ur.heads.insert({*uq.jobs.begin(), q, j.shape});
+      }
       shape_ready(j.shape, -1);
     }
     refresh_head(j.user);
@@ -609,6 +717,7 @@ struct scheduler::impl {
     }
     ++nd.copies;
     index(n);
+    if (j.preemptible) room_grew(n, true);
     j.copies.push_back(copy_rec{.node = n, .start_ms = now});
     user_rec& ur = users[j.user];
     ur.usage = ur.usage + j.need;
@@ -631,6 +740,7 @@ struct scheduler::impl {
     }
     --nd.copies;
     index(n);
+    room_grew(n);
     mark_dirty(n);
     j.copies.erase(j.copies.begin() + static_cast<std::ptrdiff_t>(i));
     user_rec& ur = users[j.user];
@@ -638,7 +748,6 @@ struct scheduler::impl {
     if (!j.preemptible) ur.np_usage = ur.np_usage - j.need;
     reshare(j.user);
     if (!j.preemptible) unpark_all(j.user);
-    changed = true;
   }
 
   // ----- speculation groups
@@ -686,9 +795,9 @@ struct scheduler::impl {
     unindex(n);
     nodes[n].reserved_for.reset();
     index(n);
+    room_grew(n);
     j.reserved_node = -1;
     --reservations;
-    changed = true;
   }
   // Gives up j's reservation and queues it again; it keeps its waiting time, so it may
   // ask again once `recheck_ms` has passed.
@@ -782,7 +891,6 @@ struct scheduler::impl {
       out.push_back(decision{decision::kind::fail, d, "", fmt::format("dependency {} failed", pred)});
       finish_one(it->second, outcome::failed);
     }
-    changed = true;
   }
 
   // ----- the steps of decide()
@@ -838,9 +946,10 @@ struct scheduler::impl {
       user_rec& ur = users[j.user];
       starving.erase(starving.begin());
       ur.starve_entry.reset();
-      bool fits_now = place(j) >= 0 ||
-                      (!j.preemptible && classes[shapes[j.shape].cls].recl_tree.first_fit(
-                                             j.need.cpu_millis, j.need.mem_bytes, -1) >= 0);
+      // After a DRF pass every shape with ready jobs that fits nowhere (preemption
+      // included) is marked failed, and those that fit have been started: a head whose
+      // shape is not failed is not starving for room.
+      bool fits_now = !shapes[j.shape].failed;
       int n = -1;
       if (!fits_now && reservations < cfg.max_reservations) n = reservation_node(j);
       if (n < 0) {  // the DRF pass will start it, or nothing can be held for it yet
@@ -859,50 +968,57 @@ struct scheduler::impl {
     }
   }
 
+  // Step 3 of decide(): DRF in two phases, non-preemptible jobs first, then preemptible
+  // ones in the room left (so that preemptible jobs take only idle room and are not
+  // started to be preempted at once). A shape that fits nowhere is marked failed and
+  // skipped, for every user, until room grows on a node where it would fit
+  // (room_grew); a phase ends when every shape of its kind with ready jobs is failed,
+  // or no user is left.
   void drf_pass(i64 now) {
-    ++pass;
-    int failed = 0;
-    std::vector<int> skipped;
-    while (!active.empty() && failed < active_shapes) {
-      int u = active.begin()->second;
-      user_rec& ur = users[u];
-      bool started = false;
-      for (auto it = ur.heads.begin(); it != ur.heads.end();) {
-        auto [key, q] = *it;
-        shape_rec& s = shapes[ur.queues[q].shape];
-        if (s.failed_pass == pass) {
+    for (int phase = 0; phase < 2; ++phase) {
+      while (failed_active[phase] < active_shapes[phase]) {
+        // The user with the smallest share that has a queue of this kind whose shape is
+        // not failed (users without one are passed over in O(1) each).
+        auto ui = active.begin();
+        while (ui != active.end() && open[ui->second][phase] == 0) ++ui;
+        if (ui == active.end()) break;
+        int u = ui->second;
+        user_rec& ur = users[u];
+        bool started = false;
+        const std::uint8_t want = static_cast<std::uint8_t>(phase);  // this kind, not failed
+        for (auto it = ur.heads.begin(); it != ur.heads.end();) {
+          const auto& [key, q, si] = *it;
+          if (shape_flags[si] != want) {
+            ++it;
+            continue;
+          }
+          shape_rec& s = shapes[si];
+          if (!s.preemptible && !quota_ok(ur, s.need)) {
+            int parked_q = q;
+            ++it;
+            park(u, parked_q);  // until the user's use falls or its quota grows
+            refresh_head(u);
+            continue;
+          }
+          job_rec& j = jobs.at(key.id);
+          if (int n = place(j); n >= 0) {
+            start(j, n, now, "");
+            started = true;
+            break;
+          }
+          if (start_by_preempting(j, now)) {
+            started = true;
+            break;
+          }
+          int failed_s = si;
           ++it;
-          continue;
+          set_failed(failed_s);  // the user's open count falls: the outer loop moves on
         }
-        if (!s.preemptible && !quota_ok(ur, s.need)) {
-          ++it;
-          park(u, q);  // until the user's use falls or its quota grows
-          continue;
-        }
-        job_rec& j = jobs.at(key.id);
-        if (int n = place(j); n >= 0) {
-          start(j, n, now, "");
-          started = true;
-          break;
-        }
-        if (start_by_preempting(j, now)) {
-          started = true;
-          break;
-        }
-        s.failed_pass = pass;
-        ++failed;
-        ++it;
-      }
-      if (!started) {
-        refresh_head(u);  // parking may have changed the head
-        if (ur.in_active) {
-          active.erase({ur.share_key, u});
-          ur.in_active = false;
-          skipped.push_back(u);
-        }
+        // Every open queue was failed or parked above, so open[phase] is 0 now; were the
+        // count out of step with the heads, stop rather than loop.
+        if (!started && open[u][phase] != 0) break;
       }
     }
-    for (int u : skipped) set_active(u);
   }
 
   void speculate(i64 now) {
@@ -917,7 +1033,14 @@ struct scheduler::impl {
         auto [start_ms, id] = *gr.candidates.begin();
         if (start_ms + limit > now) break;
         job_rec& j = jobs.at(id);
-        int n = j.preemptible || quota_ok(users[j.user], j.need) ? place(j, j.copies[0].node) : -1;
+        // (a shape marked has no free room anywhere: no need to look)
+        shape_rec& sh = shapes[j.shape];
+        bool may = !sh.no_free_room && (j.preemptible || quota_ok(users[j.user], j.need));
+        int n = may ? place(j, j.copies[0].node) : -1;
+        if (may && n < 0 && place(j) < 0) {
+          sh.no_free_room = true;
+          no_free_room.push_back(j.shape);
+        }
         if (n < 0) {
           retry = now + std::max<i64>(cfg.recheck_ms, 1);
           break;
@@ -988,14 +1111,13 @@ std::expected<void, std::string> scheduler::set_node(node_spec spec) {
         !fits(j.need, nd.cap.cpu_millis, nd.cap.mem_bytes)) {
       m.release(j, 0);  // index(n) happens in unreserve
       m.reshare_all();
-      m.changed = true;
       return {};
     }
   }
   m.index(n);
+  m.room_grew(n);
   m.mark_dirty(n);
   m.reshare_all();
-  m.changed = true;
   return {};
 }
 
@@ -1011,7 +1133,6 @@ void scheduler::remove_node(std::string_view name) {
   m.total = m.total - nd.cap;
   if (nd.reserved_for) m.release(m.jobs.at(*nd.reserved_for), 0);
   m.reshare_all();
-  m.changed = true;
 }
 
 std::expected<void, std::string> scheduler::set_quota(std::string_view user, resources quota) {
@@ -1023,7 +1144,6 @@ std::expected<void, std::string> scheduler::set_quota(std::string_view user, res
   int u = m.user_of(user);
   m.users[u].quota = quota;
   m.unpark_all(u);
-  m.changed = true;
   return {};
 }
 
@@ -1036,14 +1156,10 @@ std::expected<void, std::string> scheduler::set_weight(std::string_view user, do
   int u = m.user_of(user);
   m.users[u].weight = weight;
   m.reshare(u);
-  m.changed = true;
   return {};
 }
 
-void scheduler::set_mode(mode md) {
-  impl_->cfg.placement = md;
-  impl_->changed = true;
-}
+void scheduler::set_mode(mode md) { impl_->cfg.placement = md; }
 
 std::expected<void, std::string> scheduler::submit(job_spec spec) {
   impl& m = *impl_;
@@ -1180,11 +1296,8 @@ void scheduler::forget(std::uint64_t job) { impl_->ended.erase(job); }
 std::vector<decision> scheduler::decide(std::int64_t now_ms) {
   impl& m = *impl_;
   m.start_reserved(now_ms);
+  m.drf_pass(now_ms);
   m.reserve_starving(now_ms);
-  if (m.changed) {  // else the last pass found everything that fits
-    m.changed = false;
-    m.drf_pass(now_ms);
-  }
   m.speculate(now_ms);
   return std::exchange(m.out, {});
 }

@@ -197,11 +197,16 @@ class scheduler {
   //      (the larger of the missing CPU and missing memory, each as a fraction of the
   //      need) is smallest; ties: fewer running jobs, then name. This scan is O(nodes)
   //      but happens once per reservation;
-  //   3. DRF: repeatedly the user with the smallest weighted dominant share gives its
-  //      first job that fits (backfill: a shape that fits nowhere is skipped for the
-  //      rest of the pass, for every user); a non-preemptible job within quota that
-  //      finds no room preempts the newest preemptible copies on one node (the node
-  //      needing the least freed room, best fit) and starts there;
+  //   3. DRF, in two phases — non-preemptible jobs, then preemptible ones in the room
+  //      left, so that preemptible jobs take only idle room: repeatedly the user with
+  //      the smallest weighted dominant share gives its first job (by priority, then
+  //      submission) whose shape can still fit. Backfill: a shape (need, constraints,
+  //      preemptibility) that fits nowhere is skipped, for every user, until room grows
+  //      on a node where it would fit. A non-preemptible job within quota that finds no
+  //      room preempts the newest preemptible copies on one node (the best fit by the
+  //      room preemption could free) and starts there. A non-preemptible job that would
+  //      exceed its user's quota waits, with its user's other jobs of that shape, until
+  //      the user's use falls or its quota grows;
   //   4. speculation: stragglers (see config) get a backup copy on another node with
   //      room, at most one per job, from room left after step 3.
   // Decisions are assumed carried out: a start whose exec fails must be reported as
