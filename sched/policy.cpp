@@ -191,6 +191,7 @@ struct node_rec {
   int copies = 0;
   std::optional<u64> reserved_for;
   std::vector<int> classes;   // the label classes whose needs this node satisfies
+  int lset = -1;              // its label set
   bool indexed = false;       // in its classes' free trees (and reclaimable ones)
   bool recl_indexed = false;
   bool dirty = false;         // in dirty_: its reservation should be looked at
@@ -198,12 +199,21 @@ struct node_rec {
   i64 free_mem() const { return cap.mem_bytes - used.mem_bytes; }
 };
 
-// A distinct set of label constraints (a job's `needs`), with the nodes satisfying it.
+// A distinct set of node labels, with the placement indexes of the nodes that have it.
+// A node is in one label set's trees only, whatever the number of job classes it
+// satisfies, so that a start or an end updates two treaps at most.
+struct lset_rec {
+  std::vector<label> labels;  // sorted
+  node_treap free_tree;       // key: free room
+  node_treap recl_tree;       // key: free room + preemptible copies' room (nodes that run any)
+};
+
+// A distinct set of label constraints (a job's `needs`): the label sets satisfying it
+// (a lookup queries each and takes the best) and the nodes.
 struct class_rec {
   std::vector<label> needs;  // sorted
+  std::vector<int> lsets;
   std::vector<int> members;  // node indexes, removed ones included
-  node_treap free_tree;
-  node_treap recl_tree;
 };
 
 // A job shape: what the placement pass can decide once for every job alike.
@@ -387,6 +397,8 @@ struct scheduler::impl {
   std::vector<node_rec> nodes;
   std::unordered_map<std::string, int> node_index;
   std::vector<class_rec> classes;
+  std::vector<lset_rec> lsets;
+  std::map<std::vector<label>, int> lset_index;
   std::map<std::vector<label>, int> class_index;
   std::vector<shape_rec> shapes;
   std::map<std::tuple<i64, i64, int, bool>, int> shape_index;
@@ -422,11 +434,11 @@ struct scheduler::impl {
   void unindex(int n) {
     node_rec& nd = nodes[n];
     if (nd.indexed) {
-      for (int c : nd.classes) classes[c].free_tree.erase(n);
+      lsets[nd.lset].free_tree.erase(n);
       nd.indexed = false;
     }
     if (nd.recl_indexed) {
-      for (int c : nd.classes) classes[c].recl_tree.erase(n);
+      lsets[nd.lset].recl_tree.erase(n);
       nd.recl_indexed = false;
     }
   }
@@ -434,15 +446,46 @@ struct scheduler::impl {
     node_rec& nd = nodes[n];
     assert(!nd.indexed && !nd.recl_indexed);
     if (nd.drained || nd.gone || nd.reserved_for) return;
-    for (int c : nd.classes) classes[c].free_tree.insert(n, nd.free_cpu(), nd.free_mem());
+    lsets[nd.lset].free_tree.insert(n, nd.free_cpu(), nd.free_mem());
     nd.indexed = true;
     if (nd.preempt_used.cpu_millis > 0 || nd.preempt_used.mem_bytes > 0) {
-      for (int c : nd.classes) {
-        classes[c].recl_tree.insert(n, nd.free_cpu() + nd.preempt_used.cpu_millis,
-                                    nd.free_mem() + nd.preempt_used.mem_bytes);
-      }
+      lsets[nd.lset].recl_tree.insert(n, nd.free_cpu() + nd.preempt_used.cpu_millis,
+                                      nd.free_mem() + nd.preempt_used.mem_bytes);
       nd.recl_indexed = true;
     }
+  }
+  int lset_of(const std::vector<label>& labels) {
+    if (auto it = lset_index.find(labels); it != lset_index.end()) return it->second;
+    int l = static_cast<int>(lsets.size());
+    lsets.emplace_back();
+    lsets[l].labels = labels;
+    lset_index.emplace(labels, l);
+    for (class_rec& c : classes) {
+      if (has_labels(labels, c.needs)) c.lsets.push_back(l);
+    }
+    return l;
+  }
+  // The best node of class c for a job needing `need`, by the key of the trees chosen
+  // by `recl` (free room, or room with preemption): the least key that fits (binpack),
+  // or with `most` the greatest. -1 if none.
+  int lookup(int c, const resources& need, bool recl, bool most, int exclude) const {
+    int best = -1;
+    auto key = [&](int n) {
+      const node_rec& nd = nodes[n];
+      i64 cpu = nd.free_cpu(), mem = nd.free_mem();
+      if (recl) {
+        cpu += nd.preempt_used.cpu_millis;
+        mem += nd.preempt_used.mem_bytes;
+      }
+      return std::make_tuple(cpu, mem, n);
+    };
+    for (int l : classes[c].lsets) {
+      const node_treap& t = recl ? lsets[l].recl_tree : lsets[l].free_tree;
+      int n = most ? t.most_free(need.cpu_millis, need.mem_bytes, exclude)
+                   : t.first_fit(need.cpu_millis, need.mem_bytes, exclude);
+      if (n >= 0 && (best < 0 || (most ? key(best) < key(n) : key(n) < key(best)))) best = n;
+    }
+    return best;
   }
   void mark_dirty(int n) {
     node_rec& nd = nodes[n];
@@ -460,12 +503,13 @@ struct scheduler::impl {
     classes.emplace_back();
     classes[c].needs = needs;
     class_index.emplace(std::move(needs), c);
+    for (int l = 0; l < static_cast<int>(lsets.size()); ++l) {
+      if (has_labels(lsets[l].labels, classes[c].needs)) classes[c].lsets.push_back(l);
+    }
     for (int n = 0; n < static_cast<int>(nodes.size()); ++n) {
       if (!has_labels(nodes[n].labels, classes[c].needs)) continue;
-      unindex(n);
       nodes[n].classes.push_back(c);
       classes[c].members.push_back(n);
-      index(n);
     }
     return c;
   }
@@ -808,10 +852,7 @@ struct scheduler::impl {
   }
 
   int place(const job_rec& j, int exclude = -1) const {
-    const shape_rec& s = shapes[j.shape];
-    const class_rec& c = classes[s.cls];
-    if (cfg.placement == mode::spread) return c.free_tree.most_free(j.need.cpu_millis, j.need.mem_bytes, exclude);
-    return c.free_tree.first_fit(j.need.cpu_millis, j.need.mem_bytes, exclude);
+    return lookup(shapes[j.shape].cls, j.need, false, cfg.placement == mode::spread, exclude);
   }
 
   // Preempts the newest preemptible copies on node n until j fits there.
@@ -837,8 +878,7 @@ struct scheduler::impl {
   // where the preemptible copies' room would make it fit, and starts it there.
   bool start_by_preempting(job_rec& j, i64 now) {
     if (j.preemptible) return false;
-    const class_rec& c = classes[shapes[j.shape].cls];
-    int n = c.recl_tree.first_fit(j.need.cpu_millis, j.need.mem_bytes, -1);
+    int n = lookup(shapes[j.shape].cls, j.need, true, false, -1);
     if (n < 0) return false;
     std::size_t before = out.size();
     preempt_for(j, n, now);
@@ -1096,6 +1136,7 @@ std::expected<void, std::string> scheduler::set_node(node_spec spec) {
   nd.drained = spec.drained;
   nd.gone = false;
   if (relabel) {
+    nd.lset = m.lset_of(nd.labels);
     for (int c : nd.classes) std::erase(m.classes[c].members, n);
     nd.classes.clear();
     for (int c = 0; c < static_cast<int>(m.classes.size()); ++c) {
