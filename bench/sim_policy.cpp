@@ -61,7 +61,7 @@ struct options {
   int users = 120;
   std::int64_t backlog = 100'000;
   std::int64_t coalesce_ms = 100;
-  std::int64_t baseline_jobs = 100'000;
+  std::int64_t baseline_jobs = 300'000;
   std::uint32_t seed = 1;
 };
 

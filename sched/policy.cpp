@@ -214,6 +214,10 @@ struct class_rec {
   std::vector<label> needs;  // sorted
   std::vector<int> lsets;
   std::vector<int> members;  // node indexes, removed ones included
+  // The largest capacity of a member that is neither drained nor removed, per
+  // dimension (recomputed when caps_stale): a need above it fits no node, at O(1).
+  resources max_cap;
+  bool caps_stale = true;
 };
 
 // A job shape: what the placement pass can decide once for every job alike.
@@ -454,6 +458,24 @@ struct scheduler::impl {
       nd.recl_indexed = true;
     }
   }
+  const resources& max_cap(int c) {
+    class_rec& cr = classes[c];
+    if (cr.caps_stale) {
+      cr.max_cap = {};
+      for (int n : cr.members) {
+        const node_rec& nd = nodes[n];
+        if (nd.gone || nd.drained) continue;
+        cr.max_cap.cpu_millis = std::max(cr.max_cap.cpu_millis, nd.cap.cpu_millis);
+        cr.max_cap.mem_bytes = std::max(cr.max_cap.mem_bytes, nd.cap.mem_bytes);
+      }
+      cr.caps_stale = false;
+    }
+    return cr.max_cap;
+  }
+  void caps_changed() {
+    for (class_rec& c : classes) c.caps_stale = true;
+  }
+
   int lset_of(const std::vector<label>& labels) {
     if (auto it = lset_index.find(labels); it != lset_index.end()) return it->second;
     int l = static_cast<int>(lsets.size());
@@ -991,7 +1013,11 @@ struct scheduler::impl {
       // shape is not failed is not starving for room.
       bool fits_now = !shapes[j.shape].failed;
       int n = -1;
-      if (!fits_now && reservations < cfg.max_reservations) n = reservation_node(j);
+      // Preemptible jobs are scavengers: no node is held for them.
+      if (!fits_now && !j.preemptible && reservations < cfg.max_reservations &&
+          fits(j.need, max_cap(shapes[j.shape].cls).cpu_millis, max_cap(shapes[j.shape].cls).mem_bytes)) {
+        n = reservation_node(j);
+      }
       if (n < 0) {  // the DRF pass will start it, or nothing can be held for it yet
         j.recheck_at_ms = now + std::max<i64>(cfg.recheck_ms, 1);
         refresh_head(j.user);
@@ -1125,6 +1151,7 @@ std::expected<void, std::string> scheduler::set_node(node_spec spec) {
     return {};
   }
   m.unindex(n);
+  m.caps_changed();
   if (nd.gone) {
     m.total = m.total + spec.capacity;
   } else {
@@ -1170,6 +1197,7 @@ void scheduler::remove_node(std::string_view name) {
   node_rec& nd = m.nodes[n];
   if (nd.gone) return;
   m.unindex(n);
+  m.caps_changed();
   nd.gone = true;
   m.total = m.total - nd.cap;
   if (nd.reserved_for) m.release(m.jobs.at(*nd.reserved_for), 0);

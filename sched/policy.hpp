@@ -189,15 +189,7 @@ class scheduler {
   // caused by earlier calls (finished, cancel, submit), then what this pass decided:
   //   1. reserved jobs whose node now has room start there (preempting preemptible
   //      jobs on it if that is what is missing);
-  //   2. each user's first queued job (by priority, then submission) that has been ready
-  //      for reserve_after_ms and fits on no node, even by preemption, gets a
-  //      reservation on the eligible node closest to fitting it (see note()); the node
-  //      then takes no other job until the reserved one starts there. Without run-time
-  //      estimates the node "that frees first" is taken to be the one whose shortfall
-  //      (the larger of the missing CPU and missing memory, each as a fraction of the
-  //      need) is smallest; ties: fewer running jobs, then name. This scan is O(nodes)
-  //      but happens once per reservation;
-  //   3. DRF, in two phases — non-preemptible jobs, then preemptible ones in the room
+  //   2. DRF, in two phases — non-preemptible jobs, then preemptible ones in the room
   //      left, so that preemptible jobs take only idle room: repeatedly the user with
   //      the smallest weighted dominant share gives its first job (by priority, then
   //      submission) whose shape can still fit. Backfill: a shape (need, constraints,
@@ -207,8 +199,19 @@ class scheduler {
   //      room preemption could free) and starts there. A non-preemptible job that would
   //      exceed its user's quota waits, with its user's other jobs of that shape, until
   //      the user's use falls or its quota grows;
+  //   3. reservations: each user's first queued job (by priority, then submission) that
+  //      is not preemptible (preemptible jobs are scavengers), has been ready for
+  //      reserve_after_ms and still fits on no node, even by preemption, gets a
+  //      reservation (at most max_reservations at once; the others look again after
+  //      recheck_ms) on the eligible node closest to fitting it; the node then takes
+  //      no other job until the reserved one starts there (step 1). Without run-time
+  //      estimates the node "that frees first" is taken to be the one whose shortfall
+  //      (the larger of the missing CPU and missing memory, each as a fraction of the
+  //      need) is smallest; ties: fewer running jobs, then name. This scan is O(nodes)
+  //      but happens once per reservation;
   //   4. speculation: stragglers (see config) get a backup copy on another node with
-  //      room, at most one per job, from room left after step 3.
+  //      free room, at most one per job, from room left after step 2 (backups never
+  //      preempt).
   // Decisions are assumed carried out: a start whose exec fails must be reported as
   // finished(job, lost).
   std::vector<decision> decide(std::int64_t now_ms);
