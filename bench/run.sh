@@ -34,3 +34,5 @@ echo "(kept in $out)"
 
 # The job store's durable submissions/s (bench/run_store.sh, its own table and results file).
 ./bench/run_store.sh
+# The scheduling policy on a simulated cluster (bench/run_policy.sh).
+./bench/run_policy.sh
