@@ -171,7 +171,9 @@ void node_link::heartbeat() {
           if (auto kv = ctl::parse_kv(line)) info.labels.push_back(*kv);
           labels = nl == std::string_view::npos ? std::string_view{} : labels.substr(nl + 1);
         }
+        bool reshaped = !info.same_shape(self.info_);
         self.info_ = std::move(info);
+        if (self.up_ && reshaped && self.hooks_.info) self.hooks_.info();
         if (!self.up_) {
           self.up_ = true;
           self.reported_down_ = false;

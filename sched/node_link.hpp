@@ -50,6 +50,11 @@ struct node_info {
   std::uint64_t memfree_bytes = 0;
   bool draining = false;  // the node's own drain (its /ctl)
   std::vector<std::pair<std::string, std::string>> labels;
+  // Equal in everything placement cares about (memfree changes at every heartbeat).
+  bool same_shape(const node_info& o) const {
+    return arch == o.arch && ncpu == o.ncpu && share_pct == o.share_pct && mem_bytes == o.mem_bytes &&
+           draining == o.draining && labels == o.labels;
+  }
 };
 
 // Parses a node's /status line ("name=n1 arch=amd64 ncpu=2 share=100 mem=... state=up")
@@ -80,6 +85,7 @@ class node_link : public std::enable_shared_from_this<node_link> {
     std::function<void()> up;                      // connected and the first heartbeat answered
     std::function<void(std::string why)> down;     // marked down
     std::function<void(std::string line)> event;   // one line of the node's /events
+    std::function<void()> info;                    // info() changed (a heartbeat saw new labels, share, drain)
   };
 
   node_link(asio::io_context& io, std::string name, std::string dial, link_options opts, hooks h);

@@ -171,7 +171,7 @@ job_state state_of_wait(std::string_view wait, bool kill_requested) {
 
 scheduler::scheduler(asio::io_context& io, sched_options opts, hooks h)
     : io_(io), opts_(std::move(opts)), hooks_(std::move(h)), pool_(opts_.copy_threads), sweep_timer_(io),
-      backoff_timer_(io) {}
+      backoff_timer_(io), tick_timer_(io) {}
 
 scheduler::~scheduler() {
   stop();
@@ -212,7 +212,12 @@ std::expected<std::unique_ptr<scheduler>, std::string> scheduler::create(asio::i
   }
   auto quotas = s->store_->load_quotas();
   if (!quotas) return fail(quotas.error());
-  for (auto& q : *quotas) s->quotas_[q.user] = q;
+  for (auto& q : *quotas) {
+    s->quotas_[q.user] = q;
+    (void)s->policy_.set_quota(q.user, {q.cpu_millis ? q.cpu_millis : policy::unlimited,
+                                        q.mem_bytes ? q.mem_bytes : policy::unlimited});
+    (void)s->policy_.set_weight(q.user, q.weight);
+  }
 
   auto nodes = s->store_->load_nodes();
   if (!nodes) return fail(nodes.error());
@@ -234,7 +239,8 @@ void scheduler::start() {
   for (auto& [id, j] : jobs_) {
     if (j->reconcile && !links_.contains(j->rec.node)) lost(*j, "node " + j->rec.node + " is not configured");
   }
-  schedule();
+  open_gate();
+  tick();
 }
 
 void scheduler::stop() {
@@ -242,6 +248,7 @@ void scheduler::stop() {
   stopped_ = true;
   sweep_timer_.cancel();
   backoff_timer_.cancel();
+  tick_timer_.cancel();
   for (auto& [name, l] : links_) l->stop();
   if (store_) store_->flush();
 }
@@ -261,6 +268,15 @@ void scheduler::changed(job& j) {
 void scheduler::save(job& j) {
   store_->put(j.rec, [this, id = j.rec.id](std::expected<void, std::string> ok) {
     if (!ok) asio::post(io_, [this, id, e = ok.error()] { log(fmt::format("storing job {}: {}", id, e)); });
+  });
+}
+
+void scheduler::tick() {
+  // Reservations and speculation depend on time passing, not only on events.
+  schedule();
+  tick_timer_.expires_after(std::chrono::seconds(1));
+  tick_timer_.async_wait([this](const asio::error_code& ec) {
+    if (!ec && !stopped_) tick();
   });
 }
 
@@ -289,6 +305,10 @@ std::shared_ptr<node_link> scheduler::make_link(const std::string& name, const s
       .up = [this, name] { node_up(name); },
       .down = [this, name](std::string why) { node_down(name, why); },
       .event = [this, name](std::string line) { node_event(name, line); },
+      .info = [this, name] {
+        update_node(name);
+        schedule();
+      },
   };
   return std::make_shared<node_link>(io_, name, dial, opts_.link, std::move(h));
 }
@@ -328,6 +348,7 @@ void scheduler::remove_node(const std::string& name, done_fn done) {
       lost(*j, "node " + name + " removed");
     }
   }
+  policy_.remove_node(name);
   post_event("node rm " + name);
   store_->remove_node(name, [this, done](std::expected<void, std::string> ok) {
     asio::post(io_, [done, ok] { done(ok); });
@@ -343,11 +364,13 @@ std::expected<void, std::string> scheduler::drain(const std::string& name, bool 
     drained_.erase(name);
     schedule();
   }
+  update_node(name);
   post_event(fmt::format("{} {}", on ? "drain" : "undrain", name));
   return {};
 }
 
 void scheduler::node_up(const std::string& name) {
+  update_node(name);
   post_event("node up " + name);
   log("node " + name + " up");
   for (auto& [id, j] : jobs_) {
@@ -366,6 +389,7 @@ void scheduler::node_down(const std::string& name, const std::string& why) {
     }
   }
   for (job* j : hit) lost(*j, "node " + name + " down: " + why);
+  policy_.remove_node(name);
   // Exits that arrived before their start's answer mean nothing on a new connection.
   std::erase_if(early_exits_, [&](const auto& e) { return e.first.first == name; });
   schedule();
@@ -599,8 +623,6 @@ bool scheduler::fits_somewhere(const job& j, std::string& why) const {
 void scheduler::submit(job& j, done_fn done) {
   j.rec.state = job_state::queued;
   j.rec.submitted_ms = now_ms();
-  std::string why;
-  if (!fits_somewhere(j, why)) j.rec.note = why;
   j.starting = true;  // not placeable until durable
   store_->put(j.rec, [this, id = j.rec.id, done = std::move(done)](std::expected<void, std::string> ok) {
     asio::post(io_, [this, id, done, ok] {
@@ -614,6 +636,7 @@ void scheduler::submit(job& j, done_fn done) {
       ++submitted_total_;
       post_event(fmt::format("submit {} {}", id, ctl::quote(j->rec.owner)));
       done({});
+      if (gate_open_) to_policy(*j);
       changed(*j);
       schedule();
     });
@@ -655,6 +678,7 @@ void scheduler::forget_job(job& j, done_fn done) {
     return done(fail(fmt::format("job {} has not ended: kill it first", j.rec.id)));
   }
   std::uint64_t id = j.rec.id;
+  if (in_policy_.erase(id) > 0) policy_.forget(id);
   j.rec.state = job_state::killed;
   changed(j);
   jobs_.erase(id);
@@ -666,11 +690,12 @@ void scheduler::forget_job(job& j, done_fn done) {
 // ---- Placement and starting ------------------------------------------------------------
 
 std::vector<const job*> scheduler::queue() const {
+  // The policy's order (reserved jobs, then the DRF interleaving of the users' queues).
   std::vector<const job*> q;
-  for (const auto& [id, j] : jobs_) {
-    if (j->rec.state == job_state::queued && !j->starting && !j->reconcile) q.push_back(j.get());
+  for (auto id : policy_.queue()) {
+    auto it = jobs_.find(id);
+    if (it != jobs_.end() && it->second->rec.state == job_state::queued) q.push_back(it->second.get());
   }
-  std::stable_sort(q.begin(), q.end(), [](const job* a, const job* b) { return a->rec.priority > b->rec.priority; });
   return q;
 }
 
@@ -684,46 +709,74 @@ void scheduler::schedule() {
 }
 
 void scheduler::place() {
-  // First fit, in queue order; a job that fits nowhere now does not stop the ones behind
-  // it. (The policy library of issue 6 replaces this pass.)
+  if (!gate_open_) return;
   std::int64_t now = now_ms();
-  for (const job* cj : queue()) {
-    job& j = *find(cj->rec.id);
-    bool blocked = false;
-    for (auto dep : j.rec.after) {
-      job* p = find(dep);
-      if (p != nullptr && p->rec.state == job_state::done) continue;
-      if (p == nullptr || is_final(p->rec.state)) {
-        finish(j, job_state::failed, fmt::format("error dependency {} failed", dep), fmt::format("dependency {} failed", dep));
-        blocked = true;
+  for (auto& d : policy_.decide(now)) {
+    job* j = find(d.job);
+    using kind = policy::decision::kind;
+    switch (d.what) {
+      case kind::start: {
+        node_link* n = find_node(d.node);
+        if (j != nullptr && j->adopted && j->rec.node == d.node) {
+          // Placed where it already runs (after a restart): nothing to start.
+          j->adopted = false;
+          break;
+        }
+        if (j == nullptr || j->rec.state != job_state::queued || n == nullptr || !n->up()) {
+          // Gone meanwhile: give the room back.
+          (void)policy_.finished(d.job, j == nullptr ? policy::outcome::killed : policy::outcome::lost, now, d.node);
+          break;
+        }
+        start_on(*j, *n);
         break;
       }
-      blocked = true;
-    }
-    if (blocked) continue;
-    std::int64_t cpu = j.cpu_millis ? j.cpu_millis : opts_.default_cpu_millis;
-    for (auto& [name, l] : links_) {
-      if (!l->up() || drained_.contains(name) || l->info().draining) continue;
-      if (auto b = backoff_.find(name); b != backoff_.end() && b->second > now) continue;
-      bool labels_ok = std::all_of(j.needs.begin(), j.needs.end(), [&](const auto& need) {
-        return std::find(l->info().labels.begin(), l->info().labels.end(), need) != l->info().labels.end();
-      });
-      if (!labels_ok) continue;
-      auto u = node_used(name);
-      if (u.cpu_millis + cpu > node_cpu_capacity(*l)) continue;
-      if (j.mem_bytes > 0 && u.mem_bytes + static_cast<std::int64_t>(j.mem_bytes) > static_cast<std::int64_t>(l->info().mem_bytes)) continue;
-      start_on(j, *l);
-      break;
-    }
-    if (!j.starting) {
-      std::string why;
-      std::string note = fits_somewhere(j, why) ? "" : why;
-      if (note != j.rec.note) {
-        j.rec.note = note;
-        changed(j);
-      }
+      case kind::fail:
+        if (j != nullptr && !is_final(j->rec.state)) {
+          in_policy_.erase(d.job);  // the policy has recorded it failed
+          finish(*j, job_state::failed, "error " + d.reason, d.reason);
+          in_policy_.insert(d.job);
+        }
+        break;
+      case kind::preempt:
+        if (j != nullptr) preempt(*j, d.node);
+        break;
+      case kind::backup:
+        // Jobs never ask for speculation through ctl yet; a backup cannot be asked for.
+        break;
     }
   }
+}
+
+void scheduler::preempt(job& j, const std::string& node) {
+  // The policy has freed the room and queued the job again: kill the task and forget it,
+  // so that its exit is not taken for the job's end; not a failure, not an attempt.
+  if (j.rec.node != node || (!j.holds)) return;
+  std::uint64_t task = j.rec.task;
+  std::string owner = j.rec.owner;
+  if (task != 0) {
+    by_task_.erase({node, task});
+    preempted_tasks_.insert({node, task});
+    if (node_link* n = find_node(node)) {
+      n->batch(owner,
+               [task](node_conn& c, std::uint32_t root) {
+                 std::uint32_t f = c.client().alloc_fid();
+                 return std::vector<srv9p::message>{srv9p::twalk{root, f, {"task", std::to_string(task), "ctl"}},
+                                                    srv9p::topen{f, srv9p::owrite}, srv9p::twrite{f, 0, "kill\n"},
+                                                    srv9p::tclunk{f}};
+               },
+               [](node_link::replies) {});
+    }
+  }
+  release(j);
+  j.starting = false;
+  j.rec.state = job_state::queued;
+  j.rec.node.clear();
+  j.rec.task = 0;
+  if (j.rec.attempts > 0) j.rec.attempts--;
+  j.rec.note = "preempted on " + node + "; requeued";
+  post_event(fmt::format("preempt {} {}", j.rec.id, node));
+  save(j);
+  changed(j);
 }
 
 void scheduler::start_on(job& j, node_link& n) {
@@ -805,6 +858,81 @@ void scheduler::release(job& j) {
   u.jobs--;
 }
 
+void scheduler::policy_end(job& j, policy::outcome o) {
+  if (!in_policy_.contains(j.rec.id)) return;
+  std::expected<void, std::string> ok;
+  if (j.holds) {
+    ok = policy_.finished(j.rec.id, o, now_ms(), j.rec.node);
+  } else if (o == policy::outcome::killed || o == policy::outcome::failed) {
+    ok = policy_.cancel(j.rec.id);
+  }
+  if (!ok) log(fmt::format("job {}: policy: {}", j.rec.id, ok.error()));
+}
+
+void scheduler::to_policy(job& j) {
+  policy::job_spec spec;
+  spec.id = j.rec.id;
+  spec.user = j.rec.owner;
+  spec.need = {static_cast<std::int64_t>(j.cpu_millis ? j.cpu_millis : opts_.default_cpu_millis),
+               static_cast<std::int64_t>(j.mem_bytes)};
+  spec.needs = j.needs;
+  spec.priority = j.rec.priority;
+  spec.preemptible = j.rec.preemptible;
+  spec.group = j.rec.name;
+  spec.submitted_ms = j.rec.submitted_ms;
+  for (auto dep : j.rec.after) {
+    // Ended predecessors the policy never saw (before a restart) are settled here.
+    job* p = find(dep);
+    if (in_policy_.contains(dep)) {
+      spec.after.push_back(dep);
+    } else if (p == nullptr || p->rec.state != job_state::done) {
+      if (p != nullptr && !is_final(p->rec.state)) {
+        spec.after.push_back(dep);  // submitted below, before j: ids grow
+        continue;
+      }
+      return finish(j, job_state::failed, fmt::format("error dependency {} failed", dep),
+                    fmt::format("dependency {} failed", dep));
+    }
+  }
+  if (j.adopted) {
+    // Must land on the node it runs on, before anything else takes the room.
+    spec.needs.emplace_back("node", j.rec.node);
+    spec.priority = std::numeric_limits<int>::max();
+  }
+  auto ok = policy_.submit(std::move(spec));
+  if (!ok) return finish(j, job_state::failed, "error " + ok.error(), ok.error());
+  in_policy_.insert(j.rec.id);
+}
+
+void scheduler::update_node(const std::string& name) {
+  node_link* n = find_node(name);
+  if (n == nullptr || !n->up()) return policy_.remove_node(name);
+  policy::node_spec spec;
+  spec.name = name;
+  spec.capacity = {node_cpu_capacity(*n), static_cast<std::int64_t>(n->info().mem_bytes)};
+  spec.labels = n->info().labels;
+  spec.labels.emplace_back("node", name);  // `need node=NAME` picks a node (Slurm's --nodelist)
+  spec.drained = drained_.contains(name) || n->info().draining;
+  if (auto ok = policy_.set_node(std::move(spec)); !ok) log(fmt::format("node {}: policy: {}", name, ok.error()));
+}
+
+void scheduler::open_gate() {
+  if (gate_open_ || stopped_) return;
+  for (const auto& [id, j] : jobs_) {
+    if (j->reconcile || j->collecting) return;  // not yet known where it stands
+  }
+  gate_open_ = true;
+  // Adopted jobs first, alone, so that the first pass puts each back on its node.
+  for (auto& [id, j] : jobs_) {
+    if (j->adopted && j->rec.state == job_state::running) to_policy(*j);
+  }
+  place();
+  for (auto& [id, j] : jobs_) {
+    if (j->rec.state == job_state::queued && !in_policy_.contains(id)) to_policy(*j);
+  }
+  schedule();
+}
+
 void scheduler::started(std::uint64_t id, std::string node, std::uint64_t task) {
   job* j = find(id);
   if (j == nullptr || !j->starting || j->rec.node != node) return;
@@ -832,6 +960,7 @@ void scheduler::start_failed(std::uint64_t id, const std::string& why) {
   if (j == nullptr) return;
   std::string node = j->rec.node;
   log(fmt::format("job {}: start on {} failed: {}", id, node, why));
+  policy_end(*j, policy::outcome::lost);
   release(*j);
   j->starting = false;
   j->rec.node.clear();
@@ -851,6 +980,7 @@ void scheduler::start_failed(std::uint64_t id, const std::string& why) {
 // ---- Ends ------------------------------------------------------------------------------
 
 void scheduler::task_ended(const std::string& node, std::uint64_t task, std::string wait) {
+  if (preempted_tasks_.erase({node, task}) > 0) return;  // killed by preemption: requeued already
   auto it = by_task_.find({node, task});
   if (it == by_task_.end()) {
     // Perhaps the exit of a task whose start has not been answered yet.
@@ -888,6 +1018,9 @@ void scheduler::collect(job& j, std::string wait) {
 }
 
 void scheduler::finish(job& j, job_state s, std::string exit, std::string note) {
+  policy_end(j, s == job_state::done     ? policy::outcome::done
+                : s == job_state::killed ? policy::outcome::killed
+                                         : policy::outcome::failed);
   release(j);
   if (j.rec.task != 0) by_task_.erase({j.rec.node, j.rec.task});
   j.starting = false;
@@ -907,17 +1040,20 @@ void scheduler::finish(job& j, job_state s, std::string exit, std::string note) 
   post_event(fmt::format("end {} {} {}", j.rec.id, to_string(s), ctl::quote(j.rec.exit)));
   changed(j);
   schedule();
+  if (!gate_open_) open_gate();
 }
 
 void scheduler::lost(job& j, const std::string& why) {
   std::string node = j.rec.node;
+  bool ran = j.rec.state == job_state::running || j.rec.task != 0;
+  bool requeue = !ran || j.rec.attempts <= j.rec.retries;
+  if (requeue) policy_end(j, policy::outcome::lost);  // the policy queues it again
   release(j);
   if (j.rec.task != 0) by_task_.erase({node, j.rec.task});
-  bool ran = j.rec.state == job_state::running || j.rec.task != 0;
   j.starting = false;
   j.reconcile = false;
   post_event(fmt::format("lost {} {}", j.rec.id, node));
-  if (!ran || j.rec.attempts <= j.rec.retries) {
+  if (requeue) {
     j.rec.state = job_state::queued;
     j.rec.node.clear();
     j.rec.task = 0;
@@ -925,7 +1061,9 @@ void scheduler::lost(job& j, const std::string& why) {
                      : fmt::format("start on {} not confirmed ({}); requeued", node, why);
     save(j);
     changed(j);
+    if (gate_open_ && !in_policy_.contains(j.rec.id)) to_policy(j);
     schedule();
+    open_gate();
     return;
   }
   finish(j, job_state::failed, "lost",
@@ -962,13 +1100,14 @@ void scheduler::reconcile(job& j) {
       save(*j);
       log(fmt::format("job {}: found task {} on {} ({})", id, found->task, node, found->state));
       if (found->state == "new" || found->state == "running") {
+        j->adopted = true;
         if (auto e = early_exits_.find({node, found->task}); e != early_exits_.end()) {
           std::string wait = e->second;
           early_exits_.erase(e);
           return task_ended(node, found->task, wait);
         }
         changed(*j);
-        return;
+        return open_gate();
       }
       task_ended(node, found->task, found->wait.empty() ? "lost" : found->wait);
     });
@@ -1015,7 +1154,14 @@ void scheduler::admin_ctl(std::string line, std::string_view uname, done_fn done
           return done(fail(fmt::format("bad quota '{}': expected cpu=N, mem=BYTES or weight=W", a[i])));
         }
       }
+      if (auto ok = policy_.set_quota(q.user, {q.cpu_millis ? q.cpu_millis : policy::unlimited,
+                                               q.mem_bytes ? q.mem_bytes : policy::unlimited});
+          !ok) {
+        return done(fail(ok.error()));
+      }
+      (void)policy_.set_weight(q.user, q.weight);
       quotas_[q.user] = q;
+      schedule();
       store_->put_quota(q, [this, done](std::expected<void, std::string> ok) { asio::post(io_, [done, ok] { done(ok); }); });
       return;
     }
@@ -1023,7 +1169,9 @@ void scheduler::admin_ctl(std::string line, std::string_view uname, done_fn done
       if (a[0] != "binpack" && a[0] != "spread") {
         return done(fail(fmt::format("bad policy '{}': expected binpack or spread", a[0])));
       }
-      policy_ = a[0];
+      policy_mode_ = a[0];
+      policy_.set_mode(a[0] == "spread" ? policy::mode::spread : policy::mode::binpack);
+      schedule();
       return done({});
     case v::priority: {
       auto id = to_u64(a[0]);
@@ -1039,13 +1187,20 @@ void scheduler::admin_ctl(std::string line, std::string_view uname, done_fn done
 fs::path scheduler::spool(std::uint64_t id) const { return opts_.state / "jobs" / std::to_string(id); }
 
 std::string scheduler::status_line(const job& j) const {
+  // A queued job's note is the policy's account of it ("unschedulable: no node has 64
+  // GiB", "waiting for 3", "over quota: ..."), after any note of its own (a requeue).
+  std::string note = j.rec.note;
+  if (j.rec.state == job_state::queued && !j.starting && in_policy_.contains(j.rec.id)) {
+    std::string p = policy_.note(j.rec.id);
+    if (p != "queued" && !p.empty()) note = note.empty() ? p : note + "; " + p;
+  }
   return fmt::format(
       "id={} owner={} state={} node={} attempts={} exit={} submitted={} started={} ended={} name={} task={} "
       "priority={} note={}",
       j.rec.id, ctl::quote(j.rec.owner), j.starting ? "starting" : to_string(j.rec.state),
       j.rec.node.empty() ? "-" : j.rec.node, j.rec.attempts, ctl::quote(j.rec.exit.empty() ? "-" : j.rec.exit),
       j.rec.submitted_ms, j.rec.started_ms, j.rec.ended_ms, ctl::quote(j.rec.name.empty() ? "-" : j.rec.name),
-      j.rec.task, j.rec.priority, ctl::quote(j.rec.note.empty() ? "-" : j.rec.note));
+      j.rec.task, j.rec.priority, ctl::quote(note.empty() ? "-" : note));
 }
 
 std::string scheduler::wait_text(const job& j) const {
@@ -1078,7 +1233,7 @@ std::string scheduler::cluster_status() const {
       "nodes_up={} nodes_down={} jobs_new={} jobs_queued={} jobs_running={} jobs_done={} jobs_failed={} "
       "jobs_killed={} cpu_millis_used={} cpu_millis_total={} mem_bytes_used={} mem_bytes_total={} policy={}\n",
       up, down, by_state["new"], by_state["queued"], by_state["running"], by_state["done"], by_state["failed"],
-      by_state["killed"], cpu_used, cpu_total, mem_used, mem_total, policy_);
+      by_state["killed"], cpu_used, cpu_total, mem_used, mem_total, policy_mode_);
 }
 
 std::string scheduler::metrics() const {
@@ -1125,36 +1280,24 @@ std::vector<std::string> scheduler::users() const {
   std::set<std::string> u;
   for (const auto& [id, j] : jobs_) u.insert(j->rec.owner);
   for (const auto& [name, q] : quotas_) u.insert(name);
+  for (auto& name : policy_.users()) u.insert(name);
   return {u.begin(), u.end()};
 }
 
 std::string scheduler::user_text(std::string_view user) const {
-  std::int64_t cpu = 0, mem = 0;
-  int running = 0, queued = 0;
-  for (const auto& [id, j] : jobs_) {
-    if (j->rec.owner != user) continue;
-    if (j->holds) {
-      cpu += j->cpu_millis ? j->cpu_millis : opts_.default_cpu_millis;
-      mem += static_cast<std::int64_t>(j->mem_bytes);
-    }
-    running += j->rec.state == job_state::running ? 1 : 0;
-    queued += j->rec.state == job_state::queued ? 1 : 0;
+  // DRF's view of the user (sched/policy.hpp user_info), quota 0 meaning none.
+  auto info = policy_.user(user);
+  policy::scheduler::user_info u = info ? *info : policy::scheduler::user_info{};
+  auto limit = [](std::int64_t v) { return v == policy::unlimited ? std::int64_t{0} : v; };
+  int queued = u.queued;
+  if (!info) {
+    for (const auto& [id, j] : jobs_) queued += j->rec.owner == user && j->rec.state == job_state::queued ? 1 : 0;
   }
-  std::int64_t cpu_total = 0, mem_total = 0;
-  for (const auto& [name, l] : links_) {
-    if (!l->up()) continue;
-    cpu_total += node_cpu_capacity(*l);
-    mem_total += static_cast<std::int64_t>(l->info().mem_bytes);
-  }
-  double share = 0;
-  if (cpu_total > 0) share = std::max(share, static_cast<double>(cpu) / static_cast<double>(cpu_total));
-  if (mem_total > 0) share = std::max(share, static_cast<double>(mem) / static_cast<double>(mem_total));
-  quota_record q;
-  if (auto it = quotas_.find(std::string(user)); it != quotas_.end()) q = it->second;
   return fmt::format(
       "user={} running={} queued={} cpu_millis={} mem_bytes={} dominant_share={:.4f} weight={} "
       "quota_cpu_millis={} quota_mem_bytes={}\n",
-      ctl::quote(user), running, queued, cpu, mem, share, q.weight, q.cpu_millis, q.mem_bytes);
+      ctl::quote(user), u.running, queued, u.usage.cpu_millis, u.usage.mem_bytes, u.dominant_share, u.weight,
+      info ? limit(u.quota.cpu_millis) : 0, info ? limit(u.quota.mem_bytes) : 0);
 }
 
 }  // namespace sched

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "sched/node_link.hpp"
+#include "sched/policy.hpp"
 #include "sched/store.hpp"
 
 namespace sched {
@@ -65,6 +66,7 @@ struct job {
   bool collecting = false;      // results are being copied from the node
   bool collected = false;       // stdout, stderr and out/ are in the scheduler's spool
   bool holds = false;           // counted in its node's used resources
+  bool adopted = false;         // after a restart: found running; the policy must place it there
 };
 
 class scheduler {
@@ -141,7 +143,7 @@ class scheduler {
   void node_event(const std::string& name, const std::string& line);
 
   void schedule();   // posts one placement pass (coalesced)
-  void place();      // the placement pass: first fit (the policy issue replaces it)
+  void place();      // one pass of the policy (sched/policy.hpp) and its decisions carried out
   void start_on(job& j, node_link& n);
   void started(std::uint64_t id, std::string node, std::uint64_t task);
   void start_failed(std::uint64_t id, const std::string& why);
@@ -151,10 +153,18 @@ class scheduler {
   void lost(job& j, const std::string& why);
   void reconcile(job& j);
   void release(job& j);  // gives back what the job held on its node
+  // Tells the policy how a job it knows ended (o) or that it was cancelled (killed while
+  // not running); nothing for a job the policy does not hold.
+  void policy_end(job& j, policy::outcome o);
+  void to_policy(job& j);        // a queued job enters the policy
+  void open_gate();              // after a restart: feeds the policy once every job is reconciled
+  void update_node(const std::string& name);  // the node's spec, as the policy sees it
+  void preempt(job& j, const std::string& node);
   void save(job& j);  // store.put without waiting
   void changed(job& j);
   void post_event(std::string line);
   void sweep();      // drops new jobs past new_job_timeout_ms
+  void tick();       // a placement pass every second
   void log(std::string_view line) const;
   bool fits_somewhere(const job& j, std::string& why) const;
 
@@ -174,7 +184,14 @@ class scheduler {
   asio::steady_timer sweep_timer_;
   asio::steady_timer backoff_timer_;   // a placement pass after a node refused a start
   std::map<std::string, std::int64_t> backoff_;  // node → no starts before this (Unix ms)
-  std::string policy_ = "binpack";
+  std::string policy_mode_ = "binpack";
+  policy::scheduler policy_;
+  std::set<std::uint64_t> in_policy_;  // jobs the policy holds (queued, running, or ended and not forgotten)
+  // After a restart the policy is fed only once every job is reconciled (adopted jobs
+  // first, so that nothing else takes their room): until then no pass runs.
+  bool gate_open_ = false;
+  std::set<std::pair<std::string, std::uint64_t>> preempted_tasks_;  // (node, task) killed by preemption
+  asio::steady_timer tick_timer_;      // a pass every second for time-based rules (reservations)
   std::map<std::string, std::shared_ptr<node_link>> links_;
   std::set<std::string> drained_;
   std::map<std::uint64_t, std::unique_ptr<job>> jobs_;
