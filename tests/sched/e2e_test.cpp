@@ -7,6 +7,7 @@
 #include <atomic>
 #include <csignal>
 #include <future>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -394,6 +395,60 @@ TEST(SchedE2E, SchedulerKilledAndRestartedLosesNothingAndRunsNothingTwice) {
     tasks += static_cast<int>(list->size()) - 1;  // clone
   }
   EXPECT_EQ(tasks, 11);
+}
+
+}  // namespace
+
+namespace {
+
+// DRF between two users on three real nodes (design: "Scheduling"): with the cluster
+// drained while both queue, the first pass splits the six CPUs three and three, although
+// alice queued first; a quota caps a third user.
+TEST(SchedE2E, UsersShareTheClusterFairly) {
+  START(c);
+  for (const char* n : {"n1", "n2", "n3"}) ASSERT_TRUE(c.write("ctl", std::string("drain ") + n + "\n").has_value());
+  ASSERT_TRUE(c.write("ctl", "quota carol cpu=1\n").has_value());
+  auto as = [&](const std::string& user) {
+    auto r = c.c->attach(user);
+    EXPECT_TRUE(r.has_value());
+    return *r;
+  };
+  std::map<std::string, std::uint32_t> roots{{"alice", as("alice")}, {"bob", as("bob")}, {"carol", as("carol")}};
+  std::vector<std::pair<std::string, std::string>> jobs;  // (user, id)
+  for (const char* user : {"alice", "bob", "carol"}) {
+    for (int i = 0; i < 8; ++i) {
+      auto id = c.c->read_file(roots[user], "jobs/clone");
+      ASSERT_TRUE(id.has_value());
+      std::string j = trim(*id);
+      ASSERT_TRUE(c.c->write_file(roots[user], "jobs/" + j + "/ctl", "exec sleep 30\n").has_value());
+      jobs.emplace_back(user, j);
+    }
+  }
+  EXPECT_NE(c.read("users/alice").find(" queued=8 "), std::string::npos) << c.read("users/alice");
+  for (const char* n : {"n1", "n2", "n3"}) ASSERT_TRUE(c.write("ctl", std::string("undrain ") + n + "\n").has_value());
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (c.read("status").find("jobs_running=6 ") == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  auto running = [&](const std::string& user) {
+    auto t = c.read("users/" + user);
+    auto p = t.find(" running=");
+    return p == std::string::npos ? -1 : std::stoi(t.substr(p + 9));
+  };
+  // Carol's quota holds her to one CPU; alice and bob split the rest evenly.
+  EXPECT_EQ(running("carol"), 1) << c.read("users/carol");
+  EXPECT_EQ(running("alice") + running("bob"), 5) << c.read("users/alice") << c.read("users/bob");
+  EXPECT_LE(std::abs(running("alice") - running("bob")), 1) << c.read("users/alice") << c.read("users/bob");
+  EXPECT_NE(c.read("users/carol").find("quota_cpu_millis=1000"), std::string::npos) << c.read("users/carol");
+  // The queue interleaves the users; a queued job of carol's says why it waits.
+  std::string carol_queued;
+  for (const auto& [user, j] : jobs) {
+    if (user == "carol" && c.status_field(j, "state") == "queued") carol_queued = j;
+  }
+  ASSERT_FALSE(carol_queued.empty());
+  EXPECT_NE(c.read("jobs/" + carol_queued + "/status").find("over quota"), std::string::npos)
+      << c.read("jobs/" + carol_queued + "/status");
+  for (const auto& [user, j] : jobs) ASSERT_TRUE(c.write("jobs/" + j + "/ctl", "kill\n").has_value());
 }
 
 }  // namespace
