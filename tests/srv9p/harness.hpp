@@ -14,7 +14,8 @@
 
 namespace srv9p::testing {
 
-// A ramfs that counts the clunk hook's calls.
+// A ramfs that counts the clunk hook's calls and, with hold set, answers walks and opens
+// only when release() is called (as a relay to another server does).
 class counting_ramfs : public ramfs {
  public:
   using ramfs::ramfs;
@@ -22,7 +23,31 @@ class counting_ramfs : public ramfs {
     ++clunks;
     ramfs::clunk(f);
   }
+  void walk(request r) override {
+    if (hold) return held.push_back(std::move(r));
+    ramfs::walk(std::move(r));
+  }
+  void open(request r) override {
+    if (hold) return held.push_back(std::move(r));
+    ramfs::open(std::move(r));
+  }
+  // Answers the held requests, in order.
+  void release() {
+    hold = false;
+    auto h = std::move(held);
+    held.clear();
+    for (auto& r : h) {
+      if (r.done()) continue;
+      if (std::holds_alternative<twalk>(r.t())) {
+        ramfs::walk(r);
+      } else {
+        ramfs::open(r);
+      }
+    }
+  }
   int clunks = 0;
+  bool hold = false;
+  std::vector<request> held;
 };
 
 struct harness {

@@ -109,6 +109,45 @@ TEST(Session, DuplicateTagOfAPendingRequestIsRefused) {
   EXPECT_EQ(error_of(h.next()), err::dup_tag);
 }
 
+TEST(Session, RequestsOnAFidWaitForTheWalkAndOpenThatMakeIt) {
+  // A client pipelines Twalk newfid, Topen newfid, Tstat newfid; the tree answers the walk
+  // and the open later. The later requests wait for them instead of failing "unknown fid"
+  // or "fid not open", and start in their order.
+  harness h;
+  h.start();
+  h.fs.hold = true;
+  h.send(2, twalk{0, 1, {"big"}});
+  h.send(3, topen{1, oread});
+  h.send(4, tstat{1});
+  h.send(5, tread{1, 0, 10});
+  h.send(6, twalk{0, 1, {"big"}});  // newfid is being made: in use
+  EXPECT_EQ(error_of(h.next()), err::fid_in_use);
+  h.send(7, tflush{4});             // a waiting request is flushed before it starts
+  EXPECT_TRUE(std::holds_alternative<rflush>(h.next().msg));
+  h.send(4, tstat{0});              // and its tag is free again
+  EXPECT_TRUE(std::holds_alternative<rstat>(h.next().msg));
+  EXPECT_TRUE(h.out.empty());
+  EXPECT_EQ(h.fs.held.size(), 1u);  // the walk; the open has not started yet
+  h.fs.hold = true;
+  h.fs.release();
+  h.fs.hold = true;
+  h.run();
+  auto w = h.next();
+  EXPECT_EQ(w.tag, 2);
+  EXPECT_TRUE(std::holds_alternative<rwalk>(w.msg)) << to_string(w);
+  EXPECT_TRUE(h.out.empty());
+  EXPECT_EQ(h.fs.held.size(), 1u);  // now the open
+  h.fs.release();
+  h.run();
+  auto o = h.next();
+  EXPECT_EQ(o.tag, 3);
+  EXPECT_TRUE(std::holds_alternative<ropen>(o.msg)) << to_string(o);
+  auto rd = h.next();
+  EXPECT_EQ(rd.tag, 5);
+  EXPECT_TRUE(std::holds_alternative<rread>(rd.msg)) << to_string(rd);
+  EXPECT_TRUE(h.out.empty());  // no Rstat for the flushed tag 4
+}
+
 TEST(Session, FlushCancelsAParkedReadAndTellsTheTree) {
   harness h;
   h.start();
