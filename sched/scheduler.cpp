@@ -711,7 +711,11 @@ void scheduler::schedule() {
 void scheduler::place() {
   if (!gate_open_) return;
   std::int64_t now = now_ms();
-  for (auto& d : policy_.decide(now)) {
+  auto decisions = policy_.decide(now);
+  // What one pass decided can make work for the next (a fail releases nothing, but a
+  // dependent that became ready is placed by the pass after): run again until quiet.
+  if (!decisions.empty()) schedule();
+  for (auto& d : decisions) {
     job* j = find(d.job);
     using kind = policy::decision::kind;
     switch (d.what) {
