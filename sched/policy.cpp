@@ -1,12 +1,13 @@
 // The scheduling policy (policy.hpp says what it decides and why). This file is arranged
-// as: node_treap (the placement index); the records (nodes, label classes, shapes, users
-// and their queues, jobs, speculation groups); scheduler::impl with the bookkeeping
-// helpers, then the public calls in the header's order, decide() last.
+// as: node_treap (the placement index); the records (nodes, node label sets, job label
+// classes, shapes, users and their queues, jobs, speculation groups); scheduler::impl
+// with the bookkeeping helpers, then the public calls in the header's order, decide()
+// last.
 //
 // Invariants the helpers keep:
-//   - a node is in the trees of its label classes iff it is not drained, not removed and
+//   - a node is in the trees of its label set iff it is not drained, not removed and
 //     holds no reservation; its key there is its free room (capacity − used), and in the
-//     "reclaimable" trees (only while it runs preemptible copies) free + preemptible use;
+//     "reclaimable" tree (only while it runs preemptible copies) free + preemptible use;
 //   - a queued job is in exactly one user queue (user × shape); the queue's first job is
 //     in the user's `heads` set unless the queue is parked (its user is over quota for
 //     it); a user is in `active_` (by dominant share) iff its `heads` is not empty;

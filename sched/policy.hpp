@@ -26,12 +26,14 @@
 //
 // How it is arranged (scheduler's private part, policy.cpp): per user, one queue per job
 // "shape" (the same need, label constraints and preemptibility), ordered by priority and
-// submission; the users with queued jobs in a set ordered by dominant share; per set of
-// label constraints, two treaps of the nodes that satisfy it, keyed by free room and by
-// room that preemption could free, with the largest free memory of each subtree, so that
-// a best-fit (or most-free) node is found in O(log nodes). A placement pass therefore
-// costs O(log) per started job plus one failed lookup per distinct shape, never a scan
-// of the queue or of the nodes. See decide() for the whole pass.
+// submission; the users with queued jobs in a set ordered by dominant share; per
+// distinct set of node labels, two treaps of its nodes, keyed by free room and by the
+// room preemption could free, with the largest free memory of each subtree, so that a
+// best-fit (or most-free) node is found in O(log nodes) per label set. A shape that fits
+// nowhere is marked failed, for every user, until room grows on a node where it would
+// fit. A placement pass therefore costs O(log nodes) per started job plus a lookup per
+// shape whose mark was cleared, never a scan of the queue or of the nodes (the one
+// O(nodes) scan is choosing a reservation's node). See decide() for the whole pass.
 //
 // Units: CPU in millicores (1000 = one CPU), memory in bytes, time in milliseconds on
 // the caller's clock (any epoch, but one clock for every call). Not thread-safe: one
