@@ -621,6 +621,17 @@ bool scheduler::fits_somewhere(const job& j, std::string& why) const {
 }
 
 void scheduler::submit(job& j, done_fn done) {
+  // after names jobs that are submitted (the policy orders only what it holds), as
+  // Slurm's --dependency names existing jobs.
+  for (auto dep : j.rec.after) {
+    job* p = find(dep);
+    if (p != nullptr && p->rec.state == job_state::new_) {
+      j.argv.clear();
+      auto nl = j.rec.spec.rfind("exec ");
+      if (nl != std::string::npos) j.rec.spec.erase(nl);
+      return done(fail(fmt::format("after: job {} has not been submitted (no exec yet)", dep)));
+    }
+  }
   j.rec.state = job_state::queued;
   j.rec.submitted_ms = now_ms();
   j.starting = true;  // not placeable until durable

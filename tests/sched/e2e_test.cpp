@@ -244,6 +244,8 @@ TEST(SchedE2E, BadInputAnswersAnErrorAndChangesNothing) {
   ASSERT_TRUE(c.write("jobs/" + k + "/ctl", "after " + j + "\n").has_value());
   EXPECT_EQ(err(ctl, "after " + k), "after: " + k + " would make a cycle");
   EXPECT_EQ(c.read(ctl), "");  // nothing was taken
+  EXPECT_EQ(err("jobs/" + k + "/ctl", "exec true"), "after: job " + j + " has not been submitted (no exec yet)");
+  EXPECT_EQ(c.status_field(k, "state"), "new");
   // Too big for every node: accepted, with a note.
   ASSERT_TRUE(c.write(ctl, "mem 64g\n").has_value());
   ASSERT_TRUE(c.write(ctl, "exec true\n").has_value());
