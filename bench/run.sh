@@ -31,3 +31,7 @@ out=build-bench/results-$(date -u +%Y%m%dT%H%M%SZ).md
 } | tee "$out"
 echo
 echo "(kept in $out)"
+
+# galaxy-node's task rate, memory and binary size (issue 3): a section of its own.
+echo
+./bench/run_node.sh
