@@ -338,6 +338,7 @@ TEST(NodeE2E, ResultsSurviveKillNine) {
   auto done = f.task({"exec echo kept"});
   EXPECT_EQ(f.read("task/" + done + "/wait"), "exit 0\n");
   auto running = f.task({"exec sleep 100"});
+  auto unstarted = f.task({"env A=1"});  // never exec'd: not written, so found lost
   std::this_thread::sleep_for(200ms);
   f.c.reset();
   f.d.proc.signal(SIGKILL);
@@ -352,8 +353,10 @@ TEST(NodeE2E, ResultsSurviveKillNine) {
   EXPECT_EQ(f.read("task/" + done + "/wait"), "exit 0\n");
   EXPECT_EQ(f.read("task/" + done + "/stdout"), "kept\n");
   EXPECT_EQ(f.read("task/" + running + "/wait"), "lost\n");
+  EXPECT_EQ(f.read("task/" + unstarted + "/wait"), "lost\n");
+  EXPECT_NE(f.read("task/" + unstarted + "/status").find("state=lost"), std::string::npos);
   auto next = f.task({"exec true"});
-  EXPECT_GT(std::stoi(next), std::stoi(running)) << "task numbers must not be reused";
+  EXPECT_GT(std::stoi(next), std::stoi(unstarted)) << "task numbers must not be reused";
 }
 
 TEST(NodeE2E, RefusesANonLoopbackListener) {
