@@ -36,3 +36,6 @@ echo "(kept in $out)"
 ./bench/run_store.sh
 # The scheduling policy on a simulated cluster (bench/run_policy.sh).
 ./bench/run_policy.sh
+# galaxy-node's task rate, memory and binary size (issue 3): a section of its own.
+echo
+./bench/run_node.sh

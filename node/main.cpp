@@ -2,7 +2,7 @@
 // (man/man8/galaxy-node.8, the tree in man/man4/galaxy-node.4).
 //
 //   galaxy-node --listen DIAL --spool DIR [--name NAME] [--cpus N] [--mem BYTES]
-//               [--label K=V]... [--run-as USER] [--config FILE]
+//               [--label K=V]... [--run-as USER] [--keep-finished SECONDS] [--config FILE]
 //
 // Prints "listening on DIAL" per listener, then serves until SIGINT or SIGTERM. Tasks
 // still running then are left alone; the next start finds them lost (the spool says
@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 #include <asio/io_context.hpp>
 #include <fmt/format.h>
+#include <malloc.h>
 #include <pwd.h>
 #include <unistd.h>
 
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
   std::string mem = "0";
   std::vector<std::string> labels;
   std::string run_as = "nobody";
+  std::string keep_finished = "86400";
   node::node_options opts;
   opts.name = host_name();
   opts.admin = login_name();
@@ -52,6 +54,8 @@ int main(int argc, char** argv) {
   app.add_option("--mem", mem, "memory to advertise, bytes with k/m/g (default: MemTotal)");
   app.add_option("--label", labels, "a label K=V (repeatable)");
   app.add_option("--run-as", run_as, "user tasks run as when the daemon is root");
+  app.add_option("--keep-finished", keep_finished,
+                 "seconds a finished task is kept before it is removed (default: 86400, a day)");
   app.add_option("--admin", opts.admin, "the attach name that owns /ctl (default: the daemon's user)");
   app.set_config("--config", "", "read options from this file (key = value lines)");
   CLI11_PARSE(app, argc, argv);
@@ -70,15 +74,21 @@ int main(int argc, char** argv) {
     if (!p) return fail("--label: " + p.error());
     opts.labels.push_back(*p);
   }
+  auto keep_ms = ctl::parse_seconds_ms(keep_finished);
+  if (!keep_ms) return fail("--keep-finished: " + keep_ms.error());
   if (auto ok = srv9p::require_local(listen); !ok) {
     return fail(ok.error() + " (tasks are arbitrary code; cluster authentication does not exist yet)");
   }
+  // One malloc arena for all threads: the io thread does nearly all the work, and the
+  // worker thread's occasional deletions need no arena of their own (each costs RSS).
+  ::mallopt(M_ARENA_MAX, 1);
   // (task_runner::create ignores SIGPIPE, so a task closing its stdin cannot kill us.)
   asio::io_context io;
   node::node_tree tree(io, opts);
   node::runner_options ropts;
   ropts.spool = spool;
   ropts.run_as = run_as;
+  ropts.finished_ttl = std::chrono::milliseconds(*keep_ms);
   ropts.log = srv9p::stderr_log("galaxy-node");
   auto runner = node::task_runner::create(io, ropts, tree.make_hooks());
   if (!runner) return fail(runner.error());

@@ -9,16 +9,32 @@
 // The spec file, SPOOL/task/N/spec, is text: one key=value per line, "format=1" first.
 // Values are escaped so that a line is always one line: a backslash is written "\\" and
 // a newline "\n"; nothing else is escaped. Lists repeat their key in order: one "arg="
-// line per argv word and one "env=" line per K=V. Unknown keys are ignored (a newer
-// daemon may add some); a file without "format=1" and the id of its directory, or with a
-// value that does not parse, is corrupt and skipped by restore() with a log line. Keys:
+// line per argv word and one "env=" line per K=V. A key seen again overrides its earlier
+// value (lists appear in the first record only). Unknown keys are ignored (a newer daemon
+// may add some); a file without "format=1" and the id of its directory, or with a value
+// that does not parse, is corrupt and skipped by restore() with a log line. Keys:
 //   format id state created start end pid pidstart exit signal error timedout usertime
 //   systime maxrss dir cpu mem time nice stdin memlimit cgroup arg env
 // pidstart is field 22 of /proc/PID/stat (starttime, clock ticks since boot): restore()
 // kills a lost task's group only if its pid still names the same process. memlimit says
-// how mem was enforced: "cgroup", "rlimit" or "none". The file is rewritten whole (tmp +
-// rename(2), no fsync: a daemon killed with -9 leaves the page cache intact; a machine
-// crash may lose the last change) when a task is made, by save(), at start and at the end.
+// how mem was enforced: "cgroup", "rlimit" or "none".
+//
+// What a restart after kill -9 needs, and so when the spec is written (never fsync'd: a
+// daemon killed with -9 leaves the page cache intact; a machine crash may lose the last
+// record, as it loses the tail of the output files):
+//   - a running task must be found running, with its pid and pidstart, so that restore()
+//     can kill its group and report it lost: the first record (the whole spec) is written
+//     once, at start, after the clone, by one write(2) to a new file;
+//   - a finished task's result must be found: at the end one record with the changed keys
+//     is appended by one write(2) of under a page (O_APPEND), which SIGKILL cannot split
+//     (the kernel checks for fatal signals between pages). Every record ends with its
+//     "state=" line, and restore() ignores whatever follows the last one all the same;
+//   - a task still new has no result and its client's fids died with the daemon: it is
+//     not written at all (no disk work per ctl command); restore() finds its directory
+//     without a spec (or with an empty one: the daemon died at start) and reports it lost.
+// So a task costs one directory at clone, and in/, out/, stdout, stderr and spec at
+// start: no file is ever replaced, so no inode is freed while tasks run (ext4 pays for
+// every recently freed inode at each allocation).
 //
 // A process: clone(CLONE_VM|CLONE_VFORK) runs child_main on a stack of the runner's own
 // until the child execs (glibc's posix_spawn does the same); the parent blocks every
@@ -35,6 +51,7 @@
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
+#include <asio/thread_pool.hpp>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <grp.h>
@@ -103,19 +120,23 @@ int write_file(const fs::path& p, std::string_view text) {
   return e;
 }
 
-// rename(2) is atomic: a reader (or a restore after kill -9) sees the old file or the new.
-std::expected<void, std::string> write_atomic(const fs::path& p, std::string_view text) {
-  fs::path tmp = p;
-  tmp += ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-  if (fd < 0) return std::unexpected(fmt::format("{}: {}", tmp.string(), errno_text(errno)));
+// Writes text as the whole of p (created or truncated), with one write(2) for a spec.
+std::expected<void, std::string> write_whole(const fs::path& p, std::string_view text) {
+  int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (fd < 0) return std::unexpected(fmt::format("{}: {}", p.string(), errno_text(errno)));
   int e = write_all(fd, text);
   if (::close(fd) < 0 && e == 0) e = errno;
-  if (e == 0 && ::rename(tmp.c_str(), p.c_str()) < 0) e = errno;
-  if (e != 0) {
-    ::unlink(tmp.c_str());
-    return std::unexpected(fmt::format("{}: {}", p.string(), errno_text(e)));
-  }
+  if (e != 0) return std::unexpected(fmt::format("{}: {}", p.string(), errno_text(e)));
+  return {};
+}
+
+// Appends text to the existing file p with one write(2) (O_APPEND).
+std::expected<void, std::string> append_file(const fs::path& p, std::string_view text) {
+  int fd = ::open(p.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (fd < 0) return std::unexpected(fmt::format("{}: {}", p.string(), errno_text(errno)));
+  int e = write_all(fd, text);
+  if (::close(fd) < 0 && e == 0) e = errno;
+  if (e != 0) return std::unexpected(fmt::format("{}: {}", p.string(), errno_text(e)));
   return {};
 }
 
@@ -204,20 +225,16 @@ struct task_extra {
   std::uint64_t pid_start = 0;  // /proc/PID/stat starttime of the task's process
   std::string mem_limit;        // "cgroup", "rlimit", "none"; empty: not started
   std::string cgroup;           // the task's cgroup directory while it may exist
+  bool on_disk = false;         // the spec file has its first record (not persisted)
 };
 
-std::string encode_spec(const task& t, const task_extra& x) {
+// A later record: what changes after start (the end of the task). "state=" ends it: a
+// record cut short (it cannot be, see above, but a disk may lie) is ignored whole.
+std::string encode_update(const task& t, const task_extra& x) {
   std::string s;
-  s.reserve(512);
+  s.reserve(256);
   auto kv = [&s](std::string_view k, const auto& v) { s += fmt::format("{}={}\n", k, v); };
-  kv("format", 1);
-  kv("id", t.id);
-  kv("state", state_name(t.state));
-  kv("created", t.created_unix_ms);
-  kv("start", t.start_unix_ms);
   kv("end", t.end_unix_ms);
-  kv("pid", t.pid);
-  kv("pidstart", x.pid_start);
   kv("exit", t.exit_code);
   kv("signal", t.signal);
   kv("error", escape(t.error));
@@ -225,6 +242,22 @@ std::string encode_spec(const task& t, const task_extra& x) {
   kv("usertime", t.user_ms);
   kv("systime", t.sys_ms);
   kv("maxrss", t.maxrss_bytes);
+  kv("cgroup", escape(x.cgroup));
+  kv("state", state_name(t.state));
+  return s;
+}
+
+// The first record, "format=1" first.
+std::string encode_spec(const task& t, const task_extra& x) {
+  std::string s;
+  s.reserve(512);
+  auto kv = [&s](std::string_view k, const auto& v) { s += fmt::format("{}={}\n", k, v); };
+  kv("format", 1);
+  kv("id", t.id);
+  kv("created", t.created_unix_ms);
+  kv("start", t.start_unix_ms);
+  kv("pid", t.pid);
+  kv("pidstart", x.pid_start);
   kv("dir", escape(t.spec.dir));
   kv("cpu", t.spec.cpu_millis);
   kv("mem", t.spec.mem_bytes);
@@ -232,14 +265,30 @@ std::string encode_spec(const task& t, const task_extra& x) {
   kv("nice", t.spec.nice);
   kv("stdin", t.spec.stdin_pipe ? "pipe" : "null");
   if (!x.mem_limit.empty()) kv("memlimit", x.mem_limit);
-  if (!x.cgroup.empty()) kv("cgroup", escape(x.cgroup));
   for (const auto& a : t.spec.argv) kv("arg", escape(a));
   for (const auto& e : t.spec.env) kv("env", escape(e));
+  s += encode_update(t, x);
   return s;
 }
 
 // Errors: what is wrong with the text, for restore()'s log line.
 std::expected<void, std::string> decode_spec(std::string_view text, task& t, task_extra& x) {
+  // Every record ends with its "state=" line: what follows the last whole one is a record
+  // that did not finish, ignored.
+  for (std::size_t end = text.size(); end > 0;) {
+    std::size_t nl = text.rfind('\n', end - 1);
+    if (nl == std::string_view::npos) {
+      text = {};
+      break;
+    }
+    std::size_t bol = text.rfind('\n', nl == 0 ? 0 : nl - 1);
+    bol = (bol == std::string_view::npos || nl == 0) ? 0 : bol + 1;
+    if (text.substr(bol, nl - bol).starts_with("state=")) {
+      text = text.substr(0, nl + 1);
+      break;
+    }
+    end = bol;
+  }
   bool format_seen = false, id_seen = false;
   std::size_t lineno = 0;
   while (!text.empty()) {
@@ -411,8 +460,6 @@ struct child_args {
   char* const* envp = nullptr;
   int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1;  // all >= 3
   const char* dir = nullptr;
-  int nice = 19;
-  bool sched_idle = true;
   std::uint64_t rlimit_as = 0;  // RLIMIT_AS in bytes; 0: none
   int cgroup_procs_fd = -1;     // the task cgroup's cgroup.procs, or -1
   std::uint64_t cgroup_fallback_as = 0;  // RLIMIT_AS if joining the cgroup fails
@@ -459,13 +506,6 @@ int child_main(void* arg) {
   // cgroup.procs: writing "0" moves the writer. Should the kernel refuse, the task still
   // gets a limit (the spec file says "cgroup" all the same: the parent cannot know).
   if (a.cgroup_procs_fd >= 0 && ::write(a.cgroup_procs_fd, "0", 1) != 1) as = a.cgroup_fallback_as;
-  // Nice and scheduling policy are best effort (an unprivileged daemon cannot lower nice).
-  ::setpriority(PRIO_PROCESS, 0, a.nice);
-  if (a.sched_idle) {
-    struct sched_param sp;
-    std::memset(&sp, 0, sizeof sp);
-    ::sched_setscheduler(0, SCHED_IDLE, &sp);
-  }
   if (as > 0) {
     struct rlimit rl;
     rl.rlim_cur = rl.rlim_max = static_cast<rlim_t>(as);
@@ -595,6 +635,11 @@ struct task_runner::impl {
   void* stack = nullptr;
   asio::posix::stream_descriptor inotify;
   asio::steady_timer gc_timer;
+  std::set<std::uint64_t> starting;  // tasks whose in/ the worker is preparing
+  std::uint64_t trash_seq = 0;       // names in trash/ for removed task directories
+  // Last member: destroyed first, so that its thread is joined while everything a job
+  // might post back to still exists.
+  std::unique_ptr<asio::thread_pool> worker;
   // Handlers hold a weak_ptr to this: a completion that was queued before the runner went
   // away finds it expired and returns.
   std::shared_ptr<char> alive = std::make_shared<char>();
@@ -609,8 +654,15 @@ struct task_runner::impl {
   }
   bool owns(const task& t) const { return find(t.id) == &t; }
 
+  // The spec file (see the top of this file): the first record the first time, then an
+  // appended record of what changed.
   std::expected<void, std::string> write_spec(const task& t) {
-    return write_atomic(dir_of(t.id) / "spec", encode_spec(t, extras[t.id]));
+    task_extra& x = extras[t.id];
+    fs::path p = dir_of(t.id) / "spec";
+    if (x.on_disk) return append_file(p, encode_update(t, x));
+    auto ok = write_whole(p, encode_spec(t, x));
+    x.on_disk = ok.has_value();
+    return ok;
   }
   void write_spec_or_log(const task& t) {
     if (auto ok = write_spec(t); !ok) log(fmt::format("task {}: writing spec: {}", t.id, ok.error()));
@@ -717,24 +769,94 @@ struct task_runner::impl {
     });
   }
 
+  std::expected<void, std::string> check_start(const task& t) const;
   std::expected<void, std::string> start(task& t);
+  std::optional<std::expected<void, std::string>> start(task& t,
+                                                        std::function<void(std::expected<void, std::string>)> done);
+  std::expected<void, std::string> launch(task& t);
   void arm_exit(std::uint64_t id);
   void on_exit(std::uint64_t id, const asio::error_code& ec);
   void release(std::uint64_t id);
   void arm_inotify();
   void on_inotify();
   void arm_gc();
-  std::expected<void, std::string> remove(std::uint64_t id);
+  std::expected<void, std::string> remove(std::uint64_t id, std::function<void(std::expected<void, std::string>)> done);
   std::size_t collect_garbage();
+
+  // Runs job on the worker thread, made at the first job: blocking file-system work that
+  // must not hold up the io_context (and so every 9P request). A job touches no runner
+  // state; it posts its result back to io, where a weak_ptr to alive says whether the
+  // runner still exists.
+  void run_blocking(std::function<void()> job) {
+    if (!worker) worker = std::make_unique<asio::thread_pool>(1);
+    asio::post(*worker, std::move(job));
+  }
+  fs::path in_dir(std::uint64_t id) const { return dir_of(id) / "in"; }
+  fs::path trash_dir() const { return opts.spool / "trash"; }
 };
 
-std::expected<void, std::string> task_runner::impl::start(task& t) {
+std::expected<void, std::string> task_runner::impl::check_start(const task& t) const {
   if (!owns(t)) return std::unexpected("no such task");
+  if (starting.contains(t.id)) return std::unexpected("task is being started");
   if (t.state != task_state::new_) return std::unexpected("task has already been started");
   if (t.spec.argv.empty()) return std::unexpected("nothing to exec");
   if (opts.max_tasks != 0 && procs.size() >= opts.max_tasks) {
     return std::unexpected(fmt::format("too many tasks running (maxtasks {})", opts.max_tasks));
   }
+  return {};
+}
+
+// The blocking part of a start, for the worker: in/'s files go into a working directory
+// chosen by `dir` (task.hpp), and are given to the task's user. Touches no runner state.
+std::expected<void, std::string> prepare_in(const fs::path& in, const std::string& dir, bool drop, uid_t uid,
+                                            gid_t gid) {
+  std::error_code ec;
+  if (!dir.empty() && !fs::is_empty(in, ec) && !ec) {
+    fs::copy(in, dir, fs::copy_options::recursive | fs::copy_options::overwrite_existing, ec);
+    if (ec) return std::unexpected(fmt::format("copying in/ to {}: {}", dir, errno_text(ec.value())));
+  }
+  if (drop) {
+    for (auto it = fs::recursive_directory_iterator(in, ec); !ec && it != fs::recursive_directory_iterator();
+         it.increment(ec)) {
+      ::lchown(it->path().c_str(), uid, gid);
+    }
+  }
+  return {};
+}
+
+std::expected<void, std::string> task_runner::impl::start(task& t) {
+  if (auto ok = check_start(t); !ok) return ok;
+  if (::access(in_dir(t.id).c_str(), F_OK) == 0) {
+    if (auto ok = prepare_in(in_dir(t.id), t.spec.dir, drop, uid, gid); !ok) return ok;
+  }
+  return launch(t);
+}
+
+std::optional<std::expected<void, std::string>> task_runner::impl::start(
+    task& t, std::function<void(std::expected<void, std::string>)> done) {
+  if (auto ok = check_start(t); !ok) return ok;
+  // Without in/ (no client put files there) there is nothing to copy or chown.
+  if (::access(in_dir(t.id).c_str(), F_OK) != 0) return launch(t);
+  std::uint64_t id = t.id;
+  starting.insert(id);
+  run_blocking([this, w = std::weak_ptr<char>(alive), in = in_dir(id), dir = t.spec.dir, drop = drop, uid = uid,
+                gid = gid, id, done = std::move(done)]() mutable {
+    auto ok = prepare_in(in, dir, drop, uid, gid);
+    asio::post(io, [this, w, id, ok = std::move(ok), done = std::move(done)]() mutable {
+      if (w.expired()) return;
+      starting.erase(id);
+      task* tt = find(id);
+      if (tt == nullptr) return done(std::unexpected("no such task"));
+      if (!ok) return done(std::move(ok));
+      if (auto c = check_start(*tt); !c) return done(std::move(c));
+      done(launch(*tt));
+    });
+  });
+  return std::nullopt;
+}
+
+// The rest of a start, on the io thread: directories, descriptors, the clone.
+std::expected<void, std::string> task_runner::impl::launch(task& t) {
   const std::string& prog = t.spec.argv[0];
   auto path = resolve(prog);
   if (!path) {
@@ -743,21 +865,18 @@ std::expected<void, std::string> task_runner::impl::start(task& t) {
   }
   fs::path dir = dir_of(t.id);
   fs::path in = dir / "in", out = dir / "out";
-  std::error_code ec;
-  // in/'s files go into a working directory chosen by `dir` (task.hpp). The copy is in
-  // the parent: it needs the C++ library, which the child may not use.
-  if (!t.spec.dir.empty() && !fs::is_empty(in, ec) && !ec) {
-    fs::copy(in, t.spec.dir, fs::copy_options::recursive | fs::copy_options::overwrite_existing, ec);
-    if (ec) return std::unexpected(fmt::format("copying in/ to {}: {}", t.spec.dir, errno_text(ec.value())));
+  // in/ exists already if a client put files there (make_in_dir); out/ is made here.
+  if (::mkdir(in.c_str(), 0755) < 0 && errno != EEXIST) {
+    return std::unexpected(fmt::format("{}: {}", in.string(), errno_text(errno)));
+  }
+  if (::mkdir(out.c_str(), 0755) < 0 && errno != EEXIST) {
+    return std::unexpected(fmt::format("{}: {}", out.string(), errno_text(errno)));
   }
   if (drop) {
-    // The task's user must be able to work in in/ and write results to out/.
+    // The task's user must be able to work in in/ and write results to out/ (in/'s files
+    // were given to it by prepare_in).
     for (const auto& d : {in, out}) {
       if (::lchown(d.c_str(), uid, gid) < 0) return std::unexpected(fmt::format("chown {}: {}", d.string(), errno_text(errno)));
-    }
-    for (auto it = fs::recursive_directory_iterator(in, ec); !ec && it != fs::recursive_directory_iterator();
-         it.increment(ec)) {
-      ::lchown(it->path().c_str(), uid, gid);
     }
   }
 
@@ -814,8 +933,6 @@ std::expected<void, std::string> task_runner::impl::start(task& t) {
   a.stdout_fd = out_fd.fd;
   a.stderr_fd = err_fd.fd;
   a.dir = wd.c_str();
-  a.nice = std::clamp(t.spec.nice, -20, 19);
-  a.sched_idle = t.spec.nice >= 19;
   a.rlimit_as = x.mem_limit == "rlimit" ? t.spec.mem_bytes : 0;
   a.cgroup_procs_fd = cgroup_fd.fd;
   a.cgroup_fallback_as = t.spec.mem_bytes;
@@ -871,6 +988,20 @@ std::expected<void, std::string> task_runner::impl::start(task& t) {
                                            : std::string(stage_names[stage]);
     fail_exec(t, fmt::format("{}: {}", what, errno_text(msg[1])));
     return {};
+  }
+
+  // Nice and SCHED_IDLE are set here, by the parent, once the child has exec'd, not by
+  // the child before its exec: with CLONE_VFORK the daemon waits for the child to reach
+  // exec, and an idle child on a busy machine (the very case idle harvesting is for) gets
+  // the CPU only when nobody else wants it, so the daemon would stall for as long. The
+  // exec'd program may run a few microseconds at the daemon's priority before this; it
+  // cannot have forked yet (ld.so alone takes longer). Best effort: an unprivileged daemon
+  // cannot lower nice (setpriority(2), sched(7)).
+  ::setpriority(PRIO_PROCESS, static_cast<id_t>(pid), std::clamp(t.spec.nice, -20, 19));
+  if (t.spec.nice >= 19) {
+    struct sched_param sp;
+    std::memset(&sp, 0, sizeof sp);
+    ::sched_setscheduler(pid, SCHED_IDLE, &sp);
   }
 
   int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
@@ -1060,15 +1191,34 @@ void task_runner::impl::arm_gc() {
   });
 }
 
-std::expected<void, std::string> task_runner::impl::remove(std::uint64_t id) {
+// The task is forgotten at once: its directory is renamed into trash/ (one rename(2), so
+// a restart never finds it half deleted), and the worker deletes it from there; done, if
+// given, is called on the io thread when the files are gone.
+std::expected<void, std::string> task_runner::impl::remove(std::uint64_t id,
+                                                          std::function<void(std::expected<void, std::string>)> done) {
   task* t = find(id);
   if (t == nullptr) return std::unexpected("no such task");
   if (t->state == task_state::running) return std::unexpected("task is running");
-  std::error_code ec;
-  fs::remove_all(dir_of(id), ec);
-  if (ec) return std::unexpected(fmt::format("removing {}: {}", dir_of(id).string(), errno_text(ec.value())));
+  if (starting.contains(id)) return std::unexpected("task is being started");
+  fs::path trash = trash_dir() / fmt::format("{}-{}-{}", id, ::getpid(), trash_seq++);
+  if (::rename(dir_of(id).c_str(), trash.c_str()) < 0) {
+    int e = errno;
+    if (e == ENOENT && ::mkdir(trash_dir().c_str(), 0755) == 0) return remove(id, std::move(done));
+    return std::unexpected(fmt::format("removing {}: {}", dir_of(id).string(), errno_text(e)));
+  }
   tasks.erase(id);
   extras.erase(id);
+  run_blocking([this, w = std::weak_ptr<char>(alive), trash, done = std::move(done)]() mutable {
+    std::error_code ec;
+    fs::remove_all(trash, ec);
+    std::expected<void, std::string> ok;
+    if (ec) ok = std::unexpected(fmt::format("removing {}: {}", trash.string(), errno_text(ec.value())));
+    asio::post(io, [this, w, ok = std::move(ok), done = std::move(done)] {
+      if (w.expired()) return;
+      if (!ok) log(ok.error());
+      if (done) done(ok);
+    });
+  });
   return {};
 }
 
@@ -1080,8 +1230,9 @@ std::size_t task_runner::impl::collect_garbage() {
   }
   std::size_t n = 0;
   for (auto id : old) {
-    if (auto ok = remove(id)) {
+    if (auto ok = remove(id, {})) {
       n++;
+      if (h.removed) h.removed(id);
     } else {
       log(fmt::format("task {}: {}", id, ok.error()));
     }
@@ -1140,6 +1291,13 @@ std::expected<std::unique_ptr<task_runner>, std::string> task_runner::create(asi
 
 std::expected<void, std::string> task_runner::restore() {
   auto& im = *impl_;
+  // Directories of removed tasks that a previous daemon had not finished deleting.
+  if (std::error_code ec; !fs::is_empty(im.trash_dir(), ec) && !ec) {
+    im.run_blocking([trash = im.trash_dir()] {
+      std::error_code e;
+      for (const auto& d : fs::directory_iterator(trash, e)) fs::remove_all(d.path(), e);
+    });
+  }
   fs::path root = im.opts.spool / "task";
   std::error_code ec;
   fs::directory_iterator it(root, ec);
@@ -1161,6 +1319,18 @@ std::expected<void, std::string> task_runner::restore() {
     im.next_id = std::max(im.next_id, id + 1);  // never reuse a directory, even a corrupt one
     if (im.tasks.contains(id)) continue;
     fs::path spec = im.dir_of(id) / "spec";
+    struct ::stat st;
+    if (::stat(spec.c_str(), &st) < 0 ? errno == ENOENT : st.st_size == 0) {
+      // Never started (new tasks are not written), or the daemon died starting it: lost.
+      auto t = std::make_unique<task>();
+      t->id = id;
+      t->state = task_state::lost;
+      t->end_unix_ms = now;
+      task& ref = *t;
+      im.tasks[id] = std::move(t);
+      im.write_spec_or_log(ref);
+      continue;
+    }
     auto text = read_small_file(spec);
     if (!text) {
       im.log(fmt::format("spool: {}; skipped", text.error()));
@@ -1168,6 +1338,7 @@ std::expected<void, std::string> task_runner::restore() {
     }
     auto t = std::make_unique<task>();
     task_extra x;
+    x.on_disk = true;
     if (auto ok = decode_spec(*text, *t, x); !ok) {
       im.log(fmt::format("spool: {}: corrupt ({}); skipped", spec.string(), ok.error()));
       continue;
@@ -1209,25 +1380,11 @@ std::expected<task*, std::string> task_runner::create_task() {
     if (errno != EEXIST) return std::unexpected(fmt::format("{}: {}", im.dir_of(id).string(), errno_text(errno)));
   }
   im.next_id = id + 1;
-  fs::path d = im.dir_of(id);
-  for (const char* sub : {"in", "out"}) {
-    if (::mkdir((d / sub).c_str(), 0755) < 0) {
-      int e = errno;
-      std::error_code ec;
-      fs::remove_all(d, ec);
-      return std::unexpected(fmt::format("{}: {}", (d / sub).string(), errno_text(e)));
-    }
-  }
+  // Nothing else on disk until start(): in/ is made by the first file created in it.
   auto t = std::make_unique<task>();
   t->id = id;
   t->spec.nice = im.default_nice;
   t->created_unix_ms = static_cast<std::uint64_t>(now_unix_ms());
-  if (auto ok = im.write_spec(*t); !ok) {
-    std::error_code ec;
-    fs::remove_all(d, ec);
-    im.extras.erase(id);
-    return std::unexpected(ok.error());
-  }
   task* p = t.get();
   im.tasks[id] = std::move(t);
   return p;
@@ -1239,11 +1396,28 @@ const std::map<std::uint64_t, std::unique_ptr<task>>& task_runner::tasks() const
 
 std::expected<void, std::string> task_runner::save(task& t) {
   if (!impl_->owns(t)) return std::unexpected("no such task");
+  if (impl_->starting.contains(t.id)) return std::unexpected("task is being started");
   if (t.state != task_state::new_) return std::unexpected("task has already been started");
-  return impl_->write_spec(t);
+  return {};  // new tasks are not written (see the top of this file)
+}
+
+std::expected<fs::path, std::string> task_runner::make_in_dir(std::uint64_t id) {
+  if (impl_->find(id) == nullptr) return std::unexpected("no such task");
+  fs::path in = in_dir(id);
+  if (::mkdir(in.c_str(), 0755) < 0 && errno != EEXIST) {
+    return std::unexpected(fmt::format("{}: {}", in.string(), errno_text(errno)));
+  }
+  return in;
 }
 
 std::expected<void, std::string> task_runner::start(task& t) { return impl_->start(t); }
+
+std::optional<std::expected<void, std::string>> task_runner::start(
+    task& t, std::function<void(std::expected<void, std::string>)> done) {
+  return impl_->start(t, std::move(done));
+}
+
+bool task_runner::starting(std::uint64_t id) const { return impl_->starting.contains(id); }
 
 // kill(2) of -pgid: every process of the task's group (the task made its own with setsid).
 std::expected<void, std::string> task_runner::kill(task& t, int sig) {
@@ -1260,7 +1434,10 @@ void task_runner::kill_all() {
   for (const auto& [id, p] : impl_->procs) ::kill(-p.pid, SIGKILL);
 }
 
-std::expected<void, std::string> task_runner::remove(std::uint64_t id) { return impl_->remove(id); }
+std::expected<void, std::string> task_runner::remove(std::uint64_t id,
+                                                     std::function<void(std::expected<void, std::string>)> done) {
+  return impl_->remove(id, std::move(done));
+}
 
 std::size_t task_runner::collect_garbage() { return impl_->collect_garbage(); }
 

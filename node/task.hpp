@@ -3,15 +3,19 @@
 // their limits, and keeps their results in the spool so that they survive a restart.
 // It knows nothing of 9P; node/tree.* turns it into files.
 //
-// Spool layout, one directory per task (N is the task number):
-//   SPOOL/task/N/spec     the task's spec and state, rewritten atomically (tmp + rename)
-//                         at every change of state; what restore() reads back
+// Spool layout, one directory per task (N is the task number), made at create_task():
+//   SPOOL/task/N/spec     the task's spec and state: written at start, one record appended
+//                         at the end (task.cpp says why that is enough for a restart); a
+//                         task never started has none
 //   SPOOL/task/N/stdout   the process's standard output, written by the process itself
 //   SPOOL/task/N/stderr   likewise (output never passes through the daemon's memory)
-//   SPOOL/task/N/in/      files placed in the working directory before exec; it is the
+//   SPOOL/task/N/in/      files placed in the working directory before exec; made by the
+//                         first file put there (make_in_dir) or at start; it is the
 //                         working directory itself unless `dir PATH` chose another, in
 //                         which case its files are copied there at exec
-//   SPOOL/task/N/out/     $GALAXY_OUT: files the task writes there are its results
+//   SPOOL/task/N/out/     $GALAXY_OUT, made at start: files the task writes there are its
+//                         results
+//   SPOOL/trash/          directories of removed tasks, renamed here and then deleted
 //
 // Processes: started with vfork+exec (never a fork of the daemon's whole address space),
 // each in a session and process group of its own so that kill reaches every descendant;
@@ -23,7 +27,10 @@
 // are given to the run_as user at start. Growth of stdout/stderr is learnt from inotify, so
 // streaming readers wake when output arrives.
 //
-// Everything runs on one io_context; the callbacks run on it too.
+// Everything runs on one io_context; the callbacks run on it too. Blocking file-system
+// work (deleting a removed task's directory, copying in/ to another working directory)
+// runs on one worker thread, made when first needed, whose results come back to the
+// io_context.
 #include <asio/io_context.hpp>
 #include <chrono>
 #include <cstdint>
@@ -97,7 +104,8 @@ struct runner_options {
   // otherwise. A user that does not exist is a start-up error.
   std::string run_as = "nobody";
   bool use_cgroups = true;                  // try cgroup v2 for mem; fall back to RLIMIT_AS
-  std::chrono::milliseconds finished_ttl{std::chrono::hours(24)};  // finished tasks older than this are removed
+  // Finished tasks are removed this long after their end (galaxy-node --keep-finished).
+  std::chrono::milliseconds finished_ttl{std::chrono::hours(24)};
   std::size_t max_tasks = 0;                // running at once; 0: no limit
   // Where the runner reports what it skipped or worked around (a corrupt spec file, a
   // cgroup it could not create); one line each, no newline. Default: nowhere.
@@ -114,6 +122,8 @@ class task_runner {
     std::function<void(const task&)> started;
     std::function<void(const task&)> finished;
     std::function<void(const task&)> output;
+    // A task was removed by garbage collection (not by remove()).
+    std::function<void(std::uint64_t id)> removed;
   };
 
   // Errors: the spool cannot be created, the run_as user does not exist, inotify(7).
@@ -125,8 +135,8 @@ class task_runner {
   ~task_runner();  // kills nothing: running tasks are found lost by the next restore()
 
   // Reads the spool back: finished tasks reappear as they were; tasks that were running
-  // are marked lost (their process groups are sent SIGKILL). New ids continue after the
-  // highest found.
+  // are marked lost (their process groups are sent SIGKILL), and so are tasks that were
+  // never started. New ids continue after the highest found.
   std::expected<void, std::string> restore();
 
   // A new task in state new, with its spool directory made. Errors: the disk.
@@ -134,24 +144,43 @@ class task_runner {
   task* find(std::uint64_t id);
   const std::map<std::uint64_t, std::unique_ptr<task>>& tasks() const;
 
-  // Persists the spec of a task still in state new (after each ctl command). Errors:
-  // "task has already been started", the disk.
+  // Checks that a task may still change its spec (after each ctl command). A new task is
+  // not written to disk: a daemon that dies before its exec finds it lost. Errors: "task
+  // has already been started", "no such task".
   std::expected<void, std::string> save(task& t);
-  // Starts it. Errors (the task stays new): "task has already been started", "nothing to
-  // exec", "too many tasks running (maxtasks N)", and the disk, pipe2(2) or clone(2).
-  // (Draining is the tree's to refuse.)
+  // The task's in/ directory, made if missing (before a file is put there). Errors: "no
+  // such task", the disk.
+  std::expected<std::filesystem::path, std::string> make_in_dir(std::uint64_t id);
+  // Starts it. Errors (the task stays new): "task has already been started", "task is
+  // being started", "nothing to exec", "too many tasks running (maxtasks N)", and the
+  // disk, pipe2(2) or clone(2). (Draining is the tree's to refuse.)
   // A program that cannot be executed is not an error here: the task becomes failed
   // with error "exec: PATH: file does not exist" and finished() is called.
+  // This form does the blocking part (copying in/ to `dir`, giving in/'s files to the
+  // run_as user) on the calling thread.
   std::expected<void, std::string> start(task& t);
+  // The same, with the blocking part on the runner's worker thread when there is one (the
+  // task has an in/ directory). Returns the result when there was none (done is not
+  // called); else nothing, and done gets the result later on the io thread. Meanwhile
+  // starting(id) is true, and start, save and remove refuse the task.
+  std::optional<std::expected<void, std::string>> start(task& t,
+                                                        std::function<void(std::expected<void, std::string>)> done);
+  bool starting(std::uint64_t id) const;
   // Sends sig to the task's process group, kill(2) of -pgid. Errors: "task is not
   // running", "bad signal N".
   std::expected<void, std::string> kill(task& t, int sig);
   // Kills every running task (SIGKILL).
   void kill_all();
-  // Forgets a finished or new task and deletes its spool. Errors: "task is running",
-  // "no such task", the disk.
-  std::expected<void, std::string> remove(std::uint64_t id);
-  // Removes finished tasks older than finished_ttl; returns how many.
+  // Forgets a finished or new task at once and deletes its spool directory: renamed into
+  // SPOOL/trash/ here, deleted there by the worker thread (restore() finishes what a
+  // previous daemon left). done, if given, is called on the io thread once the files are
+  // gone, with the deletion's error if any. Errors (nothing changes): "task is running",
+  // "task is being started", "no such task", rename(2).
+  std::expected<void, std::string> remove(std::uint64_t id,
+                                          std::function<void(std::expected<void, std::string>)> done = {});
+  // Removes finished tasks that ended finished_ttl or longer ago, calling hooks.removed
+  // for each; returns how many. The runner does this on a timer (every finished_ttl,
+  // clamped to 1 s .. 1 min).
   std::size_t collect_garbage();
 
   // Paths inside a task's spool directory.

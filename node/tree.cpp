@@ -73,11 +73,16 @@ std::optional<std::uint64_t> to_number(std::string_view s) {
   return v;
 }
 
+}  // namespace
+
 // Per-open state of ctl files (and clone, which is a task's ctl too).
-struct ctl_open : srv9p::open_state {
+struct node_tree::ctl_state : srv9p::open_state {
   std::uint64_t task = 0;  // 0 for the node's /ctl
   ctl::line_buffer lines;
 };
+
+namespace {
+using ctl_open = node_tree::ctl_state;
 struct stdin_open : srv9p::open_state {
   std::uint64_t task = 0;
 };
@@ -94,7 +99,10 @@ struct node_tree::stdin_state {
 };
 
 node_tree::node_tree(asio::io_context& io, node_options opts)
-    : io_(io), opts_(std::move(opts)), events_(opts_.event_backlog) {
+    : io_(io),
+      opts_(std::move(opts)),
+      start_unix_s_(static_cast<std::uint32_t>(::time(nullptr))),
+      events_(opts_.event_backlog) {
   if (opts_.cpus == 0) opts_.cpus = static_cast<std::uint32_t>(::sysconf(_SC_NPROCESSORS_ONLN));
   if (opts_.mem_bytes == 0) {
     if (auto m = read_mem()) opts_.mem_bytes = m->total_bytes;
@@ -110,6 +118,7 @@ task_runner::hooks node_tree::make_hooks() {
       .started = [this](const task& t) { on_started(t); },
       .finished = [this](const task& t) { on_finished(t); },
       .output = [this](const task& t) { on_output(t); },
+      .removed = [this](std::uint64_t id) { forget(id); },
   };
 }
 
@@ -198,18 +207,37 @@ void node_tree::on_output(const task& t) {
 
 // ---- Names -----------------------------------------------------------------------------
 
+void node_tree::stamp(dir& d, std::uint32_t unix_s) {
+  d.atime = unix_s;
+  d.mtime = unix_s;
+}
+
+dir node_tree::fixed_dir(const dirtab_entry& e, std::uint64_t instance) const {
+  dir d = srv9p::dirtab_dir(e, instance, opts_.admin, opts_.admin);
+  stamp(d, start_unix_s_);
+  return d;
+}
+
+// A task's files change when it is made, when it starts and when it ends: their mtime is
+// the latest of those that has happened.
 dir node_tree::task_file(std::uint16_t k, const task& t) const {
   auto owner = task_owner_.find(t.id);
   const std::string& uid = owner == task_owner_.end() ? opts_.admin : owner->second;
+  std::int64_t ms = t.end_unix_ms > 0     ? t.end_unix_ms
+                    : t.start_unix_ms > 0 ? t.start_unix_ms
+                                          : static_cast<std::int64_t>(t.created_unix_ms);
+  auto unix_s = static_cast<std::uint32_t>(ms / 1000);
+  dir d;
   if (k == k_tdir) {
-    dir d = srv9p::dirtab_dir({"", k_tdir, srv9p::dmdir | 0775}, t.id, uid, opts_.admin);
+    d = srv9p::dirtab_dir({"", k_tdir, srv9p::dmdir | 0775}, t.id, uid, opts_.admin);
     d.name = std::to_string(t.id);
-    return d;
+  } else {
+    for (const auto& e : task_tab) {
+      if (e.kind == k) d = srv9p::dirtab_dir(e, t.id, uid, opts_.admin);
+    }
   }
-  for (const auto& e : task_tab) {
-    if (e.kind == k) return srv9p::dirtab_dir(e, t.id, uid, opts_.admin);
-  }
-  return {};
+  stamp(d, unix_s);
+  return d;
 }
 
 std::uint64_t node_tree::disk_id(const std::string& path, std::uint64_t task, bool writable) {
@@ -241,25 +269,28 @@ std::expected<dir, std::string> node_tree::disk_dir(std::uint64_t id) const {
 
 std::expected<dir, std::string> node_tree::attach(std::string_view, std::string_view aname) {
   if (!aname.empty()) return std::unexpected(std::string(err::not_found));
-  dir d = srv9p::dirtab_dir({"/", k_root, srv9p::dmdir | 0555}, 0, opts_.admin, opts_.admin);
+  dir d = fixed_dir({"/", k_root, srv9p::dmdir | 0555}, 0);
   return d;
 }
 
 std::expected<dir, std::string> node_tree::walk1(const dir& parent, std::string_view name, std::string_view) {
   std::uint64_t inst = inst_of(parent);
   switch (kind_of(parent)) {
-    case k_root:
-      return srv9p::dirtab_walk(root_tab, name, 0, opts_.admin, opts_.admin);
+    case k_root: {
+      auto d = srv9p::dirtab_walk(root_tab, name, 0, opts_.admin, opts_.admin);
+      if (d) stamp(*d, start_unix_s_);
+      return d;
+    }
     case k_cpudir: {
       auto n = to_number(name);
       auto ticks = read_cpu_ticks();
       if (!n || !ticks || *n >= ticks->size()) return std::unexpected(std::string(err::not_found));
-      dir d = srv9p::dirtab_dir({"", k_cpu, 0444}, *n, opts_.admin, opts_.admin);
+      dir d = fixed_dir({"", k_cpu, 0444}, *n);
       d.name = std::string(name);
       return d;
     }
     case k_taskdir: {
-      if (name == "clone") return srv9p::dirtab_dir(clone_entry, 0, opts_.admin, opts_.admin);
+      if (name == "clone") return fixed_dir(clone_entry, 0);
       auto n = to_number(name);
       task* t = n && runner_ ? runner_->find(*n) : nullptr;
       if (t == nullptr) return std::unexpected(std::string(err::not_found));
@@ -304,19 +335,21 @@ std::expected<std::vector<dir>, std::string> node_tree::list(const dir& d, std::
   std::vector<dir> out;
   switch (kind_of(d)) {
     case k_root:
-      return srv9p::dirtab_list(root_tab, 0, opts_.admin, opts_.admin);
+      out = srv9p::dirtab_list(root_tab, 0, opts_.admin, opts_.admin);
+      for (auto& e : out) stamp(e, start_unix_s_);
+      return out;
     case k_cpudir: {
       auto ticks = read_cpu_ticks();
       if (!ticks) return std::unexpected(ticks.error());
       for (const auto& t : *ticks) {
-        dir c = srv9p::dirtab_dir({"", k_cpu, 0444}, static_cast<std::uint64_t>(t.cpu), opts_.admin, opts_.admin);
+        dir c = fixed_dir({"", k_cpu, 0444}, static_cast<std::uint64_t>(t.cpu));
         c.name = std::to_string(t.cpu);
         out.push_back(std::move(c));
       }
       return out;
     }
     case k_taskdir:
-      out.push_back(srv9p::dirtab_dir(clone_entry, 0, opts_.admin, opts_.admin));
+      out.push_back(fixed_dir(clone_entry, 0));
       if (runner_ != nullptr) {
         for (const auto& [id, t] : runner_->tasks()) out.push_back(task_file(k_tdir, *t));
       }
@@ -435,7 +468,9 @@ void node_tree::create(request r) {
   std::string base;
   std::uint64_t task = 0;
   if (kind_of(parent) == k_tin && runner_ && runner_->find(inst_of(parent))) {
-    base = runner_->in_dir(inst_of(parent)).string();
+    auto in = runner_->make_in_dir(inst_of(parent));
+    if (!in) return r.error(in.error());
+    base = in->string();
     task = inst_of(parent);
   } else if (kind_of(parent) == k_disk && inst_of(parent) < disk_.size() && disk_[inst_of(parent)].writable) {
     base = disk_[inst_of(parent)].path;
@@ -466,11 +501,14 @@ void node_tree::remove(request r) {
     return r.respond(srv9p::rremove{});
   }
   if (kind_of(f) == k_tdir && runner_ != nullptr) {
-    // rm -r of task/N is the ctl command rm.
-    if (auto ok = runner_->remove(inst); !ok) return r.error(ok.error());
-    task_owner_.erase(inst);
-    stdin_.erase(inst);
-    return r.respond(srv9p::rremove{});
+    // rm -r of task/N is the ctl command rm, answered once the files are gone.
+    auto ok = runner_->remove(inst, [r](std::expected<void, std::string> done) {
+      if (!done) return r.error(done.error());
+      r.respond(srv9p::rremove{});
+    });
+    if (!ok) return r.error(ok.error());
+    forget(inst);
+    return;
   }
   r.error(err::no_remove);
 }
@@ -484,7 +522,7 @@ void node_tree::clunk(srv9p::fid& f) {
       if (c->task == 0) {
         (void)node_ctl(rest, f.uname());
       } else if (task* t = runner_ ? runner_->find(c->task) : nullptr) {
-        (void)task_ctl(*t, rest);
+        (void)task_ctl(*t, rest, [](std::expected<void, std::string>) {});
       }
     }
   } else if (auto* s = dynamic_cast<stdin_open*>(f.aux.get())) {
@@ -631,9 +669,8 @@ void node_tree::write(request r) {
     case k_tctl: {
       auto* c = dynamic_cast<ctl_open*>(f.aux.get());
       if (c == nullptr) return r.error(err::not_open);
-      auto ok = feed_ctl(f, c->task, m.data);
-      if (!ok) return r.error(ok.error());
-      return r.respond(srv9p::rwrite{static_cast<std::uint32_t>(m.data.size())});
+      auto lines = std::make_shared<std::vector<std::string>>(ctl_lines(*c, m.data));
+      return run_ctl(std::move(r), c->task, std::move(lines), 0);
     }
     case k_tstdin: {
       task* t = runner_ ? runner_->find(inst) : nullptr;
@@ -678,34 +715,46 @@ void node_tree::write_stdin(request r, task& t) {
   });
 }
 
-std::expected<void, std::string> node_tree::feed_ctl(srv9p::fid& f, std::uint64_t task_id, std::string_view data) {
-  auto* c = dynamic_cast<ctl_open*>(f.aux.get());
-  std::vector<std::string> lines = c->lines.feed(data);
+std::vector<std::string> node_tree::ctl_lines(ctl_state& c, std::string_view data) {
+  std::vector<std::string> lines = c.lines.feed(data);
   // A write that is not a whole page and does not end in a newline is a whole command
   // (echo -n 'exec ls' > ctl); a full 4 KiB page without one is a piece of a longer line.
   if (!data.empty() && data.back() != '\n' && data.size() % 4096 != 0) {
-    std::string rest = c->lines.take_rest();
+    std::string rest = c.lines.take_rest();
     if (!rest.empty()) lines.push_back(std::move(rest));
   }
-  for (const auto& line : lines) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+  std::erase_if(lines, [](const std::string& l) { return l.find_first_not_of(" \t\r") == std::string::npos; });
+  return lines;
+}
+
+void node_tree::run_ctl(request r, std::uint64_t task_id, std::shared_ptr<std::vector<std::string>> lines,
+                        std::size_t i) {
+  for (; i < lines->size(); i++) {
+    const std::string& line = (*lines)[i];
     if (task_id == 0) {
-      if (auto ok = node_ctl(line, f.uname()); !ok) return ok;
+      if (auto ok = node_ctl(line, r.uname()); !ok) return r.error(ok.error());
       continue;
     }
     task* t = runner_ ? runner_->find(task_id) : nullptr;
-    if (t == nullptr) return std::unexpected(std::string("task removed"));
-    if (auto ok = task_ctl(*t, line); !ok) return ok;
+    if (t == nullptr) return r.error("task removed");
+    auto now = task_ctl(*t, line, [this, r, task_id, lines, i](std::expected<void, std::string> ok) {
+      if (!ok) return r.error(ok.error());
+      run_ctl(r, task_id, lines, i + 1);
+    });
+    if (!now) return;  // the continuation goes on
+    if (!*now) return r.error(now->error());
   }
-  return {};
+  r.respond(srv9p::rwrite{static_cast<std::uint32_t>(r.get<srv9p::twrite>().data.size())});
 }
 
-std::expected<void, std::string> node_tree::task_ctl(task& t, std::string_view line) {
+std::optional<std::expected<void, std::string>> node_tree::task_ctl(task& t, std::string_view line,
+                                                                    ctl_done done) {
   auto cmd = ctl::parse(line, ctl::task_verbs);
   if (!cmd) return std::unexpected(cmd.error());
   using v = ctl::task_verb;
   auto verb = static_cast<v>(cmd->verb);
   const auto& a = cmd->args;
+  if (runner_->starting(t.id)) return std::unexpected(fmt::format("task {} is being started", t.id));
   if (verb != v::kill && verb != v::rm && t.state != task_state::new_) {
     return std::unexpected(fmt::format("task {} already started: '{}' must come before exec", t.id, cmd->name));
   }
@@ -713,11 +762,15 @@ std::expected<void, std::string> node_tree::task_ctl(task& t, std::string_view l
     case v::exec: {
       if (draining_) return std::unexpected(std::string("node is draining: no new tasks"));
       t.spec.argv = a;
-      if (auto ok = runner_->start(t); !ok) {
-        t.spec.argv.clear();
-        return ok;
-      }
-      return {};
+      // A task with files in in/ is started after the worker has prepared them.
+      auto now = runner_->start(t, [this, id = t.id, done](std::expected<void, std::string> ok) {
+        if (!ok) {
+          if (task* tt = runner_->find(id); tt != nullptr && tt->state == task_state::new_) tt->spec.argv.clear();
+        }
+        done(std::move(ok));
+      });
+      if (now && !*now) t.spec.argv.clear();
+      return now;
     }
     case v::dir:
       if (a[0].empty() || a[0][0] != '/') {
@@ -769,14 +822,19 @@ std::expected<void, std::string> node_tree::task_ctl(task& t, std::string_view l
       return runner_->kill(t, sig);
     }
     case v::rm: {
+      // Answered once the files are gone; the task is forgotten at once.
       std::uint64_t id = t.id;
-      if (auto ok = runner_->remove(id); !ok) return ok;
-      task_owner_.erase(id);
-      stdin_.erase(id);
-      return {};
+      if (auto ok = runner_->remove(id, std::move(done)); !ok) return ok;
+      forget(id);
+      return std::nullopt;
     }
   }
   return runner_->save(t);
+}
+
+void node_tree::forget(std::uint64_t id) {
+  task_owner_.erase(id);
+  stdin_.erase(id);
 }
 
 std::expected<void, std::string> node_tree::node_ctl(std::string_view line, std::string_view) {

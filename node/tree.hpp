@@ -10,6 +10,8 @@
 // of a running task) are parked requests, woken by the task runner's hooks and cancelled
 // by Tflush. ctl input is taken by lines (ctl/ctlmsg.hpp line_buffer).
 #include <asio/io_context.hpp>
+#include <functional>
+#include <optional>
 #include <map>
 #include <memory>
 #include <string>
@@ -59,6 +61,9 @@ class node_tree : public srv9p::tree {
   std::string status_text() const;
   bool draining() const { return draining_; }
 
+ public:
+  struct ctl_state;  // per-open state of ctl files
+
  private:
   struct parked;
   struct stdin_state;
@@ -67,12 +72,21 @@ class node_tree : public srv9p::tree {
   void on_finished(const task& t);
   void on_output(const task& t);
 
+  using ctl_done = std::function<void(std::expected<void, std::string>)>;
   std::expected<void, std::string> node_ctl(std::string_view line, std::string_view uname);
-  std::expected<void, std::string> task_ctl(task& t, std::string_view line);
-  // Feeds ctl input to a task: whole lines now; a short write without a newline is taken
-  // as a whole line too (echo -n), a write that fills a 4 KiB page without one is held
-  // for the next piece.
-  std::expected<void, std::string> feed_ctl(srv9p::fid& f, std::uint64_t task_id, std::string_view data);
+  // One task ctl command. Returns its result, or nothing when it finishes later (exec of
+  // a task whose in/ the worker prepares; rm, whose files the worker deletes): done is
+  // then called with the result on the io thread.
+  std::optional<std::expected<void, std::string>> task_ctl(task& t, std::string_view line, ctl_done done);
+  // The whole command lines in a piece of ctl input: a short write without a newline is
+  // taken as a whole line too (echo -n), a write that fills a 4 KiB page without one is
+  // held for the next piece. Blank lines are dropped.
+  std::vector<std::string> ctl_lines(ctl_state& c, std::string_view data);
+  // Runs lines[i...] in order, stopping at the first error (its text is the Rerror); the
+  // Rwrite when all succeeded. Lines after one that finishes later run when it has.
+  void run_ctl(srv9p::request r, std::uint64_t task_id, std::shared_ptr<std::vector<std::string>> lines,
+               std::size_t i);
+  void forget(std::uint64_t id);  // drops the tree's state of a removed task
 
   void serve_wait(srv9p::request r, std::uint64_t id);
   void serve_output(srv9p::request r, std::uint64_t id, bool err);
@@ -80,13 +94,20 @@ class node_tree : public srv9p::tree {
   void wake(std::uint64_t key);
   void write_stdin(srv9p::request r, task& t);
 
+  // The dir of a task's file; atime and mtime are the task's latest of made, started and
+  // ended.
   srv9p::dir task_file(std::uint16_t kind, const task& t) const;
+  // The dir of a fixed file (status, cpu/N, task/clone, ...); atime and mtime are the
+  // daemon's start.
+  srv9p::dir fixed_dir(const srv9p::dirtab_entry& e, std::uint64_t instance) const;
+  static void stamp(srv9p::dir& d, std::uint32_t unix_s);
   // Files under a task's in/ or out/ on disk, by a qid instance number each.
   std::uint64_t disk_id(const std::string& path, std::uint64_t task, bool writable);
   std::expected<srv9p::dir, std::string> disk_dir(std::uint64_t id) const;
 
   asio::io_context& io_;
   node_options opts_;
+  std::uint32_t start_unix_s_;  // when the daemon started: the mtime of fixed files
   task_runner* runner_ = nullptr;
   bool draining_ = false;
   int share_pct_ = 100;

@@ -4,7 +4,11 @@
 
 #include <csignal>
 #include <sys/stat.h>
+#include <filesystem>
+#include <fstream>
 #include <future>
+#include <iterator>
+#include <sstream>
 #include <thread>
 
 #include "fsclient/client.hpp"
@@ -132,8 +136,10 @@ TEST(NodeE2E, StdoutStreamsWhileTheTaskRuns) {
 
 TEST(NodeE2E, BadCommandsAreRefusedAndChangeNothing) {
   START(f);
-  auto n = f.task({});
+  auto n = f.task({"env A=1", "mem 1g"});
   auto ctl = "task/" + n + "/ctl";
+  const std::string spec = f.read(ctl);  // the spec as commands; no bad command changes it
+  EXPECT_NE(spec.find("env A=1\n"), std::string::npos) << spec;
   auto e = f.write(ctl, "exce ls\n");
   ASSERT_FALSE(e.has_value());
   EXPECT_NE(e.error().find("unknown command 'exce'"), std::string::npos) << e.error();
@@ -146,18 +152,41 @@ TEST(NodeE2E, BadCommandsAreRefusedAndChangeNothing) {
   EXPECT_NE(e.error().find("12q"), std::string::npos) << e.error();
   e = f.write(ctl, "dir relative/path\n");
   ASSERT_FALSE(e.has_value());
+  EXPECT_NE(e.error().find("absolute"), std::string::npos) << e.error();
+  // A good command before a bad one in the same write is taken; the bad one is not.
+  e = f.write(ctl, "nice 5\nnice 40\n");
+  ASSERT_FALSE(e.has_value());
+  EXPECT_NE(e.error().find("40"), std::string::npos) << e.error();
+  EXPECT_EQ(f.read(ctl), std::string(spec).replace(spec.find("nice 19"), 7, "nice 5"));
   EXPECT_NE(f.read("task/" + n + "/status").find("state=new"), std::string::npos);
   ASSERT_TRUE(f.write(ctl, "exec true\n").has_value());
   EXPECT_EQ(f.read("task/" + n + "/wait"), "exit 0\n");
+  const std::string status = f.read("task/" + n + "/status");
   e = f.write(ctl, "exec true\n");
   ASSERT_FALSE(e.has_value());
   EXPECT_NE(e.error().find("already started"), std::string::npos) << e.error();
+  e = f.write(ctl, "env B=2\n");
+  ASSERT_FALSE(e.has_value());
+  EXPECT_NE(e.error().find("must come before exec"), std::string::npos) << e.error();
   e = f.write(ctl, "kill\n");
-  EXPECT_FALSE(e.has_value()) << "kill of a finished task must be refused";
+  ASSERT_FALSE(e.has_value()) << "kill of a finished task must be refused";
+  EXPECT_EQ(e.error(), "task is not running");
+  EXPECT_EQ(f.read("task/" + n + "/status"), status);
+  EXPECT_EQ(f.read("task/" + n + "/wait"), "exit 0\n");
+  // A file opened before rm answers "task removed" after it.
+  auto st = f.c->walk(f.root, "task/" + n + "/status");
+  ASSERT_TRUE(st.has_value());
+  ASSERT_TRUE(f.c->open(*st, srv9p::oread).has_value());
   ASSERT_TRUE(f.write(ctl, "rm\n").has_value());
   auto gone = f.c->read_file(f.root, "task/" + n + "/status");
   ASSERT_FALSE(gone.has_value());
   EXPECT_NE(gone.error().find(srv9p::err::not_found), std::string::npos) << gone.error();
+  auto late = f.c->read(*st, 0, 100);
+  ASSERT_FALSE(late.has_value());
+  EXPECT_EQ(late.error(), "task removed");
+  f.c->clunk(*st);
+  e = f.write(ctl, "rm\n");
+  ASSERT_FALSE(e.has_value()) << "rm of a removed task";
 }
 
 TEST(NodeE2E, AMissingProgramSaysSoInWait) {
@@ -277,14 +306,31 @@ TEST(NodeE2E, DrainRefusesNewTasksAndLetsRunningOnesFinish) {
   EXPECT_NE(bad.error().find("unknown command 'drian'"), std::string::npos) << bad.error();
 }
 
+// 200 tasks running at once: each waits on its stdin, so none can end before all have
+// started and /status counts them; then each is fed a line and ends.
 TEST(NodeE2E, TwoHundredConcurrentTasks) {
   START(f);
   std::vector<std::string> ids;
-  for (int i = 0; i < 200; ++i) ids.push_back(f.task({"exec sh -c 'echo " + std::to_string(i) + "'"}));
+  std::vector<std::uint32_t> stdins;
+  for (int i = 0; i < 200; ++i) {
+    auto n = f.task({});
+    auto in = f.c->walk(f.root, "task/" + n + "/stdin");
+    ASSERT_TRUE(in.has_value()) << in.error();
+    ASSERT_TRUE(f.c->open(*in, srv9p::owrite).has_value());
+    ASSERT_TRUE(f.write("task/" + n + "/ctl", "exec sh -c 'read x; echo $x'\n").has_value()) << i;
+    ids.push_back(n);
+    stdins.push_back(*in);
+  }
+  EXPECT_NE(f.read("status").find(" tasks=200 "), std::string::npos) << f.read("status");
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_TRUE(f.c->write(stdins[i], 0, std::to_string(i) + "\n").has_value()) << i;
+    ASSERT_TRUE(f.c->clunk(stdins[i]).has_value());
+  }
   for (int i = 0; i < 200; ++i) {
     EXPECT_EQ(f.read("task/" + ids[i] + "/wait"), "exit 0\n") << i;
     EXPECT_EQ(f.read("task/" + ids[i] + "/stdout"), std::to_string(i) + "\n") << i;
   }
+  EXPECT_NE(f.read("status").find(" tasks=0 "), std::string::npos) << f.read("status");
 }
 
 TEST(NodeE2E, ResultsSurviveKillNine) {
@@ -292,6 +338,7 @@ TEST(NodeE2E, ResultsSurviveKillNine) {
   auto done = f.task({"exec echo kept"});
   EXPECT_EQ(f.read("task/" + done + "/wait"), "exit 0\n");
   auto running = f.task({"exec sleep 100"});
+  auto unstarted = f.task({"env A=1"});  // never exec'd: not written, so found lost
   std::this_thread::sleep_for(200ms);
   f.c.reset();
   f.d.proc.signal(SIGKILL);
@@ -306,8 +353,10 @@ TEST(NodeE2E, ResultsSurviveKillNine) {
   EXPECT_EQ(f.read("task/" + done + "/wait"), "exit 0\n");
   EXPECT_EQ(f.read("task/" + done + "/stdout"), "kept\n");
   EXPECT_EQ(f.read("task/" + running + "/wait"), "lost\n");
+  EXPECT_EQ(f.read("task/" + unstarted + "/wait"), "lost\n");
+  EXPECT_NE(f.read("task/" + unstarted + "/status").find("state=lost"), std::string::npos);
   auto next = f.task({"exec true"});
-  EXPECT_GT(std::stoi(next), std::stoi(running)) << "task numbers must not be reused";
+  EXPECT_GT(std::stoi(next), std::stoi(unstarted)) << "task numbers must not be reused";
 }
 
 TEST(NodeE2E, RefusesANonLoopbackListener) {
@@ -315,6 +364,222 @@ TEST(NodeE2E, RefusesANonLoopbackListener) {
   auto r = testutil::run({node_binary, "--listen", "tcp!0.0.0.0!0", "--spool", dir.file("s")});
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("refusing to listen"), std::string::npos) << r.err;
+}
+
+// VmRSS of a process in KiB (proc(5)), or 0.
+std::uint64_t rss_kib(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(f, line);) {
+    if (line.starts_with("VmRSS:")) return std::strtoull(line.c_str() + 6, nullptr, 10);
+  }
+  return 0;
+}
+
+// 200 MiB of output go to the spool, not through the daemon: it answers while the task
+// writes, its memory does not grow with the output, and the output can be read back.
+TEST(NodeE2E, AFloodOfOutputDoesNotHurtTheDaemon) {
+  START(f);
+  std::uint64_t before = rss_kib(f.d.proc.pid());
+  ASSERT_GT(before, 0u);
+  auto n = f.task({"exec sh -c 'head -c 200M /dev/zero; echo end >&2'"});
+  // While it runs (or after: either way the daemon must answer), other requests work.
+  for (int i = 0; i < 20; ++i) EXPECT_NE(f.read("status").find("name=n1"), std::string::npos);
+  EXPECT_EQ(f.read("task/" + n + "/wait"), "exit 0\n");
+  EXPECT_EQ(f.read("task/" + n + "/stderr"), "end\n");
+  // Read the tail of the 200 MiB and its end.
+  auto fid = f.c->walk(f.root, "task/" + n + "/stdout");
+  ASSERT_TRUE(fid.has_value());
+  ASSERT_TRUE(f.c->open(*fid, srv9p::oread).has_value());
+  auto last = f.c->read(*fid, 200 * 1024 * 1024 - 10, 100);
+  ASSERT_TRUE(last.has_value()) << last.error();
+  EXPECT_EQ(*last, std::string(10, '\0'));
+  auto eof = f.c->read(*fid, 200 * 1024 * 1024, 100);
+  ASSERT_TRUE(eof.has_value());
+  EXPECT_EQ(*eof, "");
+  f.c->clunk(*fid);
+  std::uint64_t after = rss_kib(f.d.proc.pid());
+  EXPECT_LT(after, before + 16 * 1024) << "RSS grew from " << before << " KiB to " << after << " KiB";
+}
+
+// kill SIGNAL goes to the whole process group: a group that ignores SIGTERM survives it
+// unchanged, and the default SIGKILL ends every member.
+TEST(NodeE2E, KillReachesChildrenThatIgnoreTerm) {
+  START(f);
+  auto n = f.task({"exec sh -c 'trap \"\" TERM; sleep 100 & sleep 100 & echo ready; wait'"});
+  // Wait until the children exist (the shell says so after starting them).
+  ASSERT_TRUE(f.c->stream_file(f.root, "task/" + n + "/stdout", [](std::string_view) { return false; }).has_value());
+  auto status = f.read("task/" + n + "/status");
+  int pid = std::stoi(status.substr(status.find("pid=") + 4));
+  ASSERT_TRUE(f.write("task/" + n + "/ctl", "kill TERM\n").has_value());
+  EXPECT_NE(f.read("task/" + n + "/status").find("state=running"), std::string::npos);
+  EXPECT_EQ(::kill(-pid, 0), 0) << "the group should still be there";
+  ASSERT_TRUE(f.write("task/" + n + "/ctl", "kill\n").has_value());
+  EXPECT_EQ(f.read("task/" + n + "/wait"), "signal 9\n");
+  bool gone = false;
+  for (int i = 0; i < 250 && !gone; ++i) {
+    gone = ::kill(-pid, 0) != 0;
+    if (!gone) std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_TRUE(gone) << "process group " << pid << " still has members";
+}
+
+// Shells open ctl files with O_TRUNC, and some truncate with wstat(length=0): both are
+// accepted, and the command written after them works.
+TEST(NodeE2E, CtlTakesOtruncAndWstatOfLengthZero) {
+  START(f);
+  auto n = f.task({});
+  auto ctl = f.c->walk(f.root, "task/" + n + "/ctl");
+  ASSERT_TRUE(ctl.has_value());
+  auto d = srv9p::dont_touch_dir();
+  d.length = 0;
+  ASSERT_TRUE(f.c->wstat(*ctl, d).has_value());
+  ASSERT_TRUE(f.c->open(*ctl, srv9p::owrite | srv9p::otrunc).has_value());
+  ASSERT_TRUE(f.c->write(*ctl, 0, "env X=1\n").has_value());
+  f.c->clunk(*ctl);
+  auto again = f.c->walk(f.root, "task/" + n + "/ctl");
+  ASSERT_TRUE(again.has_value());
+  ASSERT_TRUE(f.c->open(*again, srv9p::owrite | srv9p::otrunc).has_value());
+  ASSERT_TRUE(f.c->write(*again, 0, "exec sh -c 'echo $X'").has_value());  // echo -n: no newline
+  f.c->clunk(*again);
+  EXPECT_EQ(f.read("task/" + n + "/wait"), "exit 0\n");
+  EXPECT_EQ(f.read("task/" + n + "/stdout"), "1\n");
+  // The node's ctl too.
+  auto nctl = f.c->walk(f.root, "ctl");
+  ASSERT_TRUE(nctl.has_value());
+  ASSERT_TRUE(f.c->wstat(*nctl, d).has_value());
+  f.c->clunk(*nctl);
+}
+
+// The node's ctl: every command does what it says, and a bad one changes nothing.
+TEST(NodeE2E, NodeCtlCommands) {
+  START(f);
+  const std::string settings = f.read("ctl");
+  EXPECT_EQ(settings, "undrain\nshare 100\nnice 19\nmaxtasks 0\n");
+  for (const char* bad : {"share 0\n", "share 101\n", "nice 40\n", "maxtasks -1\n", "maxtasks x\n",
+                          "label novalue\n", "kill some\n", "kill\n", "drain now\n"}) {
+    auto e = f.write("ctl", bad);
+    EXPECT_FALSE(e.has_value()) << bad;
+    EXPECT_EQ(f.read("ctl"), settings) << bad;
+  }
+  ASSERT_TRUE(f.write("ctl", "label site=lab rack=2\n").has_value());
+  auto labels = f.read("labels");
+  EXPECT_NE(labels.find("site=lab\n"), std::string::npos) << labels;
+  EXPECT_NE(labels.find("rack=2\n"), std::string::npos) << labels;
+  ASSERT_TRUE(f.write("ctl", "label rack=\n").has_value());  // an empty value removes it
+  EXPECT_EQ(f.read("labels").find("rack="), std::string::npos);
+
+  ASSERT_TRUE(f.write("ctl", "share 40\n").has_value());
+  EXPECT_NE(f.read("status").find(" share=40 "), std::string::npos) << f.read("status");
+
+  // nice N: tasks made from now on run at it (field 19 of /proc/PID/stat).
+  ASSERT_TRUE(f.write("ctl", "nice 7\n").has_value());
+  auto n = f.task({"exec sleep 100"});
+  EXPECT_NE(f.read("task/" + n + "/ctl").find("nice 7\n"), std::string::npos);
+  auto status = f.read("task/" + n + "/status");
+  int pid = std::stoi(status.substr(status.find("pid=") + 4));
+  std::ifstream statf("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat_line((std::istreambuf_iterator<char>(statf)), std::istreambuf_iterator<char>());
+  std::istringstream fields(stat_line.substr(stat_line.rfind(')') + 2));
+  std::vector<std::string> v{std::istream_iterator<std::string>(fields), std::istream_iterator<std::string>()};
+  ASSERT_GT(v.size(), 16u);
+  EXPECT_EQ(v[16], "7") << stat_line;  // field 19, counted from field 3
+
+  // maxtasks N: the N+1th exec is refused while N run, and nothing changes for it.
+  ASSERT_TRUE(f.write("ctl", "maxtasks 2\n").has_value());
+  auto m = f.task({"exec sleep 100"});
+  auto third = f.task({});
+  auto e = f.write("task/" + third + "/ctl", "exec true\n");
+  ASSERT_FALSE(e.has_value());
+  EXPECT_NE(e.error().find("maxtasks 2"), std::string::npos) << e.error();
+  EXPECT_NE(f.read("task/" + third + "/status").find("state=new"), std::string::npos);
+  EXPECT_EQ(f.read("ctl"), "undrain\nshare 40\nnice 7\nmaxtasks 2\n");
+
+  // kill all: both running tasks end by SIGKILL; then the third may run.
+  ASSERT_TRUE(f.write("ctl", "kill all\n").has_value());
+  EXPECT_EQ(f.read("task/" + n + "/wait"), "signal 9\n");
+  EXPECT_EQ(f.read("task/" + m + "/wait"), "signal 9\n");
+  ASSERT_TRUE(f.write("task/" + third + "/ctl", "exec true\n").has_value());
+  EXPECT_EQ(f.read("task/" + third + "/wait"), "exit 0\n");
+
+  // Only the admin may write /ctl.
+  auto other = fsclient::client::dial(f.d.dials.at(0));
+  ASSERT_TRUE(other.has_value());
+  auto oroot = (*other)->attach("someone-else");
+  ASSERT_TRUE(oroot.has_value());
+  auto denied = (*other)->write_file(*oroot, "ctl", "drain\n");
+  ASSERT_FALSE(denied.has_value());
+  EXPECT_EQ(denied.error(), srv9p::err::perm);
+  EXPECT_NE(f.read("status").find("state=up"), std::string::npos);
+}
+
+// --config: options from a file; keep-finished: finished tasks are removed that long after
+// their end (here half a second), running ones stay.
+TEST(NodeE2E, ConfigFileAndKeepFinished) {
+  testutil::temp_dir conf_dir;
+  std::string conf = conf_dir.file("node.conf");
+  std::ofstream(conf) << "# as rootfs/etc/galaxy/node.conf\nname = from-conf\nlabel = [\"site=lab\", \"rack=2\"]\n"
+                         "keep-finished = 0.5\n";
+  START(f, {"--config", conf});
+  // --name on the command line (START passes n1) wins over the file.
+  EXPECT_NE(f.read("status").find("name=n1 "), std::string::npos) << f.read("status");
+  auto labels = f.read("labels");
+  EXPECT_NE(labels.find("site=lab\n"), std::string::npos) << labels;
+  EXPECT_NE(labels.find("rack=2\n"), std::string::npos) << labels;
+
+  auto running = f.task({"exec sleep 100"});
+  auto done = f.task({"exec echo bye"});
+  EXPECT_EQ(f.read("task/" + done + "/wait"), "exit 0\n");
+  auto listed = [&](const std::string& n) {
+    auto l = f.c->list_dir(f.root, "task");
+    if (!l) return false;
+    for (const auto& d : *l) {
+      if (d.name == n) return true;
+    }
+    return false;
+  };
+  bool gone = false;
+  for (int i = 0; i < 300 && !gone; ++i) {
+    gone = !listed(done);
+    if (!gone) std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_TRUE(gone) << "task " << done << " was not collected";
+  EXPECT_FALSE(std::filesystem::exists(f.spool + "/task/" + done));
+  EXPECT_TRUE(listed(running));
+  ASSERT_TRUE(f.write("task/" + running + "/ctl", "kill\n").has_value());
+  EXPECT_EQ(f.read("task/" + running + "/wait"), "signal 9\n");
+}
+
+// Modification times: the daemon's start for fixed files; for a task's files, its end
+// once it has ended (the end in its status, in seconds).
+TEST(NodeE2E, FilesHaveSensibleTimes) {
+  auto before = static_cast<std::uint32_t>(::time(nullptr));
+  START(f);
+  auto after = static_cast<std::uint32_t>(::time(nullptr));
+  for (const char* path : {"", "status", "ctl", "cpu", "cpu/0", "task", "task/clone"}) {
+    auto d = f.c->stat_path(f.root, path);
+    ASSERT_TRUE(d.has_value()) << path << ": " << d.error();
+    EXPECT_GE(d->mtime, before) << path;
+    EXPECT_LE(d->mtime, after) << path;
+  }
+  auto n = f.task({"exec true"});
+  EXPECT_EQ(f.read("task/" + n + "/wait"), "exit 0\n");
+  auto status = f.read("task/" + n + "/status");
+  std::int64_t end_ms = std::stoll(status.substr(status.find("end=") + 4));
+  ASSERT_GT(end_ms, 0);
+  for (const char* file : {"", "/wait", "/status", "/stdout", "/ctl"}) {
+    auto d = f.c->stat_path(f.root, "task/" + n + file);
+    ASSERT_TRUE(d.has_value()) << file << ": " << d.error();
+    EXPECT_EQ(d->mtime, static_cast<std::uint32_t>(end_ms / 1000)) << file;
+  }
+}
+
+TEST(NodeE2E, RefusesABadKeepFinished) {
+  testutil::temp_dir dir;
+  for (const char* bad : {"0", "-1", "soon", "1.0001"}) {
+    auto r = testutil::run({node_binary, "--listen", "tcp!127.0.0.1!0", "--spool", dir.file("s"), "--keep-finished", bad});
+    EXPECT_EQ(r.status, 2) << bad;
+    EXPECT_NE(r.err.find("--keep-finished: bad time"), std::string::npos) << r.err;
+  }
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 
 #include <charconv>
+#include <optional>
 #include <algorithm>
 #include <fstream>
 #include <sstream>
@@ -274,6 +275,7 @@ TEST_F(TaskTest, WorkingDirectoryInFilesAndEnvironment) {
   // Default working directory: in/, which is also $HOME.
   auto t0 = runner_->create_task();
   ASSERT_TRUE(t0.has_value());
+  ASSERT_TRUE(runner_->make_in_dir((*t0)->id).has_value());
   std::ofstream(runner_->in_dir((*t0)->id) / "data") << "input\n";
   (*t0)->spec.argv = {"sh", "-c", "cat data; pwd; echo $HOME"};
   ASSERT_TRUE(runner_->start(**t0).has_value());
@@ -288,6 +290,7 @@ TEST_F(TaskTest, WorkingDirectoryInFilesAndEnvironment) {
   auto t = runner_->create_task();
   ASSERT_TRUE(t.has_value());
   std::uint64_t id = (*t)->id;
+  ASSERT_TRUE(runner_->make_in_dir(id).has_value());
   std::ofstream(runner_->in_dir(id) / "data") << "copied\n";
   (*t)->spec.dir = work.path();
   (*t)->spec.env = {"FOO=bar baz", "LANG=C"};
@@ -438,17 +441,22 @@ TEST_F(TaskTest, RestoreFinishedTasks) {
   task* b = run({"sh", "-c", "exit 3"});
   task* c = run({"/no/such"});
   task* d = run({"sh", "-c", "kill -KILL $$"});
-  ASSERT_TRUE(a && b && c && d);
-  auto n = runner_->create_task();  // left new, with an awkward spec
+  // An awkward spec: every field set, words that need escaping.
+  task* e = run({"echo", "two\nlines", "back\\slash", "it's", ""}, [](node::task_spec& s) {
+    s.env = {"K=v=w"};
+    s.dir = "/tmp";
+    s.mem_bytes = 1 << 30;
+    s.timeout_ms = 15000;
+    s.nice = 3;
+    s.cpu_millis = 500;
+    s.stdin_pipe = true;
+  });
+  ASSERT_TRUE(a && b && c && d && e);
+  EXPECT_EQ(slurp(runner_->stdout_path(e->id)), "two\nlines back\\slash it's \n");
+  auto n = runner_->create_task();  // left new: not written, so found lost
   ASSERT_TRUE(n.has_value());
   std::uint64_t new_id = (*n)->id;
-  (*n)->spec.argv = {"echo", "two\nlines", "back\\slash", "it's", ""};
-  (*n)->spec.env = {"K=v=w"};
-  (*n)->spec.dir = "/tmp";
-  (*n)->spec.mem_bytes = 1 << 20;
-  (*n)->spec.timeout_ms = 1500;
-  (*n)->spec.nice = 3;
-  (*n)->spec.stdin_pipe = true;
+  (*n)->spec.argv = {"true"};
   ASSERT_TRUE(runner_->save(**n).has_value());
   std::map<std::uint64_t, task> before;
   for (const auto& [id, t] : runner_->tasks()) before[id] = *t;
@@ -457,6 +465,7 @@ TEST_F(TaskTest, RestoreFinishedTasks) {
   ASSERT_TRUE(runner_->restore().has_value());
   ASSERT_EQ(runner_->tasks().size(), before.size());
   for (const auto& [id, was] : before) {
+    if (id == new_id) continue;
     task* t = runner_->find(id);
     ASSERT_NE(t, nullptr) << id;
     EXPECT_EQ(t->state, was.state) << id;
@@ -471,23 +480,42 @@ TEST_F(TaskTest, RestoreFinishedTasks) {
     EXPECT_EQ(t->spec.mem_bytes, was.spec.mem_bytes) << id;
     EXPECT_EQ(t->spec.timeout_ms, was.spec.timeout_ms) << id;
     EXPECT_EQ(t->spec.nice, was.spec.nice) << id;
+    EXPECT_EQ(t->spec.cpu_millis, was.spec.cpu_millis) << id;
     EXPECT_EQ(t->spec.stdin_pipe, was.spec.stdin_pipe) << id;
     EXPECT_EQ(t->created_unix_ms, was.created_unix_ms) << id;
+    EXPECT_EQ(t->start_unix_ms, was.start_unix_ms) << id;
+    EXPECT_EQ(t->end_unix_ms, was.end_unix_ms) << id;
   }
   EXPECT_EQ(slurp(runner_->stdout_path(before.begin()->first)), "hello\n");
-  auto e = runner_->create_task();
-  ASSERT_TRUE(e.has_value());
-  EXPECT_GT((*e)->id, before.rbegin()->first);
-  // The restored new task can still run.
+  // The task that was never started is lost, and that is written down.
   task* nt = runner_->find(new_id);
   ASSERT_NE(nt, nullptr);
-  nt->spec.stdin_pipe = false;
-  nt->spec.dir.clear();
-  nt->spec.mem_bytes = 0;
-  ASSERT_TRUE(runner_->start(*nt).has_value());
-  std::uint64_t nid = nt->id;
-  ASSERT_TRUE(pump([&] { return runner_->find(nid)->finished(); }));
-  EXPECT_EQ(slurp(runner_->stdout_path(nid)), "two\nlines back\\slash it's \n");
+  EXPECT_EQ(nt->state, task_state::lost);
+  EXPECT_EQ(nt->wait_text(), "lost");
+  EXPECT_NE(slurp(runner_->dir_of(new_id) / "spec").find("state=lost\n"), std::string::npos);
+  auto next = runner_->create_task();
+  ASSERT_TRUE(next.has_value());
+  EXPECT_GT((*next)->id, before.rbegin()->first);
+}
+
+// The spec is appended to, never replaced; restore() takes the last value of each key and
+// ignores a last line cut short.
+TEST_F(TaskTest, RestoreReadsAppendedRecords) {
+  fs::path root = fs::path(opts_.spool) / "task";
+  fs::create_directories(root / "4");
+  std::ofstream(root / "4" / "spec") << "format=1\nid=4\npid=0\narg=true\nend=0\nstate=running\n"
+                                     << "end=1700000000000\nexit=2\nstate=failed\n"
+                                     << "exit=7\nstate=do";  // a record that did not finish
+  fs::create_directories(root / "5");
+  std::ofstream(root / "5" / "spec") << "format=1\nid=5\narg=true\nstate=done\nexit=0";
+  ASSERT_TRUE(runner_->restore().has_value());
+  task* t = runner_->find(4);
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->state, task_state::failed);
+  EXPECT_EQ(t->wait_text(), "exit 2");
+  EXPECT_EQ(t->end_unix_ms, 1700000000000);
+  ASSERT_NE(runner_->find(5), nullptr);
+  EXPECT_EQ(runner_->find(5)->wait_text(), "exit 0");
 }
 
 TEST_F(TaskTest, RestoreMarksRunningTasksLostAndKillsThem) {
@@ -531,11 +559,13 @@ TEST_F(TaskTest, RestoreSkipsCorruptSpecs) {
   std::ofstream(root / "7" / "spec") << "this is not a spec\n";
   fs::create_directories(root / "8");
   std::ofstream(root / "8" / "spec") << "format=1\nid=8\nstate=sideways\n";
-  fs::create_directories(root / "9");  // no spec at all
+  fs::create_directories(root / "9");  // no spec at all: never started, so lost
   fs::create_directories(root / "junk");
   ASSERT_TRUE(runner_->restore().has_value());
-  EXPECT_TRUE(runner_->tasks().empty());
-  EXPECT_GE(logs_.size(), 4u);
+  ASSERT_EQ(runner_->tasks().size(), 1u);
+  ASSERT_NE(runner_->find(9), nullptr);
+  EXPECT_EQ(runner_->find(9)->state, task_state::lost);
+  EXPECT_EQ(logs_.size(), 3u);
   auto t = runner_->create_task();
   ASSERT_TRUE(t.has_value());
   EXPECT_EQ((*t)->id, 10u);
@@ -559,6 +589,68 @@ TEST_F(TaskTest, Remove) {
   auto n = runner_->create_task();  // new tasks can be removed too
   ASSERT_TRUE(n.has_value());
   EXPECT_TRUE(runner_->remove((*n)->id).has_value());
+}
+
+// The deletion itself is the worker's; done comes on the io thread once the files are
+// gone, and trash/ is empty then.
+TEST_F(TaskTest, RemoveDeletesOnTheWorkerAndSaysWhenDone) {
+  task* t = run({"sh", "-c", "echo out; echo x > $GALAXY_OUT/result"});
+  ASSERT_NE(t, nullptr);
+  std::uint64_t id = t->id;
+  std::optional<std::expected<void, std::string>> got;
+  ASSERT_TRUE(runner_->remove(id, [&](std::expected<void, std::string> ok) { got = ok; }).has_value());
+  EXPECT_EQ(runner_->find(id), nullptr);
+  EXPECT_FALSE(fs::exists(runner_->dir_of(id)));
+  ASSERT_TRUE(pump([&] { return got.has_value(); }));
+  EXPECT_TRUE(got->has_value()) << got->error();
+  fs::path trash = fs::path(opts_.spool) / "trash";
+  EXPECT_TRUE(fs::is_empty(trash)) << "trash/ still holds the task's files";
+}
+
+// A removal a daemon did not finish is finished by the next one's restore().
+TEST_F(TaskTest, RestoreEmptiesTheTrash) {
+  fs::path left = fs::path(opts_.spool) / "trash" / "3-1-0";
+  fs::create_directories(left / "out");
+  std::ofstream(left / "stdout") << "old\n";
+  make_runner();
+  ASSERT_TRUE(runner_->restore().has_value());
+  EXPECT_TRUE(pump([&] { return !fs::exists(left); }));
+  EXPECT_TRUE(runner_->tasks().empty());
+}
+
+// With files in in/, start's blocking part (the copy to `dir`) runs on the worker: the
+// task refuses changes meanwhile, and done says when it has started.
+TEST_F(TaskTest, StartWithInFilesFinishesLater) {
+  testutil::temp_dir work;
+  ::chmod(work.path().c_str(), 0755);
+  auto t = runner_->create_task();
+  ASSERT_TRUE(t.has_value());
+  std::uint64_t id = (*t)->id;
+  ASSERT_TRUE(runner_->make_in_dir(id).has_value());
+  std::ofstream(runner_->in_dir(id) / "data") << "copied\n";
+  (*t)->spec.dir = work.path();
+  (*t)->spec.argv = {"cat", "data"};
+  std::optional<std::expected<void, std::string>> got;
+  auto now = runner_->start(**t, [&](std::expected<void, std::string> ok) { got = ok; });
+  ASSERT_FALSE(now.has_value()) << "the copy should have gone to the worker";
+  EXPECT_TRUE(runner_->starting(id));
+  EXPECT_EQ(runner_->save(**t).error(), "task is being started");
+  EXPECT_EQ(runner_->remove(id).error(), "task is being started");
+  EXPECT_EQ(runner_->start(**t).error(), "task is being started");
+  ASSERT_TRUE(pump([&] { return got.has_value(); }));
+  EXPECT_TRUE(got->has_value()) << got->error();
+  EXPECT_FALSE(runner_->starting(id));
+  ASSERT_TRUE(pump([&] { return runner_->find(id)->finished(); }));
+  EXPECT_EQ(slurp(runner_->stdout_path(id)), "copied\n");
+  // Without in/, nothing blocks: the result comes at once.
+  auto u = runner_->create_task();
+  ASSERT_TRUE(u.has_value());
+  (*u)->spec.argv = {"true"};
+  now = runner_->start(**u, [](std::expected<void, std::string>) { ADD_FAILURE() << "done called"; });
+  ASSERT_TRUE(now.has_value());
+  EXPECT_TRUE(now->has_value());
+  std::uint64_t uid = (*u)->id;
+  ASSERT_TRUE(pump([&] { return runner_->find(uid)->finished(); }));
 }
 
 TEST_F(TaskTest, CollectGarbage) {
