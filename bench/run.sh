@@ -31,3 +31,7 @@ out=build-bench/results-$(date -u +%Y%m%dT%H%M%SZ).md
 } | tee "$out"
 echo
 echo "(kept in $out)"
+
+# The FUSE bridge's benchmark (galaxy mount), in the same run.
+echo
+./bench/run_fuse.sh

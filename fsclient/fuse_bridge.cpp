@@ -171,12 +171,35 @@ struct inode {
   std::uint64_t nlookup = 0;         // the kernel's lookup count
 };
 
-// An open file: fi->fh points at one.
+struct flushable;
+
+// A read sent before the kernel asked for it (see op_read).
+struct read_ahead {
+  std::uint64_t off = 0;
+  std::uint32_t count = 0;
+  bool done = false;                 // r holds the reply
+  client::reply r;
+  fuse_req_t waiter = nullptr;       // the kernel's read of the same piece, waiting for it
+  std::shared_ptr<flushable> flush;       // its ticket: the waiter's interrupt, release
+};
+
+// An open file: fi->fh points at a std::shared_ptr<open_file>, shared with the
+// callbacks of its reads still in flight.
 struct open_file {
   std::uint32_t fid = srv9p::nofid;  // opened
   std::uint32_t iounit = 0;          // the most data one Tread/Twrite carries
   bool append = false;               // O_APPEND: each write goes to the current end
+  // Read-ahead, for plain files with a length opened only for reading: [0, length).
+  bool readahead = false;
+  std::uint64_t length = 0;
+  std::mutex mu;                     // guards what follows
+  std::uint64_t requested_end = 0;   // the end of the furthest read sent so far
+  std::shared_ptr<read_ahead> ahead; // at most one
+  bool closed = false;
 };
+using file_ref = std::shared_ptr<open_file>;
+
+file_ref& file_of(fuse_file_info* fi) { return *reinterpret_cast<file_ref*>(fi->fh); }
 
 // An open directory: its entries, read whole at opendir and at each rewind.
 struct open_dir {
@@ -597,10 +620,18 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
 
 // ---- Handlers: open files -------------------------------------------------------------------
 
-// Clones a node's fid and opens the clone: one write. Returns the open fid and Ropen.
-result<std::pair<std::uint32_t, srv9p::ropen>> open_clone(state& s, std::uint32_t fid, std::uint8_t mode) {
+// Clones a node's fid and opens the clone, and with stat also stats it: one write.
+struct opened {
+  std::uint32_t fid = srv9p::nofid;
+  srv9p::ropen open;
+  std::optional<srv9p::dir> stat;
+};
+
+result<opened> open_clone(state& s, std::uint32_t fid, std::uint8_t mode, bool stat = false) {
   auto nf = s.c->alloc_fid();
-  auto rs = s.c->rpc_batch({srv9p::twalk{fid, nf, {}}, srv9p::topen{nf, mode}});
+  std::vector<message> batch{srv9p::twalk{fid, nf, {}}, srv9p::topen{nf, mode}};
+  if (stat) batch.emplace_back(srv9p::tstat{nf});
+  auto rs = s.c->rpc_batch(std::move(batch));
   if (auto w = expect<srv9p::rwalk>(std::move(rs[0])); !w) {
     s.c->release_fid(nf);
     return std::unexpected(std::move(w.error()));
@@ -610,7 +641,11 @@ result<std::pair<std::uint32_t, srv9p::ropen>> open_clone(state& s, std::uint32_
     s.clunk_later(nf);
     return std::unexpected(std::move(o.error()));
   }
-  return std::pair{nf, std::move(*o)};
+  opened out{nf, std::move(*o), std::nullopt};
+  if (stat) {
+    if (auto st = expect<srv9p::rstat>(std::move(rs[2]))) out.stat = std::move(st->stat);
+  }
+  return out;
 }
 
 std::uint32_t file_iounit(const state& s, std::uint32_t server_iounit) {
@@ -620,8 +655,8 @@ std::uint32_t file_iounit(const state& s, std::uint32_t server_iounit) {
 
 // Every open is direct_io: the kernel caches no data and passes each read to us whatever
 // the file's length says, so synthetic files of length 0 read to their end.
-void finish_open(fuse_file_info* fi, open_file* f) {
-  fi->fh = reinterpret_cast<std::uint64_t>(f);
+void finish_open(fuse_file_info* fi, file_ref f) {
+  fi->fh = reinterpret_cast<std::uint64_t>(new file_ref(std::move(f)));
   fi->direct_io = 1;
   fi->keep_cache = 0;
 }
@@ -630,13 +665,24 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   state& s = of(req);
   auto f = s.fid_of(ino);
   if (!f) return reply_no_node(req, ino);
-  auto o = open_clone(s, *f, open_mode(fi->flags));
+  std::uint8_t mode = open_mode(fi->flags);
+  bool read_only = (mode & 3) == srv9p::oread && (mode & srv9p::otrunc) == 0;
+  auto o = open_clone(s, *f, mode, read_only);
   if (!o) return reply_error(req, o.error());
-  auto* h = new open_file{o->first, file_iounit(s, o->second.iounit), (fi->flags & O_APPEND) != 0};
+  auto h = std::make_shared<open_file>();
+  h->fid = o->fid;
+  h->iounit = file_iounit(s, o->open.iounit);
+  h->append = (fi->flags & O_APPEND) != 0;
+  // Synthetic files say length 0 (and append-only or exclusive files are not plain
+  // data): only a plain file with a length is read ahead.
+  if (o->stat && o->open.qid.type == srv9p::qtfile && o->stat->length > 0) {
+    h->readahead = true;
+    h->length = o->stat->length;
+  }
   finish_open(fi, h);
   if (fuse_reply_open(req, fi) != 0) {  // interrupted: no release will come
     s.clunk_later(h->fid);
-    delete h;
+    delete &file_of(fi);
   }
 }
 
@@ -665,29 +711,103 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   }
   fuse_ino_t ino = s.add_lookup(r->first, r->second.qid);
   fuse_entry_param e = s.entry(ino, r->second);
-  auto* h = new open_file{of_, file_iounit(s, cr->iounit), (fi->flags & O_APPEND) != 0};
+  auto h = std::make_shared<open_file>();
+  h->fid = of_;
+  h->iounit = file_iounit(s, cr->iounit);
+  h->append = (fi->flags & O_APPEND) != 0;
   finish_open(fi, h);
   if (fuse_reply_create(req, &e, fi) != 0) {
     s.forget(ino, 1);
     s.clunk_later(h->fid);
-    delete h;
+    delete &file_of(fi);
   }
 }
 
+// Reads. Each is one Tread of at most iounit, answered from the client's reader thread.
+//
+// Read-ahead: FUSE sends a direct_io read only when the program asks, so a program that
+// reads a file through in 1 MiB pieces would wait a round trip per piece. For plain
+// files with a length (never synthetic ones, whose reads may block or have effects), a
+// read that comes back full starts a Tread of the next piece at once, unless a read of
+// it has been asked for already; when the kernel then asks for that piece, the reply
+// is there or on its way. One piece ahead is kept, per open file.
+void start_read_ahead(state& s, const file_ref& h, std::uint64_t off, std::uint32_t count);
+
+// Replies to the kernel's read of [off, off+count), and reads ahead if it came back full.
+void finish_read(state& s, const file_ref& h, fuse_req_t req, std::uint64_t off, std::uint32_t count,
+                 client::reply r) {
+  auto rr = expect<srv9p::rread>(std::move(r));
+  if (!rr) return reply_error(req, rr.error());
+  bool full = rr->data.size() == count;
+  fuse_reply_buf(req, rr->data.data(), rr->data.size());
+  if (full && h->readahead) start_read_ahead(s, h, off + count, count);
+}
+
+void read_ahead_done(state& s, const file_ref& h, const std::shared_ptr<read_ahead>& a, client::reply r) {
+  fuse_req_t waiter;
+  {
+    std::lock_guard lk(h->mu);
+    if (a->waiter == nullptr) {
+      a->done = true;
+      a->r = std::move(r);
+      return;
+    }
+    waiter = a->waiter;
+    if (h->ahead == a) h->ahead.reset();
+  }
+  fuse_req_interrupt_func(waiter, nullptr, nullptr);
+  finish_read(s, h, waiter, a->off, a->count, std::move(r));
+}
+
+void start_read_ahead(state& s, const file_ref& h, std::uint64_t off, std::uint32_t count) {
+  auto a = std::make_shared<read_ahead>();
+  {
+    std::lock_guard lk(h->mu);
+    if (h->closed || off >= h->length || off < h->requested_end) return;
+    if (h->ahead && !h->ahead->done) return;
+    a->off = off;
+    a->count = count;
+    a->flush = std::make_shared<flushable>();
+    a->flush->c = s.c.get();
+    h->ahead = a;
+    h->requested_end = off + count;
+  }
+  // Sent without the lock: with the connection gone, the callback runs inside send.
+  a->flush->sent_as(s.c->send_ticket(srv9p::tread{h->fid, off, count}, [&s, h, a](client::reply r) {
+    read_ahead_done(s, h, a, std::move(r));
+  }));
+}
+
 void op_read(fuse_req_t req, fuse_ino_t, std::size_t size, off_t off, fuse_file_info* fi) {
-  auto* h = reinterpret_cast<open_file*>(fi->fh);
+  state& s = of(req);
+  file_ref h = file_of(fi);
   auto count = static_cast<std::uint32_t>(std::min<std::size_t>(size, h->iounit));
-  send_interruptible(req, srv9p::tread{h->fid, static_cast<std::uint64_t>(off), count},
-                     [](fuse_req_t rq, client::reply r) {
-                       auto rr = expect<srv9p::rread>(std::move(r));
-                       if (!rr) return reply_error(rq, rr.error());
-                       fuse_reply_buf(rq, rr->data.data(), rr->data.size());
-                     });
+  auto o = static_cast<std::uint64_t>(off);
+  if (h->readahead) {
+    std::unique_lock lk(h->mu);
+    if (auto a = h->ahead; a && a->off == o && a->count == count) {
+      if (a->done) {
+        h->ahead.reset();
+        lk.unlock();
+        return finish_read(s, h, req, o, count, std::move(a->r));
+      }
+      // Wait for it: its callback answers req. An interrupt flushes it (under this lock
+      // the callback cannot run before req is registered).
+      fuse_req_interrupt_func(req, on_interrupt, a->flush.get());
+      a->waiter = req;
+      return;
+    }
+    if (h->ahead && h->ahead->done) h->ahead.reset();  // a piece nobody asked for
+    h->requested_end = std::max(h->requested_end, o + count);
+  }
+  send_interruptible(req, srv9p::tread{h->fid, o, count}, [&s, h, o, count](fuse_req_t rq, client::reply r) {
+    finish_read(s, h, rq, o, count, std::move(r));
+  });
 }
 
 void op_write(fuse_req_t req, fuse_ino_t, const char* buf, std::size_t size, off_t off, fuse_file_info* fi) {
   state& s = of(req);
-  auto* h = reinterpret_cast<open_file*>(fi->fh);
+  const file_ref& h = file_of(fi);
   auto offset = static_cast<std::uint64_t>(off);
   if (h->append) {
     // 9P2000 has no append mode for opens (only DMAPPEND files): write at the current end.
@@ -716,10 +836,18 @@ void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
 
 void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   state& s = of(req);
-  auto* h = reinterpret_cast<open_file*>(fi->fh);
+  auto* holder = &file_of(fi);
+  file_ref h = std::move(*holder);
+  delete holder;
+  std::shared_ptr<read_ahead> a;
+  {
+    std::lock_guard lk(h->mu);
+    h->closed = true;
+    a = std::move(h->ahead);
+  }
+  if (a) on_interrupt(nullptr, a->flush.get());  // flush a read-ahead still in flight
   // Wait for Rclunk: for a ctl file the clunk may be when the work happens.
   (void)s.c->clunk(h->fid);
-  delete h;
   fuse_reply_err(req, 0);
 }
 
@@ -732,8 +860,8 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   auto o = open_clone(s, *f, srv9p::oread);
   if (!o) return reply_error(req, o.error());
   auto* d = new open_dir;
-  d->fid = o->first;
-  d->qid = o->second.qid;
+  d->fid = o->fid;
+  d->qid = o->open.qid;
   fi->fh = reinterpret_cast<std::uint64_t>(d);
   if (fuse_reply_open(req, fi) != 0) {
     s.clunk_later(d->fid);
