@@ -107,7 +107,7 @@ int run_mount(mount_args a) {
     fmt::print(stderr, "galaxy: mount: --attr-timeout {}: expected seconds >= 0\n", a.attr_timeout_s);
     return 1;
   }
-  if (a.foreground) return mount_and_serve(a, -1);
+  if (a.foreground || a.debug) return mount_and_serve(a, -1);
 
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) {
@@ -162,7 +162,7 @@ void add_mount_commands(CLI::App& app, int& status) {
   m->add_option("--attr-timeout", a->attr_timeout_s,
                 "seconds the kernel may cache attributes and names (default 1; 0: never)");
   m->add_flag("-f,--foreground", a->foreground, "stay in the foreground, reporting to standard error");
-  m->add_flag("-d,--debug", a->debug, "trace every FUSE request (implies nothing else)");
+  m->add_flag("-d,--debug", a->debug, "trace every FUSE request on standard error (implies -f)");
   m->callback([a, st] { *st = run_mount(*a); });
 
   auto* u = app.add_subcommand("umount", "unmount a galaxy mount");

@@ -375,7 +375,12 @@ TEST(FuseRamfs, MountBackgroundsOnceUpAndUmountEndsIt) {
   mounted m;
   ASSERT_EQ(m.start_ramfs(), "");
   // run() returns only when galaxy mount has exited and nothing holds its stdout/stderr.
-  auto r = run({galaxy_bin, "mount", m.dial, m.mp});
+  // The background process's standard streams are /dev/null: under ASan, its reports
+  // go to files instead (none may appear).
+  const char* asan = std::getenv("ASAN_OPTIONS");
+  std::string asan_env = "ASAN_OPTIONS=" + std::string(asan != nullptr ? std::string(asan) + ":" : "") +
+                         "log_path=" + m.dir.file("asan");
+  auto r = run({galaxy_bin, "mount", m.dial, m.mp}, {}, 30s, {asan_env});
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out, "");
   ASSERT_TRUE(is_mounted(m.mp)) << "galaxy mount returned before the mount was up";
@@ -394,6 +399,9 @@ TEST(FuseRamfs, MountBackgroundsOnceUpAndUmountEndsIt) {
   EXPECT_FALSE(is_mounted(m.mp));
   EXPECT_TRUE(eventually([bg] { return ::kill(bg, 0) != 0; })) << "the background process outlived its mount";
   if (::kill(bg, 0) == 0) ::kill(bg, SIGKILL);
+  for (const auto& e : std::filesystem::directory_iterator(m.dir.path())) {
+    EXPECT_FALSE(e.path().filename().string().starts_with("asan")) << slurp(e.path().string());
+  }
 
   // Errors reach the terminal, and nothing is left mounted.
   r = run({galaxy_bin, "mount", "tcp!127.0.0.1!1", m.mp});
@@ -442,6 +450,38 @@ TEST(FuseRamfs, AnOrdinaryUserMountsWithFusermount3) {
   r = as_nobody({galaxy_bin, "umount", m.mp});
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_FALSE(is_mounted(m.mp));
+}
+
+TEST(FuseRamfs, OptionsReachTheMount) {
+  REQUIRE_FUSE();
+  if (::getuid() != 0) GTEST_SKIP() << "needs root to become nobody (CI runs as root)";
+  mounted m;
+  ASSERT_EQ(m.start_ramfs(), "");
+  // -u names the attach user: the server makes files owned by it. --msize bounds every
+  // transfer (statfs reports it). -o allow_other lets other users in.
+  ASSERT_EQ(m.mount({"-u", "alice", "--msize", "8216", "-o", "allow_other"}), "");
+  sh("echo hi > " + m.path("f") + "; chmod 0644 " + m.path("f"));
+  auto c = fsclient::client::dial(m.dial);
+  ASSERT_TRUE(c.has_value());
+  auto root = (*c)->attach("root");
+  ASSERT_TRUE(root.has_value());
+  auto d = (*c)->stat_path(*root, "f");
+  ASSERT_TRUE(d.has_value()) << d.error();
+  EXPECT_EQ(d->uid, "alice");
+  EXPECT_EQ(sh("stat -f -c %S " + m.mp), "8192\n");
+  const std::string big(100000, 'z');
+  EXPECT_EQ(run({"/bin/sh", "-c", "cat > " + m.path("g")}, big).status, 0);
+  EXPECT_EQ(slurp(m.path("g")), big);
+  auto r = run({"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/bin/cat", m.path("f")});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "hi\n");
+  m.umount_and_check();
+  // Without allow_other, FUSE keeps everyone but the mounting user out.
+  ASSERT_EQ(m.mount(), "");
+  r = run({"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/bin/cat", m.path("f")});
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("Permission denied"), std::string::npos) << r.err;
+  m.umount_and_check();
 }
 
 // ---- Over galaxy-node ----------------------------------------------------------------------
