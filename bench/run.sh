@@ -39,3 +39,6 @@ echo "(kept in $out)"
 # galaxy-node's task rate, memory and binary size (issue 3): a section of its own.
 echo
 ./bench/run_node.sh
+# The FUSE bridge's benchmark (galaxy mount), in the same run.
+echo
+./bench/run_fuse.sh
