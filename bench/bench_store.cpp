@@ -7,12 +7,13 @@
 // write of `exec`: store one job record and wait until it is durable before taking the
 // next (a closed loop, one job in flight per submitter). For --seconds, each submitter
 // counts its acknowledged jobs; the figure is all of them over the time until the last
-// acknowledgement. Measurements, each repeated --reps times, median reported:
+// acknowledgement. Measurements, all of them once per round, --reps rounds, median
+// reported:
 //   (a) one thread appending 4 KiB to a file and fsync(2)-ing it, over and over;
 //   (a′) the floor: one thread overwriting 4 KiB blocks of a preallocated file, each
 //       followed by fdatasync(2) (a WAL's steady state, and the cheapest sync there is):
 //       the most syncs per second this disk gives one writer, hence the ceiling of any
-//       design that syncs once per job. Ratios are given to (a′);
+//       design that syncs once per job;
 //   (b) job_store::put(), --submitters threads (8 by default) — the design target,
 //       ≥ 5 000 jobs/s (shared/design/galaxy.md, "Performance targets");
 //   (c) job_store::put(), 1 submitter;
@@ -23,9 +24,12 @@
 //   (e) the naive peer, 1 submitter;
 //   (f) job_store with max_batch = 1, --submitters threads: the store's own code with
 //       group commit turned off, to show what the grouping alone is worth.
-// The mean number of jobs per transaction is printed for the store rows.
+// The mean number of jobs per transaction is printed for the store rows. Ratios (to the
+// peer, to the floor) are taken within each round, where both sides saw the same disk,
+// and their median is reported: on a shared machine the disk's sync rate changes by an
+// order of magnitude from one minute to the next.
 //
-// Before each measurement a quiet gate (as in shared/peers/common.sh and bench_9p) waits
+// Before each round a quiet gate (as in shared/peers/common.sh and bench_9p) waits
 // up to --quiet-wait s for the other tenants of the machine to use less than
 // --quiet-max % of the CPUs; the load it saw last is printed beside the figure.
 // Progress goes to stderr; the markdown table to stdout. bench/run_store.sh builds this
@@ -328,12 +332,6 @@ std::string fs_type(const std::string& dir) {
   }
 }
 
-template <class F>
-stats repeat(int reps, F&& f) {
-  std::vector<double> v;
-  for (int i = 0; i < reps; ++i) v.push_back(f());
-  return summarize(std::move(v));
-}
 
 }  // namespace
 
@@ -342,7 +340,7 @@ int main(int argc, char** argv) {
   CLI::App app{"bench_store: durable job submissions/s, group commit vs one transaction per job"};
   app.add_option("--dir", o.dir, "directory for the database files (a real disk)")->capture_default_str();
   app.add_option("--seconds", o.seconds, "length of one repetition")->capture_default_str();
-  app.add_option("--reps", o.reps, "repetitions of each measurement")->capture_default_str();
+  app.add_option("--reps", o.reps, "rounds (each measures everything once)")->capture_default_str();
   app.add_option("--submitters", o.submitters, "concurrent submitters of (b), (d), (f)")->capture_default_str();
   app.add_option("--quiet-max", o.quiet_max, "quiet gate: max % CPU of other tenants")->capture_default_str();
   app.add_option("--quiet-wait", o.quiet_wait, "quiet gate: max seconds to wait")->capture_default_str();
@@ -351,72 +349,84 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(o.dir);
   say(fmt::format("database files in {} ({}); SQLite {}", o.dir, fs_type(o.dir), sqlite3_libversion()));
 
+  // Rounds, not one measurement after another: the disk is shared with the machine's other
+  // tenants and its sync rate swings by more than 10× from minute to minute, so every
+  // round measures everything, each store figure right after its peer, and the ratios
+  // are taken within a round (their median is reported).
+  int n = o.submitters;
+  std::vector<double> append_fsync, overwrite_fdatasync, store_n, store_1, naive_n, naive_1, store_nb;
+  std::vector<double> pb_n, pb_1, pb_nb, store_vs_naive_n, store_vs_naive_1, store_n_vs_floor, store_1_vs_floor,
+      naive_n_vs_floor, naive_1_vs_floor, store_nb_vs_floor, floor_vs_append;
+  std::vector<int> loads;
+  for (int rep = 0; rep < o.reps; rep++) {
+    loads.push_back(quiet_gate(o, fmt::format("round {} of {}", rep + 1, o.reps)));
+    append_fsync.push_back(fsync_floor(o));
+    overwrite_fdatasync.push_back(fdatasync_floor(o));
+    double floor = overwrite_fdatasync.back();
+    floor_vs_append.push_back(floor / append_fsync.back());
+    naive_n.push_back(naive(o, n));
+    auto sn = through_store(o, n, 0);
+    store_n.push_back(sn.jobs_per_s);
+    pb_n.push_back(sn.per_batch);
+    naive_1.push_back(naive(o, 1));
+    auto s1 = through_store(o, 1, 0);
+    store_1.push_back(s1.jobs_per_s);
+    pb_1.push_back(s1.per_batch);
+    auto snb = through_store(o, n, 1);
+    store_nb.push_back(snb.jobs_per_s);
+    pb_nb.push_back(snb.per_batch);
+    store_vs_naive_n.push_back(sn.jobs_per_s / naive_n.back());
+    store_vs_naive_1.push_back(s1.jobs_per_s / naive_1.back());
+    store_n_vs_floor.push_back(sn.jobs_per_s / floor);
+    store_1_vs_floor.push_back(s1.jobs_per_s / floor);
+    naive_n_vs_floor.push_back(naive_n.back() / floor);
+    naive_1_vs_floor.push_back(naive_1.back() / floor);
+    store_nb_vs_floor.push_back(snb.jobs_per_s / floor);
+    say(fmt::format("round {}: floor {:.0f} syncs/s; {} submitters: store {:.0f}, naive {:.0f}; 1 submitter: store "
+                    "{:.0f}, naive {:.0f}; max_batch 1: {:.0f} jobs/s",
+                    rep + 1, floor, n, sn.jobs_per_s, naive_n.back(), s1.jobs_per_s, naive_1.back(),
+                    snb.jobs_per_s));
+  }
+  auto med = [](const std::vector<double>& v) { return summarize(v).median; };
+  auto x = [&](const std::vector<double>& ratios, std::string_view to) {
+    return fmt::format("{:.2f} × {}", med(ratios), to);
+  };
+  auto one = [](double v) { return fmt::format("{:.1f}", v); };
+
   struct row {
     std::string what;
     stats s;
-    std::string vs;
-    std::string target, met;
-    std::string per_batch;
-    int bg;
+    std::string unit, vs, per_batch, target, met;
   };
-  std::vector<row> rows;
-  int n = o.submitters;
-  auto x = [](double a, double b) { return fmt::format("{:.1f} ×", a / b); };
-
-  int bg = quiet_gate(o, "(a) fsync floor");
-  stats floor = repeat(o.reps, [&] { return fsync_floor(o); });
-  rows.push_back({"(a) 4 KiB append + fsync, 1 thread", floor, "", "", "", "", bg});
-  bg = quiet_gate(o, "(a′) fdatasync floor");
-  stats floor2 = repeat(o.reps, [&] { return fdatasync_floor(o); });
-  rows.push_back({"(a′) 4 KiB overwrite + fdatasync, 1 thread — **floor**: the most syncs/s, so the most jobs/s "
-                  "of any design that syncs once per job",
-                  floor2, x(floor2.median, floor.median) + " (a)", "", "", "", bg});
-
-  std::vector<double> pb;
-  auto store_rate = [&](int subs, std::size_t max_batch) {
-    auto r = through_store(o, subs, max_batch);
-    pb.push_back(r.per_batch);
-    return r.jobs_per_s;
+  stats sn = summarize(store_n);
+  std::vector<row> rows = {
+      {"(a) 4 KiB append + fsync, 1 thread", summarize(append_fsync), "syncs/s", "", "", "", ""},
+      {"(a′) 4 KiB overwrite + fdatasync, 1 thread — **floor**: the most syncs/s, hence the most jobs/s of "
+       "any design that syncs once per job",
+       summarize(overwrite_fdatasync), "syncs/s", x(floor_vs_append, "(a)"), "", "", ""},
+      {fmt::format("(b) job_store::put, group commit, {} submitters", n), sn, "durable jobs/s",
+       x(store_vs_naive_n, "(d)") + ", " + x(store_n_vs_floor, "(a′)"), one(med(pb_n)), "≥ 5 000",
+       sn.median >= 5000 ? "met" : "missed"},
+      {"(c) job_store::put, group commit, 1 submitter", summarize(store_1), "durable jobs/s",
+       x(store_vs_naive_1, "(e)") + ", " + x(store_1_vs_floor, "(a′)"), one(med(pb_1)), "", ""},
+      {fmt::format("(d) naive peer: a connection per submitter, one transaction per job, {} submitters", n),
+       summarize(naive_n), "durable jobs/s", x(naive_n_vs_floor, "(a′)"), "1", "", ""},
+      {"(e) naive peer, 1 submitter", summarize(naive_1), "durable jobs/s", x(naive_1_vs_floor, "(a′)"), "1", "",
+       ""},
+      {fmt::format("(f) job_store::put, max_batch = 1 (no grouping), {} submitters", n), summarize(store_nb),
+       "durable jobs/s", x(store_nb_vs_floor, "(a′)"), one(med(pb_nb)), "", ""},
   };
-
-  bg = quiet_gate(o, "(d) naive peer, N submitters");
-  stats naive_n = repeat(o.reps, [&] { return naive(o, n); });
-  bg = std::max(bg, quiet_gate(o, "(b) job_store, N submitters"));
-  pb.clear();
-  stats store_n = repeat(o.reps, [&] { return store_rate(n, 0); });
-  auto pb_n = summarize(pb).median;
-  rows.push_back({fmt::format("(b) job_store::put, group commit, {} submitters", n), store_n,
-                  x(store_n.median, naive_n.median) + " (d), " + x(store_n.median, floor2.median) + " (a′)",
-                  "≥ 5 000", store_n.median >= 5000 ? "met" : "missed", fmt::format("{:.1f}", pb_n), bg});
-
-  bg = quiet_gate(o, "(e) naive peer, 1 submitter");
-  stats naive_1 = repeat(o.reps, [&] { return naive(o, 1); });
-  bg = std::max(bg, quiet_gate(o, "(c) job_store, 1 submitter"));
-  pb.clear();
-  stats store_1 = repeat(o.reps, [&] { return store_rate(1, 0); });
-  auto pb_1 = summarize(pb).median;
-  rows.push_back({"(c) job_store::put, group commit, 1 submitter", store_1,
-                  x(store_1.median, naive_1.median) + " (e), " + x(store_1.median, floor2.median) + " (a′)", "", "",
-                  fmt::format("{:.1f}", pb_1), bg});
-  rows.push_back({fmt::format("(d) naive peer: own connection per submitter, 1 transaction per job, {} submitters", n),
-                  naive_n, x(naive_n.median, floor2.median) + " (a′)", "", "", "1", bg});
-  rows.push_back({"(e) naive peer, 1 submitter", naive_1, x(naive_1.median, floor2.median) + " (a′)", "", "", "1", bg});
-
-  bg = quiet_gate(o, "(f) job_store, max_batch 1, N submitters");
-  pb.clear();
-  stats store_nb = repeat(o.reps, [&] { return store_rate(n, 1); });
-  rows.push_back({fmt::format("(f) job_store::put, max_batch = 1 (no grouping), {} submitters", n), store_nb,
-                  x(store_nb.median, floor2.median) + " (a′)", "", "", fmt::format("{:.1f}", summarize(pb).median), bg});
-
-  std::sort(rows.begin(), rows.end(), [](const row& a, const row& b) { return a.what < b.what; });
-  fmt::print("| measurement | median | min – max | unit | ratio | jobs per transaction | design target | met? | bg load % |\n");
-  fmt::print("|---|---:|---:|---|---|---:|---:|---|---:|\n");
+  fmt::print("| measurement | median | min – max | unit | ratio (median of the rounds' ratios) | jobs per "
+             "transaction | design target | met? |\n");
+  fmt::print("|---|---:|---:|---|---|---:|---:|---|\n");
   for (auto& r : rows) {
-    fmt::print("| {} | {} | {} – {} | {} | {} | {} | {} | {} | {} |\n", r.what, thousands(r.s.median),
-               thousands(r.s.min), thousands(r.s.max), r.what.starts_with("(a") ? "syncs/s" : "durable jobs/s",
-               r.vs, r.per_batch, r.target, r.met, r.bg);
+    fmt::print("| {} | {} | {} – {} | {} | {} | {} | {} | {} |\n", r.what, thousands(r.s.median), thousands(r.s.min),
+               thousands(r.s.max), r.unit, r.vs, r.per_batch, r.target, r.met);
   }
-  fmt::print("\n{} repetitions of {:.1f} s each, median; database files in {} ({}); SQLite {}.\n", o.reps, o.seconds,
-             o.dir, fs_type(o.dir), sqlite3_libversion());
+  std::string load_list;
+  for (int l : loads) load_list += (load_list.empty() ? "" : ", ") + std::to_string(l) + " %";
+  fmt::print("\n{} rounds of {:.1f} s per measurement, median; background load seen by the quiet gate before each "
+             "round: {}; database files in {} ({}); SQLite {}.\n",
+             o.reps, o.seconds, load_list, o.dir, fs_type(o.dir), sqlite3_libversion());
   return 0;
 }
