@@ -36,3 +36,6 @@ echo "(kept in $out)"
 ./bench/run_store.sh
 # The scheduling policy on a simulated cluster (bench/run_policy.sh).
 ./bench/run_policy.sh
+# The FUSE bridge's benchmark (galaxy mount), in the same run.
+echo
+./bench/run_fuse.sh
