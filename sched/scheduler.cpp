@@ -10,6 +10,8 @@
 
 #include <asio/post.hpp>
 #include <fmt/format.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -176,6 +178,7 @@ scheduler::scheduler(asio::io_context& io, sched_options opts, hooks h)
 scheduler::~scheduler() {
   stop();
   pool_.join();
+  if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
 std::expected<std::unique_ptr<scheduler>, std::string> scheduler::create(asio::io_context& io, sched_options opts,
@@ -184,6 +187,13 @@ std::expected<std::unique_ptr<scheduler>, std::string> scheduler::create(asio::i
   fs::create_directories(opts.state / "jobs", ec);
   if (ec) return fail(fmt::format("state directory {}: {}", opts.state.string(), ec.message()));
   std::unique_ptr<scheduler> s(new scheduler(io, std::move(opts), std::move(h)));
+  // One scheduler per state directory: a second one would run every job again.
+  auto lock_path = s->opts_.state / "lock";
+  s->lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (s->lock_fd_ < 0 || ::flock(s->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    return fail(fmt::format("state directory {} is in use by another galaxy-sched (lock {})", s->opts_.state.string(),
+                            lock_path.string()));
+  }
   auto store = job_store::open(s->opts_.state / "sched.db");
   if (!store) return fail(store.error());
   s->store_ = std::move(*store);

@@ -200,6 +200,7 @@ class scheduler {
   std::map<std::string, usage> used_;   // by node: jobs running or starting there
   std::map<std::string, quota_record> quotas_;
   std::uint64_t next_id_ = 1;
+  int lock_fd_ = -1;  // flock on STATE/lock, held for the scheduler's life
   bool pass_posted_ = false;
   bool stopped_ = false;
   std::uint64_t submitted_total_ = 0;

@@ -611,7 +611,7 @@ void sched_tree::relay_read(request r) {
   auto conn = st->conn;
   std::string node = st->node;
   std::uint64_t relay = st->relay;
-  std::uint16_t tag = conn->client().send(
+  auto ticket = conn->client().send_ticket(
       srv9p::tread{st->fid, m.offset, m.count}, [this, r, is_dir, node, relay](fsclient::client::reply rep) {
         asio::post(sched_->io(), [this, r, rep = std::move(rep), is_dir, node, relay]() mutable {
           if (!rep) return r.error(rep.error());
@@ -633,9 +633,8 @@ void sched_tree::relay_read(request r) {
           r.respond(srv9p::rread{std::move(data)});
         });
       });
-  if (tag != srv9p::notag) {
-    r.on_flush([conn, tag] { conn->client().flush(tag); });
-  }
+  // By ticket, not tag: the tag may belong to another request by the time the flush comes.
+  r.on_flush([conn, ticket] { conn->client().flush(ticket); });
 }
 
 void sched_tree::serve_output(request r, job& j, bool is_err) {
@@ -771,13 +770,13 @@ void sched_tree::relay_write(request r) {
   if (st == nullptr || st->fid == srv9p::nofid) return r.error(err::not_open);
   const auto& m = r.get<srv9p::twrite>();
   auto conn = st->conn;
-  std::uint16_t tag = conn->client().send(srv9p::twrite{st->fid, m.offset, m.data}, [this, r](fsclient::client::reply rep) {
+  auto ticket = conn->client().send_ticket(srv9p::twrite{st->fid, m.offset, m.data}, [this, r](fsclient::client::reply rep) {
     asio::post(sched_->io(), [r, rep = std::move(rep)] {
       if (!rep) return r.error(rep.error());
       r.respond(std::get<srv9p::rwrite>(*rep));
     });
   });
-  if (tag != srv9p::notag) r.on_flush([conn, tag] { conn->client().flush(tag); });
+  r.on_flush([conn, ticket] { conn->client().flush(ticket); });
 }
 
 void sched_tree::run_lines(request r, std::vector<std::string> lines, std::size_t next, std::uint64_t job_id) {

@@ -378,6 +378,10 @@ TEST(SchedE2E, SchedulerKilledAndRestartedLosesNothingAndRunsNothingTwice) {
   for (int i = 0; i < 10; ++i) {
     across.push_back(c.job({"exec sh -c 'sleep 1; echo " + std::to_string(i) + "'"}));
   }
+  // A second scheduler on the same state directory is refused while the first lives.
+  auto second = testutil::run({sched_binary, "--listen", "tcp!127.0.0.1!0", "--state", c.dir.file("state")});
+  EXPECT_EQ(second.status, 2);
+  EXPECT_NE(second.err.find("in use by another galaxy-sched"), std::string::npos) << second.err;
   c.sched.proc.signal(SIGKILL);
   c.sched.proc.wait();
   c.c.reset();
