@@ -34,3 +34,6 @@ echo "(kept in $out)"
 
 # The job store's durable submissions/s (bench/run_store.sh, its own table and results file).
 ./bench/run_store.sh
+# The FUSE bridge's benchmark (galaxy mount), in the same run.
+echo
+./bench/run_fuse.sh

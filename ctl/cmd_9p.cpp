@@ -48,13 +48,6 @@ struct conn {
   std::uint32_t root = srv9p::nofid;
 };
 
-std::string login_name() {
-  if (const char* u = std::getenv("USER"); u != nullptr && *u != '\0') return u;
-  if (const char* l = ::getlogin(); l != nullptr && *l != '\0') return l;
-  if (const passwd* pw = ::getpwuid(::getuid()); pw != nullptr) return pw->pw_name;
-  return "none";
-}
-
 void complain(std::string_view path, std::string_view text) {
   fmt::print(stderr, "galaxy: {}: {}\n", path, text);
 }
@@ -375,6 +368,13 @@ int each_path(const verbs& v, const std::vector<std::string>& paths, F fn) {
 }
 
 }  // namespace
+
+std::string login_name() {
+  if (const char* u = std::getenv("USER"); u != nullptr && *u != '\0') return u;
+  if (const char* l = ::getlogin(); l != nullptr && *l != '\0') return l;
+  if (const passwd* pw = ::getpwuid(::getuid()); pw != nullptr) return pw->pw_name;
+  return "none";
+}
 
 void add_9p_commands(CLI::App& app, int& status) {
   // The option storage lives as long as the callbacks that share it, which app keeps.

@@ -6,7 +6,13 @@ namespace CLI {
 class App;
 }
 
+#include <string>
+
 namespace ctl {
+
+// The name to attach as when -u is not given: $USER, the login name, the passwd entry of
+// the real uid, or "none".
+std::string login_name();
 
 // Registers the verbs as subcommands of app. A verb runs as app.parse() finishes; it
 // stores its exit status in status: 0, or 1 after printing "galaxy: PATH: error" (the

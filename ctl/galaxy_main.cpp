@@ -1,14 +1,17 @@
 // galaxy: the user's tool. main only builds the command line and runs the chosen verb;
-// the verbs live beside it (ctl/cmd_9p.cpp: ls, cat, write, stat, rm, mkdir).
+// the verbs live beside it (ctl/cmd_9p.cpp: ls, cat, write, stat, rm, mkdir;
+// ctl/cmd_mount.cpp: mount, umount).
 #include <CLI/CLI.hpp>
 
 #include "ctl/cmd_9p.hpp"
+#include "ctl/cmd_mount.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"galaxy: use a Galaxy file tree over 9P", "galaxy"};
   app.require_subcommand(1);
   int status = 0;
   ctl::add_9p_commands(app, status);
+  ctl::add_mount_commands(app, status);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -150,6 +150,7 @@ struct client::impl {
     msg_type request{};          // the T-message's type, to check the reply's
     std::uint16_t flushes = 0;   // Tflushes of this tag still waiting for Rflush
     std::uint16_t oldtag = 0;    // kind::flush: the tag it flushes
+    std::uint32_t use = 0;       // times this tag has been handed out (for ticket flushes)
     std::uint32_t index = 0;     // kind::waiter
     waiter* w = nullptr;         // kind::waiter
     callback cb;                 // kind::callback
@@ -195,6 +196,7 @@ struct client::impl {
       if (!free_tags.empty()) {
         auto t = free_tags.back();
         free_tags.pop_back();
+        slots[t].use++;
         return t;
       }
       if (slots.size() < max_tags) {
@@ -210,7 +212,7 @@ struct client::impl {
 
   void free_tag(std::uint16_t t) {
     slot& s = slots[t];
-    s.k = slot::kind::free;
+    s.k = slot::kind::free;  // (use is kept: the next alloc_tag counts on from it)
     s.answered = false;
     s.flushes = 0;
     s.w = nullptr;
@@ -287,7 +289,9 @@ struct client::impl {
   // Encodes, tags and writes a group of requests with one write. tags_out gets each
   // request's tag (NOTAG for one that failed at once). Requests that cannot be sent
   // (connection gone, too big for msize, no tag) are completed here, on this thread.
-  void submit(std::span<outgoing> reqs, std::span<std::uint16_t> tags_out) {
+  // use_out, if given, gets the first request's tag use count (for a ticket).
+  void submit(std::span<outgoing> reqs, std::span<std::uint16_t> tags_out,
+              std::uint32_t* use_out = nullptr) {
     thread_local std::vector<std::uint8_t> buf;
     thread_local std::vector<std::size_t> offsets;  // SIZE_MAX: not sent
     buf.clear();
@@ -348,6 +352,7 @@ struct client::impl {
         }
         tags_out[i] = *t;
         slot& s = slots[*t];
+        if (i == 0 && use_out != nullptr) *use_out = s.use;
         s.request = types[i];
         s.answered = false;
         s.flushes = 0;
@@ -379,7 +384,8 @@ struct client::impl {
     for (auto& c : failed) c.deliver();
   }
 
-  void send_flush(std::uint16_t oldtag) {
+  // Flushes oldtag; with a use count, only while the tag still has that use.
+  void send_flush(std::uint16_t oldtag, std::optional<std::uint32_t> use = std::nullopt) {
     std::uint16_t ft;
     {
       std::unique_lock lk(mu);
@@ -387,7 +393,8 @@ struct client::impl {
       if (!t) return;
       // Only a request still waiting for its reply is worth flushing.
       if (oldtag >= slots.size() || slots[oldtag].k == slot::kind::free ||
-          slots[oldtag].k == slot::kind::flush || slots[oldtag].answered) {
+          slots[oldtag].k == slot::kind::flush || slots[oldtag].answered ||
+          (use && slots[oldtag].use != *use)) {
         free_tag(*t);
         return;
       }
@@ -635,6 +642,18 @@ std::vector<client::reply> client::rpc_batch(std::vector<srv9p::message> ts) {
 void client::flush(std::uint16_t tag) {
   if (tag == srv9p::notag) return;
   impl_->send_flush(tag);
+}
+
+client::ticket client::send_ticket(srv9p::message t, callback cb) {
+  outgoing o{&t, &cb, nullptr, 0};
+  ticket k;
+  impl_->submit(std::span(&o, 1), std::span(&k.tag, 1), &k.use);
+  return k;
+}
+
+void client::flush(ticket t) {
+  if (t.tag == srv9p::notag) return;
+  impl_->send_flush(t.tag, t.use);
 }
 
 std::uint32_t client::alloc_fid() {

@@ -73,6 +73,20 @@ class client {
   // "interrupted" unless its reply arrived first. Does not block.
   void flush(std::uint16_t tag);
 
+  // A request's identity for a flush that may come late: its tag and how many times that
+  // tag had been handed out. A tag is reused as soon as its reply arrives, before the
+  // reply's callback runs, so a flush by bare tag from another thread (the FUSE bridge's
+  // interrupt handler) could hit a later request; a flush by ticket cannot.
+  struct ticket {
+    std::uint16_t tag = srv9p::notag;
+    std::uint32_t use = 0;
+  };
+  // send(), returning the request's ticket (tag NOTAG when cb has already been called).
+  ticket send_ticket(srv9p::message t, callback cb);
+  // flush(tag) if that tag still belongs to the ticket's request and is unanswered; else
+  // nothing. Does not block.
+  void flush(ticket t);
+
   // ---- Fids ---------------------------------------------------------------------------
   std::uint32_t alloc_fid();          // a fid number not in use on this connection
   void release_fid(std::uint32_t f);  // back to the pool (after clunk or remove)

@@ -573,6 +573,39 @@ TEST_F(ClientTest, FlushInterruptsABlockedRead) {
   ASSERT_TRUE(c_->clunk(ev));
 }
 
+// A flush by ticket ends its own request, and never a later one that reuses the tag.
+TEST_F(ClientTest, FlushByTicketHitsOnlyItsOwnRequest) {
+  auto ev = open_events(*c_, root_);
+  latch first;
+  auto t1 = c_->send_ticket(srv9p::tread{ev, 0, 1024}, [&first](client::reply r) { first.put(std::move(r)); });
+  ASSERT_NE(t1.tag, srv9p::notag);
+  c_->flush(t1);
+  ASSERT_TRUE(first.wait(5s)) << "flush by ticket did not end the read";
+  ASSERT_FALSE(first.r);
+  EXPECT_EQ(first.r.error(), srv9p::err::interrupted);
+  // Run requests until one gets t1's tag again (the tag is free once Rflush came), then
+  // flush the old ticket: the new request must not be touched.
+  client::ticket t2;
+  std::unique_ptr<latch> second;
+  for (int i = 0; i < 1000 && t2.tag != t1.tag; i++) {
+    second = std::make_unique<latch>();
+    latch* l = second.get();
+    t2 = c_->send_ticket(srv9p::tread{ev, 0, 1024}, [l](client::reply r) { l->put(std::move(r)); });
+    if (t2.tag != t1.tag) {
+      c_->flush(t2);
+      ASSERT_TRUE(l->wait(5s));
+    }
+  }
+  ASSERT_EQ(t2.tag, t1.tag) << "the tag was never reused";
+  EXPECT_NE(t2.use, t1.use);
+  c_->flush(t1);  // stale: a no-op
+  make_file("after-stale-flush", "");
+  ASSERT_TRUE(second->wait(5s));
+  ASSERT_TRUE(second->r) << second->r.error();
+  EXPECT_THAT(std::get<srv9p::rread>(*second->r).data, HasSubstr("create after-stale-flush"));
+  ASSERT_TRUE(c_->clunk(ev));
+}
+
 TEST_F(ClientTest, CloseFailsWaitingCallsPromptly) {
   auto ev = open_events(*c_, root_);
   latch async;

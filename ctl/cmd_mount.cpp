@@ -1,0 +1,182 @@
+// galaxy mount / galaxy umount (ctl/cmd_mount.hpp).
+//
+// The fork comes before anything starts a thread (the client's reader, libfuse's
+// workers), so the background child is a whole process, not half of one. Once backgrounded
+// the bridge reports to syslog (daemon facility, ident "galaxy-mount"): its standard
+// streams are /dev/null, so that whoever ran `galaxy mount` sees end of file on them.
+#include "ctl/cmd_mount.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fmt/core.h>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ctl/cmd_9p.hpp"
+#include "fsclient/client.hpp"
+#include "fsclient/fuse_bridge.hpp"
+
+namespace ctl {
+namespace {
+
+struct mount_args {
+  std::string addr;
+  std::string mountpoint;
+  std::string uname;
+  std::string aname;
+  std::uint32_t msize = srv9p::max_msize;
+  std::vector<std::string> options;
+  double attr_timeout_s = 1.0;
+  bool foreground = false;
+  bool debug = false;
+  bool lazy = false;  // umount -z
+};
+
+// Where a failure before serving goes: to the parent through the pipe when there is
+// one, else to standard error. Returns the exit status, 1.
+int fail(int report_fd, const std::string& why) {
+  std::string line = "galaxy: mount: " + why + "\n";
+  if (report_fd >= 0) {
+    (void)!::write(report_fd, line.data(), line.size());
+  } else {
+    std::fputs(line.c_str(), stderr);
+  }
+  return 1;
+}
+
+// Dials, attaches, mounts and serves until unmounted. report_fd >= 0: the background
+// child, which writes "mounted\n" or its error there, then detaches from the terminal.
+int mount_and_serve(const mount_args& a, int report_fd) {
+  fsclient::client::options copts;
+  copts.msize = a.msize;
+  auto c = fsclient::client::dial(a.addr, copts);
+  if (!c) return fail(report_fd, c.error());
+  auto root = (*c)->attach(a.uname.empty() ? login_name() : a.uname, a.aname);
+  if (!root) return fail(report_fd, "attach " + a.addr + ": " + root.error());
+
+  fsclient::fuse_options fo;
+  fo.mountpoint = a.mountpoint;
+  fo.mount_options = a.options;
+  fo.fsname = a.addr;
+  fo.attr_timeout_s = a.attr_timeout_s;
+  fo.debug = a.debug;
+  if (report_fd >= 0) {
+    ::openlog("galaxy-mount", LOG_PID, LOG_DAEMON);
+    fo.log = [](std::string_view m) { ::syslog(LOG_WARNING, "%.*s", static_cast<int>(m.size()), m.data()); };
+  }
+  auto b = fsclient::fuse_bridge::mount(std::move(*c), *root, fo);
+  if (!b) return fail(report_fd, b.error());
+
+  if (report_fd >= 0) {
+    int nul = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (nul >= 0) {
+      ::dup2(nul, 0);
+      ::dup2(nul, 1);
+      ::dup2(nul, 2);
+      ::close(nul);
+    }
+    (void)!::chdir("/");
+    (void)!::write(report_fd, "mounted\n", 8);
+    ::close(report_fd);
+  }
+  int r = (*b)->serve();
+  b->reset();
+  return r == 0 ? 0 : 1;
+}
+
+int run_mount(mount_args a) {
+  std::error_code ec;
+  auto abs = std::filesystem::absolute(a.mountpoint, ec);
+  if (ec || !std::filesystem::is_directory(abs, ec)) {
+    fmt::print(stderr, "galaxy: mount: {}: not a directory\n", a.mountpoint);
+    return 1;
+  }
+  a.mountpoint = abs.lexically_normal().string();
+  if (a.mountpoint.size() > 1 && a.mountpoint.back() == '/') a.mountpoint.pop_back();
+  if (a.attr_timeout_s < 0) {
+    fmt::print(stderr, "galaxy: mount: --attr-timeout {}: expected seconds >= 0\n", a.attr_timeout_s);
+    return 1;
+  }
+  if (a.foreground || a.debug) return mount_and_serve(a, -1);
+
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) {
+    fmt::print(stderr, "galaxy: mount: pipe: {}\n", std::strerror(errno));
+    return 1;
+  }
+  std::fflush(stdout);
+  std::fflush(stderr);
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    fmt::print(stderr, "galaxy: mount: fork: {}\n", std::strerror(errno));
+    return 1;
+  }
+  if (pid == 0) {
+    ::close(p[0]);
+    ::setsid();  // no controlling terminal: the shell's Ctrl-C and hang-up are not ours
+    return mount_and_serve(a, p[1]);
+  }
+  ::close(p[1]);
+  std::string said;
+  char buf[512];
+  for (;;) {
+    ssize_t n = ::read(p[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    said.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(p[0]);
+  if (said == "mounted\n") return 0;
+  // The child failed (and exits) or died without a word: reap it and say so.
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  if (said.empty()) said = "galaxy: mount: the mounting process died before the mount was up\n";
+  std::fputs(said.c_str(), stderr);
+  return 1;
+}
+
+}  // namespace
+
+void add_mount_commands(CLI::App& app, int& status) {
+  auto a = std::make_shared<mount_args>();
+  int* st = &status;
+
+  auto* m = app.add_subcommand("mount", "mount a Galaxy tree on a directory with FUSE");
+  m->add_option("dial", a->addr, "the server's dial string (tcp!host!port, unix!path)")->required();
+  m->add_option("mountpoint", a->mountpoint, "an existing directory")->required();
+  m->add_option("-u,--uname", a->uname, "user name to attach as (default: $USER)");
+  m->add_option("--aname", a->aname, "the server's tree to attach (default: its main tree)");
+  m->add_option("--msize", a->msize, "largest 9P message to negotiate, bytes (default 1 MiB + 24)");
+  m->add_option("-o", a->options, "mount option passed to FUSE (allow_other, ro, ...); repeatable")
+      ->allow_extra_args(false);
+  m->add_option("--attr-timeout", a->attr_timeout_s,
+                "seconds the kernel may cache attributes and names (default 1; 0: never)");
+  m->add_flag("-f,--foreground", a->foreground, "stay in the foreground, reporting to standard error");
+  m->add_flag("-d,--debug", a->debug, "trace every FUSE request on standard error (implies -f)");
+  m->callback([a, st] { *st = run_mount(*a); });
+
+  auto* u = app.add_subcommand("umount", "unmount a galaxy mount");
+  u->add_option("mountpoint", a->mountpoint, "where it is mounted")->required();
+  u->add_flag("-z,--lazy", a->lazy, "detach now even if files are open (MNT_DETACH)");
+  u->callback([a, st] {
+    auto r = fsclient::fuse_unmount(a->mountpoint, a->lazy);
+    if (!r) {
+      fmt::print(stderr, "galaxy: umount: {}\n", r.error());
+      *st = 1;
+    } else {
+      *st = 0;
+    }
+  });
+}
+
+}  // namespace ctl
