@@ -97,6 +97,27 @@ std::optional<std::string> unreachable_for_others(const fs::path& dir) {
   return std::nullopt;
 }
 
+// As root, the nodes run tasks as nobody and search their PATH for the program: a
+// directory others cannot reach (root's own ~/.local/bin, pyenv shims under /root) would
+// make the search find a program the task may not execute. Returns $PATH without them.
+std::string path_for_tasks() {
+  const char* path = std::getenv("PATH");
+  std::string_view p = path != nullptr && *path != '\0' ? path : "/usr/local/bin:/usr/bin:/bin";
+  if (::geteuid() != 0) return std::string(p);
+  std::string out;
+  for (;;) {
+    auto colon = p.find(':');
+    std::string dir(p.substr(0, colon));
+    struct stat st {};
+    if (!dir.empty() && dir[0] == '/' && ::stat(dir.c_str(), &st) == 0 && !unreachable_for_others(dir)) {
+      out += (out.empty() ? "" : ":") + dir;
+    }
+    if (colon == std::string_view::npos) break;
+    p.remove_prefix(colon + 1);
+  }
+  return out.empty() ? "/usr/bin:/bin" : out;
+}
+
 // The last lines of a log, for an error message.
 std::string log_tail(const std::string& path, std::size_t lines = 5) {
   std::ifstream f(path);
@@ -111,7 +132,8 @@ std::string log_tail(const std::string& path, std::size_t lines = 5) {
 // Starts argv[0] detached: its own session (a terminal's Ctrl-C or hang-up is not its),
 // standard input /dev/null, standard output and error appended to log, no other
 // descriptors. Returns its pid and start time.
-std::expected<proc_id, std::string> spawn_detached(const std::vector<std::string>& argv, const std::string& log) {
+std::expected<proc_id, std::string> spawn_detached(const std::vector<std::string>& argv, const std::string& log,
+                                                  const std::string& path_env = {}) {
   int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) return std::unexpected(fmt::format("{}: {}", log, std::strerror(errno)));
   std::vector<char*> cargv;
@@ -131,6 +153,7 @@ std::expected<proc_id, std::string> spawn_detached(const std::vector<std::string
     ::dup2(fd, 1);
     ::dup2(fd, 2);
     ::close_range(3, ~0u, 0);
+    if (!path_env.empty()) ::setenv("PATH", path_env.c_str(), 1);
     ::execv(cargv[0], cargv.data());
     std::string why = fmt::format("exec {}: {}\n", argv[0], std::strerror(errno));
     (void)!::write(2, why.data(), why.size());
@@ -425,6 +448,7 @@ int do_up(up_args a) {
   unsigned cpus = a.cpus != 0 ? a.cpus : std::max(1u, ncpu / static_cast<unsigned>(a.nodes));
   auto timeout = std::chrono::milliseconds(static_cast<long>(a.timeout_s * 1000));
 
+  std::string task_path = path_for_tasks();
   cluster::record r;
   r.state = a.state;
   auto give_up = [&](const std::string& why) {
@@ -442,7 +466,7 @@ int do_up(up_args a) {
     auto from = file_size_or_0(log);
     auto p = spawn_detached({node_bin, "--listen", "tcp!127.0.0.1!0", "--spool", spool, "--name", name, "--cpus",
                              std::to_string(cpus)},
-                            log);
+                            log, task_path);
     if (!p) return give_up(p.error());
     r.nodes.push_back({name, "", *p});
     auto dial = wait_listening("galaxy-node " + name, p->pid, log, from, timeout);
