@@ -354,17 +354,24 @@ int do_up(up_args a) {
     }
   }
 
-  // The state directory.
+  // The paths, checked before anything is made.
   std::error_code ec;
+  auto normal = [&](std::string p) {
+    p = fs::absolute(p, ec).lexically_normal().string();
+    if (p.size() > 1 && p.back() == '/') p.pop_back();
+    return p;
+  };
   if (a.state.empty()) a.state = cluster::default_state_dir();
-  a.state = fs::absolute(a.state, ec).lexically_normal().string();
-  if (a.state.size() > 1 && a.state.back() == '/') a.state.pop_back();
-  if (a.state.find('\n') != std::string::npos) {
-    say(verb, "--state: a path with a line break cannot be recorded");
-    return 1;
+  a.state = normal(a.state);
+  auto why_no_fuse = a.no_mount ? std::optional<std::string>() : fuse_unavailable();
+  bool want_mount = !a.no_mount && !why_no_fuse;
+  if (a.mount.empty()) {
+    const char* home = std::getenv("HOME");
+    a.mount = ::geteuid() == 0 ? std::string("/galaxy") : std::string(home != nullptr ? home : "") + "/galaxy";
   }
-  if (auto ok = ensure_dir(a.state, 0711); !ok) {
-    say(verb, ok.error());
+  a.mount = normal(a.mount);
+  if (a.state.find('\n') != std::string::npos || a.mount.find('\n') != std::string::npos) {
+    say(verb, "--state, --mount: a path with a line break cannot be recorded");
     return 1;
   }
   if (::geteuid() == 0) {
@@ -374,6 +381,15 @@ int do_up(up_args a) {
                             *bad, a.state, *bad));
       return 1;
     }
+  }
+  if (want_mount && fs::exists(a.mount, ec) && !fs::is_directory(a.mount, ec)) {
+    say(verb, fmt::format("--mount {}: not a directory", a.mount));
+    return 1;
+  }
+
+  if (auto ok = ensure_dir(a.state, 0711); !ok) {
+    say(verb, ok.error());
+    return 1;
   }
   state_lock lock;
   if (auto ok = lock.take(a.state); !ok) {
@@ -390,11 +406,6 @@ int do_up(up_args a) {
       return 1;
     }
     // Every process of that cluster has ended (a reboot, kill -9): a stale record.
-    if (!old->mount.empty()) {
-      if (auto t = cluster::mount_type(old->mount); t && t->starts_with("fuse")) {
-        (void)fsclient::fuse_unmount(old->mount, true);
-      }
-    }
     fs::remove(cluster::record_path(a.state), ec);
     fmt::print("galaxy: up: the last cluster in {} had ended without galaxy down; starting a new one\n", a.state);
   } else if (old.error() != "no cluster record") {
@@ -402,26 +413,17 @@ int do_up(up_args a) {
     return 1;
   }
 
-  // The mount point, checked before anything starts.
-  auto why_no_fuse = a.no_mount ? std::optional<std::string>() : fuse_unavailable();
-  bool want_mount = !a.no_mount && !why_no_fuse;
+  // The mount point: free, or holding a galaxy mount whose bridge is gone (its cluster
+  // ended without galaxy down), which is cleared.
   if (want_mount) {
-    if (a.mount.empty()) {
-      const char* home = std::getenv("HOME");
-      a.mount = ::geteuid() == 0 ? std::string("/galaxy") : std::string(home != nullptr ? home : "") + "/galaxy";
-    }
-    a.mount = fs::absolute(a.mount, ec).lexically_normal().string();
-    if (a.mount.size() > 1 && a.mount.back() == '/') a.mount.pop_back();
-    if (a.mount.find('\n') != std::string::npos) {
-      say(verb, "--mount: a path with a line break cannot be recorded");
-      return 1;
-    }
     if (auto t = cluster::mount_type(a.mount)) {
-      if (*t != "fuse.galaxy") {
-        say(verb, fmt::format("{} is already a mount point ({}); choose another with --mount DIR", a.mount, *t));
+      struct stat st {};
+      bool dead = *t == "fuse.galaxy" && ::stat(a.mount.c_str(), &st) != 0 && errno == ENOTCONN;
+      if (!dead) {
+        say(verb, fmt::format("{} is already a mount point ({}{}); choose another with --mount DIR", a.mount, *t,
+                              *t == "fuse.galaxy" ? ", of another cluster" : ""));
         return 1;
       }
-      // A galaxy mount whose bridge is gone or whose cluster was stopped without down.
       if (auto u = fsclient::fuse_unmount(a.mount, true); !u) {
         say(verb, fmt::format("{} holds an old galaxy mount that will not go: {}", a.mount, u.error()));
         return 1;
@@ -433,9 +435,6 @@ int do_up(up_args a) {
         say(verb, fmt::format("--mount {}: {}", a.mount, ec.message()));
         return 1;
       }
-    } else if (!fs::is_directory(a.mount, ec)) {
-      say(verb, fmt::format("--mount {}: not a directory", a.mount));
-      return 1;
     }
   }
 
