@@ -21,7 +21,6 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
@@ -32,6 +31,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -380,34 +380,52 @@ int do_submit(const job_options& o) {
 }
 
 int do_run(const job_options& o) {
-  auto t = open_tree("run", o.conn);
-  if (!t) return 1;
-  // Signals go to a thread of our own from here on (before the streams' threads start,
-  // which inherit the mask).
+  // Signals go to a thread of our own, started before anything else starts a thread (the
+  // 9P client's reader, the streams), so that every thread inherits the mask. Until the
+  // job exists a signal ends run at once (status 128+N); then the first writes kill to the
+  // job's ctl and a second ends run. SIGUSR1 only tells the thread that run is done.
   sigset_t sigs;
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGINT);
   sigaddset(&sigs, SIGTERM);
   sigaddset(&sigs, SIGHUP);
+  sigaddset(&sigs, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
+  std::unique_ptr<tree_access> t;
+  std::mutex m;
+  std::string job_dir;  // set under m once the job exists
+  std::thread signals([&] {
+    int seen = 0;
+    for (;;) {
+      int s = ::sigwaitinfo(&sigs, nullptr);
+      if (s < 0) continue;  // EINTR
+      if (s == SIGUSR1) return;
+      std::lock_guard lock(m);
+      if (job_dir.empty() || ++seen > 1) ::_exit(128 + s);
+      fmt::print(stderr, "galaxy: run: {}: killing the job (again to leave it running)\n", signal_name(s));
+      (void)t->write_lines(job_dir + "ctl", {"kill"});
+    }
+  });
+  struct joiner {
+    std::thread& th;
+    ~joiner() {
+      ::pthread_kill(th.native_handle(), SIGUSR1);
+      th.join();
+    }
+  } join_signals{signals};
+
+  t = open_tree("run", o.conn);
+  if (!t) return 1;
   auto j = submit_job("run", *t, o);
   if (!j) return 1;
   if (!o.quiet) fmt::print(stderr, "galaxy: run: job {}\n", *j);
   std::string dir = "jobs/" + *j + "/";
+  {
+    std::lock_guard lock(m);
+    job_dir = dir;
+  }
 
-  std::atomic<bool> finished{false};
-  std::thread signals([&] {
-    int seen = 0;
-    timespec tick{0, 100'000'000};
-    while (!finished.load()) {
-      int s = ::sigtimedwait(&sigs, nullptr, &tick);
-      if (s <= 0) continue;
-      if (++seen > 1) ::_exit(128 + s);
-      fmt::print(stderr, "galaxy: run: {}: killing job {} (again to leave it running)\n", signal_name(s), *j);
-      (void)t->write_lines(dir + "ctl", {"kill"});
-    }
-  });
   auto pump = [&](const char* file, int fd, std::string& err) {
     auto r = t->stream(dir + file, [fd](std::string_view d) { return write_all(fd, d); });
     if (!r) err = fmt::format("{}: {}", t->name(dir + file), r.error());
@@ -418,8 +436,6 @@ int do_run(const job_options& o) {
   auto wait = t->read(dir + "wait");
   out.join();
   err.join();
-  finished = true;
-  signals.join();
   for (const auto& e : {out_err, err_err}) {
     if (!e.empty()) complain("run", e);
   }

@@ -277,6 +277,26 @@ TEST_F(UpCluster, RunStreamsOutputWhileTheJobRuns) {
   }
 }
 
+// Ctrl-C on galaxy run kills the job (as srun cancels its job) and run exits as the
+// killed job did.
+TEST_F(UpCluster, InterruptingRunKillsTheJob) {
+  auto p = testutil::process::spawn({galaxy, "run", "-a", addr_, "--", "sleep", "600"}, {.capture_stderr = true});
+  ASSERT_TRUE(p) << p.error();
+  std::string err;
+  while (err.find('\n') == std::string::npos) {
+    ASSERT_GT(testutil::process::fill(p->stderr_fd(), err, testutil::steady::now() + 60s), 0) << err;
+  }
+  ASSERT_TRUE(err.starts_with("galaxy: run: job ")) << err;
+  std::string id = err.substr(17, err.find('\n') - 17);
+  ASSERT_TRUE(eventually([&] { return slurp(mnt_ + "/jobs/" + id + "/status").find("state=running") != std::string::npos; }));
+  p->signal(SIGINT);
+  EXPECT_EQ(p->wait(60s), 128 + 9);
+  // The status file, not the wait file: a job that was not killed must fail the test,
+  // not hang it.
+  EXPECT_NE(slurp(mnt_ + "/jobs/" + id + "/status").find("exit='signal 9'"), std::string::npos)
+      << slurp(mnt_ + "/jobs/" + id + "/status");
+}
+
 TEST_F(UpCluster, SubmitWaitKillAndJobs) {
   auto s = run({galaxy, "submit", "-a", addr_, "--name", "greeting", "--", "echo", "hello world"});
   ASSERT_EQ(s.status, 0) << s.err;
