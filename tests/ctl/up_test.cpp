@@ -109,7 +109,19 @@ struct cluster_dirs {
     argv.insert(argv.end(), extra.begin(), extra.end());
     return run(argv, {}, 60s);
   }
-  testutil::run_result down() { return run({galaxy, "down", "--state", state}, {}, 60s); }
+  // Stops the cluster, then checks the daemons' logs: under ASan+UBSan their reports go
+  // there (they run detached), and a report is a failure of the test that ran them.
+  testutil::run_result down() {
+    auto r = run({galaxy, "down", "--state", state}, {}, 60s);
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(state + "/log", ec), end; !ec && it != end; it.increment(ec)) {
+      std::string text = slurp(it->path().string());
+      for (const char* mark : {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"}) {
+        EXPECT_EQ(text.find(mark), std::string::npos) << it->path() << ":\n" << text;
+      }
+    }
+    return r;
+  }
   std::string addr() { return read_record(state)["sched_addr"]; }
 };
 
