@@ -4,6 +4,11 @@
 // workers), so the background child is a whole process, not half of one. Once backgrounded
 // the bridge reports to syslog (daemon facility, ident "galaxy-mount"): its standard
 // streams are /dev/null, so that whoever ran `galaxy mount` sees end of file on them.
+//
+// Sanitizers: forking before any thread exists is also what keeps ASan/LSan sound here
+// (the child runs the leak check at its own exit). A backgrounded child's reports would
+// go to /dev/null with its stderr; run it with ASAN_OPTIONS=log_path=FILE to keep them
+// (tests/fsclient/fuse_test.cpp does, and checks that no report appears), or use -f.
 #include "ctl/cmd_mount.hpp"
 
 #include <fcntl.h>
