@@ -42,3 +42,6 @@ echo
 # The FUSE bridge's benchmark (galaxy mount), in the same run.
 echo
 ./bench/run_fuse.sh
+# The main job (examples/wordfreq.sh) on a galaxy up cluster vs GNU parallel and one pipeline.
+echo
+./bench/run_wordfreq.sh

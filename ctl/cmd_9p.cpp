@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "ctl/cluster.hpp"
 #include "fsclient/client.hpp"
 #include "srv9p/errors.hpp"
 #include "srv9p/fcall.hpp"
@@ -33,8 +34,6 @@ namespace ctl {
 namespace {
 
 using fsclient::client;
-
-constexpr std::string_view default_addr = "tcp!127.0.0.1!5641";  // galaxy-sched's default
 
 struct conn_options {
   std::string addr;
@@ -62,11 +61,8 @@ std::string_view server_text(std::string_view e) {
 }
 
 std::unique_ptr<conn> connect(const conn_options& o) {
-  std::string addr = o.addr;
-  if (addr.empty()) {
-    const char* env = std::getenv("GALAXY_ADDR");
-    addr = env != nullptr && *env != '\0' ? env : std::string(default_addr);
-  }
+  // No -a: $GALAXY_ADDR, else the cluster `galaxy up` started, else galaxy-sched's default.
+  std::string addr = o.addr.empty() ? cluster::default_addr() : o.addr;
   auto c = client::dial(addr);
   if (!c) {
     fmt::print(stderr, "galaxy: {}\n", c.error());
@@ -351,7 +347,7 @@ struct verbs {
 CLI::App* add_verb(CLI::App& app, verbs& v, const char* name, const char* help) {
   auto* sub = app.add_subcommand(name, help);
   sub->add_option("-a,--addr", v.conn.addr,
-                  "the server's dial string (default: $GALAXY_ADDR, else tcp!127.0.0.1!5641)");
+                  "the server's dial string (default: $GALAXY_ADDR, else the cluster galaxy up started, else tcp!127.0.0.1!5641)");
   sub->add_option("-u,--user", v.conn.uname, "the user name to attach as (default: $USER)");
   sub->add_option("--aname", v.conn.aname, "the tree to attach to (default: the server's main tree)");
   return sub;

@@ -1,10 +1,13 @@
 // galaxy: the user's tool. main only builds the command line and runs the chosen verb;
 // the verbs live beside it (ctl/cmd_9p.cpp: ls, cat, write, stat, rm, mkdir;
-// ctl/cmd_mount.cpp: mount, umount).
+// ctl/cmd_mount.cpp: mount, umount; ctl/cmd_up.cpp: up, down; ctl/cmd_job.cpp: run, submit,
+// jobs, nodes, kill, wait).
 #include <CLI/CLI.hpp>
 
 #include "ctl/cmd_9p.hpp"
+#include "ctl/cmd_job.hpp"
 #include "ctl/cmd_mount.hpp"
+#include "ctl/cmd_up.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"galaxy: use a Galaxy file tree over 9P", "galaxy"};
@@ -12,6 +15,8 @@ int main(int argc, char** argv) {
   int status = 0;
   ctl::add_9p_commands(app, status);
   ctl::add_mount_commands(app, status);
+  ctl::add_up_commands(app, status);
+  ctl::add_job_commands(app, status);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

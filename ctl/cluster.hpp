@@ -1,0 +1,73 @@
+#pragma once
+// A local cluster started by `galaxy up`: where its state lives, the record of what was
+// started (STATE/cluster, key=value lines), and the process handling that up and down
+// share. The verbs are in ctl/cmd_up.cpp; the man page is man/man1/galaxy.1 (UP AND DOWN).
+//
+// A process is named by its pid and its start time (proc(5), /proc/PID/stat field 22,
+// clock ticks after boot), so that `galaxy down` never signals a process that merely
+// reused a recorded pid: it stops exactly what `up` started.
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <expected>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ctl::cluster {
+
+// A process started by up: its pid and start time (0: none).
+struct proc_id {
+  pid_t pid = 0;
+  std::uint64_t start_ticks = 0;
+};
+
+// What STATE/cluster records.
+struct record {
+  std::string state;        // the state directory, absolute
+  std::string sched_addr;   // the scheduler's dial string
+  proc_id sched;
+  struct node {
+    std::string name;       // n1, n2, ...
+    std::string addr;       // its dial string
+    proc_id proc;
+  };
+  std::vector<node> nodes;
+  std::string mount;        // where the unified tree is mounted; "" when it is not
+  proc_id mount_proc;       // the `galaxy mount -f` process serving it
+};
+
+// The default state directory: $XDG_RUNTIME_DIR/galaxy for a user with a runtime
+// directory, else /tmp/galaxy-UID. Root always gets /tmp/galaxy-0: its tasks run as
+// nobody and must be able to reach their spool, and /run/user/0 is mode 0700.
+std::string default_state_dir();
+
+// STATE/cluster's path.
+std::string record_path(const std::string& state);
+
+// Reads STATE/cluster. Errors: "no cluster record" when the file does not exist (nothing
+// was started there), or the file's problem ("line 3: expected key=value").
+std::expected<record, std::string> load(const std::string& state);
+// Writes STATE/cluster atomically (a temporary file renamed over it).
+std::expected<void, std::string> save(const record& r);
+
+// The start time of pid (proc(5) stat field 22), or nullopt if there is no such process.
+std::optional<std::uint64_t> start_ticks(pid_t pid);
+// Whether the recorded process still runs: the pid exists, has the recorded start time,
+// and is not a zombie (an orphan's zombie may wait for a parent that never reaps).
+bool alive(const proc_id& p);
+// SIGTERM, then SIGKILL once timeout has passed; waits until the process is gone (at most
+// timeout + 5 s). Returns true if it is gone; false if it was never alive.
+bool stop(const proc_id& p, std::chrono::milliseconds timeout);
+
+// The dial string the job verbs use when -a and -m are not given: $GALAXY_ADDR when set,
+// else the scheduler of a cluster up in the default state directory, else galaxy-sched's
+// default tcp!127.0.0.1!5641.
+std::string default_addr();
+
+// Whether dir is a mount point (/proc/self/mountinfo), and its file system type
+// ("fuse.galaxy"); nullopt if it is not one.
+std::optional<std::string> mount_type(const std::string& dir);
+
+}  // namespace ctl::cluster

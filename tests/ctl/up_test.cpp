@@ -1,0 +1,506 @@
+// `galaxy up`, the job verbs and the main job, end to end: the real galaxy tool starts a
+// real galaxy-sched and real galaxy-node processes and a real FUSE mount; the examples
+// run against that mount as a user would run them.
+//
+// Most tests share one cluster (UpCluster: up once for the suite, down at its end). The
+// up/down tests start their own. Every test needs /dev/fuse and skips, saying so, where
+// it is absent. The temporary directories are 0755: galaxy-node runs tasks as nobody when
+// the test runs as root, and the tasks reach their spools and flag files there. A mount is
+// never left behind: teardown runs galaxy down, then unmounts lazily if anything remains,
+// before the directory is removed.
+#include <gtest/gtest.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tests/testutil.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using testutil::run;
+
+const std::string galaxy = GALAXY_BINARY_DIR "/galaxy";
+const std::string wordfreq_sh = GALAXY_SOURCE_DIR "/examples/wordfreq.sh";
+const std::string wordfreq_py = GALAXY_SOURCE_DIR "/examples/wordfreq.py";
+
+bool have_fuse() { return ::access("/dev/fuse", F_OK) == 0; }
+#define REQUIRE_FUSE() \
+  if (!have_fuse()) GTEST_SKIP() << "/dev/fuse is absent: this machine cannot make FUSE mounts"
+
+bool is_mounted(const std::string& path) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::string id, parent, dev, root, mp;
+    f >> id >> parent >> dev >> root >> mp;
+    if (mp == path) return true;
+  }
+  return false;
+}
+
+// A process that still runs: /proc/PID exists and is not a zombie (galaxy down's
+// processes are orphans, and whoever inherits them may never reap them).
+bool running(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto rp = text.rfind(')');
+  if (rp == std::string::npos || rp + 2 >= text.size()) return false;
+  char state = text[rp + 2];
+  return state != 'Z' && state != 'X';
+}
+
+// key=value lines of STATE/cluster.
+std::map<std::string, std::string> read_record(const std::string& state) {
+  std::map<std::string, std::string> kv;
+  std::ifstream in(state + "/cluster");
+  std::string line;
+  while (std::getline(in, line)) {
+    auto eq = line.find('=');
+    if (!line.empty() && line[0] != '#' && eq != std::string::npos) kv[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  return kv;
+}
+
+std::vector<pid_t> recorded_pids(const std::map<std::string, std::string>& kv) {
+  std::vector<pid_t> pids;
+  for (const auto& [k, v] : kv) {
+    if (k.ends_with("_pid") && v != "0") pids.push_back(std::stoi(v));
+  }
+  return pids;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+template <class F>
+bool eventually(F cond, std::chrono::milliseconds limit = 30s) {
+  auto deadline = testutil::steady::now() + limit;
+  while (!cond()) {
+    if (testutil::steady::now() >= deadline) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
+// A temporary directory with a cluster's state and mount point in it.
+struct cluster_dirs {
+  testutil::temp_dir tmp;
+  std::string state = tmp.file("st");
+  std::string mnt = tmp.file("mnt");
+  cluster_dirs() { ::chmod(tmp.path().c_str(), 0755); }
+  ~cluster_dirs() {
+    if (read_record(state).contains("sched_pid")) run({galaxy, "down", "--state", state});
+    if (is_mounted(mnt)) ::umount2(mnt.c_str(), MNT_DETACH);  // never remove files through a mount
+  }
+  testutil::run_result up(std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv{galaxy, "up", "--state", state, "--mount", mnt};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return run(argv, {}, 60s);
+  }
+  // Stops the cluster, then checks the daemons' logs: under ASan+UBSan their reports go
+  // there (they run detached), and a report is a failure of the test that ran them.
+  testutil::run_result down() {
+    auto r = run({galaxy, "down", "--state", state}, {}, 60s);
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(state + "/log", ec), end; !ec && it != end; it.increment(ec)) {
+      std::string text = slurp(it->path().string());
+      for (const char* mark : {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"}) {
+        EXPECT_EQ(text.find(mark), std::string::npos) << it->path() << ":\n" << text;
+      }
+    }
+    return r;
+  }
+  std::string addr() { return read_record(state)["sched_addr"]; }
+};
+
+// ---- One cluster for the job verbs and the main job ------------------------------------
+
+class UpCluster : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!have_fuse()) return;
+    dirs_ = new cluster_dirs;
+    auto r = dirs_->up();
+    up_status_ = r.status;
+    up_out_ = r.out + r.err;
+  }
+  static void TearDownTestSuite() {
+    if (dirs_ == nullptr) return;
+    auto r = dirs_->down();
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    delete dirs_;
+    dirs_ = nullptr;
+  }
+  void SetUp() override {
+    REQUIRE_FUSE();
+    ASSERT_EQ(up_status_, 0) << up_out_;
+    addr_ = dirs_->addr();
+    mnt_ = dirs_->mnt;
+    ASSERT_FALSE(addr_.empty());
+  }
+  // How many jobs the scheduler lists now.
+  std::size_t job_count() {
+    auto r = run({galaxy, "ls", "-a", addr_, "jobs"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    std::size_t n = 0;
+    std::istringstream in(r.out);
+    for (std::string line; std::getline(in, line);) n += line != "clone";
+    return n;
+  }
+
+  static inline cluster_dirs* dirs_ = nullptr;
+  static inline int up_status_ = -1;
+  static inline std::string up_out_;
+  std::string addr_, mnt_;
+};
+
+TEST_F(UpCluster, UpSaidWhereEverythingIsAndWhatToTry) {
+  EXPECT_NE(up_out_.find("mounted on " + mnt_), std::string::npos) << up_out_;
+  EXPECT_NE(up_out_.find("scheduler  " + addr_), std::string::npos) << up_out_;
+  EXPECT_NE(up_out_.find("cat " + mnt_ + "/status"), std::string::npos) << up_out_;
+  EXPECT_NE(up_out_.find("ls " + mnt_ + "/nodes"), std::string::npos) << up_out_;
+  EXPECT_NE(up_out_.find("/jobs/clone"), std::string::npos) << up_out_;
+  EXPECT_TRUE(is_mounted(mnt_));
+  // The tree is there, and both nodes are in it.
+  EXPECT_NE(slurp(mnt_ + "/status").find("nodes_up=2"), std::string::npos) << slurp(mnt_ + "/status");
+  auto nodes = run({galaxy, "nodes", "-m", mnt_});
+  EXPECT_EQ(nodes.status, 0) << nodes.err;
+  EXPECT_NE(nodes.out.find("\nn1 "), std::string::npos) << nodes.out;
+  EXPECT_NE(nodes.out.find("\nn2 "), std::string::npos) << nodes.out;
+  EXPECT_NE(nodes.out.find("arch="), std::string::npos) << nodes.out;
+}
+
+// The main job on a small slice, through the mount; its table equals the local pipeline's,
+// computed here again independently of the script's own check.
+TEST_F(UpCluster, MainJobOnASliceEqualsTheLocalPipeline) {
+  auto r = run({wordfreq_sh, "-m", mnt_, "--slice", "24", "--maps", "6"}, {}, 120s);
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("result: match"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("jobs: 7 (6 map, 1 reduce)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("jobs per node: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("elapsed on the cluster: "), std::string::npos) << r.out;
+
+  auto local = run({"/bin/sh", "-c",
+                    "export LC_ALL=C; ls -d /usr/share/doc/*/copyright | head -n 24 | xargs cat -- | "
+                    "tr -cs '[:alpha:]' '\\n' | tr '[:upper:]' '[:lower:]' | sed '/^$/d' | sort | uniq -c | "
+                    "sort -k1,1nr -k2,2 | head -n 20 | awk '{ printf \"  %8d  %s\\n\", $1, $2 }'"});
+  ASSERT_EQ(local.status, 0) << local.err;
+  ASSERT_FALSE(local.out.empty());
+  auto from = r.out.find("The 20 most frequent words:\n");
+  ASSERT_NE(from, std::string::npos) << r.out;
+  from += std::string("The 20 most frequent words:\n").size();
+  EXPECT_EQ(r.out.substr(from, local.out.size()), local.out);
+
+  // Every job the script made ran on a node of this cluster and ended well.
+  auto jobs = run({galaxy, "jobs", "-a", addr_});
+  ASSERT_EQ(jobs.status, 0) << jobs.err;
+  EXPECT_NE(jobs.out.find("map5"), std::string::npos) << jobs.out;
+  EXPECT_NE(jobs.out.find("reduce"), std::string::npos) << jobs.out;
+}
+
+TEST_F(UpCluster, MainJobInPythonMatchesToo) {
+  auto r = run({wordfreq_py, "-m", mnt_, "--slice", "16", "--maps", "4"}, {}, 120s);
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("result: match"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("jobs: 5 (4 map, 1 reduce)"), std::string::npos) << r.out;
+}
+
+// A map job that fails: the main job names it, its node, its input and its stderr, and
+// exits non-zero, printing no table.
+TEST_F(UpCluster, MainJobReportsTheInputThatFailed) {
+  testutil::temp_dir t;
+  ::chmod(t.path().c_str(), 0755);
+  std::string list = t.file("inputs");
+  {
+    std::ofstream out(list);
+    out << "/usr/share/doc/coreutils/copyright\n" << t.file("missing-copyright") << "\n";
+  }
+  for (const auto& script : {wordfreq_sh, wordfreq_py}) {
+    auto r = run({script, "-m", mnt_, "--files", list, "--maps", "2"}, {}, 120s);
+    EXPECT_EQ(r.status, 1) << script << r.out << r.err;
+    EXPECT_NE(r.err.find("failed"), std::string::npos) << script << r.err;
+    EXPECT_NE(r.err.find("on node n"), std::string::npos) << script << r.err;
+    EXPECT_NE(r.err.find(t.file("missing-copyright")), std::string::npos) << script << r.err;
+    EXPECT_EQ(r.out.find("result: match"), std::string::npos) << script << r.out;
+    EXPECT_EQ(r.out.find("most frequent"), std::string::npos) << script << r.out;
+  }
+}
+
+// galaxy run exits as the job did, natively and through the mount.
+TEST_F(UpCluster, RunExitsAsTheJobDid) {
+  for (const auto& conn : {std::vector<std::string>{"-a", addr_}, std::vector<std::string>{"-m", mnt_}}) {
+    auto go = [&](const std::string& script) {
+      std::vector<std::string> argv{galaxy, "run", "-q"};
+      argv.insert(argv.end(), conn.begin(), conn.end());
+      argv.insert(argv.end(), {"--", "sh", "-c", script});
+      return run(argv, {}, 60s);
+    };
+    auto ok = go("echo fine");
+    EXPECT_EQ(ok.status, 0) << conn[0] << ok.err;
+    EXPECT_EQ(ok.out, "fine\n");
+    auto three = go("echo to-err >&2; exit 3");
+    EXPECT_EQ(three.status, 3) << conn[0] << three.err;
+    EXPECT_NE(three.err.find("to-err\n"), std::string::npos) << three.err;
+    auto term = go("kill -TERM $$");
+    EXPECT_EQ(term.status, 128 + 15) << conn[0] << term.err;
+    EXPECT_NE(term.err.find("signal 15"), std::string::npos) << term.err;
+  }
+}
+
+// Output arrives while the job runs: the job cannot end before the test creates a flag
+// file, and the test creates it only after reading the job's first line from galaxy run.
+TEST_F(UpCluster, RunStreamsOutputWhileTheJobRuns) {
+  testutil::temp_dir t;
+  ::chmod(t.path().c_str(), 0755);
+  int i = 0;
+  for (const auto& conn : {std::vector<std::string>{"-a", addr_}, std::vector<std::string>{"-m", mnt_}}) {
+    std::string flag = t.file("flag" + std::to_string(i++));
+    std::vector<std::string> argv{galaxy, "run", "-q"};
+    argv.insert(argv.end(), conn.begin(), conn.end());
+    argv.insert(argv.end(), {"--", "sh", "-c",
+                             "echo ready; echo early-err >&2; while [ ! -e '" + flag +
+                                 "' ]; do sleep 0.05; done; echo done"});
+    auto p = testutil::process::spawn(argv, {.capture_stderr = true});
+    ASSERT_TRUE(p) << p.error();
+    auto line = p->read_line(60s);
+    ASSERT_TRUE(line) << conn[0] << ": " << line.error();
+    EXPECT_EQ(*line, "ready");
+    std::string err;
+    while (err.find("early-err\n") == std::string::npos) {
+      ASSERT_GT(testutil::process::fill(p->stderr_fd(), err, testutil::steady::now() + 60s), 0) << err;
+    }
+    std::ofstream(flag).put('x');
+    auto rest = p->read_line(60s);
+    ASSERT_TRUE(rest) << rest.error();
+    EXPECT_EQ(*rest, "done");
+    EXPECT_EQ(p->wait(60s), 0);
+  }
+}
+
+// Ctrl-C on galaxy run kills the job (as srun cancels its job) and run exits as the
+// killed job did.
+TEST_F(UpCluster, InterruptingRunKillsTheJob) {
+  auto p = testutil::process::spawn({galaxy, "run", "-a", addr_, "--", "sleep", "600"}, {.capture_stderr = true});
+  ASSERT_TRUE(p) << p.error();
+  std::string err;
+  while (err.find('\n') == std::string::npos) {
+    ASSERT_GT(testutil::process::fill(p->stderr_fd(), err, testutil::steady::now() + 60s), 0) << err;
+  }
+  ASSERT_TRUE(err.starts_with("galaxy: run: job ")) << err;
+  std::string id = err.substr(17, err.find('\n') - 17);
+  ASSERT_TRUE(eventually([&] { return slurp(mnt_ + "/jobs/" + id + "/status").find("state=running") != std::string::npos; }));
+  p->signal(SIGINT);
+  EXPECT_EQ(p->wait(60s), 128 + 9);
+  // The status file, not the wait file: a job that was not killed must fail the test,
+  // not hang it.
+  EXPECT_NE(slurp(mnt_ + "/jobs/" + id + "/status").find("exit='signal 9'"), std::string::npos)
+      << slurp(mnt_ + "/jobs/" + id + "/status");
+}
+
+TEST_F(UpCluster, SubmitWaitKillAndJobs) {
+  auto s = run({galaxy, "submit", "-a", addr_, "--name", "greeting", "--", "echo", "hello world"});
+  ASSERT_EQ(s.status, 0) << s.err;
+  std::string id = s.out.substr(0, s.out.find('\n'));
+  ASSERT_FALSE(id.empty());
+  auto w = run({galaxy, "wait", "-m", mnt_, id}, {}, 60s);
+  EXPECT_EQ(w.status, 0) << w.err;
+  EXPECT_EQ(w.out, "exit 0\n");
+  EXPECT_EQ(slurp(mnt_ + "/jobs/" + id + "/stdout"), "hello world\n");
+  auto jobs = run({galaxy, "jobs", "-a", addr_});
+  EXPECT_NE(jobs.out.find("greeting"), std::string::npos) << jobs.out;
+
+  auto long_job = run({galaxy, "submit", "-a", addr_, "--", "sleep", "600"});
+  ASSERT_EQ(long_job.status, 0) << long_job.err;
+  std::string lid = long_job.out.substr(0, long_job.out.find('\n'));
+  ASSERT_TRUE(eventually([&] { return slurp(mnt_ + "/jobs/" + lid + "/status").find("state=running") != std::string::npos; }));
+  auto k = run({galaxy, "kill", "-a", addr_, lid});
+  EXPECT_EQ(k.status, 0) << k.err;
+  auto kw = run({galaxy, "wait", "-a", addr_, lid}, {}, 60s);
+  EXPECT_EQ(kw.status, 128 + 9) << kw.out << kw.err;
+}
+
+TEST_F(UpCluster, RunWithNoCommandSaysSoAndMakesNoJob) {
+  auto before = job_count();
+  auto r = run({galaxy, "run", "-a", addr_});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("no command"), std::string::npos) << r.err;
+  auto r2 = run({galaxy, "run", "-a", addr_, "--cpu", "2", "--"});
+  EXPECT_EQ(r2.status, 1);
+  EXPECT_NE(r2.err.find("no command"), std::string::npos) << r2.err;
+  EXPECT_EQ(job_count(), before);
+}
+
+// An unknown label: the message names the labels the nodes have (nodes/*/labels).
+TEST_F(UpCluster, UnknownLabelNamesTheLabelsThatExist) {
+  std::string arch = slurp(mnt_ + "/nodes/n1/labels");
+  arch = arch.substr(0, arch.find('\n'));
+  ASSERT_TRUE(arch.starts_with("arch=")) << arch;
+  auto before = job_count();
+  for (const auto& conn : {std::vector<std::string>{"-a", addr_}, std::vector<std::string>{"-m", mnt_}}) {
+    std::vector<std::string> argv{galaxy, "run"};
+    argv.insert(argv.end(), conn.begin(), conn.end());
+    argv.insert(argv.end(), {"--need", "gpu=yes", "--", "true"});
+    auto r = run(argv);
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.err.find("gpu=yes"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(arch), std::string::npos) << r.err;
+  }
+  EXPECT_EQ(job_count(), before);
+  // A label that exists is accepted.
+  auto ok = run({galaxy, "run", "-q", "-a", addr_, "--need", arch, "--", "true"}, {}, 60s);
+  EXPECT_EQ(ok.status, 0) << ok.err;
+}
+
+// A ctl line the scheduler refuses after the clone: the error is the scheduler's own, and
+// the half-made job is removed again.
+TEST_F(UpCluster, RefusedJobLeavesNothingBehind) {
+  auto before = job_count();
+  auto r = run({galaxy, "run", "-a", addr_, "--after", "999999", "--", "true"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("no job 999999"), std::string::npos) << r.err;
+  EXPECT_EQ(job_count(), before);
+}
+
+// ---- up and down --------------------------------------------------------------------
+
+TEST(UpDown, DownLeavesNoProcessNoMountAndNoTask) {
+  REQUIRE_FUSE();
+  cluster_dirs d;
+  auto up = d.up({"--nodes", "3"});
+  ASSERT_EQ(up.status, 0) << up.out << up.err;
+  auto rec = read_record(d.state);
+  auto pids = recorded_pids(rec);
+  ASSERT_EQ(pids.size(), 5u);  // a scheduler, three nodes, the mount
+  for (auto p : pids) EXPECT_TRUE(running(p)) << p;
+  EXPECT_TRUE(is_mounted(d.mnt));
+  EXPECT_EQ(slurp(d.mnt + "/status").find("nodes_up=3") != std::string::npos, true);
+
+  // Twice: it says so and changes nothing.
+  auto again = d.up();
+  EXPECT_EQ(again.status, 1);
+  EXPECT_NE(again.err.find("already up"), std::string::npos) << again.err;
+  EXPECT_EQ(read_record(d.state), rec);
+
+  // A running task: down must not leave it behind either.
+  auto s = run({galaxy, "submit", "-a", d.addr(), "--", "sleep", "600"});
+  ASSERT_EQ(s.status, 0) << s.err;
+  std::string id = s.out.substr(0, s.out.find('\n'));
+  std::string status;
+  ASSERT_TRUE(eventually([&] {
+    status = slurp(d.mnt + "/jobs/" + id + "/status");
+    return status.find("state=running") != std::string::npos;
+  }));
+  auto field = [&](const std::string& text, const std::string& key) {
+    auto at = text.find(" " + key + "=");
+    if (at == std::string::npos) return std::string();
+    at += key.size() + 2;
+    return text.substr(at, text.find_first_of(" \n", at) - at);
+  };
+  std::string task_status = slurp(d.mnt + "/nodes/" + field(status, "node") + "/task/" + field(status, "task") + "/status");
+  std::string task_pid = field(" " + task_status, "pid");
+  ASSERT_FALSE(task_pid.empty()) << task_status;
+  ASSERT_TRUE(running(std::stoi(task_pid)));
+
+  auto down = d.down();
+  EXPECT_EQ(down.status, 0) << down.out << down.err;
+  EXPECT_NE(down.out.find("unmounted " + d.mnt), std::string::npos) << down.out;
+  for (auto p : pids) EXPECT_FALSE(running(p)) << p;
+  EXPECT_FALSE(running(std::stoi(task_pid)));
+  EXPECT_FALSE(is_mounted(d.mnt));
+  EXPECT_FALSE(std::filesystem::exists(d.state + "/cluster"));
+
+  // Down with nothing up: says so, non-zero.
+  auto none = d.down();
+  EXPECT_EQ(none.status, 1);
+  EXPECT_NE(none.err.find("nothing is up"), std::string::npos) << none.err;
+}
+
+TEST(UpDown, DownWithNothingEverUpSaysSo) {
+  testutil::temp_dir t;
+  auto r = run({galaxy, "down", "--state", t.file("never")});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("nothing is up in " + t.file("never")), std::string::npos) << r.err;
+}
+
+// Up again on the same state after down: the jobs of the first run are still there.
+TEST(UpDown, JobsOutliveDownAndUp) {
+  REQUIRE_FUSE();
+  cluster_dirs d;
+  ASSERT_EQ(d.up({"--nodes", "1"}).status, 0);
+  auto r = run({galaxy, "run", "-q", "-a", d.addr(), "--", "echo", "kept"}, {}, 60s);
+  ASSERT_EQ(r.status, 0) << r.err;
+  ASSERT_EQ(d.down().status, 0);
+  auto up = d.up({"--nodes", "1"});
+  ASSERT_EQ(up.status, 0) << up.out << up.err;
+  EXPECT_EQ(slurp(d.mnt + "/jobs/1/stdout"), "kept\n");
+  ASSERT_EQ(d.down().status, 0);
+}
+
+// FUSE unavailable: in a mount namespace of its own whose /dev has no fuse device, up
+// says so and still starts the cluster, which works natively from outside.
+TEST(UpDown, WithoutFuseTheClusterStillStarts) {
+  REQUIRE_FUSE();
+  if (::getuid() != 0) GTEST_SKIP() << "needs root for a mount namespace (CI runs as root)";
+  if (run({"/usr/bin/unshare", "-m", "true"}).status != 0) GTEST_SKIP() << "unshare -m is not permitted here";
+  cluster_dirs d;
+  std::string olddev = d.tmp.file("olddev");
+  std::filesystem::create_directory(olddev);
+  // A /dev without fuse: a tmpfs over /dev, with null, zero, random and urandom bound back.
+  std::string script =
+      "set -e; mount --bind /dev '" + olddev + "'; mount -t tmpfs tmpfs /dev; "
+      "for n in null zero random urandom; do touch /dev/$n; mount --bind '" + olddev + "'/$n /dev/$n; done; "
+      "umount '" + olddev + "'; exec '" + galaxy + "' up --state '" + d.state + "' --mount '" + d.mnt + "'";
+  auto up = run({"/usr/bin/unshare", "-m", "/bin/sh", "-c", script}, {}, 60s);
+  ASSERT_EQ(up.status, 0) << up.out << up.err;
+  EXPECT_NE(up.out.find("FUSE is unavailable here (/dev/fuse: "), std::string::npos) << up.out;
+  EXPECT_NE(up.out.find("without a mount"), std::string::npos) << up.out;
+  EXPECT_NE(up.out.find("export GALAXY_ADDR="), std::string::npos) << up.out;
+  auto r = run({galaxy, "run", "-q", "-a", d.addr(), "--", "echo", "native"}, {}, 60s);
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "native\n");
+  auto pids = recorded_pids(read_record(d.state));
+  EXPECT_EQ(pids.size(), 3u);  // no mount process
+  auto down = d.down();
+  EXPECT_EQ(down.status, 0) << down.out << down.err;
+  for (auto p : pids) EXPECT_FALSE(running(p)) << p;
+}
+
+TEST(UpDown, BadInputChangesNothing) {
+  testutil::temp_dir t;
+  ::chmod(t.path().c_str(), 0755);
+  auto r = run({galaxy, "up", "--nodes", "0", "--state", t.file("st"), "--mount", t.file("mnt")});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("--nodes 0: expected 1 to 64"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(t.file("st")));
+  // A mount point that is a file.
+  std::ofstream(t.file("afile")).put('x');
+  if (have_fuse()) {
+    auto f = run({galaxy, "up", "--state", t.file("st2"), "--mount", t.file("afile")});
+    EXPECT_EQ(f.status, 1);
+    EXPECT_NE(f.err.find("not a directory"), std::string::npos) << f.err;
+    EXPECT_FALSE(std::filesystem::exists(t.file("st2/cluster")));
+  }
+  if (::getuid() == 0) {
+    // Root's tasks run as nobody: a state directory that others may not search is refused.
+    std::filesystem::create_directory(t.file("private"));
+    ::chmod(t.file("private").c_str(), 0700);
+    auto p = run({galaxy, "up", "--state", t.file("private/st"), "--mount", t.file("mnt")});
+    EXPECT_EQ(p.status, 1);
+    EXPECT_NE(p.err.find("others may not search it"), std::string::npos) << p.err;
+    EXPECT_FALSE(std::filesystem::exists(t.file("private/st/cluster")));
+  }
+}
+
+}  // namespace
