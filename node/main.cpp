@@ -23,11 +23,6 @@
 
 namespace {
 
-std::string login_name() {
-  if (const passwd* pw = ::getpwuid(::getuid()); pw != nullptr) return pw->pw_name;
-  return "none";
-}
-
 std::string host_name() {
   char buf[256] = {};
   if (::gethostname(buf, sizeof buf - 1) != 0) return "node";
@@ -46,7 +41,7 @@ int main(int argc, char** argv) {
   std::string keep_finished = "86400";
   node::node_options opts;
   opts.name = host_name();
-  opts.admin = login_name();
+  opts.admin = srv9p::daemon_user();
   app.add_option("--listen,-l", listen, "dial string to listen on (repeatable; port 0 picks one)");
   app.add_option("--spool", spool, "directory for tasks' specs, output and files")->required();
   app.add_option("--name", opts.name, "the node's name (default: the host name)");

@@ -7,7 +7,6 @@
 #include <CLI/CLI.hpp>
 #include <asio/io_context.hpp>
 #include <fmt/format.h>
-#include <pwd.h>
 #include <unistd.h>
 
 #include "ctl/ctlmsg.hpp"
@@ -16,22 +15,13 @@
 #include "srv9p/daemon.hpp"
 #include "srv9p/server.hpp"
 
-namespace {
-
-std::string login_name() {
-  if (const passwd* pw = ::getpwuid(::getuid()); pw != nullptr) return pw->pw_name;
-  return "none";
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   CLI::App app{"galaxy-sched: one 9P tree over every node; jobs that are never lost"};
   std::vector<std::string> listen{"tcp!127.0.0.1!5641"};
   std::vector<std::string> nodes;
   double heartbeat_s = 0.5, down_after_s = 3, reconnect_s = 1, new_job_timeout_s = 600;
   sched::sched_options opts;
-  opts.admin = login_name();
+  opts.admin = srv9p::daemon_user();
   app.add_option("--listen,-l", listen, "dial string to listen on (repeatable; port 0 picks one)");
   std::string state;
   app.add_option("--state", state, "directory for the job store (sched.db) and jobs' results")->required();

@@ -1,6 +1,9 @@
 // srv9p/daemon.hpp: the start-up and shutdown every Galaxy daemon shares.
 #include "srv9p/daemon.hpp"
 
+#include <pwd.h>
+#include <unistd.h>
+
 #include <asio/signal_set.hpp>
 #include <fmt/format.h>
 
@@ -45,6 +48,11 @@ int serve_until_signalled(asio::io_context& io, server& srv, std::span<const std
   });
   io.run();
   return 0;
+}
+
+std::string daemon_user() {
+  if (const passwd* pw = ::getpwuid(::getuid()); pw != nullptr) return pw->pw_name;
+  return "none";
 }
 
 }  // namespace srv9p

@@ -19,6 +19,10 @@ namespace srv9p {
 // and Unix sockets are allowed without a cluster key".
 std::expected<void, std::string> require_local(std::span<const std::string> dials);
 
+// The login name of the user the daemon runs as (getpwuid), "none" if it has none: the
+// default owner of a daemon's tree and of its /ctl.
+std::string daemon_user();
+
 // A log function for server_options that writes "PROG: LINE" to standard error.
 std::function<void(std::string_view)> stderr_log(std::string_view prog);
 

@@ -36,6 +36,19 @@ namespace srv9p {
 
 namespace {
 
+// The fid a T-message names (Twalk: its source fid), or NOFID for those that name none.
+std::uint32_t fid_of(const message& m) {
+  return std::visit(
+      [](const auto& v) -> std::uint32_t {
+        if constexpr (requires { v.fid; }) {
+          return v.fid;
+        } else {
+          return nofid;
+        }
+      },
+      m);
+}
+
 // Asio 1.22 (Debian 12) keeps as_tuple in experimental; completions become (error, value).
 constexpr auto as_tuple_awaitable = asio::experimental::as_tuple(asio::use_awaitable);
 
@@ -171,15 +184,7 @@ std::expected<void, std::string> session::handle(std::span<const std::uint8_t> m
   // A request naming a fid that an outstanding walk is still making (or an outstanding
   // open or create is still opening) waits for it, so a client may pipeline Twalk newfid,
   // Topen newfid, Tread newfid even when the tree answers walks and opens later (a relay).
-  std::uint32_t num = std::visit(
-      [](const auto& v) -> std::uint32_t {
-        if constexpr (requires { v.fid; }) {
-          return v.fid;
-        } else {
-          return nofid;
-        }
-      },
-      decoded->msg);
+  std::uint32_t num = fid_of(decoded->msg);
   if (type != msg_type::tversion && type != msg_type::tattach && walking_.contains(num)) {
     deferred_tags_.insert(tag);
     waiting_[num].push_back(deferred{tag, std::move(decoded->msg)});
@@ -237,15 +242,7 @@ void session::dispatch(std::uint16_t tag, message&& m) {
   }
 
   // The rest name a fid that must exist.
-  std::uint32_t num = std::visit(
-      [](const auto& v) -> std::uint32_t {
-        if constexpr (requires { v.fid; }) {
-          return v.fid;
-        } else {
-          return nofid;
-        }
-      },
-      m);
+  std::uint32_t num = fid_of(m);
   auto f = lookup(num);
   if (!f) {
     reply_error(tag, err::unknown_fid);
