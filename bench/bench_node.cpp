@@ -1,7 +1,9 @@
 // bench_node: how fast galaxy-node starts tasks, and how little memory it holds, next to
 // the floors beneath it (issue 3, "Benchmark").
 //
-// One run measures, in this order (each rate repeated --reps times, median reported):
+// One run measures (each rate --reps times, in rounds: every rate once per round, so that
+// the load of the machine's other tenants weighs on all alike; medians reported, ratios as
+// the median of the per-round ratios):
 //   (d) tasks/s of --tasks × /bin/true through the node's files with --inflight tasks in
 //       flight: per task, walk task/clone, open it ORDWR (the open allocates task N and
 //       the fid is its ctl), write "exec /bin/true", read "N" (one write of 4 messages),
@@ -20,7 +22,7 @@
 //       running; and idle again after all of the above.
 // The stripped binary's size is bench/run_node.sh's to measure (strip -o).
 //
-// Before each rate a quiet gate (as in shared/peers/common.sh) waits up to --quiet-wait s
+// Before each round a quiet gate (as in shared/peers/common.sh) waits up to --quiet-wait s
 // for the machine's other tenants to use less than --quiet-max % of the CPUs.
 //
 // Progress goes to stderr; the markdown table goes to stdout. bench/run_node.sh builds
@@ -62,12 +64,11 @@ using steady = std::chrono::steady_clock;
 
 double since(steady::time_point t0) { return std::chrono::duration<double>(steady::now() - t0).count(); }
 
-pid_t started_node = -1;  // what die() must not leave behind
-std::string spool_dir;
+std::vector<pid_t> started_nodes;  // what die() must not leave behind
 
 [[noreturn]] void die(std::string_view what) {
   fmt::print(stderr, "bench_node: {}\n", what);
-  if (started_node > 0) ::kill(started_node, SIGTERM);
+  for (pid_t p : started_nodes) ::kill(p, SIGTERM);
   std::_Exit(1);  // not exit(): other threads may still be inside the client
 }
 
@@ -214,6 +215,7 @@ struct node_process {
   pid_t pid = -1;
   int out_fd = -1;
   std::string addr;
+  std::string spool_dir;  // the temporary directory holding the spool
 
   void start(const options& o, const std::string& parent) {
     char tmpl[4096];
@@ -228,7 +230,7 @@ struct node_process {
     constexpr std::string_view prefix = "listening on ";
     if (!line.starts_with(prefix)) die(fmt::format("{} printed '{}', not 'listening on DIAL'", o.node, line));
     addr = line.substr(prefix.size());
-    started_node = pid;
+    started_nodes.push_back(pid);
   }
   void stop() {
     if (pid <= 0) return;
@@ -236,8 +238,8 @@ struct node_process {
     int rc = wait_exit(pid);
     if (rc != 0) say(fmt::format("galaxy-node exited with status {}", rc));
     ::close(out_fd);
+    std::erase(started_nodes, pid);
     pid = -1;
-    started_node = -1;
     std::error_code ec;
     std::filesystem::remove_all(spool_dir, ec);
   }
@@ -383,88 +385,114 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  int bg = quiet_gate(o, "posix_spawn loop");
-  spawn_loop(o.tasks / 4, o.inflight);  // warm-up
-  stats spawn = repeat(o.reps, [&] { return spawn_loop(o.tasks, o.inflight); });
-  rows.push_back({"(d) posix_spawn loop (C), " + what_true + " — **floor**", spawn, "tasks/s", "", "", "", bg});
-
-  bg = quiet_gate(o, "xargs");
-  xargs_rate(o.tasks / 4, o.inflight);  // warm-up
-  stats xargs = repeat(o.reps, [&] { return xargs_rate(o.tasks, o.inflight); });
-  rows.push_back({fmt::format("(d) `seq {} \\| xargs -P{} -n1 /bin/true` — **reference**", o.tasks, o.inflight), xargs,
-                  "tasks/s", fmt::format("{:.2f} × spawn", xargs.median / spawn.median), "", "", bg});
-
-  // The node, with its spool in each --spool-in directory in turn (the first is the one the
-  // target is checked on); memory is measured on the first.
-  std::uint64_t rss_start = 0, rss_loaded = 0, rss_after = 0, hwm = 0;
-  std::string mem_start, mem_loaded, mem_after;
-  for (std::size_t si = 0; si < o.spool_in.size(); si++) {
-    node_process node;
-    node.start(o, o.spool_in[si]);
-    say(fmt::format("started {} (pid {}) on {}, spool in {}", o.node, node.pid, node.addr, o.spool_in[si]));
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    if (si == 0) {
-      rss_start = rss_kib(node.pid);
-      mem_start = mem_detail(node.pid);
-    }
-    conn k = connect(node.addr);
-
-    // Tasks run at nice 19 and SCHED_IDLE by default; xargs and the spawn loop run theirs
-    // at the caller's priority. The target is checked at the same priority (node ctl
-    // "nice 0"); the default is measured too, since on a busy machine it differs.
-    std::vector<std::uint64_t> made;
-    for (int nice : {0, 19}) {
-      if (si > 0 && nice != 0) continue;
-      if (auto ok = k.c->write_file(k.root, "ctl", fmt::format("nice {}\n", nice)); !ok) {
-        die(fmt::format("nice {}: {}", nice, ok.error()));
-      }
-      bg = quiet_gate(o, fmt::format("tasks through the node's files, nice {}, spool in {}", nice, o.spool_in[si]));
-      node_rate(k, o.tasks / 4, o.inflight, made);  // warm-up
-      remove_tasks(k, made);
-      stats rate = repeat(o.reps, [&] {
-        double r = node_rate(k, o.tasks, o.inflight, made);
-        remove_tasks(k, made);
-        return r;
-      });
-      std::string vs = fmt::format("{:.2f} × xargs, {:.2f} × spawn", rate.median / xargs.median,
-                                   rate.median / spawn.median);
-      std::string where = fmt::format("spool in {} ({})", o.spool_in[si], fs_type(o.spool_in[si]));
-      if (si == 0 && nice == 0) {
-        rows.push_back({"(d) galaxy-node: clone, exec, wait through fsclient over loopback TCP, " + what_true +
-                            ", tasks at nice 0 (as xargs runs them), " + where,
-                        rate, "tasks/s", vs, "≥ 0.5 × xargs", rate.median >= 0.5 * xargs.median ? "met" : "missed",
-                        bg});
-      } else if (nice == 0) {
-        rows.push_back({"(d) the same, nice 0, " + where, rate, "tasks/s", vs, "", "", bg});
-      } else {
-        rows.push_back({"(d) the same, tasks at the default nice 19 + SCHED_IDLE, " + where, rate, "tasks/s", vs, "",
-                        "", bg});
-      }
-    }
-    if (si == 0) {
-      // (e) memory: N sleeping tasks, counted running by /status, then killed.
-      std::vector<std::uint64_t> sleepers;
-      for (int i = 0; i < o.running; i++) sleepers.push_back(one_task(k, "exec sleep 30\n", false));
-      auto status = k.c->read_file(k.root, "status");
-      if (!status || status->find(fmt::format(" tasks={} ", o.running)) == std::string::npos) {
-        die(fmt::format("/status does not count {} running tasks: {}", o.running, status ? *status : status.error()));
-      }
-      rss_loaded = rss_kib(node.pid);
-      mem_loaded = mem_detail(node.pid);
-      if (auto ok = k.c->write_file(k.root, "ctl", "kill all\n"); !ok) die(fmt::format("kill all: {}", ok.error()));
-      for (auto id : sleepers) {
-        auto w = k.c->read_file(k.root, fmt::format("task/{}/wait", id));
-        if (!w || *w != "signal 9\n") die(fmt::format("sleeper {}: wait says '{}'", id, w ? *w : w.error()));
-      }
-      remove_tasks(k, sleepers);
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-      rss_after = rss_kib(node.pid);
-      mem_after = mem_detail(node.pid);
-      hwm = rss_kib(node.pid, "VmHWM:");
-    }
-    k.c.reset();
-    node.stop();
+  // Every rate is measured once per round, the rounds one after the other, so that the
+  // machine's other tenants (whose load comes and goes) weigh on all of them alike; each
+  // ratio is the median of the per-round ratios.
+  // Nodes: one per --spool-in directory, all started first. Tasks run at nice 19 and
+  // SCHED_IDLE by default; xargs and the spawn loop run theirs at the caller's priority,
+  // so the target is checked with tasks at nice 0 (node ctl "nice N" before each rate).
+  struct node_run {
+    node_process proc;
+    conn k;
+    std::string where;
+  };
+  std::vector<node_run> nodes(o.spool_in.size());
+  for (std::size_t si = 0; si < nodes.size(); si++) {
+    nodes[si].proc.start(o, o.spool_in[si]);
+    nodes[si].where = fmt::format("spool in {} ({})", o.spool_in[si], fs_type(o.spool_in[si]));
+    say(fmt::format("started {} (pid {}) on {}, {}", o.node, nodes[si].proc.pid, nodes[si].proc.addr, nodes[si].where));
   }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  std::uint64_t rss_start = rss_kib(nodes[0].proc.pid);
+  std::string mem_start = mem_detail(nodes[0].proc.pid);
+  for (auto& n : nodes) n.k = connect(n.proc.addr);
+
+  struct rate_kind {
+    std::string what;
+    std::size_t node = 0;  // index into nodes; for node rates
+    int nice = 0;
+    bool is_node = true;
+  };
+  std::vector<rate_kind> kinds = {{"spawn", 0, 0, false}, {"xargs", 0, 0, false}, {"node", 0, 0, true},
+                                  {"node nice 19", 0, 19, true}};
+  for (std::size_t si = 1; si < nodes.size(); si++) kinds.push_back({"node " + nodes[si].where, si, 0, true});
+  std::vector<std::vector<double>> got(kinds.size());
+  std::vector<int> loads;
+  std::vector<std::uint64_t> made;
+  auto measure = [&](const rate_kind& kd, int n) {
+    if (kd.what == "spawn") return spawn_loop(n, o.inflight);
+    if (kd.what == "xargs") return xargs_rate(n, o.inflight);
+    conn& k = nodes[kd.node].k;
+    if (auto ok = k.c->write_file(k.root, "ctl", fmt::format("nice {}\n", kd.nice)); !ok) {
+      die(fmt::format("nice {}: {}", kd.nice, ok.error()));
+    }
+    double r = node_rate(k, n, o.inflight, made);
+    remove_tasks(k, made);
+    return r;
+  };
+  for (const auto& kd : kinds) measure(kd, o.tasks / 4);  // warm-up
+  for (int rep = 0; rep < o.reps; rep++) {
+    loads.push_back(quiet_gate(o, fmt::format("round {} of {}", rep + 1, o.reps)));
+    for (std::size_t i = 0; i < kinds.size(); i++) got[i].push_back(measure(kinds[i], o.tasks));
+  }
+  auto st = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    std::size_t n = v.size();
+    return stats{n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2, v.front(), v.back()};
+  };
+  auto ratio = [&](std::size_t i, std::size_t j) {
+    std::vector<double> r;
+    for (std::size_t k = 0; k < got[i].size(); k++) r.push_back(got[i][k] / got[j][k]);
+    return st(r).median;
+  };
+  std::sort(loads.begin(), loads.end());
+  int bg = loads[loads.size() / 2];
+  stats spawn = st(got[0]), xargs = st(got[1]);
+  rows.push_back({"(d) posix_spawn loop (C), " + what_true + " — **floor**", spawn, "tasks/s", "", "", "", bg});
+  rows.push_back({fmt::format("(d) `seq {} \\| xargs -P{} -n1 /bin/true` — **reference**", o.tasks, o.inflight), xargs,
+                  "tasks/s", fmt::format("{:.2f} × spawn", ratio(1, 0)), "", "", bg});
+  for (std::size_t i = 2; i < kinds.size(); i++) {
+    stats rate = st(got[i]);
+    double vs_xargs = ratio(i, 1);
+    std::string vs = fmt::format("{:.2f} × xargs, {:.2f} × spawn", vs_xargs, ratio(i, 0));
+    if (i == 2) {
+      rows.push_back({"(d) galaxy-node: clone, exec, wait through fsclient over loopback TCP, " + what_true +
+                          ", tasks at nice 0 (as xargs runs them), " + nodes[0].where,
+                      rate, "tasks/s", vs, "≥ 0.5 × xargs", vs_xargs >= 0.5 ? "met" : "missed", bg});
+    } else if (kinds[i].nice != 0) {
+      rows.push_back({"(d) the same, tasks at the default nice 19 + SCHED_IDLE, " + nodes[0].where, rate, "tasks/s",
+                      vs, "", "", bg});
+    } else {
+      rows.push_back({"(d) the same, nice 0, " + nodes[kinds[i].node].where, rate, "tasks/s", vs, "", "", bg});
+    }
+  }
+  for (std::size_t si = 1; si < nodes.size(); si++) {
+    nodes[si].k.c.reset();
+    nodes[si].proc.stop();
+  }
+
+  // (e) memory: N sleeping tasks, counted running by /status, then killed.
+  conn& k = nodes[0].k;
+  pid_t node_pid = nodes[0].proc.pid;
+  std::vector<std::uint64_t> sleepers;
+  for (int i = 0; i < o.running; i++) sleepers.push_back(one_task(k, "exec sleep 30\n", false));
+  auto status = k.c->read_file(k.root, "status");
+  if (!status || status->find(fmt::format(" tasks={} ", o.running)) == std::string::npos) {
+    die(fmt::format("/status does not count {} running tasks: {}", o.running, status ? *status : status.error()));
+  }
+  std::uint64_t rss_loaded = rss_kib(node_pid);
+  std::string mem_loaded = mem_detail(node_pid);
+  if (auto ok = k.c->write_file(k.root, "ctl", "kill all\n"); !ok) die(fmt::format("kill all: {}", ok.error()));
+  for (auto id : sleepers) {
+    auto w = k.c->read_file(k.root, fmt::format("task/{}/wait", id));
+    if (!w || *w != "signal 9\n") die(fmt::format("sleeper {}: wait says '{}'", id, w ? *w : w.error()));
+  }
+  remove_tasks(k, sleepers);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  std::uint64_t rss_after = rss_kib(node_pid), hwm = rss_kib(node_pid, "VmHWM:");
+  std::string mem_after = mem_detail(node_pid);
+  k.c.reset();
+  nodes[0].proc.stop();
 
   fmt::print("| measurement | median | min – max | unit | ratio | target | met? | bg load % |\n");
   fmt::print("|---|---:|---:|---|---|---|---|---:|\n");
@@ -480,7 +508,8 @@ int main(int argc, char** argv) {
   fmt::print("| (e) idle again, after the whole run | {} | {} | VmRSS ≤ 4 | {} |\n", mib(rss_after), mem_after,
              rss_after <= 4096 ? "met" : "missed");
   fmt::print("| (e) peak (VmHWM) over the whole run | {} | | | |\n", mib(hwm));
-  fmt::print("\n{} repetitions of each rate, median. Anon: private memory (RssAnon); file: pages of the binary and\n"
+  fmt::print("\n{} rounds, each measuring every rate once; medians, and ratios as the median of the per-round\n"
+             "ratios; bg load: the median over the rounds of what the quiet gate saw last. Anon: private memory (RssAnon); file: pages of the binary and\n"
              "its shared libraries (RssFile), shared with other processes; PSS: the proportional set size\n"
              "(smaps_rollup), which divides shared pages among their users.\n",
              o.reps);
