@@ -8,6 +8,7 @@
 // still running then are left alone; the next start finds them lost (the spool says
 // they were running) and kills what remains of them.
 #include <CLI/CLI.hpp>
+#include <filesystem>
 #include <asio/io_context.hpp>
 #include <fmt/format.h>
 #include <malloc.h>
@@ -81,7 +82,10 @@ int main(int argc, char** argv) {
   asio::io_context io;
   node::node_tree tree(io, opts);
   node::runner_options ropts;
-  ropts.spool = spool;
+  // Absolute, so that tasks (which run in their own directories) get a usable $GALAXY_OUT.
+  std::error_code ec;
+  ropts.spool = std::filesystem::absolute(spool, ec);
+  if (ec) return fail("--spool " + spool + ": " + ec.message());
   ropts.run_as = run_as;
   ropts.finished_ttl = std::chrono::milliseconds(*keep_ms);
   ropts.log = srv9p::stderr_log("galaxy-node");
