@@ -34,3 +34,7 @@ echo "(kept in $out)"
 
 # The job store's durable submissions/s (bench/run_store.sh, its own table and results file).
 ./bench/run_store.sh
+
+# galaxy-sched end to end: jobs/s, sha256 jobs, one job's latency and durable submissions/s,
+# each beside xargs/GNU parallel run in the same go (bench/run_sched.sh, its own table).
+./bench/run_sched.sh
