@@ -45,3 +45,7 @@ echo
 # The main job (examples/wordfreq.sh) on a galaxy up cluster vs GNU parallel and one pipeline.
 echo
 ./bench/run_wordfreq.sh
+
+# galaxy-sched end to end: jobs/s, sha256 jobs, one job's latency and durable submissions/s,
+# each beside xargs/GNU parallel run in the same go (bench/run_sched.sh, its own table).
+./bench/run_sched.sh
