@@ -108,7 +108,7 @@ struct conn {
 
 conn connect(const std::string& addr, const std::string& uname) {
   auto c = fsclient::client::dial(addr);
-  if (!c) die("dial " + addr + ": " + c.error());
+  if (!c) die(c.error());  // names the dial string
   auto root = (*c)->attach(uname);
   if (!root) die("attach " + uname + ": " + root.error());
   return conn{std::move(*c), *root};
