@@ -20,6 +20,7 @@
 
 #include "node/task.hpp"
 #include "srv9p/event_log.hpp"
+#include "srv9p/parked.hpp"
 #include "srv9p/tree.hpp"
 
 namespace node {
@@ -116,8 +117,7 @@ class node_tree : public srv9p::tree {
 
   srv9p::event_log events_;  // /events: start, exit, drain, ...
   // Parked reads of wait, stdout and stderr, by key (task id * 4 + 1, 2, 3).
-  std::multimap<std::uint64_t, std::pair<std::uint64_t, srv9p::request>> parked_;
-  std::uint64_t next_park_ = 0;
+  srv9p::parked_reads parked_;
 
   std::unordered_map<std::uint64_t, std::unique_ptr<stdin_state>> stdin_;  // by task id
   // A file or directory below a task's in/ or out/, known by a qid instance number.

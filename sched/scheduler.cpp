@@ -600,36 +600,6 @@ void scheduler::job_ctl(job& j, std::string line, std::string_view, done_fn done
   done({});
 }
 
-bool scheduler::fits_somewhere(const job& j, std::string& why) const {
-  std::int64_t cpu = j.cpu_millis ? j.cpu_millis : opts_.default_cpu_millis;
-  std::uint64_t max_mem = 0;
-  std::int64_t max_cpu = 0;
-  bool any_label = false, any_known = false;
-  for (const auto& [name, l] : links_) {
-    if (l->info().ncpu == 0) continue;  // never heard from: unknown size
-    any_known = true;
-    bool labels_ok = std::all_of(j.needs.begin(), j.needs.end(), [&](const auto& need) {
-      return std::find(l->info().labels.begin(), l->info().labels.end(), need) != l->info().labels.end();
-    });
-    if (!labels_ok) continue;
-    any_label = true;
-    max_mem = std::max(max_mem, l->info().mem_bytes);
-    max_cpu = std::max(max_cpu, static_cast<std::int64_t>(l->info().ncpu) * 1000);
-    if (j.mem_bytes <= l->info().mem_bytes && cpu <= static_cast<std::int64_t>(l->info().ncpu) * 1000) return true;
-  }
-  if (!any_known) return true;  // nothing to judge by yet
-  if (!any_label) {
-    std::string wanted;
-    for (const auto& [k, val] : j.needs) wanted += (wanted.empty() ? "" : " ") + k + "=" + val;
-    why = "unschedulable: no node has " + wanted;
-  } else if (j.mem_bytes > max_mem) {
-    why = "unschedulable: no node has " + ctl::human_bytes(j.mem_bytes);
-  } else {
-    why = fmt::format("unschedulable: no node has {} CPUs", cpu / 1000.0);
-  }
-  return false;
-}
-
 void scheduler::submit(job& j, done_fn done) {
   // after names jobs that are submitted (the policy orders only what it holds), as
   // Slurm's --dependency names existing jobs.
@@ -937,7 +907,8 @@ void scheduler::update_node(const std::string& name) {
   spec.capacity = {node_cpu_capacity(*n), static_cast<std::int64_t>(n->info().mem_bytes)};
   spec.labels = n->info().labels;
   spec.labels.emplace_back("node", name);  // `need node=NAME` picks a node (Slurm's --nodelist)
-  spec.drained = drained_.contains(name) || n->info().draining;
+  auto b = backoff_.find(name);
+  spec.drained = drained_.contains(name) || n->info().draining || (b != backoff_.end() && b->second > now_ms());
   if (auto ok = policy_.set_node(std::move(spec)); !ok) log(fmt::format("node {}: policy: {}", name, ok.error()));
 }
 
@@ -991,13 +962,24 @@ void scheduler::start_failed(std::uint64_t id, const std::string& why) {
   j->rec.node.clear();
   j->rec.task = 0;
   j->rec.note = fmt::format("start on {} failed: {}", node, why);
-  // Do not ask the same node again at once.
+  // Do not ask the same node again at once: the policy sees it drained for a second.
   backoff_[node] = now_ms() + 1000;
+  update_node(node);
   save(*j);
   changed(*j);
   backoff_timer_.expires_after(std::chrono::milliseconds(1000));
   backoff_timer_.async_wait([this](const asio::error_code& ec) {
-    if (!ec) schedule();
+    if (ec || stopped_) return;
+    std::int64_t now = now_ms();
+    std::vector<std::string> over;
+    for (const auto& [name, until] : backoff_) {
+      if (until <= now) over.push_back(name);
+    }
+    for (const auto& name : over) {
+      backoff_.erase(name);
+      update_node(name);
+    }
+    schedule();
   });
   schedule();
 }

@@ -166,7 +166,6 @@ class scheduler {
   void sweep();      // drops new jobs past new_job_timeout_ms
   void tick();       // a placement pass every second
   void log(std::string_view line) const;
-  bool fits_somewhere(const job& j, std::string& why) const;
 
   struct usage {
     std::int64_t cpu_millis = 0;
@@ -183,7 +182,7 @@ class scheduler {
   asio::thread_pool pool_;
   asio::steady_timer sweep_timer_;
   asio::steady_timer backoff_timer_;   // a placement pass after a node refused a start
-  std::map<std::string, std::int64_t> backoff_;  // node → no starts before this (Unix ms)
+  std::map<std::string, std::int64_t> backoff_;  // node → drained for the policy until then (Unix ms): it refused a start
   std::string policy_mode_ = "binpack";
   policy::scheduler policy_;
   std::set<std::uint64_t> in_policy_;  // jobs the policy holds (queued, running, or ended and not forgotten)

@@ -121,28 +121,10 @@ scheduler::hooks sched_tree::make_hooks() {
 
 // ---- Parking ---------------------------------------------------------------------------
 
-void sched_tree::park(std::uint64_t key, request r) {
-  std::uint64_t id = next_park_++;
-  parked_.emplace(key, std::make_pair(id, r));
-  r.on_flush([this, key, id] {
-    auto [lo, hi] = parked_.equal_range(key);
-    for (auto it = lo; it != hi; ++it) {
-      if (it->second.first == id) {
-        parked_.erase(it);
-        return;
-      }
-    }
-  });
-}
+void sched_tree::park(std::uint64_t key, request r) { parked_.park(key, std::move(r)); }
 
 void sched_tree::wake(std::uint64_t key) {
-  auto [lo, hi] = parked_.equal_range(key);
-  std::vector<request> woken;
-  for (auto it = lo; it != hi; ++it) woken.push_back(it->second.second);
-  parked_.erase(lo, hi);
-  for (auto& r : woken) {
-    if (!r.done()) read(r);
-  }
+  parked_.wake(key, [this](const request& r) { read(r); });  // serves it, or parks it again
 }
 
 void sched_tree::job_changed(const job& j) {

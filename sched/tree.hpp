@@ -24,6 +24,7 @@
 
 #include "sched/scheduler.hpp"
 #include "srv9p/event_log.hpp"
+#include "srv9p/parked.hpp"
 #include "srv9p/tree.hpp"
 
 namespace sched {
@@ -79,8 +80,7 @@ class sched_tree : public srv9p::tree {
 
   scheduler* sched_ = nullptr;
   srv9p::event_log events_;
-  std::multimap<std::uint64_t, std::pair<std::uint64_t, srv9p::request>> parked_;
-  std::uint64_t next_park_ = 0;
+  srv9p::parked_reads parked_;  // reads of wait, stdout and stderr
   std::vector<std::string> users_;
   std::unordered_map<std::string, std::uint64_t> user_ids_;
   std::vector<relay_entry> relay_;
