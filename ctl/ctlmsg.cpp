@@ -279,6 +279,16 @@ std::expected<command, std::string> parse(std::string_view line, std::span<const
 
 // ---- Lines -----------------------------------------------------------------------------
 
+std::vector<std::string> line_buffer::feed_write(std::string_view data) {
+  std::vector<std::string> lines = feed(data);
+  if (!data.empty() && data.back() != '\n' && data.size() % 4096 != 0) {
+    std::string rest = take_rest();
+    if (!rest.empty()) lines.push_back(std::move(rest));
+  }
+  std::erase_if(lines, [](const std::string& l) { return l.find_first_not_of(" \t\r") == std::string::npos; });
+  return lines;
+}
+
 std::vector<std::string> line_buffer::feed(std::string_view data) {
   std::vector<std::string> lines;
   while (!data.empty()) {

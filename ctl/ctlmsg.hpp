@@ -67,6 +67,11 @@ class line_buffer {
   // Appends data; returns every line it completed, without the newline (a "\r" before
   // the newline is dropped too). Blank lines are returned as empty strings.
   std::vector<std::string> feed(std::string_view data);
+  // feed() for one whole write to a ctl file, and the lines that are not blank: a write
+  // that does not end in a newline and is not a whole 4 KiB page is a whole command too
+  // (echo -n 'exec ls' > ctl), while a full page without one is a piece of a longer line
+  // that a client split (FUSE at 4 KiB).
+  std::vector<std::string> feed_write(std::string_view data);
   // The unterminated rest (a last line without a newline), taken at clunk; empties it
   // and ends the discarding of a refused line.
   std::string take_rest();

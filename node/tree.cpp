@@ -59,12 +59,6 @@ std::uint64_t task_key(std::uint64_t id, std::uint16_t k) {
 std::uint16_t kind_of(const dir& d) { return srv9p::qkind(d.qid.path); }
 std::uint64_t inst_of(const dir& d) { return srv9p::qinstance(d.qid.path); }
 
-// Serves the slice of a whole synthetic text that a read at offset asks for.
-void respond_text(const request& r, std::string_view text) {
-  const auto& m = r.get<srv9p::tread>();
-  if (m.offset >= text.size()) return r.respond(srv9p::rread{});
-  r.respond(srv9p::rread{std::string(text.substr(m.offset, m.count))});
-}
 
 std::optional<std::uint64_t> to_number(std::string_view s) {
   std::uint64_t v = 0;
@@ -594,18 +588,9 @@ void node_tree::read(request r) {
     case k_tstdout:
     case k_tstderr:
       return serve_output(std::move(r), inst, kind_of(f.file()) == k_tstderr);
-    case k_disk: {
+    case k_disk:
       if (inst >= disk_.size()) return r.error(err::not_found);
-      const auto& m = r.get<srv9p::tread>();
-      int fd = ::open(disk_[inst].path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd < 0) return r.error(err::not_found);
-      std::string data(m.count, '\0');
-      ssize_t n = ::pread(fd, data.data(), m.count, static_cast<off_t>(m.offset));
-      ::close(fd);
-      if (n < 0) return r.error(err::io);
-      data.resize(static_cast<std::size_t>(n));
-      return r.respond(srv9p::rread{std::move(data)});
-    }
+      return srv9p::respond_file(r, disk_[inst].path);
     default:
       return r.error(err::perm);
   }
@@ -698,15 +683,7 @@ void node_tree::write_stdin(request r, task& t) {
 }
 
 std::vector<std::string> node_tree::ctl_lines(ctl_state& c, std::string_view data) {
-  std::vector<std::string> lines = c.lines.feed(data);
-  // A write that is not a whole page and does not end in a newline is a whole command
-  // (echo -n 'exec ls' > ctl); a full 4 KiB page without one is a piece of a longer line.
-  if (!data.empty() && data.back() != '\n' && data.size() % 4096 != 0) {
-    std::string rest = c.lines.take_rest();
-    if (!rest.empty()) lines.push_back(std::move(rest));
-  }
-  std::erase_if(lines, [](const std::string& l) { return l.find_first_not_of(" \t\r") == std::string::npos; });
-  return lines;
+  return c.lines.feed_write(data);
 }
 
 void node_tree::run_ctl(request r, std::uint64_t task_id, std::shared_ptr<std::vector<std::string>> lines,

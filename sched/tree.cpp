@@ -53,11 +53,6 @@ std::uint64_t job_key(std::uint64_t id, std::uint16_t k) {
   return id * 4 + (k == k_jwait ? 1 : k == k_jstdout ? 2 : 3);
 }
 
-void respond_text(const request& r, std::string_view text) {
-  const auto& m = r.get<srv9p::tread>();
-  if (m.offset >= text.size()) return r.respond(srv9p::rread{});
-  r.respond(srv9p::rread{std::string(text.substr(m.offset, m.count))});
-}
 
 std::optional<std::uint64_t> to_number(std::string_view s) {
   std::uint64_t v = 0;
@@ -728,18 +723,9 @@ void sched_tree::read(request r) {
       if (j == nullptr) return r.error("job removed");
       return serve_output(std::move(r), *j, k == k_jstderr);
     }
-    case k_disk: {
+    case k_disk:
       if (inst >= disk_.size()) return r.error(err::not_found);
-      const auto& m = r.get<srv9p::tread>();
-      int fd = ::open(disk_[inst].path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd < 0) return r.error(err::not_found);
-      std::string data(m.count, '\0');
-      ssize_t n = ::pread(fd, data.data(), m.count, static_cast<off_t>(m.offset));
-      ::close(fd);
-      if (n < 0) return r.error(err::io);
-      data.resize(static_cast<std::size_t>(n));
-      return r.respond(srv9p::rread{std::move(data)});
-    }
+      return srv9p::respond_file(r, disk_[inst].path);
     default:
       return r.error(err::perm);
   }
@@ -788,14 +774,8 @@ void sched_tree::write(request r) {
       auto* c = dynamic_cast<ctl_open*>(f.aux.get());
       if (c == nullptr) return r.error(err::not_open);
       const auto& data = r.get<srv9p::twrite>().data;
-      std::vector<std::string> lines = c->lines.feed(data);
+      std::vector<std::string> lines = c->lines.feed_write(data);
       if (c->lines.take_refused() > 0) return r.error(fmt::format("ctl line longer than {} bytes", ctl::line_buffer::max_line));
-      // A write that is not a whole page and does not end in a newline is a whole command
-      // (echo -n 'exec ls' > ctl); a full 4 KiB page without one is a piece of a longer line.
-      if (!data.empty() && data.back() != '\n' && data.size() % 4096 != 0) {
-        std::string rest = c->lines.take_rest();
-        if (!rest.empty()) lines.push_back(std::move(rest));
-      }
       return run_lines(std::move(r), std::move(lines), 0, c->job);
     }
     default:

@@ -5,6 +5,8 @@
 #include "srv9p/tree.hpp"
 
 #include <asio/dispatch.hpp>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "srv9p/errors.hpp"
 #include "srv9p/pending.hpp"
@@ -213,6 +215,26 @@ void tree::read_dir(request r) {
   f.dir_next_index_ = i;
   f.dir_next_offset_ = m.offset + buf.size();
   r.respond(rread{std::string(buf.begin(), buf.end())});
+}
+
+// ---- Answers to Tread --------------------------------------------------------------------
+
+void respond_text(const request& r, std::string_view text) {
+  const auto& m = r.get<tread>();
+  if (m.offset >= text.size()) return r.respond(rread{});
+  r.respond(rread{std::string(text.substr(m.offset, m.count))});
+}
+
+void respond_file(const request& r, const std::string& path) {
+  const auto& m = r.get<tread>();
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return r.error(err::not_found);
+  std::string data(m.count, '\0');
+  ssize_t n = ::pread(fd, data.data(), m.count, static_cast<off_t>(m.offset));
+  ::close(fd);
+  if (n < 0) return r.error(err::io);
+  data.resize(static_cast<std::size_t>(n));
+  r.respond(rread{std::move(data)});
 }
 
 // ---- Dirtab ----------------------------------------------------------------------------

@@ -181,6 +181,16 @@ class tree {
   void read_dir(request r);
 };
 
+// ---- Answers to Tread ------------------------------------------------------------------
+
+// Answers a Tread of a synthetic file from its whole text: the slice at the read's offset
+// and count (read(5)); an empty Rread at or past the end.
+void respond_text(const request& r, std::string_view text);
+// Answers a Tread from a file on disk (pread at the read's offset and count): the bytes,
+// an empty Rread at the end. Errors: err::not_found if it cannot be opened, err::io if
+// the read fails.
+void respond_file(const request& r, const std::string& path);
+
 // ---- Tables, as the kernel's Dirtab --------------------------------------------------
 
 // qid.path for table-declared files: the file's kind in the top 16 bits, an instance

@@ -219,6 +219,16 @@ TEST(Parse, ErrorsStayShort) {
 
 // ---- line_buffer -----------------------------------------------------------------------
 
+TEST(LineBuffer, AWriteWithoutNewlineIsACommandUnlessItIsAWholePage) {
+  ctl::line_buffer b;
+  EXPECT_EQ(b.feed_write("exec ls"), (std::vector<std::string>{"exec ls"}));  // echo -n
+  EXPECT_TRUE(b.empty());
+  EXPECT_EQ(b.feed_write("a\n\n  \nb\n"), (std::vector<std::string>{"a", "b"}));  // blank lines dropped
+  std::string page = "env X=" + std::string(4096 - 6, 'y');                     // FUSE's 4 KiB piece
+  EXPECT_TRUE(b.feed_write(page).empty());
+  EXPECT_EQ(b.feed_write("z\n"), (std::vector<std::string>{page + "z"}));
+}
+
 TEST(LineBuffer, OneLinePerWrite) {
   ctl::line_buffer b;
   EXPECT_EQ(b.feed("exec ls\n"), words{"exec ls"});
