@@ -45,6 +45,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/common.hpp"
 #include "fsclient/client.hpp"
 #include "srv9p/fcall.hpp"
 
@@ -52,9 +53,10 @@ extern char** environ;
 
 namespace {
 
-using steady = std::chrono::steady_clock;
-
-double since(steady::time_point t0) { return std::chrono::duration<double>(steady::now() - t0).count(); }
+using bench::since;
+using bench::stats;
+using bench::steady;
+using bench::summarize;
 
 struct options {
   std::string ramfs = GALAXY_RAMFS;
@@ -108,38 +110,10 @@ void say(std::string_view what) { fmt::print(stderr, "bench_fuse: {}\n", what); 
 
 // ---- quiet gate (shared/peers/common.sh bg_load) --------------------------------------------
 
-int bg_load() {
-  auto sample = [] {
-    std::ifstream f("/proc/stat");
-    std::string cpu;
-    std::uint64_t v[8] = {};
-    f >> cpu;
-    for (auto& x : v) f >> x;
-    return std::pair{v[0] + v[1] + v[2] + v[5] + v[6] + v[7], v[3] + v[4]};
-  };
-  auto [b0, i0] = sample();
-  std::this_thread::sleep_for(std::chrono::seconds(1));
-  auto [b1, i1] = sample();
-  double busy = double(b1 - b0), idle = double(i1 - i0);
-  return busy + idle > 0 ? int(100 * busy / (busy + idle) + 0.5) : 0;
-}
-
 int quiet_gate(const options& o, std::string_view what) {
-  auto t0 = steady::now();
-  int load = bg_load();
-  while (load >= o.quiet_max && since(t0) < o.quiet_wait) load = bg_load();
-  say(fmt::format("{} (background load {}%; quiet gate took {:.0f} s)", what, load, since(t0)));
-  return load;
-}
-
-struct stats {
-  double median = 0, min = 0, max = 0;
-};
-
-stats summarize(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  std::size_t n = v.size();
-  return {n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2, v.front(), v.back()};
+  auto g = bench::quiet_gate(o.quiet_max, o.quiet_wait);
+  say(fmt::format("{} (background load {}%; quiet gate took {:.0f} s)", what, g.load_pct, g.waited_s));
+  return g.load_pct;
 }
 
 // ---- processes ----------------------------------------------------------------------------

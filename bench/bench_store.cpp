@@ -54,13 +54,15 @@
 #include <thread>
 #include <vector>
 
+#include "bench/common.hpp"
 #include "sched/store.hpp"
 
 namespace {
 
-using steady = std::chrono::steady_clock;
-
-double since(steady::time_point t0) { return std::chrono::duration<double>(steady::now() - t0).count(); }
+using bench::since;
+using bench::stats;
+using bench::steady;
+using bench::summarize;
 
 void say(std::string_view what) { fmt::print(stderr, "bench_store: {}\n", what); }
 
@@ -80,45 +82,14 @@ struct options {
 
 // ---- quiet gate (shared/peers/common.sh bg_load, as in bench_9p) ------------------------
 
-// Percent of all CPUs busy over one second while this program idles: other tenants' load.
-int bg_load() {
-  auto sample = [] {
-    std::ifstream f("/proc/stat");
-    std::string cpu;
-    std::uint64_t v[8] = {};
-    f >> cpu;
-    for (auto& x : v) f >> x;
-    // user nice system idle iowait irq softirq steal
-    return std::pair{v[0] + v[1] + v[2] + v[5] + v[6] + v[7], v[3] + v[4]};
-  };
-  auto [b0, i0] = sample();
-  std::this_thread::sleep_for(std::chrono::seconds(1));
-  auto [b1, i1] = sample();
-  double busy = double(b1 - b0), idle = double(i1 - i0);
-  return busy + idle > 0 ? int(100 * busy / (busy + idle) + 0.5) : 0;
-}
-
 int quiet_gate(const options& o, std::string_view what) {
-  auto t0 = steady::now();
-  int load = bg_load();
-  while (load >= o.quiet_max && since(t0) < o.quiet_wait) load = bg_load();
-  say(fmt::format("{} (background load {}% of {} CPUs; quiet gate took {:.0f} s)", what, load,
-                  std::thread::hardware_concurrency(), since(t0)));
-  return load;
+  auto g = bench::quiet_gate(o.quiet_max, o.quiet_wait);
+  say(fmt::format("{} (background load {}% of {} CPUs; quiet gate took {:.0f} s)", what, g.load_pct,
+                  std::thread::hardware_concurrency(), g.waited_s));
+  return g.load_pct;
 }
 
 // ---- results ----------------------------------------------------------------------------
-
-struct stats {
-  double median = 0, min = 0, max = 0;
-};
-
-stats summarize(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  std::size_t n = v.size();
-  double med = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-  return {med, v.front(), v.back()};
-}
 
 std::string thousands(double x) {
   auto s = fmt::format("{:.0f}", x);

@@ -21,8 +21,10 @@
 #include <cstring>
 #include <expected>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -361,4 +363,26 @@ inline std::expected<daemon_handle, std::string> start_daemon(const std::vector<
   return d;
 }
 
+// ---- FUSE -------------------------------------------------------------------------------
+
+// Whether this machine can make FUSE mounts at all (tests skip, saying why, when not).
+inline bool have_fuse() { return ::access("/dev/fuse", F_OK) == 0; }
+
+// Whether path is a mount point now (/proc/self/mountinfo, field 5; proc(5)).
+inline bool is_mounted(const std::string& path) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::string id, parent, dev, root, mp;
+    f >> id >> parent >> dev >> root >> mp;
+    if (mp == path) return true;
+  }
+  return false;
+}
+
 }  // namespace testutil
+
+// In a test: skip it, with the reason, where FUSE mounts cannot be made.
+#define REQUIRE_FUSE() \
+  if (!testutil::have_fuse()) GTEST_SKIP() << "/dev/fuse is absent: this machine cannot make FUSE mounts"

@@ -24,27 +24,13 @@
 namespace {
 
 using namespace std::chrono_literals;
+using testutil::have_fuse;
+using testutil::is_mounted;
 using testutil::run;
 
 const std::string galaxy = GALAXY_BINARY_DIR "/galaxy";
 const std::string wordfreq_sh = GALAXY_SOURCE_DIR "/examples/wordfreq.sh";
 const std::string wordfreq_py = GALAXY_SOURCE_DIR "/examples/wordfreq.py";
-
-bool have_fuse() { return ::access("/dev/fuse", F_OK) == 0; }
-#define REQUIRE_FUSE() \
-  if (!have_fuse()) GTEST_SKIP() << "/dev/fuse is absent: this machine cannot make FUSE mounts"
-
-bool is_mounted(const std::string& path) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream f(line);
-    std::string id, parent, dev, root, mp;
-    f >> id >> parent >> dev >> root >> mp;
-    if (mp == path) return true;
-  }
-  return false;
-}
 
 // A process that still runs: /proc/PID exists and is not a zombie (galaxy down's
 // processes are orphans, and whoever inherits them may never reap them).

@@ -26,29 +26,13 @@
 namespace {
 
 using namespace std::chrono_literals;
+using testutil::have_fuse;
+using testutil::is_mounted;
 using testutil::run;
 
 const std::string galaxy_bin = GALAXY_BINARY_DIR "/galaxy";
 const std::string ramfs_bin = GALAXY_BINARY_DIR "/galaxy-ramfs";
 const std::string node_bin = GALAXY_BINARY_DIR "/galaxy-node";
-
-bool have_fuse() { return ::access("/dev/fuse", F_OK) == 0; }
-
-#define REQUIRE_FUSE() \
-  if (!have_fuse()) GTEST_SKIP() << "/dev/fuse is absent: this machine cannot make FUSE mounts"
-
-// Whether path is a mount point now (/proc/self/mountinfo, field 5).
-bool is_mounted(const std::string& path) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream f(line);
-    std::string id, parent, dev, root, mp;
-    f >> id >> parent >> dev >> root >> mp;
-    if (mp == path) return true;
-  }
-  return false;
-}
 
 // Waits for cond, checking every few milliseconds; false if it did not hold within limit.
 // (Not a speed assertion: the limit only turns a hang into a failure.)
