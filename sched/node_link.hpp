@@ -102,8 +102,10 @@ class node_link : public std::enable_shared_from_this<node_link> {
   std::shared_ptr<node_conn> conn() const { return up_ ? conn_ : nullptr; }
 
   // Sends the messages that build(conn, root fid of uname) returns, in one write, and
-  // calls done with every reply, in order, on the io_context. When the node is down,
-  // done gets one error per message ("node NAME is down") without build being called.
+  // calls done with every reply, in order, on the io_context. Fids that the batch clunks
+  // or removes go back to the connection's pool once the replies are in. When the node
+  // is down, build is not called and done gets a single error ("node NAME is down"), so
+  // callers check the number of replies before indexing them.
   using builder = std::function<std::vector<srv9p::message>(node_conn&, std::uint32_t root)>;
   void batch(const std::string& uname, builder build, std::function<void(replies)> done);
 
