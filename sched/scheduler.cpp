@@ -167,6 +167,16 @@ job_state state_of_wait(std::string_view wait, bool kill_requested) {
   return job_state::failed;
 }
 
+policy::outcome outcome_of(job_state s) {
+  return s == job_state::done ? policy::outcome::done
+         : s == job_state::killed ? policy::outcome::killed
+                                  : policy::outcome::failed;
+}
+
+// The one read collect() makes of each result file: output shorter than this comes back
+// in the batch; longer output is streamed by copy_in_pool.
+constexpr std::uint32_t small_result_bytes = 64 * 1024;
+
 }  // namespace
 
 // ---- Life ------------------------------------------------------------------------------
@@ -354,7 +364,8 @@ void scheduler::remove_node(const std::string& name, done_fn done) {
   links_.erase(it);
   drained_.erase(name);
   for (auto& [id, j] : jobs_) {
-    if (j->rec.node == name && (j->rec.state == job_state::running || j->starting || j->reconcile)) {
+    if (j->rec.node == name && (j->rec.state == job_state::running || j->starting || j->reconcile) &&
+        !j->collecting) {
       lost(*j, "node " + name + " removed");
     }
   }
@@ -635,7 +646,7 @@ void scheduler::submit(job& j, done_fn done) {
 }
 
 void scheduler::kill_job(job& j, int sig, done_fn done) {
-  if (is_final(j.rec.state)) return done(fail(fmt::format("job {} has ended", j.rec.id)));
+  if (is_final(j.rec.state) || j.collecting) return done(fail(fmt::format("job {} has ended", j.rec.id)));
   if (j.rec.state == job_state::new_ || (j.rec.state == job_state::queued && !j.starting && !j.reconcile)) {
     finish(j, job_state::killed, "killed", "killed before it ran");
     return done({});
@@ -795,8 +806,7 @@ void scheduler::start_on(job& j, node_link& n) {
       if (j == nullptr || !j->starting || j->rec.node != node) return;
       if (!ok) return start_failed(id, "storing the start: " + ok.error());
       if (j->kill_requested) {
-        release(*j);
-        j->starting = false;
+        // finish tells the policy (which placed it) before giving back its room.
         return finish(*j, job_state::killed, "killed", "killed before it ran");
       }
       node_link* n = find_node(node);
@@ -854,7 +864,9 @@ void scheduler::release(job& j) {
 }
 
 void scheduler::policy_end(job& j, policy::outcome o) {
-  if (!in_policy_.contains(j.rec.id)) return;
+  if (!in_policy_.contains(j.rec.id) || j.policy_ended) return;
+  // A lost run is queued again by the policy; any other outcome is its last word.
+  if (o != policy::outcome::lost) j.policy_ended = true;
   std::expected<void, std::string> ok;
   if (j.holds) {
     ok = policy_.finished(j.rec.id, o, now_ms(), j.rec.node);
@@ -897,6 +909,7 @@ void scheduler::to_policy(job& j) {
   auto ok = policy_.submit(std::move(spec));
   if (!ok) return finish(j, job_state::failed, "error " + ok.error(), ok.error());
   in_policy_.insert(j.rec.id);
+  j.policy_ended = false;
 }
 
 void scheduler::update_node(const std::string& name) {
@@ -1004,30 +1017,85 @@ void scheduler::task_ended(const std::string& node, std::uint64_t task, std::str
 
 void scheduler::collect(job& j, std::string wait) {
   j.collecting = true;
+  // The run is over: its room goes back to the policy now, before the results are copied,
+  // so that the next job does not wait for the copy's round trips.
+  policy_end(j, outcome_of(state_of_wait(wait, j.kill_requested)));
+  release(j);
+  schedule();
   node_link* n = find_node(j.rec.node);
-  auto conn = n ? n->conn() : nullptr;
-  std::uint64_t id = j.rec.id;
-  if (!conn) {
+  if (n == nullptr || !n->up()) {
     j.collecting = false;
     return finish(j, state_of_wait(wait, j.kill_requested), wait, "results not copied: node is down");
   }
+  // Most tasks leave a little output and no out/ files: one batch reads all three at once
+  // (12 messages, one round trip), and the scheduler writes only the files that are not
+  // empty. A file is whole when its read came back shorter than asked for: the node
+  // serves a finished task's files from its spool, where only the end of a file gives less.
+  // Anything else (more output, out/ files, an error) takes copy_in_pool's general path.
+  std::uint64_t id = j.rec.id;
+  std::uint64_t task = j.rec.task;
+  n->batch(j.rec.owner,
+           [task](node_conn& c, std::uint32_t root) {
+             std::vector<srv9p::message> m;
+             for (const char* name : {"stdout", "stderr", "out"}) {
+               std::uint32_t f = c.client().alloc_fid();
+               m.push_back(srv9p::twalk{root, f, {"task", std::to_string(task), name}});
+               m.push_back(srv9p::topen{f, srv9p::oread});
+               m.push_back(srv9p::tread{f, 0, small_result_bytes});
+               m.push_back(srv9p::tclunk{f});
+             }
+             return m;
+           },
+           [this, id, wait](node_link::replies r) {
+             job* j = find(id);
+             if (j == nullptr || !j->collecting) return;
+             auto data = [&r](std::size_t k) -> const std::string* {
+               if (r.size() != 12 || !r[4 * k] || !r[4 * k + 1] || !r[4 * k + 2]) return nullptr;
+               const auto& d = std::get<srv9p::rread>(*r[4 * k + 2]).data;
+               return d.size() < small_result_bytes ? &d : nullptr;
+             };
+             const std::string* out = data(0);
+             const std::string* err = data(1);
+             const std::string* dir = data(2);
+             if (out == nullptr || err == nullptr || dir == nullptr || !dir->empty()) return copy_in_pool(*j, wait);
+             if (out->empty() && err->empty()) return collected(id, wait, "");
+             asio::post(pool_, [this, id, wait, dest = spool(id), out = *out, err = *err] {
+               std::string note;
+               std::error_code ec;
+               fs::create_directories(dest, ec);
+               for (auto [name, text] : {std::pair{"stdout", &out}, std::pair{"stderr", &err}}) {
+                 if (text->empty()) continue;
+                 std::ofstream f(dest / name, std::ios::binary | std::ios::trunc);
+                 f.write(text->data(), static_cast<std::streamsize>(text->size()));
+                 f.close();
+                 if (!f) note = fmt::format("results not copied: writing {}: {}", (dest / name).string(), std::strerror(errno));
+               }
+               asio::post(io_, [this, id, wait, note] { collected(id, wait, note); });
+             });
+           });
+}
+
+void scheduler::copy_in_pool(job& j, std::string wait) {
+  node_link* n = find_node(j.rec.node);
+  auto conn = n ? n->conn() : nullptr;
+  if (!conn) return collected(j.rec.id, wait, "results not copied: node is down");
+  std::uint64_t id = j.rec.id;
   asio::post(pool_, [this, conn, id, owner = j.rec.owner, task = j.rec.task, dest = spool(id), wait]() {
     auto ok = copy_results(conn->client(), owner, task, dest);
-    asio::post(io_, [this, id, ok, wait] {
-      job* j = find(id);
-      if (j == nullptr) return;
-      j->collecting = false;
-      j->collected = true;
-      std::string note = ok ? "" : "results not copied: " + ok.error();
-      finish(*j, state_of_wait(wait, j->kill_requested), wait, note);
-    });
+    asio::post(io_, [this, id, ok, wait] { collected(id, wait, ok ? "" : "results not copied: " + ok.error()); });
   });
 }
 
+void scheduler::collected(std::uint64_t id, std::string wait, std::string note) {
+  job* j = find(id);
+  if (j == nullptr || !j->collecting) return;
+  j->collecting = false;
+  j->collected = true;
+  finish(*j, state_of_wait(wait, j->kill_requested), wait, note);
+}
+
 void scheduler::finish(job& j, job_state s, std::string exit, std::string note) {
-  policy_end(j, s == job_state::done     ? policy::outcome::done
-                : s == job_state::killed ? policy::outcome::killed
-                                         : policy::outcome::failed);
+  policy_end(j, outcome_of(s));
   release(j);
   if (j.rec.task != 0) by_task_.erase({j.rec.node, j.rec.task});
   j.starting = false;
@@ -1036,12 +1104,9 @@ void scheduler::finish(job& j, job_state s, std::string exit, std::string note) 
   j.rec.exit = std::move(exit);
   j.rec.note = std::move(note);
   j.rec.ended_ms = now_ms();
-  if (!j.collected) {
-    // Nothing to copy (never ran, or the node is gone): empty results, so readers end.
-    std::error_code ec;
-    fs::create_directories(spool(j.rec.id) / "out", ec);
-    j.collected = true;
-  }
+  // Nothing more to copy (or nothing to copy: it never ran, or its node is gone). A missing
+  // file in the spool reads as empty, so readers end.
+  j.collected = true;
   save(j);
   finished_total_[std::string(to_string(s))]++;
   post_event(fmt::format("end {} {} {}", j.rec.id, to_string(s), ctl::quote(j.rec.exit)));

@@ -67,6 +67,7 @@ struct job {
   bool collected = false;       // stdout, stderr and out/ are in the scheduler's spool
   bool holds = false;           // counted in its node's used resources
   bool adopted = false;         // after a restart: found running; the policy must place it there
+  bool policy_ended = false;    // its final outcome went to the policy (at the exit, before the copy)
 };
 
 class scheduler {
@@ -149,6 +150,8 @@ class scheduler {
   void start_failed(std::uint64_t id, const std::string& why);
   void task_ended(const std::string& node, std::uint64_t task, std::string wait);
   void collect(job& j, std::string wait);
+  void copy_in_pool(job& j, std::string wait);  // collect's general path: blocking copies on pool_
+  void collected(std::uint64_t id, std::string wait, std::string note);
   void finish(job& j, job_state s, std::string exit, std::string note);
   void lost(job& j, const std::string& why);
   void reconcile(job& j);
