@@ -50,7 +50,7 @@ inline constexpr verb_spec node_verbs[] = {
 // task_verb_count means the same as that task_verb), then the scheduler's own.
 enum class job_verb : int {
   exec, dir, env, cpu, mem, time, nice, kill, rm,
-  need, after, priority, retries, preemptible, name,
+  need, after, priority, retries, preemptible, name, array, speculate,
 };
 inline constexpr int task_verb_count = 9;
 inline constexpr verb_spec job_verbs[] = {
@@ -62,6 +62,8 @@ inline constexpr verb_spec job_verbs[] = {
     {int(job_verb::retries), "retries", 1, 1, "retries N"},             // requeues after a lost attempt
     {int(job_verb::preemptible), "preemptible", 0, 0, "preemptible"},   // may be killed and requeued
     {int(job_verb::name), "name", 1, 1, "name NAME"},                   // a user-visible name
+    {int(job_verb::array), "array", 1, 1, "array N"},                   // N tasks jobs/J/0..N-1, $GALAXY_INDEX
+    {int(job_verb::speculate), "speculate", 0, 0, "speculate"},         // a backup copy when it straggles
 };
 
 // The scheduler's /ctl, for the cluster's administrator.
@@ -70,7 +72,7 @@ inline constexpr verb_spec sched_verbs[] = {
     {int(sched_verb::node), "node", 2, 3, "node add NAME DIAL | node rm NAME"},
     {int(sched_verb::drain), "drain", 1, 1, "drain NODE"},
     {int(sched_verb::undrain), "undrain", 1, 1, "undrain NODE"},
-    {int(sched_verb::quota), "quota", 2, 3, "quota USER cpu=N mem=M"},
+    {int(sched_verb::quota), "quota", 2, 4, "quota USER cpu=N mem=M weight=W"},
     {int(sched_verb::policy), "policy", 1, 1, "policy binpack|spread"},
     {int(sched_verb::priority), "priority", 2, 2, "priority JOB N"},
 };

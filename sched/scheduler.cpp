@@ -111,14 +111,15 @@ std::expected<void, std::string> copy_results(fsclient::client& c, const std::st
 
 // What a restarted scheduler finds of one of its jobs on a node. Blocking (a pool
 // thread). task 0: the start's answer was never stored, so the node's tasks are searched
-// for the job's GALAXY_JOB marker.
+// for the markers of that start (GALAXY_JOB and GALAXY_ATTEMPT; not a GALAXY_BACKUP copy):
+// an older attempt's task, or a backup copy, is not this start.
 struct found_task {
   std::uint64_t task = 0;   // 0: the node has no such task
   std::string state;        // the node's word: new, running, done, failed, killed, lost
   std::string wait;         // the wait text when finished
 };
 std::expected<found_task, std::string> find_task(fsclient::client& c, const std::string& owner, std::uint64_t job,
-                                                 std::uint64_t task) {
+                                                 int attempt, std::uint64_t task) {
   auto root = c.attach(owner);
   if (!root) return fail("attach: " + root.error());
   found_task f;
@@ -128,21 +129,25 @@ std::expected<found_task, std::string> find_task(fsclient::client& c, const std:
       (void)c.clunk(*root);
       return fail(tasks.error());
     }
-    std::string marker = fmt::format("GALAXY_JOB={}", job);
+    // The node gives the spec back one env line per variable (galaxy-node(4)).
+    std::string job_line = fmt::format("env GALAXY_JOB={}", job);
+    std::string attempt_line = fmt::format("env GALAXY_ATTEMPT={}", attempt);
     for (const auto& d : *tasks) {
       auto n = to_u64(d.name);
       if (!n) continue;
       auto spec = c.read_file(*root, fmt::format("task/{}/ctl", *n));
       if (!spec) continue;
-      // The marker is its own env line: "env GALAXY_JOB=7".
+      bool is_job = false, is_attempt = false, is_backup = false;
       std::string_view s = *spec;
-      for (auto pos = s.find(marker); pos != std::string_view::npos; pos = s.find(marker, pos + 1)) {
-        auto end = pos + marker.size();
-        if (end == s.size() || s[end] == '\n' || s[end] == ' ' || s[end] == '\'') {
-          task = *n;
-          break;
-        }
+      for (std::size_t start = 0; start < s.size();) {
+        auto nl = s.find('\n', start);
+        auto line = s.substr(start, (nl == std::string_view::npos ? s.size() : nl) - start);
+        is_job = is_job || line == job_line;
+        is_attempt = is_attempt || line == attempt_line;
+        is_backup = is_backup || line == "env GALAXY_BACKUP=1";
+        start = nl == std::string_view::npos ? s.size() : nl + 1;
       }
+      if (is_job && is_attempt && !is_backup) task = *n;
       if (task != 0) break;
     }
   }
@@ -172,6 +177,9 @@ policy::outcome outcome_of(job_state s) {
          : s == job_state::killed ? policy::outcome::killed
                                   : policy::outcome::failed;
 }
+
+// `array N` takes 1 .. this many tasks (Slurm's MaxArraySize defaults to 1001).
+constexpr std::int64_t max_array_tasks = 10000;
 
 // The one read collect() makes of each result file: output shorter than this comes back
 // in the batch; longer output is streamed by copy_in_pool.
@@ -224,11 +232,31 @@ std::expected<std::unique_ptr<scheduler>, std::string> scheduler::create(asio::i
       start = nl == std::string::npos ? spec.size() : nl + 1;
     }
     j->collected = is_final(j->rec.state);
-    // Jobs that were running, or being started, are checked against their node.
-    if (j->rec.state == job_state::running || (j->rec.state == job_state::queued && !j->rec.node.empty())) {
+    // Jobs that were running, or being started, are checked against their node (an array
+    // job runs nowhere itself: its tasks do).
+    if (j->array_size == 0 &&
+        (j->rec.state == job_state::running || (j->rec.state == job_state::queued && !j->rec.node.empty()))) {
       j->reconcile = true;
     }
     s->jobs_.emplace(j->rec.id, std::move(j));
+  }
+  // An array's tasks are stored before the array job itself (submit_array), so a task
+  // whose array job is not stored was never acknowledged: it is dropped.
+  for (auto it = s->jobs_.begin(); it != s->jobs_.end();) {
+    job& t = *it->second;
+    job* a = t.rec.array != 0 ? s->find(t.rec.array) : nullptr;
+    if (t.rec.array != 0 && (a == nullptr || t.rec.index >= a->array_size)) {
+      s->log(fmt::format("job {}: task {} of array job {}, which was never stored: dropped", t.rec.id, t.rec.index,
+                         t.rec.array));
+      s->store_->remove(t.rec.id, nullptr);
+      it = s->jobs_.erase(it);
+      continue;
+    }
+    if (a != nullptr) {
+      a->tasks.resize(a->array_size, 0);
+      a->tasks[t.rec.index] = t.rec.id;
+    }
+    ++it;
   }
   auto quotas = s->store_->load_quotas();
   if (!quotas) return fail(quotas.error());
@@ -368,6 +396,7 @@ void scheduler::remove_node(const std::string& name, done_fn done) {
         !j->collecting) {
       lost(*j, "node " + name + " removed");
     }
+    if (j->backup && j->backup->node == name) drop_backup(*j, true, policy::outcome::lost, true);
   }
   policy_.remove_node(name);
   post_event("node rm " + name);
@@ -410,6 +439,9 @@ void scheduler::node_down(const std::string& name, const std::string& why) {
     }
   }
   for (job* j : hit) lost(*j, "node " + name + " down: " + why);
+  for (auto& [id, j] : jobs_) {
+    if (j->backup && j->backup->node == name) drop_backup(*j, true, policy::outcome::lost, true);
+  }
   policy_.remove_node(name);
   // Exits that arrived before their start's answer mean nothing on a new connection.
   std::erase_if(early_exits_, [&](const auto& e) { return e.first.first == name; });
@@ -566,6 +598,15 @@ std::expected<void, std::string> scheduler::apply_spec_line(job& j, std::string_
     case v::name:
       j.rec.name = a[0];
       break;
+    case v::array: {
+      auto n = ctl::parse_int(a[0], 1, max_array_tasks, "array");
+      if (!n) return fail(n.error());
+      j.array_size = static_cast<std::uint32_t>(*n);
+      break;
+    }
+    case v::speculate:
+      j.speculate = true;
+      break;
     case v::kill:
     case v::rm:
       return fail(fmt::format("'{}' is not part of a job's spec", cmd->name));
@@ -589,13 +630,21 @@ void scheduler::job_ctl(job& j, std::string line, std::string_view, done_fn done
     return kill_job(j, sig, std::move(done));
   }
   if (verb == v::rm) return forget_job(j, std::move(done));
-  if (verb == v::priority && j.rec.state == job_state::queued) {
-    // A queued job's priority may still change (as `priority JOB N` on /ctl).
+  if (verb == v::priority && (j.rec.state == job_state::queued || (!j.tasks.empty() && !is_final(j.rec.state)))) {
+    // A queued job's priority may still change (as `priority JOB N` on /ctl); an array's
+    // changes for its tasks still queued.
     auto n = ctl::parse_int(cmd->args[0], -1000000, 1000000, "priority");
     if (!n) return done(fail(n.error()));
-    j.rec.priority = static_cast<int>(*n);
-    save(j);
-    changed(j);
+    std::vector<job*> which{&j};
+    for (auto id : j.tasks) {
+      job* t = find(id);
+      if (t != nullptr && t->rec.state == job_state::queued) which.push_back(t);
+    }
+    for (job* t : which) {
+      t->rec.priority = static_cast<int>(*n);
+      save(*t);
+      changed(*t);
+    }
     schedule();
     return done({});
   }
@@ -623,6 +672,7 @@ void scheduler::submit(job& j, done_fn done) {
       return done(fail(fmt::format("after: job {} has not been submitted (no exec yet)", dep)));
     }
   }
+  if (j.array_size > 0) return submit_array(j, std::move(done));
   j.rec.state = job_state::queued;
   j.rec.submitted_ms = now_ms();
   j.starting = true;  // not placeable until durable
@@ -645,8 +695,119 @@ void scheduler::submit(job& j, done_fn done) {
   });
 }
 
+void scheduler::submit_array(job& a, done_fn done) {
+  // Slurm's --array in files: N tasks, each an ordinary job of its own (its own id, state,
+  // attempts and results) that names the array job and its index; they are listed as
+  // jobs/J/0..N-1 and run with $GALAXY_INDEX. The tasks are stored first and the array
+  // job last, and exec is answered when the array job is durable: a restart that finds
+  // tasks without their array job drops them (they were never acknowledged).
+  a.rec.state = job_state::queued;
+  a.rec.submitted_ms = now_ms();
+  a.starting = true;  // the tasks are not placeable until durable
+  std::string task_spec;  // the array's spec without `array N`
+  for (std::size_t start = 0; start < a.rec.spec.size();) {
+    auto nl = a.rec.spec.find('\n', start);
+    std::string_view line(a.rec.spec.data() + start, (nl == std::string::npos ? a.rec.spec.size() : nl) - start);
+    if (!line.starts_with("array ")) task_spec += std::string(line) + "\n";
+    start = nl == std::string::npos ? a.rec.spec.size() : nl + 1;
+  }
+  a.tasks.clear();
+  for (std::uint32_t i = 0; i < a.array_size; ++i) {
+    auto t = std::make_unique<job>();
+    t->rec = a.rec;
+    t->rec.id = next_id_++;
+    t->rec.spec = task_spec;
+    t->rec.array = a.rec.id;
+    t->rec.index = i;
+    t->task_lines = a.task_lines;
+    t->argv = a.argv;
+    t->cpu_millis = a.cpu_millis;
+    t->mem_bytes = a.mem_bytes;
+    t->needs = a.needs;
+    t->speculate = a.speculate;
+    t->created_ms = a.created_ms;
+    t->starting = true;
+    a.tasks.push_back(t->rec.id);
+    store_->put(t->rec, nullptr);
+    jobs_.emplace(t->rec.id, std::move(t));
+  }
+  store_->put(a.rec, [this, id = a.rec.id, done = std::move(done)](std::expected<void, std::string> ok) {
+    asio::post(io_, [this, id, done, ok] {
+      job* a = find(id);
+      if (a == nullptr) return done(fail("job removed"));
+      a->starting = false;
+      if (!ok) {
+        for (auto t : a->tasks) {
+          store_->remove(t, nullptr);
+          jobs_.erase(t);
+        }
+        a->tasks.clear();
+        a->rec.state = job_state::new_;
+        a->argv.clear();
+        if (auto nl = a->rec.spec.rfind("exec "); nl != std::string::npos) a->rec.spec.erase(nl);
+        return done(fail("storing the job: " + ok.error()));
+      }
+      submitted_total_ += a->tasks.size();
+      post_event(fmt::format("submit {} {} array={}", id, ctl::quote(a->rec.owner), a->tasks.size()));
+      done({});
+      for (auto t : a->tasks) {
+        job* tj = find(t);
+        if (tj == nullptr) continue;
+        tj->starting = false;
+        if (gate_open_) to_policy(*tj);
+        changed(*tj);
+      }
+      changed(*a);
+      schedule();
+    });
+  });
+}
+
+void scheduler::array_changed(std::uint64_t array_id) {
+  job* a = find(array_id);
+  if (a == nullptr || is_final(a->rec.state) || a->tasks.empty()) return;
+  int ended = 0, done = 0, failed = 0, killed = 0;
+  bool started = false;
+  for (auto id : a->tasks) {
+    job* t = find(id);
+    if (t == nullptr) continue;
+    if (is_final(t->rec.state)) {
+      ++ended;
+      done += t->rec.state == job_state::done;
+      failed += t->rec.state == job_state::failed;
+      killed += t->rec.state == job_state::killed;
+    }
+    started = started || t->rec.attempts > 0 || t->rec.state == job_state::running || is_final(t->rec.state);
+  }
+  int n = static_cast<int>(a->tasks.size());
+  if (ended == n) {
+    // As Slurm's array: done when every task succeeded; failed when one failed; killed
+    // when the others were killed.
+    if (failed > 0) {
+      return finish(*a, job_state::failed, fmt::format("error {} of {} tasks failed", failed, n),
+                    fmt::format("{} of {} tasks failed", failed, n));
+    }
+    if (killed > 0) return finish(*a, job_state::killed, "killed", fmt::format("{} of {} tasks killed", killed, n));
+    return finish(*a, job_state::done, "exit 0", "");
+  }
+  if (started && a->rec.state == job_state::queued) {
+    a->rec.state = job_state::running;
+    a->rec.started_ms = now_ms();
+    save(*a);
+    changed(*a);
+  }
+}
+
 void scheduler::kill_job(job& j, int sig, done_fn done) {
   if (is_final(j.rec.state) || j.collecting) return done(fail(fmt::format("job {} has ended", j.rec.id)));
+  if (!j.tasks.empty()) {
+    // An array: every task that has not ended; the array ends with the last of them.
+    for (auto id : std::vector<std::uint64_t>(j.tasks)) {
+      job* t = find(id);
+      if (t != nullptr && !is_final(t->rec.state) && !t->collecting) kill_job(*t, sig, [](std::expected<void, std::string>) {});
+    }
+    return done({});
+  }
   if (j.rec.state == job_state::new_ || (j.rec.state == job_state::queued && !j.starting && !j.reconcile)) {
     finish(j, job_state::killed, "killed", "killed before it ran");
     return done({});
@@ -678,6 +839,20 @@ void scheduler::kill_job(job& j, int sig, done_fn done) {
 void scheduler::forget_job(job& j, done_fn done) {
   if (!is_final(j.rec.state) && j.rec.state != job_state::new_) {
     return done(fail(fmt::format("job {} has not ended: kill it first", j.rec.id)));
+  }
+  if (j.rec.array != 0 && find(j.rec.array) != nullptr) {
+    return done(fail(fmt::format("job {} is task {} of array job {}: remove the array job", j.rec.id, j.rec.index,
+                                 j.rec.array)));
+  }
+  for (auto t : j.tasks) {  // an array's tasks go with it; all have ended
+    if (in_policy_.erase(t) > 0) policy_.forget(t);
+    if (job* tj = find(t)) {
+      changed(*tj);
+      jobs_.erase(t);
+    }
+    std::error_code ec;
+    fs::remove_all(spool(t), ec);
+    store_->remove(t, nullptr);
   }
   std::uint64_t id = j.rec.id;
   if (in_policy_.erase(id) > 0) policy_.forget(id);
@@ -746,9 +921,16 @@ void scheduler::place() {
       case kind::preempt:
         if (j != nullptr) preempt(*j, d.node);
         break;
-      case kind::backup:
-        // Jobs never ask for speculation through ctl yet; a backup cannot be asked for.
+      case kind::backup: {
+        node_link* n = find_node(d.node);
+        if (j == nullptr || j->rec.state != job_state::running || j->rec.task == 0 || j->backup || j->collecting ||
+            j->kill_requested || n == nullptr || !n->up()) {
+          (void)policy_.finished(d.job, policy::outcome::lost, now, d.node);  // this copy never ran
+          break;
+        }
+        start_backup(*j, *n);
         break;
+      }
     }
   }
 }
@@ -756,7 +938,19 @@ void scheduler::place() {
 void scheduler::preempt(job& j, const std::string& node) {
   // The policy has freed the room and queued the job again: kill the task and forget it,
   // so that its exit is not taken for the job's end; not a failure, not an attempt.
+  if (j.backup && j.backup->node == node) return drop_backup(j, false, policy::outcome::killed, false);
   if (j.rec.node != node || (!j.holds)) return;
+  if (j.backup) {
+    if (j.backup->task != 0) {
+      // The policy keeps the job running on its backup, which becomes the job's copy.
+      promote_backup(j);
+      drop_backup(j, false, policy::outcome::killed, false);
+      save(j);
+      return changed(j);
+    }
+    // A backup still starting is no copy yet: the job goes back to the queue.
+    drop_backup(j, true, policy::outcome::lost, false);
+  }
   std::uint64_t task = j.rec.task;
   std::string owner = j.rec.owner;
   if (task != 0) {
@@ -811,10 +1005,7 @@ void scheduler::start_on(job& j, node_link& n) {
       }
       node_link* n = find_node(node);
       if (n == nullptr) return start_failed(id, "node " + node + " removed");
-      std::string spec;
-      for (const auto& l : j->task_lines) spec += l + "\n";
-      spec += fmt::format("env GALAXY_JOB={} GALAXY_ATTEMPT={}\n", id, j->rec.attempts + 1);
-      spec += "exec " + ctl::join(j->argv) + "\n";
+      std::string spec = task_spec(*j, false);
       n->batch(j->rec.owner,
                [spec](node_conn& c, std::uint32_t root) {
                  std::uint32_t f = c.client().alloc_fid();
@@ -854,6 +1045,109 @@ void scheduler::start_on(job& j, node_link& n) {
   });
 }
 
+void scheduler::kill_task(const std::string& node, const std::string& owner, std::uint64_t task, int sig) {
+  node_link* n = find_node(node);
+  if (n == nullptr || !n->up()) return;
+  n->batch(owner,
+           [task, sig](node_conn& c, std::uint32_t root) {
+             std::uint32_t f = c.client().alloc_fid();
+             return std::vector<srv9p::message>{srv9p::twalk{root, f, {"task", std::to_string(task), "ctl"}},
+                                                srv9p::topen{f, srv9p::owrite},
+                                                srv9p::twrite{f, 0, fmt::format("kill {}\n", sig)}, srv9p::tclunk{f}};
+           },
+           [](node_link::replies) {});
+}
+
+void scheduler::start_backup(job& j, node_link& n) {
+  // Speculation (Dean and Ghemawat, OSDI 2004, §3.6): a second copy of a straggler, on
+  // another node, not stored (a restart leaves it to run out unwatched); the first copy
+  // to succeed wins.
+  std::uint64_t token = next_token_++;
+  j.backup = job::copy{n.name(), 0, token};
+  auto& u = used_[n.name()];
+  u.cpu_millis += j.cpu_millis ? j.cpu_millis : opts_.default_cpu_millis;
+  u.mem_bytes += static_cast<std::int64_t>(j.mem_bytes);
+  u.jobs++;
+  std::uint64_t id = j.rec.id;
+  std::string node = n.name();
+  std::string owner = j.rec.owner;
+  post_event(fmt::format("backup {} {}", id, node));
+  changed(j);
+  n.batch(owner,
+          [spec = task_spec(j, true)](node_conn& c, std::uint32_t root) {
+            std::uint32_t f = c.client().alloc_fid();
+            return std::vector<srv9p::message>{srv9p::twalk{root, f, {"task", "clone"}}, srv9p::topen{f, srv9p::ordwr},
+                                               srv9p::tread{f, 0, 64}, srv9p::twrite{f, 0, spec}, srv9p::tclunk{f}};
+          },
+          [this, id, node, token, owner](node_link::replies r) {
+            std::optional<std::uint64_t> task;
+            if (r.size() == 5 && r[2]) {
+              const auto& data = std::get<srv9p::rread>(*r[2]).data;
+              task = to_u64(data.substr(0, data.find('\n')));
+            }
+            bool ok = task && r[3];
+            job* j = find(id);
+            bool mine = j != nullptr && j->backup && j->backup->token == token;
+            if (!ok) {
+              if (task) kill_task(node, owner, *task, SIGKILL);
+              if (mine) drop_backup(*j, true, policy::outcome::lost, true);
+              return;
+            }
+            if (!mine) return kill_task(node, owner, *task, SIGKILL);  // dropped while it started
+            j->backup->task = *task;
+            by_task_[{node, *task}] = id;
+            if (auto e = early_exits_.find({node, *task}); e != early_exits_.end()) {
+              std::string wait = e->second;
+              early_exits_.erase(e);
+              task_ended(node, *task, wait);
+            }
+          });
+}
+
+void scheduler::drop_backup(job& j, bool tell_policy, policy::outcome o, bool task_ended) {
+  if (!j.backup) return;
+  job::copy b = *j.backup;
+  j.backup.reset();
+  if (tell_policy) {
+    if (auto ok = policy_.finished(j.rec.id, o, now_ms(), b.node); !ok) {
+      log(fmt::format("job {}: policy: {}", j.rec.id, ok.error()));
+    }
+  }
+  auto& u = used_[b.node];
+  u.cpu_millis -= j.cpu_millis ? j.cpu_millis : opts_.default_cpu_millis;
+  u.mem_bytes -= static_cast<std::int64_t>(j.mem_bytes);
+  u.jobs--;
+  if (b.task != 0) {
+    by_task_.erase({b.node, b.task});
+    if (!task_ended) {
+      preempted_tasks_.insert({b.node, b.task});
+      kill_task(b.node, j.rec.owner, b.task, SIGKILL);
+    }
+  }
+  // b.task 0: its start is in flight; the answer finds the token gone and kills the task.
+  changed(j);
+}
+
+void scheduler::promote_backup(job& j) {
+  auto& b = *j.backup;
+  post_event(fmt::format("promote {} {} {}", j.rec.id, b.node, b.task));
+  std::swap(j.rec.node, b.node);
+  std::swap(j.rec.task, b.task);
+}
+
+std::string scheduler::task_spec(const job& j, bool backup) const {
+  // GALAXY_JOB and GALAXY_ATTEMPT mark the task as this start's, for a restarted
+  // scheduler's search (find_task); a backup copy runs the same attempt, marked
+  // GALAXY_BACKUP=1 so the search never takes it for the job's own copy.
+  std::string spec;
+  for (const auto& l : j.task_lines) spec += l + "\n";
+  spec += fmt::format("env GALAXY_JOB={} GALAXY_ATTEMPT={}", j.rec.id, backup ? j.rec.attempts : j.rec.attempts + 1);
+  if (j.rec.array != 0) spec += fmt::format(" GALAXY_ARRAY_JOB={} GALAXY_INDEX={}", j.rec.array, j.rec.index);
+  if (backup) spec += " GALAXY_BACKUP=1";
+  spec += "\nexec " + ctl::join(j.argv) + "\n";
+  return spec;
+}
+
 void scheduler::release(job& j) {
   if (!j.holds) return;
   j.holds = false;
@@ -877,6 +1171,7 @@ void scheduler::policy_end(job& j, policy::outcome o) {
 }
 
 void scheduler::to_policy(job& j) {
+  if (j.array_size > 0) return;  // an array job runs nowhere itself: its tasks do
   policy::job_spec spec;
   spec.id = j.rec.id;
   spec.user = j.rec.owner;
@@ -885,9 +1180,13 @@ void scheduler::to_policy(job& j) {
   spec.needs = j.needs;
   spec.priority = j.rec.priority;
   spec.preemptible = j.rec.preemptible;
-  spec.group = j.rec.name;
+  // Siblings for speculation: the tasks of one array, or the jobs of one name.
+  spec.group = j.rec.array != 0 ? fmt::format("array {}", j.rec.array)
+               : j.rec.name.empty() ? ""
+                                    : "name " + j.rec.name;
+  spec.speculate = j.speculate;
   spec.submitted_ms = j.rec.submitted_ms;
-  for (auto dep : j.rec.after) {
+  for (auto dep : deps_of(j)) {
     // Ended predecessors the policy never saw (before a restart) are settled here.
     job* p = find(dep);
     if (in_policy_.contains(dep)) {
@@ -936,10 +1235,40 @@ void scheduler::open_gate() {
     if (j->adopted && j->rec.state == job_state::running) to_policy(*j);
   }
   place();
+  // Predecessors before their dependents (the policy takes `after` only for jobs it
+  // knows): a depth-first walk, without recursion, so a chain of any length is fine.
+  std::set<std::uint64_t> seen;
   for (auto& [id, j] : jobs_) {
-    if (j->rec.state == job_state::queued && !in_policy_.contains(id)) to_policy(*j);
+    std::vector<std::pair<job*, bool>> stack{{j.get(), false}};
+    while (!stack.empty()) {
+      auto [cur, deps_fed] = stack.back();
+      stack.pop_back();
+      if (deps_fed) {
+        if (cur->rec.state == job_state::queued && !in_policy_.contains(cur->rec.id)) to_policy(*cur);
+        continue;
+      }
+      if (!seen.insert(cur->rec.id).second) continue;
+      stack.emplace_back(cur, true);
+      for (auto dep : deps_of(*cur)) {
+        if (job* p = find(dep); p != nullptr && !seen.contains(dep)) stack.emplace_back(p, false);
+      }
+    }
   }
   schedule();
+}
+
+std::vector<std::uint64_t> scheduler::deps_of(const job& j) const {
+  // `after` an array job means after every one of its tasks.
+  std::vector<std::uint64_t> deps;
+  for (auto dep : j.rec.after) {
+    auto it = jobs_.find(dep);
+    if (it != jobs_.end() && !it->second->tasks.empty()) {
+      deps.insert(deps.end(), it->second->tasks.begin(), it->second->tasks.end());
+    } else {
+      deps.push_back(dep);
+    }
+  }
+  return deps;
 }
 
 void scheduler::started(std::uint64_t id, std::string node, std::uint64_t task) {
@@ -954,6 +1283,7 @@ void scheduler::started(std::uint64_t id, std::string node, std::uint64_t task) 
   save(*j);
   post_event(fmt::format("start {} {} {}", id, node, task));
   changed(*j);
+  if (j->rec.array != 0) array_changed(j->rec.array);
   if (auto e = early_exits_.find({node, task}); e != early_exits_.end()) {
     std::string wait = e->second;
     early_exits_.erase(e);
@@ -1010,7 +1340,27 @@ void scheduler::task_ended(const std::string& node, std::uint64_t task, std::str
   }
   job* j = find(it->second);
   by_task_.erase(it);
-  if (j == nullptr || j->rec.state != job_state::running) return;
+  if (j == nullptr || j->rec.state != job_state::running || j->collecting) return;
+  bool ok = wait == "exit 0";
+  auto copy_outcome = wait == "lost" ? policy::outcome::lost : policy::outcome::failed;
+  if (j->backup && j->backup->node == node && j->backup->task == task) {
+    // The backup copy ended. First to succeed: it wins, and the job's other copy is
+    // killed (the policy preempts it). Else only the backup ends.
+    if (!ok || j->kill_requested) return drop_backup(*j, true, copy_outcome, true);
+    promote_backup(*j);
+    save(*j);
+    return collect(*j, std::move(wait));
+  }
+  if (!ok && j->backup && !j->kill_requested) {
+    if (j->backup->task != 0) {
+      // This copy failed, the backup carries on as the job's copy.
+      promote_backup(*j);
+      drop_backup(*j, true, copy_outcome, true);
+      save(*j);
+      return changed(*j);
+    }
+    drop_backup(*j, true, policy::outcome::lost, false);  // still starting: no copy yet
+  }
   if (wait == "lost") return lost(*j, "the node lost the task");
   collect(*j, std::move(wait));
 }
@@ -1111,11 +1461,22 @@ void scheduler::finish(job& j, job_state s, std::string exit, std::string note) 
   finished_total_[std::string(to_string(s))]++;
   post_event(fmt::format("end {} {} {}", j.rec.id, to_string(s), ctl::quote(j.rec.exit)));
   changed(j);
+  drop_backup(j, false, policy::outcome::killed, false);  // the policy has ended every copy
   schedule();
+  if (j.rec.array != 0) array_changed(j.rec.array);
   if (!gate_open_) open_gate();
 }
 
 void scheduler::lost(job& j, const std::string& why) {
+  if (j.backup && j.backup->task != 0 && j.rec.state == job_state::running && !j.collecting) {
+    // The job's copy is lost, its backup carries on as the job's copy.
+    post_event(fmt::format("lost {} {}", j.rec.id, j.rec.node));
+    promote_backup(j);
+    drop_backup(j, true, policy::outcome::lost, true);
+    save(j);
+    return changed(j);
+  }
+  drop_backup(j, true, policy::outcome::lost, false);  // a backup still starting is no copy
   std::string node = j.rec.node;
   bool ran = j.rec.state == job_state::running || j.rec.task != 0;
   bool requeue = !ran || j.rec.attempts <= j.rec.retries;
@@ -1148,8 +1509,8 @@ void scheduler::reconcile(job& j) {
   if (!conn) return;
   std::uint64_t id = j.rec.id;
   std::string node = j.rec.node;
-  asio::post(pool_, [this, conn, id, node, owner = j.rec.owner, task = j.rec.task] {
-    auto found = find_task(conn->client(), owner, id, task);
+  asio::post(pool_, [this, conn, id, node, owner = j.rec.owner, task = j.rec.task, attempt = j.rec.attempts + 1] {
+    auto found = find_task(conn->client(), owner, id, attempt, task);
     asio::post(io_, [this, id, node, found] {
       job* j = find(id);
       if (j == nullptr || !j->reconcile || j->rec.node != node) return;
@@ -1262,23 +1623,40 @@ std::string scheduler::status_line(const job& j) const {
   // A queued job's note is the policy's account of it ("unschedulable: no node has 64
   // GiB", "waiting for 3", "over quota: ..."), after any note of its own (a requeue).
   std::string note = j.rec.note;
+  auto add = [&note](const std::string& more) { note = note.empty() ? more : note + "; " + more; };
   if (j.rec.state == job_state::queued && !j.starting && in_policy_.contains(j.rec.id)) {
     std::string p = policy_.note(j.rec.id);
-    if (p != "queued" && !p.empty()) note = note.empty() ? p : note + "; " + p;
+    if (p != "queued" && !p.empty()) add(p);
+  }
+  if (j.backup) add("backup on " + j.backup->node);
+  std::string array;  // an array job: its tasks by state; a task: its array and index
+  if (!j.tasks.empty()) {
+    std::map<std::string, int> by_state;
+    for (auto id : j.tasks) {
+      auto it = jobs_.find(id);
+      if (it != jobs_.end()) by_state[std::string(it->second->starting ? "starting" : to_string(it->second->rec.state))]++;
+    }
+    std::string counts;
+    for (const auto& [st, n] : by_state) counts += fmt::format("{}{} {}", counts.empty() ? "" : ", ", n, st);
+    if (!is_final(j.rec.state)) add(counts);
+    array = fmt::format(" tasks={}", j.tasks.size());
+  } else if (j.rec.array != 0) {
+    array = fmt::format(" array={} index={}", j.rec.array, j.rec.index);
   }
   return fmt::format(
       "id={} owner={} state={} node={} attempts={} exit={} submitted={} started={} ended={} name={} task={} "
-      "priority={} note={}",
+      "priority={} note={}{}",
       j.rec.id, ctl::quote(j.rec.owner), j.starting ? "starting" : to_string(j.rec.state),
       j.rec.node.empty() ? "-" : j.rec.node, j.rec.attempts, ctl::quote(j.rec.exit.empty() ? "-" : j.rec.exit),
       j.rec.submitted_ms, j.rec.started_ms, j.rec.ended_ms, ctl::quote(j.rec.name.empty() ? "-" : j.rec.name),
-      j.rec.task, j.rec.priority, ctl::quote(note.empty() ? "-" : note));
+      j.rec.task, j.rec.priority, ctl::quote(note.empty() ? "-" : note), array);
 }
 
 std::string scheduler::wait_text(const job& j) const {
   if (!is_final(j.rec.state) || !j.collected) return "";
   if (j.rec.state == job_state::killed && j.rec.exit == "killed") return "killed";
-  if (j.rec.state == job_state::failed && (j.rec.exit == "lost" || j.rec.exit.starts_with("error dependency"))) {
+  if (j.rec.state == job_state::failed &&
+      (j.rec.exit == "lost" || j.rec.exit.starts_with("error dependency") || !j.tasks.empty())) {
     return "error " + j.rec.note;
   }
   return j.rec.exit;
@@ -1300,7 +1678,9 @@ std::string scheduler::cluster_status() const {
     mem_used += u.mem_bytes;
   }
   std::map<std::string, int> by_state;
-  for (const auto& [id, j] : jobs_) by_state[std::string(to_string(j->rec.state))]++;
+  for (const auto& [id, j] : jobs_) {
+    if (j->tasks.empty()) by_state[std::string(to_string(j->rec.state))]++;  // an array counts as its tasks
+  }
   return fmt::format(
       "nodes_up={} nodes_down={} jobs_new={} jobs_queued={} jobs_running={} jobs_done={} jobs_failed={} "
       "jobs_killed={} cpu_millis_used={} cpu_millis_total={} mem_bytes_used={} mem_bytes_total={} policy={}\n",
@@ -1320,8 +1700,10 @@ std::string scheduler::metrics() const {
                  job_state::killed}) {
     by_state[std::string(to_string(s))] = 0;
   }
-  for (const auto& [id, j] : jobs_) by_state[std::string(to_string(j->rec.state))]++;
-  out += "# HELP galaxy_jobs Jobs the scheduler holds, by state.\n# TYPE galaxy_jobs gauge\n";
+  for (const auto& [id, j] : jobs_) {
+    if (j->tasks.empty()) by_state[std::string(to_string(j->rec.state))]++;
+  }
+  out += "# HELP galaxy_jobs Jobs the scheduler holds (an array as its tasks), by state.\n# TYPE galaxy_jobs gauge\n";
   for (const auto& [s, n] : by_state) out += fmt::format("galaxy_jobs{{state=\"{}\"}} {}\n", s, n);
   out += "# HELP galaxy_jobs_submitted_total Jobs acknowledged since the scheduler started.\n";
   out += "# TYPE galaxy_jobs_submitted_total counter\n";
@@ -1363,7 +1745,9 @@ std::string scheduler::user_text(std::string_view user) const {
   auto limit = [](std::int64_t v) { return v == policy::unlimited ? std::int64_t{0} : v; };
   int queued = u.queued;
   if (!info) {
-    for (const auto& [id, j] : jobs_) queued += j->rec.owner == user && j->rec.state == job_state::queued ? 1 : 0;
+    for (const auto& [id, j] : jobs_) {
+      queued += j->rec.owner == user && j->rec.state == job_state::queued && j->tasks.empty() ? 1 : 0;
+    }
   }
   return fmt::format(
       "user={} running={} queued={} cpu_millis={} mem_bytes={} dominant_share={:.4f} weight={} "

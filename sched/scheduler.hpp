@@ -27,6 +27,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -57,7 +58,10 @@ struct job {
   std::uint32_t cpu_millis = 0;
   std::uint64_t mem_bytes = 0;
   std::vector<std::pair<std::string, std::string>> needs;
+  std::uint32_t array_size = 0;  // `array N`: this job is an array of N tasks (jobs/J/0..N-1)
+  bool speculate = false;        // `speculate`: may get a backup copy when it straggles
   // Run time only:
+  std::vector<std::uint64_t> tasks;  // an array job's tasks (their job ids), by index
   std::int64_t created_ms = 0;
   bool starting = false;        // a start on rec.node is in flight
   bool reconcile = false;       // after a restart: must be checked against rec.node's tasks
@@ -68,6 +72,14 @@ struct job {
   bool holds = false;           // counted in its node's used resources
   bool adopted = false;         // after a restart: found running; the policy must place it there
   bool policy_ended = false;    // its final outcome went to the policy (at the exit, before the copy)
+  // A second copy started by speculation (MapReduce's backup task), never stored: the
+  // first copy to succeed wins (it becomes rec.node/rec.task), the other is killed.
+  struct copy {
+    std::string node;
+    std::uint64_t task = 0;  // 0 while its start is in flight
+    std::uint64_t token = 0;  // names this start, so a late answer for a dropped copy is known
+  };
+  std::optional<copy> backup;
 };
 
 class scheduler {
@@ -135,6 +147,8 @@ class scheduler {
 
   std::expected<void, std::string> apply_spec_line(job& j, std::string_view line, bool replay);
   void submit(job& j, std::function<void(std::expected<void, std::string>)> done);
+  void submit_array(job& a, std::function<void(std::expected<void, std::string>)> done);
+  void array_changed(std::uint64_t array_id);  // a task of the array moved: the array's own state follows
   void kill_job(job& j, int sig, std::function<void(std::expected<void, std::string>)> done);
   void forget_job(job& j, std::function<void(std::expected<void, std::string>)> done);
 
@@ -160,9 +174,18 @@ class scheduler {
   // not running); nothing for a job the policy does not hold.
   void policy_end(job& j, policy::outcome o);
   void to_policy(job& j);        // a queued job enters the policy
+  std::vector<std::uint64_t> deps_of(const job& j) const;  // rec.after, an array job standing for its tasks
   void open_gate();              // after a restart: feeds the policy once every job is reconciled
   void update_node(const std::string& name);  // the node's spec, as the policy sees it
   void preempt(job& j, const std::string& node);
+  void start_backup(job& j, node_link& n);
+  // Forgets j's backup copy: tells the policy how it ended when tell_policy (o), gives back
+  // its room, and kills its task unless it has ended (or is killed once its start answers).
+  void drop_backup(job& j, bool tell_policy, policy::outcome o, bool task_ended);
+  // The backup becomes the job's copy (rec.node/rec.task) and the old copy its backup.
+  void promote_backup(job& j);
+  void kill_task(const std::string& node, const std::string& owner, std::uint64_t task, int sig);
+  std::string task_spec(const job& j, bool backup) const;  // what a start writes to the task's ctl
   void save(job& j);  // store.put without waiting
   void changed(job& j);
   void post_event(std::string line);
@@ -202,6 +225,7 @@ class scheduler {
   std::map<std::string, usage> used_;   // by node: jobs running or starting there
   std::map<std::string, quota_record> quotas_;
   std::uint64_t next_id_ = 1;
+  std::uint64_t next_token_ = 1;  // backup starts
   int lock_fd_ = -1;  // flock on STATE/lock, held for the scheduler's life
   bool pass_posted_ = false;
   bool stopped_ = false;

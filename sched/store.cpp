@@ -89,11 +89,16 @@ CREATE TABLE quotas (
   weight     REAL    NOT NULL
 ) WITHOUT ROWID;
 )sql",
+    // 2: job arrays (`array N`): a task of an array names its array job and its index.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN array_job   INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN array_index INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 
 constexpr std::string_view job_columns =
     "id, owner, name, spec, state, node, task, attempts, retries, priority, preemptible, "
-    "after_ids, exit, note, submitted_ms, started_ms, ended_ms";
+    "after_ids, exit, note, submitted_ms, started_ms, ended_ms, array_job, array_index";
 
 constexpr std::uint64_t max_sql_int = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
 
@@ -260,6 +265,7 @@ std::string invalid_job(const job_record& rec) {
     return fmt::format("put job {}: job id must be 1 to {}", rec.id, max_sql_int);
   }
   if (rec.task > max_sql_int) return fmt::format("put job {}: task id {} is over {}", rec.id, rec.task, max_sql_int);
+  if (rec.array > max_sql_int) return fmt::format("put job {}: array job id {} is over {}", rec.id, rec.array, max_sql_int);
   for (auto a : rec.after) {
     if (a > max_sql_int) return fmt::format("put job {}: after id {} is over {}", rec.id, a, max_sql_int);
   }
@@ -440,6 +446,13 @@ class job_store::impl {
       j.submitted_ms = st.column_int(14);
       j.started_ms = st.column_int(15);
       j.ended_ms = st.column_int(16);
+      auto array = st.column_int(17);
+      auto index = st.column_int(18);
+      if (array < 0 || index < 0 || index > std::numeric_limits<std::uint32_t>::max()) {
+        return std::unexpected(fmt::format("load jobs: job {}: array_job {} array_index {} out of range", j.id, array, index));
+      }
+      j.array = static_cast<std::uint64_t>(array);
+      j.index = static_cast<std::uint32_t>(index);
       out.push_back(std::move(j));
     }
     return out;
@@ -503,7 +516,7 @@ class job_store::impl {
         {&stmts_.commit, "COMMIT"},
         {&stmts_.rollback, "ROLLBACK"},
         {&stmts_.put_job, fmt::format("INSERT OR REPLACE INTO jobs ({}) VALUES "
-                                      "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                                      "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
                                       cols)},
         {&stmts_.remove_job, "DELETE FROM jobs WHERE id = ?1"},
         {&stmts_.put_node, "INSERT OR REPLACE INTO nodes (name, dial) VALUES (?1, ?2)"},
@@ -555,6 +568,8 @@ class job_store::impl {
               b(st.bind(15, j.submitted_ms));
               b(st.bind(16, j.started_ms));
               b(st.bind(17, j.ended_ms));
+              b(st.bind(18, static_cast<std::int64_t>(j.array)));
+              b(st.bind(19, std::int64_t{j.index}));
               auto r = step_done(st, rc);
               if (!r) return std::unexpected(fmt::format("put job {}: {}", j.id, r.error()));
               return {};

@@ -65,6 +65,8 @@ struct job_record {
   std::string exit;               // as the node's wait says: "exit 0", "signal 9", "error TEXT"; "" until ended
   std::string note;               // status note: "unschedulable: ...", "node n2 down", "dependency 4 failed"
   std::int64_t submitted_ms = 0, started_ms = 0, ended_ms = 0;   // Unix epoch ms, 0 = not yet
+  std::uint64_t array = 0;        // a task of a job array (`array N`): the array job's id (≤ INT64_MAX); 0 if none
+  std::uint32_t index = 0;        // that task's index in its array, 0 .. N-1
 
   bool operator==(const job_record&) const = default;
 };

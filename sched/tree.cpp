@@ -138,7 +138,7 @@ dir sched_tree::job_file(std::uint16_t k, const job& j) const {
   const std::string& admin = sched_->admin();
   if (k == k_jdir) {
     dir d = srv9p::dirtab_dir({"", k_jdir, srv9p::dmdir | 0555}, j.rec.id, j.rec.owner, admin);
-    d.name = std::to_string(j.rec.id);
+    d.name = std::to_string(j.rec.array != 0 ? j.rec.index : j.rec.id);  // a task of an array: jobs/J/INDEX
     d.mtime = d.atime = static_cast<std::uint32_t>(j.created_ms / 1000);
     return d;
   }
@@ -226,7 +226,8 @@ std::expected<dir, std::string> sched_tree::walk1(const dir& parent, std::string
       if (name == "clone") return srv9p::dirtab_dir(clone_entry, 0, admin, admin);
       auto n = to_number(name);
       job* j = n ? sched_->find(*n) : nullptr;
-      if (j == nullptr) return std::unexpected(std::string(err::not_found));
+      // The tasks of an array live in its directory, jobs/J/INDEX, not here.
+      if (j == nullptr || j->rec.array != 0) return std::unexpected(std::string(err::not_found));
       return job_file(k_jdir, *j);
     }
     case k_jdir: {
@@ -234,6 +235,10 @@ std::expected<dir, std::string> sched_tree::walk1(const dir& parent, std::string
       if (j == nullptr) return std::unexpected(std::string(err::not_found));
       for (const auto& e : job_tab) {
         if (e.name == name) return job_file(e.kind, *j);
+      }
+      auto index = to_number(name);
+      if (index && *index < j->tasks.size() && std::to_string(*index) == name) {
+        if (job* t = sched_->find(j->tasks[*index])) return job_file(k_jdir, *t);
       }
       return std::unexpected(std::string(err::not_found));
     }
@@ -281,12 +286,17 @@ std::expected<std::vector<dir>, std::string> sched_tree::list(const dir& d, std:
       return out;
     case k_jobsdir:
       out.push_back(srv9p::dirtab_dir(clone_entry, 0, admin, admin));
-      for (const auto& [id, j] : sched_->jobs()) out.push_back(job_file(k_jdir, *j));
+      for (const auto& [id, j] : sched_->jobs()) {
+        if (j->rec.array == 0) out.push_back(job_file(k_jdir, *j));
+      }
       return out;
     case k_jdir: {
       job* j = sched_->find(inst_of(d));
       if (j == nullptr) return std::unexpected(std::string(err::not_found));
       for (const auto& e : job_tab) out.push_back(job_file(e.kind, *j));
+      for (auto id : j->tasks) {
+        if (job* t = sched_->find(id)) out.push_back(job_file(k_jdir, *t));
+      }
       return out;
     }
     case k_jout:
@@ -678,7 +688,9 @@ void sched_tree::read(request r) {
     case k_queue: {
       std::string text;
       for (const job* j : sched_->queue()) {
-        text += fmt::format("{} {} priority={} cpu_millis={} mem_bytes={} name={}\n", j->rec.id, ctl::quote(j->rec.owner),
+        // A task of an array by its path below jobs/: J/INDEX.
+        std::string id = j->rec.array != 0 ? fmt::format("{}/{}", j->rec.array, j->rec.index) : std::to_string(j->rec.id);
+        text += fmt::format("{} {} priority={} cpu_millis={} mem_bytes={} name={}\n", id, ctl::quote(j->rec.owner),
                             j->rec.priority, j->cpu_millis, j->mem_bytes, ctl::quote(j->rec.name.empty() ? "-" : j->rec.name));
       }
       return respond_text(r, text);

@@ -458,3 +458,118 @@ TEST(SchedE2E, UsersShareTheClusterFairly) {
 }
 
 }  // namespace
+
+namespace {
+
+// Job arrays (issue 6): `array N` makes N tasks, jobs/J/0..N-1, each with $GALAXY_INDEX;
+// the array job ends when its last task does, and `after J` waits for all of them.
+TEST(SchedE2E, ArrayTasksAreFilesWithTheirIndex) {
+  START(c);
+  auto j = c.job({"array 5", "exec sh -c 'echo $GALAXY_INDEX of $GALAXY_ARRAY_JOB'"});
+  EXPECT_EQ(c.read("jobs/" + j + "/wait"), "exit 0\n") << c.read("jobs/" + j + "/status");
+  EXPECT_EQ(c.status_field(j, "state"), "done");
+  EXPECT_EQ(c.status_field(j, "tasks"), "5");
+  auto names = [&](const std::string& path) {
+    std::set<std::string> out;
+    auto l = c.c->list_dir(c.root, path);
+    EXPECT_TRUE(l.has_value()) << path;
+    if (l) {
+      for (const auto& d : *l) out.insert(d.name);
+    }
+    return out;
+  };
+  EXPECT_EQ(names("jobs/" + j),
+            (std::set<std::string>{"ctl", "status", "wait", "stdout", "stderr", "out", "0", "1", "2", "3", "4"}));
+  // The tasks are not listed at the top, and not reachable there by their own ids.
+  EXPECT_EQ(names("jobs"), (std::set<std::string>{"clone", j}));
+  for (int i = 0; i < 5; ++i) {
+    std::string t = j + "/" + std::to_string(i);
+    EXPECT_EQ(c.read("jobs/" + t + "/wait"), "exit 0\n");
+    EXPECT_EQ(c.read("jobs/" + t + "/stdout"), std::to_string(i) + " of " + j + "\n");
+    auto st = c.read("jobs/" + t + "/status");
+    EXPECT_NE(st.find(" array=" + j + " index=" + std::to_string(i)), std::string::npos) << st;
+    ASSERT_EQ(st.rfind("id=", 0), 0u) << st;
+    auto own_id = st.substr(3, st.find(' ') - 3);
+    EXPECT_NE(own_id, j);
+    EXPECT_FALSE(c.c->stat_path(c.root, "jobs/" + own_id).has_value()) << own_id;
+  }
+  EXPECT_FALSE(c.c->stat_path(c.root, "jobs/" + j + "/5").has_value());
+  // An array's spec reads back with its array line; its tasks' without.
+  EXPECT_EQ(c.read("jobs/" + j + "/ctl"), "array 5\nexec sh -c 'echo $GALAXY_INDEX of $GALAXY_ARRAY_JOB'\n");
+  EXPECT_EQ(c.read("jobs/" + j + "/3/ctl"), "exec sh -c 'echo $GALAXY_INDEX of $GALAXY_ARRAY_JOB'\n");
+  // A task goes with its array, not alone.
+  auto rm = c.write("jobs/" + j + "/2/ctl", "rm\n");
+  ASSERT_FALSE(rm.has_value());
+  EXPECT_NE(rm.error().find("remove the array job"), std::string::npos) << rm.error();
+  ASSERT_TRUE(c.write("jobs/" + j + "/ctl", "rm\n").has_value());
+  EXPECT_EQ(names("jobs"), (std::set<std::string>{"clone"}));
+}
+
+TEST(SchedE2E, ArrayFailuresDependenciesKillAndBadInput) {
+  START(c);
+  // A failed task fails the array; the others are untouched.
+  auto f = c.job({"array 3", "exec sh -c 'exit $GALAXY_INDEX'"});
+  EXPECT_EQ(c.read("jobs/" + f + "/wait"), "error 2 of 3 tasks failed\n") << c.read("jobs/" + f + "/status");
+  EXPECT_EQ(c.status_field(f, "state"), "failed");
+  EXPECT_EQ(c.status_field(f + "/0", "state"), "done");
+  EXPECT_EQ(c.read("jobs/" + f + "/2/wait"), "exit 2\n");
+  // `after` an array waits for every task.
+  auto a = c.job({"array 4", "exec sh -c 'sleep 0.$GALAXY_INDEX'"});
+  auto d = c.job({"after " + a, "exec true"});
+  EXPECT_EQ(c.read("jobs/" + d + "/wait"), "exit 0\n");
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_GE(std::stoll(c.status_field(d, "started")), std::stoll(c.status_field(a + "/" + std::to_string(i), "ended")));
+  }
+  auto after_failed = c.job({"after " + f, "exec true"});
+  EXPECT_EQ(c.read("jobs/" + after_failed + "/wait").rfind("error dependency", 0), 0u);
+  // kill on the array kills every task; the array ends killed.
+  auto k = c.job({"array 8", "exec sleep 30"});
+  c.wait_state(k, "running");
+  ASSERT_TRUE(c.write("jobs/" + k + "/ctl", "kill\n").has_value());
+  EXPECT_EQ(c.read("jobs/" + k + "/wait"), "killed\n") << c.read("jobs/" + k + "/status");
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(c.status_field(k + "/" + std::to_string(i), "state"), "killed");
+  // Bad sizes are refused and change nothing.
+  auto bad = trim(c.read("jobs/clone"));
+  for (const char* line : {"array 0\n", "array x\n", "array 10001\n", "array\n"}) {
+    auto ok = c.write("jobs/" + bad + "/ctl", line);
+    EXPECT_FALSE(ok.has_value()) << line;
+  }
+  EXPECT_EQ(c.read("jobs/" + bad + "/ctl"), "");
+}
+
+TEST(SchedE2E, ArraySurvivesASchedulerKill) {
+  START(c);
+  auto j = c.job({"array 6", "exec sh -c 'sleep 1; echo $GALAXY_INDEX'"});
+  c.sched.proc.signal(SIGKILL);
+  c.sched.proc.wait();
+  c.c.reset();
+  ASSERT_EQ(c.start_sched(), "");
+  EXPECT_EQ(c.read("jobs/" + j + "/wait"), "exit 0\n") << c.read("jobs/" + j + "/status");
+  for (int i = 0; i < 6; ++i) {
+    std::string t = j + "/" + std::to_string(i);
+    EXPECT_EQ(c.read("jobs/" + t + "/stdout"), std::to_string(i) + "\n");
+    EXPECT_EQ(c.status_field(t, "attempts"), "1") << c.read("jobs/" + t + "/status");
+  }
+}
+
+// Speculation (MapReduce's backup tasks, issue 6): a task that runs far longer than its
+// siblings gets a second copy on another node; the first to finish wins and the other is
+// killed. Here task 3's first copy sleeps; its backup ($GALAXY_BACKUP=1) does not.
+TEST(SchedE2E, AStragglerGetsABackupCopyThatWins) {
+  START(c);
+  auto j = c.job({"array 4", "speculate",
+                  "exec sh -c 'if [ $GALAXY_INDEX = 3 ] && [ -z \"$GALAXY_BACKUP\" ]; then exec sleep 61.25; fi; "
+                  "echo done $GALAXY_INDEX'"});
+  c.wait_state(j + "/3", "running");
+  auto first_node = c.status_field(j + "/3", "node");
+  auto first_task = c.status_field(j + "/3", "task");
+  EXPECT_EQ(c.read("jobs/" + j + "/wait"), "exit 0\n") << c.read("jobs/" + j + "/3/status");
+  EXPECT_EQ(c.read("jobs/" + j + "/3/stdout"), "done 3\n");
+  EXPECT_NE(c.status_field(j + "/3", "node"), first_node) << c.read("jobs/" + j + "/3/status");
+  EXPECT_EQ(c.status_field(j + "/3", "attempts"), "1");
+  // The straggling first copy was killed on its node.
+  std::string wait_path = "nodes/" + first_node + "/task/" + first_task + "/wait";
+  EXPECT_EQ(c.read(wait_path), "signal 9\n");
+}
+
+}  // namespace

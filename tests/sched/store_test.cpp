@@ -160,6 +160,44 @@ TEST(JobStore, FreshFileHasTheSchemaAndIsEmpty) {
   EXPECT_EQ(raw.query("PRAGMA user_version"), std::to_string(job_store::schema_version()));
 }
 
+TEST(JobStore, AVersionOneFileIsMigratedAndKeepsItsJobs) {
+  // A file made by the first schema (before job arrays): its rows load with array 0.
+  testutil::temp_dir dir;
+  auto file = dir.file("sched.db");
+  {
+    raw_db raw(file);
+    ASSERT_EQ(raw.exec(R"sql(
+CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL, name TEXT NOT NULL,
+  spec TEXT NOT NULL, state TEXT NOT NULL, node TEXT NOT NULL, task INTEGER NOT NULL,
+  attempts INTEGER NOT NULL, retries INTEGER NOT NULL, priority INTEGER NOT NULL,
+  preemptible INTEGER NOT NULL, after_ids TEXT NOT NULL, exit TEXT NOT NULL, note TEXT NOT NULL,
+  submitted_ms INTEGER NOT NULL, started_ms INTEGER NOT NULL, ended_ms INTEGER NOT NULL);
+CREATE TABLE nodes (name TEXT PRIMARY KEY NOT NULL, dial TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE quotas (user TEXT PRIMARY KEY NOT NULL, cpu_millis INTEGER NOT NULL,
+  mem_bytes INTEGER NOT NULL, weight REAL NOT NULL) WITHOUT ROWID;
+INSERT INTO jobs VALUES (7, 'alice', '', 'exec true', 'done', 'n1', 3, 1, 1, 0, 0, '', 'exit 0', '', 1, 2, 3);
+PRAGMA user_version = 1;
+)sql"),
+              "");
+  }
+  auto s = open_ok(file);
+  ASSERT_TRUE(s);
+  raw_db raw(file);
+  EXPECT_EQ(raw.query("PRAGMA user_version"), std::to_string(job_store::schema_version()));
+  auto jobs = load_map(*s);
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs[7].owner, "alice");
+  EXPECT_EQ(jobs[7].exit, "exit 0");
+  EXPECT_EQ(jobs[7].array, 0u);
+  EXPECT_EQ(jobs[7].index, 0u);
+  EXPECT_EQ(s->max_job_id(), 7u);
+  job_record task = make_job(8);
+  task.array = 7;
+  task.index = 4;
+  ASSERT_EQ(put_sync(*s, task), result{});
+  EXPECT_EQ(load_map(*s)[8], task);
+}
+
 TEST(JobStore, EveryFieldRoundTripsThroughTheFile) {
   testutil::temp_dir dir;
   auto file = dir.file("sched.db");
