@@ -31,7 +31,12 @@
 #                                      QUIET_MAX (20) QUIET_WAIT (60) JOBS (2, the build)
 #
 # State, spools and logs go to build-bench/sched-run/ (the repository's disk, never a
-# tmpfs: the store's fsyncs must cost what they cost). The table is kept in
+# tmpfs: the store's fsyncs must cost what they cost). With EXT4J=1 (root only) they go
+# instead to an ext4 file system WITH a journal, made in a 4 GiB file on the same disk and
+# loop-mounted at build-bench/ext4j: a Raspberry Pi OS root is journalled ext4, while some
+# VMs' roots (this one's) are ext4 without a journal, where ext4 checks every recently freed
+# inode at each new one (fs/ext4/ialloc.c, recently_deleted()), which makes the nodes'
+# per-task files cost several times more. The table is kept in
 # build-bench/results-sched-<UTC date>.md. bench/run.sh calls this last.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -55,6 +60,18 @@ cmake --build build-bench -j "${JOBS:-2}" --target galaxy-sched galaxy-node gala
 
 B=build-bench
 W=$PWD/$B/sched-run
+FS_NOTE="the repository's disk"
+if [[ ${EXT4J:-0} == 1 ]]; then
+  mkdir -p "$B/ext4j"
+  mountpoint -q "$B/ext4j" && umount "$B/ext4j"
+  rm -f "$B/ext4j.img"
+  truncate -s 4G "$B/ext4j.img"
+  mkfs.ext4 -q -F "$B/ext4j.img"
+  mount -o loop "$B/ext4j.img" "$B/ext4j"
+  chmod 0755 "$B/ext4j"
+  W=$PWD/$B/ext4j/sched-run
+  FS_NOTE="a journalled ext4 in a loop-mounted file on the repository's disk (EXT4J=1)"
+fi
 rm -rf "$W"
 mkdir -p "$W"
 chmod 0755 "$W"  # tasks run as nobody and must reach the nodes' spools
@@ -101,7 +118,7 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 }
-trap cleanup EXIT
+trap 'cleanup; if [[ ${EXT4J:-0} == 1 ]]; then umount "$B/ext4j" && rm -f "$B/ext4j.img"; fi' EXIT
 # start_daemon NAME ARGV... : starts it, waits for "listening on DIAL", sets DIAL and PID.
 start_daemon() {
   local name=$1; shift
@@ -238,7 +255,7 @@ row "| (c) galaxy-sched, one /bin/true job: clone+exec, wait, stdout | min $(pri
 # ---- (d) durable submissions/s ----------------------------------------------------------------
 # Each repetition submits into a fresh scheduler, drained, so that it measures the 9P path
 # and the store. (d') then measures the last one again once it holds 5 x N_SUB queued jobs:
-# every placement pass walks the whole queue, so the rate falls as the queue grows.
+# to show whether a long queue slows submissions (the policy keeps per-user queues by shape).
 quiet "(d) ${N_SUB} durable submissions from 8 threads x ${RUNS}, nodes drained, a fresh scheduler each"
 ts=()
 for ((r = 0; r < RUNS; r++)); do
@@ -269,11 +286,11 @@ out=$B/results-sched-$(date -u +%Y%m%dT%H%M%SZ).md
   echo
   echo "- machine: $(nproc) CPUs ($(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo))," \
     "$(awk '/^MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, kernel $(uname -r)," \
-    "$( . /etc/os-release && echo "$PRETTY_NAME"); disk $(df -T "$W" | awk 'NR==2{print $1" ("$2")"}')"
+    "$( . /etc/os-release && echo "$PRETTY_NAME"); state and spools on ${FS_NOTE}: $(df -T "$W" | awk 'NR==2{print $1" ("$2")"}')"
   echo "- compiler: $(c++ --version | head -n 1); build: Release"
   echo "- synchronous 4 KiB write (dd oflag=dsync) on the state disk: ${FSYNC_BEFORE} ms before the run, ${FSYNC_AFTER} ms after"
   echo "- cluster: galaxy-sched + 2 galaxy-node on loopback, --cpus 1 each (2 slots), tasks at nice 0"
-  echo "- command: RUNS=$RUNS N_TRUE=$N_TRUE N_SHA=$N_SHA N_LAT=$N_LAT N_SUB=$N_SUB THREADS=$THREADS bench/run_sched.sh"
+  echo "- command: EXT4J=${EXT4J:-0} RUNS=$RUNS N_TRUE=$N_TRUE N_SHA=$N_SHA N_LAT=$N_LAT N_SUB=$N_SUB THREADS=$THREADS bench/run_sched.sh"
   echo
   echo "| what | wall min / median / max [s] | rate (median) | against the target | background load % |"
   echo "|---|---|---|---|---|"

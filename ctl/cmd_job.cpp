@@ -207,6 +207,8 @@ struct conn_options {
 struct job_options {
   conn_options conn;
   std::string cpu, mem, time, name, dir;
+  std::string array;             // submit: `array N`
+  bool speculate = false;        // submit: `speculate`
   std::vector<std::string> needs, after, env;
   std::vector<std::string> command;
   std::vector<std::string> ids;  // kill, wait
@@ -326,6 +328,11 @@ result<std::vector<std::string>> job_lines(const job_options& o) {
     }
     lines.push_back("after " + join(ids));
   }
+  if (!o.array.empty()) {
+    if (auto n = parse_int(o.array, 1, 10000, "--array"); !n) return std::unexpected(n.error());
+    lines.push_back("array " + o.array);
+  }
+  if (o.speculate) lines.push_back("speculate");
   lines.push_back("exec " + join(o.command));
   return lines;
 }
@@ -628,6 +635,8 @@ void add_job_commands(CLI::App& app, int& status) {
   auto* submit = app.add_subcommand("submit", "submit a job and print its number (like sbatch)");
   add_conn(submit, *o);
   add_spec(submit, *o);
+  submit->add_option("--array", o->array, "make N tasks, jobs/J/0..N-1, with $GALAXY_INDEX (like sbatch --array)");
+  submit->add_flag("--speculate", o->speculate, "let a straggling task get a backup copy on another node");
   submit->callback([o, st] { *st = do_submit(*o); });
 
   auto* jobs = app.add_subcommand("jobs", "list the jobs: id, owner, state, node, exit, name, note");

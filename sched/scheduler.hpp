@@ -9,12 +9,19 @@
 // start is written to the store ("starting on NODE") before the node is asked, and the
 // task is started with env GALAXY_JOB=J so that a scheduler that died in between finds
 // it again. Exits come from each node's /events; then the job's stdout, stderr and out/
-// are copied into STATE/jobs/J/ (so they outlive the node) and the final state is stored.
+// are copied into STATE/jobs/J/ (so they outlive the node) and the final state is stored;
+// the job's room goes back to the policy at the exit, before the copy.
 // A node marked down loses its running jobs: each is requeued while attempts ≤ retries,
 // else failed. After a restart, jobs that were running are reconciled with the node's
 // task files (adopted if still running, collected if finished meanwhile, requeued if the
 // node lost them), so a job known to have finished never runs again (as Mesos rebuilds
 // its state from the agents).
+//
+// An array job (`array N`) runs nowhere itself: at exec it makes N jobs, its tasks, that
+// name it and their index (stored before it, so a restart that finds tasks without their
+// array job drops them); its state follows theirs (array_changed). A job that may
+// speculate can get a backup copy from the policy (job::backup, never stored): the first
+// copy to succeed becomes the job's own (promote_backup) and the other is killed.
 //
 // Threads: everything runs on the io_context; copying results uses blocking 9P calls on
 // a small thread pool and posts back.

@@ -5,6 +5,7 @@
 //   /nodes/NAME/...                        each node's own tree, relayed
 //   /jobs/clone
 //   /jobs/N/{ctl,status,wait,stdout,stderr}  /jobs/N/out/
+//   /jobs/N/I/...                          task I of array job N (a job of its own)
 //
 // Static levels are Dirtab tables; jobs/N, users/NAME and nodes/NAME are generated.
 // nodes/NAME/ is a relay, as Plan 9's exportfs/import: a walk below it is one Twalk to the

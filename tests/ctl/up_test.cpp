@@ -317,6 +317,25 @@ TEST_F(UpCluster, SubmitWaitKillAndJobs) {
   EXPECT_EQ(kw.status, 128 + 9) << kw.out << kw.err;
 }
 
+// submit --array N: N tasks jobs/J/0..N-1, each with $GALAXY_INDEX; a bad N makes no job.
+TEST_F(UpCluster, SubmitAnArray) {
+  auto s = run({galaxy, "submit", "-a", addr_, "--array", "3", "--speculate", "--", "sh", "-c", "echo task $GALAXY_INDEX"});
+  ASSERT_EQ(s.status, 0) << s.err;
+  std::string id = s.out.substr(0, s.out.find('\n'));
+  auto w = run({galaxy, "wait", "-a", addr_, id}, {}, 60s);
+  EXPECT_EQ(w.status, 0) << w.out << w.err;
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(slurp(mnt_ + "/jobs/" + id + "/" + std::to_string(i) + "/stdout"), "task " + std::to_string(i) + "\n");
+  }
+  EXPECT_EQ(slurp(mnt_ + "/jobs/" + id + "/ctl"),
+            "array 3\nspeculate\nexec sh -c 'echo task $GALAXY_INDEX'\n");
+  auto before = job_count();
+  auto bad = run({galaxy, "submit", "-a", addr_, "--array", "0", "--", "true"});
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.err.find("--array"), std::string::npos) << bad.err;
+  EXPECT_EQ(job_count(), before);
+}
+
 TEST_F(UpCluster, RunWithNoCommandSaysSoAndMakesNoJob) {
   auto before = job_count();
   auto r = run({galaxy, "run", "-a", addr_});
