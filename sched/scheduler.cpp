@@ -166,6 +166,15 @@ std::expected<found_task, std::string> find_task(fsclient::client& c, const std:
   return f;
 }
 
+// A start on a node, as one batch: clone a task, read its number, write its spec (ending
+// in exec) to the clone file, which is the task's ctl. Replies: [2] is the number, [3] the
+// spec's acceptance.
+std::vector<srv9p::message> start_messages(node_conn& c, std::uint32_t root, const std::string& spec) {
+  std::uint32_t f = c.client().alloc_fid();
+  return {srv9p::twalk{root, f, {"task", "clone"}}, srv9p::topen{f, srv9p::ordwr}, srv9p::tread{f, 0, 64},
+          srv9p::twrite{f, 0, spec}, srv9p::tclunk{f}};
+}
+
 job_state state_of_wait(std::string_view wait, bool kill_requested) {
   if (wait == "exit 0") return job_state::done;
   if (wait.starts_with("signal")) return kill_requested ? job_state::killed : job_state::failed;
@@ -956,16 +965,7 @@ void scheduler::preempt(job& j, const std::string& node) {
   if (task != 0) {
     by_task_.erase({node, task});
     preempted_tasks_.insert({node, task});
-    if (node_link* n = find_node(node)) {
-      n->batch(owner,
-               [task](node_conn& c, std::uint32_t root) {
-                 std::uint32_t f = c.client().alloc_fid();
-                 return std::vector<srv9p::message>{srv9p::twalk{root, f, {"task", std::to_string(task), "ctl"}},
-                                                    srv9p::topen{f, srv9p::owrite}, srv9p::twrite{f, 0, "kill\n"},
-                                                    srv9p::tclunk{f}};
-               },
-               [](node_link::replies) {});
-    }
+    kill_task(node, owner, task, SIGKILL);
   }
   release(j);
   j.starting = false;
@@ -1007,16 +1007,7 @@ void scheduler::start_on(job& j, node_link& n) {
       if (n == nullptr) return start_failed(id, "node " + node + " removed");
       std::string spec = task_spec(*j, false);
       n->batch(j->rec.owner,
-               [spec](node_conn& c, std::uint32_t root) {
-                 std::uint32_t f = c.client().alloc_fid();
-                 return std::vector<srv9p::message>{
-                     srv9p::twalk{root, f, {"task", "clone"}},
-                     srv9p::topen{f, srv9p::ordwr},
-                     srv9p::tread{f, 0, 64},
-                     srv9p::twrite{f, 0, spec},
-                     srv9p::tclunk{f},
-                 };
-               },
+               [spec](node_conn& c, std::uint32_t root) { return start_messages(c, root, spec); },
                [this, id, node](node_link::replies r) {
                  for (std::size_t i = 0; i < 3 && i < r.size(); ++i) {
                    if (!r[i]) return start_failed(id, r[i].error());
@@ -1074,11 +1065,7 @@ void scheduler::start_backup(job& j, node_link& n) {
   post_event(fmt::format("backup {} {}", id, node));
   changed(j);
   n.batch(owner,
-          [spec = task_spec(j, true)](node_conn& c, std::uint32_t root) {
-            std::uint32_t f = c.client().alloc_fid();
-            return std::vector<srv9p::message>{srv9p::twalk{root, f, {"task", "clone"}}, srv9p::topen{f, srv9p::ordwr},
-                                               srv9p::tread{f, 0, 64}, srv9p::twrite{f, 0, spec}, srv9p::tclunk{f}};
-          },
+          [spec = task_spec(j, true)](node_conn& c, std::uint32_t root) { return start_messages(c, root, spec); },
           [this, id, node, token, owner](node_link::replies r) {
             std::optional<std::uint64_t> task;
             if (r.size() == 5 && r[2]) {
