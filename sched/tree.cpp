@@ -258,9 +258,25 @@ std::expected<dir, std::string> sched_tree::walk1(const dir& parent, std::string
       if (::lstat(path.c_str(), &st) != 0 || S_ISLNK(st.st_mode)) return std::unexpected(std::string(err::not_found));
       return disk_dir(disk_id(path, job));
     }
+    case k_relay: {
+      // Below nodes/NAME the relay answers walks (walk()); ".." is only path arithmetic,
+      // so it is answered here: the parent below the node, or nodes/ from the node's root.
+      if (name != "..") return std::unexpected(std::string(err::not_found));
+      const relay_entry e = relay_[inst_of(parent)];
+      if (e.path.empty()) {
+        for (const auto& t : root_tab) {
+          if (t.kind == k_nodesdir) return srv9p::dirtab_dir(t, 0, admin, admin);
+        }
+      }
+      std::string up = child_path(e.path, "..");
+      dir d;
+      d.qid.type = srv9p::qtdir;
+      d.mode = srv9p::dmdir | 0555;
+      d.name = up.empty() ? e.node : up.substr(up.rfind('/') + 1);
+      d.uid = d.gid = d.muid = admin;
+      return relay_dir(relay_id(e.node, up), std::move(d));
+    }
     default:
-      // Below nodes/NAME the relay answers (walk()); a walk1 there is a walk mixed with
-      // "..", which the relay does not take.
       return std::unexpected(std::string(err::not_found));
   }
 }
@@ -345,6 +361,11 @@ void sched_tree::walk(request r) {
                 std::find(names.begin(), names.end(), ".") != names.end();
   if (!relayed && (dotdot || (kind_of(start) != k_root && kind_of(start) != k_nodesdir))) return tree::walk(std::move(r));
   if (!relayed && kind_of(start) == k_root && names.front() != "nodes") return tree::walk(std::move(r));
+  // Inside a node, a walk that is all ".." (a shell's cd ..) is path arithmetic (walk1);
+  // ".." mixed with names below goes to the node, which cannot climb above its root.
+  if (relayed && std::all_of(names.begin(), names.end(), [](const std::string& n) { return n == ".."; })) {
+    return tree::walk(std::move(r));
+  }
 
   std::string uname = r.uname();
   std::vector<dir> walked;

@@ -178,6 +178,23 @@ TEST(SchedE2E, NodesAreRelayed) {
   auto b = c.c->stat_path(c.root, "nodes/n2/status");
   ASSERT_TRUE(a && b);
   EXPECT_NE(a->qid.path, b->qid.path);
+  // ".." climbs out of a node as it climbs out of any directory (one walk element at a
+  // time, as a shell's cd .. does).
+  auto task_dir = c.c->walk(c.root, "nodes/n1/task");
+  ASSERT_TRUE(task_dir.has_value()) << task_dir.error();
+  auto node_root = c.c->walk(*task_dir, "..");
+  ASSERT_TRUE(node_root.has_value()) << node_root.error();
+  auto n1_status = c.c->read_file(*node_root, "status");
+  ASSERT_TRUE(n1_status.has_value()) << n1_status.error();
+  EXPECT_NE(n1_status->find("name=n1 "), std::string::npos);
+  auto nodes_dir = c.c->walk(*node_root, "..");
+  ASSERT_TRUE(nodes_dir.has_value()) << nodes_dir.error();
+  auto n2_status = c.c->read_file(*nodes_dir, "n2/status");
+  ASSERT_TRUE(n2_status.has_value()) << n2_status.error();
+  EXPECT_NE(n2_status->find("name=n2 "), std::string::npos);
+  auto top = c.c->walk(*nodes_dir, "..");
+  ASSERT_TRUE(top.has_value()) << top.error();
+  EXPECT_TRUE(c.c->stat_path(*top, "jobs/clone").has_value());
 }
 
 TEST(SchedE2E, BlockingRelayedReadIsFlushed) {
