@@ -297,6 +297,10 @@ void scheduler::start() {
     if (j->reconcile && !links_.contains(j->rec.node)) lost(*j, "node " + j->rec.node + " is not configured");
   }
   open_gate();
+  // An array whose last task ended just before a crash may not have stored its own end.
+  for (auto& [id, j] : jobs_) {
+    if (!j->tasks.empty() && !is_final(j->rec.state)) array_changed(id);
+  }
   tick();
 }
 

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "fsclient/client.hpp"
+#include "sched/store.hpp"
 #include "srv9p/errors.hpp"
 #include "tests/testutil.hpp"
 
@@ -567,6 +568,28 @@ TEST(SchedE2E, ArraySurvivesASchedulerKill) {
     EXPECT_EQ(c.read("jobs/" + t + "/stdout"), std::to_string(i) + "\n");
     EXPECT_EQ(c.status_field(t, "attempts"), "1") << c.read("jobs/" + t + "/status");
   }
+  // A crash after the last task's end was stored but before the array's own: the store
+  // says the array still runs; the next start settles it from its tasks.
+  c.sched.proc.signal(SIGKILL);
+  c.sched.proc.wait();
+  c.c.reset();
+  {
+    auto store = sched::job_store::open(c.dir.file("state") + "/sched.db");
+    ASSERT_TRUE(store.has_value()) << store.error();
+    auto jobs = (*store)->load_jobs();
+    ASSERT_TRUE(jobs.has_value()) << jobs.error();
+    for (auto rec : *jobs) {
+      if (std::to_string(rec.id) != j) continue;
+      rec.state = sched::job_state::running;
+      rec.exit.clear();
+      rec.ended_ms = 0;
+      (*store)->put(rec, nullptr);
+    }
+    (*store)->flush();
+  }
+  ASSERT_EQ(c.start_sched(), "");
+  EXPECT_EQ(c.read("jobs/" + j + "/wait"), "exit 0\n") << c.read("jobs/" + j + "/status");
+  EXPECT_EQ(c.status_field(j, "state"), "done");
 }
 
 // Speculation (MapReduce's backup tasks, issue 6): a task that runs far longer than its
