@@ -229,9 +229,13 @@ struct shape_rec {
   int ready = 0;         // queued jobs in unparked queues
   bool failed = false;   // fitted nowhere at its last try, and no node's room grew since
   int failed_pos = -1;   // its place in failed_shapes
+  int open_pos = -1;     // its place in open_shapes (ready jobs and not failed)
   // For backups, which never preempt: no node had free room at the last look, and no
   // node's free room grew since to where it would fit.
   bool no_free_room = false;
+  // The speculation groups whose straggler waits for this shape's free room (decide()
+  // step 4): looked at again when the mark is cleared, not every recheck_ms.
+  std::vector<int> spec_waiting;
   // (user, queue) of the queues of this shape that are in their user's heads
   std::vector<std::pair<int, int>> queues;
 };
@@ -260,7 +264,8 @@ struct user_rec {
   int queued = 0;
   double share_key = 0;  // the share it is filed under in active_
   bool in_active = false;
-  std::unordered_map<int, int> queue_of_shape;
+  std::vector<int> queue_of_shape;  // by shape: its queue, or -1 (shorter: none)
+  int queue_of(int s) const { return s < static_cast<int>(queue_of_shape.size()) ? queue_of_shape[s] : -1; }
   std::vector<user_queue> queues;
   // (first job, queue, its shape) of the unparked queues that are not empty
   std::set<std::tuple<order_key, int, int>> heads;
@@ -303,6 +308,8 @@ struct group_rec {
   std::priority_queue<i64, std::vector<i64>, std::greater<i64>> high;  // upper half
   std::set<std::pair<i64, u64>> candidates;                            // (start_ms, job)
   std::optional<i64> due_ms;                                           // its key in spec_due_
+  int waiting_shape = -1;  // in that shape's spec_waiting (at wait_pos) instead of spec_due
+  int wait_pos = -1;
   int done() const { return static_cast<int>(low.size() + high.size()); }
   // The lower median of the done run times.
   i64 median() const { return low.empty() ? 0 : low.top(); }
@@ -424,6 +431,9 @@ struct scheduler::impl {
   // them marked failed. A pass phase has work iff the first exceeds the second.
   int active_shapes[2] = {0, 0};
   int failed_active[2] = {0, 0};
+  // Per kind: the shapes with ready jobs that are not failed (what a DRF phase can
+  // still start), in no order.
+  std::vector<int> open_shapes[2];
   std::vector<int> failed_shapes;
   // Kept apart from the records, small and dense, for the loops of the DRF pass:
   // per user, its queues in heads whose shape is not failed, per kind (0 non-preemptible,
@@ -431,6 +441,7 @@ struct scheduler::impl {
   std::vector<std::array<int, 2>> open;
   std::vector<std::uint8_t> shape_flags;
   std::vector<int> no_free_room;  // shapes so marked
+  std::vector<int> room_check;    // shapes unmarked since the last speculate() with groups waiting
   std::vector<decision> out;
 
   explicit impl(config c) : cfg(c) {}
@@ -617,6 +628,23 @@ struct scheduler::impl {
     }
     set_active(u);
   }
+  // Keeps s in open_shapes iff it has ready jobs and is not failed.
+  void sync_open(int s) {
+    shape_rec& sh = shapes[s];
+    std::vector<int>& v = open_shapes[sh.preemptible ? 1 : 0];
+    bool want = sh.ready > 0 && !sh.failed;
+    if (want == (sh.open_pos >= 0)) return;
+    if (want) {
+      sh.open_pos = static_cast<int>(v.size());
+      v.push_back(s);
+    } else {
+      int last = v.back();
+      v[sh.open_pos] = last;
+      shapes[last].open_pos = sh.open_pos;
+      v.pop_back();
+      sh.open_pos = -1;
+    }
+  }
   void shape_ready(int s, int delta) {
     shape_rec& sh = shapes[s];
     int k = sh.preemptible ? 1 : 0;
@@ -629,6 +657,7 @@ struct scheduler::impl {
       --active_shapes[k];
       if (sh.failed) --failed_active[k];
     }
+    sync_open(s);
   }
   // A queue joins or leaves its user's heads (it became non-empty or empty, parked or
   // unparked): kept in its shape's list, and counted in the user's open queues.
@@ -658,6 +687,7 @@ struct scheduler::impl {
     sh.failed_pos = static_cast<int>(failed_shapes.size());
     failed_shapes.push_back(s);
     if (sh.ready > 0) ++failed_active[sh.preemptible ? 1 : 0];
+    sync_open(s);
   }
   void clear_failed(int s) {
     shape_rec& sh = shapes[s];
@@ -671,6 +701,7 @@ struct scheduler::impl {
     failed_shapes.pop_back();
     sh.failed_pos = -1;
     if (sh.ready > 0) --failed_active[sh.preemptible ? 1 : 0];
+    sync_open(s);
   }
   // Node n has more room than before (a copy ended, it came back, it was released from a
   // reservation), or more room by preemption (np_only: a preemptible copy started): the
@@ -695,6 +726,7 @@ struct scheduler::impl {
       bool there = std::find(nd.classes.begin(), nd.classes.end(), sh.cls) != nd.classes.end();
       if (!there || !fits(sh.need, nd.free_cpu(), nd.free_mem())) return false;
       sh.no_free_room = false;
+      if (!sh.spec_waiting.empty()) room_check.push_back(s);  // speculate() looks
       return true;
     });
   }
@@ -731,9 +763,13 @@ struct scheduler::impl {
   // ----- the queues
   void enqueue(job_rec& j) {
     user_rec& ur = users[j.user];
-    auto [it, fresh] = ur.queue_of_shape.try_emplace(j.shape, static_cast<int>(ur.queues.size()));
-    if (fresh) ur.queues.push_back(user_queue{.shape = j.shape});
-    int q = it->second;
+    int q = ur.queue_of(j.shape);
+    if (q < 0) {
+      q = static_cast<int>(ur.queues.size());
+      ur.queues.push_back(user_queue{.shape = j.shape});
+      if (static_cast<int>(ur.queue_of_shape.size()) <= j.shape) ur.queue_of_shape.resize(j.shape + 1, -1);
+      ur.queue_of_shape[j.shape] = q;
+    }
     user_queue& uq = ur.queues[q];
     if (!uq.parked) {
       if (uq.jobs.empty()) {
@@ -752,7 +788,7 @@ struct scheduler::impl {
   void dequeue(job_rec& j) {
     assert(j.state == jstate::queued);
     user_rec& ur = users[j.user];
-    int q = ur.queue_of_shape.at(j.shape);
+    int q = ur.queue_of(j.shape);
     user_queue& uq = ur.queues[q];
     bool was_head = *uq.jobs.begin() == j.key;
     if (!uq.parked && was_head) ur.heads.erase({j.key, q, j.shape});
@@ -824,6 +860,7 @@ struct scheduler::impl {
   }
   void regroup(int g, std::optional<i64> not_before = {}) {
     group_rec& gr = groups[g];
+    unwait(g);
     if (gr.due_ms) spec_due.erase({*gr.due_ms, g});
     gr.due_ms.reset();
     if (gr.candidates.empty() || gr.done() < cfg.speculate_min_done) return;
@@ -831,6 +868,26 @@ struct scheduler::impl {
     if (not_before) due = std::max(due, *not_before);
     gr.due_ms = due;
     spec_due.insert({due, g});
+  }
+  // Group g's straggler found no free room for its shape s anywhere: g sleeps until
+  // room_grew clears the shape's no_free_room mark.
+  void wait_for_room(int g, int s) {
+    group_rec& gr = groups[g];
+    assert(gr.waiting_shape < 0 && !gr.due_ms);
+    shape_rec& sh = shapes[s];
+    gr.waiting_shape = s;
+    gr.wait_pos = static_cast<int>(sh.spec_waiting.size());
+    sh.spec_waiting.push_back(g);
+  }
+  void unwait(int g) {
+    group_rec& gr = groups[g];
+    if (gr.waiting_shape < 0) return;
+    std::vector<int>& w = shapes[gr.waiting_shape].spec_waiting;
+    int last = w.back();
+    w[gr.wait_pos] = last;
+    groups[last].wait_pos = gr.wait_pos;
+    w.pop_back();
+    gr.waiting_shape = gr.wait_pos = -1;
   }
   void drop_candidate(job_rec& j) {
     if (!j.candidate) return;
@@ -1052,22 +1109,45 @@ struct scheduler::impl {
         int u = ui->second;
         user_rec& ur = users[u];
         bool started = false;
-        const std::uint8_t want = static_cast<std::uint8_t>(phase);  // this kind, not failed
-        for (auto it = ur.heads.begin(); it != ur.heads.end();) {
-          const auto& [key, q, si] = *it;
-          if (shape_flags[si] != want) {
-            ++it;
-            continue;
+        for (;;) {
+          // The user's first head (by priority, then submission) whose shape is of this
+          // kind and not failed: by looking up the user's queue of each open shape when
+          // there are fewer open shapes than heads (after an end, a handful), else by
+          // walking the heads in order.
+          const std::vector<int>& os = open_shapes[phase];
+          int si = -1, q = -1;
+          const order_key* key = nullptr;
+          if (os.size() < ur.heads.size()) {
+            for (int cand : os) {
+              int cq = ur.queue_of(cand);
+              if (cq < 0) continue;
+              const user_queue& uq = ur.queues[cq];
+              if (uq.parked || uq.jobs.empty()) continue;
+              const order_key& k = *uq.jobs.begin();
+              if (key == nullptr || k < *key) {
+                key = &k;
+                si = cand;
+                q = cq;
+              }
+            }
+          } else {
+            const std::uint8_t want = static_cast<std::uint8_t>(phase);  // this kind, not failed
+            for (const auto& [k, hq, hs] : ur.heads) {
+              if (shape_flags[hs] != want) continue;
+              key = &k;
+              si = hs;
+              q = hq;
+              break;
+            }
           }
+          if (key == nullptr) break;
           shape_rec& s = shapes[si];
           if (!s.preemptible && !quota_ok(ur, s.need)) {
-            int parked_q = q;
-            ++it;
-            park(u, parked_q);  // until the user's use falls or its quota grows
+            park(u, q);  // until the user's use falls or its quota grows
             refresh_head(u);
             continue;
           }
-          job_rec& j = jobs.at(key.id);
+          job_rec& j = jobs.at(key->id);
           if (int n = place(j); n >= 0) {
             start(j, n, now, "");
             started = true;
@@ -1077,9 +1157,7 @@ struct scheduler::impl {
             started = true;
             break;
           }
-          int failed_s = si;
-          ++it;
-          set_failed(failed_s);  // the user's open count falls: the outer loop moves on
+          set_failed(si);  // the user's open count falls: the outer loop moves on
         }
         // Every open queue was failed or parked above, so open[phase] is 0 now; were the
         // count out of step with the heads, stop rather than loop.
@@ -1089,6 +1167,19 @@ struct scheduler::impl {
   }
 
   void speculate(i64 now) {
+    // Groups waiting for free room for a shape whose mark was cleared: due again if
+    // room for the shape is still free after the DRF pass (one lookup per shape), else
+    // the mark goes back and they go on waiting.
+    for (int s : std::exchange(room_check, {})) {
+      shape_rec& sh = shapes[s];
+      if (sh.no_free_room || sh.spec_waiting.empty()) continue;
+      if (lookup(sh.cls, sh.need, false, false, -1) >= 0) {
+        while (!sh.spec_waiting.empty()) regroup(sh.spec_waiting.back());
+      } else {
+        sh.no_free_room = true;
+        no_free_room.push_back(s);
+      }
+    }
     while (!spec_due.empty() && spec_due.begin()->first <= now) {
       int g = spec_due.begin()->second;
       group_rec& gr = groups[g];
@@ -1096,6 +1187,7 @@ struct scheduler::impl {
       gr.due_ms.reset();
       i64 limit = straggler_ms(gr);
       std::optional<i64> retry;
+      int wait_shape = -1;
       while (!gr.candidates.empty()) {
         auto [start_ms, id] = *gr.candidates.begin();
         if (start_ms + limit > now) break;
@@ -1108,7 +1200,11 @@ struct scheduler::impl {
           sh.no_free_room = true;
           no_free_room.push_back(j.shape);
         }
-        if (n < 0) {
+        if (sh.no_free_room) {  // no free room for it anywhere: wait until some grows
+          wait_shape = j.shape;
+          break;
+        }
+        if (n < 0) {  // room only on its own node, or over quota: look again later
           retry = now + std::max<i64>(cfg.recheck_ms, 1);
           break;
         }
@@ -1121,7 +1217,11 @@ struct scheduler::impl {
                                            duration_text(now - start_ms), nodes[j.copies[0].node].name,
                                            gr.done(), gr.name, duration_text(gr.median()))});
       }
-      regroup(g, retry);
+      if (wait_shape >= 0) {
+        wait_for_room(g, wait_shape);
+      } else {
+        regroup(g, retry);
+      }
     }
   }
 };

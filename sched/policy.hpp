@@ -118,8 +118,9 @@ struct config {
   // At most this many nodes are held for reservations at once.
   int max_reservations = 16;
   // A waiting job that could not be reserved (the cap, or no node is big enough) is
-  // looked at again after this long; also the retry period of a backup that found no
-  // room.
+  // looked at again after this long; also the retry period of a backup that found free
+  // room only on its own node or is over its user's quota (a backup for which no node
+  // has free room waits, without polling, until a node's free room grows to fit it).
   std::int64_t recheck_ms = 1'000;
   // Speculation: a running copy of a `speculate` job is a straggler when it has run at
   // least speculate_factor × the median run time of the done jobs of its group, the group
@@ -213,7 +214,8 @@ class scheduler {
   //      but happens once per reservation;
   //   4. speculation: stragglers (see config) get a backup copy on another node with
   //      free room, at most one per job, from room left after step 2 (backups never
-  //      preempt).
+  //      preempt). A group whose straggler finds no free room anywhere is looked at
+  //      again at the first decide() after which free room for it is left.
   // Decisions are assumed carried out: a start whose exec fails must be reported as
   // finished(job, lost).
   std::vector<decision> decide(std::int64_t now_ms);
