@@ -188,9 +188,14 @@ struct node_rec {
   bool gone = false;          // removed: kept while copies are still accounted to it
   resources used;             // every copy placed here
   resources preempt_used;     // the preemptible ones among them
-  std::vector<std::pair<u64, i64>> preemptible;  // (job, start_ms) of preemptible copies
+  struct pcopy {
+    u64 id = 0;
+    i64 start_ms = 0;
+    int slot = 0;
+  };
+  std::vector<pcopy> preemptible;  // the preemptible copies
   int copies = 0;
-  std::optional<u64> reserved_for;
+  std::optional<int> reserved_for;  // the slot of the job it is held for
   std::vector<int> classes;   // the label classes whose needs this node satisfies
   int lset = -1;              // its label set
   bool indexed = false;       // in its classes' free trees (and reclaimable ones)
@@ -244,6 +249,7 @@ struct order_key {
   i64 neg_priority = 0;
   i64 submitted_ms = 0;
   u64 id = 0;
+  int slot = -1;  // the job's slot in job_table (ids are unique: never decides the order)
   friend auto operator<=>(const order_key&, const order_key&) = default;
 };
 
@@ -270,7 +276,7 @@ struct user_rec {
   // (first job, queue, its shape) of the unparked queues that are not empty
   std::set<std::tuple<order_key, int, int>> heads;
   std::vector<int> parked;
-  std::optional<std::pair<i64, u64>> starve_entry;
+  std::optional<std::tuple<i64, u64, int>> starve_entry;
 };
 
 enum class jstate : std::uint8_t { waiting, queued, reserved, running };
@@ -282,6 +288,7 @@ struct copy_rec {
 
 struct job_rec {
   u64 id = 0;
+  int slot = -1;   // -1: a free slot
   int user = 0;
   int shape = 0;
   int group = -1;
@@ -290,7 +297,7 @@ struct job_rec {
   bool speculate = false;
   order_key key;
   std::vector<u64> after;
-  std::vector<u64> dependents;
+  std::vector<std::pair<u64, int>> dependents;  // (id, slot): the slot may have been reused
   int pending = 0;  // predecessors not done
   jstate state = jstate::waiting;
   i64 ready_since_ms = 0;
@@ -301,12 +308,55 @@ struct job_rec {
   bool candidate = false;  // in its group's speculation candidates
 };
 
+// The records of the jobs that have not ended, in dense slots (a freed slot is reused):
+// the pass refers to jobs by slot, and looks an id up only where a caller names one.
+// Only add() may move the records (references across it are not kept).
+struct job_table {
+  std::vector<job_rec> slots;
+  std::vector<int> free;
+  std::unordered_map<u64, int> by_id;
+
+  job_rec& operator[](int s) { return slots[s]; }
+  const job_rec& operator[](int s) const { return slots[s]; }
+  job_rec* find(u64 id) {
+    auto it = by_id.find(id);
+    return it == by_id.end() ? nullptr : &slots[it->second];
+  }
+  const job_rec* find(u64 id) const {
+    auto it = by_id.find(id);
+    return it == by_id.end() ? nullptr : &slots[it->second];
+  }
+  bool contains(u64 id) const { return by_id.contains(id); }
+  // The job of `id` if slot s still holds it.
+  job_rec* at_slot(int s, u64 id) { return slots[s].slot >= 0 && slots[s].id == id ? &slots[s] : nullptr; }
+  job_rec& add(u64 id) {
+    int s;
+    if (free.empty()) {
+      s = static_cast<int>(slots.size());
+      slots.emplace_back();
+    } else {
+      s = free.back();
+      free.pop_back();
+    }
+    by_id.emplace(id, s);
+    slots[s].id = id;
+    slots[s].slot = s;
+    return slots[s];
+  }
+  void erase(job_rec& j) {
+    by_id.erase(j.id);
+    int s = j.slot;
+    slots[s] = job_rec{};
+    free.push_back(s);
+  }
+};
+
 // A group's done run times (for the median) and its running speculation candidates.
 struct group_rec {
   std::string name;
   std::priority_queue<i64> low;                                        // lower half
   std::priority_queue<i64, std::vector<i64>, std::greater<i64>> high;  // upper half
-  std::set<std::pair<i64, u64>> candidates;                            // (start_ms, job)
+  std::set<std::tuple<i64, u64, int>> candidates;                      // (start_ms, job, slot)
   std::optional<i64> due_ms;                                           // its key in spec_due_
   int waiting_shape = -1;  // in that shape's spec_waiting (at wait_pos) instead of spec_due
   int wait_pos = -1;
@@ -416,14 +466,14 @@ struct scheduler::impl {
   std::map<std::tuple<i64, i64, int, bool>, int> shape_index;
   std::vector<user_rec> users;
   std::unordered_map<std::string, int> user_index;
-  std::unordered_map<u64, job_rec> jobs;
+  job_table jobs;
   std::unordered_map<u64, outcome> ended;
   std::vector<group_rec> groups;
   std::unordered_map<std::string, int> group_index;
 
   resources total;
   std::set<std::pair<double, int>> active;        // (dominant share, user)
-  std::set<std::pair<i64, u64>> starving;         // (may reserve at, job): user heads
+  std::set<std::tuple<i64, u64, int>> starving;   // (may reserve at, job, slot): user heads
   std::set<std::pair<i64, int>> spec_due;         // (check at, group)
   std::vector<int> dirty;                         // reserved nodes whose room grew
   int reservations = 0;
@@ -614,15 +664,14 @@ struct scheduler::impl {
   // Keeps the user's first head job's entry in `starving` and the user in `active`.
   void refresh_head(int u) {
     user_rec& ur = users[u];
-    std::optional<u64> head;
-    if (!ur.heads.empty()) head = std::get<0>(*ur.heads.begin()).id;
-    if (ur.starve_entry && (!head || ur.starve_entry->second != *head)) {
+    const order_key* head = ur.heads.empty() ? nullptr : &std::get<0>(*ur.heads.begin());
+    if (ur.starve_entry && (!head || std::get<1>(*ur.starve_entry) != head->id)) {
       starving.erase(*ur.starve_entry);
       ur.starve_entry.reset();
     }
     if (head && !ur.starve_entry) {
-      const job_rec& j = jobs.at(*head);
-      std::pair<i64, u64> e{std::max(j.ready_since_ms + cfg.reserve_after_ms, j.recheck_at_ms), *head};
+      const job_rec& j = jobs[head->slot];
+      std::tuple<i64, u64, int> e{std::max(j.ready_since_ms + cfg.reserve_after_ms, j.recheck_at_ms), head->id, head->slot};
       starving.insert(e);
       ur.starve_entry = e;
     }
@@ -816,7 +865,7 @@ struct scheduler::impl {
     nd.used = nd.used + j.need;
     if (j.preemptible) {
       nd.preempt_used = nd.preempt_used + j.need;
-      nd.preemptible.emplace_back(j.id, now);
+      nd.preemptible.push_back({.id = j.id, .start_ms = now, .slot = j.slot});
     }
     ++nd.copies;
     index(n);
@@ -836,7 +885,7 @@ struct scheduler::impl {
     if (j.preemptible) {
       nd.preempt_used = nd.preempt_used - j.need;
       auto it = std::find_if(nd.preemptible.begin(), nd.preemptible.end(),
-                             [&](const auto& p) { return p.first == j.id; });
+                             [&](const auto& p) { return p.slot == j.slot; });
       assert(it != nd.preemptible.end());
       *it = nd.preemptible.back();
       nd.preemptible.pop_back();
@@ -864,7 +913,7 @@ struct scheduler::impl {
     if (gr.due_ms) spec_due.erase({*gr.due_ms, g});
     gr.due_ms.reset();
     if (gr.candidates.empty() || gr.done() < cfg.speculate_min_done) return;
-    i64 due = gr.candidates.begin()->first + straggler_ms(gr);
+    i64 due = std::get<0>(*gr.candidates.begin()) + straggler_ms(gr);
     if (not_before) due = std::max(due, *not_before);
     gr.due_ms = due;
     spec_due.insert({due, g});
@@ -892,7 +941,7 @@ struct scheduler::impl {
   void drop_candidate(job_rec& j) {
     if (!j.candidate) return;
     j.candidate = false;
-    groups[j.group].candidates.erase({j.copies.empty() ? 0 : j.copies[0].start_ms, j.id});
+    groups[j.group].candidates.erase({j.copies.empty() ? 0 : j.copies[0].start_ms, j.id, j.slot});
     regroup(j.group);
   }
 
@@ -908,7 +957,7 @@ struct scheduler::impl {
     out.push_back(decision{decision::kind::start, j.id, nodes[n].name, std::move(reason)});
     if (j.speculate && j.group >= 0 && !j.backed_up) {
       j.candidate = true;
-      groups[j.group].candidates.insert({now, j.id});
+      groups[j.group].candidates.insert({now, j.id, j.slot});
       regroup(j.group);
     }
   }
@@ -938,13 +987,13 @@ struct scheduler::impl {
   // Preempts the newest preemptible copies on node n until j fits there.
   void preempt_for(const job_rec& j, int n, i64 now) {
     node_rec& nd = nodes[n];
-    std::vector<std::pair<u64, i64>> victims = nd.preemptible;
+    std::vector<node_rec::pcopy> victims = nd.preemptible;
     std::sort(victims.begin(), victims.end(),
-              [](const auto& a, const auto& b) { return std::tie(a.second, a.first) > std::tie(b.second, b.first); });
-    for (const auto& [vid, start_ms] : victims) {
+              [](const auto& a, const auto& b) { return std::tie(a.start_ms, a.id) > std::tie(b.start_ms, b.id); });
+    for (const auto& victim : victims) {
       if (fits(j.need, nd.free_cpu(), nd.free_mem())) break;
-      job_rec& v = jobs.at(vid);
-      out.push_back(decision{decision::kind::preempt, vid, nd.name, fmt::format("room for job {}", j.id)});
+      job_rec& v = jobs[victim.slot];
+      out.push_back(decision{decision::kind::preempt, v.id, nd.name, fmt::format("room for job {}", j.id)});
       auto it = std::find_if(v.copies.begin(), v.copies.end(), [&](const copy_rec& c) { return c.node == n; });
       assert(it != v.copies.end());
       drop_candidate(v);
@@ -979,8 +1028,8 @@ struct scheduler::impl {
 
   // Ends j (not running any more): records the outcome, releases or fails dependents.
   // Iterative: a 10 000-job chain fails without deep recursion.
-  void end(u64 id, outcome o, i64 now) {
-    std::vector<std::pair<u64, u64>> failing;  // (job, failed predecessor)
+  void end(job_rec& first, outcome o, i64 now) {
+    std::vector<std::tuple<u64, int, u64>> failing;  // (job, its slot, failed predecessor)
     auto finish_one = [&](job_rec& j, outcome oc) {
       user_rec& ur = users[j.user];
       switch (j.state) {
@@ -991,25 +1040,25 @@ struct scheduler::impl {
       }
       drop_candidate(j);
       ended[j.id] = oc;
-      for (u64 d : j.dependents) {
-        auto it = jobs.find(d);
-        if (it == jobs.end() || it->second.state != jstate::waiting) continue;  // cancelled
+      for (auto [d, ds] : j.dependents) {
+        job_rec* dj = jobs.at_slot(ds, d);
+        if (dj == nullptr || dj->state != jstate::waiting) continue;  // cancelled
         if (oc == outcome::done) {
-          if (--it->second.pending == 0) make_ready(it->second, now);
+          if (--dj->pending == 0) make_ready(*dj, now);
         } else {
-          failing.emplace_back(d, j.id);
+          failing.emplace_back(d, ds, j.id);
         }
       }
-      jobs.erase(j.id);
+      jobs.erase(j);
     };
-    finish_one(jobs.at(id), o);
+    finish_one(first, o);
     while (!failing.empty()) {
-      auto [d, pred] = failing.back();
+      auto [d, ds, pred] = failing.back();
       failing.pop_back();
-      auto it = jobs.find(d);
-      if (it == jobs.end()) continue;  // two failed predecessors: failed already
+      job_rec* dj = jobs.at_slot(ds, d);
+      if (dj == nullptr) continue;  // two failed predecessors: failed already
       out.push_back(decision{decision::kind::fail, d, "", fmt::format("dependency {} failed", pred)});
-      finish_one(it->second, outcome::failed);
+      finish_one(*dj, outcome::failed);
     }
   }
 
@@ -1021,7 +1070,7 @@ struct scheduler::impl {
       node_rec& nd = nodes[n];
       nd.dirty = false;
       if (!nd.reserved_for) continue;
-      job_rec& j = jobs.at(*nd.reserved_for);
+      job_rec& j = jobs[*nd.reserved_for];
       bool room = fits(j.need, nd.free_cpu(), nd.free_mem());
       bool by_preempting = !room && !j.preemptible &&
                            fits(j.need, nd.free_cpu() + nd.preempt_used.cpu_millis,
@@ -1060,9 +1109,9 @@ struct scheduler::impl {
   }
 
   void reserve_starving(i64 now) {
-    while (!starving.empty() && starving.begin()->first <= now) {
-      auto [due, id] = *starving.begin();
-      job_rec& j = jobs.at(id);
+    while (!starving.empty() && std::get<0>(*starving.begin()) <= now) {
+      auto [due, id, slot] = *starving.begin();
+      job_rec& j = jobs[slot];
       user_rec& ur = users[j.user];
       starving.erase(starving.begin());
       ur.starve_entry.reset();
@@ -1085,7 +1134,7 @@ struct scheduler::impl {
       j.state = jstate::reserved;
       j.reserved_node = n;
       unindex(n);
-      nodes[n].reserved_for = id;
+      nodes[n].reserved_for = slot;
       index(n);
       ++reservations;
       mark_dirty(n);  // preemption may already make room
@@ -1147,7 +1196,7 @@ struct scheduler::impl {
             refresh_head(u);
             continue;
           }
-          job_rec& j = jobs.at(key->id);
+          job_rec& j = jobs[key->slot];
           if (int n = place(j); n >= 0) {
             start(j, n, now, "");
             started = true;
@@ -1189,9 +1238,9 @@ struct scheduler::impl {
       std::optional<i64> retry;
       int wait_shape = -1;
       while (!gr.candidates.empty()) {
-        auto [start_ms, id] = *gr.candidates.begin();
+        auto [start_ms, id, slot] = *gr.candidates.begin();
         if (start_ms + limit > now) break;
-        job_rec& j = jobs.at(id);
+        job_rec& j = jobs[slot];
         // (a shape marked has no free room anywhere: no need to look)
         shape_rec& sh = shapes[j.shape];
         bool may = !sh.no_free_room && (j.preemptible || quota_ok(users[j.user], j.need));
@@ -1274,7 +1323,7 @@ std::expected<void, std::string> scheduler::set_node(node_spec spec) {
     }
   }
   if (nd.reserved_for) {
-    job_rec& j = m.jobs.at(*nd.reserved_for);
+    job_rec& j = m.jobs[*nd.reserved_for];
     const shape_rec& s = m.shapes[j.shape];
     if (nd.drained || !has_labels(nd.labels, m.classes[s.cls].needs) ||
         !fits(j.need, nd.cap.cpu_millis, nd.cap.mem_bytes)) {
@@ -1301,7 +1350,7 @@ void scheduler::remove_node(std::string_view name) {
   m.caps_changed();
   nd.gone = true;
   m.total = m.total - nd.cap;
-  if (nd.reserved_for) m.release(m.jobs.at(*nd.reserved_for), 0);
+  if (nd.reserved_for) m.release(m.jobs[*nd.reserved_for], 0);
   m.reshare_all();
 }
 
@@ -1364,7 +1413,7 @@ std::expected<void, std::string> scheduler::submit(job_spec spec) {
     m.out.push_back(decision{decision::kind::fail, spec.id, "", fmt::format("dependency {} failed", *failed_pred)});
     return {};
   }
-  job_rec& j = m.jobs[spec.id];
+  job_rec& j = m.jobs.add(spec.id);
   j.id = spec.id;
   j.user = u;
   j.shape = s;
@@ -1372,10 +1421,11 @@ std::expected<void, std::string> scheduler::submit(job_spec spec) {
   j.preemptible = spec.preemptible;
   j.speculate = spec.speculate;
   j.group = spec.group.empty() ? -1 : m.group_of(spec.group);
-  j.key = order_key{.neg_priority = -static_cast<i64>(spec.priority), .submitted_ms = spec.submitted_ms, .id = spec.id};
+  j.key = order_key{.neg_priority = -static_cast<i64>(spec.priority), .submitted_ms = spec.submitted_ms, .id = spec.id,
+                    .slot = j.slot};
   for (u64 a : spec.after) {
-    if (auto it = m.jobs.find(a); it != m.jobs.end()) {
-      it->second.dependents.push_back(spec.id);
+    if (job_rec* p = m.jobs.find(a)) {
+      p->dependents.emplace_back(spec.id, j.slot);
       ++j.pending;
     }
   }
@@ -1392,12 +1442,12 @@ std::expected<void, std::string> scheduler::submit(job_spec spec) {
 std::expected<void, std::string> scheduler::finished(std::uint64_t job, outcome o, std::int64_t now_ms,
                                                      std::string_view node) {
   impl& m = *impl_;
-  auto it = m.jobs.find(job);
-  if (it == m.jobs.end()) {
+  job_rec* jp = m.jobs.find(job);
+  if (jp == nullptr) {
     return std::unexpected(m.ended.contains(job) ? fmt::format("job {} has ended already", job)
                                                  : fmt::format("no job {}", job));
   }
-  job_rec& j = it->second;
+  job_rec& j = *jp;
   if (j.state != jstate::running) return std::unexpected(fmt::format("job {} is not running", job));
   std::size_t ci = 0;
   if (!node.empty()) {
@@ -1424,13 +1474,13 @@ std::expected<void, std::string> scheduler::finished(std::uint64_t job, outcome 
         m.groups[j.group].add(std::max<i64>(ran, 0));
         m.regroup(j.group);
       }
-      m.end(job, outcome::done, now_ms);
+      m.end(j, outcome::done, now_ms);
       break;
     }
     case outcome::killed:
       m.drop_candidate(j);
       while (!j.copies.empty()) m.stop_copy(j, j.copies.size() - 1);
-      m.end(job, outcome::killed, now_ms);
+      m.end(j, outcome::killed, now_ms);
       break;
     case outcome::failed:
     case outcome::lost:
@@ -1438,7 +1488,7 @@ std::expected<void, std::string> scheduler::finished(std::uint64_t job, outcome 
       m.stop_copy(j, ci);
       if (!j.copies.empty()) break;  // the other copy goes on
       if (o == outcome::failed) {
-        m.end(job, outcome::failed, now_ms);
+        m.end(j, outcome::failed, now_ms);
       } else {
         m.requeue(j, now_ms);
       }
@@ -1449,15 +1499,15 @@ std::expected<void, std::string> scheduler::finished(std::uint64_t job, outcome 
 
 std::expected<void, std::string> scheduler::cancel(std::uint64_t job) {
   impl& m = *impl_;
-  auto it = m.jobs.find(job);
-  if (it == m.jobs.end()) {
+  job_rec* j = m.jobs.find(job);
+  if (j == nullptr) {
     return std::unexpected(m.ended.contains(job) ? fmt::format("job {} has ended already", job)
                                                  : fmt::format("no job {}", job));
   }
-  if (it->second.state == jstate::running) {
+  if (j->state == jstate::running) {
     return std::unexpected(fmt::format("job {} is running: kill it and report finished", job));
   }
-  m.end(job, outcome::killed, 0);
+  m.end(*j, outcome::killed, 0);
   return {};
 }
 
@@ -1474,8 +1524,8 @@ std::vector<decision> scheduler::decide(std::int64_t now_ms) {
 
 std::string scheduler::note(std::uint64_t job) const {
   const impl& m = *impl_;
-  auto it = m.jobs.find(job);
-  if (it == m.jobs.end()) {
+  const job_rec* jp = m.jobs.find(job);
+  if (jp == nullptr) {
     auto e = m.ended.find(job);
     if (e == m.ended.end()) return "";
     switch (e->second) {
@@ -1486,7 +1536,7 @@ std::string scheduler::note(std::uint64_t job) const {
     }
     return "";
   }
-  const job_rec& j = it->second;
+  const job_rec& j = *jp;
   switch (j.state) {
     case jstate::running: {
       std::string s = "running on " + m.nodes[j.copies[0].node].name;
@@ -1553,7 +1603,8 @@ std::vector<std::uint64_t> scheduler::queue() const {
   const impl& m = *impl_;
   std::vector<const job_rec*> reserved, waiting;
   std::vector<std::vector<order_key>> per_user(m.users.size());
-  for (const auto& [id, j] : m.jobs) {
+  for (const job_rec& j : m.jobs.slots) {
+    if (j.slot < 0) continue;  // a free slot
     switch (j.state) {
       case jstate::reserved: reserved.push_back(&j); break;
       case jstate::waiting: waiting.push_back(&j); break;
@@ -1580,7 +1631,7 @@ std::vector<std::uint64_t> scheduler::queue() const {
     const order_key& k = per_user[u][next[u]++];
     order.push_back(k.id);
     if (next[u] == per_user[u].size()) continue;
-    usage[u] = usage[u] + m.jobs.at(k.id).need;
+    usage[u] = usage[u] + m.jobs[k.slot].need;
     user_rec tmp;
     tmp.usage = usage[u];
     tmp.weight = m.users[u].weight;
