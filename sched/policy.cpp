@@ -241,8 +241,8 @@ struct shape_rec {
   // The speculation groups whose straggler waits for this shape's free room (decide()
   // step 4): looked at again when the mark is cleared, not every recheck_ms.
   std::vector<int> spec_waiting;
-  // (user, queue) of the queues of this shape that are in their user's heads
-  std::vector<std::pair<int, int>> queues;
+  // Bit u set: user u's queue of this shape is in its heads (not parked, not empty).
+  std::vector<u64> head_users;
 };
 
 struct order_key {
@@ -257,7 +257,6 @@ struct user_queue {
   int shape = 0;
   std::set<order_key> jobs;
   bool parked = false;
-  int pos = -1;  // its place in shape_rec::queues while in the heads
 };
 
 struct user_rec {
@@ -485,11 +484,11 @@ struct scheduler::impl {
   // still start), in no order.
   std::vector<int> open_shapes[2];
   std::vector<int> failed_shapes;
-  // Kept apart from the records, small and dense, for the loops of the DRF pass:
-  // per user, its queues in heads whose shape is not failed, per kind (0 non-preemptible,
-  // 1 preemptible); per shape, 1 if preemptible | 2 if failed.
-  std::vector<std::array<int, 2>> open;
+  // Kept apart from the records, small and dense, for the loops of the DRF pass: per
+  // shape, 1 if preemptible | 2 if failed; the users with a head of an open shape (bits,
+  // worked out for each pick).
   std::vector<std::uint8_t> shape_flags;
+  std::vector<u64> open_users;
   std::vector<int> no_free_room;  // shapes so marked
   std::vector<int> room_check;    // shapes unmarked since the last speculate() with groups waiting
   std::vector<decision> out;
@@ -614,7 +613,6 @@ struct scheduler::impl {
     users.emplace_back();
     users[u].name = std::string(name);
     users[u].share_key = share(users[u]);
-    open.push_back({0, 0});
     user_index.emplace(std::string(name), u);
     return u;
   }
@@ -709,29 +707,21 @@ struct scheduler::impl {
     sync_open(s);
   }
   // A queue joins or leaves its user's heads (it became non-empty or empty, parked or
-  // unparked): kept in its shape's list, and counted in the user's open queues.
+  // unparked): its shape's head_users bit follows.
   void head_added(int u, int q) {
-    user_queue& uq = users[u].queues[q];
-    shape_rec& sh = shapes[uq.shape];
-    uq.pos = static_cast<int>(sh.queues.size());
-    sh.queues.emplace_back(u, q);
-    if (!sh.failed) ++open[u][sh.preemptible ? 1 : 0];
+    shape_rec& sh = shapes[users[u].queues[q].shape];
+    auto w = static_cast<std::size_t>(u / 64);
+    if (sh.head_users.size() <= w) sh.head_users.resize(w + 1, 0);
+    sh.head_users[w] |= u64{1} << (u % 64);
   }
   void head_removed(int u, int q) {
-    user_queue& uq = users[u].queues[q];
-    shape_rec& sh = shapes[uq.shape];
-    auto last = sh.queues.back();
-    sh.queues[uq.pos] = last;
-    users[last.first].queues[last.second].pos = uq.pos;
-    sh.queues.pop_back();
-    uq.pos = -1;
-    if (!sh.failed) --open[u][sh.preemptible ? 1 : 0];
+    shape_rec& sh = shapes[users[u].queues[q].shape];
+    sh.head_users[static_cast<std::size_t>(u / 64)] &= ~(u64{1} << (u % 64));
   }
   void set_failed(int s) {
     shape_rec& sh = shapes[s];
     if (sh.failed) return;
     shape_flags[s] |= 2;
-    for (auto [u, q] : sh.queues) --open[u][sh.preemptible ? 1 : 0];
     sh.failed = true;
     sh.failed_pos = static_cast<int>(failed_shapes.size());
     failed_shapes.push_back(s);
@@ -742,7 +732,6 @@ struct scheduler::impl {
     shape_rec& sh = shapes[s];
     if (!sh.failed) return;
     shape_flags[s] &= ~2;
-    for (auto [u, q] : sh.queues) ++open[u][sh.preemptible ? 1 : 0];
     sh.failed = false;
     int last = failed_shapes.back();
     failed_shapes[sh.failed_pos] = last;
@@ -1150,14 +1139,20 @@ struct scheduler::impl {
   void drf_pass(i64 now) {
     for (int phase = 0; phase < 2; ++phase) {
       while (failed_active[phase] < active_shapes[phase]) {
-        // The user with the smallest share that has a queue of this kind whose shape is
-        // not failed (users without one are passed over in O(1) each).
+        // The user with the smallest share that has a head of an open shape of this
+        // kind (users without one are passed over in O(1) each).
+        open_users.assign((users.size() + 63) / 64, 0);
+        for (int os : open_shapes[phase]) {
+          const std::vector<u64>& hu = shapes[os].head_users;
+          for (std::size_t w = 0; w < hu.size(); ++w) open_users[w] |= hu[w];
+        }
+        auto has_open = [&](int u) { return (open_users[static_cast<std::size_t>(u / 64)] >> (u % 64)) & 1; };
         auto ui = active.begin();
-        while (ui != active.end() && open[ui->second][phase] == 0) ++ui;
+        while (ui != active.end() && !has_open(ui->second)) ++ui;
         if (ui == active.end()) break;
         int u = ui->second;
         user_rec& ur = users[u];
-        bool started = false;
+        bool started = false, acted = false;
         for (;;) {
           // The user's first head (by priority, then submission) whose shape is of this
           // kind and not failed: by looking up the user's queue of each open shape when
@@ -1194,6 +1189,7 @@ struct scheduler::impl {
           if (!s.preemptible && !quota_ok(ur, s.need)) {
             park(u, q);  // until the user's use falls or its quota grows
             refresh_head(u);
+            acted = true;
             continue;
           }
           job_rec& j = jobs[key->slot];
@@ -1206,11 +1202,12 @@ struct scheduler::impl {
             started = true;
             break;
           }
-          set_failed(si);  // the user's open count falls: the outer loop moves on
+          set_failed(si);
+          acted = true;
         }
-        // Every open queue was failed or parked above, so open[phase] is 0 now; were the
-        // count out of step with the heads, stop rather than loop.
-        if (!started && open[u][phase] != 0) break;
+        // Without a start, park or failure the user's open heads were out of step with
+        // head_users: stop rather than loop.
+        if (!started && !acted) break;
       }
     }
   }
