@@ -235,6 +235,14 @@ struct shape_rec {
   bool failed = false;   // fitted nowhere at its last try, and no node's room grew since
   int failed_pos = -1;   // its place in failed_shapes
   int open_pos = -1;     // its place in open_shapes (ready jobs and not failed)
+  // Tracked (since it was last marked failed, until it has more than max_hints hints):
+  // every indexed node where it fits — free room, or with preemption if it is not
+  // preemptible — is among `hints`, so that placing it looks at a few nodes instead of
+  // the trees. (When it was marked failed it fitted nowhere; room_grew adds each node
+  // whose room grew to where it fits.) Failed and tracked with no hints are the same.
+  bool tracked = false;
+  int tracked_pos = -1;  // its place in tracked_shapes
+  std::vector<int> hints;
   // For backups, which never preempt: no node had free room at the last look, and no
   // node's free room grew since to where it would fit.
   bool no_free_room = false;
@@ -484,6 +492,8 @@ struct scheduler::impl {
   // still start), in no order.
   std::vector<int> open_shapes[2];
   std::vector<int> failed_shapes;
+  std::vector<int> tracked_shapes;
+  static constexpr std::size_t max_hints = 8;
   // Kept apart from the records, small and dense, for the loops of the DRF pass: per
   // shape, 1 if preemptible | 2 if failed; the users with a head of an open shape (bits,
   // worked out for each pick).
@@ -723,6 +733,12 @@ struct scheduler::impl {
     if (sh.failed) return;
     shape_flags[s] |= 2;
     sh.failed = true;
+    sh.hints.clear();
+    if (!sh.tracked) {
+      sh.tracked = true;
+      sh.tracked_pos = static_cast<int>(tracked_shapes.size());
+      tracked_shapes.push_back(s);
+    }
     sh.failed_pos = static_cast<int>(failed_shapes.size());
     failed_shapes.push_back(s);
     if (sh.ready > 0) ++failed_active[sh.preemptible ? 1 : 0];
@@ -741,14 +757,27 @@ struct scheduler::impl {
     if (sh.ready > 0) --failed_active[sh.preemptible ? 1 : 0];
     sync_open(s);
   }
+  void untrack(int s) {
+    shape_rec& sh = shapes[s];
+    assert(sh.tracked && !sh.failed);
+    int last = tracked_shapes.back();
+    tracked_shapes[sh.tracked_pos] = last;
+    shapes[last].tracked_pos = sh.tracked_pos;
+    tracked_shapes.pop_back();
+    sh.tracked = false;
+    sh.tracked_pos = -1;
+    sh.hints.clear();
+  }
   // Node n has more room than before (a copy ended, it came back, it was released from a
   // reservation), or more room by preemption (np_only: a preemptible copy started): the
-  // failed shapes that fit there now are worth a try again. O(failed shapes).
+  // failed shapes that fit there now are worth a try again, and the tracked shapes that
+  // fit there get n as a hint. O(tracked shapes).
   void room_grew(int n, bool np_only = false) {
     const node_rec& nd = nodes[n];
     if (!nd.indexed) return;
-    for (std::size_t i = failed_shapes.size(); i-- > 0;) {
-      const shape_rec& sh = shapes[failed_shapes[i]];
+    for (std::size_t i = tracked_shapes.size(); i-- > 0;) {
+      int s = tracked_shapes[i];
+      shape_rec& sh = shapes[s];
       if (np_only && sh.preemptible) continue;
       if (std::find(nd.classes.begin(), nd.classes.end(), sh.cls) == nd.classes.end()) continue;
       i64 cpu = nd.free_cpu(), mem = nd.free_mem();
@@ -756,7 +785,13 @@ struct scheduler::impl {
         cpu += nd.preempt_used.cpu_millis;
         mem += nd.preempt_used.mem_bytes;
       }
-      if (fits(sh.need, cpu, mem)) clear_failed(failed_shapes[i]);
+      if (!fits(sh.need, cpu, mem)) continue;
+      clear_failed(s);
+      if (sh.hints.size() >= max_hints) {
+        untrack(s);  // placing it looks at the trees again
+      } else if (sh.hints.empty() || sh.hints.back() != n) {
+        sh.hints.push_back(n);
+      }
     }
     if (np_only) return;
     std::erase_if(no_free_room, [&](int s) {
@@ -972,6 +1007,31 @@ struct scheduler::impl {
   int place(const job_rec& j, int exclude = -1) const {
     return lookup(shapes[j.shape].cls, j.need, false, cfg.placement == mode::spread, exclude);
   }
+  // lookup() for shape s, over its hints if it is tracked (the same node: every node
+  // where it fits is a hint).
+  int place_shape(int s, bool recl, bool most) const {
+    const shape_rec& sh = shapes[s];
+    if (!sh.tracked) return lookup(sh.cls, sh.need, recl, most, -1);
+    int best = -1;
+    std::tuple<i64, i64, int> best_key;
+    for (int n : sh.hints) {
+      const node_rec& nd = nodes[n];
+      if (!(recl ? nd.recl_indexed : nd.indexed)) continue;
+      if (std::find(nd.classes.begin(), nd.classes.end(), sh.cls) == nd.classes.end()) continue;
+      i64 cpu = nd.free_cpu(), mem = nd.free_mem();
+      if (recl) {
+        cpu += nd.preempt_used.cpu_millis;
+        mem += nd.preempt_used.mem_bytes;
+      }
+      if (!fits(sh.need, cpu, mem)) continue;
+      std::tuple<i64, i64, int> key{cpu, mem, n};
+      if (best < 0 || (most ? best_key < key : key < best_key)) {
+        best = n;
+        best_key = key;
+      }
+    }
+    return best;
+  }
 
   // Preempts the newest preemptible copies on node n until j fits there.
   void preempt_for(const job_rec& j, int n, i64 now) {
@@ -996,7 +1056,7 @@ struct scheduler::impl {
   // where the preemptible copies' room would make it fit, and starts it there.
   bool start_by_preempting(job_rec& j, i64 now) {
     if (j.preemptible) return false;
-    int n = lookup(shapes[j.shape].cls, j.need, true, false, -1);
+    int n = place_shape(j.shape, true, false);
     if (n < 0) return false;
     std::size_t before = out.size();
     preempt_for(j, n, now);
@@ -1193,7 +1253,7 @@ struct scheduler::impl {
             continue;
           }
           job_rec& j = jobs[key->slot];
-          if (int n = place(j); n >= 0) {
+          if (int n = place_shape(si, false, cfg.placement == mode::spread); n >= 0) {
             start(j, n, now, "");
             started = true;
             break;
