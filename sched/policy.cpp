@@ -52,6 +52,19 @@ __extension__ typedef unsigned __int128 u128;
 class node_treap {
  public:
   bool contains(int i) const { return i < static_cast<int>(pool_.size()) && pool_[i].in; }
+  // For check(): the key node i was inserted with.
+  std::pair<i64, i64> key(int i) const { return {pool_[i].cpu, pool_[i].mem}; }
+  // For check(): "" if the tree is ordered by key, a heap by priority, every subtree's
+  // max_mem right and every member reachable; else what is wrong.
+  std::string verify() const {
+    int count = 0;
+    std::string err;
+    verify_at(root_, -1, -1, count, err);
+    int members = 0;
+    for (const tnode& t : pool_) members += t.in;
+    if (err.empty() && count != members) err = fmt::format("treap reaches {} of {} members", count, members);
+    return err;
+  }
 
   void insert(int i, i64 cpu, i64 mem) {
     if (static_cast<int>(pool_.size()) <= i) pool_.resize(i + 1);
@@ -171,6 +184,21 @@ class node_treap {
     if (n.cpu < a) return -1;  // everything left of here has less CPU
     if (n.mem >= b && t != ex) return t;
     return last_at(n.l, a, b, ex);
+  }
+
+  // Checks the subtree t, whose keys must lie strictly between those of lo and hi.
+  i64 verify_at(int t, int lo, int hi, int& count, std::string& err) const {
+    if (t < 0 || !err.empty()) return std::numeric_limits<i64>::min();
+    const tnode& n = pool_[t];
+    ++count;
+    if (!n.in) err = fmt::format("treap node {} reachable but not a member", t);
+    if ((lo >= 0 && !less(lo, t)) || (hi >= 0 && !less(t, hi))) err = fmt::format("treap node {} out of order", t);
+    if ((n.l >= 0 && pool_[n.l].prio > n.prio) || (n.r >= 0 && pool_[n.r].prio > n.prio)) {
+      err = fmt::format("treap node {} breaks the heap order", t);
+    }
+    i64 m = std::max({n.mem, verify_at(n.l, lo, t, count, err), verify_at(n.r, t, hi, count, err)});
+    if (err.empty() && m != n.max_mem) err = fmt::format("treap node {}: max_mem {} should be {}", t, n.max_mem, m);
+    return m;
   }
 
   std::vector<tnode> pool_;
@@ -1272,6 +1300,117 @@ struct scheduler::impl {
     }
   }
 
+  // check_invariants(): the indexes against the records. O(nodes × shapes + jobs).
+  std::string check() const {
+    auto in_class = [&](const node_rec& nd, int c) {
+      return std::find(nd.classes.begin(), nd.classes.end(), c) != nd.classes.end();
+    };
+    // Nodes: use from the jobs' copies; tree membership and keys.
+    std::vector<resources> used(nodes.size()), pused(nodes.size());
+    std::vector<resources> usage(users.size());
+    std::vector<int> ready(shapes.size(), 0);
+    for (const job_rec& j : jobs.slots) {
+      if (j.slot < 0) continue;
+      for (const copy_rec& c : j.copies) {
+        used[c.node] = used[c.node] + j.need;
+        if (j.preemptible) pused[c.node] = pused[c.node] + j.need;
+        usage[j.user] = usage[j.user] + j.need;
+      }
+      if ((j.state == jstate::running) == j.copies.empty()) return fmt::format("job {}: state and copies disagree", j.id);
+    }
+    for (int n = 0; n < static_cast<int>(nodes.size()); ++n) {
+      const node_rec& nd = nodes[n];
+      if (nd.used != used[n] || nd.preempt_used != pused[n]) return fmt::format("node {}: used room is off", nd.name);
+      bool want = !nd.drained && !nd.gone && !nd.reserved_for;
+      if (nd.indexed != want) return fmt::format("node {}: indexed is {}", nd.name, nd.indexed);
+      bool want_recl = want && (nd.preempt_used.cpu_millis > 0 || nd.preempt_used.mem_bytes > 0);
+      if (nd.recl_indexed != want_recl) return fmt::format("node {}: recl_indexed is {}", nd.name, nd.recl_indexed);
+      for (const lset_rec& l : lsets) {
+        bool mine = &l == &lsets[nd.lset];
+        if (l.free_tree.contains(n) != (mine && nd.indexed)) return fmt::format("node {}: free tree membership", nd.name);
+        if (l.recl_tree.contains(n) != (mine && nd.recl_indexed)) return fmt::format("node {}: recl tree membership", nd.name);
+      }
+      if (nd.indexed && lsets[nd.lset].free_tree.key(n) != std::pair{nd.free_cpu(), nd.free_mem()}) {
+        return fmt::format("node {}: stale free key", nd.name);
+      }
+      if (nd.recl_indexed && lsets[nd.lset].recl_tree.key(n) != std::pair{nd.free_cpu() + nd.preempt_used.cpu_millis,
+                                                                           nd.free_mem() + nd.preempt_used.mem_bytes}) {
+        return fmt::format("node {}: stale reclaimable key", nd.name);
+      }
+    }
+    for (const lset_rec& l : lsets) {
+      if (std::string e = l.free_tree.verify(); !e.empty()) return "free tree: " + e;
+      if (std::string e = l.recl_tree.verify(); !e.empty()) return "reclaimable tree: " + e;
+    }
+    // Users: usage, heads, parked queues, head_users bits.
+    for (int u = 0; u < static_cast<int>(users.size()); ++u) {
+      const user_rec& ur = users[u];
+      if (ur.usage != usage[u]) return fmt::format("user {}: usage is off", ur.name);
+      if (ur.in_active != !ur.heads.empty()) return fmt::format("user {}: in_active is off", ur.name);
+      std::size_t heads = 0;
+      for (int q = 0; q < static_cast<int>(ur.queues.size()); ++q) {
+        const user_queue& uq = ur.queues[q];
+        if (ur.queue_of(uq.shape) != q) return fmt::format("user {}: queue_of_shape is off", ur.name);
+        bool in_heads = !uq.parked && !uq.jobs.empty();
+        if (in_heads) {
+          ++heads;
+          if (!ur.heads.contains({*uq.jobs.begin(), q, uq.shape})) return fmt::format("user {}: a head is missing", ur.name);
+          ready[uq.shape] += static_cast<int>(uq.jobs.size());
+        }
+        const std::vector<u64>& hu = shapes[uq.shape].head_users;
+        auto w = static_cast<std::size_t>(u / 64);
+        bool bit = w < hu.size() && ((hu[w] >> (u % 64)) & 1);
+        if (bit != in_heads) return fmt::format("user {}: head_users bit of shape {} is off", ur.name, uq.shape);
+        for (const order_key& k : uq.jobs) {
+          const job_rec& j = jobs[k.slot];
+          if (j.slot < 0 || j.id != k.id || j.state != jstate::queued || j.shape != uq.shape) {
+            return fmt::format("user {}: queue entry {} is stale", ur.name, k.id);
+          }
+        }
+      }
+      if (heads != ur.heads.size()) return fmt::format("user {}: {} heads, {} expected", ur.name, ur.heads.size(), heads);
+    }
+    // Shapes: ready counts, open_shapes, failed marks (fits nowhere), tracked hints
+    // (every node where it fits is a hint), no_free_room marks.
+    for (int si = 0; si < static_cast<int>(shapes.size()); ++si) {
+      const shape_rec& sh = shapes[si];
+      if (sh.ready != ready[si]) return fmt::format("shape {}: ready {} should be {}", si, sh.ready, ready[si]);
+      const std::vector<int>& os = open_shapes[sh.preemptible ? 1 : 0];
+      bool open = sh.open_pos >= 0 && sh.open_pos < static_cast<int>(os.size()) && os[sh.open_pos] == si;
+      if (open != (sh.ready > 0 && !sh.failed)) return fmt::format("shape {}: open_shapes is off", si);
+      if (((shape_flags[si] & 2) != 0) != sh.failed) return fmt::format("shape {}: flags are off", si);
+      if (sh.failed && !sh.tracked) return fmt::format("shape {}: failed but not tracked", si);
+      if (sh.tracked && (sh.tracked_pos < 0 || tracked_shapes[sh.tracked_pos] != si)) {
+        return fmt::format("shape {}: tracked_shapes is off", si);
+      }
+      for (const node_rec& nd : nodes) {
+        if (!nd.indexed || !in_class(nd, sh.cls)) continue;
+        bool free_fit = fits(sh.need, nd.free_cpu(), nd.free_mem());
+        bool fit = free_fit || (!sh.preemptible && nd.recl_indexed &&
+                                fits(sh.need, nd.free_cpu() + nd.preempt_used.cpu_millis,
+                                     nd.free_mem() + nd.preempt_used.mem_bytes));
+        if (fit && sh.failed) return fmt::format("shape {} is marked failed but fits on {}", si, nd.name);
+        int n = static_cast<int>(&nd - nodes.data());
+        if (fit && sh.tracked && std::find(sh.hints.begin(), sh.hints.end(), n) == sh.hints.end()) {
+          return fmt::format("shape {} fits on {}, which is not among its hints", si, nd.name);
+        }
+        bool waking = std::find(room_check.begin(), room_check.end(), si) != room_check.end();
+        if (free_fit && sh.no_free_room && !waking) {
+          return fmt::format("shape {} is marked without free room but fits on {}", si, nd.name);
+        }
+      }
+    }
+    // Speculation groups waiting for room.
+    for (int g = 0; g < static_cast<int>(groups.size()); ++g) {
+      const group_rec& gr = groups[g];
+      if (gr.waiting_shape < 0) continue;
+      if (gr.due_ms) return fmt::format("group {} is both due and waiting", gr.name);
+      const std::vector<int>& w = shapes[gr.waiting_shape].spec_waiting;
+      if (gr.wait_pos >= static_cast<int>(w.size()) || w[gr.wait_pos] != g) return fmt::format("group {}: wait list is off", gr.name);
+    }
+    return "";
+  }
+
   void speculate(i64 now) {
     // Groups waiting for free room for a shape whose mark was cleared: due again if
     // room for the shape is still free after the DRF pass (one lookup per shape), else
@@ -1722,5 +1861,7 @@ std::vector<std::string> scheduler::users() const {
 }
 
 resources scheduler::total() const { return impl_->total; }
+
+std::string scheduler::check_invariants() const { return impl_->check(); }
 
 }  // namespace sched::policy

@@ -244,6 +244,12 @@ class scheduler {
   std::vector<std::string> users() const;  // every user ever seen, sorted
   resources total() const;                 // capacity of the nodes not removed
 
+  // For tests: checks the private indexes (placement trees, failed and tracked shapes,
+  // queue heads, per-shape user bits, ready counts, speculation waits) against the
+  // records they summarize. Returns "" if all hold, else the first broken one ("shape 3
+  // is marked failed but fits on n7"). O(nodes × shapes + jobs); changes nothing.
+  std::string check_invariants() const;
+
  private:
   struct impl;
   std::unique_ptr<impl> impl_;

@@ -925,6 +925,7 @@ void run(std::uint32_t seed, bool reservations) {
       if (ds.empty()) break;
     }
     if (testing::Test::HasFatalFailure()) return;
+    ASSERT_EQ(s.check_invariants(), "") << "step " << step;
     auto by_node = usage_by_node();
     for (const auto& [id, j] : jobs) {
       std::string why = s.note(id);
