@@ -1709,6 +1709,27 @@ std::expected<void, std::string> scheduler::cancel(std::uint64_t job) {
 
 void scheduler::forget(std::uint64_t job) { impl_->ended.erase(job); }
 
+std::expected<void, std::string> scheduler::set_priority(std::uint64_t job, int priority) {
+  impl& m = *impl_;
+  job_rec* j = m.jobs.find(job);
+  if (j == nullptr) {
+    return std::unexpected(m.ended.contains(job) ? fmt::format("job {} has ended already", job)
+                                                 : fmt::format("no job {}", job));
+  }
+  if (j->state == jstate::running) {
+    return std::unexpected(fmt::format("job {} is running: its priority can no longer change", job));
+  }
+  i64 neg = -static_cast<i64>(priority);
+  if (j->key.neg_priority == neg) return {};
+  // A queued job leaves its queue and comes back under its new key (enqueue keeps its
+  // ready_since_ms: it does not lose its waiting time).
+  bool queued = j->state == jstate::queued;
+  if (queued) m.dequeue(*j);
+  j->key.neg_priority = neg;
+  if (queued) m.enqueue(*j);
+  return {};
+}
+
 std::vector<decision> scheduler::decide(std::int64_t now_ms) {
   impl& m = *impl_;
   m.start_reserved(now_ms);

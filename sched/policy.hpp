@@ -187,6 +187,12 @@ class scheduler {
   // Forgets an ended job (its outcome is kept so that a later `after` can name it).
   // Memory: about 40 bytes per ended job until forgotten. Unknown ids are ignored.
   void forget(std::uint64_t job);
+  // Changes the priority of a job that is not running and has not ended (queued, waiting
+  // for dependencies or holding a reservation): a queued job moves in its user's queue at
+  // once (higher first, then submission, as submit()), for the next decide() and for
+  // queue(); a reserved job keeps its reservation. The daemon's `priority JOB N`.
+  // Errors (nothing changes): unknown job, ended job, running job.
+  std::expected<void, std::string> set_priority(std::uint64_t job, int priority);
 
   // One scheduling pass at now_ms. Returns, in order: the fail and preempt decisions
   // caused by earlier calls (finished, cancel, submit), then what this pass decided:
