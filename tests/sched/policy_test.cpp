@@ -750,6 +750,30 @@ TEST(policy_speculate, original_wins_and_failed_copy_is_dropped) {
   EXPECT_EQ(s.note(4), "done");
 }
 
+// A straggler that finds no free room waits for it: room that the DRF pass gives to a
+// queued job does not wake it, room left over does, at the first decide() after (not a
+// recheck period later).
+TEST(policy_speculate, straggler_waits_for_free_room) {
+  spec_cluster c;
+  scheduler& s = c.s;
+  for (std::uint64_t id = 51; id <= 54; ++id) ok(s.submit(job(id, "other", 1, gib)));
+  EXPECT_EQ(started(s.decide(13'000)).size(), 3u);  // every node is busy; 54 queued
+  EXPECT_TRUE(s.decide(20'000).empty());            // a straggler, but no room
+  ok(s.finished(51, outcome::done, 20'300));
+  auto ds = s.decide(20'300);  // the room goes to the queued job, not to a backup
+  ASSERT_EQ(ds.size(), 1u);
+  EXPECT_EQ(ds[0].what, kind::start);
+  EXPECT_EQ(ds[0].job, 54u);
+  EXPECT_EQ(s.check_invariants(), "");
+  ok(s.finished(52, outcome::done, 20'500));
+  ds = s.decide(20'500);  // free room left: the backup starts now
+  ASSERT_EQ(ds.size(), 1u);
+  EXPECT_EQ(ds[0].what, kind::backup);
+  EXPECT_EQ(ds[0].job, 4u);
+  EXPECT_EQ(ds[0].reason, "straggler: running 20.500 s on n4, median of 3 done in array7 is 10 s");
+  EXPECT_EQ(s.check_invariants(), "");
+}
+
 TEST(policy_speculate, no_backup_without_the_flag_or_siblings) {
   scheduler s({.speculate_min_done = 1, .speculate_min_ms = 0});
   for (int i = 1; i <= 4; ++i) ok(s.set_node(node("n" + std::to_string(i), 1, gib)));
