@@ -52,6 +52,19 @@ __extension__ typedef unsigned __int128 u128;
 class node_treap {
  public:
   bool contains(int i) const { return i < static_cast<int>(pool_.size()) && pool_[i].in; }
+  // For check(): the key node i was inserted with.
+  std::pair<i64, i64> key(int i) const { return {pool_[i].cpu, pool_[i].mem}; }
+  // For check(): "" if the tree is ordered by key, a heap by priority, every subtree's
+  // max_mem right and every member reachable; else what is wrong.
+  std::string verify() const {
+    int count = 0;
+    std::string err;
+    verify_at(root_, -1, -1, count, err);
+    int members = 0;
+    for (const tnode& t : pool_) members += t.in;
+    if (err.empty() && count != members) err = fmt::format("treap reaches {} of {} members", count, members);
+    return err;
+  }
 
   void insert(int i, i64 cpu, i64 mem) {
     if (static_cast<int>(pool_.size()) <= i) pool_.resize(i + 1);
@@ -173,6 +186,21 @@ class node_treap {
     return last_at(n.l, a, b, ex);
   }
 
+  // Checks the subtree t, whose keys must lie strictly between those of lo and hi.
+  i64 verify_at(int t, int lo, int hi, int& count, std::string& err) const {
+    if (t < 0 || !err.empty()) return std::numeric_limits<i64>::min();
+    const tnode& n = pool_[t];
+    ++count;
+    if (!n.in) err = fmt::format("treap node {} reachable but not a member", t);
+    if ((lo >= 0 && !less(lo, t)) || (hi >= 0 && !less(t, hi))) err = fmt::format("treap node {} out of order", t);
+    if ((n.l >= 0 && pool_[n.l].prio > n.prio) || (n.r >= 0 && pool_[n.r].prio > n.prio)) {
+      err = fmt::format("treap node {} breaks the heap order", t);
+    }
+    i64 m = std::max({n.mem, verify_at(n.l, lo, t, count, err), verify_at(n.r, t, hi, count, err)});
+    if (err.empty() && m != n.max_mem) err = fmt::format("treap node {}: max_mem {} should be {}", t, n.max_mem, m);
+    return m;
+  }
+
   std::vector<tnode> pool_;
   int root_ = -1;
 };
@@ -188,9 +216,14 @@ struct node_rec {
   bool gone = false;          // removed: kept while copies are still accounted to it
   resources used;             // every copy placed here
   resources preempt_used;     // the preemptible ones among them
-  std::vector<std::pair<u64, i64>> preemptible;  // (job, start_ms) of preemptible copies
+  struct pcopy {
+    u64 id = 0;
+    i64 start_ms = 0;
+    int slot = 0;
+  };
+  std::vector<pcopy> preemptible;  // the preemptible copies
   int copies = 0;
-  std::optional<u64> reserved_for;
+  std::optional<int> reserved_for;  // the slot of the job it is held for
   std::vector<int> classes;   // the label classes whose needs this node satisfies
   int lset = -1;              // its label set
   bool indexed = false;       // in its classes' free trees (and reclaimable ones)
@@ -229,17 +262,30 @@ struct shape_rec {
   int ready = 0;         // queued jobs in unparked queues
   bool failed = false;   // fitted nowhere at its last try, and no node's room grew since
   int failed_pos = -1;   // its place in failed_shapes
+  int open_pos = -1;     // its place in open_shapes (ready jobs and not failed)
+  // Tracked (since it was last marked failed, until it has more than max_hints hints):
+  // every indexed node where it fits — free room, or with preemption if it is not
+  // preemptible — is among `hints`, so that placing it looks at a few nodes instead of
+  // the trees. (When it was marked failed it fitted nowhere; room_grew adds each node
+  // whose room grew to where it fits.) Failed and tracked with no hints are the same.
+  bool tracked = false;
+  int tracked_pos = -1;  // its place in tracked_shapes
+  std::vector<int> hints;
   // For backups, which never preempt: no node had free room at the last look, and no
   // node's free room grew since to where it would fit.
   bool no_free_room = false;
-  // (user, queue) of the queues of this shape that are in their user's heads
-  std::vector<std::pair<int, int>> queues;
+  // The speculation groups whose straggler waits for this shape's free room (decide()
+  // step 4): looked at again when the mark is cleared, not every recheck_ms.
+  std::vector<int> spec_waiting;
+  // Bit u set: user u's queue of this shape is in its heads (not parked, not empty).
+  std::vector<u64> head_users;
 };
 
 struct order_key {
   i64 neg_priority = 0;
   i64 submitted_ms = 0;
   u64 id = 0;
+  int slot = -1;  // the job's slot in job_table (ids are unique: never decides the order)
   friend auto operator<=>(const order_key&, const order_key&) = default;
 };
 
@@ -247,7 +293,6 @@ struct user_queue {
   int shape = 0;
   std::set<order_key> jobs;
   bool parked = false;
-  int pos = -1;  // its place in shape_rec::queues while in the heads
 };
 
 struct user_rec {
@@ -260,12 +305,13 @@ struct user_rec {
   int queued = 0;
   double share_key = 0;  // the share it is filed under in active_
   bool in_active = false;
-  std::unordered_map<int, int> queue_of_shape;
+  std::vector<int> queue_of_shape;  // by shape: its queue, or -1 (shorter: none)
+  int queue_of(int s) const { return s < static_cast<int>(queue_of_shape.size()) ? queue_of_shape[s] : -1; }
   std::vector<user_queue> queues;
   // (first job, queue, its shape) of the unparked queues that are not empty
   std::set<std::tuple<order_key, int, int>> heads;
   std::vector<int> parked;
-  std::optional<std::pair<i64, u64>> starve_entry;
+  std::optional<std::tuple<i64, u64, int>> starve_entry;
 };
 
 enum class jstate : std::uint8_t { waiting, queued, reserved, running };
@@ -277,6 +323,7 @@ struct copy_rec {
 
 struct job_rec {
   u64 id = 0;
+  int slot = -1;   // -1: a free slot
   int user = 0;
   int shape = 0;
   int group = -1;
@@ -285,7 +332,7 @@ struct job_rec {
   bool speculate = false;
   order_key key;
   std::vector<u64> after;
-  std::vector<u64> dependents;
+  std::vector<std::pair<u64, int>> dependents;  // (id, slot): the slot may have been reused
   int pending = 0;  // predecessors not done
   jstate state = jstate::waiting;
   i64 ready_since_ms = 0;
@@ -296,13 +343,58 @@ struct job_rec {
   bool candidate = false;  // in its group's speculation candidates
 };
 
+// The records of the jobs that have not ended, in dense slots (a freed slot is reused):
+// the pass refers to jobs by slot, and looks an id up only where a caller names one.
+// Only add() may move the records (references across it are not kept).
+struct job_table {
+  std::vector<job_rec> slots;
+  std::vector<int> free;
+  std::unordered_map<u64, int> by_id;
+
+  job_rec& operator[](int s) { return slots[s]; }
+  const job_rec& operator[](int s) const { return slots[s]; }
+  job_rec* find(u64 id) {
+    auto it = by_id.find(id);
+    return it == by_id.end() ? nullptr : &slots[it->second];
+  }
+  const job_rec* find(u64 id) const {
+    auto it = by_id.find(id);
+    return it == by_id.end() ? nullptr : &slots[it->second];
+  }
+  bool contains(u64 id) const { return by_id.contains(id); }
+  // The job of `id` if slot s still holds it.
+  job_rec* at_slot(int s, u64 id) { return slots[s].slot >= 0 && slots[s].id == id ? &slots[s] : nullptr; }
+  job_rec& add(u64 id) {
+    int s;
+    if (free.empty()) {
+      s = static_cast<int>(slots.size());
+      slots.emplace_back();
+    } else {
+      s = free.back();
+      free.pop_back();
+    }
+    by_id.emplace(id, s);
+    slots[s].id = id;
+    slots[s].slot = s;
+    return slots[s];
+  }
+  void erase(job_rec& j) {
+    by_id.erase(j.id);
+    int s = j.slot;
+    slots[s] = job_rec{};
+    free.push_back(s);
+  }
+};
+
 // A group's done run times (for the median) and its running speculation candidates.
 struct group_rec {
   std::string name;
   std::priority_queue<i64> low;                                        // lower half
   std::priority_queue<i64, std::vector<i64>, std::greater<i64>> high;  // upper half
-  std::set<std::pair<i64, u64>> candidates;                            // (start_ms, job)
+  std::set<std::tuple<i64, u64, int>> candidates;                      // (start_ms, job, slot)
   std::optional<i64> due_ms;                                           // its key in spec_due_
+  int waiting_shape = -1;  // in that shape's spec_waiting (at wait_pos) instead of spec_due
+  int wait_pos = -1;
   int done() const { return static_cast<int>(low.size() + high.size()); }
   // The lower median of the done run times.
   i64 median() const { return low.empty() ? 0 : low.top(); }
@@ -409,14 +501,14 @@ struct scheduler::impl {
   std::map<std::tuple<i64, i64, int, bool>, int> shape_index;
   std::vector<user_rec> users;
   std::unordered_map<std::string, int> user_index;
-  std::unordered_map<u64, job_rec> jobs;
+  job_table jobs;
   std::unordered_map<u64, outcome> ended;
   std::vector<group_rec> groups;
   std::unordered_map<std::string, int> group_index;
 
   resources total;
   std::set<std::pair<double, int>> active;        // (dominant share, user)
-  std::set<std::pair<i64, u64>> starving;         // (may reserve at, job): user heads
+  std::set<std::tuple<i64, u64, int>> starving;   // (may reserve at, job, slot): user heads
   std::set<std::pair<i64, int>> spec_due;         // (check at, group)
   std::vector<int> dirty;                         // reserved nodes whose room grew
   int reservations = 0;
@@ -424,13 +516,19 @@ struct scheduler::impl {
   // them marked failed. A pass phase has work iff the first exceeds the second.
   int active_shapes[2] = {0, 0};
   int failed_active[2] = {0, 0};
+  // Per kind: the shapes with ready jobs that are not failed (what a DRF phase can
+  // still start), in no order.
+  std::vector<int> open_shapes[2];
   std::vector<int> failed_shapes;
-  // Kept apart from the records, small and dense, for the loops of the DRF pass:
-  // per user, its queues in heads whose shape is not failed, per kind (0 non-preemptible,
-  // 1 preemptible); per shape, 1 if preemptible | 2 if failed.
-  std::vector<std::array<int, 2>> open;
+  std::vector<int> tracked_shapes;
+  static constexpr std::size_t max_hints = 8;
+  // Kept apart from the records, small and dense, for the loops of the DRF pass: per
+  // shape, 1 if preemptible | 2 if failed; the users with a head of an open shape (bits,
+  // worked out for each pick).
   std::vector<std::uint8_t> shape_flags;
+  std::vector<u64> open_users;
   std::vector<int> no_free_room;  // shapes so marked
+  std::vector<int> room_check;    // shapes unmarked since the last speculate() with groups waiting
   std::vector<decision> out;
 
   explicit impl(config c) : cfg(c) {}
@@ -553,7 +651,6 @@ struct scheduler::impl {
     users.emplace_back();
     users[u].name = std::string(name);
     users[u].share_key = share(users[u]);
-    open.push_back({0, 0});
     user_index.emplace(std::string(name), u);
     return u;
   }
@@ -603,19 +700,35 @@ struct scheduler::impl {
   // Keeps the user's first head job's entry in `starving` and the user in `active`.
   void refresh_head(int u) {
     user_rec& ur = users[u];
-    std::optional<u64> head;
-    if (!ur.heads.empty()) head = std::get<0>(*ur.heads.begin()).id;
-    if (ur.starve_entry && (!head || ur.starve_entry->second != *head)) {
+    const order_key* head = ur.heads.empty() ? nullptr : &std::get<0>(*ur.heads.begin());
+    if (ur.starve_entry && (!head || std::get<1>(*ur.starve_entry) != head->id)) {
       starving.erase(*ur.starve_entry);
       ur.starve_entry.reset();
     }
     if (head && !ur.starve_entry) {
-      const job_rec& j = jobs.at(*head);
-      std::pair<i64, u64> e{std::max(j.ready_since_ms + cfg.reserve_after_ms, j.recheck_at_ms), *head};
+      const job_rec& j = jobs[head->slot];
+      std::tuple<i64, u64, int> e{std::max(j.ready_since_ms + cfg.reserve_after_ms, j.recheck_at_ms), head->id, head->slot};
       starving.insert(e);
       ur.starve_entry = e;
     }
     set_active(u);
+  }
+  // Keeps s in open_shapes iff it has ready jobs and is not failed.
+  void sync_open(int s) {
+    shape_rec& sh = shapes[s];
+    std::vector<int>& v = open_shapes[sh.preemptible ? 1 : 0];
+    bool want = sh.ready > 0 && !sh.failed;
+    if (want == (sh.open_pos >= 0)) return;
+    if (want) {
+      sh.open_pos = static_cast<int>(v.size());
+      v.push_back(s);
+    } else {
+      int last = v.back();
+      v[sh.open_pos] = last;
+      shapes[last].open_pos = sh.open_pos;
+      v.pop_back();
+      sh.open_pos = -1;
+    }
   }
   void shape_ready(int s, int delta) {
     shape_rec& sh = shapes[s];
@@ -629,41 +742,40 @@ struct scheduler::impl {
       --active_shapes[k];
       if (sh.failed) --failed_active[k];
     }
+    sync_open(s);
   }
   // A queue joins or leaves its user's heads (it became non-empty or empty, parked or
-  // unparked): kept in its shape's list, and counted in the user's open queues.
+  // unparked): its shape's head_users bit follows.
   void head_added(int u, int q) {
-    user_queue& uq = users[u].queues[q];
-    shape_rec& sh = shapes[uq.shape];
-    uq.pos = static_cast<int>(sh.queues.size());
-    sh.queues.emplace_back(u, q);
-    if (!sh.failed) ++open[u][sh.preemptible ? 1 : 0];
+    shape_rec& sh = shapes[users[u].queues[q].shape];
+    auto w = static_cast<std::size_t>(u / 64);
+    if (sh.head_users.size() <= w) sh.head_users.resize(w + 1, 0);
+    sh.head_users[w] |= u64{1} << (u % 64);
   }
   void head_removed(int u, int q) {
-    user_queue& uq = users[u].queues[q];
-    shape_rec& sh = shapes[uq.shape];
-    auto last = sh.queues.back();
-    sh.queues[uq.pos] = last;
-    users[last.first].queues[last.second].pos = uq.pos;
-    sh.queues.pop_back();
-    uq.pos = -1;
-    if (!sh.failed) --open[u][sh.preemptible ? 1 : 0];
+    shape_rec& sh = shapes[users[u].queues[q].shape];
+    sh.head_users[static_cast<std::size_t>(u / 64)] &= ~(u64{1} << (u % 64));
   }
   void set_failed(int s) {
     shape_rec& sh = shapes[s];
     if (sh.failed) return;
     shape_flags[s] |= 2;
-    for (auto [u, q] : sh.queues) --open[u][sh.preemptible ? 1 : 0];
     sh.failed = true;
+    sh.hints.clear();
+    if (!sh.tracked) {
+      sh.tracked = true;
+      sh.tracked_pos = static_cast<int>(tracked_shapes.size());
+      tracked_shapes.push_back(s);
+    }
     sh.failed_pos = static_cast<int>(failed_shapes.size());
     failed_shapes.push_back(s);
     if (sh.ready > 0) ++failed_active[sh.preemptible ? 1 : 0];
+    sync_open(s);
   }
   void clear_failed(int s) {
     shape_rec& sh = shapes[s];
     if (!sh.failed) return;
     shape_flags[s] &= ~2;
-    for (auto [u, q] : sh.queues) ++open[u][sh.preemptible ? 1 : 0];
     sh.failed = false;
     int last = failed_shapes.back();
     failed_shapes[sh.failed_pos] = last;
@@ -671,15 +783,29 @@ struct scheduler::impl {
     failed_shapes.pop_back();
     sh.failed_pos = -1;
     if (sh.ready > 0) --failed_active[sh.preemptible ? 1 : 0];
+    sync_open(s);
+  }
+  void untrack(int s) {
+    shape_rec& sh = shapes[s];
+    assert(sh.tracked && !sh.failed);
+    int last = tracked_shapes.back();
+    tracked_shapes[sh.tracked_pos] = last;
+    shapes[last].tracked_pos = sh.tracked_pos;
+    tracked_shapes.pop_back();
+    sh.tracked = false;
+    sh.tracked_pos = -1;
+    sh.hints.clear();
   }
   // Node n has more room than before (a copy ended, it came back, it was released from a
   // reservation), or more room by preemption (np_only: a preemptible copy started): the
-  // failed shapes that fit there now are worth a try again. O(failed shapes).
+  // failed shapes that fit there now are worth a try again, and the tracked shapes that
+  // fit there get n as a hint. O(tracked shapes).
   void room_grew(int n, bool np_only = false) {
     const node_rec& nd = nodes[n];
     if (!nd.indexed) return;
-    for (std::size_t i = failed_shapes.size(); i-- > 0;) {
-      const shape_rec& sh = shapes[failed_shapes[i]];
+    for (std::size_t i = tracked_shapes.size(); i-- > 0;) {
+      int s = tracked_shapes[i];
+      shape_rec& sh = shapes[s];
       if (np_only && sh.preemptible) continue;
       if (std::find(nd.classes.begin(), nd.classes.end(), sh.cls) == nd.classes.end()) continue;
       i64 cpu = nd.free_cpu(), mem = nd.free_mem();
@@ -687,7 +813,13 @@ struct scheduler::impl {
         cpu += nd.preempt_used.cpu_millis;
         mem += nd.preempt_used.mem_bytes;
       }
-      if (fits(sh.need, cpu, mem)) clear_failed(failed_shapes[i]);
+      if (!fits(sh.need, cpu, mem)) continue;
+      clear_failed(s);
+      if (sh.hints.size() >= max_hints) {
+        untrack(s);  // placing it looks at the trees again
+      } else if (sh.hints.empty() || sh.hints.back() != n) {
+        sh.hints.push_back(n);
+      }
     }
     if (np_only) return;
     std::erase_if(no_free_room, [&](int s) {
@@ -695,6 +827,7 @@ struct scheduler::impl {
       bool there = std::find(nd.classes.begin(), nd.classes.end(), sh.cls) != nd.classes.end();
       if (!there || !fits(sh.need, nd.free_cpu(), nd.free_mem())) return false;
       sh.no_free_room = false;
+      if (!sh.spec_waiting.empty()) room_check.push_back(s);  // speculate() looks
       return true;
     });
   }
@@ -731,9 +864,13 @@ struct scheduler::impl {
   // ----- the queues
   void enqueue(job_rec& j) {
     user_rec& ur = users[j.user];
-    auto [it, fresh] = ur.queue_of_shape.try_emplace(j.shape, static_cast<int>(ur.queues.size()));
-    if (fresh) ur.queues.push_back(user_queue{.shape = j.shape});
-    int q = it->second;
+    int q = ur.queue_of(j.shape);
+    if (q < 0) {
+      q = static_cast<int>(ur.queues.size());
+      ur.queues.push_back(user_queue{.shape = j.shape});
+      if (static_cast<int>(ur.queue_of_shape.size()) <= j.shape) ur.queue_of_shape.resize(j.shape + 1, -1);
+      ur.queue_of_shape[j.shape] = q;
+    }
     user_queue& uq = ur.queues[q];
     if (!uq.parked) {
       if (uq.jobs.empty()) {
@@ -752,7 +889,7 @@ struct scheduler::impl {
   void dequeue(job_rec& j) {
     assert(j.state == jstate::queued);
     user_rec& ur = users[j.user];
-    int q = ur.queue_of_shape.at(j.shape);
+    int q = ur.queue_of(j.shape);
     user_queue& uq = ur.queues[q];
     bool was_head = *uq.jobs.begin() == j.key;
     if (!uq.parked && was_head) ur.heads.erase({j.key, q, j.shape});
@@ -780,7 +917,7 @@ struct scheduler::impl {
     nd.used = nd.used + j.need;
     if (j.preemptible) {
       nd.preempt_used = nd.preempt_used + j.need;
-      nd.preemptible.emplace_back(j.id, now);
+      nd.preemptible.push_back({.id = j.id, .start_ms = now, .slot = j.slot});
     }
     ++nd.copies;
     index(n);
@@ -800,7 +937,7 @@ struct scheduler::impl {
     if (j.preemptible) {
       nd.preempt_used = nd.preempt_used - j.need;
       auto it = std::find_if(nd.preemptible.begin(), nd.preemptible.end(),
-                             [&](const auto& p) { return p.first == j.id; });
+                             [&](const auto& p) { return p.slot == j.slot; });
       assert(it != nd.preemptible.end());
       *it = nd.preemptible.back();
       nd.preemptible.pop_back();
@@ -824,18 +961,39 @@ struct scheduler::impl {
   }
   void regroup(int g, std::optional<i64> not_before = {}) {
     group_rec& gr = groups[g];
+    unwait(g);
     if (gr.due_ms) spec_due.erase({*gr.due_ms, g});
     gr.due_ms.reset();
     if (gr.candidates.empty() || gr.done() < cfg.speculate_min_done) return;
-    i64 due = gr.candidates.begin()->first + straggler_ms(gr);
+    i64 due = std::get<0>(*gr.candidates.begin()) + straggler_ms(gr);
     if (not_before) due = std::max(due, *not_before);
     gr.due_ms = due;
     spec_due.insert({due, g});
   }
+  // Group g's straggler found no free room for its shape s anywhere: g sleeps until
+  // room_grew clears the shape's no_free_room mark.
+  void wait_for_room(int g, int s) {
+    group_rec& gr = groups[g];
+    assert(gr.waiting_shape < 0 && !gr.due_ms);
+    shape_rec& sh = shapes[s];
+    gr.waiting_shape = s;
+    gr.wait_pos = static_cast<int>(sh.spec_waiting.size());
+    sh.spec_waiting.push_back(g);
+  }
+  void unwait(int g) {
+    group_rec& gr = groups[g];
+    if (gr.waiting_shape < 0) return;
+    std::vector<int>& w = shapes[gr.waiting_shape].spec_waiting;
+    int last = w.back();
+    w[gr.wait_pos] = last;
+    groups[last].wait_pos = gr.wait_pos;
+    w.pop_back();
+    gr.waiting_shape = gr.wait_pos = -1;
+  }
   void drop_candidate(job_rec& j) {
     if (!j.candidate) return;
     j.candidate = false;
-    groups[j.group].candidates.erase({j.copies.empty() ? 0 : j.copies[0].start_ms, j.id});
+    groups[j.group].candidates.erase({j.copies.empty() ? 0 : j.copies[0].start_ms, j.id, j.slot});
     regroup(j.group);
   }
 
@@ -851,7 +1009,7 @@ struct scheduler::impl {
     out.push_back(decision{decision::kind::start, j.id, nodes[n].name, std::move(reason)});
     if (j.speculate && j.group >= 0 && !j.backed_up) {
       j.candidate = true;
-      groups[j.group].candidates.insert({now, j.id});
+      groups[j.group].candidates.insert({now, j.id, j.slot});
       regroup(j.group);
     }
   }
@@ -877,17 +1035,42 @@ struct scheduler::impl {
   int place(const job_rec& j, int exclude = -1) const {
     return lookup(shapes[j.shape].cls, j.need, false, cfg.placement == mode::spread, exclude);
   }
+  // lookup() for shape s, over its hints if it is tracked (the same node: every node
+  // where it fits is a hint).
+  int place_shape(int s, bool recl, bool most) const {
+    const shape_rec& sh = shapes[s];
+    if (!sh.tracked) return lookup(sh.cls, sh.need, recl, most, -1);
+    int best = -1;
+    std::tuple<i64, i64, int> best_key;
+    for (int n : sh.hints) {
+      const node_rec& nd = nodes[n];
+      if (!(recl ? nd.recl_indexed : nd.indexed)) continue;
+      if (std::find(nd.classes.begin(), nd.classes.end(), sh.cls) == nd.classes.end()) continue;
+      i64 cpu = nd.free_cpu(), mem = nd.free_mem();
+      if (recl) {
+        cpu += nd.preempt_used.cpu_millis;
+        mem += nd.preempt_used.mem_bytes;
+      }
+      if (!fits(sh.need, cpu, mem)) continue;
+      std::tuple<i64, i64, int> key{cpu, mem, n};
+      if (best < 0 || (most ? best_key < key : key < best_key)) {
+        best = n;
+        best_key = key;
+      }
+    }
+    return best;
+  }
 
   // Preempts the newest preemptible copies on node n until j fits there.
   void preempt_for(const job_rec& j, int n, i64 now) {
     node_rec& nd = nodes[n];
-    std::vector<std::pair<u64, i64>> victims = nd.preemptible;
+    std::vector<node_rec::pcopy> victims = nd.preemptible;
     std::sort(victims.begin(), victims.end(),
-              [](const auto& a, const auto& b) { return std::tie(a.second, a.first) > std::tie(b.second, b.first); });
-    for (const auto& [vid, start_ms] : victims) {
+              [](const auto& a, const auto& b) { return std::tie(a.start_ms, a.id) > std::tie(b.start_ms, b.id); });
+    for (const auto& victim : victims) {
       if (fits(j.need, nd.free_cpu(), nd.free_mem())) break;
-      job_rec& v = jobs.at(vid);
-      out.push_back(decision{decision::kind::preempt, vid, nd.name, fmt::format("room for job {}", j.id)});
+      job_rec& v = jobs[victim.slot];
+      out.push_back(decision{decision::kind::preempt, v.id, nd.name, fmt::format("room for job {}", j.id)});
       auto it = std::find_if(v.copies.begin(), v.copies.end(), [&](const copy_rec& c) { return c.node == n; });
       assert(it != v.copies.end());
       drop_candidate(v);
@@ -901,7 +1084,7 @@ struct scheduler::impl {
   // where the preemptible copies' room would make it fit, and starts it there.
   bool start_by_preempting(job_rec& j, i64 now) {
     if (j.preemptible) return false;
-    int n = lookup(shapes[j.shape].cls, j.need, true, false, -1);
+    int n = place_shape(j.shape, true, false);
     if (n < 0) return false;
     std::size_t before = out.size();
     preempt_for(j, n, now);
@@ -922,8 +1105,8 @@ struct scheduler::impl {
 
   // Ends j (not running any more): records the outcome, releases or fails dependents.
   // Iterative: a 10 000-job chain fails without deep recursion.
-  void end(u64 id, outcome o, i64 now) {
-    std::vector<std::pair<u64, u64>> failing;  // (job, failed predecessor)
+  void end(job_rec& first, outcome o, i64 now) {
+    std::vector<std::tuple<u64, int, u64>> failing;  // (job, its slot, failed predecessor)
     auto finish_one = [&](job_rec& j, outcome oc) {
       user_rec& ur = users[j.user];
       switch (j.state) {
@@ -934,25 +1117,25 @@ struct scheduler::impl {
       }
       drop_candidate(j);
       ended[j.id] = oc;
-      for (u64 d : j.dependents) {
-        auto it = jobs.find(d);
-        if (it == jobs.end() || it->second.state != jstate::waiting) continue;  // cancelled
+      for (auto [d, ds] : j.dependents) {
+        job_rec* dj = jobs.at_slot(ds, d);
+        if (dj == nullptr || dj->state != jstate::waiting) continue;  // cancelled
         if (oc == outcome::done) {
-          if (--it->second.pending == 0) make_ready(it->second, now);
+          if (--dj->pending == 0) make_ready(*dj, now);
         } else {
-          failing.emplace_back(d, j.id);
+          failing.emplace_back(d, ds, j.id);
         }
       }
-      jobs.erase(j.id);
+      jobs.erase(j);
     };
-    finish_one(jobs.at(id), o);
+    finish_one(first, o);
     while (!failing.empty()) {
-      auto [d, pred] = failing.back();
+      auto [d, ds, pred] = failing.back();
       failing.pop_back();
-      auto it = jobs.find(d);
-      if (it == jobs.end()) continue;  // two failed predecessors: failed already
+      job_rec* dj = jobs.at_slot(ds, d);
+      if (dj == nullptr) continue;  // two failed predecessors: failed already
       out.push_back(decision{decision::kind::fail, d, "", fmt::format("dependency {} failed", pred)});
-      finish_one(it->second, outcome::failed);
+      finish_one(*dj, outcome::failed);
     }
   }
 
@@ -964,7 +1147,7 @@ struct scheduler::impl {
       node_rec& nd = nodes[n];
       nd.dirty = false;
       if (!nd.reserved_for) continue;
-      job_rec& j = jobs.at(*nd.reserved_for);
+      job_rec& j = jobs[*nd.reserved_for];
       bool room = fits(j.need, nd.free_cpu(), nd.free_mem());
       bool by_preempting = !room && !j.preemptible &&
                            fits(j.need, nd.free_cpu() + nd.preempt_used.cpu_millis,
@@ -1003,9 +1186,9 @@ struct scheduler::impl {
   }
 
   void reserve_starving(i64 now) {
-    while (!starving.empty() && starving.begin()->first <= now) {
-      auto [due, id] = *starving.begin();
-      job_rec& j = jobs.at(id);
+    while (!starving.empty() && std::get<0>(*starving.begin()) <= now) {
+      auto [due, id, slot] = *starving.begin();
+      job_rec& j = jobs[slot];
       user_rec& ur = users[j.user];
       starving.erase(starving.begin());
       ur.starve_entry.reset();
@@ -1028,7 +1211,7 @@ struct scheduler::impl {
       j.state = jstate::reserved;
       j.reserved_node = n;
       unindex(n);
-      nodes[n].reserved_for = id;
+      nodes[n].reserved_for = slot;
       index(n);
       ++reservations;
       mark_dirty(n);  // preemption may already make room
@@ -1044,31 +1227,61 @@ struct scheduler::impl {
   void drf_pass(i64 now) {
     for (int phase = 0; phase < 2; ++phase) {
       while (failed_active[phase] < active_shapes[phase]) {
-        // The user with the smallest share that has a queue of this kind whose shape is
-        // not failed (users without one are passed over in O(1) each).
+        // The user with the smallest share that has a head of an open shape of this
+        // kind (users without one are passed over in O(1) each).
+        open_users.assign((users.size() + 63) / 64, 0);
+        for (int os : open_shapes[phase]) {
+          const std::vector<u64>& hu = shapes[os].head_users;
+          for (std::size_t w = 0; w < hu.size(); ++w) open_users[w] |= hu[w];
+        }
+        auto has_open = [&](int u) { return (open_users[static_cast<std::size_t>(u / 64)] >> (u % 64)) & 1; };
         auto ui = active.begin();
-        while (ui != active.end() && open[ui->second][phase] == 0) ++ui;
+        while (ui != active.end() && !has_open(ui->second)) ++ui;
         if (ui == active.end()) break;
         int u = ui->second;
         user_rec& ur = users[u];
-        bool started = false;
-        const std::uint8_t want = static_cast<std::uint8_t>(phase);  // this kind, not failed
-        for (auto it = ur.heads.begin(); it != ur.heads.end();) {
-          const auto& [key, q, si] = *it;
-          if (shape_flags[si] != want) {
-            ++it;
-            continue;
+        bool started = false, acted = false;
+        for (;;) {
+          // The user's first head (by priority, then submission) whose shape is of this
+          // kind and not failed: by looking up the user's queue of each open shape when
+          // there are fewer open shapes than heads (after an end, a handful), else by
+          // walking the heads in order.
+          const std::vector<int>& os = open_shapes[phase];
+          int si = -1, q = -1;
+          const order_key* key = nullptr;
+          if (os.size() < ur.heads.size()) {
+            for (int cand : os) {
+              int cq = ur.queue_of(cand);
+              if (cq < 0) continue;
+              const user_queue& uq = ur.queues[cq];
+              if (uq.parked || uq.jobs.empty()) continue;
+              const order_key& k = *uq.jobs.begin();
+              if (key == nullptr || k < *key) {
+                key = &k;
+                si = cand;
+                q = cq;
+              }
+            }
+          } else {
+            const std::uint8_t want = static_cast<std::uint8_t>(phase);  // this kind, not failed
+            for (const auto& [k, hq, hs] : ur.heads) {
+              if (shape_flags[hs] != want) continue;
+              key = &k;
+              si = hs;
+              q = hq;
+              break;
+            }
           }
+          if (key == nullptr) break;
           shape_rec& s = shapes[si];
           if (!s.preemptible && !quota_ok(ur, s.need)) {
-            int parked_q = q;
-            ++it;
-            park(u, parked_q);  // until the user's use falls or its quota grows
+            park(u, q);  // until the user's use falls or its quota grows
             refresh_head(u);
+            acted = true;
             continue;
           }
-          job_rec& j = jobs.at(key.id);
-          if (int n = place(j); n >= 0) {
+          job_rec& j = jobs[key->slot];
+          if (int n = place_shape(si, false, cfg.placement == mode::spread); n >= 0) {
             start(j, n, now, "");
             started = true;
             break;
@@ -1077,18 +1290,141 @@ struct scheduler::impl {
             started = true;
             break;
           }
-          int failed_s = si;
-          ++it;
-          set_failed(failed_s);  // the user's open count falls: the outer loop moves on
+          set_failed(si);
+          acted = true;
         }
-        // Every open queue was failed or parked above, so open[phase] is 0 now; were the
-        // count out of step with the heads, stop rather than loop.
-        if (!started && open[u][phase] != 0) break;
+        // Without a start, park or failure the user's open heads were out of step with
+        // head_users: stop rather than loop.
+        if (!started && !acted) break;
       }
     }
   }
 
+  // check_invariants(): the indexes against the records. O(nodes × shapes + jobs).
+  std::string check() const {
+    auto in_class = [&](const node_rec& nd, int c) {
+      return std::find(nd.classes.begin(), nd.classes.end(), c) != nd.classes.end();
+    };
+    // Nodes: use from the jobs' copies; tree membership and keys.
+    std::vector<resources> used(nodes.size()), pused(nodes.size());
+    std::vector<resources> usage(users.size());
+    std::vector<int> ready(shapes.size(), 0);
+    for (const job_rec& j : jobs.slots) {
+      if (j.slot < 0) continue;
+      for (const copy_rec& c : j.copies) {
+        used[c.node] = used[c.node] + j.need;
+        if (j.preemptible) pused[c.node] = pused[c.node] + j.need;
+        usage[j.user] = usage[j.user] + j.need;
+      }
+      if ((j.state == jstate::running) == j.copies.empty()) return fmt::format("job {}: state and copies disagree", j.id);
+    }
+    for (int n = 0; n < static_cast<int>(nodes.size()); ++n) {
+      const node_rec& nd = nodes[n];
+      if (nd.used != used[n] || nd.preempt_used != pused[n]) return fmt::format("node {}: used room is off", nd.name);
+      bool want = !nd.drained && !nd.gone && !nd.reserved_for;
+      if (nd.indexed != want) return fmt::format("node {}: indexed is {}", nd.name, nd.indexed);
+      bool want_recl = want && (nd.preempt_used.cpu_millis > 0 || nd.preempt_used.mem_bytes > 0);
+      if (nd.recl_indexed != want_recl) return fmt::format("node {}: recl_indexed is {}", nd.name, nd.recl_indexed);
+      for (const lset_rec& l : lsets) {
+        bool mine = &l == &lsets[nd.lset];
+        if (l.free_tree.contains(n) != (mine && nd.indexed)) return fmt::format("node {}: free tree membership", nd.name);
+        if (l.recl_tree.contains(n) != (mine && nd.recl_indexed)) return fmt::format("node {}: recl tree membership", nd.name);
+      }
+      if (nd.indexed && lsets[nd.lset].free_tree.key(n) != std::pair{nd.free_cpu(), nd.free_mem()}) {
+        return fmt::format("node {}: stale free key", nd.name);
+      }
+      if (nd.recl_indexed && lsets[nd.lset].recl_tree.key(n) != std::pair{nd.free_cpu() + nd.preempt_used.cpu_millis,
+                                                                           nd.free_mem() + nd.preempt_used.mem_bytes}) {
+        return fmt::format("node {}: stale reclaimable key", nd.name);
+      }
+    }
+    for (const lset_rec& l : lsets) {
+      if (std::string e = l.free_tree.verify(); !e.empty()) return "free tree: " + e;
+      if (std::string e = l.recl_tree.verify(); !e.empty()) return "reclaimable tree: " + e;
+    }
+    // Users: usage, heads, parked queues, head_users bits.
+    for (int u = 0; u < static_cast<int>(users.size()); ++u) {
+      const user_rec& ur = users[u];
+      if (ur.usage != usage[u]) return fmt::format("user {}: usage is off", ur.name);
+      if (ur.in_active != !ur.heads.empty()) return fmt::format("user {}: in_active is off", ur.name);
+      std::size_t heads = 0;
+      for (int q = 0; q < static_cast<int>(ur.queues.size()); ++q) {
+        const user_queue& uq = ur.queues[q];
+        if (ur.queue_of(uq.shape) != q) return fmt::format("user {}: queue_of_shape is off", ur.name);
+        bool in_heads = !uq.parked && !uq.jobs.empty();
+        if (in_heads) {
+          ++heads;
+          if (!ur.heads.contains({*uq.jobs.begin(), q, uq.shape})) return fmt::format("user {}: a head is missing", ur.name);
+          ready[uq.shape] += static_cast<int>(uq.jobs.size());
+        }
+        const std::vector<u64>& hu = shapes[uq.shape].head_users;
+        auto w = static_cast<std::size_t>(u / 64);
+        bool bit = w < hu.size() && ((hu[w] >> (u % 64)) & 1);
+        if (bit != in_heads) return fmt::format("user {}: head_users bit of shape {} is off", ur.name, uq.shape);
+        for (const order_key& k : uq.jobs) {
+          const job_rec& j = jobs[k.slot];
+          if (j.slot < 0 || j.id != k.id || j.state != jstate::queued || j.shape != uq.shape) {
+            return fmt::format("user {}: queue entry {} is stale", ur.name, k.id);
+          }
+        }
+      }
+      if (heads != ur.heads.size()) return fmt::format("user {}: {} heads, {} expected", ur.name, ur.heads.size(), heads);
+    }
+    // Shapes: ready counts, open_shapes, failed marks (fits nowhere), tracked hints
+    // (every node where it fits is a hint), no_free_room marks.
+    for (int si = 0; si < static_cast<int>(shapes.size()); ++si) {
+      const shape_rec& sh = shapes[si];
+      if (sh.ready != ready[si]) return fmt::format("shape {}: ready {} should be {}", si, sh.ready, ready[si]);
+      const std::vector<int>& os = open_shapes[sh.preemptible ? 1 : 0];
+      bool open = sh.open_pos >= 0 && sh.open_pos < static_cast<int>(os.size()) && os[sh.open_pos] == si;
+      if (open != (sh.ready > 0 && !sh.failed)) return fmt::format("shape {}: open_shapes is off", si);
+      if (((shape_flags[si] & 2) != 0) != sh.failed) return fmt::format("shape {}: flags are off", si);
+      if (sh.failed && !sh.tracked) return fmt::format("shape {}: failed but not tracked", si);
+      if (sh.tracked && (sh.tracked_pos < 0 || tracked_shapes[sh.tracked_pos] != si)) {
+        return fmt::format("shape {}: tracked_shapes is off", si);
+      }
+      for (const node_rec& nd : nodes) {
+        if (!nd.indexed || !in_class(nd, sh.cls)) continue;
+        bool free_fit = fits(sh.need, nd.free_cpu(), nd.free_mem());
+        bool fit = free_fit || (!sh.preemptible && nd.recl_indexed &&
+                                fits(sh.need, nd.free_cpu() + nd.preempt_used.cpu_millis,
+                                     nd.free_mem() + nd.preempt_used.mem_bytes));
+        if (fit && sh.failed) return fmt::format("shape {} is marked failed but fits on {}", si, nd.name);
+        int n = static_cast<int>(&nd - nodes.data());
+        if (fit && sh.tracked && std::find(sh.hints.begin(), sh.hints.end(), n) == sh.hints.end()) {
+          return fmt::format("shape {} fits on {}, which is not among its hints", si, nd.name);
+        }
+        bool waking = std::find(room_check.begin(), room_check.end(), si) != room_check.end();
+        if (free_fit && sh.no_free_room && !waking) {
+          return fmt::format("shape {} is marked without free room but fits on {}", si, nd.name);
+        }
+      }
+    }
+    // Speculation groups waiting for room.
+    for (int g = 0; g < static_cast<int>(groups.size()); ++g) {
+      const group_rec& gr = groups[g];
+      if (gr.waiting_shape < 0) continue;
+      if (gr.due_ms) return fmt::format("group {} is both due and waiting", gr.name);
+      const std::vector<int>& w = shapes[gr.waiting_shape].spec_waiting;
+      if (gr.wait_pos >= static_cast<int>(w.size()) || w[gr.wait_pos] != g) return fmt::format("group {}: wait list is off", gr.name);
+    }
+    return "";
+  }
+
   void speculate(i64 now) {
+    // Groups waiting for free room for a shape whose mark was cleared: due again if
+    // room for the shape is still free after the DRF pass (one lookup per shape), else
+    // the mark goes back and they go on waiting.
+    for (int s : std::exchange(room_check, {})) {
+      shape_rec& sh = shapes[s];
+      if (sh.no_free_room || sh.spec_waiting.empty()) continue;
+      if (lookup(sh.cls, sh.need, false, false, -1) >= 0) {
+        while (!sh.spec_waiting.empty()) regroup(sh.spec_waiting.back());
+      } else {
+        sh.no_free_room = true;
+        no_free_room.push_back(s);
+      }
+    }
     while (!spec_due.empty() && spec_due.begin()->first <= now) {
       int g = spec_due.begin()->second;
       group_rec& gr = groups[g];
@@ -1096,10 +1432,11 @@ struct scheduler::impl {
       gr.due_ms.reset();
       i64 limit = straggler_ms(gr);
       std::optional<i64> retry;
+      int wait_shape = -1;
       while (!gr.candidates.empty()) {
-        auto [start_ms, id] = *gr.candidates.begin();
+        auto [start_ms, id, slot] = *gr.candidates.begin();
         if (start_ms + limit > now) break;
-        job_rec& j = jobs.at(id);
+        job_rec& j = jobs[slot];
         // (a shape marked has no free room anywhere: no need to look)
         shape_rec& sh = shapes[j.shape];
         bool may = !sh.no_free_room && (j.preemptible || quota_ok(users[j.user], j.need));
@@ -1108,7 +1445,11 @@ struct scheduler::impl {
           sh.no_free_room = true;
           no_free_room.push_back(j.shape);
         }
-        if (n < 0) {
+        if (sh.no_free_room) {  // no free room for it anywhere: wait until some grows
+          wait_shape = j.shape;
+          break;
+        }
+        if (n < 0) {  // room only on its own node, or over quota: look again later
           retry = now + std::max<i64>(cfg.recheck_ms, 1);
           break;
         }
@@ -1121,7 +1462,11 @@ struct scheduler::impl {
                                            duration_text(now - start_ms), nodes[j.copies[0].node].name,
                                            gr.done(), gr.name, duration_text(gr.median()))});
       }
-      regroup(g, retry);
+      if (wait_shape >= 0) {
+        wait_for_room(g, wait_shape);
+      } else {
+        regroup(g, retry);
+      }
     }
   }
 };
@@ -1174,7 +1519,7 @@ std::expected<void, std::string> scheduler::set_node(node_spec spec) {
     }
   }
   if (nd.reserved_for) {
-    job_rec& j = m.jobs.at(*nd.reserved_for);
+    job_rec& j = m.jobs[*nd.reserved_for];
     const shape_rec& s = m.shapes[j.shape];
     if (nd.drained || !has_labels(nd.labels, m.classes[s.cls].needs) ||
         !fits(j.need, nd.cap.cpu_millis, nd.cap.mem_bytes)) {
@@ -1201,7 +1546,7 @@ void scheduler::remove_node(std::string_view name) {
   m.caps_changed();
   nd.gone = true;
   m.total = m.total - nd.cap;
-  if (nd.reserved_for) m.release(m.jobs.at(*nd.reserved_for), 0);
+  if (nd.reserved_for) m.release(m.jobs[*nd.reserved_for], 0);
   m.reshare_all();
 }
 
@@ -1264,7 +1609,7 @@ std::expected<void, std::string> scheduler::submit(job_spec spec) {
     m.out.push_back(decision{decision::kind::fail, spec.id, "", fmt::format("dependency {} failed", *failed_pred)});
     return {};
   }
-  job_rec& j = m.jobs[spec.id];
+  job_rec& j = m.jobs.add(spec.id);
   j.id = spec.id;
   j.user = u;
   j.shape = s;
@@ -1272,10 +1617,11 @@ std::expected<void, std::string> scheduler::submit(job_spec spec) {
   j.preemptible = spec.preemptible;
   j.speculate = spec.speculate;
   j.group = spec.group.empty() ? -1 : m.group_of(spec.group);
-  j.key = order_key{.neg_priority = -static_cast<i64>(spec.priority), .submitted_ms = spec.submitted_ms, .id = spec.id};
+  j.key = order_key{.neg_priority = -static_cast<i64>(spec.priority), .submitted_ms = spec.submitted_ms, .id = spec.id,
+                    .slot = j.slot};
   for (u64 a : spec.after) {
-    if (auto it = m.jobs.find(a); it != m.jobs.end()) {
-      it->second.dependents.push_back(spec.id);
+    if (job_rec* p = m.jobs.find(a)) {
+      p->dependents.emplace_back(spec.id, j.slot);
       ++j.pending;
     }
   }
@@ -1292,12 +1638,12 @@ std::expected<void, std::string> scheduler::submit(job_spec spec) {
 std::expected<void, std::string> scheduler::finished(std::uint64_t job, outcome o, std::int64_t now_ms,
                                                      std::string_view node) {
   impl& m = *impl_;
-  auto it = m.jobs.find(job);
-  if (it == m.jobs.end()) {
+  job_rec* jp = m.jobs.find(job);
+  if (jp == nullptr) {
     return std::unexpected(m.ended.contains(job) ? fmt::format("job {} has ended already", job)
                                                  : fmt::format("no job {}", job));
   }
-  job_rec& j = it->second;
+  job_rec& j = *jp;
   if (j.state != jstate::running) return std::unexpected(fmt::format("job {} is not running", job));
   std::size_t ci = 0;
   if (!node.empty()) {
@@ -1324,13 +1670,13 @@ std::expected<void, std::string> scheduler::finished(std::uint64_t job, outcome 
         m.groups[j.group].add(std::max<i64>(ran, 0));
         m.regroup(j.group);
       }
-      m.end(job, outcome::done, now_ms);
+      m.end(j, outcome::done, now_ms);
       break;
     }
     case outcome::killed:
       m.drop_candidate(j);
       while (!j.copies.empty()) m.stop_copy(j, j.copies.size() - 1);
-      m.end(job, outcome::killed, now_ms);
+      m.end(j, outcome::killed, now_ms);
       break;
     case outcome::failed:
     case outcome::lost:
@@ -1338,7 +1684,7 @@ std::expected<void, std::string> scheduler::finished(std::uint64_t job, outcome 
       m.stop_copy(j, ci);
       if (!j.copies.empty()) break;  // the other copy goes on
       if (o == outcome::failed) {
-        m.end(job, outcome::failed, now_ms);
+        m.end(j, outcome::failed, now_ms);
       } else {
         m.requeue(j, now_ms);
       }
@@ -1349,19 +1695,40 @@ std::expected<void, std::string> scheduler::finished(std::uint64_t job, outcome 
 
 std::expected<void, std::string> scheduler::cancel(std::uint64_t job) {
   impl& m = *impl_;
-  auto it = m.jobs.find(job);
-  if (it == m.jobs.end()) {
+  job_rec* j = m.jobs.find(job);
+  if (j == nullptr) {
     return std::unexpected(m.ended.contains(job) ? fmt::format("job {} has ended already", job)
                                                  : fmt::format("no job {}", job));
   }
-  if (it->second.state == jstate::running) {
+  if (j->state == jstate::running) {
     return std::unexpected(fmt::format("job {} is running: kill it and report finished", job));
   }
-  m.end(job, outcome::killed, 0);
+  m.end(*j, outcome::killed, 0);
   return {};
 }
 
 void scheduler::forget(std::uint64_t job) { impl_->ended.erase(job); }
+
+std::expected<void, std::string> scheduler::set_priority(std::uint64_t job, int priority) {
+  impl& m = *impl_;
+  job_rec* j = m.jobs.find(job);
+  if (j == nullptr) {
+    return std::unexpected(m.ended.contains(job) ? fmt::format("job {} has ended already", job)
+                                                 : fmt::format("no job {}", job));
+  }
+  if (j->state == jstate::running) {
+    return std::unexpected(fmt::format("job {} is running: its priority can no longer change", job));
+  }
+  i64 neg = -static_cast<i64>(priority);
+  if (j->key.neg_priority == neg) return {};
+  // A queued job leaves its queue and comes back under its new key (enqueue keeps its
+  // ready_since_ms: it does not lose its waiting time).
+  bool queued = j->state == jstate::queued;
+  if (queued) m.dequeue(*j);
+  j->key.neg_priority = neg;
+  if (queued) m.enqueue(*j);
+  return {};
+}
 
 std::vector<decision> scheduler::decide(std::int64_t now_ms) {
   impl& m = *impl_;
@@ -1374,8 +1741,8 @@ std::vector<decision> scheduler::decide(std::int64_t now_ms) {
 
 std::string scheduler::note(std::uint64_t job) const {
   const impl& m = *impl_;
-  auto it = m.jobs.find(job);
-  if (it == m.jobs.end()) {
+  const job_rec* jp = m.jobs.find(job);
+  if (jp == nullptr) {
     auto e = m.ended.find(job);
     if (e == m.ended.end()) return "";
     switch (e->second) {
@@ -1386,7 +1753,7 @@ std::string scheduler::note(std::uint64_t job) const {
     }
     return "";
   }
-  const job_rec& j = it->second;
+  const job_rec& j = *jp;
   switch (j.state) {
     case jstate::running: {
       std::string s = "running on " + m.nodes[j.copies[0].node].name;
@@ -1453,7 +1820,8 @@ std::vector<std::uint64_t> scheduler::queue() const {
   const impl& m = *impl_;
   std::vector<const job_rec*> reserved, waiting;
   std::vector<std::vector<order_key>> per_user(m.users.size());
-  for (const auto& [id, j] : m.jobs) {
+  for (const job_rec& j : m.jobs.slots) {
+    if (j.slot < 0) continue;  // a free slot
     switch (j.state) {
       case jstate::reserved: reserved.push_back(&j); break;
       case jstate::waiting: waiting.push_back(&j); break;
@@ -1480,7 +1848,7 @@ std::vector<std::uint64_t> scheduler::queue() const {
     const order_key& k = per_user[u][next[u]++];
     order.push_back(k.id);
     if (next[u] == per_user[u].size()) continue;
-    usage[u] = usage[u] + m.jobs.at(k.id).need;
+    usage[u] = usage[u] + m.jobs[k.slot].need;
     user_rec tmp;
     tmp.usage = usage[u];
     tmp.weight = m.users[u].weight;
@@ -1514,5 +1882,7 @@ std::vector<std::string> scheduler::users() const {
 }
 
 resources scheduler::total() const { return impl_->total; }
+
+std::string scheduler::check_invariants() const { return impl_->check(); }
 
 }  // namespace sched::policy

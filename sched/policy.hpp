@@ -118,8 +118,9 @@ struct config {
   // At most this many nodes are held for reservations at once.
   int max_reservations = 16;
   // A waiting job that could not be reserved (the cap, or no node is big enough) is
-  // looked at again after this long; also the retry period of a backup that found no
-  // room.
+  // looked at again after this long; also the retry period of a backup that found free
+  // room only on its own node or is over its user's quota (a backup for which no node
+  // has free room waits, without polling, until a node's free room grows to fit it).
   std::int64_t recheck_ms = 1'000;
   // Speculation: a running copy of a `speculate` job is a straggler when it has run at
   // least speculate_factor × the median run time of the done jobs of its group, the group
@@ -186,6 +187,12 @@ class scheduler {
   // Forgets an ended job (its outcome is kept so that a later `after` can name it).
   // Memory: about 40 bytes per ended job until forgotten. Unknown ids are ignored.
   void forget(std::uint64_t job);
+  // Changes the priority of a job that is not running and has not ended (queued, waiting
+  // for dependencies or holding a reservation): a queued job moves in its user's queue at
+  // once (higher first, then submission, as submit()), for the next decide() and for
+  // queue(); a reserved job keeps its reservation. The daemon's `priority JOB N`.
+  // Errors (nothing changes): unknown job, ended job, running job.
+  std::expected<void, std::string> set_priority(std::uint64_t job, int priority);
 
   // One scheduling pass at now_ms. Returns, in order: the fail and preempt decisions
   // caused by earlier calls (finished, cancel, submit), then what this pass decided:
@@ -213,7 +220,8 @@ class scheduler {
   //      but happens once per reservation;
   //   4. speculation: stragglers (see config) get a backup copy on another node with
   //      free room, at most one per job, from room left after step 2 (backups never
-  //      preempt).
+  //      preempt). A group whose straggler finds no free room anywhere is looked at
+  //      again at the first decide() after which free room for it is left.
   // Decisions are assumed carried out: a start whose exec fails must be reported as
   // finished(job, lost).
   std::vector<decision> decide(std::int64_t now_ms);
@@ -241,6 +249,12 @@ class scheduler {
   std::optional<user_info> user(std::string_view name) const;
   std::vector<std::string> users() const;  // every user ever seen, sorted
   resources total() const;                 // capacity of the nodes not removed
+
+  // For tests: checks the private indexes (placement trees, failed and tracked shapes,
+  // queue heads, per-shape user bits, ready counts, speculation waits) against the
+  // records they summarize. Returns "" if all hold, else the first broken one ("shape 3
+  // is marked failed but fits on n7"). O(nodes × shapes + jobs); changes nothing.
+  std::string check_invariants() const;
 
  private:
   struct impl;

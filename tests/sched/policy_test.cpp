@@ -151,6 +151,78 @@ TEST(policy_drf, priority_then_submission_within_a_user) {
   EXPECT_EQ(order, (std::vector<std::uint64_t>{2, 3, 1}));
 }
 
+// set_priority moves a queued job in its user's queue at once: raised, it starts before
+// the jobs submitted ahead of it; lowered, after them. Refused for running, ended and
+// unknown jobs, changing nothing.
+TEST(policy_drf, set_priority_moves_a_queued_job) {
+  scheduler s;
+  ok(s.set_node(node("n1", 1, gib)));
+  for (std::uint64_t id = 1; id <= 4; ++id) ok(s.submit(job(id, "u", 1, gib)));
+  auto first = started(s.decide(0));
+  ASSERT_EQ(first, (std::map<std::uint64_t, std::string>{{1, "n1"}}));
+  EXPECT_EQ(s.queue(), (std::vector<std::uint64_t>{2, 3, 4}));
+
+  ok(s.set_priority(4, 3));
+  EXPECT_EQ(s.queue(), (std::vector<std::uint64_t>{4, 2, 3}));
+  ok(s.set_priority(2, -1));
+  EXPECT_EQ(s.queue(), (std::vector<std::uint64_t>{4, 3, 2}));
+  ok(s.set_priority(4, 3));  // unchanged: nothing moves
+  EXPECT_EQ(s.queue(), (std::vector<std::uint64_t>{4, 3, 2}));
+
+  auto running = s.set_priority(1, 9);
+  ASSERT_FALSE(running.has_value());
+  EXPECT_EQ(running.error(), "job 1 is running: its priority can no longer change");
+  auto unknown = s.set_priority(77, 1);
+  ASSERT_FALSE(unknown.has_value());
+  EXPECT_EQ(unknown.error(), "no job 77");
+  EXPECT_EQ(s.queue(), (std::vector<std::uint64_t>{4, 3, 2}));
+
+  // The pass follows the new order.
+  std::vector<std::uint64_t> order;
+  std::uint64_t run = 1;
+  for (int t = 1; t <= 3; ++t) {
+    ok(s.finished(run, outcome::done, t));
+    auto st = started(s.decide(t));
+    ASSERT_EQ(st.size(), 1u);
+    run = st.begin()->first;
+    order.push_back(run);
+  }
+  EXPECT_EQ(order, (std::vector<std::uint64_t>{4, 3, 2}));
+  ok(s.finished(run, outcome::done, 4));
+  auto ended = s.set_priority(2, 1);
+  ASSERT_FALSE(ended.has_value());
+  EXPECT_EQ(ended.error(), "job 2 has ended already");
+}
+
+// A job waiting for a dependency, and one cancelled, and the priority of a waiting job
+// taking effect once it is ready; a user's priority does not jump DRF order between users.
+TEST(policy_drf, set_priority_of_a_waiting_job_and_across_users) {
+  scheduler s;
+  ok(s.set_node(node("n1", 2, 2 * gib)));
+  ok(s.submit(job(1, "a", 2, 2 * gib)));
+  job_spec w = job(2, "a", 1, gib);
+  w.after = {1};
+  ok(s.submit(w));
+  ok(s.submit(job(3, "a", 1, gib)));
+  ok(s.submit(job(4, "b", 1, gib)));
+  ok(s.submit(job(5, "b", 1, gib)));
+  ASSERT_EQ(started(s.decide(0)), (std::map<std::uint64_t, std::string>{{1, "n1"}}));
+  ok(s.set_priority(2, 10));  // waiting: takes effect when it becomes ready
+  EXPECT_EQ(s.note(2), "waiting for 1");
+  ok(s.set_priority(5, 10));  // b's second job before its first
+  // a's share is 1 (job 1 runs), b's 0: b's jobs come first, 5 before 4.
+  EXPECT_EQ(s.queue(), (std::vector<std::uint64_t>{5, 4, 3, 2}));
+  ok(s.finished(1, outcome::done, 1));
+  // Both users at share 0; a's 2 (priority 10) now ahead of a's 3.
+  EXPECT_EQ(s.queue(), (std::vector<std::uint64_t>{2, 5, 3, 4}));
+  auto st = started(s.decide(1));
+  EXPECT_EQ(st, (std::map<std::uint64_t, std::string>{{2, "n1"}, {5, "n1"}}));
+  ok(s.cancel(3));
+  auto cancelled = s.set_priority(3, 1);
+  ASSERT_FALSE(cancelled.has_value());
+  EXPECT_EQ(cancelled.error(), "job 3 has ended already");
+}
+
 TEST(policy_drf, queue_interleaves_users_by_share) {
   scheduler s;
   ok(s.set_node(node("n1", 10, 10 * gib)));
@@ -678,6 +750,30 @@ TEST(policy_speculate, original_wins_and_failed_copy_is_dropped) {
   EXPECT_EQ(s.note(4), "done");
 }
 
+// A straggler that finds no free room waits for it: room that the DRF pass gives to a
+// queued job does not wake it, room left over does, at the first decide() after (not a
+// recheck period later).
+TEST(policy_speculate, straggler_waits_for_free_room) {
+  spec_cluster c;
+  scheduler& s = c.s;
+  for (std::uint64_t id = 51; id <= 54; ++id) ok(s.submit(job(id, "other", 1, gib)));
+  EXPECT_EQ(started(s.decide(13'000)).size(), 3u);  // every node is busy; 54 queued
+  EXPECT_TRUE(s.decide(20'000).empty());            // a straggler, but no room
+  ok(s.finished(51, outcome::done, 20'300));
+  auto ds = s.decide(20'300);  // the room goes to the queued job, not to a backup
+  ASSERT_EQ(ds.size(), 1u);
+  EXPECT_EQ(ds[0].what, kind::start);
+  EXPECT_EQ(ds[0].job, 54u);
+  EXPECT_EQ(s.check_invariants(), "");
+  ok(s.finished(52, outcome::done, 20'500));
+  ds = s.decide(20'500);  // free room left: the backup starts now
+  ASSERT_EQ(ds.size(), 1u);
+  EXPECT_EQ(ds[0].what, kind::backup);
+  EXPECT_EQ(ds[0].job, 4u);
+  EXPECT_EQ(ds[0].reason, "straggler: running 20.500 s on n4, median of 3 done in array7 is 10 s");
+  EXPECT_EQ(s.check_invariants(), "");
+}
+
 TEST(policy_speculate, no_backup_without_the_flag_or_siblings) {
   scheduler s({.speculate_min_done = 1, .speculate_min_ms = 0});
   for (int i = 1; i <= 4; ++i) ok(s.set_node(node("n" + std::to_string(i), 1, gib)));
@@ -893,9 +989,14 @@ void run(std::uint32_t seed, bool reservations) {
       }
       if (waiting.empty()) continue;
       mjob& j = jobs.at(waiting[pick(static_cast<int>(waiting.size()))]);
-      ok(s.cancel(j.spec.id));
-      j.ended = true;
-      j.how = outcome::killed;
+      if (pick(2) == 0) {  // a new priority: the job moves in its user's queue
+        j.spec.priority = pick(5) - 1;
+        ok(s.set_priority(j.spec.id, j.spec.priority));
+      } else {
+        ok(s.cancel(j.spec.id));
+        j.ended = true;
+        j.how = outcome::killed;
+      }
     } else {
       auto it = nodes.begin();
       std::advance(it, pick(static_cast<int>(nodes.size())));
@@ -925,6 +1026,7 @@ void run(std::uint32_t seed, bool reservations) {
       if (ds.empty()) break;
     }
     if (testing::Test::HasFatalFailure()) return;
+    ASSERT_EQ(s.check_invariants(), "") << "step " << step;
     auto by_node = usage_by_node();
     for (const auto& [id, j] : jobs) {
       std::string why = s.note(id);
