@@ -655,6 +655,12 @@ void scheduler::job_ctl(job& j, std::string line, std::string_view, done_fn done
     }
     for (job* t : which) {
       t->rec.priority = static_cast<int>(*n);
+      if (in_policy_.contains(t->rec.id) && !t->starting && !t->reconcile) {
+        // Moves it in its user's queue at once (a job starting meanwhile keeps its place).
+        if (auto ok = policy_.set_priority(t->rec.id, t->rec.priority); !ok) {
+          log(fmt::format("job {}: policy: {}", t->rec.id, ok.error()));
+        }
+      }
       save(*t);
       changed(*t);
     }

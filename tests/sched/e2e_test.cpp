@@ -612,4 +612,26 @@ TEST(SchedE2E, AStragglerGetsABackupCopyThatWins) {
   EXPECT_EQ(c.read(wait_path), "signal 9\n");
 }
 
+// A queued job's new priority moves it in the queue at once (the policy's set_priority),
+// from its own ctl or from /ctl.
+TEST(SchedE2E, APriorityChangeReordersTheQueueAtOnce) {
+  START(c);
+  for (const char* n : {"n1", "n2", "n3"}) ASSERT_TRUE(c.write("ctl", std::string("drain ") + n + "\n").has_value());
+  auto a = c.job({"exec true"});
+  auto b = c.job({"exec true"});
+  auto d = c.job({"exec true"});
+  auto first = [&] {
+    auto q = c.read("queue");
+    return q.substr(0, q.find(' '));
+  };
+  EXPECT_EQ(first(), a);
+  ASSERT_TRUE(c.write("jobs/" + d + "/ctl", "priority 5\n").has_value());
+  EXPECT_EQ(first(), d) << c.read("queue");
+  ASSERT_TRUE(c.write("ctl", "priority " + b + " 9\n").has_value());
+  EXPECT_EQ(first(), b) << c.read("queue");
+  EXPECT_EQ(c.status_field(b, "priority"), "9");
+  for (const char* n : {"n1", "n2", "n3"}) ASSERT_TRUE(c.write("ctl", std::string("undrain ") + n + "\n").has_value());
+  for (const auto& j : {a, b, d}) EXPECT_EQ(c.read("jobs/" + j + "/wait"), "exit 0\n");
+}
+
 }  // namespace
