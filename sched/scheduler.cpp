@@ -436,6 +436,14 @@ void scheduler::node_up(const std::string& name) {
   update_node(name);
   post_event("node up " + name);
   log("node " + name + " up");
+  if (auto it = stale_tasks_.find(name); it != stale_tasks_.end()) {
+    // Back after its attempts were given up and requeued: they must not run on.
+    for (const auto& [task, owner] : it->second) {
+      log(fmt::format("node {}: killing task {} of a lost attempt", name, task));
+      kill_task(name, owner, task, SIGKILL);
+    }
+    stale_tasks_.erase(it);
+  }
   for (auto& [id, j] : jobs_) {
     if (j->reconcile && j->rec.node == name) reconcile(*j);
   }
@@ -453,7 +461,10 @@ void scheduler::node_down(const std::string& name, const std::string& why) {
   }
   for (job* j : hit) lost(*j, "node " + name + " down: " + why);
   for (auto& [id, j] : jobs_) {
-    if (j->backup && j->backup->node == name) drop_backup(*j, true, policy::outcome::lost, true);
+    if (j->backup && j->backup->node == name) {
+      if (j->backup->task != 0) stale_tasks_[name].emplace_back(j->backup->task, j->rec.owner);
+      drop_backup(*j, true, policy::outcome::lost, true);
+    }
   }
   policy_.remove_node(name);
   // Exits that arrived before their start's answer mean nothing on a new connection.
@@ -1469,12 +1480,14 @@ void scheduler::lost(job& j, const std::string& why) {
     // The job's copy is lost, its backup carries on as the job's copy.
     post_event(fmt::format("lost {} {}", j.rec.id, j.rec.node));
     promote_backup(j);
+    if (links_.contains(j.backup->node)) stale_tasks_[j.backup->node].emplace_back(j.backup->task, j.rec.owner);
     drop_backup(j, true, policy::outcome::lost, true);
     save(j);
     return changed(j);
   }
   drop_backup(j, true, policy::outcome::lost, false);  // a backup still starting is no copy
   std::string node = j.rec.node;
+  if (j.rec.task != 0 && links_.contains(node)) stale_tasks_[node].emplace_back(j.rec.task, j.rec.owner);
   bool ran = j.rec.state == job_state::running || j.rec.task != 0;
   bool requeue = !ran || j.rec.attempts <= j.rec.retries;
   if (requeue) policy_end(j, policy::outcome::lost);  // the policy queues it again

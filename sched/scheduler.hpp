@@ -223,6 +223,10 @@ class scheduler {
   // first, so that nothing else takes their room): until then no pass runs.
   bool gate_open_ = false;
   std::set<std::pair<std::string, std::uint64_t>> preempted_tasks_;  // (node, task) killed by preemption
+  // Tasks of attempts given up as lost while their node was cut off, by node: (task,
+  // owner). If the node comes back, they are killed, so a requeued job does not also run
+  // on there (in memory only: a restarted scheduler does not know them).
+  std::map<std::string, std::vector<std::pair<std::uint64_t, std::string>>> stale_tasks_;
   asio::steady_timer tick_timer_;      // a pass every second for time-based rules (reservations)
   std::map<std::string, std::shared_ptr<node_link>> links_;
   std::set<std::string> drained_;

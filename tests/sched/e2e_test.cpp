@@ -634,4 +634,33 @@ TEST(SchedE2E, APriorityChangeReordersTheQueueAtOnce) {
   for (const auto& j : {a, b, d}) EXPECT_EQ(c.read("jobs/" + j + "/wait"), "exit 0\n");
 }
 
+// A node cut off (stopped, not dead) loses its jobs, which run again elsewhere; when it
+// comes back, the scheduler kills the tasks of those lost attempts, so no job runs on.
+TEST(SchedE2E, ACutOffNodeThatReturnsHasItsLostTasksKilled) {
+  START(c);
+  ASSERT_TRUE(c.write("ctl", "drain n1\n").has_value());
+  ASSERT_TRUE(c.write("ctl", "drain n3\n").has_value());
+  auto j = c.job({"exec sh -c 'if [ $GALAXY_ATTEMPT = 1 ]; then sleep 30; fi; echo once'"});
+  c.wait_state(j, "running");
+  ASSERT_EQ(c.status_field(j, "node"), "n2");
+  auto stale_task = c.status_field(j, "task");
+  ASSERT_TRUE(c.write("ctl", "undrain n1\n").has_value());
+  c.nodes[1].proc.signal(SIGSTOP);
+  // Marked down after --down-after (1 s), requeued, and run on n1.
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (c.status_field(j, "node") != "n1" && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(c.status_field(j, "node"), "n1") << c.read("jobs/" + j + "/status");
+  c.nodes[1].proc.signal(SIGCONT);
+  EXPECT_EQ(c.read("jobs/" + j + "/wait"), "exit 0\n");
+  EXPECT_EQ(c.read("jobs/" + j + "/stdout"), "once\n");
+  // n2 is back: the lost attempt's task was killed there, not left to finish.
+  deadline = std::chrono::steady_clock::now() + 20s;
+  while (c.read("nodes/n2/status").rfind("<error", 0) == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(c.read("nodes/n2/task/" + stale_task + "/wait"), "signal 9\n");
+}
+
 }  // namespace
