@@ -17,8 +17,9 @@
 //                         results
 //   SPOOL/trash/          directories of removed tasks, renamed here and then deleted
 //
-// Processes: started with vfork+exec (never a fork of the daemon's whole address space),
-// each in a session and process group of its own so that kill reaches every descendant;
+// Processes: started with clone(CLONE_VM)+exec (never a fork of the daemon's whole
+// address space), running none of the task's code before the spec record naming the
+// process is on disk (task.cpp says why); each in a session and process group of its own so that kill reaches every descendant;
 // at nice 19 and SCHED_IDLE by default (idle harvesting); as an unprivileged user when the
 // daemon is root; with RLIMIT_AS or a cgroup v2 memory.max for `mem`, and a timer for
 // `time`. Exits are learnt from a pidfd per process (no SIGCHLD handler, no polling) and
@@ -49,7 +50,10 @@ namespace node {
 
 // What a task runs: set by ctl commands before exec, fixed after.
 struct task_spec {
-  std::vector<std::string> argv;     // argv[0] is looked up in PATH if it has no '/'
+  // argv[0] is looked up in the task's PATH (below) if it has no '/', by the task's user
+  // in its working directory (execvp(3)'s rules; directories that user cannot search are
+  // passed over).
+  std::vector<std::string> argv;
   std::string dir;                   // working directory; empty: the task's in/ directory
   // "K=V", added to (or replacing in) the base environment: PATH (the daemon's), HOME (the
   // task's in/), LANG=C.UTF-8, GALAXY_OUT (its out/), GALAXY_TASK (its id).
@@ -153,7 +157,8 @@ class task_runner {
   std::expected<std::filesystem::path, std::string> make_in_dir(std::uint64_t id);
   // Starts it. Errors (the task stays new): "task has already been started", "task is
   // being started", "nothing to exec", "too many tasks running (maxtasks N)", and the
-  // disk, pipe2(2) or clone(2). (Draining is the tree's to refuse.)
+  // disk (the spec record, which must be written before the task's process may go on),
+  // pipe2(2) or clone(2). (Draining is the tree's to refuse.)
   // A program that cannot be executed is not an error here: the task becomes failed
   // with error "exec: PATH: file does not exist" and finished() is called.
   // This form does the blocking part (copying in/ to `dir`, giving in/'s files to the

@@ -571,6 +571,23 @@ TEST_F(TaskTest, RestoreSkipsCorruptSpecs) {
   EXPECT_EQ((*t)->id, 10u);
 }
 
+// The task's own PATH (env PATH=...) is the one its program is looked for in, as env(1)
+// looks; the daemon's PATH is only the default.
+TEST_F(TaskTest, TheTasksPathIsSearched) {
+  fs::path bin = tmp_.file("bin");
+  fs::create_directory(bin);
+  ::chmod(bin.c_str(), 0755);
+  std::ofstream(bin / "galaxy-test-prog") << "#!/bin/sh\necho found\n";
+  ::chmod((bin / "galaxy-test-prog").c_str(), 0755);
+  task* t = run({"galaxy-test-prog"}, [&](node::task_spec& s) { s.env = {"PATH=/usr/bin:/bin:" + bin.string()}; });
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->wait_text(), "exit 0");
+  EXPECT_EQ(slurp(runner_->stdout_path(t->id)), "found\n");
+  task* u = run({"galaxy-test-prog"});  // not on the daemon's PATH
+  ASSERT_NE(u, nullptr);
+  EXPECT_EQ(u->wait_text(), "error exec: galaxy-test-prog: file does not exist");
+}
+
 TEST_F(TaskTest, Remove) {
   task* t = start({"sleep", "100"});
   ASSERT_NE(t, nullptr);
