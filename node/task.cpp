@@ -39,8 +39,14 @@
 //   - a task still new has no result and its client's fids died with the daemon: it is
 //     not written at all (no disk work per ctl command); restore() finds its directory
 //     without a spec (or with an empty one: the daemon died at start) and reports it lost;
-// So a task costs one directory at clone, and in/, out/, stdout, stderr and spec at
-// start: no file is ever replaced, so no inode is freed while tasks run (ext4 pays
+//   - a task number must never be handed out twice, even if the highest-numbered task was
+//     removed (its directory is gone) before a restart: a client or a scheduler's database
+//     may still hold it. SPOOL/next-task holds the next number as one decimal line; it is
+//     written (one pwrite(2) at offset 0 on a descriptor held open, not replaced) before
+//     each number is handed out, and read at creation; restore() also continues after the
+//     highest directory found, for spools older than the file.
+// So a task costs one directory and one pwrite at clone, and in/, out/, stdout, stderr and
+// spec at start: no file is ever replaced, so no inode is freed while tasks run (ext4 pays
 // for every recently freed inode at each allocation).
 //
 // A process: clone(CLONE_VM) runs child_main on a stack of the runner's own until the
@@ -682,6 +688,7 @@ struct task_runner::impl {
       if (p.stdin_w >= 0) ::close(p.stdin_w);
     }
     if (devnull >= 0) ::close(devnull);
+    if (next_fd >= 0) ::close(next_fd);
     if (stack != nullptr) ::munmap(stack, child_stack_size);
   }
 
@@ -693,6 +700,7 @@ struct task_runner::impl {
   std::map<std::uint64_t, running_proc> procs;
   std::map<int, std::uint64_t> watches;  // inotify wd → task
   std::uint64_t next_id = 1;
+  int next_fd = -1;  // SPOOL/next-task, open for writing (see the top of this file)
   int default_nice = 19;
   bool drop = false;
   uid_t uid = 0;
@@ -1377,6 +1385,21 @@ std::expected<std::unique_ptr<task_runner>, std::string> task_runner::create(asi
     im->gid = pw.pw_gid;
   }
 
+  // The number record (see the top of this file): every number below it may have been
+  // handed out. A record that does not parse is reported and replaced at the next clone;
+  // restore() still continues after the highest directory.
+  fs::path next_path = im->opts.spool / "next-task";
+  im->next_fd = above_stdio(::open(next_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (im->next_fd < 0) return std::unexpected(fmt::format("{}: {}", next_path.string(), errno_text(errno)));
+  if (auto text = read_small_file(next_path); text && !text->empty()) {
+    std::uint64_t n = 0;
+    if (parse_num(std::string_view(*text).substr(0, text->find('\n')), n) && n > 0) {
+      im->next_id = n;
+    } else {
+      im->log(fmt::format("spool: {}: not a number; continuing after the highest task found", next_path.string()));
+    }
+  }
+
   const char* path = std::getenv("PATH");
   im->path_env = path != nullptr && *path != '\0' ? path : "/usr/local/bin:/usr/bin:/bin";
 
@@ -1489,6 +1512,14 @@ std::expected<task*, std::string> task_runner::create_task() {
     if (im.tasks.contains(id)) continue;
     if (::mkdir(im.dir_of(id).c_str(), 0755) == 0) break;
     if (errno != EEXIST) return std::unexpected(fmt::format("{}: {}", im.dir_of(id).string(), errno_text(errno)));
+  }
+  // The next number is on disk before this one is handed out: one pwrite(2) of a line
+  // that only grows (numbers only grow), so a SIGKILL cannot leave half a number.
+  std::string next = fmt::format("{}\n", id + 1);
+  if (ssize_t w = ::pwrite(im.next_fd, next.data(), next.size(), 0); w != static_cast<ssize_t>(next.size())) {
+    int e = w < 0 ? errno : EIO;
+    ::rmdir(im.dir_of(id).c_str());
+    return std::unexpected(fmt::format("{}: {}", (im.opts.spool / "next-task").string(), errno_text(e)));
   }
   im.next_id = id + 1;
   // Nothing else on disk until start(): in/ is made by the first file created in it.

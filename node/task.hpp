@@ -16,6 +16,8 @@
 //   SPOOL/task/N/out/     $GALAXY_OUT, made at start: files the task writes there are its
 //                         results
 //   SPOOL/trash/          directories of removed tasks, renamed here and then deleted
+//   SPOOL/next-task       the next task number, one decimal line: no number below it is
+//                         handed out again, even after its task was removed
 //
 // Processes: started with clone(CLONE_VM)+exec (never a fork of the daemon's whole
 // address space), running none of the task's code before the spec record naming the
@@ -130,7 +132,9 @@ class task_runner {
     std::function<void(std::uint64_t id)> removed;
   };
 
-  // Errors: the spool cannot be created, the run_as user does not exist, inotify(7).
+  // Errors: the spool cannot be created, SPOOL/next-task (the next task number, kept
+  // across restarts) cannot be opened for writing, the run_as user does not exist,
+  // inotify(7).
   // Process-wide effects: SIGPIPE is ignored (a write to the stdin of a task that has
   // ended must fail with EPIPE, not kill the daemon) and SIGCHLD is set back to SIG_DFL
   // if it was ignored (wait4(2) needs the zombies). Tasks get default dispositions.
@@ -140,10 +144,12 @@ class task_runner {
 
   // Reads the spool back: finished tasks reappear as they were; tasks that were running
   // are marked lost (their process groups are sent SIGKILL), and so are tasks that were
-  // never started. New ids continue after the highest found.
+  // never started. New ids continue after the highest ever handed out (SPOOL/next-task,
+  // read by create()) and after the highest directory found: a number is never reused.
   std::expected<void, std::string> restore();
 
-  // A new task in state new, with its spool directory made. Errors: the disk.
+  // A new task in state new, with its spool directory made and the number after it
+  // written to SPOOL/next-task first. Errors: the disk.
   std::expected<task*, std::string> create_task();
   task* find(std::uint64_t id);
   const std::map<std::uint64_t, std::unique_ptr<task>>& tasks() const;

@@ -676,6 +676,31 @@ TEST(NodeE2E, ProgramsAreFoundAsTheTasksUserFindsThem) {
   }
 }
 
+// A task number is never handed out twice, even when the highest-numbered task was
+// removed and the daemon restarted (a client, or a scheduler's database, may still hold
+// the number).
+TEST(NodeE2E, NumbersOfRemovedTasksAreNeverReused) {
+  START(f);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; i++) {
+    ids.push_back(f.task({"exec true"}));
+    EXPECT_EQ(f.read("task/" + ids.back() + "/wait"), "exit 0\n");
+  }
+  ASSERT_TRUE(f.write("task/" + ids.back() + "/ctl", "rm\n").has_value());
+  long long highest = std::stoll(ids.back());
+
+  ASSERT_EQ(f.restart(SIGTERM), "");
+  auto after_stop = f.task({});
+  EXPECT_GT(std::stoll(after_stop), highest) << "a removed task's number was handed out again";
+  // The new task, never started, is removed too; then a crash.
+  ASSERT_TRUE(f.write("task/" + after_stop + "/ctl", "rm\n").has_value());
+  ASSERT_EQ(f.restart(SIGKILL), "");
+  auto after_crash = f.task({"exec true"});
+  EXPECT_GT(std::stoll(after_crash), std::stoll(after_stop)) << "a removed task's number was handed out again";
+  EXPECT_EQ(f.read("task/" + after_crash + "/wait"), "exit 0\n");
+  EXPECT_EQ(f.read("task/" + ids[0] + "/wait"), "exit 0\n");
+}
+
 // The record naming a task's process is on disk before the process runs any of the
 // task's code, so no process can outlive a daemon's crash unrecorded. When that record
 // cannot be written (here: a directory stands where the spec file goes), the exec is
