@@ -1103,6 +1103,17 @@ std::expected<void, std::string> task_runner::impl::launch(task& t) {
   // must come before launch() returns.
   int msg[2] = {0, 0};
   ssize_t n = ::read(err_r.fd, msg, sizeof msg);
+  int read_errno = errno;
+  if (n < 0) {
+    // Cannot happen with every signal blocked; but the child may still be using this
+    // frame's memory, so it must be gone before launch() returns.
+    ::kill(pid, SIGKILL);
+    reap();
+    mask.restore();
+    undo_cgroup();
+    fail_exec(t, fmt::format("starting: {}", errno_text(read_errno)));
+    return {};
+  }
   mask.restore();
   if (n == static_cast<ssize_t>(sizeof msg)) {
     reap();
