@@ -22,28 +22,48 @@
 // What a restart after kill -9 needs, and so when the spec is written (never fsync'd: a
 // daemon killed with -9 leaves the page cache intact; a machine crash may lose the last
 // record, as it loses the tail of the output files):
-//   - a running task must be found running, with its pid and pidstart, so that restore()
-//     can kill its group and report it lost: the first record (the whole spec) is written
-//     once, at start, after the clone, by one write(2) to a new file;
+//   - a task's process must never run the task's code unrecorded, or a daemon dying at
+//     the wrong moment would leave it running with nobody to kill it. So a start goes:
+//     clone; the child blocks reading the "go" pipe before doing anything; the parent
+//     writes the first record (the whole spec, state=running, pid and pidstart) by one
+//     write(2) to a new file; only then does it write the go byte, and the child goes on
+//     to drop privileges and exec. A daemon that dies before the record is written leaves
+//     no spec (restore() reports the task lost) and its end of the go pipe closes with it:
+//     the child reads end of file and _exits without running anything. One that dies after
+//     leaves the record, and restore() kills the group it names. A record that cannot be
+//     written refuses the start the same way (the task stays new);
 //   - a finished task's result must be found: at the end one record with the changed keys
 //     is appended by one write(2) of under a page (O_APPEND), which SIGKILL cannot split
 //     (the kernel checks for fatal signals between pages). Every record ends with its
 //     "state=" line, and restore() ignores whatever follows the last one all the same;
 //   - a task still new has no result and its client's fids died with the daemon: it is
 //     not written at all (no disk work per ctl command); restore() finds its directory
-//     without a spec (or with an empty one: the daemon died at start) and reports it lost.
-// So a task costs one directory at clone, and in/, out/, stdout, stderr and spec at
-// start: no file is ever replaced, so no inode is freed while tasks run (ext4 pays for
-// every recently freed inode at each allocation).
+//     without a spec (or with an empty one: the daemon died at start) and reports it lost;
+//   - a task number must never be handed out twice, even if the highest-numbered task was
+//     removed (its directory is gone) before a restart: a client or a scheduler's database
+//     may still hold it. SPOOL/next-task holds the next number as one decimal line; it is
+//     written (one pwrite(2) at offset 0 on a descriptor held open, not replaced) before
+//     each number is handed out, and read at creation; restore() also continues after the
+//     highest directory found, for spools older than the file.
+// So a task costs one directory and one pwrite at clone, and in/, out/, stdout, stderr and
+// spec at start: no file is ever replaced, so no inode is freed while tasks run (ext4 pays
+// for every recently freed inode at each allocation).
 //
-// A process: clone(CLONE_VM|CLONE_VFORK) runs child_main on a stack of the runner's own
-// until the child execs (glibc's posix_spawn does the same); the parent blocks every
-// signal meanwhile so that none of its handlers runs in the child. The child reports a
-// failure as {stage, errno} on a close-on-exec pipe. Exits come from a pidfd (pidfd_open(2))
-// watched by the io_context; wait4(2) with WNOHANG then reaps and gives the rusage. When a
-// task's first process ends, whatever it left in its process group is sent SIGKILL (as
-// batch systems do): a straggler must not keep running, writing, or holding files open
-// after its task is reported ended.
+// A process: clone(CLONE_VM) runs child_main on a stack of the runner's own until the
+// child execs (as glibc's posix_spawn does, but without CLONE_VFORK, so that the parent
+// can write the spec record while the child waits; the parent then waits for the exec by
+// reading the error pipe, so the shared memory is not freed under the child). The parent
+// blocks every signal from before the clone until then, so that none of its handlers runs
+// in the child and no call of the parent's is interrupted while the child shares its
+// thread's errno. The child resets signal dispositions, makes its session, sets limits,
+// switches to the task's user and working directory, and only then looks for the program
+// on the task's PATH (execvp(3)'s rules), so that it finds what that user finds: a
+// directory on PATH that the user cannot search is passed over instead of failing with
+// "permission denied". The child reports a failure as {stage, errno} on a close-on-exec
+// pipe. Exits come from a pidfd (pidfd_open(2)) watched by the io_context; wait4(2) with
+// WNOHANG then reaps and gives the rusage. When a task's first process ends, whatever it
+// left in its process group is sent SIGKILL (as batch systems do): a straggler must not
+// keep running, writing, or holding files open after its task is reported ended.
 #include "node/task.hpp"
 
 #include "node/resources.hpp"
@@ -455,7 +475,11 @@ std::expected<fs::path, std::string> find_cgroup_parent() {
 // shares the parent's memory and may only make async-signal-safe calls (signal-safety(7)),
 // so no allocation, no locks, no C++ library.
 struct child_args {
-  const char* path = nullptr;  // resolved program
+  // Where to look for the program, in order: the program itself when it holds a '/', else
+  // one "DIR/prog" per element of the task's PATH (an empty element is "prog", the working
+  // directory), as execvp(3) would try them; nullptr-terminated.
+  char* const* paths = nullptr;
+  bool search = false;  // paths come from PATH (prog has no '/')
   char* const* argv = nullptr;
   char* const* envp = nullptr;
   int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1;  // all >= 3
@@ -467,14 +491,19 @@ struct child_args {
   uid_t uid = 0;
   gid_t gid = 0;
   int err_fd = -1;  // write end of the error pipe (close-on-exec)
+  // The go pipe: the child reads one byte from go_r before doing anything else, which the
+  // parent writes once the task's spec record (naming the child's pid) is on disk; end of
+  // file instead (the parent gave up, or died) makes the child _exit(127) at once. go_w is
+  // the child's copy of the write end, closed first so that the parent's death is seen.
+  int go_r = -1, go_w = -1;
 };
 
 enum child_stage : int { st_signals, st_setsid, st_stdio, st_rlimit, st_setgroups, st_setgid, st_setuid, st_chdir, st_exec };
 constexpr const char* stage_names[] = {"sigprocmask", "setsid", "dup2", "setrlimit", "setgroups",
                                        "setgid",      "setuid", "chdir", "exec"};
 
-[[noreturn]] void child_fail(const child_args& a, int stage) {
-  int msg[2] = {stage, errno};
+[[noreturn]] void child_fail(const child_args& a, int stage, int err) {
+  int msg[2] = {stage, err};
   ssize_t n = ::write(a.err_fd, msg, sizeof msg);
   (void)n;
   ::_exit(127);
@@ -491,6 +520,12 @@ constexpr long sys_setresuid = SYS_setresuid, sys_setresgid = SYS_setresgid, sys
 
 int child_main(void* arg) {
   const child_args& a = *static_cast<const child_args*>(arg);
+  // Nothing runs before the parent's word (see the top of this file). Every signal is
+  // blocked here (the parent blocked them before the clone), so read(2) is not interrupted.
+  ::close(a.go_w);
+  char go = 0;
+  if (::read(a.go_r, &go, 1) != 1) ::_exit(127);
+  ::close(a.go_r);
   // Default dispositions for every signal (a daemon that ignores SIGPIPE must not pass
   // that on); errors for SIGKILL, SIGSTOP and glibc's internal signals are expected.
   struct sigaction dfl;
@@ -499,9 +534,9 @@ int child_main(void* arg) {
   for (int s = 1; s < NSIG; s++) ::sigaction(s, &dfl, nullptr);
   sigset_t none;
   sigemptyset(&none);
-  if (::sigprocmask(SIG_SETMASK, &none, nullptr) < 0) child_fail(a, st_signals);
-  if (::setsid() < 0) child_fail(a, st_setsid);
-  if (::dup2(a.stdin_fd, 0) < 0 || ::dup2(a.stdout_fd, 1) < 0 || ::dup2(a.stderr_fd, 2) < 0) child_fail(a, st_stdio);
+  if (::sigprocmask(SIG_SETMASK, &none, nullptr) < 0) child_fail(a, st_signals, errno);
+  if (::setsid() < 0) child_fail(a, st_setsid, errno);
+  if (::dup2(a.stdin_fd, 0) < 0 || ::dup2(a.stdout_fd, 1) < 0 || ::dup2(a.stderr_fd, 2) < 0) child_fail(a, st_stdio, errno);
   std::uint64_t as = a.rlimit_as;
   // cgroup.procs: writing "0" moves the writer. Should the kernel refuse, the task still
   // gets a limit (the spec file says "cgroup" all the same: the parent cannot know).
@@ -509,17 +544,43 @@ int child_main(void* arg) {
   if (as > 0) {
     struct rlimit rl;
     rl.rlim_cur = rl.rlim_max = static_cast<rlim_t>(as);
-    if (::setrlimit(RLIMIT_AS, &rl) < 0) child_fail(a, st_rlimit);
+    if (::setrlimit(RLIMIT_AS, &rl) < 0) child_fail(a, st_rlimit, errno);
   }
   if (a.drop) {
-    if (::syscall(sys_setgroups, 0, nullptr) < 0) child_fail(a, st_setgroups);
-    if (::syscall(sys_setresgid, a.gid, a.gid, a.gid) < 0) child_fail(a, st_setgid);
-    if (::syscall(sys_setresuid, a.uid, a.uid, a.uid) < 0) child_fail(a, st_setuid);
+    if (::syscall(sys_setgroups, 0, nullptr) < 0) child_fail(a, st_setgroups, errno);
+    if (::syscall(sys_setresgid, a.gid, a.gid, a.gid) < 0) child_fail(a, st_setgid, errno);
+    if (::syscall(sys_setresuid, a.uid, a.uid, a.uid) < 0) child_fail(a, st_setuid, errno);
   }
   // After the switch of user, so that the directory is checked as the task's user.
-  if (a.dir != nullptr && ::chdir(a.dir) < 0) child_fail(a, st_chdir);
-  ::execve(a.path, a.argv, a.envp);
-  child_fail(a, st_exec);
+  if (a.dir != nullptr && ::chdir(a.dir) < 0) child_fail(a, st_chdir, errno);
+  // The PATH search, now that the child is the task's user in the task's directory, so
+  // that it finds what that user would find: execvp(3)'s rules, as glibc applies them,
+  // but for one thing. A candidate that does not exist (or whose directory does not) is
+  // passed over; one the user may not execute is passed over but remembered (EACCES);
+  // any other error ends the search with that error. The exception: a candidate in a
+  // directory the user cannot search (stat(2) of it fails with EACCES) is passed over as
+  // not there, as a shell passes it over, so that a program found nowhere else is "file
+  // does not exist", not "permission denied". A program named by a path is not searched
+  // for: its own error stands.
+  bool denied = false;
+  for (char* const* p = a.paths; *p != nullptr; p++) {
+    ::execve(*p, a.argv, a.envp);
+    int e = errno;
+    struct stat st;
+    switch (e) {
+      case EACCES:
+        if (a.search && ::stat(*p, &st) < 0 && errno == EACCES) break;
+        denied = true;
+        break;
+      case ENOENT:
+      case ENOTDIR:
+      case ESTALE:
+      case ENODEV:
+      case ETIMEDOUT: break;
+      default: child_fail(a, st_exec, e);
+    }
+  }
+  child_fail(a, st_exec, denied ? EACCES : ENOENT);
 }
 
 // AddressSanitizer does not survive a CLONE_VM child on a stack of its own: before the
@@ -543,6 +604,21 @@ int above_stdio(int fd) {
   ::close(fd);
   return n;
 }
+
+// Sets the calling thread's signal mask, and puts the old one back at restore() or at the
+// end of the scope, whichever comes first.
+struct sigmask_guard {
+  sigset_t old;
+  bool set = false;
+  explicit sigmask_guard(const sigset_t& mask) { set = ::pthread_sigmask(SIG_SETMASK, &mask, &old) == 0; }
+  sigmask_guard(const sigmask_guard&) = delete;
+  sigmask_guard& operator=(const sigmask_guard&) = delete;
+  ~sigmask_guard() { restore(); }
+  void restore() {
+    if (set) ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    set = false;
+  }
+};
 
 struct fd_guard {
   int fd = -1;
@@ -612,6 +688,7 @@ struct task_runner::impl {
       if (p.stdin_w >= 0) ::close(p.stdin_w);
     }
     if (devnull >= 0) ::close(devnull);
+    if (next_fd >= 0) ::close(next_fd);
     if (stack != nullptr) ::munmap(stack, child_stack_size);
   }
 
@@ -623,6 +700,7 @@ struct task_runner::impl {
   std::map<std::uint64_t, running_proc> procs;
   std::map<int, std::uint64_t> watches;  // inotify wd → task
   std::uint64_t next_id = 1;
+  int next_fd = -1;  // SPOOL/next-task, open for writing (see the top of this file)
   int default_nice = 19;
   bool drop = false;
   uid_t uid = 0;
@@ -668,25 +746,21 @@ struct task_runner::impl {
     if (auto ok = write_spec(t); !ok) log(fmt::format("task {}: writing spec: {}", t.id, ok.error()));
   }
 
-  // PATH lookup as execvp(3) does it, but in the parent, before the clone.
-  // Returns the path, or the errno execvp would report.
-  std::expected<std::string, int> resolve(const std::string& prog) const {
-    if (prog.find('/') != std::string::npos) return prog;
-    int err = ENOENT;
-    std::string_view p = path_env;
+  // Where the child looks for prog (child_args::paths): prog itself if it holds a '/', else
+  // "DIR/prog" for each DIR of path_value (the task's PATH), "prog" for an empty DIR
+  // (execvp(3): the working directory). The search itself runs in the child, after the
+  // switch to the task's user (child_main).
+  static std::vector<std::string> candidates(const std::string& prog, std::string_view path_value) {
+    if (prog.find('/') != std::string::npos) return {prog};
+    std::vector<std::string> out;
     for (;;) {
-      auto colon = p.find(':');
-      std::string_view d = p.substr(0, colon);
-      std::string cand = fmt::format("{}/{}", d.empty() ? "." : d, prog);
-      struct stat st;
-      if (::stat(cand.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
-        if (st.st_mode & 0111) return cand;
-        err = EACCES;
-      }
+      auto colon = path_value.find(':');
+      std::string_view d = path_value.substr(0, colon);
+      out.push_back(d.empty() ? prog : fmt::format("{}/{}", d, prog));
       if (colon == std::string_view::npos) break;
-      p.remove_prefix(colon + 1);
+      path_value.remove_prefix(colon + 1);
     }
-    return std::unexpected(err);
+    return out;
   }
 
   std::vector<std::string> environment(const task& t) const {
@@ -855,14 +929,10 @@ std::optional<std::expected<void, std::string>> task_runner::impl::start(
   return std::nullopt;
 }
 
-// The rest of a start, on the io thread: directories, descriptors, the clone.
+// The rest of a start, on the io thread: directories, descriptors, the clone, the spec
+// record, and then the child's go-ahead (the order is explained at the top of this file).
 std::expected<void, std::string> task_runner::impl::launch(task& t) {
   const std::string& prog = t.spec.argv[0];
-  auto path = resolve(prog);
-  if (!path) {
-    fail_exec(t, fmt::format("exec: {}: {}", prog, errno_text(path.error())));
-    return {};
-  }
   fs::path dir = dir_of(t.id);
   fs::path in = dir / "in", out = dir / "out";
   // in/ exists already if a client put files there (make_in_dir); out/ is made here.
@@ -921,12 +991,28 @@ std::expected<void, std::string> task_runner::impl::launch(task& t) {
   cenv.push_back(nullptr);
   std::string wd = t.spec.dir.empty() ? in.string() : t.spec.dir;
 
+  // The task's own PATH (the daemon's, or its `env PATH=...`) is searched by the child.
+  std::string_view path_value;
+  for (const auto& e : env) {
+    if (e.starts_with("PATH=")) path_value = std::string_view(e).substr(5);
+  }
+  std::vector<std::string> paths = candidates(prog, path_value);
+  std::vector<char*> cpaths;
+  cpaths.reserve(paths.size() + 1);
+  for (auto& c : paths) cpaths.push_back(c.data());
+  cpaths.push_back(nullptr);
+
   int ep[2];
   if (::pipe2(ep, O_CLOEXEC) < 0) return std::unexpected(fmt::format("pipe: {}", errno_text(errno)));
   fd_guard err_r(ep[0]), err_w(above_stdio(ep[1]));
+  int gp[2];
+  if (::pipe2(gp, O_CLOEXEC) < 0) return std::unexpected(fmt::format("pipe: {}", errno_text(errno)));
+  fd_guard go_r(above_stdio(gp[0])), go_w(above_stdio(gp[1]));
+  if (err_w.fd < 0 || go_r.fd < 0 || go_w.fd < 0) return std::unexpected(fmt::format("pipe: {}", errno_text(errno)));
 
   child_args a;
-  a.path = path->c_str();
+  a.paths = cpaths.data();
+  a.search = prog.find('/') == std::string::npos;
   a.argv = cargv.data();
   a.envp = cenv.data();
   a.stdin_fd = t.spec.stdin_pipe ? stdin_r.fd : devnull;
@@ -940,22 +1026,27 @@ std::expected<void, std::string> task_runner::impl::launch(task& t) {
   a.uid = uid;
   a.gid = gid;
   a.err_fd = err_w.fd;
+  a.go_r = go_r.fd;
+  a.go_w = go_w.fd;
 
-  // Every signal blocked across the clone: a handler of the daemon's must not run in the
-  // child, which shares its memory (the child unblocks after resetting dispositions).
-  sigset_t all, old;
+  // Every signal stays blocked from before the clone until the child has exec'd or given
+  // up: a handler of the daemon's must not run in the child, which shares its memory (the
+  // child unblocks after resetting dispositions), and no read or write below may be
+  // interrupted, since the child also shares this thread's errno.
+  sigset_t all;
   sigfillset(&all);
-  ::pthread_sigmask(SIG_SETMASK, &all, &old);
+  sigmask_guard mask(all);
   pid_t pid;
   if constexpr (fork_spawn) {
     pid = ::fork();
     if (pid == 0) child_main(&a);
   } else {
-    pid = ::clone(child_main, static_cast<char*>(stack) + child_stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+    pid = ::clone(child_main, static_cast<char*>(stack) + child_stack_size, CLONE_VM | SIGCHLD, &a);
   }
   int clone_errno = errno;
-  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  // The child has its own copies of these (no CLONE_FILES).
   err_w.reset();
+  go_r.reset();
   out_fd.reset();
   err_fd.reset();
   stdin_r.reset();
@@ -968,19 +1059,64 @@ std::expected<void, std::string> task_runner::impl::launch(task& t) {
     undo_cgroup();
     return std::unexpected(fmt::format("clone: {}", errno_text(clone_errno)));
   }
-
-  // The child has exec'd (its end of the pipe closed on exec: 0 bytes) or written its
-  // error and exited. With CLONE_VFORK both have happened by now; after a fork the read
-  // waits for one of them, which takes no longer than an exec.
-  int msg[2] = {0, 0};
-  ssize_t n;
-  do n = ::read(err_r.fd, msg, sizeof msg);
-  while (n < 0 && errno == EINTR);
-  if (n == static_cast<ssize_t>(sizeof msg)) {
-    // The child is in _exit already: this wait is for the kernel to finish, not the child.
+  // For a child that will not run the task: it is in _exit already, or about to be (it
+  // read end of file on the go pipe, or wrote its error), so this wait is short.
+  auto reap = [pid] {
     int status;
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
+  };
+
+  // The child waits on the go pipe. First the record that names it goes to disk, so that
+  // a daemon dying from here on leaves a spec that restore() acts on (kills its group);
+  // one dying before leaves no spec, and the go pipe's end of file makes the child exit.
+  t.pid = pid;
+  t.state = task_state::running;
+  t.start_unix_ms = now_unix_ms();
+  x.pid_start = proc_start_ticks(pid).value_or(0);
+  if (auto ok = write_spec(t); !ok) {
+    go_w.reset();
+    reap();
+    undo_cgroup();
+    ::unlink((dir / "spec").c_str());  // a part written, if any (write_spec made it anew)
+    t.pid = 0;
+    t.state = task_state::new_;
+    t.start_unix_ms = 0;
+    x.pid_start = 0;
+    return std::unexpected(fmt::format("writing the task's spec: {}", ok.error()));
+  }
+  char go = 1;
+  ssize_t gone = ::write(go_w.fd, &go, 1);
+  int go_errno = errno;
+  go_w.reset();
+  if (gone != 1) {
+    // The child died before reading (nothing else can close its end).
+    ::kill(pid, SIGKILL);
+    reap();
+    undo_cgroup();
+    fail_exec(t, fmt::format("starting: {}", errno_text(go_errno)));
+    return {};
+  }
+
+  // The child has exec'd (its end of the error pipe closed on exec: 0 bytes) or written
+  // its error and exited; until one of them it uses this frame's memory, so this read
+  // must come before launch() returns.
+  int msg[2] = {0, 0};
+  ssize_t n = ::read(err_r.fd, msg, sizeof msg);
+  int read_errno = errno;
+  if (n < 0) {
+    // Cannot happen with every signal blocked; but the child may still be using this
+    // frame's memory, so it must be gone before launch() returns.
+    ::kill(pid, SIGKILL);
+    reap();
+    mask.restore();
+    undo_cgroup();
+    fail_exec(t, fmt::format("starting: {}", errno_text(read_errno)));
+    return {};
+  }
+  mask.restore();
+  if (n == static_cast<ssize_t>(sizeof msg)) {
+    reap();
     undo_cgroup();
     int stage = std::clamp(msg[0], 0, static_cast<int>(std::size(stage_names)) - 1);
     std::string what = stage == st_exec    ? fmt::format("exec: {}", prog)
@@ -991,8 +1127,8 @@ std::expected<void, std::string> task_runner::impl::launch(task& t) {
   }
 
   // Nice and SCHED_IDLE are set here, by the parent, once the child has exec'd, not by
-  // the child before its exec: with CLONE_VFORK the daemon waits for the child to reach
-  // exec, and an idle child on a busy machine (the very case idle harvesting is for) gets
+  // the child before its exec: the daemon waits for the child to reach exec (the read of
+  // the error pipe above), and an idle child on a busy machine (the very case idle harvesting is for) gets
   // the CPU only when nobody else wants it, so the daemon would stall for as long. The
   // exec'd program may run a few microseconds at the daemon's priority before this; it
   // cannot have forked yet (ld.so alone takes longer). Best effort: an unprivileged daemon
@@ -1016,11 +1152,6 @@ std::expected<void, std::string> task_runner::impl::launch(task& t) {
     fail_exec(t, fmt::format("pidfd_open: {}", errno_text(e)));
     return {};
   }
-
-  t.pid = pid;
-  t.state = task_state::running;
-  t.start_unix_ms = now_unix_ms();
-  x.pid_start = proc_start_ticks(pid).value_or(0);
 
   running_proc& p = procs[t.id];
   p.pid = pid;
@@ -1052,7 +1183,6 @@ std::expected<void, std::string> task_runner::impl::launch(task& t) {
       ::kill(-it->second.pid, SIGKILL);
     });
   }
-  write_spec_or_log(t);
   asio::post(io, [this, w = std::weak_ptr<char>(alive), id = t.id] {
     if (w.expired()) return;
     if (task* tt = find(id); tt != nullptr && h.started) h.started(*tt);
@@ -1266,6 +1396,21 @@ std::expected<std::unique_ptr<task_runner>, std::string> task_runner::create(asi
     im->gid = pw.pw_gid;
   }
 
+  // The number record (see the top of this file): every number below it may have been
+  // handed out. A record that does not parse is reported and replaced at the next clone;
+  // restore() still continues after the highest directory.
+  fs::path next_path = im->opts.spool / "next-task";
+  im->next_fd = above_stdio(::open(next_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (im->next_fd < 0) return std::unexpected(fmt::format("{}: {}", next_path.string(), errno_text(errno)));
+  if (auto text = read_small_file(next_path); text && !text->empty()) {
+    std::uint64_t n = 0;
+    if (parse_num(std::string_view(*text).substr(0, text->find('\n')), n) && n > 0) {
+      im->next_id = n;
+    } else {
+      im->log(fmt::format("spool: {}: not a number; continuing after the highest task found", next_path.string()));
+    }
+  }
+
   const char* path = std::getenv("PATH");
   im->path_env = path != nullptr && *path != '\0' ? path : "/usr/local/bin:/usr/bin:/bin";
 
@@ -1378,6 +1523,14 @@ std::expected<task*, std::string> task_runner::create_task() {
     if (im.tasks.contains(id)) continue;
     if (::mkdir(im.dir_of(id).c_str(), 0755) == 0) break;
     if (errno != EEXIST) return std::unexpected(fmt::format("{}: {}", im.dir_of(id).string(), errno_text(errno)));
+  }
+  // The next number is on disk before this one is handed out: one pwrite(2) of a line
+  // that only grows (numbers only grow), so a SIGKILL cannot leave half a number.
+  std::string next = fmt::format("{}\n", id + 1);
+  if (ssize_t w = ::pwrite(im.next_fd, next.data(), next.size(), 0); w != static_cast<ssize_t>(next.size())) {
+    int e = w < 0 ? errno : EIO;
+    ::rmdir(im.dir_of(id).c_str());
+    return std::unexpected(fmt::format("{}: {}", (im.opts.spool / "next-task").string(), errno_text(e)));
   }
   im.next_id = id + 1;
   // Nothing else on disk until start(): in/ is made by the first file created in it.

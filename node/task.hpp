@@ -16,9 +16,12 @@
 //   SPOOL/task/N/out/     $GALAXY_OUT, made at start: files the task writes there are its
 //                         results
 //   SPOOL/trash/          directories of removed tasks, renamed here and then deleted
+//   SPOOL/next-task       the next task number, one decimal line: no number below it is
+//                         handed out again, even after its task was removed
 //
-// Processes: started with vfork+exec (never a fork of the daemon's whole address space),
-// each in a session and process group of its own so that kill reaches every descendant;
+// Processes: started with clone(CLONE_VM)+exec (never a fork of the daemon's whole
+// address space), running none of the task's code before the spec record naming the
+// process is on disk (task.cpp says why); each in a session and process group of its own so that kill reaches every descendant;
 // at nice 19 and SCHED_IDLE by default (idle harvesting); as an unprivileged user when the
 // daemon is root; with RLIMIT_AS or a cgroup v2 memory.max for `mem`, and a timer for
 // `time`. Exits are learnt from a pidfd per process (no SIGCHLD handler, no polling) and
@@ -49,7 +52,10 @@ namespace node {
 
 // What a task runs: set by ctl commands before exec, fixed after.
 struct task_spec {
-  std::vector<std::string> argv;     // argv[0] is looked up in PATH if it has no '/'
+  // argv[0] is looked up in the task's PATH (below) if it has no '/', by the task's user
+  // in its working directory (execvp(3)'s rules; directories that user cannot search are
+  // passed over).
+  std::vector<std::string> argv;
   std::string dir;                   // working directory; empty: the task's in/ directory
   // "K=V", added to (or replacing in) the base environment: PATH (the daemon's), HOME (the
   // task's in/), LANG=C.UTF-8, GALAXY_OUT (its out/), GALAXY_TASK (its id).
@@ -126,7 +132,9 @@ class task_runner {
     std::function<void(std::uint64_t id)> removed;
   };
 
-  // Errors: the spool cannot be created, the run_as user does not exist, inotify(7).
+  // Errors: the spool cannot be created, SPOOL/next-task (the next task number, kept
+  // across restarts) cannot be opened for writing, the run_as user does not exist,
+  // inotify(7).
   // Process-wide effects: SIGPIPE is ignored (a write to the stdin of a task that has
   // ended must fail with EPIPE, not kill the daemon) and SIGCHLD is set back to SIG_DFL
   // if it was ignored (wait4(2) needs the zombies). Tasks get default dispositions.
@@ -136,10 +144,12 @@ class task_runner {
 
   // Reads the spool back: finished tasks reappear as they were; tasks that were running
   // are marked lost (their process groups are sent SIGKILL), and so are tasks that were
-  // never started. New ids continue after the highest found.
+  // never started. New ids continue after the highest ever handed out (SPOOL/next-task,
+  // read by create()) and after the highest directory found: a number is never reused.
   std::expected<void, std::string> restore();
 
-  // A new task in state new, with its spool directory made. Errors: the disk.
+  // A new task in state new, with its spool directory made and the number after it
+  // written to SPOOL/next-task first. Errors: the disk.
   std::expected<task*, std::string> create_task();
   task* find(std::uint64_t id);
   const std::map<std::uint64_t, std::unique_ptr<task>>& tasks() const;
@@ -153,7 +163,8 @@ class task_runner {
   std::expected<std::filesystem::path, std::string> make_in_dir(std::uint64_t id);
   // Starts it. Errors (the task stays new): "task has already been started", "task is
   // being started", "nothing to exec", "too many tasks running (maxtasks N)", and the
-  // disk, pipe2(2) or clone(2). (Draining is the tree's to refuse.)
+  // disk (the spec record, which must be written before the task's process may go on),
+  // pipe2(2) or clone(2). (Draining is the tree's to refuse.)
   // A program that cannot be executed is not an error here: the task becomes failed
   // with error "exec: PATH: file does not exist" and finished() is called.
   // This form does the blocking part (copying in/ to `dir`, giving in/'s files to the

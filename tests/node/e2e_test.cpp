@@ -8,8 +8,10 @@
 #include <fstream>
 #include <future>
 #include <iterator>
+#include <optional>
 #include <sstream>
 #include <thread>
+#include <unistd.h>
 
 #include "fsclient/client.hpp"
 #include "srv9p/errors.hpp"
@@ -51,6 +53,32 @@ struct node_fixture {
   }
   fsclient::result<void> write(const std::string& path, const std::string& data) {
     return c->write_file(root, path, data);
+  }
+  // Stops the daemon with sig (SIGTERM: a normal stop; SIGKILL: a crash), starts it again
+  // on the same spool, and attaches anew. Returns "" or why it failed.
+  std::string restart(int sig, std::vector<std::string> extra = {}) {
+    c.reset();
+    d.proc.signal(sig);
+    d.proc.wait();
+    std::vector<std::string> argv{node_binary, "--listen", "tcp!127.0.0.1!0", "--spool", spool, "--name", "n1"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto h = testutil::start_daemon(argv);
+    if (!h) return h.error();
+    d = std::move(*h);
+    auto cl = fsclient::client::dial(d.dials.at(0));
+    if (!cl) return cl.error();
+    c = std::move(*cl);
+    auto r = c->attach("root");
+    if (!r) return r.error();
+    root = *r;
+    return {};
+  }
+  // The number in a status file's "key=N", or -1.
+  long long status_field(const std::string& n, const std::string& key) {
+    std::string s = read("task/" + n + "/status");
+    auto at = s.find(" " + key + "=");
+    if (at == std::string::npos) return -1;
+    return std::stoll(s.substr(at + key.size() + 2));
   }
   // clone + ctl commands; returns the task number.
   std::string task(const std::vector<std::string>& commands) {
@@ -583,3 +611,147 @@ TEST(NodeE2E, RefusesABadKeepFinished) {
 }
 
 }  // namespace
+
+// Sets an environment variable of this process for a scope (the daemon inherits it).
+struct scoped_env {
+  std::string name;
+  std::optional<std::string> old;
+  scoped_env(std::string n, const std::string& value) : name(std::move(n)) {
+    if (const char* o = std::getenv(name.c_str())) old = o;
+    ::setenv(name.c_str(), value.c_str(), 1);
+  }
+  ~scoped_env() {
+    if (old) {
+      ::setenv(name.c_str(), old->c_str(), 1);
+    } else {
+      ::unsetenv(name.c_str());
+    }
+  }
+};
+
+// Whether pid names a live process (a zombie is not: it has ended, only not been reaped).
+bool alive(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto rp = s.rfind(')');
+  return rp != std::string::npos && rp + 2 < s.size() && s[rp + 2] != 'Z';
+}
+
+// The program is looked for on PATH as the task's user (nobody), not as root: a directory
+// on PATH that nobody cannot search (as /root/.pyenv/shims) is passed over, as execvp(3)
+// passes it over for that user, instead of failing with "permission denied".
+TEST(NodeE2E, ProgramsAreFoundAsTheTasksUserFindsThem) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root: the node switches users only when it is root";
+  testutil::temp_dir priv_parent;
+  ::chmod(priv_parent.file("").c_str(), 0711);
+  std::string priv = priv_parent.file("shims");
+  ASSERT_EQ(::mkdir(priv.c_str(), 0700), 0);  // root's alone
+  for (const char* name : {"echo", "galaxy-shim-only"}) {
+    std::ofstream(priv + "/" + name) << "#!/bin/sh\necho 'root shim'\n";
+    ::chmod((priv + "/" + name).c_str(), 0755);
+  }
+  std::string pub = priv_parent.file("bin");  // anyone's, but not on the daemon's PATH
+  ASSERT_EQ(::mkdir(pub.c_str(), 0755), 0);
+  std::ofstream(pub + "/galaxy-own-prog") << "#!/bin/sh\necho \"own $PATH\"\n";
+  ::chmod((pub + "/galaxy-own-prog").c_str(), 0755);
+  {
+    scoped_env path("PATH", priv + ":/usr/bin:/bin");  // root's directory first, as pyenv's
+    START(f);
+    auto n = f.task({"exec echo as nobody"});
+    EXPECT_EQ(f.read("task/" + n + "/wait"), "exit 0\n");
+    EXPECT_EQ(f.read("task/" + n + "/stdout"), "as nobody\n");
+    // A program that is nowhere keeps its clear error; so does one only in the directory
+    // nobody may search: for nobody it is not there.
+    auto missing = f.task({"exec galaxy-no-such-program"});
+    EXPECT_EQ(f.read("task/" + missing + "/wait"), "error exec: galaxy-no-such-program: file does not exist\n");
+    auto shim_only = f.task({"exec galaxy-shim-only"});
+    EXPECT_EQ(f.read("task/" + shim_only + "/wait"), "error exec: galaxy-shim-only: file does not exist\n");
+    // Named by its path, it is not searched for, and the truth is told.
+    auto by_path = f.task({"exec " + priv + "/echo"});
+    EXPECT_EQ(f.read("task/" + by_path + "/wait"), "error exec: " + priv + "/echo: permission denied\n");
+    // The task's own PATH (env PATH=...) is the one searched, as env(1) searches it.
+    auto own = f.task({"env PATH=/usr/bin:/bin:" + pub, "exec galaxy-own-prog"});
+    EXPECT_EQ(f.read("task/" + own + "/wait"), "exit 0\n");
+    EXPECT_EQ(f.read("task/" + own + "/stdout"), "own /usr/bin:/bin:" + pub + "\n");
+  }
+}
+
+// A task number is never handed out twice, even when the highest-numbered task was
+// removed and the daemon restarted (a client, or a scheduler's database, may still hold
+// the number).
+TEST(NodeE2E, NumbersOfRemovedTasksAreNeverReused) {
+  START(f);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; i++) {
+    ids.push_back(f.task({"exec true"}));
+    EXPECT_EQ(f.read("task/" + ids.back() + "/wait"), "exit 0\n");
+  }
+  ASSERT_TRUE(f.write("task/" + ids.back() + "/ctl", "rm\n").has_value());
+  long long highest = std::stoll(ids.back());
+
+  ASSERT_EQ(f.restart(SIGTERM), "");
+  auto after_stop = f.task({});
+  EXPECT_GT(std::stoll(after_stop), highest) << "a removed task's number was handed out again";
+  // The new task, never started, is removed too; then a crash.
+  ASSERT_TRUE(f.write("task/" + after_stop + "/ctl", "rm\n").has_value());
+  ASSERT_EQ(f.restart(SIGKILL), "");
+  auto after_crash = f.task({"exec true"});
+  EXPECT_GT(std::stoll(after_crash), std::stoll(after_stop)) << "a removed task's number was handed out again";
+  EXPECT_EQ(f.read("task/" + after_crash + "/wait"), "exit 0\n");
+  EXPECT_EQ(f.read("task/" + ids[0] + "/wait"), "exit 0\n");
+}
+
+// The record naming a task's process is on disk before the process runs any of the
+// task's code, so no process can outlive a daemon's crash unrecorded. When that record
+// cannot be written (here: a directory stands where the spec file goes), the exec is
+// refused and nothing of the task runs; the child is told to quit the way it would be if
+// the daemon had died (its go pipe closes).
+TEST(NodeE2E, NothingRunsBeforeTheTaskIsOnDisk) {
+  START(f);
+  auto n = f.task({"exec sh -c 'echo ran > $GALAXY_OUT/ran; echo ran'"});  // runs
+  EXPECT_EQ(f.read("task/" + n + "/wait"), "exit 0\n");
+  auto m = f.task({});
+  std::string spec = f.spool + "/task/" + m + "/spec";
+  ASSERT_EQ(::mkdir(spec.c_str(), 0755), 0);
+  auto e = f.write("task/" + m + "/ctl", "exec sh -c 'echo ran > $GALAXY_OUT/ran; echo ran'\n");
+  ASSERT_FALSE(e.has_value()) << "exec must fail when the task's record cannot be written";
+  EXPECT_NE(e.error().find("spec"), std::string::npos) << e.error();
+  EXPECT_FALSE(std::filesystem::exists(f.spool + "/task/" + m + "/out/ran")) << "the task ran unrecorded";
+  auto status = f.read("task/" + m + "/status");
+  EXPECT_NE(status.find("state=new"), std::string::npos) << status;
+  // Once the disk takes the record, the same exec works.
+  ASSERT_EQ(::rmdir(spec.c_str()), 0);
+  ASSERT_TRUE(f.write("task/" + m + "/ctl", "exec sh -c 'echo ran > $GALAXY_OUT/ran; echo ran'\n").has_value());
+  EXPECT_EQ(f.read("task/" + m + "/wait"), "exit 0\n");
+  EXPECT_EQ(f.read("task/" + m + "/stdout"), "ran\n");
+  EXPECT_TRUE(std::filesystem::exists(f.spool + "/task/" + m + "/out/ran"));
+}
+
+// The restart cases: a daemon that dies (SIGKILL) or stops (SIGTERM) while tasks run
+// finds them lost when it starts again, and their processes (and their children) killed.
+TEST(NodeE2E, ARestartKillsWhatWasRunning) {
+  for (int sig : {SIGKILL, SIGTERM}) {
+    SCOPED_TRACE(sig == SIGKILL ? "SIGKILL" : "SIGTERM");
+    START(f);
+    // The task's shell starts a child and prints its pid once both run.
+    auto n = f.task({"exec sh -c 'sleep 1000 & echo $!; wait'"});
+    std::string line;
+    auto ok = f.c->stream_file(f.root, "task/" + n + "/stdout", [&](std::string_view piece) {
+      line += piece;
+      return line.find('\n') == std::string::npos;
+    });
+    ASSERT_TRUE(ok.has_value()) << ok.error();
+    pid_t leader = static_cast<pid_t>(f.status_field(n, "pid"));
+    pid_t child = static_cast<pid_t>(std::stol(line));
+    ASSERT_GT(leader, 0);
+    ASSERT_TRUE(alive(leader) && alive(child));
+    ASSERT_EQ(f.restart(sig), "");
+    EXPECT_EQ(f.read("task/" + n + "/wait"), "lost\n");
+    // restore() sent SIGKILL before the daemon said it listens; the kernel may take a
+    // moment to finish them, and init to reap them.
+    auto deadline = testutil::steady::now() + 10s;
+    while ((alive(leader) || alive(child)) && testutil::steady::now() < deadline) std::this_thread::sleep_for(10ms);
+    EXPECT_FALSE(alive(leader)) << "the task's process outlived the restart";
+    EXPECT_FALSE(alive(child)) << "the task's child outlived the restart";
+  }
+}

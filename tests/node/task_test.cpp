@@ -571,6 +571,62 @@ TEST_F(TaskTest, RestoreSkipsCorruptSpecs) {
   EXPECT_EQ((*t)->id, 10u);
 }
 
+// Numbers are never handed out twice: not after the highest task was removed and the
+// runner made anew (a restart), nor for a number whose directory is gone. The next number
+// is kept in SPOOL/next-task, written before a number is handed out.
+TEST_F(TaskTest, NumbersAreNeverReused) {
+  task* a = run({"true"});
+  task* b = run({"true"});
+  ASSERT_TRUE(a && b);
+  std::uint64_t highest = b->id;
+  auto removed = std::make_shared<bool>(false);
+  ASSERT_TRUE(runner_->remove(highest, [removed](auto) { *removed = true; }).has_value());
+  ASSERT_TRUE(pump([&] { return *removed; }));
+  make_runner();
+  ASSERT_TRUE(runner_->restore().has_value());
+  auto c = runner_->create_task();
+  ASSERT_TRUE(c.has_value()) << c.error();
+  EXPECT_GT((*c)->id, highest);
+  // A runner that is not told to restore continues after the record all the same.
+  std::uint64_t last = (*c)->id;
+  ASSERT_TRUE(runner_->remove(last).has_value());
+  make_runner();
+  auto d = runner_->create_task();
+  ASSERT_TRUE(d.has_value()) << d.error();
+  EXPECT_GT((*d)->id, last);
+  EXPECT_EQ(slurp(fs::path(opts_.spool) / "next-task"), fmt::format("{}\n", (*d)->id + 1));
+}
+
+// A runner that cannot keep the next number on disk does not start (it could not hand
+// out numbers safely), and says which file is at fault.
+TEST_F(TaskTest, NoRunnerWithoutTheNumberRecord) {
+  fs::path rec = fs::path(opts_.spool) / "next-task";
+  ASSERT_TRUE(runner_->create_task().has_value());
+  runner_.reset();
+  fs::remove(rec);
+  fs::create_directory(rec);  // open(2) for writing fails: EISDIR
+  auto r = task_runner::create(io_, opts_, hooks());
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().find("next-task"), std::string::npos) << r.error();
+}
+
+// The task's own PATH (env PATH=...) is the one its program is looked for in, as env(1)
+// looks; the daemon's PATH is only the default.
+TEST_F(TaskTest, TheTasksPathIsSearched) {
+  fs::path bin = tmp_.file("bin");
+  fs::create_directory(bin);
+  ::chmod(bin.c_str(), 0755);
+  std::ofstream(bin / "galaxy-test-prog") << "#!/bin/sh\necho found\n";
+  ::chmod((bin / "galaxy-test-prog").c_str(), 0755);
+  task* t = run({"galaxy-test-prog"}, [&](node::task_spec& s) { s.env = {"PATH=/usr/bin:/bin:" + bin.string()}; });
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->wait_text(), "exit 0");
+  EXPECT_EQ(slurp(runner_->stdout_path(t->id)), "found\n");
+  task* u = run({"galaxy-test-prog"});  // not on the daemon's PATH
+  ASSERT_NE(u, nullptr);
+  EXPECT_EQ(u->wait_text(), "error exec: galaxy-test-prog: file does not exist");
+}
+
 TEST_F(TaskTest, Remove) {
   task* t = start({"sleep", "100"});
   ASSERT_NE(t, nullptr);
