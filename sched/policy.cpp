@@ -250,8 +250,8 @@ struct class_rec {
   std::vector<int> members;  // node indexes, removed ones included
   // The largest capacity of a member that is neither drained nor removed, per
   // dimension (recomputed when caps_stale): a need above it fits no node, at O(1).
-  resources max_cap;
-  bool caps_stale = true;
+  mutable resources max_cap;  // a cache: max_cap() is const
+  mutable bool caps_stale = true;
 };
 
 // A job shape: what the placement pass can decide once for every job alike.
@@ -557,8 +557,8 @@ struct scheduler::impl {
       nd.recl_indexed = true;
     }
   }
-  const resources& max_cap(int c) {
-    class_rec& cr = classes[c];
+  const resources& max_cap(int c) const {
+    const class_rec& cr = classes[c];
     if (cr.caps_stale) {
       cr.max_cap = {};
       for (int n : cr.members) {
@@ -1866,12 +1866,19 @@ std::optional<scheduler::user_info> scheduler::user(std::string_view name) const
   auto it = m.user_index.find(std::string(name));
   if (it == m.user_index.end()) return std::nullopt;
   const user_rec& ur = m.users[it->second];
+  int backlog = 0;
+  for (const user_queue& uq : ur.queues) {
+    const shape_rec& sh = m.shapes[uq.shape];
+    const resources& most = m.max_cap(sh.cls);
+    if (!sh.preemptible && fits(sh.need, most.cpu_millis, most.mem_bytes)) backlog += static_cast<int>(uq.jobs.size());
+  }
   return user_info{.usage = ur.usage,
                    .quota = ur.quota,
                    .weight = ur.weight,
                    .dominant_share = m.share(ur),
                    .running = ur.running,
-                   .queued = ur.queued};
+                   .queued = ur.queued,
+                   .backlog = backlog};
 }
 
 std::vector<std::string> scheduler::users() const {

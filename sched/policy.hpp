@@ -245,6 +245,12 @@ class scheduler {
     double dominant_share = 0;  // max(usage.cpu/total.cpu, usage.mem/total.mem) / weight
     int running = 0;         // jobs with at least one running copy
     int queued = 0;          // jobs neither running nor ended
+    // Queued non-preemptible jobs whose dependencies are done (over-quota ones included,
+    // reserved ones not), leaving out those that no node could ever hold (a need above
+    // the largest CPU or memory of the present nodes with their labels): the demand that
+    // the first DRF phase weighs. A user whose backlog is 0 cannot grow its share,
+    // whatever its weight (preemptible jobs only take idle room). O(user's shapes).
+    int backlog = 0;
   };
   std::optional<user_info> user(std::string_view name) const;
   std::vector<std::string> users() const;  // every user ever seen, sorted
