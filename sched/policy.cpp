@@ -292,6 +292,7 @@ struct order_key {
 struct user_queue {
   int shape = 0;
   std::set<order_key> jobs;
+  order_key head;  // a copy of *jobs.begin() while not empty, for the DRF pass's probes
   bool parked = false;
 };
 
@@ -883,6 +884,7 @@ struct scheduler::impl {
       shape_ready(j.shape, 1);
     }
     uq.jobs.insert(j.key);
+    uq.head = *uq.jobs.begin();
     j.state = jstate::queued;
     refresh_head(j.user);
   }
@@ -894,6 +896,7 @@ struct scheduler::impl {
     bool was_head = *uq.jobs.begin() == j.key;
     if (!uq.parked && was_head) ur.heads.erase({j.key, q, j.shape});
     uq.jobs.erase(j.key);
+    if (!uq.jobs.empty()) uq.head = *uq.jobs.begin();
     if (!uq.parked) {
       if (uq.jobs.empty()) {
         head_removed(j.user, q);
@@ -1082,10 +1085,12 @@ struct scheduler::impl {
 
   // For a non-preemptible job that fits nowhere: preempts on the best-fitting node
   // where the preemptible copies' room would make it fit, and starts it there.
-  bool start_by_preempting(job_rec& j, i64 now) {
-    if (j.preemptible) return false;
-    int n = place_shape(j.shape, true, false);
+  // The job is in `slot`, of shape si.
+  bool start_by_preempting(int si, int slot, i64 now) {
+    if (shapes[si].preemptible) return false;
+    int n = place_shape(si, true, false);
     if (n < 0) return false;
+    job_rec& j = jobs[slot];
     std::size_t before = out.size();
     preempt_for(j, n, now);
     start(j, n, now, fmt::format("preempted {}", out.size() - before));
@@ -1255,7 +1260,7 @@ struct scheduler::impl {
               if (cq < 0) continue;
               const user_queue& uq = ur.queues[cq];
               if (uq.parked || uq.jobs.empty()) continue;
-              const order_key& k = *uq.jobs.begin();
+              const order_key& k = uq.head;
               if (key == nullptr || k < *key) {
                 key = &k;
                 si = cand;
@@ -1280,13 +1285,14 @@ struct scheduler::impl {
             acted = true;
             continue;
           }
-          job_rec& j = jobs[key->slot];
+          // (the job's record is read only to start it: most tries fail)
+          int slot = key->slot;
           if (int n = place_shape(si, false, cfg.placement == mode::spread); n >= 0) {
-            start(j, n, now, "");
+            start(jobs[slot], n, now, "");
             started = true;
             break;
           }
-          if (start_by_preempting(j, now)) {
+          if (start_by_preempting(si, slot, now)) {
             started = true;
             break;
           }
@@ -1351,6 +1357,7 @@ struct scheduler::impl {
       for (int q = 0; q < static_cast<int>(ur.queues.size()); ++q) {
         const user_queue& uq = ur.queues[q];
         if (ur.queue_of(uq.shape) != q) return fmt::format("user {}: queue_of_shape is off", ur.name);
+        if (!uq.jobs.empty() && !(uq.head == *uq.jobs.begin())) return fmt::format("user {}: stale head copy", ur.name);
         bool in_heads = !uq.parked && !uq.jobs.empty();
         if (in_heads) {
           ++heads;
