@@ -5,8 +5,9 @@
 // last.
 //
 // Invariants the helpers keep:
-//   - a node is in the trees of its label set iff it is not drained, not removed and
-//     holds no reservation; its key there is its free room (capacity − used), and in the
+//   - a node is `indexed` iff it is not drained, not removed and holds no reservation;
+//     once flush() has run (every lookup starts with it) the indexed nodes are those in
+//     the trees of their label set, keyed by free room (capacity − used), and in the
 //     "reclaimable" tree (only while it runs preemptible copies) free + preemptible use;
 //   - a queued job is in exactly one user queue (user × shape); the queue's first job is
 //     in the user's `heads` set unless the queue is parked (its user is over quota for
@@ -16,9 +17,11 @@
 //   - shape.ready counts the queued jobs of a shape in unparked queues; active_shapes
 //     counts the shapes whose ready count is not 0, failed_active those of them marked
 //     failed (per kind, preemptible or not);
-//   - a shape marked failed fits on no node in its trees (non-preemptible shapes: not
-//     even counting preemptible copies' room): every change that adds room to a node
-//     calls room_grew, which clears the marks of the failed shapes that now fit there.
+//   - a shape marked failed fits on no indexed node (non-preemptible shapes: not even
+//     counting preemptible copies' room): every change that adds room to a node calls
+//     room_grew, which clears the marks of the failed shapes that now fit there; a
+//     tracked shape (failed once, since) has among its hints every indexed node where it
+//     fits; check() verifies all of these against the records.
 #include "sched/policy.hpp"
 
 #include <fmt/format.h>
@@ -228,6 +231,11 @@ struct node_rec {
   int lset = -1;              // its label set
   bool indexed = false;       // in its classes' free trees (and reclaimable ones)
   bool recl_indexed = false;
+  // What the trees hold, which may lag behind the above until flush(): the label set
+  // whose trees hold it (-1: none), and in which of the two.
+  int tree_lset = -1;
+  bool in_free = false, in_recl = false;
+  bool stale = false;         // in stale_nodes: its trees' keys or membership are behind
   bool dirty = false;         // in dirty_: its reservation should be looked at
   i64 free_cpu() const { return cap.cpu_millis - used.cpu_millis; }
   i64 free_mem() const { return cap.mem_bytes - used.mem_bytes; }
@@ -521,6 +529,7 @@ struct scheduler::impl {
   // still start), in no order.
   std::vector<int> open_shapes[2];
   std::vector<int> failed_shapes;
+  std::vector<int> stale_nodes;  // see flush()
   std::vector<int> tracked_shapes;
   static constexpr std::size_t max_hints = 8;
   // Kept apart from the records, small and dense, for the loops of the DRF pass: per
@@ -535,28 +544,43 @@ struct scheduler::impl {
   explicit impl(config c) : cfg(c) {}
 
   // ----- nodes and their indexes
+  // unindex(n), a change of n's room or state, index(n): `indexed` and `recl_indexed`
+  // follow at once; the trees are brought up to date by flush(), before the next lookup
+  // (a node that gets a copy back soon after one ended is re-keyed once, not twice).
   void unindex(int n) {
     node_rec& nd = nodes[n];
-    if (nd.indexed) {
-      lsets[nd.lset].free_tree.erase(n);
-      nd.indexed = false;
-    }
-    if (nd.recl_indexed) {
-      lsets[nd.lset].recl_tree.erase(n);
-      nd.recl_indexed = false;
-    }
+    nd.indexed = nd.recl_indexed = false;
+    mark_stale(n);
   }
   void index(int n) {
     node_rec& nd = nodes[n];
     assert(!nd.indexed && !nd.recl_indexed);
     if (nd.drained || nd.gone || nd.reserved_for) return;
-    lsets[nd.lset].free_tree.insert(n, nd.free_cpu(), nd.free_mem());
     nd.indexed = true;
-    if (nd.preempt_used.cpu_millis > 0 || nd.preempt_used.mem_bytes > 0) {
-      lsets[nd.lset].recl_tree.insert(n, nd.free_cpu() + nd.preempt_used.cpu_millis,
-                                      nd.free_mem() + nd.preempt_used.mem_bytes);
-      nd.recl_indexed = true;
+    nd.recl_indexed = nd.preempt_used.cpu_millis > 0 || nd.preempt_used.mem_bytes > 0;
+    mark_stale(n);
+  }
+  void mark_stale(int n) {
+    if (nodes[n].stale) return;
+    nodes[n].stale = true;
+    stale_nodes.push_back(n);
+  }
+  void flush() {
+    for (int n : stale_nodes) {
+      node_rec& nd = nodes[n];
+      nd.stale = false;
+      if (nd.in_free) lsets[nd.tree_lset].free_tree.erase(n);
+      if (nd.in_recl) lsets[nd.tree_lset].recl_tree.erase(n);
+      nd.in_free = nd.indexed;
+      nd.in_recl = nd.recl_indexed;
+      nd.tree_lset = nd.indexed ? nd.lset : -1;
+      if (nd.in_free) lsets[nd.lset].free_tree.insert(n, nd.free_cpu(), nd.free_mem());
+      if (nd.in_recl) {
+        lsets[nd.lset].recl_tree.insert(n, nd.free_cpu() + nd.preempt_used.cpu_millis,
+                                        nd.free_mem() + nd.preempt_used.mem_bytes);
+      }
     }
+    stale_nodes.clear();
   }
   const resources& max_cap(int c) const {
     const class_rec& cr = classes[c];
@@ -590,7 +614,8 @@ struct scheduler::impl {
   // The best node of class c for a job needing `need`, by the key of the trees chosen
   // by `recl` (free room, or room with preemption): the least key that fits (binpack),
   // or with `most` the greatest. -1 if none.
-  int lookup(int c, const resources& need, bool recl, bool most, int exclude) const {
+  int lookup(int c, const resources& need, bool recl, bool most, int exclude) {
+    flush();
     int best = -1;
     auto key = [&](int n) {
       const node_rec& nd = nodes[n];
@@ -1035,12 +1060,12 @@ struct scheduler::impl {
     enqueue(j);
   }
 
-  int place(const job_rec& j, int exclude = -1) const {
+  int place(const job_rec& j, int exclude = -1) {
     return lookup(shapes[j.shape].cls, j.need, false, cfg.placement == mode::spread, exclude);
   }
   // lookup() for shape s, over its hints if it is tracked (the same node: every node
   // where it fits is a hint).
-  int place_shape(int s, bool recl, bool most) const {
+  int place_shape(int s, bool recl, bool most) {
     const shape_rec& sh = shapes[s];
     if (!sh.tracked) return lookup(sh.cls, sh.need, recl, most, -1);
     int best = -1;
@@ -1897,6 +1922,9 @@ std::vector<std::string> scheduler::users() const {
 
 resources scheduler::total() const { return impl_->total; }
 
-std::string scheduler::check_invariants() const { return impl_->check(); }
+std::string scheduler::check_invariants() const {
+  impl_->flush();  // the trees as the next lookup sees them
+  return impl_->check();
+}
 
 }  // namespace sched::policy
