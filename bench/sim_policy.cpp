@@ -3,7 +3,7 @@
 // workload for comparison. Prints a markdown table. Never part of the tests.
 //
 //   sim_policy [--nodes 10000] [--jobs 1000000] [--users 120] [--backlog 100000]
-//              [--baseline-jobs 100000] [--seed 1]
+//              [--baseline-jobs 300000] [--coalesce-ms 100] [--seed 1] [--weighted-arrivals]
 //
 // The cluster: 60 % amd64 nodes with 32 CPUs and 128 GiB, 30 % arm64 nodes with 64 CPUs
 // and 256 GiB, 10 % amd64 "bigmem" nodes with 96 CPUs and 768 GiB (labels arch=..., and
@@ -26,6 +26,16 @@
 // that fills the empty cluster) separately; and over the later decide() calls that
 // returned decisions, the p50/p99/max time of one call and of one decision (a call's
 // time divided by its decisions).
+//
+// DRF checks (first policy run, users without quota): the unweighted dominant shares of
+// weight-1 and weight-2 users with jobs queued at the instant half the jobs have been
+// submitted; and, time-averaged over one sample per simulated minute until the last
+// submission, the ratio of weight-2 to weight-1 users' mean share, over the users with
+// any job queued and over those with a backlog (user_info::backlog: a ready,
+// schedulable, non-preemptible job queued — the demand the first DRF phase weighs), the
+// spread of the backlogged users' weighted shares, and how often each had a backlog.
+// --weighted-arrivals makes weight-2 users submit twice as many jobs (a different
+// workload: not the recorded one).
 //
 // The baseline ("naive first fit") is what a scheduler without indexes does: one FIFO
 // queue; for each job in order, scan every node for the first one with the labels and
