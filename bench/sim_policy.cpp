@@ -3,7 +3,7 @@
 // workload for comparison. Prints a markdown table. Never part of the tests.
 //
 //   sim_policy [--nodes 10000] [--jobs 1000000] [--users 120] [--backlog 100000]
-//              [--baseline-jobs 100000] [--seed 1]
+//              [--baseline-jobs 300000] [--coalesce-ms 100] [--seed 1] [--weighted-arrivals]
 //
 // The cluster: 60 % amd64 nodes with 32 CPUs and 128 GiB, 30 % arm64 nodes with 64 CPUs
 // and 256 GiB, 10 % amd64 "bigmem" nodes with 96 CPUs and 768 GiB (labels arch=..., and
@@ -26,6 +26,16 @@
 // that fills the empty cluster) separately; and over the later decide() calls that
 // returned decisions, the p50/p99/max time of one call and of one decision (a call's
 // time divided by its decisions).
+//
+// DRF checks (first policy run, users without quota): the unweighted dominant shares of
+// weight-1 and weight-2 users with jobs queued at the instant half the jobs have been
+// submitted; and, time-averaged over one sample per simulated minute until the last
+// submission, the ratio of weight-2 to weight-1 users' mean share, over the users with
+// any job queued and over those with a backlog (user_info::backlog: a ready,
+// schedulable, non-preemptible job queued — the demand the first DRF phase weighs), the
+// spread of the backlogged users' weighted shares, and how often each had a backlog.
+// --weighted-arrivals makes weight-2 users submit twice as many jobs (a different
+// workload: not the recorded one).
 //
 // The baseline ("naive first fit") is what a scheduler without indexes does: one FIFO
 // queue; for each job in order, scan every node for the first one with the labels and
@@ -63,6 +73,7 @@ struct options {
   std::int64_t coalesce_ms = 100;
   std::int64_t baseline_jobs = 300'000;
   std::uint32_t seed = 1;
+  bool weighted_arrivals = false;
 };
 
 std::vector<node_spec> make_cluster(int n) {
@@ -101,6 +112,11 @@ struct workload {
     job_spec& j = it.spec;
     j.id = ++count;
     int u = static_cast<int>(rng() % static_cast<unsigned>(opt.users));
+    if (opt.weighted_arrivals) {  // weight-2 users (every tenth) submit twice as often
+      int heavy = (opt.users + 9) / 10;
+      int r = static_cast<int>(rng() % static_cast<unsigned>(opt.users + heavy));
+      u = r < opt.users ? r : (r - opt.users) * 10;
+    }
     j.user = fmt::format("user{}", u);
     static constexpr resources sizes[] = {
         {250, 512 * mib},     {500, 1 * gib},       {1'000, 2 * gib},   {1'000, 8 * gib},
@@ -217,7 +233,7 @@ struct result {
   double fill_s = 0;
   std::vector<double> call_us, per_decision_us;  // decide() calls after the fill that returned decisions
   std::int64_t sim_end_ms = 0;
-  std::string fairness;
+  std::string fairness, fairness_avg;
 };
 
 double thread_cpu_s() {
@@ -336,6 +352,18 @@ result simulate(const std::string& name, S& s, const options& opt, std::int64_t 
   for (std::int64_t i = 0; i < std::min(opt.backlog, total_jobs); ++i) submit_one();
   decide(true);
   bool fairness_taken = false;
+  // Time-averaged DRF check: one sample per simulated minute from the fill until the last
+  // submission (while the queue is deep), over the users without quota.
+  struct fair_stats {
+    int samples = 0;
+    double ratio_backlogged = 0;  // Σ mean share of backlogged w2 users / of backlogged w1 users
+    int ratio_backlogged_n = 0;
+    double ratio_queued = 0;      // the same over users with any job queued (the old check)
+    int ratio_queued_n = 0;
+    double worst_spread = 0;      // max over samples of (max − min)/mean weighted share, backlogged users
+    long user_samples[3] = {0, 0, 0}, backlogged[3] = {0, 0, 0};  // by weight
+  } fs;
+  std::int64_t next_sample_ms = 60'000;
   while (!ends.empty()) {
     // The runs that end at the next instant, or within coalesce_ms of it (as a daemon
     // that coalesces placement passes would see them), reported at their own times.
@@ -362,6 +390,43 @@ result simulate(const std::string& name, S& s, const options& opt, std::int64_t 
     }
     decide(false);
     if constexpr (std::is_same_v<S, scheduler>) {
+      if (report_users && now >= next_sample_ms && res.submitted < total_jobs) {
+        next_sample_ms = now - now % 60'000 + 60'000;
+        ++fs.samples;
+        double sum_b[3] = {0, 0, 0}, sum_q[3] = {0, 0, 0};
+        int n_b[3] = {0, 0, 0}, n_q[3] = {0, 0, 0};
+        double lo = 1e9, hi = 0, sum_w = 0;
+        for (const std::string& u : s.users()) {
+          auto info = s.user(u);
+          if (!info || info->quota.cpu_millis != unlimited) continue;
+          int w = info->weight == 2 ? 2 : 1;
+          double share = info->dominant_share * info->weight;  // unweighted
+          ++fs.user_samples[w];
+          if (info->queued > 0) {
+            sum_q[w] += share;
+            ++n_q[w];
+          }
+          if (info->backlog > 0) {
+            ++fs.backlogged[w];
+            sum_b[w] += share;
+            ++n_b[w];
+            lo = std::min(lo, info->dominant_share);
+            hi = std::max(hi, info->dominant_share);
+            sum_w += info->dominant_share;
+          }
+        }
+        if (n_b[1] > 0 && n_b[2] > 0) {
+          fs.ratio_backlogged += (sum_b[2] / n_b[2]) / (sum_b[1] / n_b[1]);
+          ++fs.ratio_backlogged_n;
+        }
+        if (n_q[1] > 0 && n_q[2] > 0) {
+          fs.ratio_queued += (sum_q[2] / n_q[2]) / (sum_q[1] / n_q[1]);
+          ++fs.ratio_queued_n;
+        }
+        if (n_b[1] + n_b[2] > 1 && sum_w > 0) {
+          fs.worst_spread = std::max(fs.worst_spread, (hi - lo) / (sum_w / (n_b[1] + n_b[2])));
+        }
+      }
       if (report_users && !fairness_taken && res.submitted >= total_jobs / 2) {
         fairness_taken = true;
         double lo1 = 1e9, hi1 = 0, lo2 = 1e9, hi2 = 0;
@@ -387,6 +452,21 @@ result simulate(const std::string& name, S& s, const options& opt, std::int64_t 
     }
   }
   res.sim_end_ms = now;
+  if (fs.samples > 0) {
+    std::string ratio_b = "n/a";
+    if (fs.ratio_backlogged_n > 0) ratio_b = fmt::format("{:.2f}×", fs.ratio_backlogged / fs.ratio_backlogged_n);
+    auto pct_of = [](long a, long b) { return b > 0 ? 100.0 * static_cast<double>(a) / static_cast<double>(b) : 0.0; };
+    res.fairness_avg = fmt::format(
+        "{} one-minute samples until the last submission, users without quota: weight-2 users' mean unweighted "
+        "dominant share is {:.2f}× weight-1 users' over the users with any job queued (the check above), {} over "
+        "the users with a backlog (a ready non-preemptible job queued; {} samples); among those the weighted shares "
+        "spread at most {:.1f} % around their mean; weight-2 users had a backlog in {:.0f} % of their samples, "
+        "weight-1 users in {:.0f} %",
+        fs.samples, fs.ratio_queued_n ? fs.ratio_queued / fs.ratio_queued_n : 0,
+        ratio_b,
+        fs.ratio_backlogged_n, 100 * fs.worst_spread, pct_of(fs.backlogged[2], fs.user_samples[2]),
+        pct_of(fs.backlogged[1], fs.user_samples[1]));
+  }
   return res;
 }
 
@@ -401,6 +481,8 @@ int main(int argc, char** argv) {
   app.add_option("--backlog", opt.backlog, "jobs submitted at time 0");
   app.add_option("--baseline-jobs", opt.baseline_jobs, "jobs for the naive first-fit run (0: none)");
   app.add_option("--seed", opt.seed, "workload seed");
+  app.add_flag("--weighted-arrivals", opt.weighted_arrivals,
+               "weight-2 users submit twice as many jobs (to see weighted DRF with demand to match)");
   app.add_option("--coalesce-ms", opt.coalesce_ms, "second run of the policy: one decide() per this much simulated time (0: none)");
   CLI11_PARSE(app, argc, argv);
 
@@ -446,6 +528,7 @@ int main(int argc, char** argv) {
                "time in decide() {:.2f} s of {:.2f} s in the scheduler\n",
                r.name, r.ended, static_cast<double>(r.sim_end_ms) / 3.6e6, r.call_us.size(), r.decide_s, r.policy_s);
     if (!r.fairness.empty()) fmt::print("- DRF check: {}\n", r.fairness);
+    if (!r.fairness_avg.empty()) fmt::print("- DRF check, time-averaged: {}\n", r.fairness_avg);
   }
   fmt::print("- thread CPU clock: {:.2f} µs per pair of readings, subtracted from each timed call\n",
              clock_overhead_s() * 1e6);

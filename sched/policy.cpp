@@ -5,8 +5,9 @@
 // last.
 //
 // Invariants the helpers keep:
-//   - a node is in the trees of its label set iff it is not drained, not removed and
-//     holds no reservation; its key there is its free room (capacity − used), and in the
+//   - a node is `indexed` iff it is not drained, not removed and holds no reservation;
+//     once flush() has run (every lookup starts with it) the indexed nodes are those in
+//     the trees of their label set, keyed by free room (capacity − used), and in the
 //     "reclaimable" tree (only while it runs preemptible copies) free + preemptible use;
 //   - a queued job is in exactly one user queue (user × shape); the queue's first job is
 //     in the user's `heads` set unless the queue is parked (its user is over quota for
@@ -16,9 +17,11 @@
 //   - shape.ready counts the queued jobs of a shape in unparked queues; active_shapes
 //     counts the shapes whose ready count is not 0, failed_active those of them marked
 //     failed (per kind, preemptible or not);
-//   - a shape marked failed fits on no node in its trees (non-preemptible shapes: not
-//     even counting preemptible copies' room): every change that adds room to a node
-//     calls room_grew, which clears the marks of the failed shapes that now fit there.
+//   - a shape marked failed fits on no indexed node (non-preemptible shapes: not even
+//     counting preemptible copies' room): every change that adds room to a node calls
+//     room_grew, which clears the marks of the failed shapes that now fit there; a
+//     tracked shape (failed once, since) has among its hints every indexed node where it
+//     fits; check() verifies all of these against the records.
 #include "sched/policy.hpp"
 
 #include <fmt/format.h>
@@ -228,6 +231,11 @@ struct node_rec {
   int lset = -1;              // its label set
   bool indexed = false;       // in its classes' free trees (and reclaimable ones)
   bool recl_indexed = false;
+  // What the trees hold, which may lag behind the above until flush(): the label set
+  // whose trees hold it (-1: none), and in which of the two.
+  int tree_lset = -1;
+  bool in_free = false, in_recl = false;
+  bool stale = false;         // in stale_nodes: its trees' keys or membership are behind
   bool dirty = false;         // in dirty_: its reservation should be looked at
   i64 free_cpu() const { return cap.cpu_millis - used.cpu_millis; }
   i64 free_mem() const { return cap.mem_bytes - used.mem_bytes; }
@@ -250,8 +258,8 @@ struct class_rec {
   std::vector<int> members;  // node indexes, removed ones included
   // The largest capacity of a member that is neither drained nor removed, per
   // dimension (recomputed when caps_stale): a need above it fits no node, at O(1).
-  resources max_cap;
-  bool caps_stale = true;
+  mutable resources max_cap;  // a cache: max_cap() is const
+  mutable bool caps_stale = true;
 };
 
 // A job shape: what the placement pass can decide once for every job alike.
@@ -292,6 +300,7 @@ struct order_key {
 struct user_queue {
   int shape = 0;
   std::set<order_key> jobs;
+  order_key head;  // a copy of *jobs.begin() while not empty, for the DRF pass's probes
   bool parked = false;
 };
 
@@ -520,6 +529,7 @@ struct scheduler::impl {
   // still start), in no order.
   std::vector<int> open_shapes[2];
   std::vector<int> failed_shapes;
+  std::vector<int> stale_nodes;  // see flush()
   std::vector<int> tracked_shapes;
   static constexpr std::size_t max_hints = 8;
   // Kept apart from the records, small and dense, for the loops of the DRF pass: per
@@ -534,31 +544,46 @@ struct scheduler::impl {
   explicit impl(config c) : cfg(c) {}
 
   // ----- nodes and their indexes
+  // unindex(n), a change of n's room or state, index(n): `indexed` and `recl_indexed`
+  // follow at once; the trees are brought up to date by flush(), before the next lookup
+  // (a node that gets a copy back soon after one ended is re-keyed once, not twice).
   void unindex(int n) {
     node_rec& nd = nodes[n];
-    if (nd.indexed) {
-      lsets[nd.lset].free_tree.erase(n);
-      nd.indexed = false;
-    }
-    if (nd.recl_indexed) {
-      lsets[nd.lset].recl_tree.erase(n);
-      nd.recl_indexed = false;
-    }
+    nd.indexed = nd.recl_indexed = false;
+    mark_stale(n);
   }
   void index(int n) {
     node_rec& nd = nodes[n];
     assert(!nd.indexed && !nd.recl_indexed);
     if (nd.drained || nd.gone || nd.reserved_for) return;
-    lsets[nd.lset].free_tree.insert(n, nd.free_cpu(), nd.free_mem());
     nd.indexed = true;
-    if (nd.preempt_used.cpu_millis > 0 || nd.preempt_used.mem_bytes > 0) {
-      lsets[nd.lset].recl_tree.insert(n, nd.free_cpu() + nd.preempt_used.cpu_millis,
-                                      nd.free_mem() + nd.preempt_used.mem_bytes);
-      nd.recl_indexed = true;
-    }
+    nd.recl_indexed = nd.preempt_used.cpu_millis > 0 || nd.preempt_used.mem_bytes > 0;
+    mark_stale(n);
   }
-  const resources& max_cap(int c) {
-    class_rec& cr = classes[c];
+  void mark_stale(int n) {
+    if (nodes[n].stale) return;
+    nodes[n].stale = true;
+    stale_nodes.push_back(n);
+  }
+  void flush() {
+    for (int n : stale_nodes) {
+      node_rec& nd = nodes[n];
+      nd.stale = false;
+      if (nd.in_free) lsets[nd.tree_lset].free_tree.erase(n);
+      if (nd.in_recl) lsets[nd.tree_lset].recl_tree.erase(n);
+      nd.in_free = nd.indexed;
+      nd.in_recl = nd.recl_indexed;
+      nd.tree_lset = nd.indexed ? nd.lset : -1;
+      if (nd.in_free) lsets[nd.lset].free_tree.insert(n, nd.free_cpu(), nd.free_mem());
+      if (nd.in_recl) {
+        lsets[nd.lset].recl_tree.insert(n, nd.free_cpu() + nd.preempt_used.cpu_millis,
+                                        nd.free_mem() + nd.preempt_used.mem_bytes);
+      }
+    }
+    stale_nodes.clear();
+  }
+  const resources& max_cap(int c) const {
+    const class_rec& cr = classes[c];
     if (cr.caps_stale) {
       cr.max_cap = {};
       for (int n : cr.members) {
@@ -589,7 +614,8 @@ struct scheduler::impl {
   // The best node of class c for a job needing `need`, by the key of the trees chosen
   // by `recl` (free room, or room with preemption): the least key that fits (binpack),
   // or with `most` the greatest. -1 if none.
-  int lookup(int c, const resources& need, bool recl, bool most, int exclude) const {
+  int lookup(int c, const resources& need, bool recl, bool most, int exclude) {
+    flush();
     int best = -1;
     auto key = [&](int n) {
       const node_rec& nd = nodes[n];
@@ -883,6 +909,7 @@ struct scheduler::impl {
       shape_ready(j.shape, 1);
     }
     uq.jobs.insert(j.key);
+    uq.head = *uq.jobs.begin();
     j.state = jstate::queued;
     refresh_head(j.user);
   }
@@ -894,6 +921,7 @@ struct scheduler::impl {
     bool was_head = *uq.jobs.begin() == j.key;
     if (!uq.parked && was_head) ur.heads.erase({j.key, q, j.shape});
     uq.jobs.erase(j.key);
+    if (!uq.jobs.empty()) uq.head = *uq.jobs.begin();
     if (!uq.parked) {
       if (uq.jobs.empty()) {
         head_removed(j.user, q);
@@ -1032,12 +1060,12 @@ struct scheduler::impl {
     enqueue(j);
   }
 
-  int place(const job_rec& j, int exclude = -1) const {
+  int place(const job_rec& j, int exclude = -1) {
     return lookup(shapes[j.shape].cls, j.need, false, cfg.placement == mode::spread, exclude);
   }
   // lookup() for shape s, over its hints if it is tracked (the same node: every node
   // where it fits is a hint).
-  int place_shape(int s, bool recl, bool most) const {
+  int place_shape(int s, bool recl, bool most) {
     const shape_rec& sh = shapes[s];
     if (!sh.tracked) return lookup(sh.cls, sh.need, recl, most, -1);
     int best = -1;
@@ -1082,10 +1110,12 @@ struct scheduler::impl {
 
   // For a non-preemptible job that fits nowhere: preempts on the best-fitting node
   // where the preemptible copies' room would make it fit, and starts it there.
-  bool start_by_preempting(job_rec& j, i64 now) {
-    if (j.preemptible) return false;
-    int n = place_shape(j.shape, true, false);
+  // The job is in `slot`, of shape si.
+  bool start_by_preempting(int si, int slot, i64 now) {
+    if (shapes[si].preemptible) return false;
+    int n = place_shape(si, true, false);
     if (n < 0) return false;
+    job_rec& j = jobs[slot];
     std::size_t before = out.size();
     preempt_for(j, n, now);
     start(j, n, now, fmt::format("preempted {}", out.size() - before));
@@ -1255,7 +1285,7 @@ struct scheduler::impl {
               if (cq < 0) continue;
               const user_queue& uq = ur.queues[cq];
               if (uq.parked || uq.jobs.empty()) continue;
-              const order_key& k = *uq.jobs.begin();
+              const order_key& k = uq.head;
               if (key == nullptr || k < *key) {
                 key = &k;
                 si = cand;
@@ -1280,13 +1310,14 @@ struct scheduler::impl {
             acted = true;
             continue;
           }
-          job_rec& j = jobs[key->slot];
+          // (the job's record is read only to start it: most tries fail)
+          int slot = key->slot;
           if (int n = place_shape(si, false, cfg.placement == mode::spread); n >= 0) {
-            start(j, n, now, "");
+            start(jobs[slot], n, now, "");
             started = true;
             break;
           }
-          if (start_by_preempting(j, now)) {
+          if (start_by_preempting(si, slot, now)) {
             started = true;
             break;
           }
@@ -1351,6 +1382,7 @@ struct scheduler::impl {
       for (int q = 0; q < static_cast<int>(ur.queues.size()); ++q) {
         const user_queue& uq = ur.queues[q];
         if (ur.queue_of(uq.shape) != q) return fmt::format("user {}: queue_of_shape is off", ur.name);
+        if (!uq.jobs.empty() && !(uq.head == *uq.jobs.begin())) return fmt::format("user {}: stale head copy", ur.name);
         bool in_heads = !uq.parked && !uq.jobs.empty();
         if (in_heads) {
           ++heads;
@@ -1866,12 +1898,19 @@ std::optional<scheduler::user_info> scheduler::user(std::string_view name) const
   auto it = m.user_index.find(std::string(name));
   if (it == m.user_index.end()) return std::nullopt;
   const user_rec& ur = m.users[it->second];
+  int backlog = 0;
+  for (const user_queue& uq : ur.queues) {
+    const shape_rec& sh = m.shapes[uq.shape];
+    const resources& most = m.max_cap(sh.cls);
+    if (!sh.preemptible && fits(sh.need, most.cpu_millis, most.mem_bytes)) backlog += static_cast<int>(uq.jobs.size());
+  }
   return user_info{.usage = ur.usage,
                    .quota = ur.quota,
                    .weight = ur.weight,
                    .dominant_share = m.share(ur),
                    .running = ur.running,
-                   .queued = ur.queued};
+                   .queued = ur.queued,
+                   .backlog = backlog};
 }
 
 std::vector<std::string> scheduler::users() const {
@@ -1883,6 +1922,9 @@ std::vector<std::string> scheduler::users() const {
 
 resources scheduler::total() const { return impl_->total; }
 
-std::string scheduler::check_invariants() const { return impl_->check(); }
+std::string scheduler::check_invariants() const {
+  impl_->flush();  // the trees as the next lookup sees them
+  return impl_->check();
+}
 
 }  // namespace sched::policy

@@ -31,9 +31,13 @@
 // room preemption could free, with the largest free memory of each subtree, so that a
 // best-fit (or most-free) node is found in O(log nodes) per label set. A shape that fits
 // nowhere is marked failed, for every user, until room grows on a node where it would
-// fit. A placement pass therefore costs O(log nodes) per started job plus a lookup per
-// shape whose mark was cleared, never a scan of the queue or of the nodes (the one
-// O(nodes) scan is choosing a reservation's node). See decide() for the whole pass.
+// fit; from then on the nodes where its room grew are kept with it (up to 8), so that
+// placing it looks at those nodes rather than the trees. The jobs live in dense slots
+// that the queues refer to; per shape a bit per user says whose queue of it is at the
+// head, so a failed or cleared mark costs O(1). A placement pass therefore costs
+// O(log nodes) per started job plus a few node checks per shape whose mark was cleared,
+// never a scan of the queue or of the nodes (the one O(nodes) scan is choosing a
+// reservation's node). See decide() for the whole pass.
 //
 // Units: CPU in millicores (1000 = one CPU), memory in bytes, time in milliseconds on
 // the caller's clock (any epoch, but one clock for every call). Not thread-safe: one
@@ -245,6 +249,12 @@ class scheduler {
     double dominant_share = 0;  // max(usage.cpu/total.cpu, usage.mem/total.mem) / weight
     int running = 0;         // jobs with at least one running copy
     int queued = 0;          // jobs neither running nor ended
+    // Queued non-preemptible jobs whose dependencies are done (over-quota ones included,
+    // reserved ones not), leaving out those that no node could ever hold (a need above
+    // the largest CPU or memory of the present nodes with their labels): the demand that
+    // the first DRF phase weighs. A user whose backlog is 0 cannot grow its share,
+    // whatever its weight (preemptible jobs only take idle room). O(user's shapes).
+    int backlog = 0;
   };
   std::optional<user_info> user(std::string_view name) const;
   std::vector<std::string> users() const;  // every user ever seen, sorted
@@ -253,7 +263,8 @@ class scheduler {
   // For tests: checks the private indexes (placement trees, failed and tracked shapes,
   // queue heads, per-shape user bits, ready counts, speculation waits) against the
   // records they summarize. Returns "" if all hold, else the first broken one ("shape 3
-  // is marked failed but fits on n7"). O(nodes × shapes + jobs); changes nothing.
+  // is marked failed but fits on n7"). O(nodes × shapes + jobs); changes no decision
+  // (it brings the lazily kept placement trees up to date first, as a lookup would).
   std::string check_invariants() const;
 
  private:

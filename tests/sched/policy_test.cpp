@@ -223,6 +223,32 @@ TEST(policy_drf, set_priority_of_a_waiting_job_and_across_users) {
   EXPECT_EQ(cancelled.error(), "job 3 has ended already");
 }
 
+// user().backlog counts the demand DRF weighs: queued, ready, non-preemptible jobs that
+// some node could hold — not running, preemptible, waiting or unschedulable ones.
+TEST(policy_drf, backlog_is_ready_non_preemptible_demand) {
+  scheduler s;
+  ok(s.set_node(node("n1", 2, 2 * gib)));
+  ok(s.submit(job(1, "u", 2, 2 * gib)));  // runs
+  ok(s.submit(job(2, "u", 1, gib)));      // queued: counts
+  ok(s.submit(job(3, "u", 1, gib)));      // queued: counts
+  job_spec p = job(4, "u", 1, gib);
+  p.preemptible = true;
+  ok(s.submit(p));
+  job_spec w = job(5, "u", 1, gib);
+  w.after = {1};
+  ok(s.submit(w));
+  ok(s.submit(job(6, "u", 1, 64 * gib)));  // no node could hold it
+  ASSERT_EQ(started(s.decide(0)).size(), 1u);
+  auto info = s.user("u");
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->queued, 5);
+  EXPECT_EQ(info->backlog, 2);
+  ok(s.finished(1, outcome::done, 1));  // 5 becomes ready
+  EXPECT_EQ(s.user("u")->backlog, 3);
+  ok(s.set_node(node("n2", 2, 64 * gib)));  // 6 could run now
+  EXPECT_EQ(s.user("u")->backlog, 4);
+}
+
 TEST(policy_drf, queue_interleaves_users_by_share) {
   scheduler s;
   ok(s.set_node(node("n1", 10, 10 * gib)));
