@@ -34,6 +34,10 @@ struct node_fixture {
     // Run as root, the node runs tasks as nobody, who must be able to pass through the
     // temporary directory to reach the spool (as through /var/spool in production).
     ::chmod(dir.file("").c_str(), 0711);
+    return launch(std::move(extra));
+  }
+  // Starts the daemon on the spool and attaches as root. Returns "" or why it failed.
+  std::string launch(std::vector<std::string> extra) {
     std::vector<std::string> argv{node_binary, "--listen", "tcp!127.0.0.1!0", "--spool", spool, "--name", "n1"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     auto h = testutil::start_daemon(argv);
@@ -60,18 +64,7 @@ struct node_fixture {
     c.reset();
     d.proc.signal(sig);
     d.proc.wait();
-    std::vector<std::string> argv{node_binary, "--listen", "tcp!127.0.0.1!0", "--spool", spool, "--name", "n1"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    auto h = testutil::start_daemon(argv);
-    if (!h) return h.error();
-    d = std::move(*h);
-    auto cl = fsclient::client::dial(d.dials.at(0));
-    if (!cl) return cl.error();
-    c = std::move(*cl);
-    auto r = c->attach("root");
-    if (!r) return r.error();
-    root = *r;
-    return {};
+    return launch(std::move(extra));
   }
   // The number in a status file's "key=N", or -1.
   long long status_field(const std::string& n, const std::string& key) {
