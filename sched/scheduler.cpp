@@ -1348,10 +1348,16 @@ void scheduler::task_ended(const std::string& node, std::uint64_t task, std::str
   }
   job* j = find(it->second);
   by_task_.erase(it);
-  if (j == nullptr || j->rec.state != job_state::running || j->collecting) return;
+  if (j == nullptr || j->rec.state != job_state::running) return;
+  bool is_backup = j->backup && j->backup->node == node && j->backup->task == task;
+  if (j->collecting) {
+    // The other copy already succeeded, and the policy has ended the job with it.
+    if (is_backup) drop_backup(*j, false, policy::outcome::killed, true);
+    return;
+  }
   bool ok = wait == "exit 0";
   auto copy_outcome = wait == "lost" ? policy::outcome::lost : policy::outcome::failed;
-  if (j->backup && j->backup->node == node && j->backup->task == task) {
+  if (is_backup) {
     // The backup copy ended. First to succeed: it wins, and the job's other copy is
     // killed (the policy preempts it). Else only the backup ends.
     if (!ok || j->kill_requested) return drop_backup(*j, true, copy_outcome, true);
