@@ -886,6 +886,7 @@ void scheduler::forget_job(job& j, done_fn done) {
   }
   std::uint64_t id = j.rec.id;
   if (in_policy_.erase(id) > 0) policy_.forget(id);
+  awaited_.erase(id);
   j.rec.state = job_state::killed;
   changed(j);
   jobs_.erase(id);
@@ -1194,7 +1195,17 @@ void scheduler::to_policy(job& j) {
                                     : "name " + j.rec.name;
   spec.speculate = j.speculate;
   spec.submitted_ms = j.rec.submitted_ms;
-  for (auto dep : deps_of(j)) {
+  auto deps = deps_of(j);
+  for (auto dep : deps) {
+    job* p = find(dep);
+    if (p != nullptr && p->collecting) {
+      // Its results are being copied: j enters the policy once they are in.
+      after_collect_[dep].push_back(j.rec.id);
+      return;
+    }
+  }
+  for (auto dep : deps) {
+    awaited_.insert(dep);
     // Ended predecessors the policy never saw (before a restart) are settled here.
     job* p = find(dep);
     if (in_policy_.contains(dep)) {
@@ -1382,10 +1393,13 @@ void scheduler::task_ended(const std::string& node, std::uint64_t task, std::str
 void scheduler::collect(job& j, std::string wait) {
   j.collecting = true;
   // The run is over: its room goes back to the policy now, before the results are copied,
-  // so that the next job does not wait for the copy's round trips.
-  policy_end(j, outcome_of(state_of_wait(wait, j.kill_requested)));
-  release(j);
-  schedule();
+  // so that the next job does not wait for the copy's round trips; but a job that others
+  // wait for ends in the policy only with its results, which they may read.
+  if (!awaited_.contains(j.rec.id)) {
+    policy_end(j, outcome_of(state_of_wait(wait, j.kill_requested)));
+    release(j);
+    schedule();
+  }
   node_link* n = find_node(j.rec.node);
   if (n == nullptr || !n->up()) {
     j.collecting = false;
@@ -1476,6 +1490,14 @@ void scheduler::finish(job& j, job_state s, std::string exit, std::string note) 
   post_event(fmt::format("end {} {} {}", j.rec.id, to_string(s), ctl::quote(j.rec.exit)));
   changed(j);
   drop_backup(j, false, policy::outcome::killed, false);  // the policy has ended every copy
+  if (auto it = after_collect_.find(j.rec.id); it != after_collect_.end()) {
+    auto waiting = std::move(it->second);
+    after_collect_.erase(it);
+    for (auto id : waiting) {
+      job* w = find(id);
+      if (w != nullptr && w->rec.state == job_state::queued && !in_policy_.contains(id) && gate_open_) to_policy(*w);
+    }
+  }
   schedule();
   if (j.rec.array != 0) array_changed(j.rec.array);
   if (!gate_open_) open_gate();

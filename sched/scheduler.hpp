@@ -227,6 +227,12 @@ class scheduler {
   // owner). If the node comes back, they are killed, so a requeued job does not also run
   // on there (in memory only: a restarted scheduler does not know them).
   std::map<std::string, std::vector<std::pair<std::uint64_t, std::string>>> stale_tasks_;
+  // Jobs some other job waits for (`after`, an array standing for its tasks). Their room
+  // goes back at the exit only with their results: a dependent may read them.
+  std::set<std::uint64_t> awaited_;
+  // Dependents submitted while a predecessor's results were being copied: fed to the
+  // policy once they are in (finish()), by predecessor.
+  std::map<std::uint64_t, std::vector<std::uint64_t>> after_collect_;
   asio::steady_timer tick_timer_;      // a pass every second for time-based rules (reservations)
   std::map<std::string, std::shared_ptr<node_link>> links_;
   std::set<std::string> drained_;
