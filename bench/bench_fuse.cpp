@@ -48,6 +48,7 @@
 #include "bench/common.hpp"
 #include "fsclient/client.hpp"
 #include "srv9p/fcall.hpp"
+#include "tests/testutil.hpp"
 
 extern char** environ;
 
@@ -135,17 +136,6 @@ bool run_to(const std::vector<std::string>& argv, const std::string& out_path = 
   return WIFEXITED(st) && WEXITSTATUS(st) == 0;
 }
 
-bool is_mounted(const std::string& path) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream f(line);
-    std::string id, parent, dev, root, mp;
-    f >> id >> parent >> dev >> root >> mp;
-    if (mp == path) return true;
-  }
-  return false;
-}
 
 // galaxy mount -f DIAL MP [extra...], waiting until the mount is up.
 void mount(const options& o, const std::string& dial, const std::string& mp, std::vector<std::string> extra) {
@@ -160,7 +150,7 @@ void mount(const options& o, const std::string& dial, const std::string& mp, std
   bridges.push_back(pid);
   mounts.push_back(mp);
   auto t0 = steady::now();
-  while (!is_mounted(mp)) {
+  while (!testutil::is_mounted(mp)) {
     if (since(t0) > 20) die("galaxy mount did not come up on " + mp);
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
