@@ -372,7 +372,7 @@ void sched_tree::walk(request r) {
   dir cur = start;
   std::size_t i = 0;
   while (i < names.size() && kind_of(cur) != k_relay) {
-    if (!srv9p::permitted(cur, uname, 1)) break;
+    if (!permitted(cur, uname, 1)) break;
     auto child = walk1(cur, names[i], uname);
     if (!child) {
       if (walked.empty()) return r.error(child.error());

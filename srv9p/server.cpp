@@ -259,7 +259,7 @@ void session::dispatch(std::uint16_t tag, message&& m) {
       // have changed its mode since.
       auto now = tree_.stat1(f->file());
       if (!now) return reply_error(tag, now.error());
-      if (!permitted(*now, f->uname(), open_need(mode))) return reply_error(tag, err::perm);
+      if (!tree_.permitted(*now, f->uname(), open_need(mode))) return reply_error(tag, err::perm);
       walking_.insert(num);  // until the open is answered, later requests on the fid wait
       tree_.open(start(tag, std::move(m), f));
       return;
@@ -272,7 +272,7 @@ void session::dispatch(std::uint16_t tag, message&& m) {
       if ((c.mode & ~(3 | otrunc | orclose)) != 0) return reply_error(tag, err::bad_mode);
       auto now = tree_.stat1(f->file());
       if (!now) return reply_error(tag, now.error());
-      if (!permitted(*now, f->uname(), 2)) return reply_error(tag, err::perm);
+      if (!tree_.permitted(*now, f->uname(), 2)) return reply_error(tag, err::perm);
       walking_.insert(num);
       tree_.create(start(tag, std::move(m), f));
       return;
@@ -296,7 +296,7 @@ void session::dispatch(std::uint16_t tag, message&& m) {
       // remove(5): the fid is clunked even if the remove fails.
       fids_.erase(num);
       auto parent = f->path_->parent ? tree_.stat1(f->parent()) : std::unexpected(std::string(err::perm));
-      if (!parent || !permitted(*parent, f->uname(), 2)) {
+      if (!parent || !tree_.permitted(*parent, f->uname(), 2)) {
         clunk_fid(*f);
         return reply_error(tag, err::perm);
       }

@@ -79,6 +79,16 @@ bool permitted(const dir& f, std::string_view uname, std::uint32_t need) {
   return (bits & need) == need;
 }
 
+bool tree::permitted(const dir& f, std::string_view uname, std::uint32_t need) const {
+  std::uint32_t bits = f.mode & 07;  // other
+  if (uname == f.uid) {
+    bits = (f.mode >> 6) & 07;
+  } else if (in_group(uname, f.gid)) {
+    bits = (f.mode >> 3) & 07;
+  }
+  return (bits & need) == need;
+}
+
 // ---- default handlers ------------------------------------------------------------------
 
 std::expected<std::vector<dir>, std::string> tree::list(const dir&, std::string_view) {
@@ -105,7 +115,7 @@ void tree::walk(request r) {
       failure = err::walk_no_dir;
       break;
     }
-    if (!permitted(cur, f.uname(), 1)) {
+    if (!this->permitted(cur, f.uname(), 1)) {
       failure = err::perm;
       break;
     }
@@ -174,7 +184,7 @@ void tree::wstat(request r) {
     r.error(err::no_wstat);
     return;
   }
-  if (truncate_only && !permitted(r.fid().file(), r.uname(), 2)) {
+  if (truncate_only && !this->permitted(r.fid().file(), r.uname(), 2)) {
     r.error(err::perm);
     return;
   }

@@ -119,6 +119,7 @@ class request {
 
 // Permission check, stat(5)/Plan 9 style: owner bits when uname is the file's uid, group
 // bits when it is the gid, else other bits. need is a mask of 4 (read), 2 (write), 1 (exec).
+// Trees with groups of several members use tree::permitted, which asks tree::in_group.
 bool permitted(const dir& f, std::string_view uname, std::uint32_t need);
 
 class tree {
@@ -143,6 +144,15 @@ class tree {
 
   // The file's current dir (a fresh length, mtime). Default: f unchanged.
   virtual std::expected<dir, std::string> stat1(const dir& f);
+
+  // Group membership for permission checks: whether uname is a member of group gid.
+  // Default: only the user of the same name (Plan 9's convention of a group per user).
+  // Trees with an admin group (several --admin users, root) override it.
+  virtual bool in_group(std::string_view uname, std::string_view gid) const { return uname == gid; }
+  // stat(5) permission check with this tree's groups: owner bits when uname is the file's
+  // uid, group bits when in_group(uname, gid), else other bits. need: 4 read, 2 write,
+  // 1 exec (search), ORed.
+  bool permitted(const dir& f, std::string_view uname, std::uint32_t need) const;
 
   // ---- Request handlers; the defaults build on the hooks ----------------------------
 
