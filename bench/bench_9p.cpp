@@ -306,7 +306,7 @@ struct ramfs_process {
   std::string addr;
 
   void start(const std::string& binary, std::uint64_t big_bytes) {
-    pid = spawn({binary, "--listen", "tcp!127.0.0.1!0", "--big", std::to_string(big_bytes)},
+    pid = spawn({binary, "--listen", "tcp!127.0.0.1!0", "--auth", "none", "--big", std::to_string(big_bytes)},
                 &out_fd);
     std::string line;
     char c;

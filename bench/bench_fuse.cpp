@@ -255,7 +255,7 @@ int main(int argc, char** argv) {
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, out[1], 1);
   std::string big = std::to_string(o.big_bytes);
-  std::vector<std::string> sargv{o.ramfs, "--listen", "tcp!127.0.0.1!0", "--big", big};
+  std::vector<std::string> sargv{o.ramfs, "--listen", "tcp!127.0.0.1!0", "--auth", "none", "--big", big};
   std::vector<char*> sa;
   for (auto& s : sargv) sa.push_back(s.data());
   sa.push_back(nullptr);

@@ -200,7 +200,7 @@ struct node_process {
     if (::mkdtemp(tmpl) == nullptr) die(fmt::format("mkdtemp: {}", std::strerror(errno)));
     spool_dir = tmpl;
     ::chmod(tmpl, 0711);  // as root the node runs tasks as nobody, who must reach the spool
-    pid = spawn({o.node, "--listen", "tcp!127.0.0.1!0", "--spool", spool_dir + "/spool", "--name", "bench"}, &out_fd);
+    pid = spawn({o.node, "--listen", "tcp!127.0.0.1!0", "--auth", "none", "--spool", spool_dir + "/spool", "--name", "bench"}, &out_fd);
     std::string line;
     char c;
     while (::read(out_fd, &c, 1) == 1 && c != '\n') line += c;

@@ -138,9 +138,9 @@ start_daemon() {
 }
 G() { "$B/galaxy" "$@"; }
 
-start_daemon n1 "$B/galaxy-node" --listen 'tcp!127.0.0.1!0' --spool "$W/n1" --name n1 --cpus 1
+start_daemon n1 "$B/galaxy-node" --listen 'tcp!127.0.0.1!0' --auth none --spool "$W/n1" --name n1 --cpus 1
 N1=$DIAL N1_PID=$PID
-start_daemon n2 "$B/galaxy-node" --listen 'tcp!127.0.0.1!0' --spool "$W/n2" --name n2 --cpus 1
+start_daemon n2 "$B/galaxy-node" --listen 'tcp!127.0.0.1!0' --auth none --spool "$W/n2" --name n2 --cpus 1
 N2=$DIAL N2_PID=$PID
 for d in "$N1" "$N2"; do echo 'nice 0' | G write -a "$d" ctl; done
 
@@ -149,7 +149,7 @@ SCHED_PID=
 # waits until both nodes are up in its /status.
 fresh_sched() {
   if [[ -n $SCHED_PID ]]; then kill -TERM "$SCHED_PID"; wait "$SCHED_PID" || true; fi
-  start_daemon "sched-$1" "$B/galaxy-sched" --listen 'tcp!127.0.0.1!0' --state "$W/state-$1" \
+  start_daemon "sched-$1" "$B/galaxy-sched" --listen 'tcp!127.0.0.1!0' --auth none --state "$W/state-$1" \
     --node "n1=$N1" --node "n2=$N2"
   S=$DIAL SCHED_PID=$PID
   local i

@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "ctl/auth.hpp"
 #include "ctl/cluster.hpp"
 #include "fsclient/client.hpp"
 #include "srv9p/errors.hpp"
@@ -63,7 +64,7 @@ std::string_view server_text(std::string_view e) {
 std::unique_ptr<conn> connect(const conn_options& o) {
   // No -a: $GALAXY_ADDR, else the cluster `galaxy up` started, else galaxy-sched's default.
   std::string addr = o.addr.empty() ? cluster::default_addr() : o.addr;
-  auto c = client::dial(addr);
+  auto c = client::dial(addr, client_options());
   if (!c) {
     fmt::print(stderr, "galaxy: {}\n", c.error());
     return nullptr;

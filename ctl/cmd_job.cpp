@@ -37,6 +37,7 @@
 #include <thread>
 #include <vector>
 
+#include "ctl/auth.hpp"
 #include "ctl/cluster.hpp"
 #include "ctl/cmd_9p.hpp"
 #include "ctl/ctlmsg.hpp"
@@ -70,7 +71,7 @@ class tree_access {
 class native_access final : public tree_access {
  public:
   static result<std::unique_ptr<native_access>> connect(const std::string& addr, const std::string& uname) {
-    auto c = fsclient::client::dial(addr);
+    auto c = fsclient::client::dial(addr, client_options());
     if (!c) return std::unexpected(c.error());
     auto root = (*c)->attach(uname.empty() ? login_name() : uname);
     if (!root) return std::unexpected(fmt::format("attach {}: {}", addr, root.error()));

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "ctl/auth.hpp"
 #include "ctl/cmd_9p.hpp"
 #include "fsclient/client.hpp"
 #include "fsclient/fuse_bridge.hpp"
@@ -62,7 +63,7 @@ int fail(int report_fd, const std::string& why) {
 // Dials, attaches, mounts and serves until unmounted. report_fd >= 0: the background
 // child, which writes "mounted\n" or its error there, then detaches from the terminal.
 int mount_and_serve(const mount_args& a, int report_fd) {
-  fsclient::client::options copts;
+  fsclient::client::options copts = client_options();
   copts.msize = a.msize;
   auto c = fsclient::client::dial(a.addr, copts);
   if (!c) return fail(report_fd, c.error());

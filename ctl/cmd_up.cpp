@@ -33,6 +33,7 @@
 #include <thread>
 #include <vector>
 
+#include "ctl/auth.hpp"
 #include "ctl/cluster.hpp"
 #include "ctl/cmd_9p.hpp"
 #include "ctl/ctlmsg.hpp"
@@ -208,7 +209,7 @@ std::uintmax_t file_size_or_0(const std::string& path) {
 // Reads the scheduler's /status until it counts want nodes up.
 std::expected<void, std::string> wait_nodes_up(const std::string& addr, std::size_t want,
                                                std::chrono::milliseconds timeout) {
-  auto c = fsclient::client::dial(addr);
+  auto c = fsclient::client::dial(addr, client_options());
   if (!c) return std::unexpected(c.error());
   auto root = (*c)->attach(login_name());
   if (!root) return std::unexpected("attach: " + root.error());
@@ -312,7 +313,7 @@ std::vector<std::string> stop_all(const cluster::record& r, std::chrono::millise
   // means the whole cluster, so ask each node to kill them first.
   for (const auto& n : r.nodes) {
     if (!cluster::alive(n.proc)) continue;
-    auto c = fsclient::client::dial(n.addr);
+    auto c = fsclient::client::dial(n.addr, client_options());
     if (!c) continue;
     if (auto root = (*c)->attach(login_name()); root) (void)(*c)->write_file(*root, "ctl", "kill all\n");
   }
@@ -463,8 +464,9 @@ int do_up(up_args a) {
     if (auto ok = ensure_dir(spool, 0711); !ok) return give_up(ok.error());
     std::string log = fmt::format("{}/{}.log", logs, name);
     auto from = file_size_or_0(log);
-    auto p = spawn_detached({node_bin, "--listen", "tcp!127.0.0.1!0", "--spool", spool, "--name", name, "--cpus",
-                             std::to_string(cpus)},
+    // --auth none on loopback TCP, as before MUNGE existed (each daemon warns about it).
+    auto p = spawn_detached({node_bin, "--listen", "tcp!127.0.0.1!0", "--auth", "none", "--spool", spool, "--name",
+                             name, "--cpus", std::to_string(cpus)},
                             log, task_path);
     if (!p) return give_up(p.error());
     r.nodes.push_back({name, "", *p});
@@ -472,7 +474,8 @@ int do_up(up_args a) {
     if (!dial) return give_up(dial.error());
     r.nodes.back().addr = *dial;
   }
-  std::vector<std::string> sched_argv{sched_bin, "--listen", "tcp!127.0.0.1!0", "--state", a.state + "/sched"};
+  std::vector<std::string> sched_argv{sched_bin, "--listen", "tcp!127.0.0.1!0", "--auth", "none",
+                                      "--state", a.state + "/sched"};
   for (const auto& n : r.nodes) {
     sched_argv.push_back("--node");
     sched_argv.push_back(n.name + "=" + n.addr);

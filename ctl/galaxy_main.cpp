@@ -4,6 +4,7 @@
 // jobs, nodes, kill, wait).
 #include <CLI/CLI.hpp>
 
+#include "ctl/auth.hpp"
 #include "ctl/cmd_9p.hpp"
 #include "ctl/cmd_job.hpp"
 #include "ctl/cmd_mount.hpp"
@@ -12,6 +13,9 @@
 int main(int argc, char** argv) {
   CLI::App app{"galaxy: use a Galaxy file tree over 9P", "galaxy"};
   app.require_subcommand(1);
+  // --auth and --munge-socket may also follow the verb.
+  app.fallthrough();
+  ctl::add_auth_options(app);
   int status = 0;
   ctl::add_9p_commands(app, status);
   ctl::add_mount_commands(app, status);

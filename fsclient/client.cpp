@@ -174,6 +174,9 @@ struct client::impl {
   std::vector<std::uint32_t> free_fids;
   std::uint32_t next_fid = 0;
 
+  std::function<result<std::string>()> credential;  // options::credential
+  std::atomic<bool> server_auth{false};             // a Tauth was accepted
+
   std::thread reader;
   std::atomic<std::thread::id> reader_id{};
   bool orphaned = false;  // reader thread only: the client is gone; delete impl at exit
@@ -558,6 +561,7 @@ result<std::unique_ptr<client>> client::dial(std::string_view addr, options opts
   if (!fd) return std::unexpected(fd.error());
   auto im = std::make_unique<impl>();
   im->fd = *fd;
+  im->credential = std::move(opts.credential);
   auto v = im->negotiate(std::max(opts.msize, min_msize), opts.version_timeout_ms);
   if (!v) return std::unexpected(v.error());
   impl* raw = im.get();
@@ -676,8 +680,37 @@ void client::release_fid(std::uint32_t f) {
 
 // ---- Blocking operations ----------------------------------------------------------------
 
+bool client::server_authenticates() const { return impl_->server_auth.load(); }
+
+const std::function<result<std::string>()>& client::credential() const { return impl_->credential; }
+
 result<std::uint32_t> client::attach(std::string_view uname, std::string_view aname) {
   auto f = alloc_fid();
+  if (impl_->credential) {
+    // attach(5): Tauth; a server that needs no authentication answers it with Rerror.
+    auto af = alloc_fid();
+    auto a = expect<srv9p::rauth>(rpc(srv9p::tauth{af, std::string(uname), std::string(aname)}));
+    if (a) {
+      impl_->server_auth = true;
+      auto cred = impl_->credential();
+      if (!cred) {
+        (void)clunk(af);
+        release_fid(f);
+        return std::unexpected(std::move(cred.error()));
+      }
+      auto rs = rpc_batch({srv9p::twrite{af, 0, std::move(*cred)},
+                           srv9p::tattach{f, af, std::string(uname), std::string(aname)}, srv9p::tclunk{af}});
+      release_fid(af);
+      for (std::size_t i = 0; i < 2; ++i) {
+        if (!rs[i]) {
+          release_fid(f);
+          return std::unexpected(std::move(rs[i].error()));
+        }
+      }
+      return f;
+    }
+    release_fid(af);
+  }
   auto r = expect<srv9p::rattach>(rpc(srv9p::tattach{f, srv9p::nofid, std::string(uname), std::string(aname)}));
   if (!r) {
     release_fid(f);

@@ -33,6 +33,9 @@ class client {
     // How long dial() waits for the answer to Tversion (a peer that accepts but does not
     // speak 9P must not hang the caller), milliseconds.
     std::uint32_t version_timeout_ms = 10000;
+    // Makes a fresh credential for each attach (srv9p::credential_source gives a MUNGE
+    // one; fsclient itself links no libmunge). Empty: attach never sends Tauth.
+    std::function<result<std::string>()> credential;
   };
   // The reply to one request: its R-message, or the error (Rerror's text, hang-up, flush).
   using reply = result<srv9p::message>;
@@ -51,6 +54,12 @@ class client {
   std::uint32_t msize() const;      // negotiated, bytes
   std::uint32_t iounit() const;     // msize - IOHDRSZ: the most data one read/write carries
   bool connected() const;           // false once the server hung up or close() was called
+  // Whether the server authenticates attaches on this connection: it accepted the Tauth
+  // of an attach() made with a credential function. False before the first such attach.
+  bool server_authenticates() const;
+  // The credential function given at dial (empty if none), for callers that build their
+  // own Tauth, Twrite, Tattach batches.
+  const std::function<result<std::string>()>& credential() const;
   void close();                     // shuts the connection down; idempotent
 
   // ---- Core ---------------------------------------------------------------------------
@@ -92,7 +101,12 @@ class client {
   void release_fid(std::uint32_t f);  // back to the pool (after clunk or remove)
 
   // ---- Blocking operations on fids (intro(5) names) -----------------------------------
-  // attach(5) without authentication; returns the new root fid.
+  // attach(5); returns the new root fid. With options::credential: Tauth first; if the
+  // server answers it with an error ("authentication not required"), Tattach with NOFID;
+  // else the credential is written to the afid, Tattach names it, and the afid is
+  // clunked. Errors: the credential function's error, or the server's refusal
+  // ("authentication required", "credential expired", "uid 1001 (bob) may not attach as
+  // alice", ...).
   result<std::uint32_t> attach(std::string_view uname, std::string_view aname = "");
   // Walks from fid along a slash-separated path ("" clones) into a new fid, in steps of
   // at most 16 names. A path that does not exist is an error naming the first missing

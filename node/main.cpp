@@ -3,6 +3,7 @@
 //
 //   galaxy-node --listen DIAL --spool DIR [--name NAME] [--cpus N] [--mem BYTES]
 //               [--label K=V]... [--run-as USER] [--keep-finished SECONDS] [--config FILE]
+//               [--auth munge|none] [--munge-socket PATH] [--trust USER]...
 //
 // Prints "listening on DIAL" per listener, then serves until SIGINT or SIGTERM. Tasks
 // still running then are left alone; the next start finds them lost (the spool says
@@ -19,6 +20,7 @@
 #include "ctl/ctlmsg.hpp"
 #include "node/task.hpp"
 #include "node/tree.hpp"
+#include "srv9p/auth_options.hpp"
 #include "srv9p/daemon.hpp"
 #include "srv9p/server.hpp"
 
@@ -53,6 +55,8 @@ int main(int argc, char** argv) {
   app.add_option("--keep-finished", keep_finished,
                  "seconds a finished task is kept before it is removed (default: 86400, a day)");
   app.add_option("--admin", opts.admin, "the attach name that owns /ctl (default: the daemon's user)");
+  srv9p::auth_config auth;
+  srv9p::add_auth_options(app, auth, true);
   app.set_config("--config", "", "read options from this file (key = value lines)");
   CLI11_PARSE(app, argc, argv);
 
@@ -72,9 +76,10 @@ int main(int argc, char** argv) {
   }
   auto keep_ms = ctl::parse_seconds_ms(keep_finished);
   if (!keep_ms) return fail("--keep-finished: " + keep_ms.error());
-  if (auto ok = srv9p::require_local(listen); !ok) {
-    return fail(ok.error() + " (tasks are arbitrary code; cluster authentication does not exist yet)");
-  }
+  srv9p::server_options sopts{.log = srv9p::stderr_log("galaxy-node")};
+  auto warnings = srv9p::configure_server(auth, listen, sopts);
+  if (!warnings) return fail(warnings.error());
+  for (const auto& w : *warnings) fmt::print(stderr, "galaxy-node: {}\n", w);
   // One malloc arena for all threads: the io thread does nearly all the work, and the
   // worker thread's occasional deletions need no arena of their own (each costs RSS).
   ::mallopt(M_ARENA_MAX, 1);
@@ -94,6 +99,6 @@ int main(int argc, char** argv) {
   tree.set_runner(runner->get());
   if (auto ok = (*runner)->restore(); !ok) return fail("restoring the spool: " + ok.error());
 
-  srv9p::server srv(io, tree, {.log = srv9p::stderr_log("galaxy-node")});
+  srv9p::server srv(io, tree, std::move(sopts));
   return srv9p::serve_until_signalled(io, srv, listen, "galaxy-node");
 }

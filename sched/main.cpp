@@ -2,6 +2,7 @@
 // (man/man8/galaxy-sched.8, the tree in man/man4/galaxy.4).
 //
 //   galaxy-sched --listen DIAL --state DIR [--node NAME=DIAL]... [--config FILE]
+//                [--auth munge|none] [--munge-socket PATH] [--trust USER]...
 //
 // Prints "listening on DIAL" per listener, then serves until SIGINT or SIGTERM.
 #include <CLI/CLI.hpp>
@@ -12,6 +13,7 @@
 #include "ctl/ctlmsg.hpp"
 #include "sched/scheduler.hpp"
 #include "sched/tree.hpp"
+#include "srv9p/auth_options.hpp"
 #include "srv9p/daemon.hpp"
 #include "srv9p/server.hpp"
 
@@ -32,6 +34,8 @@ int main(int argc, char** argv) {
   app.add_option("--reconnect", reconnect_s, "seconds between dials of a node that is down");
   app.add_option("--new-job-timeout", new_job_timeout_s, "seconds a job made by clone may wait for exec");
   app.add_option("--default-cpu", opts.default_cpu_millis, "millicores a job without 'cpu' takes");
+  srv9p::auth_config auth;
+  srv9p::add_auth_options(app, auth, true);
   app.set_config("--config", "", "read options from this file (key = value lines)");
   CLI11_PARSE(app, argc, argv);
 
@@ -54,9 +58,12 @@ int main(int argc, char** argv) {
     if (eq == std::string::npos || eq == 0) return fail(fmt::format("--node '{}': expected NAME=DIAL", n));
     opts.nodes.emplace_back(n.substr(0, eq), n.substr(eq + 1));
   }
-  if (auto ok = srv9p::require_local(listen); !ok) {
-    return fail(ok.error() + " (jobs are arbitrary code; cluster authentication does not exist yet)");
-  }
+  srv9p::server_options sopts{.log = srv9p::stderr_log("galaxy-sched")};
+  auto warnings = srv9p::configure_server(auth, listen, sopts);
+  if (!warnings) return fail(warnings.error());
+  for (const auto& w : *warnings) fmt::print(stderr, "galaxy-sched: {}\n", w);
+  // The links to the nodes authenticate the same way (each attach a fresh credential).
+  opts.link.credential = srv9p::credential_source(auth);
 
   asio::io_context io;
   sched::sched_tree tree;
@@ -64,7 +71,7 @@ int main(int argc, char** argv) {
   if (!s) return fail(s.error());
   tree.set_scheduler(s->get());
   (*s)->start();
-  srv9p::server srv(io, tree, {.log = srv9p::stderr_log("galaxy-sched")});
+  srv9p::server srv(io, tree, std::move(sopts));
   int status = srv9p::serve_until_signalled(io, srv, listen, "galaxy-sched");
   (*s)->stop();
   return status;

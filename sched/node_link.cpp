@@ -56,13 +56,25 @@ std::expected<void, std::string> parse_node_status(std::string_view line, node_i
   return {};
 }
 
-std::uint32_t node_conn::root(const std::string& uname, std::vector<srv9p::message>& msgs) {
+fsclient::result<node_conn::attach_prefix> node_conn::root(const std::string& uname,
+                                                          std::vector<srv9p::message>& msgs) {
   auto it = roots_.find(uname);
-  if (it != roots_.end()) return it->second;
+  if (it != roots_.end()) return attach_prefix{it->second, 0};
+  if (!client_->server_authenticates()) {
+    std::uint32_t fid = client_->alloc_fid();
+    roots_.emplace(uname, fid);
+    msgs.insert(msgs.begin(), srv9p::tattach{fid, srv9p::nofid, uname, ""});
+    return attach_prefix{fid, 1};
+  }
+  auto cred = client_->credential()();
+  if (!cred) return std::unexpected(std::move(cred.error()));
   std::uint32_t fid = client_->alloc_fid();
+  std::uint32_t afid = client_->alloc_fid();
   roots_.emplace(uname, fid);
-  msgs.insert(msgs.begin(), srv9p::tattach{fid, srv9p::nofid, uname, ""});
-  return fid;
+  std::vector<srv9p::message> attach{srv9p::tauth{afid, uname, ""}, srv9p::twrite{afid, 0, std::move(*cred)},
+                                     srv9p::tattach{fid, afid, uname, ""}, srv9p::tclunk{afid}};
+  msgs.insert(msgs.begin(), std::make_move_iterator(attach.begin()), std::make_move_iterator(attach.end()));
+  return attach_prefix{fid, attach.size(), afid};
 }
 
 node_link::node_link(asio::io_context& io, std::string name, std::string dial, link_options opts, hooks h)
@@ -101,13 +113,15 @@ void node_link::dial_async() {
     auto result = [&]() -> fsclient::result<opened> {
       fsclient::client::options copts;
       copts.version_timeout_ms = opts.dial_timeout_ms;
+      copts.credential = opts.credential;
       auto c = fsclient::client::dial(addr, copts);
       if (!c) return std::unexpected(c.error());
       auto conn = std::make_shared<node_conn>(std::move(*c));
-      std::vector<srv9p::message> none;
-      std::uint32_t root = conn->root(opts.uname, none);
-      auto r = conn->client().rpc(none.front());
+      // This attach also learns whether the node authenticates (server_authenticates()).
+      auto r = conn->client().attach(opts.uname);
       if (!r) return std::unexpected("attach: " + r.error());
+      std::uint32_t root = *r;
+      conn->set_root(opts.uname, root);
       std::uint32_t fids[3];
       const char* files[3] = {"status", "labels", "events"};
       for (int i = 0; i < 3; ++i) {
@@ -249,11 +263,18 @@ void node_link::batch(const std::string& uname, builder build, std::function<voi
     return;
   }
   std::vector<srv9p::message> msgs;
-  std::uint32_t root = conn->root(uname, msgs);
-  bool attach_added = !msgs.empty();
-  auto body = build(*conn, root);
+  auto prefix = conn->root(uname, msgs);
+  if (!prefix) {
+    replies r;
+    r.push_back(std::unexpected("attach: " + prefix.error()));
+    asio::post(io_, [done = std::move(done), r = std::move(r)]() mutable { done(std::move(r)); });
+    return;
+  }
+  std::size_t attach_added = prefix->count;
+  auto body = build(*conn, prefix->root);
   // Fids the batch clunks or removes go back to the pool once the replies are in.
   std::vector<std::uint32_t> released;
+  if (prefix->afid != srv9p::nofid) released.push_back(prefix->afid);
   for (const auto& m : body) {
     if (auto* c = std::get_if<srv9p::tclunk>(&m)) released.push_back(c->fid);
     if (auto* r = std::get_if<srv9p::tremove>(&m)) released.push_back(r->fid);
@@ -263,12 +284,19 @@ void node_link::batch(const std::string& uname, builder build, std::function<voi
   auto count = std::make_shared<std::atomic<std::size_t>>(msgs.size());
   auto finish = [this, out, attach_added, done = std::move(done), conn, uname, released]() mutable {
     for (auto f : released) conn->client().release_fid(f);
-    if (attach_added) {
+    if (attach_added > 0) {
       // The attach went first: a refused attach must not leave a dead root behind, and
-      // the caller sees only the replies to its own messages.
-      if (!out->front()) asio::post(io_, [conn, uname] { conn->forget_root(uname); });
-      auto attach = std::move(out->front());
-      out->erase(out->begin());
+      // the caller sees only the replies to its own messages. The first error among
+      // Tauth, Twrite, Tattach says why (the afid's Tclunk adds nothing).
+      fsclient::client::reply attach = std::move((*out)[attach_added == 1 ? 0 : 2]);
+      for (std::size_t i = 0; i < std::min<std::size_t>(attach_added, 3); ++i) {
+        if (!(*out)[i]) {
+          attach = std::move((*out)[i]);
+          break;
+        }
+      }
+      if (!attach) asio::post(io_, [conn, uname] { conn->forget_root(uname); });
+      out->erase(out->begin(), out->begin() + static_cast<std::ptrdiff_t>(attach_added));
       if (!attach) {
         for (auto& r : *out) {
           if (r) r = std::unexpected("attach: " + attach.error());

@@ -39,6 +39,8 @@ struct link_options {
   std::uint32_t down_after_ms = 3000;    // a heartbeat unanswered this long: node down
   std::uint32_t reconnect_ms = 1000;     // delay between dials while down
   std::uint32_t dial_timeout_ms = 2000;  // Tversion's answer, for a node that accepts but hangs
+  // A fresh credential per attach (srv9p::credential_source); empty: no Tauth.
+  std::function<fsclient::result<std::string>()> credential;
 };
 
 // What a node says about itself in /status and /labels.
@@ -67,9 +69,19 @@ class node_conn {
   explicit node_conn(std::unique_ptr<fsclient::client> c) : client_(std::move(c)) {}
   fsclient::client& client() { return *client_; }
   bool connected() const { return client_->connected(); }
-  // The root fid attached as uname. A new user's Tattach is put at the front of msgs, so
-  // the attach travels in the same write as the requests that use it.
-  std::uint32_t root(const std::string& uname, std::vector<srv9p::message>& msgs);
+  // The root fid attached as uname, and how many messages were put at the front of msgs
+  // for a new user's attach, so that it travels in the same write as the requests that
+  // use it: Tattach alone, or, when the node authenticates, Tauth, Twrite of a fresh
+  // credential (MUNGE refuses a replayed one), Tattach and Tclunk of the afid (then
+  // afid is set, for release once answered). Errors: the credential function's.
+  struct attach_prefix {
+    std::uint32_t root = 0;
+    std::size_t count = 0;
+    std::uint32_t afid = srv9p::nofid;
+  };
+  fsclient::result<attach_prefix> root(const std::string& uname, std::vector<srv9p::message>& msgs);
+  // Records a root attached by a blocking attach (the dial's).
+  void set_root(const std::string& uname, std::uint32_t fid) { roots_[uname] = fid; }
   // After a refused attach: the next request for uname attaches again.
   void forget_root(const std::string& uname) { roots_.erase(uname); }
 

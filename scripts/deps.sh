@@ -11,6 +11,7 @@ packages=(
   libgtest-dev googletest libbenchmark-dev              # tests/ and bench/
   libfuse3-dev fuse3                                    # the FUSE bridge (galaxy mount)
   libsqlite3-dev libssl-dev                             # the job store, the cluster key
+  munge libmunge-dev                                    # authentication (srv9p/munge.*)
   mandoc                                                # man page lint
   clang-16 libclang-rt-16-dev                           # libFuzzer targets in fuzz/
   hyperfine parallel                                    # bench/ and the peer comparisons

@@ -14,16 +14,23 @@
 
 namespace srv9p {
 
-std::expected<void, std::string> require_local(std::span<const std::string> dials) {
+std::expected<std::vector<std::string>, std::string> check_listeners(std::span<const std::string> dials,
+                                                                     auth_mode mode) {
+  std::vector<std::string> warnings;
   for (const auto& d : dials) {
     auto addr = parse_dial(d);
     if (!addr) return std::unexpected(addr.error());
+    if (addr->net == dial_addr::net_kind::unix_socket || mode == auth_mode::munge) continue;
     if (!is_loopback(*addr)) {
       return std::unexpected(fmt::format(
-          "refusing to listen on {}: only loopback and Unix sockets are allowed without a cluster key", d));
+          "refusing --auth none on {}: it reaches other machines, whose users could attach as anyone "
+          "(use --auth munge, or a Unix socket)",
+          d));
     }
+    warnings.push_back(fmt::format(
+        "warning: {} has no authentication (--auth none): every local user can attach as anyone", d));
   }
-  return {};
+  return warnings;
 }
 
 std::function<void(std::string_view)> stderr_log(std::string_view prog) {

@@ -30,6 +30,24 @@ inline constexpr std::string_view no_wstat = "wstat prohibited";
 inline constexpr std::string_view bad_name = "bad character in file name";
 inline constexpr std::string_view no_auth = "authentication not required";
 inline constexpr std::string_view auth_required = "authentication required";
+// Authentication (srv9p/auth.hpp, srv9p/munge.hpp). Those with {} are fmt formats.
+inline constexpr std::string_view auth_fid = "not allowed on an authentication fid";
+inline constexpr std::string_view not_afid = "afid is not an authentication fid";
+inline constexpr std::string_view nofid_afid = "afid must not be NOFID";
+inline constexpr std::string_view no_credential = "no credential written to the afid";
+inline constexpr std::string_view cred_given = "credential already written";
+inline constexpr std::string_view afid_other_name = "attach name or aname differs from the afid's";
+inline constexpr std::string_view cred_expired = "credential expired";
+inline constexpr std::string_view cred_replayed = "credential replayed";
+inline constexpr std::string_view cred_rewound = "credential from the future (clocks apart?)";
+inline constexpr std::string_view cred_invalid = "credential invalid (not from this cluster's key?)";
+inline constexpr std::string_view cred_malformed = "credential malformed: not a MUNGE credential";
+inline constexpr std::string_view cred_too_long =
+    "credential too long: {} bytes; a MUNGE credential is at most {} bytes";
+inline constexpr std::string_view munged_unreachable = "munged unreachable at {}: {}";
+inline constexpr std::string_view too_many_fids = "too many fids on this connection: limit {}";
+inline constexpr std::string_view too_many_requests =
+    "too many outstanding requests on this connection: limit {}";
 inline constexpr std::string_view bad_msize = "msize too small";
 inline constexpr std::string_view not_version = "first message must be Tversion";
 inline constexpr std::string_view no_attach = "fid not attached";

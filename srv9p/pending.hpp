@@ -4,6 +4,8 @@
 #include <asio/any_io_executor.hpp>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <string>
 
 #include "srv9p/fcall.hpp"
 #include "srv9p/tree.hpp"
@@ -27,6 +29,19 @@ struct pending {
   std::shared_ptr<srv9p::fid> fid;  // the fid named; null for Tversion/Tattach/Tflush
   bool done = false;
   std::function<void()> flush_hook;
+};
+
+// An afid (attach(5)): the names its Tauth gave, the credential written to it so far, and
+// where its verification stands. The Twrite that completed the credential is answered
+// when the authenticator has spoken; requests naming the afid wait until then.
+struct auth_state {
+  enum class phase : std::uint8_t { collecting, verifying, verified, refused };
+  std::string uname, aname;
+  std::string credential;
+  phase state = phase::collecting;
+  std::optional<credential_owner> owner;  // verified
+  std::string refusal;                    // refused: why
+  std::shared_ptr<pending> completing;    // verifying: the Twrite that completed it
 };
 
 }  // namespace srv9p::detail

@@ -7,6 +7,12 @@
 // bookkeeping (a walk's newfid, an open's mode, a create's new file, a remove's clunk)
 // before sending. The rules are those of intro(5) and the pages it names; the ones that
 // matter most are quoted where they are applied.
+//
+// Authentication: Tauth makes an afid (a fid with auth_ set, which trees never see);
+// Twrites to it gather a credential, and the one that completes it is answered once the
+// authenticator has verified it, off this thread. do_attach is the one place where an
+// identity is made (srv9p/auth.hpp), from the afid, the Unix-socket peer's uid, or
+// nothing on an --auth none listener.
 #include "srv9p/server.hpp"
 
 #include <asio/co_spawn.hpp>
@@ -21,6 +27,7 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 #include <fmt/format.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -71,6 +78,17 @@ std::uint32_t open_need(std::uint8_t mode) {
   return need;
 }
 
+// What stat says of an afid: an append-only, exclusive auth file (QTAUTH), owned by the
+// name its Tauth gave.
+dir afid_dir(std::uint32_t num, const std::string& uname) {
+  dir d;
+  d.qid = qid{qtauth, 0, num};
+  d.mode = dmauth | 0600;
+  d.name = "#a";
+  d.uid = d.gid = d.muid = uname;
+  return d;
+}
+
 bool mode_reads(std::uint8_t mode) { return (mode & 3) != owrite; }
 bool mode_writes(std::uint8_t mode) { return (mode & 3) == owrite || (mode & 3) == ordwr; }
 
@@ -78,9 +96,9 @@ bool mode_writes(std::uint8_t mode) { return (mode & 3) == owrite || (mode & 3) 
 
 // ==== session ===========================================================================
 
-session::session(asio::any_io_executor ex, tree& t, server_options opts, sender send)
+session::session(asio::any_io_executor ex, tree& t, server_options opts, sender send, peer_info peer)
     : ex_(std::move(ex)), tree_(t), opts_(std::move(opts)), send_(std::move(send)),
-      msize_(opts_.max_msize) {}
+      msize_(opts_.max_msize), peer_(peer) {}
 
 session::~session() { close(); }
 
@@ -100,12 +118,20 @@ std::shared_ptr<fid> session::lookup(std::uint32_t num) const {
   return it == fids_.end() ? nullptr : it->second;
 }
 
+void session::release(fid& f) {
+  if (f.auth_) return;  // an afid: the tree never saw it
+  tree_.clunk(f);
+  f.aux.reset();
+}
+
 void session::clunk_fid(fid& f) {
   f.clunked_ = true;
-  if (f.outstanding_ == 0) {
-    tree_.clunk(f);
-    f.aux.reset();
-  }
+  if (f.outstanding_ == 0) release(f);
+}
+
+bool session::fids_full() const {
+  // walking_ holds fids that outstanding walks are making: they will be fids soon.
+  return fids_.size() + walking_.size() >= opts_.max_fids;
 }
 
 void session::complete(detail::pending& p) {
@@ -113,10 +139,7 @@ void session::complete(detail::pending& p) {
   if (auto it = pending_.find(p.tag); it != pending_.end() && it->second.get() == &p) {
     pending_.erase(it);
   }
-  if (p.fid && --p.fid->outstanding_ == 0 && p.fid->clunked_) {
-    tree_.clunk(*p.fid);
-    p.fid->aux.reset();
-  }
+  if (p.fid && --p.fid->outstanding_ == 0 && p.fid->clunked_) release(*p.fid);
   // remove(5): the fid is clunked whatever the answer.
   if (p.fid && type_of(p.t) == msg_type::tremove) clunk_fid(*p.fid);
   // A walk, open or create answered: requests that waited for its fid may start.
@@ -173,6 +196,11 @@ std::expected<void, std::string> session::handle(std::span<const std::uint8_t> m
     reply_error(tag, err::dup_tag);
     return {};
   }
+  if (type != msg_type::tversion && type != msg_type::tflush &&
+      pending_.size() + deferred_tags_.size() >= opts_.max_outstanding) {
+    reply_error(tag, fmt::format(fmt::runtime(err::too_many_requests), opts_.max_outstanding));
+    return {};
+  }
   if (type == msg_type::tflush && deferred_tags_.contains(std::get<tflush>(decoded->msg).oldtag)) {
     // flush(5) of a request still waiting for its walk: it never starts.
     std::uint16_t old = std::get<tflush>(decoded->msg).oldtag;
@@ -184,8 +212,9 @@ std::expected<void, std::string> session::handle(std::span<const std::uint8_t> m
   // A request naming a fid that an outstanding walk is still making (or an outstanding
   // open or create is still opening) waits for it, so a client may pipeline Twalk newfid,
   // Topen newfid, Tread newfid even when the tree answers walks and opens later (a relay).
-  std::uint32_t num = fid_of(decoded->msg);
-  if (type != msg_type::tversion && type != msg_type::tattach && walking_.contains(num)) {
+  // A Tattach waits for its afid's verification the same way.
+  std::uint32_t num = type == msg_type::tattach ? std::get<tattach>(decoded->msg).afid : fid_of(decoded->msg);
+  if (type != msg_type::tversion && num != nofid && walking_.contains(num)) {
     deferred_tags_.insert(tag);
     waiting_[num].push_back(deferred{tag, std::move(decoded->msg)});
     return {};
@@ -223,7 +252,7 @@ void session::dispatch(std::uint16_t tag, message&& m) {
       do_version(tag, std::get<tversion>(m));
       return;
     case msg_type::tauth:
-      reply_error(tag, err::no_auth);
+      do_auth(tag, std::get<tauth>(m));
       return;
     case msg_type::tattach:
       do_attach(tag, std::get<tattach>(m));
@@ -248,6 +277,7 @@ void session::dispatch(std::uint16_t tag, message&& m) {
     reply_error(tag, err::unknown_fid);
     return;
   }
+  if (f->auth_) return do_afid(tag, std::move(m), f);
 
   switch (type_of(m)) {
     case msg_type::topen: {
@@ -333,17 +363,135 @@ void session::do_version(std::uint16_t tag, tversion& m) {
   send(fcall{tag, rversion{msize_, ours ? std::string(version_9p2000) : std::string("unknown")}});
 }
 
+void session::do_auth(std::uint16_t tag, tauth& m) {
+  // attach(5): a server that needs no authentication answers Tauth with Rerror, and the
+  // client attaches with NOFID. Unix-socket peers are known by SO_PEERCRED instead.
+  if (peer_.uid || !opts_.auth) return reply_error(tag, err::no_auth);
+  if (m.afid == nofid) return reply_error(tag, err::nofid_afid);
+  if (fids_.contains(m.afid) || walking_.contains(m.afid)) return reply_error(tag, err::fid_in_use);
+  if (fids_full()) return reply_error(tag, fmt::format(fmt::runtime(err::too_many_fids), opts_.max_fids));
+  auto f = std::make_shared<fid>();
+  f->num_ = m.afid;
+  f->auth_ = std::make_shared<detail::auth_state>();
+  f->auth_->uname = std::move(m.uname);
+  f->auth_->aname = std::move(m.aname);
+  dir d = afid_dir(m.afid, f->auth_->uname);
+  qid q = d.qid;
+  f->path_ = std::make_shared<detail::path_elem>(detail::path_elem{std::move(d), nullptr});
+  fids_.emplace(m.afid, std::move(f));
+  send(fcall{tag, rauth{q}});
+}
+
+void session::do_afid(std::uint16_t tag, message&& m, const std::shared_ptr<fid>& f) {
+  auto& a = *f->auth_;
+  switch (type_of(m)) {
+    case msg_type::topen:
+      if (f->open_) return reply_error(tag, err::already_open);
+      f->open_ = true;
+      f->mode_ = std::get<topen>(m).mode;
+      return send(fcall{tag, ropen{f->file().qid, 0}});
+    case msg_type::tread:
+      // The credential goes one way: there is nothing to read back.
+      return send(fcall{tag, rread{}});
+    case msg_type::tstat:
+      return send(fcall{tag, rstat{f->file()}});
+    case msg_type::twrite: {
+      if (a.state != detail::auth_state::phase::collecting) return reply_error(tag, err::cred_given);
+      std::size_t len = std::get<twrite>(m).data.size();
+      std::size_t limit = opts_.auth->max_bytes();
+      if (a.credential.size() + len > limit) {
+        return reply_error(tag, fmt::format(fmt::runtime(err::cred_too_long), a.credential.size() + len, limit));
+      }
+      a.credential += std::get<twrite>(m).data;
+      if (!opts_.auth->complete(a.credential)) {
+        return send(fcall{tag, rwrite{static_cast<std::uint32_t>(len)}});
+      }
+      // Complete: this Twrite is answered after verification, and requests naming the
+      // afid (its Tattach, its clunk) wait for it. A Tflush of the Twrite suppresses the
+      // answer, not the verification.
+      a.state = detail::auth_state::phase::verifying;
+      walking_.insert(f->num_);
+      start(tag, std::move(m), f);
+      a.completing = pending_.at(tag);
+      std::weak_ptr<session> weak = weak_from_this();
+      opts_.auth->verify(a.credential, [weak, ex = ex_, num = f->num_, as = f->auth_](authenticator::verified v) {
+        asio::post(ex, [weak, num, as, v = std::move(v)]() mutable {
+          if (auto self = weak.lock()) self->verified(num, as, std::move(v));
+        });
+      });
+      return;
+    }
+    case msg_type::tremove: {
+      // remove(5): the fid is clunked whatever the answer.
+      fids_.erase(f->num_);
+      clunk_fid(*f);
+      return reply_error(tag, err::auth_fid);
+    }
+    default:
+      return reply_error(tag, err::auth_fid);
+  }
+}
+
+void session::verified(std::uint32_t num, const std::shared_ptr<detail::auth_state>& a,
+                       authenticator::verified v) {
+  if (closed_) return;
+  if (v) {
+    a->state = detail::auth_state::phase::verified;
+    a->owner = *v;
+  } else {
+    a->state = detail::auth_state::phase::refused;
+    a->refusal = v.error();
+    if (opts_.log) opts_.log(fmt::format("refused credential for {}: {}", a->uname, v.error()));
+  }
+  if (auto p = std::move(a->completing); p && !p->done) {
+    if (v) {
+      finish(*p, fcall{p->tag, rwrite{static_cast<std::uint32_t>(std::get<twrite>(p->t).data.size())}});
+    } else {
+      finish(*p, fcall{p->tag, rerror{v.error().substr(0, errmax - 1)}});
+    }
+  }
+  // After a Tversion the fid number may name another afid by now: leave that one alone.
+  if (auto f = lookup(num); f && f->auth_ == a) walk_done(num);
+}
+
 void session::do_attach(std::uint16_t tag, tattach& m) {
-  if (m.afid != nofid) return reply_error(tag, err::no_auth);
-  if (fids_.contains(m.fid)) return reply_error(tag, err::fid_in_use);
-  auto root = tree_.attach(m.uname, m.aname);
+  if (fids_.contains(m.fid) || walking_.contains(m.fid)) return reply_error(tag, err::fid_in_use);
+  if (fids_full()) return reply_error(tag, fmt::format(fmt::runtime(err::too_many_fids), opts_.max_fids));
+  // The one place an identity is made: from the Unix-socket peer, the afid's verified
+  // credential, or (--auth none) from nothing but the name.
+  std::expected<identity, std::string> who;
+  if (peer_.uid) {
+    if (m.afid != nofid) return reply_error(tag, err::no_auth);
+    who = authorize(*peer_.uid, m.uname, proof::peercred, opts_.trusted);
+  } else if (opts_.auth) {
+    if (m.afid == nofid) return reply_error(tag, err::auth_required);
+    auto af = lookup(m.afid);
+    if (!af) return reply_error(tag, err::unknown_fid);
+    if (!af->auth_) return reply_error(tag, err::not_afid);
+    const auto& a = *af->auth_;
+    using phase = detail::auth_state::phase;
+    // phase::verifying cannot be seen here: handle() defers a Tattach naming such an afid.
+    if (a.state == phase::collecting || a.state == phase::verifying) return reply_error(tag, err::no_credential);
+    if (a.state == phase::refused) return reply_error(tag, a.refusal);
+    if (a.uname != m.uname || a.aname != m.aname) return reply_error(tag, err::afid_other_name);
+    who = authorize(a.owner->uid, m.uname, proof::munge, opts_.trusted);
+  } else {
+    if (m.afid != nofid) return reply_error(tag, err::no_auth);
+    who = identity{m.uname, m.uname.empty() ? std::nullopt : local_uid(m.uname), proof::none};
+  }
+  if (!who) {
+    if (opts_.log) opts_.log(fmt::format("refused attach: {}", who.error()));
+    return reply_error(tag, who.error());
+  }
+  auto root = tree_.attach(who->uname, m.aname);
   if (!root) return reply_error(tag, root.error());
   auto f = std::make_shared<fid>();
   f->num_ = m.fid;
-  f->uname_ = std::move(m.uname);
+  f->who_ = std::move(*who);
   f->path_ = std::make_shared<detail::path_elem>(detail::path_elem{*root, nullptr});
   qid q = root->qid;
   fids_.emplace(m.fid, std::move(f));
+  attached_ = true;
   send(fcall{tag, rattach{q}});
 }
 
@@ -359,16 +507,20 @@ void session::do_walk(std::uint16_t tag, message&& m) {
   auto f = lookup(w.fid);
   if (!f) return reply_error(tag, err::unknown_fid);
   // walk(5): fid must not be open; newfid must be unused unless it equals fid.
+  if (f->auth_) return reply_error(tag, err::auth_fid);
   if (f->open_) return reply_error(tag, err::walk_open);
   if (w.newfid != w.fid && (fids_.contains(w.newfid) || walking_.contains(w.newfid))) {
     return reply_error(tag, err::fid_in_use);
+  }
+  if (w.newfid != w.fid && fids_full()) {
+    return reply_error(tag, fmt::format(fmt::runtime(err::too_many_fids), opts_.max_fids));
   }
   if (w.wnames.size() > maxwelem) return reply_error(tag, err::too_many_wnames);
   if (w.wnames.empty()) {
     // A clone.
     auto nf = std::make_shared<fid>();
     nf->num_ = w.newfid;
-    nf->uname_ = f->uname_;
+    nf->who_ = f->who_;
     nf->path_ = f->path_;
     fids_[w.newfid] = std::move(nf);
     send(fcall{tag, rwalk{}});
@@ -449,7 +601,7 @@ void session::finish_walk(detail::pending& p, std::vector<dir> walked) {
     } else {
       auto nf = std::make_shared<fid>();
       nf->num_ = w.newfid;
-      nf->uname_ = p.fid->uname_;
+      nf->who_ = p.fid->who_;
       nf->path_ = std::move(path);
       fids_[w.newfid] = std::move(nf);
     }
@@ -520,7 +672,7 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
     if (opts.log) opts.log(line);
   }
 
-  void start_connection(generic_socket sock);
+  void start_connection(generic_socket sock, peer_info peer);
   // Accepts connections until stop(); Acceptor is a TCP or a Unix-socket acceptor.
   template <class Acceptor>
   asio::awaitable<void> accept(Acceptor& a);
@@ -528,9 +680,9 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
 
 class server::impl::connection : public std::enable_shared_from_this<connection> {
  public:
-  connection(std::shared_ptr<server::impl> srv, generic_socket sock)
-      : srv_(std::move(srv)), sock_(std::move(sock)), wake_writer_(sock_.get_executor()),
-        wake_reader_(sock_.get_executor()) {
+  connection(std::shared_ptr<server::impl> srv, generic_socket sock, peer_info peer)
+      : srv_(std::move(srv)), sock_(std::move(sock)), peer_(peer), wake_writer_(sock_.get_executor()),
+        wake_reader_(sock_.get_executor()), attach_timer_(sock_.get_executor()) {
     wake_writer_.expires_at(asio::steady_timer::time_point::max());
     wake_reader_.expires_at(asio::steady_timer::time_point::max());
   }
@@ -540,8 +692,20 @@ class server::impl::connection : public std::enable_shared_from_this<connection>
     session_ = std::make_shared<session>(sock_.get_executor(), srv_->t, srv_->opts,
                                          [weak](std::vector<std::uint8_t> bytes) {
                                            if (auto c = weak.lock()) c->enqueue(std::move(bytes));
-                                         });
+                                         },
+                                         peer_);
     auto self = shared_from_this();
+    if (srv_->opts.attach_timeout_ms > 0) {
+      // A connection that never attaches (no credential, a wrong one, a slow scan) must
+      // not hold its socket and memory for ever.
+      attach_timer_.expires_after(std::chrono::milliseconds(srv_->opts.attach_timeout_ms));
+      attach_timer_.async_wait([weak](const asio::error_code& ec) {
+        auto c = weak.lock();
+        if (ec || !c || c->stopped_ || c->session_->attached()) return;
+        c->srv_->log(fmt::format("closing connection: not attached within {} ms", c->srv_->opts.attach_timeout_ms));
+        c->stop();
+      });
+    }
     asio::co_spawn(sock_.get_executor(), self->reader(self), asio::detached);
     asio::co_spawn(sock_.get_executor(), self->writer(self), asio::detached);
   }
@@ -555,6 +719,7 @@ class server::impl::connection : public std::enable_shared_from_this<connection>
     sock_.close(ignored);
     wake_writer_.cancel();
     wake_reader_.cancel();
+    attach_timer_.cancel();
     srv_->conns.erase(shared_from_this());
   }
 
@@ -641,16 +806,18 @@ class server::impl::connection : public std::enable_shared_from_this<connection>
 
   std::shared_ptr<server::impl> srv_;
   generic_socket sock_;
+  peer_info peer_;
   std::shared_ptr<session> session_;
   std::vector<std::vector<std::uint8_t>> queue_;
   std::size_t queued_bytes_ = 0;
   asio::steady_timer wake_writer_;
   asio::steady_timer wake_reader_;
+  asio::steady_timer attach_timer_;
   bool stopped_ = false;
 };
 
-void server::impl::start_connection(generic_socket sock) {
-  auto c = std::make_shared<connection>(shared_from_this(), std::move(sock));
+void server::impl::start_connection(generic_socket sock, peer_info peer) {
+  auto c = std::make_shared<connection>(shared_from_this(), std::move(sock), peer);
   conns.insert(c);
   c->start();
 }
@@ -668,11 +835,21 @@ asio::awaitable<void> server::impl::accept(Acceptor& a) {
       co_await pause.async_wait(as_tuple_awaitable);
       continue;
     }
+    peer_info peer;
     if constexpr (std::is_same_v<Acceptor, asio::ip::tcp::acceptor>) {
       asio::error_code ignored;
       sock.set_option(asio::ip::tcp::no_delay(true), ignored);
+    } else {
+      // A Unix-socket peer is who the kernel says it is (unix(7), SO_PEERCRED).
+      ::ucred cred{};
+      ::socklen_t len = sizeof cred;
+      if (::getsockopt(sock.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+        log(fmt::format("closing connection: SO_PEERCRED: {}", std::strerror(errno)));
+        continue;  // sock closes as it goes out of scope
+      }
+      peer.uid = cred.uid;
     }
-    start_connection(generic_socket(std::move(sock)));
+    start_connection(generic_socket(std::move(sock)), peer);
   }
 }
 

@@ -12,12 +12,18 @@
 //
 // The session is transport-free: it takes whole messages and emits whole replies through
 // a callback, so transcript tests and the fuzzer drive it without sockets.
+//
+// Authentication (attach(5), srv9p/auth.hpp): a Unix-socket connection's peer is known
+// by SO_PEERCRED; a TCP connection's by a credential written to the afid of a Tauth when
+// server_options::auth is set (MUNGE), or not at all when it is null (--auth none).
+// Either way session::do_attach makes the fid's identity, and trees read only that.
 #include <asio/any_io_executor.hpp>
 #include <asio/io_context.hpp>
 #include <cstdint>
 #include <expected>
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <span>
 #include <string>
@@ -27,6 +33,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "srv9p/auth.hpp"
 #include "srv9p/fcall.hpp"
 #include "srv9p/tree.hpp"
 
@@ -37,6 +44,26 @@ struct server_options {
   // Where the server writes a line about each dropped connection and malformed message.
   // Default: none.
   std::function<void(std::string_view)> log;
+
+  // Verifies the credentials that TCP clients write to their afids. Null: TCP clients
+  // attach without authentication (--auth none) and Tauth is answered
+  // "authentication not required". Unix-socket connections never use it (SO_PEERCRED).
+  std::shared_ptr<authenticator> auth;
+  // Uids that may attach under any name, besides root and the daemon's own uid (--trust).
+  std::vector<uid_t> trusted;
+
+  // Per connection: the most fids (afids included) and the most requests outstanding or
+  // waiting; beyond them a request is answered with an error and changes nothing.
+  std::size_t max_fids = 16384;
+  std::size_t max_outstanding = 4096;
+  // A connection that has not attached successfully this long after it was accepted is
+  // closed (with a log line), milliseconds; 0: never.
+  std::uint32_t attach_timeout_ms = 30000;
+};
+
+// What the transport says about the peer of a connection.
+struct peer_info {
+  std::optional<uid_t> uid;  // a Unix-socket peer's uid (SO_PEERCRED)
 };
 
 class session : public std::enable_shared_from_this<session> {
@@ -44,7 +71,9 @@ class session : public std::enable_shared_from_this<session> {
   // send is called on the executor with each encoded reply, in completion order.
   using sender = std::function<void(std::vector<std::uint8_t>)>;
 
-  session(asio::any_io_executor ex, tree& t, server_options opts, sender send);
+  // peer: what the transport proves about the client (a Unix socket's SO_PEERCRED uid);
+  // none for TCP and for in-process sessions.
+  session(asio::any_io_executor ex, tree& t, server_options opts, sender send, peer_info peer = {});
   ~session();
   session(const session&) = delete;
   session& operator=(const session&) = delete;
@@ -65,6 +94,9 @@ class session : public std::enable_shared_from_this<session> {
 
   std::size_t fids() const { return fids_.size(); }
   std::size_t outstanding() const { return pending_.size(); }
+  // Whether a Tattach has succeeded on this connection (the unauthenticated-connection
+  // timer in server stops caring once it has).
+  bool attached() const { return attached_; }
 
   // Used by request (srv9p/tree.cpp) to deliver an answer; not for trees.
   void finish(detail::pending& p, fcall reply);
@@ -87,7 +119,17 @@ class session : public std::enable_shared_from_this<session> {
   request start(std::uint16_t tag, message&& m, std::shared_ptr<fid> f);
 
   void do_version(std::uint16_t tag, tversion& m);
+  void do_auth(std::uint16_t tag, tauth& m);
   void do_attach(std::uint16_t tag, tattach& m);
+  // Twrite, Tread and the rest on an afid; trees never see an afid.
+  void do_afid(std::uint16_t tag, message&& m, const std::shared_ptr<fid>& f);
+  // The authenticator's answer for the credential on afid num, back on the executor.
+  void verified(std::uint32_t num, const std::shared_ptr<detail::auth_state>& a,
+                authenticator::verified v);
+  // Whether one more fid would pass max_fids.
+  bool fids_full() const;
+  // The tree's clunk hook and the end of per-open state; afids have none.
+  void release(fid& f);
   void do_flush(std::uint16_t tag, const tflush& m);
   void do_walk(std::uint16_t tag, message&& m);
   void do_clunk(std::uint16_t tag, const tclunk& m);
@@ -103,6 +145,8 @@ class session : public std::enable_shared_from_this<session> {
   std::uint32_t msize_;
   bool versioned_ = false;
   bool closed_ = false;
+  bool attached_ = false;
+  peer_info peer_;
   std::unordered_map<std::uint32_t, std::shared_ptr<fid>> fids_;
   std::unordered_map<std::uint16_t, std::shared_ptr<detail::pending>> pending_;
   std::vector<std::uint8_t> scratch_;  // reused encode buffer

@@ -29,6 +29,7 @@
 #include <string_view>
 #include <vector>
 
+#include "srv9p/auth.hpp"
 #include "srv9p/fcall.hpp"
 
 namespace srv9p {
@@ -37,6 +38,7 @@ class session;
 namespace detail {
 struct pending;
 struct path_elem;
+struct auth_state;
 }  // namespace detail
 
 // Per-open state a tree attaches to a fid at open or create; destroyed at clunk.
@@ -50,8 +52,12 @@ class fid {
   std::uint32_t num() const { return num_; }
   // The file the fid refers to, as last walked, created or stat'ed.
   const dir& file() const;
-  // The name the fid was attached with (the user, for permission checks).
-  const std::string& uname() const { return uname_; }
+  // The name the fid was attached with, as proven at attach (the user, for permission
+  // checks): who().uname.
+  const std::string& uname() const { return who_.uname; }
+  // Who attached: the name, the local uid if a local user, and how it was proven. Made
+  // once at Tattach and copied to every fid walked from it.
+  const identity& who() const { return who_; }
   bool is_open() const { return open_; }
   std::uint8_t mode() const { return mode_; }  // the Topen mode, OTRUNC etc. included
   bool is_dir() const { return (file().qid.type & qtdir) != 0; }
@@ -68,8 +74,11 @@ class fid {
   // tree's clunk hook runs when both say so, so a parked read never loses its aux.
   int outstanding_ = 0;
   bool clunked_ = false;
-  std::string uname_;
+  identity who_;
   std::shared_ptr<const detail::path_elem> path_;
+  // Set on an afid made by Tauth: its credential and verification (srv9p/server.cpp).
+  // Trees never see such a fid.
+  std::shared_ptr<detail::auth_state> auth_;
   bool open_ = false;
   std::uint8_t mode_ = 0;
   // Directory reads: the entries listed at offset 0, the offset the next read must use,

@@ -1,0 +1,77 @@
+#pragma once
+// Who is asking: the one identity value a session makes when a client attaches, and the
+// interface through which the session verifies credentials (design, "Security").
+//
+// An identity is made in one place, session::do_attach (srv9p/server.cpp), from what the
+// connection proves: nothing (an --auth none listener), the Unix-socket peer's uid
+// (SO_PEERCRED), or a MUNGE credential written to the afid of a Tauth. The rule, as diod
+// (libdiod/diod_auth.c) and Slurm's auth/munge apply it: the proven uid must be the attach
+// name's uid on this host, or a uid trusted to speak for others (root, the daemon's own
+// uid, and those the daemon was given with --trust).
+//
+// The session knows no credential format: an authenticator verifies one. The MUNGE one
+// lives in srv9p/munge.hpp (library srv9p_munge), so that srv9p itself links no libmunge.
+#include <sys/types.h>
+
+#include <cstdint>
+#include <expected>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace srv9p {
+
+// How an identity was proven.
+enum class proof : std::uint8_t {
+  none,      // believed: a listener started with --auth none, or an in-process session
+  peercred,  // the kernel's word for a Unix-socket peer (SO_PEERCRED)
+  munge,     // a MUNGE credential verified by munged
+};
+std::string_view proof_name(proof p);  // "none", "peercred", "munge"
+
+struct identity {
+  std::string uname;            // the attach name, proven as `how` says
+  std::optional<uid_t> uid;     // uname's uid on this host, when it is a local user
+  proof how = proof::none;
+};
+
+// What a verified credential proves.
+struct credential_owner {
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+class authenticator {
+ public:
+  using verified = std::expected<credential_owner, std::string>;
+  virtual ~authenticator() = default;
+
+  // Whether the bytes written to an afid so far form a whole credential, so that
+  // verification can start (a client may split its credential over several Twrites).
+  virtual bool complete(std::string_view credential) const = 0;
+
+  // Verifies one credential. Calls done exactly once, from any thread, with the uid and
+  // gid it proves or the reason it is refused (a string of srv9p/errors.hpp, under 128
+  // bytes). Must not block the caller: a verifier that blocks does it on its own thread.
+  virtual void verify(std::string credential, std::function<void(verified)> done) = 0;
+
+  // The most bytes a credential may have; an afid written beyond it is refused.
+  virtual std::size_t max_bytes() const = 0;
+};
+
+// The attach rule: a peer proven to be `uid` may attach as `uname` if uname's uid on
+// this host (getpwnam_r) is uid, or if uid is trusted (root, the daemon's own uid, or one
+// of `trusted`). An empty uname means uid's own user name. Returns the identity with the
+// uname resolved and uname's local uid. Errors: "uid 1001 (bob) may not attach as alice",
+// "uid 1001 has no user name on this host" (empty uname).
+std::expected<identity, std::string> authorize(uid_t uid, std::string_view uname, proof how,
+                                               std::span<const uid_t> trusted);
+
+// uname's uid on this host (getpwnam_r), or nothing if no such user.
+std::optional<uid_t> local_uid(std::string_view uname);
+// uid's user name on this host (getpwuid_r), or nothing.
+std::optional<std::string> local_name(uid_t uid);
+
+}  // namespace srv9p

@@ -1,0 +1,58 @@
+#pragma once
+// MUNGE for Galaxy's 9P servers and clients (design, "Security"; as diod's
+// libdiod/diod_auth.c and Slurm's auth/munge do it): the authenticator a server verifies
+// afid credentials with, and the credential a client writes to its afid.
+//
+// Library srv9p_munge, apart from srv9p, so that only the programs that need it link
+// libmunge. munge_decode and munge_encode block while they talk to munged over its Unix
+// socket: the authenticator runs them on one worker thread of its own, started at the
+// first credential, and reports on that thread.
+#include <condition_variable>
+#include <deque>
+#include <expected>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "srv9p/auth.hpp"
+
+namespace srv9p {
+
+// The largest credential an afid accepts, bytes. A MUNGE credential without payload is
+// about 100 bytes of base64; 4096 leaves room for a realm and a long origin.
+inline constexpr std::size_t munge_max_credential_bytes = 4096;
+
+class munge_authenticator final : public authenticator {
+ public:
+  // socket: munged's socket; "" for libmunge's default (MUNGE_OPT_SOCKET left unset).
+  explicit munge_authenticator(std::string socket = "");
+  ~munge_authenticator() override;  // joins the worker; queued credentials are refused
+  munge_authenticator(const munge_authenticator&) = delete;
+  munge_authenticator& operator=(const munge_authenticator&) = delete;
+
+  // "MUNGE:" base64 ":", with any trailing white space (munge(1) ends with a newline).
+  bool complete(std::string_view credential) const override;
+  // munge_decode on the worker thread. Errors (srv9p/errors.hpp): credential expired,
+  // replayed, from the future, invalid (another key), malformed, or munged unreachable
+  // at PATH: WHY.
+  void verify(std::string credential, std::function<void(verified)> done) override;
+  std::size_t max_bytes() const override { return munge_max_credential_bytes; }
+
+ private:
+  void run();
+
+  std::string socket_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::pair<std::string, std::function<void(verified)>>> queue_;
+  bool stopping_ = false;
+  std::thread worker_;
+};
+
+// A fresh credential for the calling process's uid and gid, from munged at socket ("":
+// libmunge's default); blocks while munged answers. MUNGE rejects a credential decoded
+// twice, so every attach needs its own. Errors: "munged unreachable at PATH: WHY", or
+// "munge: WHY".
+std::expected<std::string, std::string> munge_credential(const std::string& socket = "");
+
+}  // namespace srv9p
