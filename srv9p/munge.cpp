@@ -36,8 +36,13 @@ struct munge_context {
     std::string text = why != nullptr ? why : munge_strerror(e);
     switch (e) {
       case EMUNGE_SOCKET:
-      case EMUNGE_TIMEOUT:
-        return fmt::format(fmt::runtime(err::munged_unreachable), socket_path(), text);
+      case EMUNGE_TIMEOUT: {
+        // libmunge says 'Failed to access "PATH": WHY (Did you start munged?)': keep WHY,
+        // so that the reply stays under 128 bytes with the path said once.
+        std::string_view why_only = text;
+        if (auto q = why_only.find("\": "); q != std::string_view::npos) why_only.remove_prefix(q + 3);
+        return fmt::format(fmt::runtime(err::munged_unreachable), socket_path(), why_only);
+      }
       case EMUNGE_CRED_EXPIRED: return std::string(err::cred_expired);
       case EMUNGE_CRED_REPLAYED: return std::string(err::cred_replayed);
       case EMUNGE_CRED_REWOUND: return std::string(err::cred_rewound);

@@ -205,8 +205,19 @@ std::expected<void, std::string> session::handle(std::span<const std::uint8_t> m
     // flush(5) of a request still waiting for its walk: it never starts.
     std::uint16_t old = std::get<tflush>(decoded->msg).oldtag;
     deferred_tags_.erase(old);
-    for (auto& [num, q] : waiting_) std::erase_if(q, [old](const deferred& d) { return d.tag == old; });
+    std::vector<std::uint32_t> unmade;  // fids that flushed attaches would have made
+    for (auto& [num, q] : waiting_) {
+      std::erase_if(q, [old, &unmade](const deferred& d) {
+        if (d.tag != old) return false;
+        if (auto* a = std::get_if<tattach>(&d.m)) unmade.push_back(a->fid);
+        return true;
+      });
+    }
     send(fcall{tag, rflush{}});
+    for (auto fid : unmade) {
+      attaching_.erase(fid);
+      walk_done(fid);  // what waited for it now meets "unknown fid"
+    }
     return {};
   }
   // A request naming a fid that an outstanding walk is still making (or an outstanding
@@ -214,6 +225,17 @@ std::expected<void, std::string> session::handle(std::span<const std::uint8_t> m
   // Topen newfid, Tread newfid even when the tree answers walks and opens later (a relay).
   // A Tattach waits for its afid's verification the same way.
   std::uint32_t num = type == msg_type::tattach ? std::get<tattach>(decoded->msg).afid : fid_of(decoded->msg);
+  if (type == msg_type::tattach && num != nofid && walking_.contains(num)) {
+    // The attach's new fid is being made too: requests pipelined behind the attach that
+    // name it (Twalk from the new root) wait for the attach, not fail on an unknown fid.
+    std::uint32_t newfid = std::get<tattach>(decoded->msg).fid;
+    if (fids_.contains(newfid) || walking_.contains(newfid)) {
+      reply_error(tag, err::fid_in_use);
+      return {};
+    }
+    walking_.insert(newfid);
+    attaching_.insert(newfid);
+  }
   if (type != msg_type::tversion && num != nofid && walking_.contains(num)) {
     deferred_tags_.insert(tag);
     waiting_[num].push_back(deferred{tag, std::move(decoded->msg)});
@@ -455,7 +477,20 @@ void session::verified(std::uint32_t num, const std::shared_ptr<detail::auth_sta
 }
 
 void session::do_attach(std::uint16_t tag, tattach& m) {
+  if (attaching_.erase(m.fid) > 0) {
+    // It waited for its afid, holding its new fid: whatever the answer, what waited
+    // behind it may start after it (walk_done posts them after this reply, and keeps
+    // the fid marked busy until then so later arrivals stay behind them).
+    attach_now(tag, m);
+    walk_done(m.fid);
+    return;
+  }
   if (fids_.contains(m.fid) || walking_.contains(m.fid)) return reply_error(tag, err::fid_in_use);
+  attach_now(tag, m);
+}
+
+void session::attach_now(std::uint16_t tag, tattach& m) {
+  if (fids_.contains(m.fid)) return reply_error(tag, err::fid_in_use);
   if (fids_full()) return reply_error(tag, fmt::format(fmt::runtime(err::too_many_fids), opts_.max_fids));
   // The one place an identity is made: from the Unix-socket peer, the afid's verified
   // credential, or (--auth none) from nothing but the name.
@@ -628,6 +663,7 @@ void session::reset() {
   auto fids = std::move(fids_);
   fids_.clear();
   walking_.clear();
+  attaching_.clear();
   waiting_.clear();
   deferred_tags_.clear();
   for (auto& [num, f] : fids) clunk_fid(*f);

@@ -121,6 +121,7 @@ class session : public std::enable_shared_from_this<session> {
   void do_version(std::uint16_t tag, tversion& m);
   void do_auth(std::uint16_t tag, tauth& m);
   void do_attach(std::uint16_t tag, tattach& m);
+  void attach_now(std::uint16_t tag, tattach& m);  // do_attach once the fid is free to make
   // Twrite, Tread and the rest on an afid; trees never see an afid.
   void do_afid(std::uint16_t tag, message&& m, const std::shared_ptr<fid>& f);
   // The authenticator's answer for the credential on afid num, back on the executor.
@@ -158,6 +159,8 @@ class session : public std::enable_shared_from_this<session> {
     message m;
   };
   std::unordered_set<std::uint32_t> walking_;
+  // New fids of Tattaches waiting for their afid's verification (also in walking_).
+  std::unordered_set<std::uint32_t> attaching_;
   std::unordered_map<std::uint32_t, std::deque<deferred>> waiting_;
   std::unordered_set<std::uint16_t> deferred_tags_;
 };

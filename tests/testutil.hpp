@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -344,10 +345,16 @@ struct daemon_handle {
 };
 
 // Starts a daemon (argv[0] is its path) and reads `listeners` lines "listening on DIAL"
-// from its stdout, waiting at most timeout for all of them.
-inline std::expected<daemon_handle, std::string> start_daemon(const std::vector<std::string>& argv,
+// from its stdout, waiting at most timeout for all of them. Unless argv chooses --auth,
+// the daemon gets --auth none: tests that are not about authentication talk to it over
+// loopback TCP without munged (tests/srv9p/auth_test.cpp is about it).
+inline std::expected<daemon_handle, std::string> start_daemon(std::vector<std::string> argv,
                                                        std::size_t listeners = 1,
                                                        std::chrono::milliseconds timeout = 10s) {
+  if (std::find(argv.begin(), argv.end(), "--auth") == argv.end()) {
+    argv.push_back("--auth");
+    argv.push_back("none");
+  }
   auto p = process::spawn(argv);
   if (!p) return std::unexpected(p.error());
   daemon_handle d;

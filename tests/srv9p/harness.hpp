@@ -57,14 +57,16 @@ struct harness {
   std::deque<fcall> out;
   std::vector<std::string> log;
 
-  harness() {
-    server_options opts;
+  harness() : harness(server_options{}) {}
+  // opts: limits and authentication (its log is replaced by one that fills `log`).
+  // peer: as a Unix-socket connection's SO_PEERCRED would give it.
+  explicit harness(server_options opts, peer_info peer = {}) {
     opts.log = [this](std::string_view l) { log.emplace_back(l); };
     s = std::make_shared<session>(io.get_executor(), fs, opts, [this](std::vector<std::uint8_t> b) {
       auto f = decode(b);
       ASSERT_TRUE(f.has_value()) << "server sent an undecodable reply: " << f.error();
       out.push_back(std::move(*f));
-    });
+    }, peer);
   }
 
   // Sends raw bytes; returns the session's verdict (an error means "close the connection").

@@ -1,0 +1,604 @@
+// Authentication in srv9p: the afid protocol (attach(5)) and the attach rule, driven
+// message by message against a session with a test authenticator; then the real thing:
+// munged processes started here with their own keys, the server on real sockets, the
+// fsclient client, and the galaxy-ramfs daemon and galaxy tool run as real local users
+// (made with useradd; CI runs as root).
+//
+// Each refusal is checked for its exact text, because that text is what a user reads.
+#include <gtest/gtest.h>
+#include <pwd.h>
+#include <sys/stat.h>
+
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+#include <chrono>
+#include <fmt/format.h>
+#include <fstream>
+#include <future>
+#include <thread>
+
+#include "fsclient/client.hpp"
+#include "srv9p/auth.hpp"
+#include "srv9p/errors.hpp"
+#include "srv9p/munge.hpp"
+#include "srv9p/ramfs.hpp"
+#include "srv9p/server.hpp"
+#include "tests/srv9p/harness.hpp"
+#include "tests/testutil.hpp"
+
+namespace srv9p {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::harness;
+
+std::string error_of(const fcall& f) {
+  if (auto* e = std::get_if<rerror>(&f.msg)) return e->ename;
+  return "<not an Rerror: " + to_string(f) + ">";
+}
+
+// ==== The afid protocol, with a test authenticator ==========================================
+
+// Credentials are lines "uid N\n"; verification waits until the test answers it, so
+// the test sees what happens while it is in flight.
+class held_authenticator : public authenticator {
+ public:
+  bool complete(std::string_view c) const override { return c.ends_with('\n'); }
+  void verify(std::string c, std::function<void(verified)> done) override {
+    held.emplace_back(std::move(c), std::move(done));
+  }
+  std::size_t max_bytes() const override { return 64; }
+  // Answers the oldest held credential: its uid if it reads "uid N", else refused.
+  void answer(std::string_view refusal = "") {
+    auto [c, done] = std::move(held.front());
+    held.erase(held.begin());
+    if (!refusal.empty()) return done(std::unexpected(std::string(refusal)));
+    done(credential_owner{static_cast<uid_t>(std::stoul(c.substr(4))), 0});
+  }
+  std::vector<std::pair<std::string, std::function<void(verified)>>> held;
+};
+
+struct auth_harness : harness {
+  std::shared_ptr<held_authenticator> auth;
+  explicit auth_harness(std::shared_ptr<held_authenticator> a, server_options o = {})
+      : harness([&] {
+          o.auth = a;
+          return o;
+        }()),
+        auth(std::move(a)) {
+    send(notag, tversion{8192, "9P2000"});
+    next();
+  }
+};
+
+// The uname a fid was attached with, as the tree records it: the owner of a file it makes.
+std::string owner_seen(harness& h, std::uint32_t root, const std::string& name) {
+  h.send(50, twalk{root, 99, {}});
+  h.next();
+  h.send(51, tcreate{99, name, 0644, owrite});
+  auto c = h.next();
+  if (!std::holds_alternative<rcreate>(c.msg)) return "<create failed: " + to_string(c) + ">";
+  h.send(52, tstat{99});
+  auto st = h.next();
+  h.send(53, tclunk{99});
+  h.next();
+  if (auto* s = std::get_if<rstat>(&st.msg)) return s->stat.uid;
+  return "<stat failed>";
+}
+
+TEST(Auth, TauthWithoutAuthenticatorIsNotRequired) {
+  harness h;
+  h.send(notag, tversion{8192, "9P2000"});
+  h.next();
+  h.send(1, tauth{5, "glenda", ""});
+  EXPECT_EQ(error_of(h.next()), err::no_auth);
+  h.send(2, tattach{0, nofid, "glenda", ""});
+  EXPECT_TRUE(std::holds_alternative<rattach>(h.next().msg));
+}
+
+TEST(Auth, AttachWithoutAfidOnMungeListenerIsRefused) {
+  auth_harness h(std::make_shared<held_authenticator>());
+  h.send(1, tattach{0, nofid, "glenda", ""});
+  EXPECT_EQ(error_of(h.next()), "authentication required");
+  EXPECT_EQ(h.s->fids(), 0u);
+  EXPECT_FALSE(h.s->attached());
+}
+
+TEST(Auth, PipelinedAuthWriteAttachWaitsForVerification) {
+  auto a = std::make_shared<held_authenticator>();
+  auth_harness h(a);
+  h.send(1, tauth{5, "nobody", ""});
+  auto r = h.next();
+  ASSERT_TRUE(std::holds_alternative<rauth>(r.msg)) << to_string(r);
+  EXPECT_EQ(std::get<rauth>(r.msg).aqid.type, qtauth);
+  // Reading an afid gives nothing; walking from it is refused.
+  h.send(2, tread{5, 0, 100});
+  EXPECT_EQ(std::get<rread>(h.next().msg).data, "");
+  h.send(3, twalk{5, 6, {}});
+  EXPECT_EQ(error_of(h.next()), err::auth_fid);
+  // The credential in two writes; the second completes it and waits, and so does the attach.
+  h.send(4, twrite{5, 0, "uid 65"});
+  EXPECT_EQ(std::get<rwrite>(h.next().msg).count, 6u);
+  h.send(5, twrite{5, 6, "534\n"});
+  h.send(6, tattach{0, 5, "nobody", ""});
+  h.send(7, twalk{0, 1, {"big"}});  // from the root the attach is still making
+  EXPECT_TRUE(h.out.empty()) << to_string(h.out.front());
+  ASSERT_EQ(a->held.size(), 1u);
+  a->answer();
+  h.run();
+  auto w = h.next();
+  EXPECT_EQ(w.tag, 5);
+  EXPECT_EQ(std::get<rwrite>(w.msg).count, 4u);
+  auto at = h.next();
+  EXPECT_EQ(at.tag, 6);
+  ASSERT_TRUE(std::holds_alternative<rattach>(at.msg)) << to_string(at);
+  auto wk = h.next();
+  EXPECT_EQ(wk.tag, 7);
+  EXPECT_TRUE(std::holds_alternative<rwalk>(wk.msg)) << to_string(wk);
+  EXPECT_TRUE(h.s->attached());
+  EXPECT_EQ(owner_seen(h, 0, "f"), "nobody");
+}
+
+TEST(Auth, RefusedCredentialIsTheWritesAndTheAttachsError) {
+  auto a = std::make_shared<held_authenticator>();
+  auth_harness h(a);
+  h.send(1, tauth{5, "nobody", ""});
+  h.next();
+  h.send(2, twrite{5, 0, "uid 1\n"});
+  a->answer(err::cred_expired);
+  h.run();
+  EXPECT_EQ(error_of(h.next()), "credential expired");
+  h.send(3, tattach{0, 5, "nobody", ""});
+  EXPECT_EQ(error_of(h.next()), "credential expired");
+  EXPECT_EQ(h.s->fids(), 1u);  // the afid only
+}
+
+TEST(Auth, VerifiedUidMustBeTheNamesUid) {
+  auto a = std::make_shared<held_authenticator>();
+  auth_harness h(a);
+  h.send(1, tauth{5, "root", ""});
+  h.next();
+  h.send(2, twrite{5, 0, "uid 65534\n"});
+  a->answer();
+  h.run();
+  h.next();
+  h.send(3, tattach{0, 5, "root", ""});
+  EXPECT_EQ(error_of(h.next()), "uid 65534 (nobody) may not attach as root");
+  // An attach name other than the afid's is refused before the rule is even asked.
+  h.send(4, tattach{0, 5, "nobody", ""});
+  EXPECT_EQ(error_of(h.next()), err::afid_other_name);
+}
+
+TEST(Auth, TrustedUidMaySpeakForOthers) {
+  auto a = std::make_shared<held_authenticator>();
+  auth_harness h(a, server_options{.trusted = {65534}});
+  h.send(1, tauth{5, "glenda", ""});
+  h.next();
+  h.send(2, twrite{5, 0, "uid 65534\n"});
+  a->answer();
+  h.run();
+  h.next();
+  h.send(3, tattach{0, 5, "glenda", ""});
+  ASSERT_TRUE(std::holds_alternative<rattach>(h.next().msg));
+  EXPECT_EQ(owner_seen(h, 0, "g"), "glenda");
+}
+
+TEST(Auth, FlushOfCompletingWriteAndOfWaitingAttach) {
+  auto a = std::make_shared<held_authenticator>();
+  auth_harness h(a);
+  h.send(1, tauth{5, "nobody", ""});
+  h.next();
+  h.send(2, twrite{5, 0, "uid 65534\n"});
+  h.send(3, tattach{0, 5, "nobody", ""});
+  h.send(30, twalk{0, 1, {}});  // waits for the attach's fid
+  h.send(4, tflush{3});  // the attach that waits: it never starts
+  EXPECT_TRUE(std::holds_alternative<rflush>(h.next().msg));
+  EXPECT_EQ(error_of(h.next()), err::unknown_fid);  // the walk from the fid never made
+  h.send(5, tflush{2});  // the write being verified: its answer is suppressed
+  EXPECT_TRUE(std::holds_alternative<rflush>(h.next().msg));
+  a->answer();
+  h.run();
+  EXPECT_TRUE(h.out.empty()) << to_string(h.out.front());
+  // The verification itself stands.
+  h.send(6, tattach{0, 5, "nobody", ""});
+  EXPECT_TRUE(std::holds_alternative<rattach>(h.next().msg));
+}
+
+TEST(Auth, OversizedCredentialIsRefusedAndChangesNothing) {
+  auto a = std::make_shared<held_authenticator>();
+  auth_harness h(a);
+  h.send(1, tauth{5, "nobody", ""});
+  h.next();
+  h.send(2, twrite{5, 0, std::string(65, 'x')});
+  EXPECT_EQ(error_of(h.next()), "credential too long: 65 bytes; a MUNGE credential is at most 64 bytes");
+  h.send(3, twrite{5, 0, "uid 65534\n"});
+  ASSERT_EQ(a->held.size(), 1u);
+  EXPECT_EQ(a->held[0].first, "uid 65534\n");
+  a->answer();
+  h.run();
+  EXPECT_TRUE(std::holds_alternative<rwrite>(h.next().msg));
+  h.send(4, twrite{5, 0, "more"});
+  EXPECT_EQ(error_of(h.next()), err::cred_given);
+}
+
+TEST(Auth, PeerCredIsTheRuleForUnixSockets) {
+  harness h(server_options{}, peer_info{65534});
+  h.send(notag, tversion{8192, "9P2000"});
+  h.next();
+  h.send(1, tauth{5, "nobody", ""});
+  EXPECT_EQ(error_of(h.next()), err::no_auth);
+  h.send(2, tattach{0, nofid, "root", ""});
+  EXPECT_EQ(error_of(h.next()), "uid 65534 (nobody) may not attach as root");
+  h.send(3, tattach{0, nofid, "", ""});  // empty: the peer's own name
+  ASSERT_TRUE(std::holds_alternative<rattach>(h.next().msg));
+  EXPECT_EQ(owner_seen(h, 0, "f"), "nobody");
+}
+
+// ==== Limits per connection ===============================================================
+
+TEST(AuthLimits, FidsAndAfidsAreBounded) {
+  harness h(server_options{.max_fids = 4});
+  h.start();
+  for (std::uint32_t f = 1; f < 4; ++f) {
+    h.send(static_cast<std::uint16_t>(f + 1), twalk{0, f, {}});
+    ASSERT_TRUE(std::holds_alternative<rwalk>(h.next().msg));
+  }
+  h.send(9, twalk{0, 4, {}});
+  EXPECT_EQ(error_of(h.next()), "too many fids on this connection: limit 4");
+  h.send(10, tattach{4, nofid, "glenda", ""});
+  EXPECT_EQ(error_of(h.next()), "too many fids on this connection: limit 4");
+  EXPECT_EQ(h.s->fids(), 4u);
+  // Letting one go makes room again.
+  h.send(11, tclunk{3});
+  h.next();
+  h.send(12, twalk{0, 4, {}});
+  EXPECT_TRUE(std::holds_alternative<rwalk>(h.next().msg));
+}
+
+TEST(AuthLimits, TauthFloodIsBounded) {
+  auth_harness h(std::make_shared<held_authenticator>(), server_options{.max_fids = 8});
+  for (std::uint32_t f = 0; f < 8; ++f) {
+    h.send(static_cast<std::uint16_t>(f + 1), tauth{f, "nobody", ""});
+    ASSERT_TRUE(std::holds_alternative<rauth>(h.next().msg));
+  }
+  h.send(20, tauth{8, "nobody", ""});
+  EXPECT_EQ(error_of(h.next()), "too many fids on this connection: limit 8");
+  EXPECT_EQ(h.s->fids(), 8u);
+}
+
+TEST(AuthLimits, OutstandingRequestsAreBounded) {
+  harness h(server_options{.max_outstanding = 3});
+  h.start();
+  h.send(2, twalk{0, 1, {"events"}});
+  h.next();
+  h.send(3, topen{1, oread});
+  h.next();
+  for (std::uint16_t t = 10; t < 13; ++t) h.send(t, tread{1, 0, 100});  // each blocks
+  EXPECT_TRUE(h.out.empty());
+  h.send(13, tread{1, 0, 100});
+  EXPECT_EQ(error_of(h.next()), "too many outstanding requests on this connection: limit 3");
+  h.send(14, tflush{10});  // a flush is always answered
+  EXPECT_TRUE(std::holds_alternative<rflush>(h.next().msg));
+  h.send(15, tstat{0});
+  EXPECT_TRUE(std::holds_alternative<rstat>(h.next().msg));
+}
+
+// ==== Real munged ==========================================================================
+
+bool have_munged() { return ::access("/usr/sbin/munged", X_OK) == 0 && ::access("/usr/bin/munge", X_OK) == 0; }
+
+#define REQUIRE_MUNGED() \
+  if (!have_munged()) GTEST_SKIP() << "munged is not installed (Debian: apt-get install munge)"
+
+// One munged with a key of its own, in a temporary directory (0711: munged wants its
+// socket's directory searchable by all).
+class munged {
+ public:
+  munged() {
+    ::chmod(dir_.path().c_str(), 0711);
+    {
+      std::ifstream rnd("/dev/urandom", std::ios::binary);
+      std::string key(1024, '\0');
+      rnd.read(key.data(), static_cast<std::streamsize>(key.size()));
+      int fd = ::open(dir_.file("key").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+      EXPECT_GE(fd, 0);
+      EXPECT_EQ(::write(fd, key.data(), key.size()), static_cast<ssize_t>(key.size()));
+      ::close(fd);
+    }
+    socket_ = dir_.file("sock");
+    auto p = testutil::process::spawn({"/usr/sbin/munged", "--foreground", "--socket=" + socket_,
+                                       "--key-file=" + dir_.file("key"), "--pid-file=" + dir_.file("pid"),
+                                       "--log-file=" + dir_.file("log"), "--seed-file=" + dir_.file("seed")},
+                                      {.capture_stderr = true});
+    EXPECT_TRUE(p.has_value()) << (p ? "" : p.error());
+    if (p) proc_ = std::move(*p);
+    for (int i = 0; i < 500 && ::access(socket_.c_str(), F_OK) != 0; ++i) std::this_thread::sleep_for(10ms);
+    EXPECT_EQ(::access(socket_.c_str(), F_OK), 0) << "munged did not make " << socket_;
+  }
+  const std::string& socket() const { return socket_; }
+
+ private:
+  testutil::temp_dir dir_;
+  std::string socket_;
+  testutil::process proc_;
+};
+
+// A credential from munged at socket, made by `munge` run as uid/gid when given.
+std::string credential(const std::string& socket, std::optional<std::pair<uid_t, gid_t>> as = {},
+                       std::vector<std::string> extra = {}) {
+  std::vector<std::string> argv;
+  if (as) {
+    argv = {"/usr/bin/setpriv", fmt::format("--reuid={}", as->first), fmt::format("--regid={}", as->second),
+            "--clear-groups"};
+  }
+  argv.insert(argv.end(), {"/usr/bin/munge", "-S", socket, "-n"});
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  auto r = testutil::run(argv);
+  EXPECT_EQ(r.status, 0) << r.err;
+  return r.out;
+}
+
+// A local user for the test, made once (useradd) and kept: tests run in parallel
+// processes, so none removes what another may be using.
+std::optional<std::pair<uid_t, gid_t>> test_user(const std::string& name) {
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    std::vector<char> buf(16384);
+    passwd pw{};
+    passwd* out = nullptr;
+    if (::getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &out) == 0 && out != nullptr) {
+      return std::pair{pw.pw_uid, pw.pw_gid};
+    }
+    if (::geteuid() != 0) return std::nullopt;
+    // Fails harmlessly when a parallel test made it first or holds the passwd lock.
+    testutil::run({"/usr/sbin/useradd", "--system", "--no-create-home", "--user-group", "--shell",
+                   "/usr/sbin/nologin", name});
+    std::this_thread::sleep_for(50ms);
+  }
+  return std::nullopt;
+}
+
+#define REQUIRE_USERS(a, b)                                                                 \
+  auto a = test_user("gx-alice");                                                           \
+  auto b = test_user("gx-bob");                                                             \
+  if (!a || !b) GTEST_SKIP() << "cannot make the test users gx-alice and gx-bob (not root)"
+
+// The ramfs served over real sockets, MUNGE on TCP, on an io thread of its own.
+struct served {
+  asio::io_context io;
+  ramfs fs{ramfs_options{.owner = "root"}};
+  std::unique_ptr<server> srv;
+  std::string tcp;
+  std::thread thread;
+  std::vector<std::string> logged;
+  std::mutex log_mu;
+
+  explicit served(server_options o) {
+    o.log = [this](std::string_view l) {
+      std::lock_guard lk(log_mu);
+      logged.emplace_back(l);
+    };
+    srv = std::make_unique<server>(io, fs, std::move(o));
+    tcp = srv->listen("tcp!127.0.0.1!0").value_or("");
+    thread = std::thread([this] {
+      auto guard = asio::make_work_guard(io);
+      io.run();
+    });
+  }
+  ~served() {
+    asio::post(io, [this] {
+      srv->stop();
+      io.stop();
+    });
+    thread.join();
+  }
+};
+
+server_options munge_opts(const std::string& socket) {
+  server_options o;
+  o.auth = std::make_shared<munge_authenticator>(socket);
+  return o;
+}
+
+// Tauth, Twrite(cred), Tattach as uname on a fresh connection; the attach's answer.
+std::string attach_with(const std::string& addr, const std::string& cred, const std::string& uname) {
+  auto c = fsclient::client::dial(addr);
+  if (!c) return "dial: " + c.error();
+  auto rs = (*c)->rpc_batch({tauth{1, uname, ""}, twrite{1, 0, cred}, tattach{0, 1, uname, ""}});
+  if (!rs[0]) return "Tauth: " + rs[0].error();
+  if (!rs[2]) return rs[2].error();
+  return "ok";
+}
+
+TEST(Munge, HappyPathWithFsclient) {
+  REQUIRE_MUNGED();
+  munged m;
+  served s(munge_opts(m.socket()));
+  fsclient::client::options o;
+  o.credential = [sock = m.socket()] { return munge_credential(sock); };
+  auto c = fsclient::client::dial(s.tcp, o);
+  ASSERT_TRUE(c) << c.error();
+  auto root = (*c)->attach("");  // the credential's own user
+  ASSERT_TRUE(root) << root.error();
+  EXPECT_TRUE((*c)->server_authenticates());
+  auto f = (*c)->walk(*root, "");
+  ASSERT_TRUE(f);
+  ASSERT_TRUE((*c)->create(*f, "mine", 0644, owrite));
+  auto st = (*c)->stat(*f);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->uid, local_name(::getuid()).value_or("?"));
+  // A second attach on the same connection needs and gets a fresh credential.
+  EXPECT_TRUE((*c)->attach(local_name(::getuid()).value_or("?")));
+}
+
+TEST(Munge, AttachWithoutCredentialIsRefused) {
+  REQUIRE_MUNGED();
+  munged m;
+  served s(munge_opts(m.socket()));
+  auto c = fsclient::client::dial(s.tcp);
+  ASSERT_TRUE(c);
+  auto root = (*c)->attach("root");
+  ASSERT_FALSE(root);
+  EXPECT_EQ(root.error(), "authentication required");
+}
+
+TEST(Munge, CredentialFromAnotherKeyIsInvalid) {
+  REQUIRE_MUNGED();
+  munged ours, theirs;
+  served s(munge_opts(ours.socket()));
+  EXPECT_EQ(attach_with(s.tcp, credential(theirs.socket()), "root"),
+            "credential invalid (not from this cluster's key?)");
+  EXPECT_EQ(attach_with(s.tcp, credential(ours.socket()), "root"), "ok");
+}
+
+TEST(Munge, ExpiredCredential) {
+  REQUIRE_MUNGED();
+  munged m;
+  served s(munge_opts(m.socket()));
+  auto cred = credential(m.socket(), {}, {"--ttl=1"});
+  std::this_thread::sleep_for(2200ms);
+  EXPECT_EQ(attach_with(s.tcp, cred, "root"), "credential expired");
+}
+
+TEST(Munge, ReplayedCredential) {
+  REQUIRE_MUNGED();
+  munged m;
+  served s(munge_opts(m.socket()));
+  auto cred = credential(m.socket());
+  EXPECT_EQ(attach_with(s.tcp, cred, "root"), "ok");
+  EXPECT_EQ(attach_with(s.tcp, cred, "root"), "credential replayed");
+}
+
+TEST(Munge, GarbageAndUnreachableMunged) {
+  REQUIRE_MUNGED();
+  munged m;
+  served s(munge_opts(m.socket()));
+  EXPECT_EQ(attach_with(s.tcp, "hello\n", "root"), "credential malformed: not a MUNGE credential");
+  served lost(munge_opts("/nonexistent/munge.sock"));
+  auto e = attach_with(lost.tcp, credential(m.socket()), "root");
+  EXPECT_TRUE(e.starts_with("munged unreachable at /nonexistent/munge.sock: ")) << e;
+  EXPECT_LT(e.size(), errmax);
+}
+
+TEST(Munge, UidOfOneUserCannotAttachAsAnother) {
+  REQUIRE_MUNGED();
+  REQUIRE_USERS(alice, bob);
+  munged m;
+  served s(munge_opts(m.socket()));
+  EXPECT_EQ(attach_with(s.tcp, credential(m.socket(), alice), "gx-bob"),
+            fmt::format("uid {} (gx-alice) may not attach as gx-bob", alice->first));
+  EXPECT_EQ(attach_with(s.tcp, credential(m.socket(), alice), "gx-alice"), "ok");
+  // The server goes on serving the others.
+  EXPECT_EQ(attach_with(s.tcp, credential(m.socket(), bob), "gx-bob"), "ok");
+  // A uid given with --trust speaks for anyone.
+  server_options o = munge_opts(m.socket());
+  o.trusted = {alice->first};
+  served trusting(std::move(o));
+  EXPECT_EQ(attach_with(trusting.tcp, credential(m.socket(), alice), "gx-bob"), "ok");
+}
+
+TEST(Munge, AuthFloodOnOneConnectionLeavesOthersServed) {
+  REQUIRE_MUNGED();
+  munged m;
+  server_options o = munge_opts(m.socket());
+  o.max_fids = 32;
+  served s(std::move(o));
+  auto c = fsclient::client::dial(s.tcp);
+  ASSERT_TRUE(c);
+  std::vector<message> flood;
+  for (std::uint32_t f = 0; f < 40; ++f) flood.push_back(tauth{f, "root", ""});
+  auto rs = (*c)->rpc_batch(flood);
+  for (std::size_t i = 0; i < 32; ++i) EXPECT_TRUE(rs[i]) << i;
+  for (std::size_t i = 32; i < 40; ++i) {
+    ASSERT_FALSE(rs[i]);
+    EXPECT_EQ(rs[i].error(), "too many fids on this connection: limit 32");
+  }
+  auto big = (*c)->rpc(twrite{0, 0, std::string(5000, 'M')});
+  ASSERT_FALSE(big);
+  EXPECT_EQ(big.error(), "credential too long: 5000 bytes; a MUNGE credential is at most 4096 bytes");
+  EXPECT_EQ(attach_with(s.tcp, credential(m.socket()), "root"), "ok");
+}
+
+TEST(Munge, ConnectionThatNeverAttachesIsClosed) {
+  REQUIRE_MUNGED();
+  munged m;
+  server_options o = munge_opts(m.socket());
+  o.attach_timeout_ms = 300;
+  served s(std::move(o));
+  auto idle = fsclient::client::dial(s.tcp);
+  ASSERT_TRUE(idle);
+  fsclient::client::options co;
+  co.credential = [sock = m.socket()] { return munge_credential(sock); };
+  auto attached = fsclient::client::dial(s.tcp, co);
+  ASSERT_TRUE(attached);
+  auto root = (*attached)->attach("root");
+  ASSERT_TRUE(root) << root.error();
+  std::this_thread::sleep_for(900ms);
+  auto r = (*idle)->rpc(tstat{0});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error(), err::hungup);
+  EXPECT_TRUE((*attached)->stat(*root).has_value());
+  std::lock_guard lk(s.log_mu);
+  EXPECT_NE(std::find(s.logged.begin(), s.logged.end(), "closing connection: not attached within 300 ms"),
+            s.logged.end());
+}
+
+// ==== The daemon and the tool, as real users ================================================
+
+const std::string bin_dir = GALAXY_BINARY_DIR;
+
+TEST(MungeDaemon, RamfsAndGalaxyToolAsRealUsers) {
+  REQUIRE_MUNGED();
+  REQUIRE_USERS(alice, bob);
+  munged m;
+  testutil::temp_dir dir;
+  ::chmod(dir.path().c_str(), 0711);
+  std::string unix_sock = dir.file("ramfs");
+  auto d = testutil::start_daemon({bin_dir + "/galaxy-ramfs", "--listen", "tcp!127.0.0.1!0", "--listen",
+                                   "unix!" + unix_sock, "--munge-socket", m.socket(), "--auth", "munge"},
+                                  2);
+  ASSERT_TRUE(d) << d.error();
+  ::chmod(unix_sock.c_str(), 0777);
+  const std::string tcp = d->dials[0], unix_dial = d->dials[1];
+  auto as = [&](std::pair<uid_t, gid_t> u, std::vector<std::string> args) {
+    std::vector<std::string> argv{"/usr/bin/setpriv", fmt::format("--reuid={}", u.first),
+                                  fmt::format("--regid={}", u.second), "--clear-groups",
+                                  bin_dir + "/galaxy", "--munge-socket", m.socket()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return testutil::run(argv);
+  };
+  auto ok = as(*alice, {"ls", "-a", tcp, "-u", "gx-alice", "/"});
+  EXPECT_EQ(ok.status, 0) << ok.err;
+  auto no = as(*alice, {"ls", "-a", tcp, "-u", "gx-bob", "/"});
+  EXPECT_NE(no.status, 0);
+  EXPECT_NE(no.err.find(fmt::format("uid {} (gx-alice) may not attach as gx-bob", alice->first)),
+            std::string::npos)
+      << no.err;
+  // A Unix-socket peer is who the kernel says: claiming another name is refused.
+  auto peer_no = as(*alice, {"ls", "-a", unix_dial, "-u", "gx-bob", "/"});
+  EXPECT_NE(peer_no.status, 0);
+  EXPECT_NE(peer_no.err.find("may not attach as gx-bob"), std::string::npos) << peer_no.err;
+  auto peer_ok = as(*bob, {"ls", "-a", unix_dial, "-u", "gx-bob", "/"});
+  EXPECT_EQ(peer_ok.status, 0) << peer_ok.err;
+  // The daemon still serves root over TCP with a credential.
+  auto root_ok = testutil::run({bin_dir + "/galaxy", "--munge-socket", m.socket(), "ls", "-a", tcp, "/"});
+  EXPECT_EQ(root_ok.status, 0) << root_ok.err;
+}
+
+TEST(MungeDaemon, ListenerPolicy) {
+  auto wide = testutil::run({bin_dir + "/galaxy-ramfs", "--listen", "tcp!0.0.0.0!0", "--auth", "none"});
+  EXPECT_EQ(wide.status, 2);
+  EXPECT_NE(wide.err.find("refusing --auth none on tcp!0.0.0.0!0"), std::string::npos) << wide.err;
+  EXPECT_EQ(wide.out.find("listening on"), std::string::npos);
+  // Loopback without authentication starts, and says what it means; killed at the timeout.
+  auto loop = testutil::run({bin_dir + "/galaxy-ramfs", "--listen", "tcp!127.0.0.1!0", "--auth", "none"}, {}, 1500ms);
+  EXPECT_NE(loop.out.find("listening on tcp!127.0.0.1!"), std::string::npos) << loop.out;
+  EXPECT_NE(loop.err.find("warning: tcp!127.0.0.1!0 has no authentication (--auth none): every local user can "
+                          "attach as anyone"),
+            std::string::npos)
+      << loop.err;
+  auto bad = testutil::run({bin_dir + "/galaxy-ramfs", "--listen", "tcp!127.0.0.1!0", "--auth", "kerberos"});
+  EXPECT_NE(bad.status, 0);
+}
+
+}  // namespace
+}  // namespace srv9p
