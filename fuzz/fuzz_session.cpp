@@ -1,7 +1,13 @@
 // libFuzzer target for the server's message handling: the input is a byte stream as a
 // client would send it, cut into messages by their size[4] fields as the connection's
-// reader cuts them, and fed to a session over a ramfs after a fixed Tversion and
-// Tattach (fid 0, "glenda"), so the fuzzer starts from an attached connection.
+// reader cuts them, and fed to a session over a ramfs after a fixed Tversion, Tauth
+// (afid 100), credential write and Tattach (fid 0, "glenda"), so the fuzzer starts from
+// an attached connection on an authenticating listener.
+//
+// The session authenticates with a test authenticator (no munged): a credential is a
+// line, and only the line "galaxy-fuzz-credential" is good. Verifications are held and
+// answered after every message with an even tag, so Tattach, Twrite, Tclunk and Tflush
+// also meet afids whose verification is still in flight.
 //
 // Checked on every input: no crash, leak or undefined behaviour (ASan, UBSan); every
 // reply the session sends decodes as a 9P2000 R-message whose tag is that of a request
@@ -12,6 +18,7 @@
 #include <cstdlib>
 #include <cstdio>
 #include <set>
+#include <unistd.h>
 
 #include "srv9p/fcall.hpp"
 #include "srv9p/ramfs.hpp"
@@ -26,6 +33,33 @@ void check(bool ok, const char* what) {
   }
 }
 
+constexpr std::string_view good_credential = "galaxy-fuzz-credential\n";
+
+class fuzz_authenticator : public srv9p::authenticator {
+ public:
+  bool complete(std::string_view c) const override { return c.ends_with('\n'); }
+  void verify(std::string c, std::function<void(verified)> done) override {
+    held_.emplace_back(std::move(c), std::move(done));
+  }
+  std::size_t max_bytes() const override { return 64; }
+  // Answers every held verification: the fuzzer's own uid (trusted, so it may attach as
+  // anyone) for the good credential, a refusal for any other.
+  void answer_all() {
+    auto held = std::move(held_);
+    held_.clear();
+    for (auto& [c, done] : held) {
+      if (c == good_credential) {
+        done(srv9p::credential_owner{::getuid(), ::getgid()});
+      } else {
+        done(std::unexpected(std::string("credential invalid (not from this cluster's key?)")));
+      }
+    }
+  }
+
+ private:
+  std::vector<std::pair<std::string, std::function<void(verified)>>> held_;
+};
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -33,7 +67,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   asio::io_context io;
   ramfs fs(ramfs_options{.owner = "glenda", .big_bytes = 300, .event_backlog = 8, .max_bytes = 1 << 20});
   std::set<std::uint16_t> sent_tags{notag};
-  auto s = std::make_shared<session>(io.get_executor(), fs, server_options{.max_msize = 64 * 1024},
+  auto auth = std::make_shared<fuzz_authenticator>();
+  server_options opts{.max_msize = 64 * 1024, .auth = auth, .max_fids = 64, .max_outstanding = 32};
+  auto s = std::make_shared<session>(io.get_executor(), fs, opts,
                                      [&](std::vector<std::uint8_t> reply) {
                                        auto f = decode(reply);
                                        check(f.has_value(), "the server sent an undecodable reply");
@@ -45,10 +81,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto ok = s->handle(msg);
     io.poll();
     io.restart();
+    if (msg.size() >= header_size && (msg[5] & 1) == 0) {
+      auth->answer_all();
+      io.poll();
+      io.restart();
+    }
     return ok.has_value();
   };
   feed(encode(fcall{notag, tversion{8192, "9P2000"}}));
-  feed(encode(fcall{1, tattach{0, nofid, "glenda", ""}}));
+  feed(encode(fcall{2, tauth{100, "glenda", ""}}));
+  feed(encode(fcall{2, twrite{100, 0, std::string(good_credential)}}));
+  feed(encode(fcall{2, tattach{0, 100, "glenda", ""}}));
+  check(s->attached(), "the fixed attach failed");
 
   std::size_t off = 0;
   while (size - off >= 4) {
@@ -59,6 +103,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     off += n;
   }
   s->close();
+  auth->answer_all();  // verifications that end after the hang-up are dropped
   io.poll();
   check(s->fids() == 0 && s->outstanding() == 0, "close() left fids or requests behind");
   check(fs.parked_readers() == 0, "a parked read outlived its connection");

@@ -1,4 +1,5 @@
-# Seed corpus for fuzz_session: message streams a client might send after attach.
+# Seed corpus for fuzz_session: message streams a client might send after attach
+# (fid 0 attached as glenda; afid 100 holds the good credential).
 import struct, os, sys
 out = sys.argv[1]
 def msg(t, tag, body): return struct.pack('<IBH', 7 + len(body), t, tag) + body
@@ -12,12 +13,21 @@ def clunk(tag, fid): return msg(120, tag, struct.pack('<I', fid))
 def remove(tag, fid): return msg(122, tag, struct.pack('<I', fid))
 def stat(tag, fid): return msg(124, tag, struct.pack('<I', fid))
 def flush(tag, old): return msg(108, tag, struct.pack('<H', old))
+def auth(tag, afid, uname, aname=''): return msg(102, tag, struct.pack('<I', afid) + s(uname) + s(aname))
+def attach(tag, fid, afid, uname, aname=''): return msg(104, tag, struct.pack('<II', fid, afid) + s(uname) + s(aname))
+good = b'galaxy-fuzz-credential\n'
+NOFID = 0xffffffff
 seeds = {
   'walk_read_big': walk(2, 0, 1, 'big') + open_(3, 1, 0) + read(4, 1, 0, 100) + clunk(5, 1),
   'create_write_read': walk(2, 0, 1) + create(3, 1, 'f', 0o644, 2) + write(4, 1, 0, b'hello') + read(5, 1, 0, 10) + remove(6, 1),
   'mkdir_walk_up': walk(2, 0, 1) + create(3, 1, 'd', 0x80000000 | 0o755, 0) + clunk(4, 1) + walk(5, 0, 2, 'd', '..', 'd') + stat(6, 2),
   'events_flush': walk(2, 0, 1, 'events') + open_(3, 1, 0) + read(4, 1, 0, 100) + flush(5, 4) + read(6, 1, 0, 100) + walk(7, 0, 2) + create(8, 2, 'x', 0o644, 1),
   'dirread': walk(2, 0, 1) + open_(3, 1, 0) + read(4, 1, 0, 8000) + read(5, 1, 73, 100) + clunk(6, 1),
+  # Odd tags: the verification is still in flight when the next message arrives.
+  'auth_pipelined': auth(3, 7, 'glenda') + write(5, 7, 0, good[:6]) + write(7, 7, 6, good[6:]) + attach(9, 1, 7, 'glenda') + read(11, 7, 0, 10) + walk(13, 1, 2, 'big') + clunk(4, 7),
+  'auth_refused': auth(3, 7, 'glenda') + write(5, 7, 0, b'forged\n') + attach(7, 1, 7, 'glenda') + attach(8, 1, NOFID, 'glenda') + stat(10, 7),
+  'auth_flush': auth(3, 7, 'glenda') + write(5, 7, 0, good) + attach(7, 1, 7, 'glenda') + flush(9, 7) + flush(11, 5) + attach(12, 2, 7, 'glenda') + walk(14, 7, 8),
+  'auth_flood': b''.join(auth(3 + i, 200 + i, 'x') for i in range(70)) + write(2, 200, 0, b'M' * 100) + remove(4, 201),
   'version_reset': walk(2, 0, 1, 'events') + open_(3, 1, 0) + read(4, 1, 0, 10) + msg(100, 0xffff, struct.pack('<I', 8192) + s('9P2000')) + stat(5, 0),
 }
 os.makedirs(out, exist_ok=True)
