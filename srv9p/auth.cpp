@@ -8,6 +8,8 @@
 #include <fmt/format.h>
 #include <vector>
 
+#include "srv9p/errors.hpp"
+
 namespace srv9p {
 
 std::string_view proof_name(proof p) {
@@ -66,7 +68,7 @@ std::expected<identity, std::string> authorize(uid_t uid, std::string_view uname
   who.how = how;
   if (uname.empty()) {
     auto name = local_name(uid);
-    if (!name) return std::unexpected(fmt::format("uid {} has no user name on this host", uid));
+    if (!name) return std::unexpected(fmt::format(fmt::runtime(err::uid_no_name), uid));
     who.uname = std::move(*name);
     who.uid = uid;
     return who;
@@ -77,8 +79,9 @@ std::expected<identity, std::string> authorize(uid_t uid, std::string_view uname
       uid == 0 || uid == ::getuid() || std::ranges::find(trusted, uid) != trusted.end();
   if (speaks_for_others || (who.uid && *who.uid == uid)) return who;
   auto name = local_name(uid);
-  return std::unexpected(fmt::format("uid {} ({}) may not attach as {}", uid, name ? *name : "?",
-                                     uname.substr(0, 40)));
+  // The name asked for is cut so that the error stays under errmax.
+  return std::unexpected(
+      fmt::format(fmt::runtime(err::may_not_attach), uid, name ? *name : "?", uname.substr(0, 40)));
 }
 
 }  // namespace srv9p

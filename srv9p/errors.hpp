@@ -45,6 +45,8 @@ inline constexpr std::string_view cred_malformed = "credential malformed: not a 
 inline constexpr std::string_view cred_too_long =
     "credential too long: {} bytes; a MUNGE credential is at most {} bytes";
 inline constexpr std::string_view munged_unreachable = "munged unreachable at {}: {}";
+inline constexpr std::string_view may_not_attach = "uid {} ({}) may not attach as {}";
+inline constexpr std::string_view uid_no_name = "uid {} has no user name on this host";
 inline constexpr std::string_view too_many_fids = "too many fids on this connection: limit {}";
 inline constexpr std::string_view too_many_requests =
     "too many outstanding requests on this connection: limit {}";

@@ -205,18 +205,17 @@ std::expected<void, std::string> session::handle(std::span<const std::uint8_t> m
     // flush(5) of a request still waiting for its walk: it never starts.
     std::uint16_t old = std::get<tflush>(decoded->msg).oldtag;
     deferred_tags_.erase(old);
-    std::vector<std::uint32_t> unmade;  // fids that flushed attaches would have made
+    std::vector<std::uint32_t> unmade;  // fids the flushed request would have made
     for (auto& [num, q] : waiting_) {
       std::erase_if(q, [old, &unmade](const deferred& d) {
         if (d.tag != old) return false;
-        if (auto* a = std::get_if<tattach>(&d.m)) unmade.push_back(a->fid);
+        if (auto made = made_fid(d.m)) unmade.push_back(*made);
         return true;
       });
     }
     send(fcall{tag, rflush{}});
     for (auto fid : unmade) {
-      attaching_.erase(fid);
-      walk_done(fid);  // what waited for it now meets "unknown fid"
+      if (reserved_.erase(fid) > 0) walk_done(fid);  // what waited for it now meets "unknown fid"
     }
     return {};
   }
@@ -225,18 +224,15 @@ std::expected<void, std::string> session::handle(std::span<const std::uint8_t> m
   // Topen newfid, Tread newfid even when the tree answers walks and opens later (a relay).
   // A Tattach waits for its afid's verification the same way.
   std::uint32_t num = type == msg_type::tattach ? std::get<tattach>(decoded->msg).afid : fid_of(decoded->msg);
-  if (type == msg_type::tattach && num != nofid && walking_.contains(num)) {
-    // The attach's new fid is being made too: requests pipelined behind the attach that
-    // name it (Twalk from the new root) wait for the attach, not fail on an unknown fid.
-    std::uint32_t newfid = std::get<tattach>(decoded->msg).fid;
-    if (fids_.contains(newfid) || walking_.contains(newfid)) {
-      reply_error(tag, err::fid_in_use);
-      return {};
-    }
-    walking_.insert(newfid);
-    attaching_.insert(newfid);
-  }
   if (type != msg_type::tversion && num != nofid && walking_.contains(num)) {
+    // A waiting Tattach or Twalk holds the fid it will make, so that requests pipelined
+    // behind it that name that fid (Twalk from the new root, Topen of newfid) wait for it
+    // in turn rather than fail on an unknown fid. A fid already in use is left alone:
+    // the request meets "fid in use" when it starts.
+    if (auto made = made_fid(decoded->msg); made && !fids_.contains(*made) && !walking_.contains(*made)) {
+      walking_.insert(*made);
+      reserved_.insert(*made);
+    }
     deferred_tags_.insert(tag);
     waiting_[num].push_back(deferred{tag, std::move(decoded->msg)});
     return {};
@@ -436,8 +432,10 @@ void session::do_afid(std::uint16_t tag, message&& m, const std::shared_ptr<fid>
       start(tag, std::move(m), f);
       a.completing = pending_.at(tag);
       std::weak_ptr<session> weak = weak_from_this();
-      opts_.auth->verify(a.credential, [weak, ex = ex_, num = f->num_, as = f->auth_](authenticator::verified v) {
-        asio::post(ex, [weak, num, as, v = std::move(v)]() mutable {
+      // done runs on the authenticator's thread: it only posts, handing its reference to
+      // the afid's state over to the executor, so that state never dies on that thread.
+      opts_.auth->verify(a.credential, [weak, ex = ex_, num = f->num_, as = f->auth_](authenticator::verified v) mutable {
+        asio::post(ex, [weak, num, as = std::move(as), v = std::move(v)]() mutable {
           if (auto self = weak.lock()) self->verified(num, as, std::move(v));
         });
       });
@@ -476,8 +474,14 @@ void session::verified(std::uint32_t num, const std::shared_ptr<detail::auth_sta
   if (auto f = lookup(num); f && f->auth_ == a) walk_done(num);
 }
 
+std::optional<std::uint32_t> session::made_fid(const message& m) {
+  if (auto* a = std::get_if<tattach>(&m)) return a->fid;
+  if (auto* w = std::get_if<twalk>(&m); w && w->newfid != w->fid) return w->newfid;
+  return std::nullopt;
+}
+
 void session::do_attach(std::uint16_t tag, tattach& m) {
-  if (attaching_.erase(m.fid) > 0) {
+  if (reserved_.erase(m.fid) > 0) {
     // It waited for its afid, holding its new fid: whatever the answer, what waited
     // behind it may start after it (walk_done posts them after this reply, and keeps
     // the fid marked busy until then so later arrivals stay behind them).
@@ -538,6 +542,20 @@ void session::do_flush(std::uint16_t tag, const tflush& m) {
 }
 
 void session::do_walk(std::uint16_t tag, message&& m) {
+  auto& w = std::get<twalk>(m);
+  std::uint32_t newfid = w.newfid;
+  if (newfid == w.fid || reserved_.erase(newfid) == 0) return walk_now(tag, std::move(m));
+  // It waited, holding newfid (handle()). Free it for the walk; if the walk is answered at
+  // once (a clone, an error) rather than by the tree, what waited behind it may start.
+  walking_.erase(newfid);
+  walk_now(tag, std::move(m));
+  if (!walking_.contains(newfid)) {
+    walking_.insert(newfid);  // walk_done keeps it busy until the waiters have started
+    walk_done(newfid);
+  }
+}
+
+void session::walk_now(std::uint16_t tag, message&& m) {
   const auto& w = std::get<twalk>(m);
   auto f = lookup(w.fid);
   if (!f) return reply_error(tag, err::unknown_fid);
@@ -663,7 +681,7 @@ void session::reset() {
   auto fids = std::move(fids_);
   fids_.clear();
   walking_.clear();
-  attaching_.clear();
+  reserved_.clear();
   waiting_.clear();
   deferred_tags_.clear();
   for (auto& [num, f] : fids) clunk_fid(*f);

@@ -133,6 +133,9 @@ class session : public std::enable_shared_from_this<session> {
   void release(fid& f);
   void do_flush(std::uint16_t tag, const tflush& m);
   void do_walk(std::uint16_t tag, message&& m);
+  void walk_now(std::uint16_t tag, message&& m);  // do_walk once newfid is free to make
+  // The fid a request makes (Tattach's fid, Twalk's newfid when not fid), if any.
+  static std::optional<std::uint32_t> made_fid(const message& m);
   void do_clunk(std::uint16_t tag, const tclunk& m);
   void dispatch(std::uint16_t tag, message&& m);
   // An outstanding walk that makes newfid (or open/create of it) has ended: start what
@@ -159,8 +162,8 @@ class session : public std::enable_shared_from_this<session> {
     message m;
   };
   std::unordered_set<std::uint32_t> walking_;
-  // New fids of Tattaches waiting for their afid's verification (also in walking_).
-  std::unordered_set<std::uint32_t> attaching_;
+  // Fids that waiting Tattaches and Twalks will make (also in walking_; handle()).
+  std::unordered_set<std::uint32_t> reserved_;
   std::unordered_map<std::uint32_t, std::deque<deferred>> waiting_;
   std::unordered_set<std::uint16_t> deferred_tags_;
 };

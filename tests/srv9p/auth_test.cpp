@@ -122,6 +122,8 @@ TEST(Auth, PipelinedAuthWriteAttachWaitsForVerification) {
   h.send(5, twrite{5, 6, "534\n"});
   h.send(6, tattach{0, 5, "nobody", ""});
   h.send(7, twalk{0, 1, {"big"}});  // from the root the attach is still making
+  h.send(8, topen{1, oread});        // the fid that walk will make
+  h.send(9, tread{1, 0, 10});
   EXPECT_TRUE(h.out.empty()) << to_string(h.out.front());
   ASSERT_EQ(a->held.size(), 1u);
   a->answer();
@@ -135,6 +137,13 @@ TEST(Auth, PipelinedAuthWriteAttachWaitsForVerification) {
   auto wk = h.next();
   EXPECT_EQ(wk.tag, 7);
   EXPECT_TRUE(std::holds_alternative<rwalk>(wk.msg)) << to_string(wk);
+  auto op = h.next();
+  EXPECT_EQ(op.tag, 8);
+  EXPECT_TRUE(std::holds_alternative<ropen>(op.msg)) << to_string(op);
+  auto rd = h.next();
+  EXPECT_EQ(rd.tag, 9);
+  ASSERT_TRUE(std::holds_alternative<rread>(rd.msg)) << to_string(rd);
+  EXPECT_EQ(std::get<rread>(rd.msg).data.size(), 10u);
   EXPECT_TRUE(h.s->attached());
   EXPECT_EQ(owner_seen(h, 0, "f"), "nobody");
 }
