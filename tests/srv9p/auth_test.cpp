@@ -24,6 +24,7 @@
 #include "srv9p/ramfs.hpp"
 #include "srv9p/server.hpp"
 #include "tests/srv9p/harness.hpp"
+#include "tests/testmunge.hpp"
 #include "tests/testutil.hpp"
 
 namespace srv9p {
@@ -31,6 +32,9 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::harness;
+using testmunge::credential;
+using testmunge::munged;
+using testmunge::test_user;
 
 std::string error_of(const fcall& f) {
   if (auto* e = std::get_if<rerror>(&f.msg)) return e->ename;
@@ -293,83 +297,6 @@ TEST(AuthLimits, OutstandingRequestsAreBounded) {
 }
 
 // ==== Real munged ==========================================================================
-
-bool have_munged() { return ::access("/usr/sbin/munged", X_OK) == 0 && ::access("/usr/bin/munge", X_OK) == 0; }
-
-#define REQUIRE_MUNGED() \
-  if (!have_munged()) GTEST_SKIP() << "munged is not installed (Debian: apt-get install munge)"
-
-// One munged with a key of its own, in a temporary directory (0711: munged wants its
-// socket's directory searchable by all).
-class munged {
- public:
-  munged() {
-    ::chmod(dir_.path().c_str(), 0711);
-    {
-      std::ifstream rnd("/dev/urandom", std::ios::binary);
-      std::string key(1024, '\0');
-      rnd.read(key.data(), static_cast<std::streamsize>(key.size()));
-      int fd = ::open(dir_.file("key").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-      EXPECT_GE(fd, 0);
-      EXPECT_EQ(::write(fd, key.data(), key.size()), static_cast<ssize_t>(key.size()));
-      ::close(fd);
-    }
-    socket_ = dir_.file("sock");
-    auto p = testutil::process::spawn({"/usr/sbin/munged", "--foreground", "--socket=" + socket_,
-                                       "--key-file=" + dir_.file("key"), "--pid-file=" + dir_.file("pid"),
-                                       "--log-file=" + dir_.file("log"), "--seed-file=" + dir_.file("seed")},
-                                      {.capture_stderr = true});
-    EXPECT_TRUE(p.has_value()) << (p ? "" : p.error());
-    if (p) proc_ = std::move(*p);
-    for (int i = 0; i < 500 && ::access(socket_.c_str(), F_OK) != 0; ++i) std::this_thread::sleep_for(10ms);
-    EXPECT_EQ(::access(socket_.c_str(), F_OK), 0) << "munged did not make " << socket_;
-  }
-  const std::string& socket() const { return socket_; }
-
- private:
-  testutil::temp_dir dir_;
-  std::string socket_;
-  testutil::process proc_;
-};
-
-// A credential from munged at socket, made by `munge` run as uid/gid when given.
-std::string credential(const std::string& socket, std::optional<std::pair<uid_t, gid_t>> as = {},
-                       std::vector<std::string> extra = {}) {
-  std::vector<std::string> argv;
-  if (as) {
-    argv = {"/usr/bin/setpriv", fmt::format("--reuid={}", as->first), fmt::format("--regid={}", as->second),
-            "--clear-groups"};
-  }
-  argv.insert(argv.end(), {"/usr/bin/munge", "-S", socket, "-n"});
-  argv.insert(argv.end(), extra.begin(), extra.end());
-  auto r = testutil::run(argv);
-  EXPECT_EQ(r.status, 0) << r.err;
-  return r.out;
-}
-
-// A local user for the test, made once (useradd) and kept: tests run in parallel
-// processes, so none removes what another may be using.
-std::optional<std::pair<uid_t, gid_t>> test_user(const std::string& name) {
-  for (int attempt = 0; attempt < 20; ++attempt) {
-    std::vector<char> buf(16384);
-    passwd pw{};
-    passwd* out = nullptr;
-    if (::getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &out) == 0 && out != nullptr) {
-      return std::pair{pw.pw_uid, pw.pw_gid};
-    }
-    if (::geteuid() != 0) return std::nullopt;
-    // Fails harmlessly when a parallel test made it first or holds the passwd lock.
-    testutil::run({"/usr/sbin/useradd", "--system", "--no-create-home", "--user-group", "--shell",
-                   "/usr/sbin/nologin", name});
-    std::this_thread::sleep_for(50ms);
-  }
-  return std::nullopt;
-}
-
-#define REQUIRE_USERS(a, b)                                                                 \
-  auto a = test_user("gx-alice");                                                           \
-  auto b = test_user("gx-bob");                                                             \
-  if (!a || !b) GTEST_SKIP() << "cannot make the test users gx-alice and gx-bob (not root)"
 
 // The ramfs served over real sockets, MUNGE on TCP, on an io thread of its own.
 struct served {
