@@ -288,19 +288,20 @@ void node_link::batch(const std::string& uname, builder build, std::function<voi
       // The attach went first: a refused attach must not leave a dead root behind, and
       // the caller sees only the replies to its own messages. The first error among
       // Tauth, Twrite, Tattach says why (the afid's Tclunk adds nothing).
-      fsclient::client::reply attach = std::move((*out)[attach_added == 1 ? 0 : 2]);
+      std::size_t said = attach_added == 1 ? 0 : 2;  // the Tattach's reply
       for (std::size_t i = 0; i < std::min<std::size_t>(attach_added, 3); ++i) {
         if (!(*out)[i]) {
-          attach = std::move((*out)[i]);
+          said = i;
           break;
         }
       }
+      fsclient::client::reply attach = std::move((*out)[said]);
       if (!attach) asio::post(io_, [conn, uname] { conn->forget_root(uname); });
       out->erase(out->begin(), out->begin() + static_cast<std::ptrdiff_t>(attach_added));
       if (!attach) {
-        for (auto& r : *out) {
-          if (r) r = std::unexpected("attach: " + attach.error());
-        }
+        // Every request of the batch used the root the attach did not make, so each one's
+        // own error ("unknown fid") is the attach's refusal, which the caller should see.
+        for (auto& r : *out) r = std::unexpected("attach: " + attach.error());
       }
     }
     asio::post(io_, [done = std::move(done), out]() mutable { done(std::move(*out)); });

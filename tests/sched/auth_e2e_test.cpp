@@ -87,6 +87,7 @@ TEST(SchedAuth, JobOfAnotherUserRunsThroughMunge) {
   REQUIRE_USERS(alice, bob);
   munge_cluster k;
   ASSERT_EQ(k.start({}, {}, {"--admin", "root"}), "");
+  ASSERT_EQ(k.attach("root"), "");
   ASSERT_TRUE(k.wait_for("status", "nodes_up=1 ")) << k.read("status");
   ASSERT_EQ(k.attach("gx-alice"), "");
   auto j = k.submit();
@@ -120,6 +121,7 @@ TEST(SchedAuth, NodeMustTrustTheSchedulersUser) {
     std::vector<std::string> node_extra;
     if (trusted) node_extra = {"--trust", "gx-alice"};
     ASSERT_EQ(k.start(node_extra, as_alice, {"--admin", "gx-alice"}), "");
+    ASSERT_EQ(k.attach("root"), "");
     ASSERT_TRUE(k.wait_for("status", "nodes_up=1 ")) << k.read("status");
     ASSERT_EQ(k.attach("gx-bob"), "");  // the client is root: the scheduler lets it
     auto j = k.submit();
