@@ -78,8 +78,8 @@ std::uint32_t open_need(std::uint8_t mode) {
   return need;
 }
 
-// What stat says of an afid: an append-only, exclusive auth file (QTAUTH), owned by the
-// name its Tauth gave.
+// What stat says of an afid: an auth file (DMAUTH, qid type QTAUTH) owned by the name its
+// Tauth gave.
 dir afid_dir(std::uint32_t num, const std::string& uname) {
   dir d;
   d.qid = qid{qtauth, 0, num};
@@ -434,7 +434,9 @@ void session::do_afid(std::uint16_t tag, message&& m, const std::shared_ptr<fid>
       std::weak_ptr<session> weak = weak_from_this();
       // done runs on the authenticator's thread: it only posts, handing its reference to
       // the afid's state over to the executor, so that state never dies on that thread.
-      opts_.auth->verify(a.credential, [weak, ex = ex_, num = f->num_, as = f->auth_](authenticator::verified v) mutable {
+      std::string credential = std::move(a.credential);  // kept no longer than needed
+      a.credential.clear();
+      opts_.auth->verify(std::move(credential), [weak, ex = ex_, num = f->num_, as = f->auth_](authenticator::verified v) mutable {
         asio::post(ex, [weak, num, as = std::move(as), v = std::move(v)]() mutable {
           if (auto self = weak.lock()) self->verified(num, as, std::move(v));
         });
