@@ -456,6 +456,8 @@ void session::do_afid(std::uint16_t tag, message&& m, const std::shared_ptr<fid>
 
 void session::verified(std::uint32_t num, const std::shared_ptr<detail::auth_state>& a,
                        authenticator::verified v) {
+  // The afid's state holds the Twrite, which holds the afid: let go first, whatever else.
+  auto p = std::move(a->completing);
   if (closed_) return;
   if (v) {
     a->state = detail::auth_state::phase::verified;
@@ -465,7 +467,7 @@ void session::verified(std::uint32_t num, const std::shared_ptr<detail::auth_sta
     a->refusal = v.error();
     if (opts_.log) opts_.log(fmt::format("refused credential for {}: {}", a->uname, v.error()));
   }
-  if (auto p = std::move(a->completing); p && !p->done) {
+  if (p && !p->done) {
     if (v) {
       finish(*p, fcall{p->tag, rwrite{static_cast<std::uint32_t>(std::get<twrite>(p->t).data.size())}});
     } else {
@@ -682,6 +684,10 @@ void session::reset() {
   for (auto& [tag, p] : pend) abort(p);
   auto fids = std::move(fids_);
   fids_.clear();
+  // An afid being verified and its Twrite hold each other (auth_state::completing).
+  for (auto& [num, f] : fids) {
+    if (f->auth_) f->auth_->completing.reset();
+  }
   walking_.clear();
   reserved_.clear();
   waiting_.clear();
