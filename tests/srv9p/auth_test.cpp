@@ -217,6 +217,34 @@ TEST(Auth, FlushOfCompletingWriteAndOfWaitingAttach) {
   EXPECT_TRUE(std::holds_alternative<rattach>(h.next().msg));
 }
 
+TEST(Auth, HangUpOrVersionWhileVerifying) {
+  auto a = std::make_shared<held_authenticator>();
+  auth_harness h(a);
+  h.send(1, tauth{5, "nobody", ""});
+  h.next();
+  h.send(2, twrite{5, 0, "uid 65534\n"});
+  h.send(3, tattach{0, 5, "nobody", ""});
+  // Tversion: every request aborted and every fid clunked; the late answer changes nothing.
+  h.send(notag, tversion{8192, "9P2000"});
+  EXPECT_TRUE(std::holds_alternative<rversion>(h.next().msg));
+  a->answer();
+  h.run();
+  EXPECT_TRUE(h.out.empty()) << to_string(h.out.front());
+  EXPECT_EQ(h.s->fids(), 0u);
+  h.send(4, tattach{0, 5, "nobody", ""});
+  EXPECT_EQ(error_of(h.next()), err::unknown_fid);
+  // A hang-up while verifying: nothing is sent after it.
+  h.send(5, tauth{6, "nobody", ""});
+  h.next();
+  h.send(6, twrite{6, 0, "uid 65534\n"});
+  h.s->close();
+  a->answer();
+  h.run();
+  EXPECT_TRUE(h.out.empty());
+  EXPECT_EQ(h.s->fids(), 0u);
+  EXPECT_EQ(h.s->outstanding(), 0u);
+}
+
 TEST(Auth, OversizedCredentialIsRefusedAndChangesNothing) {
   auto a = std::make_shared<held_authenticator>();
   auth_harness h(a);
