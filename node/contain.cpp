@@ -131,6 +131,7 @@ containment containment::probe(bool use_cgroups, const std::function<void(std::s
     return c;
   }
   c.parent_ = parent;
+  c.sweep(log);
   say(fmt::format("containment: a cgroup v2 per task under {} (memory.max: {}, cpu.max: {})", parent.string(),
                   c.memory_ ? "yes" : "no, RLIMIT_AS for mem", c.cpu_ ? "yes" : "no"));
   return c;
@@ -188,7 +189,34 @@ void containment::signal(const fs::path& cg, int sig) {
 
 void containment::kill_and_remove(const fs::path& cg) {
   write_file(cg / "cgroup.kill", "1");
-  if (::rmdir(cg.c_str()) < 0 && errno != ENOENT) pending_.push_back(cg);
+  // The killed need a moment to exit (a few milliseconds even for many): wait that long
+  // rather than leave the cgroup for the next collection, which a daemon stopped soon
+  // after would never reach. An empty cgroup (the usual case) goes at the first try.
+  for (int i = 0; i < 100; i++) {
+    if (::rmdir(cg.c_str()) == 0 || errno == ENOENT) return;
+    if (errno != EBUSY) break;
+    ::usleep(1000);
+  }
+  pending_.push_back(cg);
+}
+
+void containment::sweep(const std::function<void(std::string_view)>& log) {
+  if (!parent_) return;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(*parent_, ec)) {
+    std::string name = e.path().filename().string();
+    // galaxy-PID-N (a task's) and galaxy-probe-PID, of daemons no longer running.
+    std::string_view rest = name;
+    if (!rest.starts_with("galaxy-")) continue;
+    rest.remove_prefix(7);
+    if (rest.starts_with("probe-")) rest.remove_prefix(6);
+    pid_t pid = 0;
+    auto r = std::from_chars(rest.data(), rest.data() + rest.size(), pid);
+    if (r.ec != std::errc{} || pid <= 0 || (r.ptr != rest.data() + rest.size() && *r.ptr != '-')) continue;
+    if (::kill(pid, 0) == 0 || errno == EPERM) continue;  // its daemon lives
+    kill_and_remove(e.path());
+    if (log) log(fmt::format("cgroup {}: removed, left by a daemon that is gone", e.path().string()));
+  }
 }
 
 void containment::retry() {

@@ -56,6 +56,9 @@ class containment {
   void signal(const std::filesystem::path& cg, int sig);
   // Removes the cgroups kill_and_remove could not yet.
   void retry();
+  // Kills and removes task cgroups of daemons no longer running (galaxy-PID-N whose PID
+  // is gone), such as one stopped before it could remove them; logs each.
+  void sweep(const std::function<void(std::string_view)>& log);
 
  private:
   std::optional<std::filesystem::path> parent_;

@@ -671,6 +671,7 @@ struct task_runner::impl {
     if (task_root_fd >= 0) ::close(task_root_fd);
     if (next_fd >= 0) ::close(next_fd);
     if (stack != nullptr) ::munmap(stack, child_stack_size);
+    contain.retry();  // cgroups of tasks that ended while their stragglers were dying
   }
 
   asio::io_context& io;

@@ -87,8 +87,9 @@ struct test_users {
   }
   ~test_users() {
     if (::geteuid() != 0) return;
-    sh("userdel -r " + alice);
-    sh("userdel -r " + bob);
+    // -f: even if a failed test left a process of theirs behind.
+    sh("userdel -f -r " + alice);
+    sh("userdel -f -r " + bob);
     sh("groupdel " + group);
   }
   static uid_t uid(const std::string& name) {
@@ -480,8 +481,10 @@ TEST(NodeContain, LinksSwappedInAreNeverFollowed) {
   EXPECT_FALSE(below_d.has_value());
   auto below_od = f.c->walk(*od_walked, "canary");
   EXPECT_FALSE(below_od.has_value());
-  if (below_od) EXPECT_TRUE(no_secret(f.c->open(*below_od, srv9p::oread) ? f.c->read(*below_od, 0, 100)
-                                                                         : fsclient::result<std::string>("")));
+  if (below_od) {
+    EXPECT_TRUE(no_secret(f.c->open(*below_od, srv9p::oread) ? f.c->read(*below_od, 0, 100)
+                                                             : fsclient::result<std::string>("")));
+  }
   auto created = f.c->create(*d_walked, "planted", 0600, srv9p::owrite);
   EXPECT_FALSE(created.has_value());
   EXPECT_FALSE(fs::exists(own_canary_dir + "/planted"));
