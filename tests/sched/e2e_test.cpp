@@ -37,9 +37,11 @@ struct cluster {
   std::vector<std::string> sched_extra;
 
   std::string start_node(int i) {
+    // The tests' users (alice, bob, ...) are not users of this machine: their tasks run as
+    // nobody (galaxy-node(8), --unknown-user).
     auto h = testutil::start_daemon({node_binary, "--listen", "tcp!127.0.0.1!0", "--spool",
                                      dir.file("n" + std::to_string(i)), "--name", "n" + std::to_string(i), "--cpus",
-                                     "2"});
+                                     "2", "--unknown-user", "nobody"});
     if (!h) return h.error();
     if (nodes.size() <= static_cast<std::size_t>(i - 1)) {
       nodes.resize(static_cast<std::size_t>(i));
