@@ -226,8 +226,8 @@ dir node_tree::fixed_dir(const dirtab_entry& e, std::uint64_t instance) const {
 // A task's files change when it is made, when it starts and when it ends: their mtime is
 // the latest of those that has happened.
 dir node_tree::task_file(std::uint16_t k, const task& t) const {
-  auto owner = task_owner_.find(t.id);
-  const std::string& uid = owner == task_owner_.end() ? opts_.admin : owner->second;
+  // The owner is the task's own (kept in its spec, so a restart keeps it too).
+  const std::string& uid = t.owner.empty() ? opts_.admin : t.owner;
   std::int64_t ms = t.end_unix_ms > 0     ? t.end_unix_ms
                     : t.start_unix_ms > 0 ? t.start_unix_ms
                                           : static_cast<std::int64_t>(t.created_unix_ms);
@@ -268,7 +268,7 @@ std::expected<dir, std::string> node_tree::disk_dir(std::uint64_t id) const {
   int r = ::fstat(*fd, &st);
   ::close(*fd);
   if (r != 0 || !(S_ISDIR(st.st_mode) || S_ISREG(st.st_mode))) return std::unexpected(std::string(err::not_found));
-  auto owner = task_owner_.find(e.task);
+  task* t = runner_ != nullptr ? runner_->find(e.task) : nullptr;
   dir d;
   bool is_dir = S_ISDIR(st.st_mode);
   d.qid = qid{static_cast<std::uint8_t>(is_dir ? srv9p::qtdir : srv9p::qtfile),
@@ -276,7 +276,7 @@ std::expected<dir, std::string> node_tree::disk_dir(std::uint64_t id) const {
   d.mode = (is_dir ? (srv9p::dmdir | (e.writable ? 0770u : 0550u)) : (e.writable ? 0660u : 0440u));
   d.length = is_dir ? 0 : static_cast<std::uint64_t>(st.st_size);
   d.name = e.rel.substr(e.rel.rfind('/') + 1);  // npos + 1 is 0
-  d.uid = owner == task_owner_.end() ? opts_.admin : owner->second;
+  d.uid = t == nullptr || t->owner.empty() ? opts_.admin : t->owner;
   d.gid = opts_.admin;
   d.muid = d.uid;
   d.atime = static_cast<std::uint32_t>(st.st_atime);
@@ -443,7 +443,6 @@ void node_tree::open(request r) {
       // The task is the attach name's, and runs as that user (node/task.hpp).
       auto t = runner_->create_task(r.uname());
       if (!t) return r.error(t.error());
-      task_owner_[(*t)->id] = r.uname();
       auto st = std::make_unique<ctl_open>();
       st->task = (*t)->id;
       f.aux = std::move(st);
@@ -902,7 +901,6 @@ std::optional<std::expected<void, std::string>> node_tree::task_ctl(task& t, std
 }
 
 void node_tree::forget(std::uint64_t id) {
-  task_owner_.erase(id);
   stdin_.erase(id);
 }
 

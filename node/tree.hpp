@@ -125,7 +125,6 @@ class node_tree : public srv9p::tree {
   bool draining_ = false;
   int share_pct_ = 100;
   std::map<std::string, std::string> labels_;
-  std::map<std::uint64_t, std::string> task_owner_;  // task id → the attach name that made it
 
   srv9p::event_log events_;  // /events: start, exit, drain, ...
   // Parked reads of wait, stdout and stderr, by key (task id * 4 + 1, 2, 3).

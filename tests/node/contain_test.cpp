@@ -132,6 +132,13 @@ struct node_fixture {
     c = std::move(*cl);
     return {};
   }
+  // Stops the daemon (SIGTERM) and starts it again on the same spool.
+  std::string restart(std::vector<std::string> extra = {}) {
+    c.reset();
+    d.proc.signal(SIGTERM);
+    d.proc.wait();
+    return start(std::move(extra));
+  }
   std::uint32_t as(const std::string& user) {
     auto r = c->attach(user);
     EXPECT_TRUE(r.has_value()) << (r ? "" : r.error());
@@ -255,6 +262,25 @@ TEST(NodeContain, ATaskRunsAsItsOwnerInDirectoriesTheOwnerOwns) {
   auto tmp = f.c->walk(alice, "task/" + *n);
   EXPECT_FALSE(tmp.has_value());
   EXPECT_EQ(stat_of(f.spool + "/trash").st_mode & 07777, 0700u);
+}
+
+// The owner is in the spec: after a restart the task's files are still its owner's, and
+// the node still acts as that user below out/.
+TEST(NodeContain, OwnershipSurvivesARestart) {
+  NEED_USERS();
+  const auto& u = users();
+  START(f);
+  auto n = f.task(f.as(u.alice), {"exec sh -c 'echo r > $GALAXY_OUT/r'"});
+  ASSERT_TRUE(n.has_value()) << n.error();
+  EXPECT_EQ(f.read(f.as(u.alice), "task/" + *n + "/wait"), "exit 0\n");
+  ASSERT_EQ(f.restart(), "");
+  auto alice = f.as(u.alice);
+  auto st = f.c->stat_path(alice, "task/" + *n + "/stdout");
+  ASSERT_TRUE(st.has_value()) << st.error();
+  EXPECT_EQ(st->uid, u.alice);
+  EXPECT_EQ(f.read(alice, "task/" + *n + "/out/r"), "r\n");
+  auto bob = f.as(u.bob);
+  EXPECT_FALSE(f.c->read_file(bob, "task/" + *n + "/out/r").has_value());
 }
 
 TEST(NodeContain, TwoUsersTasksRunAsEach) {
