@@ -197,9 +197,11 @@ class task_runner {
   // such task", the disk.
   std::expected<std::filesystem::path, std::string> make_in_dir(std::uint64_t id);
   // Starts it. Errors (the task stays new): "task has already been started", "task is
-  // being started", "nothing to exec", "too many tasks running (maxtasks N)", and the
-  // disk (the spec record, which must be written before the task's process may go on),
-  // pipe2(2) or clone(2). (Draining is the tree's to refuse.)
+  // being started", "nothing to exec", "too many tasks running (maxtasks N)", the owner's
+  // (create_task's errors, looked up again: a user may have gone since), "task cgroup:
+  // ..." (a node that contains its tasks does not run one it cannot), and the disk (the
+  // spec record, which must be written before the task's process may go on), pipe2(2)
+  // or clone(2). (Draining is the tree's to refuse.)
   // A program that cannot be executed is not an error here: the task becomes failed
   // with error "exec: PATH: file does not exist" and finished() is called.
   // This form does the blocking part (copying in/ to `dir`, as the task's user) on the
