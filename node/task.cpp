@@ -560,7 +560,9 @@ struct task_runner::impl {
 
   // Who a task of owner runs as (task.hpp). Errors: as create_task's.
   std::expected<run_identity, std::string> resolve(std::string_view owner) const {
-    if (!owner.empty() && !plausible_user_name(owner)) return std::unexpected(fmt::format("bad user name '{}'", owner));
+    if (!owner.empty() && !plausible_user_name(owner)) {
+      return std::unexpected(owner.size() < 256 ? fmt::format("bad user name '{}'", owner) : std::string("user name too long"));
+    }
     if (!root) {
       if (owner.empty()) return run_identity{.name = self_name};
       auto u = lookup_user(std::string(owner));

@@ -547,6 +547,41 @@ TEST(NodeContain, LinksSwappedInAreNeverFollowed) {
   EXPECT_EQ(f.read(alice, t + "/wait"), "signal 9\n");
 }
 
+// `dir PATH`: in/ is copied there by the task's user, and a link in in/ (another process
+// of the user's may have put one there before exec) is left out, not followed.
+TEST(NodeContain, CopyingInToDirFollowsNoLink) {
+  NEED_USERS();
+  const auto& u = users();
+  START(f);
+  std::string canary = f.dir.file("root-canary");
+  std::ofstream(canary) << "root secret\n";
+  ::chmod(canary.c_str(), 0600);
+  std::string work = f.dir.file("work");
+  ASSERT_EQ(::mkdir(work.c_str(), 0700), 0);
+  ASSERT_EQ(::chown(work.c_str(), test_users::uid(u.alice), test_users::gid(u.alice)), 0);
+  auto alice = f.as(u.alice);
+  auto n = f.task(alice, {});
+  ASSERT_TRUE(n.has_value()) << n.error();
+  auto in = f.c->walk(alice, "task/" + *n + "/in");
+  ASSERT_TRUE(in.has_value());
+  ASSERT_TRUE(f.c->create(*in, "a", 0600, srv9p::owrite).has_value());
+  ASSERT_TRUE(f.c->write(*in, 0, "plain\n").has_value());
+  ASSERT_TRUE(f.c->clunk(*in).has_value());
+  std::string link = f.task_dir(*n) + "/in/evil";
+  ASSERT_EQ(::symlink(canary.c_str(), link.c_str()), 0);
+  ASSERT_EQ(::lchown(link.c_str(), test_users::uid(u.alice), test_users::gid(u.alice)), 0);
+  std::string dlink = f.task_dir(*n) + "/in/evildir";
+  ASSERT_EQ(::symlink(f.dir.path().c_str(), dlink.c_str()), 0);
+  ASSERT_TRUE(f.c->write_file(alice, "task/" + *n + "/ctl", "dir " + work + "\nexec ls\n").has_value());
+  EXPECT_EQ(f.read(alice, "task/" + *n + "/wait"), "exit 0\n");
+  EXPECT_EQ(f.read(alice, "task/" + *n + "/stdout"), "a\n");
+  EXPECT_EQ(slurp(work + "/a"), "plain\n");
+  EXPECT_FALSE(fs::exists(fs::symlink_status(work + "/evil")));
+  EXPECT_FALSE(fs::exists(fs::symlink_status(work + "/evildir")));
+  EXPECT_EQ(stat_of(work + "/a").st_uid, test_users::uid(u.alice));
+  EXPECT_EQ(slurp(canary), "root secret\n");
+}
+
 // A task swapping a file for a link and back as fast as it can while the client walks,
 // opens and reads it over and over: every read is the file's content or an error.
 TEST(NodeContain, ALinkSwappedInMidFlightIsRefused) {
