@@ -2,7 +2,10 @@
 //
 // qid.path is (kind << 48 | instance): instance is 0 for the fixed files, the CPU number
 // for cpu/N, the task id for task/N and its files, and an index into disk_ for files
-// below in/ and out/. Reads that wait are parked under a key (0 for /events, task id * 4
+// below in/ and out/. Those are kept as paths below in/ or out/ and resolved anew at each
+// access through the runner's open_below (node/safe_fs.hpp: no link is followed, and the
+// access is made as the task's user); an open file is served from the descriptor got at
+// open or create. Reads that wait are parked under a key (0 for /events, task id * 4
 // + 1, 2, 3 for wait, stdout, stderr) and re-served through read() when woken.
 #include "node/tree.hpp"
 

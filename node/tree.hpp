@@ -6,7 +6,7 @@
 //   /task/N/{ctl,status,wait,stdin,stdout,stderr}  /task/N/in/  /task/N/out/
 //
 // Static levels are Dirtab tables; task/N and cpu/N are generated; in/ and out/ show the
-// task's spool directories on disk. Reads that must wait (events, wait, stdout and stderr
+// task's spool directories on disk, reached only through node/safe_fs.hpp. Reads that must wait (events, wait, stdout and stderr
 // of a running task) are parked requests, woken by the task runner's hooks and cancelled
 // by Tflush. ctl input is taken by lines (ctl/ctlmsg.hpp line_buffer).
 #include <asio/io_context.hpp>
