@@ -1,5 +1,10 @@
 // galaxy mount / galaxy umount (ctl/cmd_mount.hpp).
 //
+// A mount made by root with -o allow_other is per-user (fsclient/fuse_bridge.hpp): every
+// other local user's requests go out on attaches of their own login name, so nobody gets
+// root's rights through it. Any other mount is its mounting user's alone, as FUSE keeps
+// everyone else out.
+//
 // The fork comes before anything starts a thread (the client's reader, libfuse's
 // workers), so the background child is a whole process, not half of one. Once backgrounded
 // the bridge reports to syslog (daemon facility, ident "galaxy-mount"): its standard
@@ -59,6 +64,20 @@ int fail(int report_fd, const std::string& why) {
   return 1;
 }
 
+// Whether the -o options ask for allow_other (each -o may hold several, comma-separated).
+bool allows_others(const std::vector<std::string>& options) {
+  for (const auto& o : options) {
+    std::string_view rest = o;
+    for (;;) {
+      auto comma = rest.find(',');
+      if (rest.substr(0, comma) == "allow_other") return true;
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+  }
+  return false;
+}
+
 // Dials, attaches, mounts and serves until unmounted. report_fd >= 0: the background
 // child, which writes "mounted\n" or its error there, then detaches from the terminal.
 int mount_and_serve(const mount_args& a, int report_fd) {
@@ -75,6 +94,10 @@ int mount_and_serve(const mount_args& a, int report_fd) {
   fo.fsname = a.addr;
   fo.attr_timeout_s = a.attr_timeout_s;
   fo.debug = a.debug;
+  // Root letting others in: each user acts as themself (issue 12), never as root or as
+  // -u's name, which stay the mounting user's own.
+  fo.per_user = ::geteuid() == 0 && allows_others(a.options);
+  fo.aname = a.aname;
   if (report_fd >= 0) {
     ::openlog("galaxy-mount", LOG_PID, LOG_DAEMON);
     fo.log = [](std::string_view m) { ::syslog(LOG_WARNING, "%.*s", static_cast<int>(m.size()), m.data()); };
