@@ -182,7 +182,7 @@ void add_mount_commands(CLI::App& app, int& status) {
   auto* m = app.add_subcommand("mount", "mount a Galaxy tree on a directory with FUSE");
   m->add_option("dial", a->addr, "the server's dial string (tcp!host!port, unix!path)")->required();
   m->add_option("mountpoint", a->mountpoint, "an existing directory")->required();
-  m->add_option("-u,--uname", a->uname, "user name to attach as (default: $USER)");
+  m->add_option("-u,--uname", a->uname, "user name to attach as (default: $USER); with root's -o allow_other, only root's own");
   m->add_option("--aname", a->aname, "the server's tree to attach (default: its main tree)");
   m->add_option("--msize", a->msize, "largest 9P message to negotiate, bytes (default 1 MiB + 24)");
   m->add_option("-o", a->options, "mount option passed to FUSE (allow_other, ro, ...); repeatable")
