@@ -496,6 +496,10 @@ TEST(UpDown, AnOrdinaryUserServesOnUnixSocketsOnly) {
   ASSERT_EQ(::stat(state.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0700u);
   EXPECT_EQ(st.st_uid, carol->uid());
+  for (const auto& f : {state + "/cluster", state + "/log/sched.log", state + "/log/n1.log"}) {
+    ASSERT_EQ(::stat(f.c_str(), &st), 0) << f;
+    EXPECT_EQ(st.st_mode & 07777, 0600u) << f;
+  }
   auto pids = recorded_pids(rec);
   ASSERT_GE(pids.size(), 2u);
   for (auto pid : pids) {
