@@ -47,6 +47,7 @@ struct mount_args {
   std::uint32_t msize = srv9p::max_msize;
   std::vector<std::string> options;
   double attr_timeout_s = 1.0;
+  bool attr_timeout_given = false;  // else a per-user mount caches nothing (see below)
   bool foreground = false;
   bool debug = false;
   bool lazy = false;  // umount -z
@@ -98,6 +99,11 @@ int mount_and_serve(const mount_args& a, int report_fd) {
   // -u's name, which stay the mounting user's own.
   fo.per_user = ::geteuid() == 0 && allows_others(a.options);
   fo.aname = a.aname;
+  // The kernel answers a cached lookup or stat without asking the bridge, for whoever
+  // asks: on a per-user mount one user's cache would show another the names and
+  // attributes behind a directory they may not search. So by default it caches nothing
+  // there, and every lookup is walked with the caller's own fid.
+  if (fo.per_user && !a.attr_timeout_given) fo.attr_timeout_s = 0;
   if (report_fd >= 0) {
     ::openlog("galaxy-mount", LOG_PID, LOG_DAEMON);
     fo.log = [](std::string_view m) { ::syslog(LOG_WARNING, "%.*s", static_cast<int>(m.size()), m.data()); };
@@ -187,11 +193,15 @@ void add_mount_commands(CLI::App& app, int& status) {
   m->add_option("--msize", a->msize, "largest 9P message to negotiate, bytes (default 1 MiB + 24)");
   m->add_option("-o", a->options, "mount option passed to FUSE (allow_other, ro, ...); repeatable")
       ->allow_extra_args(false);
-  m->add_option("--attr-timeout", a->attr_timeout_s,
-                "seconds the kernel may cache attributes and names (default 1; 0: never)");
+  auto* attr_timeout = m->add_option("--attr-timeout", a->attr_timeout_s,
+                                     "seconds the kernel may cache attributes and names "
+                                     "(default 1, or 0 on root's per-user allow_other mount; 0: never)");
   m->add_flag("-f,--foreground", a->foreground, "stay in the foreground, reporting to standard error");
   m->add_flag("-d,--debug", a->debug, "trace every FUSE request on standard error (implies -f)");
-  m->callback([a, st] { *st = run_mount(*a); });
+  m->callback([a, st, attr_timeout] {
+    a->attr_timeout_given = attr_timeout->count() > 0;
+    *st = run_mount(*a);
+  });
 
   auto* u = app.add_subcommand("umount", "unmount a galaxy mount");
   u->add_option("mountpoint", a->mountpoint, "where it is mounted")->required();

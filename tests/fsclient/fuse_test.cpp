@@ -558,6 +558,30 @@ TEST(FuseRamfs, RootsSharedMountActsAsEachCaller) {
   m.umount_and_check();
 }
 
+// By default a per-user mount lets the kernel cache nothing: a lookup and a stat that
+// alice has just made are not answered from the cache for bob, who may not search her
+// directory.
+TEST(FuseRamfs, RootsSharedMountCachesNothingAcrossUsers) {
+  REQUIRE_FUSE();
+  if (::getuid() != 0) GTEST_SKIP() << "needs root to make users and to mount for others (CI runs as root)";
+  auto alice = testutil::local_user::make("al");
+  ASSERT_TRUE(alice.has_value()) << alice.error();
+  auto bob = testutil::local_user::make("bo");
+  ASSERT_TRUE(bob.has_value()) << bob.error();
+  mounted m;
+  ASSERT_EQ(m.start_ramfs_unix(), "");
+  ASSERT_EQ(m.mount({"-o", "allow_other"}), "");
+  std::string f = m.path("adir/x");
+  auto r = run(alice->as({"/bin/sh", "-c", "mkdir -m 0700 " + m.path("adir") + " && echo x > " + f + " && stat -c %s " + f}),
+               {}, 30s, {"LC_ALL=C"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "2\n");
+  r = run(bob->as({"/usr/bin/stat", "-c", "%s", f}), {}, 30s, {"LC_ALL=C"});
+  EXPECT_NE(r.status, 0) << r.out;
+  EXPECT_NE(r.err.find("Permission denied"), std::string::npos) << r.err;
+  m.umount_and_check();
+}
+
 // A mount by root without allow_other stays one user's: nobody else gets in at all.
 TEST(FuseRamfs, RootsOwnMountIsNotPerUser) {
   REQUIRE_FUSE();
