@@ -10,6 +10,7 @@
 #include "ctl/cluster.hpp"
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -152,6 +153,8 @@ std::expected<void, std::string> save(const record& r) {
     out.flush();
     if (!out) return std::unexpected(fmt::format("{}: {}", tmp, std::strerror(errno)));
   }
+  // Only the cluster's owner reads it (its dial strings and pids are theirs).
+  if (::chmod(tmp.c_str(), 0600) != 0) return std::unexpected(fmt::format("{}: chmod: {}", tmp, std::strerror(errno)));
   std::error_code ec;
   fs::rename(tmp, path, ec);
   if (ec) return std::unexpected(fmt::format("{}: {}", path, ec.message()));

@@ -1,5 +1,10 @@
 // galaxy mount / galaxy umount (ctl/cmd_mount.hpp).
 //
+// A mount made by root with -o allow_other is per-user (fsclient/fuse_bridge.hpp): every
+// other local user's requests go out on attaches of their own login name, so nobody gets
+// root's rights through it. Any other mount is its mounting user's alone, as FUSE keeps
+// everyone else out.
+//
 // The fork comes before anything starts a thread (the client's reader, libfuse's
 // workers), so the background child is a whole process, not half of one. Once backgrounded
 // the bridge reports to syslog (daemon facility, ident "galaxy-mount"): its standard
@@ -43,6 +48,7 @@ struct mount_args {
   std::uint32_t msize = srv9p::max_msize;
   std::vector<std::string> options;
   double attr_timeout_s = 1.0;
+  bool attr_timeout_given = false;  // else a per-user mount caches nothing (see below)
   bool foreground = false;
   bool debug = false;
   bool lazy = false;  // umount -z
@@ -58,6 +64,20 @@ int fail(int report_fd, const std::string& why) {
     std::fputs(line.c_str(), stderr);
   }
   return 1;
+}
+
+// Whether the -o options ask for allow_other (each -o may hold several, comma-separated).
+bool allows_others(const std::vector<std::string>& options) {
+  for (const auto& o : options) {
+    std::string_view rest = o;
+    for (;;) {
+      auto comma = rest.find(',');
+      if (rest.substr(0, comma) == "allow_other") return true;
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+  }
+  return false;
 }
 
 // Dials, attaches, mounts and serves until unmounted. report_fd >= 0: the background
@@ -76,6 +96,15 @@ int mount_and_serve(const mount_args& a, int report_fd) {
   fo.fsname = a.addr;
   fo.attr_timeout_s = a.attr_timeout_s;
   fo.debug = a.debug;
+  // Root letting others in: each user acts as themself (issue 12), never as root or as
+  // -u's name, which stay the mounting user's own.
+  fo.per_user = ::geteuid() == 0 && allows_others(a.options);
+  fo.aname = a.aname;
+  // The kernel answers a cached lookup or stat without asking the bridge, for whoever
+  // asks: on a per-user mount one user's cache would show another the names and
+  // attributes behind a directory they may not search. So by default it caches nothing
+  // there, and every lookup is walked with the caller's own fid.
+  if (fo.per_user && !a.attr_timeout_given) fo.attr_timeout_s = 0;
   if (report_fd >= 0) {
     ::openlog("galaxy-mount", LOG_PID, LOG_DAEMON);
     fo.log = [](std::string_view m) { ::syslog(LOG_WARNING, "%.*s", static_cast<int>(m.size()), m.data()); };
@@ -160,16 +189,20 @@ void add_mount_commands(CLI::App& app, int& status) {
   auto* m = app.add_subcommand("mount", "mount a Galaxy tree on a directory with FUSE");
   m->add_option("dial", a->addr, "the server's dial string (tcp!host!port, unix!path)")->required();
   m->add_option("mountpoint", a->mountpoint, "an existing directory")->required();
-  m->add_option("-u,--uname", a->uname, "user name to attach as (default: $USER)");
+  m->add_option("-u,--uname", a->uname, "user name to attach as (default: $USER); with root's -o allow_other, only root's own");
   m->add_option("--aname", a->aname, "the server's tree to attach (default: its main tree)");
   m->add_option("--msize", a->msize, "largest 9P message to negotiate, bytes (default 1 MiB + 24)");
   m->add_option("-o", a->options, "mount option passed to FUSE (allow_other, ro, ...); repeatable")
       ->allow_extra_args(false);
-  m->add_option("--attr-timeout", a->attr_timeout_s,
-                "seconds the kernel may cache attributes and names (default 1; 0: never)");
+  auto* attr_timeout = m->add_option("--attr-timeout", a->attr_timeout_s,
+                                     "seconds the kernel may cache attributes and names "
+                                     "(default 1, or 0 on root's per-user allow_other mount; 0: never)");
   m->add_flag("-f,--foreground", a->foreground, "stay in the foreground, reporting to standard error");
   m->add_flag("-d,--debug", a->debug, "trace every FUSE request on standard error (implies -f)");
-  m->callback([a, st] { *st = run_mount(*a); });
+  m->callback([a, st, attr_timeout] {
+    a->attr_timeout_given = attr_timeout->count() > 0;
+    *st = run_mount(*a);
+  });
 
   auto* u = app.add_subcommand("umount", "unmount a galaxy mount");
   u->add_option("mountpoint", a->mountpoint, "where it is mounted")->required();

@@ -1,8 +1,10 @@
 // galaxy up / galaxy down (ctl/cmd_up.hpp).
 //
-// up, in order: check the state directory (and, for root, that tasks running as nobody can
-// reach it) and the mount point; take STATE/lock; refuse if a recorded cluster still runs;
-// start the nodes n1..nN, then the scheduler with --node nK=DIAL for each, each daemon
+// up, in order: choose the transport (see `plan`: Unix sockets in a 0700 directory, or as
+// root with munged, loopback TCP with MUNGE); check the state directory (and, for root,
+// that tasks running as nobody can reach it) and the mount point; take STATE/lock; refuse
+// if a recorded cluster still runs; start the nodes n1..nN (unix!SOCKDIR/nK.sock), then
+// the scheduler (unix!SOCKDIR/sched.sock) with --node nK=DIAL for each, each daemon
 // detached (its own session, standard streams on STATE/log/NAME.log) and each read back
 // from its "listening on DIAL" line; wait until the scheduler sees every node; record them
 // in STATE/cluster; mount the unified tree with `galaxy mount -f` run as one more detached
@@ -16,6 +18,8 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -68,8 +72,10 @@ std::expected<std::string, std::string> bin_dir() {
 }
 
 // Makes dir (and its parents) if missing with mode; it must then be a directory owned by
-// us and not a symbolic link, since daemons will write into it.
-std::expected<void, std::string> ensure_dir(const std::string& dir, mode_t mode) {
+// us, not a symbolic link, and writable by nobody else (group or others could swap what
+// the daemons write there), since daemons will write into it. private_dir: it is made
+// mode 0700 (an existing one of ours too), because it holds the cluster's sockets.
+std::expected<void, std::string> ensure_dir(const std::string& dir, mode_t mode, bool private_dir = false) {
   std::error_code ec;
   if (!fs::exists(fs::symlink_status(dir, ec))) {
     fs::create_directories(dir, ec);
@@ -82,7 +88,86 @@ std::expected<void, std::string> ensure_dir(const std::string& dir, mode_t mode)
   if (st.st_uid != ::geteuid()) {
     return std::unexpected(fmt::format("{}: owned by uid {}, not by us (uid {})", dir, st.st_uid, ::geteuid()));
   }
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    return std::unexpected(fmt::format("{}: mode {:04o} lets others write in it; galaxy up keeps its state and "
+                                       "sockets only in a directory of its own (chmod go-w, or choose another --state)",
+                                       dir, st.st_mode & 07777));
+  }
+  if (private_dir && (st.st_mode & 077) != 0 && ::chmod(dir.c_str(), 0700) != 0) {
+    return std::unexpected(fmt::format("{}: chmod 0700: {}", dir, std::strerror(errno)));
+  }
   return {};
+}
+
+// How the daemons are reached (issue 12). An ordinary user's cluster, and root's when
+// munged is not running, listens on Unix sockets only, in a 0700 directory: the kernel
+// lets nobody else connect, and the daemons learn the peer's uid from the socket
+// (SO_PEERCRED). Root with munged uses loopback TCP with MUNGE, as a multi-machine
+// cluster would.
+struct plan {
+  bool tcp = false;          // loopback TCP with MUNGE; else Unix sockets in sock_dir
+  std::string sock_dir;      // the 0700 directory of the sockets
+  std::string said;          // the line that tells the user which mode and why
+};
+
+// libmunge's default socket (munge(7)); munged's --socket can move it.
+constexpr const char* munge_socket = "/run/munge/munge.socket.2";
+
+// Why munged cannot be used: its socket does not answer a connect. nullopt: it answers.
+std::optional<std::string> munged_unreachable(const std::string& path) {
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  if (path.size() >= sizeof sa.sun_path) return path + ": path too long";
+  std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return fmt::format("socket: {}", std::strerror(errno));
+  int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof sa);
+  int e = errno;
+  ::close(fd);
+  if (rc != 0) return fmt::format("{}: {}", path, std::strerror(e));
+  return std::nullopt;
+}
+
+// Whether `argv... --help` mentions word: how up learns that the daemons beside it (and
+// galaxy mount) take `--auth munge`, which they do once srv9p authenticates (issue 12).
+// Until then root uses Unix sockets even where munged runs, and says so.
+bool help_mentions(std::vector<std::string> argv, std::string_view word) {
+  argv.emplace_back("--help");
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) return false;
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(p[0]);
+    ::close(p[1]);
+    return false;
+  }
+  if (pid == 0) {
+    ::dup2(p[1], 1);
+    int nul = ::open("/dev/null", O_RDWR);
+    if (nul >= 0) {
+      ::dup2(nul, 0);
+      ::dup2(nul, 2);
+    }
+    std::vector<char*> cargv;
+    for (auto& a : argv) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    ::execv(cargv[0], cargv.data());
+    ::_exit(127);
+  }
+  ::close(p[1]);
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(p[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(p[0]);
+  int st = 0;
+  while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  return out.find(word) != std::string::npos;
 }
 
 // As root, galaxy-node runs tasks as nobody, and a task's working directory and
@@ -135,7 +220,7 @@ std::string log_tail(const std::string& path, std::size_t lines = 5) {
 // descriptors. Returns its pid and start time.
 std::expected<proc_id, std::string> spawn_detached(const std::vector<std::string>& argv, const std::string& log,
                                                   const std::string& path_env = {}) {
-  int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (fd < 0) return std::unexpected(fmt::format("{}: {}", log, std::strerror(errno)));
   std::vector<char*> cargv;
   for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
@@ -206,10 +291,17 @@ std::uintmax_t file_size_or_0(const std::string& path) {
   return ec ? 0 : n;
 }
 
+// Dials one of the cluster's daemons, for up's and down's own requests (as root, or as
+// the user who owns the cluster: on a Unix socket the daemons know the peer's uid).
+// A tcp! address is MUNGE-authenticated: the client's option for that is given here.
+std::expected<std::unique_ptr<fsclient::client>, std::string> dial_cluster(const std::string& addr) {
+  return fsclient::client::dial(addr, client_options());
+}
+
 // Reads the scheduler's /status until it counts want nodes up.
 std::expected<void, std::string> wait_nodes_up(const std::string& addr, std::size_t want,
                                                std::chrono::milliseconds timeout) {
-  auto c = fsclient::client::dial(addr, client_options());
+  auto c = dial_cluster(addr);
   if (!c) return std::unexpected(c.error());
   auto root = (*c)->attach(login_name());
   if (!root) return std::unexpected("attach: " + root.error());
@@ -256,7 +348,7 @@ std::optional<std::string> fuse_unavailable() {
 class state_lock {
  public:
   std::expected<void, std::string> take(const std::string& state) {
-    fd_ = ::open((state + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    fd_ = ::open((state + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd_ < 0) return std::unexpected(fmt::format("{}/lock: {}", state, std::strerror(errno)));
     if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
       return std::unexpected(fmt::format("another galaxy up or down is working on {}", state));
@@ -313,7 +405,7 @@ std::vector<std::string> stop_all(const cluster::record& r, std::chrono::millise
   // means the whole cluster, so ask each node to kill them first.
   for (const auto& n : r.nodes) {
     if (!cluster::alive(n.proc)) continue;
-    auto c = fsclient::client::dial(n.addr, client_options());
+    auto c = dial_cluster(n.addr);
     if (!c) continue;
     if (auto root = (*c)->attach(login_name()); root) (void)(*c)->write_file(*root, "ctl", "kill all\n");
   }
@@ -388,7 +480,54 @@ int do_up(up_args a) {
     return 1;
   }
 
-  if (auto ok = ensure_dir(a.state, 0711); !ok) {
+  // The transport (plan), chosen before anything is made.
+  const bool root = ::geteuid() == 0;
+  plan transport;
+  if (root) {
+    auto no_munged = munged_unreachable(munge_socket);
+    bool daemons_auth = !no_munged && help_mentions({node_bin}, "--auth") && help_mentions({sched_bin}, "--auth");
+    if (daemons_auth) {
+      transport.tcp = true;
+      transport.said = fmt::format("munged answers at {}: the daemons listen on loopback TCP with MUNGE authentication",
+                             munge_socket);
+    } else {
+      // STATE itself stays searchable: tasks run as nobody in spools under it.
+      transport.sock_dir = a.state + "/sock";
+      transport.said = fmt::format("{}: Unix sockets only, in {} (mode 0700), no TCP listener; only root reaches "
+                             "the daemons, other users go through the mount",
+                             no_munged ? fmt::format("munged is not running ({})", *no_munged)
+                                       : fmt::format("munged answers at {}, but galaxy-node and galaxy-sched here "
+                                                     "take no --auth",
+                                                     munge_socket),
+                             transport.sock_dir);
+    }
+  } else {
+    transport.sock_dir = a.state;
+    transport.said = fmt::format("Unix sockets only, in {} (mode 0700), no TCP listener: only you (uid {}) can reach "
+                           "the cluster",
+                           a.state, ::geteuid());
+  }
+  // sun_path holds 107 bytes and a NUL (unix(7)); "n64.sock" is the longest name.
+  if (!transport.tcp && transport.sock_dir.size() + std::string_view("/sched.sock").size() >= sizeof(sockaddr_un{}.sun_path)) {
+    say(verb, fmt::format("--state {}: too long a path for the cluster's Unix sockets ({}/sched.sock would be "
+                          "over {} bytes); choose a shorter one",
+                          a.state, transport.sock_dir, sizeof(sockaddr_un{}.sun_path) - 1));
+    return 1;
+  }
+  auto listen_on = [&transport](const std::string& name) {
+    return transport.tcp ? std::string("tcp!127.0.0.1!0") : fmt::format("unix!{}/{}.sock", transport.sock_dir, name);
+  };
+  // Only for TCP: a Unix socket's peer is known without a credential.
+  std::vector<std::string> auth_args;
+  if (transport.tcp) auth_args = {"--auth", "munge"};
+  // Root's own jobs run as root on root's own cluster, where the nodes can (issue 12:
+  // tasks run as their owner; root only when asked). Without it they would run as
+  // nobody, and through the per-user mount nobody may not read root's jobs' output, which
+  // a reduce job reads (examples/wordfreq.sh). Every other user's tasks run as that user.
+  std::vector<std::string> node_args;
+  if (root && help_mentions({node_bin}, "--allow-root-tasks")) node_args.emplace_back("--allow-root-tasks");
+
+  if (auto ok = ensure_dir(a.state, root ? 0711 : 0700, !root); !ok) {
     say(verb, ok.error());
     return 1;
   }
@@ -439,8 +578,14 @@ int do_up(up_args a) {
     }
   }
 
+  if (!transport.tcp && transport.sock_dir != a.state) {
+    if (auto ok = ensure_dir(transport.sock_dir, 0700, true); !ok) {
+      say(verb, ok.error());
+      return 1;
+    }
+  }
   std::string logs = a.state + "/log";
-  if (auto ok = ensure_dir(logs, 0755); !ok) {
+  if (auto ok = ensure_dir(logs, 0700, true); !ok) {
     say(verb, ok.error());
     return 1;
   }
@@ -464,18 +609,19 @@ int do_up(up_args a) {
     if (auto ok = ensure_dir(spool, 0711); !ok) return give_up(ok.error());
     std::string log = fmt::format("{}/{}.log", logs, name);
     auto from = file_size_or_0(log);
-    // --auth none on loopback TCP, as before MUNGE existed (each daemon warns about it).
-    auto p = spawn_detached({node_bin, "--listen", "tcp!127.0.0.1!0", "--auth", "none", "--spool", spool, "--name",
-                             name, "--cpus", std::to_string(cpus)},
-                            log, task_path);
+    std::vector<std::string> argv{node_bin, "--listen", listen_on(name), "--spool", spool, "--name", name, "--cpus",
+                                  std::to_string(cpus)};
+    argv.insert(argv.end(), auth_args.begin(), auth_args.end());
+    argv.insert(argv.end(), node_args.begin(), node_args.end());
+    auto p = spawn_detached(argv, log, task_path);
     if (!p) return give_up(p.error());
     r.nodes.push_back({name, "", *p});
     auto dial = wait_listening("galaxy-node " + name, p->pid, log, from, timeout);
     if (!dial) return give_up(dial.error());
     r.nodes.back().addr = *dial;
   }
-  std::vector<std::string> sched_argv{sched_bin, "--listen", "tcp!127.0.0.1!0", "--auth", "none",
-                                      "--state", a.state + "/sched"};
+  std::vector<std::string> sched_argv{sched_bin, "--listen", listen_on("sched"), "--state", a.state + "/sched"};
+  sched_argv.insert(sched_argv.end(), auth_args.begin(), auth_args.end());
   for (const auto& n : r.nodes) {
     sched_argv.push_back("--node");
     sched_argv.push_back(n.name + "=" + n.addr);
@@ -491,16 +637,20 @@ int do_up(up_args a) {
   if (auto ok = wait_nodes_up(r.sched_addr, r.nodes.size(), timeout); !ok) return give_up(ok.error());
   if (auto ok = cluster::save(r); !ok) return give_up(ok.error());
 
-  // The mount. Root mounts with allow_other: the tasks run as nobody and read the tree
-  // too (a reduce job reads its maps' output there). It opens nothing new: any local user
-  // can already dial the loopback scheduler and attach under any name, until
-  // authentication exists.
+  // The mount. Root mounts with allow_other, which makes it per-user (ctl/cmd_mount.cpp):
+  // every local user, and the tasks (as nobody: a reduce job reads its maps' output
+  // there), act through it as themselves, never as root. An ordinary user's mount is
+  // theirs alone, as FUSE keeps others out.
   std::string mount_note;
   if (want_mount) {
     std::vector<std::string> margv{self, "mount", "-f"};
-    if (::geteuid() == 0) {
+    if (root) {
       margv.push_back("-o");
       margv.push_back("allow_other");
+    }
+    if (transport.tcp && help_mentions({self, "mount"}, "--auth")) {
+      margv.push_back("--auth");
+      margv.push_back("munge");
     }
     margv.push_back(r.sched_addr);
     margv.push_back(a.mount);
@@ -535,8 +685,11 @@ int do_up(up_args a) {
 
   // Where everything is, and what to try.
   bool default_state = a.state == cluster::default_state_dir();
+  fmt::print("galaxy: up: {}\n", transport.said);
   fmt::print("galaxy: up: a scheduler and {} node{}{}\n", r.nodes.size(), r.nodes.size() == 1 ? "" : "s",
-             r.mount.empty() ? ", not mounted" : ", mounted on " + r.mount);
+             r.mount.empty()  ? ", not mounted"
+             : root           ? ", mounted on " + r.mount + " for every local user, each acting as themself"
+                              : ", mounted on " + r.mount + " for you alone");
   fmt::print("  scheduler  {:<24} pid {}, state {}/sched\n", r.sched_addr, r.sched.pid, a.state);
   for (const auto& n : r.nodes) {
     fmt::print("  node {:<5} {:<24} pid {}, {} CPU{}, spool {}/{}\n", n.name, n.addr, n.proc.pid, cpus,

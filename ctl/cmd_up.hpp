@@ -1,7 +1,8 @@
 #pragma once
 // The `galaxy` tool's local-cluster verbs: `galaxy up [--nodes N] [--state DIR]
-// [--mount DIR]` starts one galaxy-sched and N galaxy-node processes on loopback ports of
-// their own choosing and mounts the unified tree; `galaxy down [--state DIR]` stops exactly
+// [--mount DIR]` starts one galaxy-sched and N galaxy-node processes on Unix sockets in a
+// 0700 directory (as root with munged running: loopback TCP with MUNGE) and mounts the
+// unified tree (root's per-user, with allow_other); `galaxy down [--state DIR]` stops exactly
 // what up started and unmounts (ctl/cluster.hpp keeps the record). Design: galaxy.md,
 // "Command lines"; issue 7. The man page is man/man1/galaxy.1 (UP AND DOWN).
 namespace CLI {

@@ -159,6 +159,7 @@ constexpr int max_signal = 64;  // Linux: _NSIG is 65, signals are 1-64
 // ---- Words -----------------------------------------------------------------------------
 
 std::expected<std::vector<std::string>, std::string> tokenize(std::string_view line) {
+  if (line.find('\0') != std::string_view::npos) return std::unexpected(std::string("NUL in ctl message"));
   std::string_view s = line;
   if (s.ends_with('\n')) {
     s.remove_suffix(1);
@@ -279,18 +280,35 @@ std::expected<command, std::string> parse(std::string_view line, std::span<const
 
 // ---- Lines -----------------------------------------------------------------------------
 
+namespace {
+bool is_blank_line(std::string_view l) { return l.find_first_not_of(" \t\r") == std::string_view::npos; }
+}  // namespace
+
 std::vector<std::string> line_buffer::feed_write(std::string_view data) {
-  std::vector<std::string> lines = feed(data);
+  // Blank lines are dropped as they complete, so a write of a million newlines costs no
+  // more than the write itself.
+  std::vector<std::string> lines;
+  feed_into(data, false, lines);
   if (!data.empty() && data.back() != '\n' && data.size() % 4096 != 0) {
     std::string rest = take_rest();
-    if (!rest.empty()) lines.push_back(std::move(rest));
+    if (!is_blank_line(rest)) lines.push_back(std::move(rest));
   }
-  std::erase_if(lines, [](const std::string& l) { return l.find_first_not_of(" \t\r") == std::string::npos; });
+  return lines;
+}
+
+std::expected<std::vector<std::string>, std::string> line_buffer::feed_ctl(std::string_view data) {
+  std::vector<std::string> lines = feed_write(data);
+  if (take_refused() > 0) return std::unexpected("ctl line longer than " + std::to_string(max_line) + " bytes");
   return lines;
 }
 
 std::vector<std::string> line_buffer::feed(std::string_view data) {
   std::vector<std::string> lines;
+  feed_into(data, true, lines);
+  return lines;
+}
+
+void line_buffer::feed_into(std::string_view data, bool keep_blank, std::vector<std::string>& lines) {
   while (!data.empty()) {
     std::size_t nl = data.find('\n');
     std::string_view piece = data.substr(0, nl);
@@ -314,10 +332,9 @@ std::vector<std::string> line_buffer::feed(std::string_view data) {
       continue;
     }
     if (partial_.ends_with('\r')) partial_.pop_back();
-    lines.push_back(std::move(partial_));
+    if (keep_blank || !is_blank_line(partial_)) lines.push_back(std::move(partial_));
     partial_.clear();
   }
-  return lines;
 }
 
 std::string line_buffer::take_rest() {

@@ -27,7 +27,8 @@ inline constexpr std::size_t max_error = 127;
 // tabs; a trailing newline ("\n" or "\r\n") is ignored. Inside quotes every byte is
 // part of the word. Errors: "unterminated quote in '...'"; "line break in '...'" for a
 // CR or LF outside quotes elsewhere than at the end (two commands in one line would
-// otherwise run as one).
+// otherwise run as one); "NUL in ctl message" for a NUL byte anywhere (an argument
+// handed to exec or setenv as a C string would be cut there without a word).
 std::expected<std::vector<std::string>, std::string> tokenize(std::string_view line);
 
 // Quotes a word so that tokenize() gives it back: bare when it has no blank, quote, CR
@@ -72,6 +73,12 @@ class line_buffer {
   // (echo -n 'exec ls' > ctl), while a full page without one is a piece of a longer line
   // that a client split (FUSE at 4 KiB).
   std::vector<std::string> feed_write(std::string_view data);
+  // feed_write() for a ctl file that answers each write: its lines, or an error when a
+  // line grew longer than max_line in this write ("ctl line longer than 65536 bytes").
+  // Then no line of the write is returned, so the write changes nothing; the rest of the
+  // refused line is discarded from later writes up to its newline. Memory: the lines of
+  // one write (at most msize bytes) and one partial line, never more.
+  std::expected<std::vector<std::string>, std::string> feed_ctl(std::string_view data);
   // The unterminated rest (a last line without a newline), taken at clunk; empties it
   // and ends the discarding of a refused line.
   std::string take_rest();
@@ -83,6 +90,9 @@ class line_buffer {
   std::size_t take_refused();
 
  private:
+  // Appends data, putting each completed line into lines (blank ones too when keep_blank).
+  void feed_into(std::string_view data, bool keep_blank, std::vector<std::string>& lines);
+
   std::string partial_;
   bool discarding_ = false;  // inside a refused line: drop bytes up to the next newline
   std::size_t refused_ = 0;

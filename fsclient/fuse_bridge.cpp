@@ -9,27 +9,43 @@
 // kernel's FUSE_INTERRUPT into a Tflush of the outstanding request (flush(5)).
 //
 // Node ids and fids. The kernel names files by node id; 9P names them by fid. Every node
-// id the kernel knows stands for one *walked, never opened* fid on the server, kept in
-// `inodes` with the file's qid and the kernel's lookup count:
-//   - FUSE_ROOT_ID is the attach fid; it lives as long as the mount.
-//   - lookup walks one name from the parent's fid to a new fid and stats it. If a node
-//     with that qid.path is already known, its count goes up and the new fid is clunked;
-//     otherwise the new fid becomes a new node id (the next number; ids are never reused).
-//     create and mkdir add a node the same way. Each successful reply of an entry counts
-//     one lookup; a reply the kernel refused (the request was interrupted) is undone.
-//   - forget subtracts the kernel's count; at zero the node is dropped and its fid
+// id the kernel knows stands for *walked, never opened* fids on the server, one per user
+// that has used the node, kept in `inodes` with the file's qid, its path (the names from
+// the root, as last looked up) and the kernel's lookup count:
+//   - A user is the mounting user (every request, unless per-user mode) or, in per-user
+//     mode, the uid FUSE reports for the request (fuse_req_ctx). Each request uses the
+//     fids of its user only, so what the server allows is what it allows that user.
+//   - FUSE_ROOT_ID's fids are the users' attach fids: the mounting user's is the fid
+//     mount() was given; another uid's is attached on its first request, as its login
+//     name (getpwuid_r), and kept for the life of the mount. A uid with no name is EACCES.
+//   - lookup walks one name from the parent's fid (the caller's) to a new fid and stats
+//     it. If a node with that qid.path is already known, its count goes up, its path is
+//     updated, and the new fid becomes the caller's fid of it if the caller had none, else
+//     is clunked; otherwise it becomes a new node id (the next number; ids are never
+//     reused). create and mkdir add a node the same way. Each successful reply of an entry
+//     counts one lookup; a reply the kernel refused (the request was interrupted) is undone.
+//   - The kernel shares node ids among users: bob may stat or open a node that only alice
+//     looked up. A user without a fid of the node gets one by walking the node's path from
+//     their own attach fid (the server checks their search permission on the way), kept
+//     on the node for their next request.
+//   - forget subtracts the kernel's count; at zero the node is dropped and all its fids
 //     clunked. The kernel forgets only nodes no request is using, so a handler may use a
 //     node's fid without holding the lock.
-//   - Opening (open, opendir, create) clones the node's fid with a zero-name walk and
-//     opens the clone; that fid is the FUSE file handle's and is clunked at release. So
-//     node fids are never open and can always be walked from, stat'ed and wstat'ed.
-// A 9P fid follows its file through renames, so a rename needs no change here. After a
+//   - Opening (open, opendir, create) clones the caller's fid of the node with a
+//     zero-name walk and opens the clone; that fid is the FUSE file handle's and is
+//     clunked at release. So node fids are never open and can always be walked from,
+//     stat'ed and wstat'ed; and an open file stays its opener's, whoever reads it later.
+// A 9P fid follows its file through renames; a rename through the mount also renames the
+// paths of the nodes below (a rename by another client leaves a path stale until the next
+// lookup, and a user who needs a fid by that path meanwhile gets ENOENT). After a
 // successful remove the qid.path is taken out of by_path, so that a server that reuses
 // paths cannot hand a new file the old node.
 #define FUSE_USE_VERSION 312
 #include "fsclient/fuse_bridge.hpp"
 
 #include <fuse_lowlevel.h>
+#include <grp.h>
+#include <pwd.h>
 #include <spawn.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -165,10 +181,24 @@ void fuse_log_to_sink(enum fuse_log_level, const char* fmt, va_list ap) {
 
 // ---- The mount's state ------------------------------------------------------------------
 
+// One user's walked, never opened fid of a node.
+struct user_fid {
+  uid_t uid;
+  std::uint32_t fid;
+};
+
 struct inode {
-  std::uint32_t fid = srv9p::nofid;  // walked, never opened
   srv9p::qid qid;
   std::uint64_t nlookup = 0;         // the kernel's lookup count
+  std::vector<std::string> path;     // names from the root, as last looked up
+  std::vector<user_fid> fids;        // at most one per user; few users per node
+
+  std::optional<std::uint32_t> fid_of(uid_t u) const {
+    for (const auto& f : fids) {
+      if (f.uid == u) return f.fid;
+    }
+    return std::nullopt;
+  }
 };
 
 struct flushable;
@@ -228,14 +258,8 @@ struct state {
     if (opts.log) opts.log(s);
   }
 
-  // The fid of a node. The kernel asks only about nodes it has not forgotten, so a miss
-  // is a kernel/bridge disagreement: EIO rather than a crash.
-  std::optional<std::uint32_t> fid_of(fuse_ino_t ino) {
-    std::lock_guard lk(mu);
-    auto it = inodes.find(ino);
-    if (it == inodes.end()) return std::nullopt;
-    return it->second.fid;
-  }
+  // The user a request acts for (see the opening comment).
+  uid_t user_of(fuse_req_t req) const { return opts.per_user ? fuse_req_ctx(req)->uid : uid; }
 
   // Clunks without waiting; the fid number is reused after Rclunk (or the hang-up).
   void clunk_later(std::uint32_t fid) {
@@ -243,9 +267,109 @@ struct state {
     cl->send(srv9p::tclunk{fid}, [cl, fid](client::reply) { cl->release_fid(fid); });
   }
 
-  // Counts one lookup of the file that fid was just walked to (see the opening comment).
-  // Returns the node id; fid is the node's from now on, or clunked if the node existed.
-  fuse_ino_t add_lookup(std::uint32_t fid, const srv9p::qid& q) {
+  // Gives node ino user u's fid f, unless u has one already (another request of u's got
+  // there first): then f is clunked. Returns u's fid of the node.
+  std::uint32_t keep_fid(fuse_ino_t ino, uid_t u, std::uint32_t f) {
+    std::optional<std::uint32_t> had;
+    {
+      std::lock_guard lk(mu);
+      auto it = inodes.find(ino);
+      if (it == inodes.end()) {
+        had = srv9p::nofid;  // forgotten meanwhile: cannot happen while a request uses it
+      } else if (!(had = it->second.fid_of(u))) {
+        it->second.fids.push_back({u, f});
+      }
+    }
+    if (!had) return f;
+    clunk_later(f);
+    return *had;
+  }
+
+  // User u's attach fid: attached on u's first request as u's login name, then kept.
+  result<std::uint32_t> user_root(uid_t u) {
+    {
+      std::lock_guard lk(mu);
+      if (auto f = inodes.at(FUSE_ROOT_ID).fid_of(u)) return *f;
+    }
+    std::string name;
+    {
+      passwd pw{};
+      passwd* found = nullptr;
+      std::vector<char> buf(16384);
+      if (::getpwuid_r(u, &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
+        return std::unexpected(fmt::format("uid {} has no user name here: {}", u, err::perm));
+      }
+      name = found->pw_name;
+    }
+    auto f = c->attach(name, opts.aname);
+    if (!f) {
+      log(fmt::format("attach as {} (uid {}) refused: {}", name, u, f.error()));
+      return std::unexpected(std::move(f.error()));
+    }
+    return keep_fid(FUSE_ROOT_ID, u, *f);
+  }
+
+  // The fid of node ino for user u: the one u has, or one walked along the node's path
+  // from u's attach fid. The kernel asks only about nodes it has not forgotten, so an
+  // unknown node is a kernel/bridge disagreement: EIO (logged) rather than a crash.
+  // Errors: u's attach or walk refused, in the server's words (the walk's names the
+  // missing element).
+  result<std::uint32_t> fid_for(uid_t u, fuse_ino_t ino) {
+    std::string path;
+    std::vector<std::string> names;
+    {
+      std::lock_guard lk(mu);
+      auto it = inodes.find(ino);
+      if (it == inodes.end()) {
+        log(fmt::format("FUSE asked about node {}, which the bridge does not know", ino));
+        return std::unexpected(std::string(err::botch));
+      }
+      if (auto f = it->second.fid_of(u)) return *f;
+      // 9P names hold no '/', and the kernel looks up single names, so the join is exact.
+      names = it->second.path;
+      for (const auto& n : names) path += (path.empty() ? "" : "/") + n;
+    }
+    auto root = user_root(u);
+    if (!root || ino == FUSE_ROOT_ID) return root;
+    auto f = c->walk(*root, path);
+    if (!f) return std::unexpected(why_walk_failed(*root, names, f.error()));
+    return keep_fid(ino, u, *f);
+  }
+
+  // Why a walk of names from fid failed. walk(5) answers a walk that stops after the
+  // first name with an Rwalk of fewer qids, which gives no reason, so the names are
+  // walked again one at a time, each from the last, until the server says what is wrong
+  // (permission denied, rather than the file does not exist). Else: what the walk said.
+  std::string why_walk_failed(std::uint32_t fid, const std::vector<std::string>& names, std::string said) {
+    auto nf = c->alloc_fid();
+    if (!expect<srv9p::rwalk>(c->rpc(srv9p::twalk{fid, nf, {}}))) {
+      c->release_fid(nf);
+      return said;
+    }
+    for (const auto& n : names) {
+      auto w = expect<srv9p::rwalk>(c->rpc(srv9p::twalk{nf, nf, {n}}));
+      if (!w) {
+        said = std::move(w.error());
+        break;
+      }
+    }
+    clunk_later(nf);
+    return said;
+  }
+
+  // The path of node ino's child name (for a lookup from it).
+  std::vector<std::string> child_path(fuse_ino_t parent, std::string_view name) {
+    std::lock_guard lk(mu);
+    std::vector<std::string> p;
+    if (auto it = inodes.find(parent); it != inodes.end()) p = it->second.path;
+    p.emplace_back(name);
+    return p;
+  }
+
+  // Counts one lookup, by user u, of the file that fid was just walked to along path (see
+  // the opening comment). Returns the node id; fid is u's fid of the node from now on, or
+  // clunked if u had one already.
+  fuse_ino_t add_lookup(uid_t u, std::uint32_t fid, const srv9p::qid& q, std::vector<std::string> path) {
     std::optional<std::uint32_t> spare;
     fuse_ino_t ino;
     {
@@ -256,10 +380,15 @@ struct state {
         inode& n = inodes.at(ino);
         n.nlookup++;
         n.qid = q;
-        spare = fid;
+        n.path = std::move(path);
+        if (n.fid_of(u)) {
+          spare = fid;
+        } else {
+          n.fids.push_back({u, fid});
+        }
       } else {
         ino = next_ino++;
-        inodes.emplace(ino, inode{fid, q, 1});
+        inodes.emplace(ino, inode{q, 1, std::move(path), {{u, fid}}});
         by_path.emplace(q.path, ino);
       }
     }
@@ -267,9 +396,9 @@ struct state {
     return ino;
   }
 
-  // forget(ino, n): drops the node and clunks its fid when its count reaches zero.
+  // forget(ino, n): drops the node and clunks its fids when its count reaches zero.
   void forget(fuse_ino_t ino, std::uint64_t n) {
-    std::optional<std::uint32_t> gone;
+    std::vector<user_fid> gone;
     {
       std::lock_guard lk(mu);
       auto it = inodes.find(ino);
@@ -278,10 +407,25 @@ struct state {
       node.nlookup -= std::min(n, node.nlookup);
       if (node.nlookup > 0 || ino == FUSE_ROOT_ID) return;
       if (auto p = by_path.find(node.qid.path); p != by_path.end() && p->second == ino) by_path.erase(p);
-      gone = node.fid;
+      gone = std::move(node.fids);
       inodes.erase(it);
     }
-    clunk_later(*gone);
+    for (const auto& f : gone) clunk_later(f.fid);
+  }
+
+  // parent/name was renamed to parent/newname through the mount: the paths of that node
+  // and of every node below it follow.
+  void renamed(fuse_ino_t parent, std::string_view name, std::string_view newname) {
+    std::lock_guard lk(mu);
+    auto pit = inodes.find(parent);
+    if (pit == inodes.end()) return;
+    const std::vector<std::string> prefix = pit->second.path;
+    const std::size_t at = prefix.size();
+    for (auto& [ino, n] : inodes) {
+      if (n.path.size() > at && n.path[at] == name && std::equal(prefix.begin(), prefix.end(), n.path.begin())) {
+        n.path[at] = newname;
+      }
+    }
   }
 
   // A file with this path was removed: later lookups must not find its node.
@@ -290,14 +434,44 @@ struct state {
     by_path.erase(qid_path);
   }
 
+  // Per-user mode shows owners as local ids: the server's user and group names through
+  // NSS (getpwnam_r, getgrnam_r), cached; a name unknown here shows as the overflow id
+  // 65534, as NFS shows one. The cache is emptied when a server's names would grow it
+  // past 4096.
+  mutable std::mutex ids_mu;
+  mutable std::unordered_map<std::string, std::uint32_t> ids[2];  // [0] groups, [1] users
+
+  template <class Id>
+  Id local_id(const std::string& name, bool user) const {
+    {
+      std::lock_guard lk(ids_mu);
+      if (auto it = ids[user].find(name); it != ids[user].end()) return static_cast<Id>(it->second);
+    }
+    std::uint32_t id = 65534;
+    std::vector<char> buf(16384);
+    if (user) {
+      passwd pw{};
+      passwd* found = nullptr;
+      if (::getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr) id = found->pw_uid;
+    } else {
+      group gr{};
+      group* found = nullptr;
+      if (::getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &found) == 0 && found != nullptr) id = found->gr_gid;
+    }
+    std::lock_guard lk(ids_mu);
+    if (ids[user].size() >= 4096) ids[user].clear();
+    ids[user].emplace(name, id);
+    return static_cast<Id>(id);
+  }
+
   struct stat to_stat(const srv9p::dir& d) const {
     struct stat st {};
     st.st_ino = ino_of(d.qid);
     bool is_dir = (d.mode & srv9p::dmdir) != 0;
     st.st_mode = (is_dir ? S_IFDIR : S_IFREG) | (d.mode & 0777);
     st.st_nlink = is_dir ? 2 : 1;
-    st.st_uid = uid;
-    st.st_gid = gid;
+    st.st_uid = opts.per_user ? local_id<uid_t>(d.uid, true) : uid;
+    st.st_gid = opts.per_user ? local_id<gid_t>(d.gid, false) : gid;
     st.st_size = static_cast<off_t>(d.length);
     // st_blksize is what cat and cp size their buffers by: one 9P message's worth.
     st.st_blksize = static_cast<blksize_t>(io_bytes);
@@ -329,12 +503,6 @@ void reply_error(fuse_req_t req, std::string_view text) {
   int code = errno_of(text, &known);
   if (!known) of(req).log(fmt::format("9P error '{}' has no errno: answering EIO", text));
   fuse_reply_err(req, code);
-}
-
-// A node the kernel should not be asking about (see state::fid_of).
-void reply_no_node(fuse_req_t req, fuse_ino_t ino) {
-  of(req).log(fmt::format("FUSE asked about node {}, which the bridge does not know", ino));
-  fuse_reply_err(req, EIO);
 }
 
 // ---- Interruptible requests --------------------------------------------------------------
@@ -437,22 +605,22 @@ result<std::pair<std::uint32_t, srv9p::dir>> walk_stat(state& s, std::uint32_t p
   return std::pair{nf, std::move(st->stat)};
 }
 
-// Replies with a new entry for fid (just walked to d); undoes the lookup if the kernel
-// did not take the reply.
-void reply_new_entry(fuse_req_t req, std::uint32_t fid, const srv9p::dir& d) {
+// Replies with a new entry for fid (just walked from parent to its child name, which is
+// d); undoes the lookup if the kernel did not take the reply.
+void reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char* name, std::uint32_t fid, const srv9p::dir& d) {
   state& s = of(req);
-  fuse_ino_t ino = s.add_lookup(fid, d.qid);
+  fuse_ino_t ino = s.add_lookup(s.user_of(req), fid, d.qid, s.child_path(parent, name));
   fuse_entry_param e = s.entry(ino, d);
   if (fuse_reply_entry(req, &e) != 0) s.forget(ino, 1);
 }
 
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   state& s = of(req);
-  auto pf = s.fid_of(parent);
-  if (!pf) return reply_no_node(req, parent);
+  auto pf = s.fid_for(s.user_of(req), parent);
+  if (!pf) return reply_error(req, pf.error());
   auto r = walk_stat(s, *pf, name);
   if (!r) return reply_error(req, r.error());
-  reply_new_entry(req, r->first, r->second);
+  reply_new_entry(req, parent, name, r->first, r->second);
 }
 
 void op_forget(fuse_req_t req, fuse_ino_t ino, std::uint64_t nlookup) {
@@ -470,8 +638,8 @@ void op_forget_multi(fuse_req_t req, std::size_t count, fuse_forget_data* forget
 
 void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   state& s = of(req);
-  auto f = s.fid_of(ino);
-  if (!f) return reply_no_node(req, ino);
+  auto f = s.fid_for(s.user_of(req), ino);
+  if (!f) return reply_error(req, f.error());
   auto r = expect<srv9p::rstat>(s.c->rpc(srv9p::tstat{*f}));
   if (!r) return reply_error(req, r.error());
   struct stat st = s.to_stat(r->stat);
@@ -480,14 +648,20 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 
 // chmod, truncate, utimes as one Twstat (wstat(5): all the changes or none), then the new
 // attributes from Tstat in the same write. atime cannot be set in 9P2000 and is ignored;
-// ownership is shown as the mounting user, so chown to anyone else is EPERM.
+// 9P2000 cannot give a file away, so chown to any owner but the one shown (the mounting
+// user, or in per-user mode the owner's local id) is EPERM.
 void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
   state& s = of(req);
-  auto f = s.fid_of(ino);
-  if (!f) return reply_no_node(req, ino);
-  if (((to_set & FUSE_SET_ATTR_UID) && attr->st_uid != s.uid) ||
-      ((to_set & FUSE_SET_ATTR_GID) && attr->st_gid != s.gid)) {
-    return reply_errno(req, EPERM);
+  auto f = s.fid_for(s.user_of(req), ino);
+  if (!f) return reply_error(req, f.error());
+  if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+    auto cur = expect<srv9p::rstat>(s.c->rpc(srv9p::tstat{*f}));
+    if (!cur) return reply_error(req, cur.error());
+    struct stat shown = s.to_stat(cur->stat);
+    if (((to_set & FUSE_SET_ATTR_UID) && attr->st_uid != shown.st_uid) ||
+        ((to_set & FUSE_SET_ATTR_GID) && attr->st_gid != shown.st_gid)) {
+      return reply_errno(req, EPERM);
+    }
   }
   srv9p::dir want = srv9p::dont_touch_dir();
   if (to_set & FUSE_SET_ATTR_SIZE) want.length = static_cast<std::uint64_t>(attr->st_size);
@@ -530,8 +704,8 @@ void op_statfs(fuse_req_t req, fuse_ino_t) {
 
 void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   state& s = of(req);
-  auto pf = s.fid_of(parent);
-  if (!pf) return reply_no_node(req, parent);
+  auto pf = s.fid_for(s.user_of(req), parent);
+  if (!pf) return reply_error(req, pf.error());
   // Clone the parent, create in the clone (which leaves it open on the new directory),
   // clunk it: one write.
   auto of_ = s.c->alloc_fid();
@@ -543,15 +717,15 @@ void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) 
   if (auto c = expect<srv9p::rcreate>(std::move(rs[1])); !c) return reply_error(req, c.error());
   auto r = walk_stat(s, *pf, name);
   if (!r) return reply_error(req, r.error());
-  reply_new_entry(req, r->first, r->second);
+  reply_new_entry(req, parent, name, r->first, r->second);
 }
 
 // unlink and rmdir: walk and stat the name, check it is the kind the caller meant (9P's
 // remove takes either), then Tremove, which also clunks the fid.
 void remove_name(fuse_req_t req, fuse_ino_t parent, const char* name, bool want_dir) {
   state& s = of(req);
-  auto pf = s.fid_of(parent);
-  if (!pf) return reply_no_node(req, parent);
+  auto pf = s.fid_for(s.user_of(req), parent);
+  if (!pf) return reply_error(req, pf.error());
   auto r = walk_stat(s, *pf, name);
   if (!r) return reply_error(req, r.error());
   auto [fid, d] = std::move(*r);
@@ -580,9 +754,9 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
   state& s = of(req);
   if (flags & RENAME_EXCHANGE) return reply_errno(req, EINVAL);
   if (newparent != parent) return reply_errno(req, EXDEV);
-  auto pf = s.fid_of(parent);
-  if (!pf) return reply_no_node(req, parent);
-  auto rename_once = [&s, &pf, name, newname]() -> result<void> {
+  auto pf = s.fid_for(s.user_of(req), parent);
+  if (!pf) return reply_error(req, pf.error());
+  auto rename_once = [&s, &pf, parent, name, newname]() -> result<void> {
     auto nf = s.c->alloc_fid();
     srv9p::dir d = srv9p::dont_touch_dir();
     d.name = newname;
@@ -593,6 +767,7 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
     if (w->qids.size() != 1) return std::unexpected(std::string(err::not_found));
     auto ws = expect<srv9p::rwstat>(std::move(rs[1]));
     if (!ws) return std::unexpected(std::move(ws.error()));
+    s.renamed(parent, name, newname);
     return {};
   };
   auto r = rename_once();
@@ -663,8 +838,8 @@ void finish_open(fuse_file_info* fi, file_ref f) {
 
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   state& s = of(req);
-  auto f = s.fid_of(ino);
-  if (!f) return reply_no_node(req, ino);
+  auto f = s.fid_for(s.user_of(req), ino);
+  if (!f) return reply_error(req, f.error());
   std::uint8_t mode = open_mode(fi->flags);
   bool read_only = (mode & 3) == srv9p::oread && (mode & srv9p::otrunc) == 0;
   auto o = open_clone(s, *f, mode, read_only);
@@ -688,8 +863,8 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 
 void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
   state& s = of(req);
-  auto pf = s.fid_of(parent);
-  if (!pf) return reply_no_node(req, parent);
+  auto pf = s.fid_for(s.user_of(req), parent);
+  if (!pf) return reply_error(req, pf.error());
   // Clone the parent and create in the clone, which leaves it open on the new file.
   auto of_ = s.c->alloc_fid();
   auto rs = s.c->rpc_batch({srv9p::twalk{*pf, of_, {}},
@@ -709,7 +884,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     s.clunk_later(of_);
     return reply_error(req, r.error());
   }
-  fuse_ino_t ino = s.add_lookup(r->first, r->second.qid);
+  fuse_ino_t ino = s.add_lookup(s.user_of(req), r->first, r->second.qid, s.child_path(parent, name));
   fuse_entry_param e = s.entry(ino, r->second);
   auto h = std::make_shared<open_file>();
   h->fid = of_;
@@ -855,8 +1030,8 @@ void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 
 void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   state& s = of(req);
-  auto f = s.fid_of(ino);
-  if (!f) return reply_no_node(req, ino);
+  auto f = s.fid_for(s.user_of(req), ino);
+  if (!f) return reply_error(req, f.error());
   auto o = open_clone(s, *f, srv9p::oread);
   if (!o) return reply_error(req, o.error());
   auto* d = new open_dir;
@@ -998,7 +1173,7 @@ result<std::unique_ptr<fuse_bridge>> fuse_bridge::mount(std::unique_ptr<client> 
   s.io_bytes = std::min<std::uint32_t>(s.c->iounit(), 1u << 20);  // libfuse's buffer: 256 pages
   auto rootdir = s.c->stat(root);
   if (!rootdir) return std::unexpected("stat of the root: " + rootdir.error());
-  s.inodes.emplace(FUSE_ROOT_ID, inode{root, rootdir->qid, 1});
+  s.inodes.emplace(FUSE_ROOT_ID, inode{rootdir->qid, 1, {}, {{s.uid, root}}});
   s.by_path.emplace(rootdir->qid.path, FUSE_ROOT_ID);
 
   {

@@ -14,6 +14,14 @@
 // errno through one table (errno_of); readdir has `.` and `..`. When the server hangs up,
 // every operation fails at once with ENOTCONN and the mount can still be unmounted.
 //
+// Per-user mode (fuse_options::per_user, for a mount made by root with allow_other):
+// every local user acts as themself, as with the kernel's v9fs `access=user`. The
+// connection attaches once more for each calling uid, as that uid's login name, and each
+// request is done on fids of the caller's own attach, so the server checks the caller's
+// permissions and makes the caller own what they create (fuse_bridge.cpp explains the
+// fids). Ownership is shown as the local uid and gid of the server's user and group
+// names (NSS), so `ls -l` and `stat` tell users apart.
+//
 // Linked only by the `galaxy` tool and tests: galaxy-node never links FUSE.
 #include <cstdint>
 #include <functional>
@@ -38,6 +46,11 @@ struct fuse_options {
   // FUSE worker threads at most. A blocked read holds none; a blocked write holds one.
   unsigned max_threads = 64;
   bool debug = false;                      // libfuse's -d: trace every FUSE request
+  // Per-user mode (above). The mounting uid keeps the root fid given to mount(); any
+  // other uid is attached as getpwuid_r(uid)'s name, to aname; a uid with no name gets
+  // EACCES. Without it every request is the mounting user's, whoever makes it.
+  bool per_user = false;
+  std::string aname;                       // the tree per-user attaches ask for
   // Where the bridge reports what a caller cannot see otherwise: 9P errors that mapped
   // to no errno (with their text), libfuse's complaints. Default: standard error.
   std::function<void(std::string_view)> log;

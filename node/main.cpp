@@ -2,7 +2,8 @@
 // (man/man8/galaxy-node.8, the tree in man/man4/galaxy-node.4).
 //
 //   galaxy-node --listen DIAL --spool DIR [--name NAME] [--cpus N] [--mem BYTES]
-//               [--label K=V]... [--run-as USER] [--keep-finished SECONDS] [--config FILE]
+//               [--label K=V]... [--run-as USER] [--unknown-user USER] [--allow-root-tasks]
+//               [--no-cgroups] [--keep-finished SECONDS] [--config FILE]
 //               [--auth munge|none] [--munge-socket PATH] [--trust USER]...
 //
 // Prints "listening on DIAL" per listener, then serves until SIGINT or SIGTERM. Tasks
@@ -41,6 +42,9 @@ int main(int argc, char** argv) {
   std::string mem = "0";
   std::vector<std::string> labels;
   std::string run_as = "nobody";
+  std::string unknown_user;
+  bool allow_root_tasks = false;
+  bool no_cgroups = false;
   std::string keep_finished = "86400";
   node::node_options opts;
   opts.name = host_name();
@@ -51,7 +55,13 @@ int main(int argc, char** argv) {
   app.add_option("--cpus", opts.cpus, "CPUs to advertise (default: the online CPUs)");
   app.add_option("--mem", mem, "memory to advertise, bytes with k/m/g (default: MemTotal)");
   app.add_option("--label", labels, "a label K=V (repeatable)");
-  app.add_option("--run-as", run_as, "user tasks run as when the daemon is root");
+  app.add_option("--run-as", run_as,
+                 "account that root's tasks run as (without --allow-root-tasks) when the daemon is root "
+                 "(default: nobody)");
+  app.add_option("--unknown-user", unknown_user,
+                 "account that tasks of users unknown on this node run as (default: such tasks are refused)");
+  app.add_flag("--allow-root-tasks", allow_root_tasks, "run tasks of root's as root");
+  app.add_flag("--no-cgroups", no_cgroups, "contain tasks by process group only, never by cgroup");
   app.add_option("--keep-finished", keep_finished,
                  "seconds a finished task is kept before it is removed (default: 86400, a day)");
   app.add_option("--admin", opts.admin, "the attach name that owns /ctl (default: the daemon's user)");
@@ -92,6 +102,10 @@ int main(int argc, char** argv) {
   ropts.spool = std::filesystem::absolute(spool, ec);
   if (ec) return fail("--spool " + spool + ": " + ec.message());
   ropts.run_as = run_as;
+  ropts.unknown_user = unknown_user;
+  ropts.allow_root_tasks = allow_root_tasks;
+  ropts.use_cgroups = !no_cgroups;
+  ropts.node_name = opts.name;
   ropts.finished_ttl = std::chrono::milliseconds(*keep_ms);
   ropts.log = srv9p::stderr_log("galaxy-node");
   auto runner = node::task_runner::create(io, ropts, tree.make_hooks());

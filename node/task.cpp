@@ -1,23 +1,13 @@
 // The task runner (node/task.hpp): spawning, reaping, limits, output notification, and
 // the spool that makes results survive a restart.
 //
-// Arrangement: small helpers (clock, errno text, files, /proc); the spec file codec; cgroup
-// v2 discovery; the child side of a spawn, which may only do async-signal-safe work; and
-// the runner itself: creation and restore, start, exit handling, inotify, kill, remove
-// and garbage collection.
+// Arrangement: small helpers (clock, files, /proc); task users (NSS);
+// the child side of a spawn, which may only do async-signal-safe work; and the runner
+// itself: creation and restore, start, exit handling, inotify, kill, remove and garbage
+// collection. Safe access below a task's directories is node/safe_fs.*, cgroups are
+// node/contain.*, the spec file's codec node/spec.*.
 //
-// The spec file, SPOOL/task/N/spec, is text: one key=value per line, "format=1" first.
-// Values are escaped so that a line is always one line: a backslash is written "\\" and
-// a newline "\n"; nothing else is escaped. Lists repeat their key in order: one "arg="
-// line per argv word and one "env=" line per K=V. A key seen again overrides its earlier
-// value (lists appear in the first record only). Unknown keys are ignored (a newer daemon
-// may add some); a file without "format=1" and the id of its directory, or with a value
-// that does not parse, is corrupt and skipped by restore() with a log line. Keys:
-//   format id state created start end pid pidstart exit signal error timedout usertime
-//   systime maxrss dir cpu mem time nice stdin memlimit cgroup arg env
-// pidstart is field 22 of /proc/PID/stat (starttime, clock ticks since boot): restore()
-// kills a lost task's group only if its pid still names the same process. memlimit says
-// how mem was enforced: "cgroup", "rlimit" or "none".
+// The spec file's format is node/spec.hpp's.
 //
 // What a restart after kill -9 needs, and so when the spec is written (never fsync'd: a
 // daemon killed with -9 leaves the page cache intact; a machine crash may lose the last
@@ -55,18 +45,24 @@
 // reading the error pipe, so the shared memory is not freed under the child). The parent
 // blocks every signal from before the clone until then, so that none of its handlers runs
 // in the child and no call of the parent's is interrupted while the child shares its
-// thread's errno. The child resets signal dispositions, makes its session, sets limits,
-// switches to the task's user and working directory, and only then looks for the program
+// thread's errno. The child resets signal dispositions, makes its session, joins its
+// cgroup, sets limits, switches to the task's user (groups, gid, uid, from a list the
+// parent got from NSS: the child may not call NSS) and working directory, and only then
+// looks for the program
 // on the task's PATH (execvp(3)'s rules), so that it finds what that user finds: a
 // directory on PATH that the user cannot search is passed over instead of failing with
 // "permission denied". The child reports a failure as {stage, errno} on a close-on-exec
 // pipe. Exits come from a pidfd (pidfd_open(2)) watched by the io_context; wait4(2) with
 // WNOHANG then reaps and gives the rusage. When a task's first process ends, whatever it
-// left in its process group is sent SIGKILL (as batch systems do): a straggler must not
-// keep running, writing, or holding files open after its task is reported ended.
+// left in its cgroup (cgroup.kill) and its process group is sent SIGKILL (as batch
+// systems do): a straggler must not keep running, writing, or holding files open after
+// its task is reported ended.
 #include "node/task.hpp"
 
+#include "node/contain.hpp"
 #include "node/resources.hpp"
+#include "node/safe_fs.hpp"
+#include "node/spec.hpp"
 
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/post.hpp>
@@ -103,21 +99,6 @@ std::int64_t now_unix_ms() {
       .count();
 }
 
-// errno as Plan 9 words it where Plan 9 has a word (srv9p/errors.hpp), else strerror(3)
-// with a lower-case first letter, as Plan 9's messages are.
-std::string errno_text(int e) {
-  switch (e) {
-    case ENOENT: return "file does not exist";
-    case EACCES:
-    case EPERM: return "permission denied";
-    default: break;
-  }
-  std::string s = std::strerror(e);
-  if (!s.empty() && s[0] >= 'A' && s[0] <= 'Z' && (s.size() < 2 || !(s[1] >= 'A' && s[1] <= 'Z'))) {
-    s[0] = static_cast<char>(s[0] - 'A' + 'a');
-  }
-  return s;
-}
 
 
 // Writes all of text to an open descriptor. Returns errno, or 0.
@@ -131,18 +112,9 @@ int write_all(int fd, std::string_view text) {
   return 0;
 }
 
-// Writes text to an existing file (a cgroup control file). Returns errno, or 0.
-int write_file(const fs::path& p, std::string_view text) {
-  int fd = ::open(p.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return errno;
-  int e = write_all(fd, text);
-  ::close(fd);
-  return e;
-}
-
 // Writes text as the whole of p (created or truncated), with one write(2) for a spec.
 std::expected<void, std::string> write_whole(const fs::path& p, std::string_view text) {
-  int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return std::unexpected(fmt::format("{}: {}", p.string(), errno_text(errno)));
   int e = write_all(fd, text);
   if (::close(fd) < 0 && e == 0) e = errno;
@@ -152,7 +124,7 @@ std::expected<void, std::string> write_whole(const fs::path& p, std::string_view
 
 // Appends text to the existing file p with one write(2) (O_APPEND).
 std::expected<void, std::string> append_file(const fs::path& p, std::string_view text) {
-  int fd = ::open(p.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  int fd = ::open(p.c_str(), O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return std::unexpected(fmt::format("{}: {}", p.string(), errno_text(errno)));
   int e = write_all(fd, text);
   if (::close(fd) < 0 && e == 0) e = errno;
@@ -188,285 +160,63 @@ std::optional<std::uint64_t> proc_start_ticks(pid_t pid) {
   return std::nullopt;
 }
 
-template <typename T>
-bool parse_num(std::string_view s, T& out) {
-  if (s.empty()) return false;
-  auto r = std::from_chars(s.data(), s.data() + s.size(), out);
-  return r.ec == std::errc{} && r.ptr == s.data() + s.size();
-}
+// ---- Task users -----------------------------------------------------------------------
 
-// ---- The spec file ---------------------------------------------------------------------
+// Who a task runs as (task.hpp). drop: the child switches to uid, gid and groups (the
+// daemon is root); else it stays the daemon's user.
+struct run_identity {
+  bool drop = false;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;  // getgrouplist(3): the supplementary groups, gid among them
+  std::string name;
 
-std::string escape(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char c : s) {
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      out += c;
-    }
+  fs_identity fs() const {
+    fs_identity f;
+    f.as_user = drop && uid != 0;
+    f.uid = uid;
+    f.gid = gid;
+    f.groups = groups;
+    return f;
   }
-  return out;
-}
-
-std::optional<std::string> unescape(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size(); i++) {
-    if (s[i] != '\\') {
-      out += s[i];
-      continue;
-    }
-    if (++i == s.size()) return std::nullopt;
-    if (s[i] == '\\') {
-      out += '\\';
-    } else if (s[i] == 'n') {
-      out += '\n';
-    } else {
-      return std::nullopt;
-    }
-  }
-  return out;
-}
-
-std::optional<task_state> state_from_name(std::string_view s) {
-  for (auto st : {task_state::new_, task_state::running, task_state::done, task_state::failed, task_state::killed,
-                  task_state::lost}) {
-    if (state_name(st) == s) return st;
-  }
-  return std::nullopt;
-}
-
-// What the runner keeps of a task besides struct task: persisted, not shown.
-struct task_extra {
-  std::uint64_t pid_start = 0;  // /proc/PID/stat starttime of the task's process
-  std::string mem_limit;        // "cgroup", "rlimit", "none"; empty: not started
-  std::string cgroup;           // the task's cgroup directory while it may exist
-  bool on_disk = false;         // the spec file has its first record (not persisted)
 };
 
-// A later record: what changes after start (the end of the task). "state=" ends it: a
-// record cut short (it cannot be, see above, but a disk may lie) is ignored whole.
-std::string encode_update(const task& t, const task_extra& x) {
-  std::string s;
-  s.reserve(256);
-  auto kv = [&s](std::string_view k, const auto& v) { s += fmt::format("{}={}\n", k, v); };
-  kv("end", t.end_unix_ms);
-  kv("exit", t.exit_code);
-  kv("signal", t.signal);
-  kv("error", escape(t.error));
-  kv("timedout", t.timed_out ? 1 : 0);
-  kv("usertime", t.user_ms);
-  kv("systime", t.sys_ms);
-  kv("maxrss", t.maxrss_bytes);
-  kv("cgroup", escape(x.cgroup));
-  kv("state", state_name(t.state));
-  return s;
+// The user name through NSS (getpwnam_r(3)) and its groups (getgrouplist(3)), in the
+// daemon, not in the child: NSS may load modules, allocate and talk to daemons, none of
+// which a CLONE_VM child may do. Returns nothing for a user NSS does not know. Errors:
+// NSS failing (an LDAP server away, say).
+std::expected<std::optional<run_identity>, std::string> lookup_user(const std::string& name) {
+  std::vector<char> buf(16384);
+  struct passwd pw, *res = nullptr;
+  int e;
+  while ((e = ::getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &res)) == ERANGE && buf.size() < (1u << 20)) {
+    buf.resize(buf.size() * 2);
+  }
+  // getpwnam_r(3): "not found" may be 0, ENOENT, ESRCH, EBADF or EPERM.
+  if (e != 0 && e != ENOENT && e != ESRCH && e != EBADF && e != EPERM) {
+    return std::unexpected(fmt::format("looking up user '{}': {}", name, errno_text(e)));
+  }
+  if (res == nullptr) return std::optional<run_identity>{};
+  run_identity id;
+  id.drop = true;
+  id.uid = pw.pw_uid;
+  id.gid = pw.pw_gid;
+  id.name = name;
+  int n = 32;
+  id.groups.resize(static_cast<std::size_t>(n));
+  while (::getgrouplist(name.c_str(), pw.pw_gid, id.groups.data(), &n) < 0) {
+    if (n > 65536) return std::unexpected(fmt::format("user '{}': too many groups", name));
+    n = std::max<int>(n, static_cast<int>(id.groups.size()) * 2);
+    id.groups.resize(static_cast<std::size_t>(n));
+  }
+  id.groups.resize(static_cast<std::size_t>(n));
+  return id;
 }
 
-// The first record, "format=1" first.
-std::string encode_spec(const task& t, const task_extra& x) {
-  std::string s;
-  s.reserve(512);
-  auto kv = [&s](std::string_view k, const auto& v) { s += fmt::format("{}={}\n", k, v); };
-  kv("format", 1);
-  kv("id", t.id);
-  kv("created", t.created_unix_ms);
-  kv("start", t.start_unix_ms);
-  kv("pid", t.pid);
-  kv("pidstart", x.pid_start);
-  kv("dir", escape(t.spec.dir));
-  kv("cpu", t.spec.cpu_millis);
-  kv("mem", t.spec.mem_bytes);
-  kv("time", t.spec.timeout_ms);
-  kv("nice", t.spec.nice);
-  kv("stdin", t.spec.stdin_pipe ? "pipe" : "null");
-  if (!x.mem_limit.empty()) kv("memlimit", x.mem_limit);
-  for (const auto& a : t.spec.argv) kv("arg", escape(a));
-  for (const auto& e : t.spec.env) kv("env", escape(e));
-  s += encode_update(t, x);
-  return s;
-}
-
-// Errors: what is wrong with the text, for restore()'s log line.
-std::expected<void, std::string> decode_spec(std::string_view text, task& t, task_extra& x) {
-  // Every record ends with its "state=" line: what follows the last whole one is a record
-  // that did not finish, ignored.
-  for (std::size_t end = text.size(); end > 0;) {
-    std::size_t nl = text.rfind('\n', end - 1);
-    if (nl == std::string_view::npos) {
-      text = {};
-      break;
-    }
-    std::size_t bol = text.rfind('\n', nl == 0 ? 0 : nl - 1);
-    bol = (bol == std::string_view::npos || nl == 0) ? 0 : bol + 1;
-    if (text.substr(bol, nl - bol).starts_with("state=")) {
-      text = text.substr(0, nl + 1);
-      break;
-    }
-    end = bol;
-  }
-  bool format_seen = false, id_seen = false;
-  std::size_t lineno = 0;
-  while (!text.empty()) {
-    lineno++;
-    auto nl = text.find('\n');
-    std::string_view line = text.substr(0, nl);
-    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
-    if (line.empty()) continue;
-    auto eq = line.find('=');
-    if (eq == std::string_view::npos) return std::unexpected(fmt::format("line {}: no '='", lineno));
-    std::string_view k = line.substr(0, eq), v = line.substr(eq + 1);
-    bool ok = true;
-    auto str = [&](std::string& out) {
-      auto u = unescape(v);
-      if (u) out = std::move(*u);
-      ok = u.has_value();
-    };
-    if (k == "format") {
-      ok = v == "1";
-      format_seen = true;
-    } else if (k == "id") {
-      ok = parse_num(v, t.id);
-      id_seen = true;
-    } else if (k == "state") {
-      auto st = state_from_name(v);
-      if (st) t.state = *st;
-      ok = st.has_value();
-    } else if (k == "created") {
-      ok = parse_num(v, t.created_unix_ms);
-    } else if (k == "start") {
-      ok = parse_num(v, t.start_unix_ms);
-    } else if (k == "end") {
-      ok = parse_num(v, t.end_unix_ms);
-    } else if (k == "pid") {
-      ok = parse_num(v, t.pid);
-    } else if (k == "pidstart") {
-      ok = parse_num(v, x.pid_start);
-    } else if (k == "exit") {
-      ok = parse_num(v, t.exit_code);
-    } else if (k == "signal") {
-      ok = parse_num(v, t.signal);
-    } else if (k == "error") {
-      str(t.error);
-    } else if (k == "timedout") {
-      ok = v == "0" || v == "1";
-      t.timed_out = v == "1";
-    } else if (k == "usertime") {
-      ok = parse_num(v, t.user_ms);
-    } else if (k == "systime") {
-      ok = parse_num(v, t.sys_ms);
-    } else if (k == "maxrss") {
-      ok = parse_num(v, t.maxrss_bytes);
-    } else if (k == "dir") {
-      str(t.spec.dir);
-    } else if (k == "cpu") {
-      ok = parse_num(v, t.spec.cpu_millis);
-    } else if (k == "mem") {
-      ok = parse_num(v, t.spec.mem_bytes);
-    } else if (k == "time") {
-      ok = parse_num(v, t.spec.timeout_ms);
-    } else if (k == "nice") {
-      ok = parse_num(v, t.spec.nice);
-    } else if (k == "stdin") {
-      ok = v == "pipe" || v == "null";
-      t.spec.stdin_pipe = v == "pipe";
-    } else if (k == "memlimit") {
-      x.mem_limit = std::string(v);
-    } else if (k == "cgroup") {
-      str(x.cgroup);
-    } else if (k == "arg") {
-      str(t.spec.argv.emplace_back());
-    } else if (k == "env") {
-      str(t.spec.env.emplace_back());
-    }  // else: a key of a newer format; ignored
-    if (!ok) return std::unexpected(fmt::format("line {}: bad value for '{}'", lineno, k));
-  }
-  if (!format_seen) return std::unexpected("no format=1 line");
-  if (!id_seen) return std::unexpected("no id");
-  return {};
-}
-
-// ---- cgroup v2 -------------------------------------------------------------------------
-
-bool lists_memory(const fs::path& controllers_file) {
-  auto text = read_small_file(controllers_file);
-  if (!text) return false;
-  std::string_view s = *text;
-  while (!s.empty()) {
-    auto sp = s.find_first_of(" \n");
-    if (s.substr(0, sp) == "memory") return true;
-    if (sp == std::string_view::npos) break;
-    s.remove_prefix(sp + 1);
-  }
-  return false;
-}
-
-// The cgroup v2 directory in which per-task cgroups with a memory.max can be made
-// (cgroups(7), the kernel's cgroup-v2.rst), or why there is none.
-//
-// The no-internal-process rule: a cgroup other than the root can hand the memory
-// controller to its children only when it holds no process itself. So a daemon in cgroup
-// D (a systemd service with Delegate=yes, say) moves itself into the leaf D/galaxy-node,
-// enables memory in D/cgroup.subtree_control, and makes task cgroups beside its own leaf.
-// A second runner in the same process finds itself in galaxy-node already.
-std::expected<fs::path, std::string> find_cgroup_parent() {
-  auto mountinfo = read_small_file("/proc/self/mountinfo");
-  if (!mountinfo) return std::unexpected("cannot read /proc/self/mountinfo");
-  fs::path mount;
-  std::string_view mi = *mountinfo;
-  while (!mi.empty() && mount.empty()) {
-    auto nl = mi.find('\n');
-    std::string_view line = mi.substr(0, nl);
-    mi.remove_prefix(nl == std::string_view::npos ? mi.size() : nl + 1);
-    if (line.find(" - cgroup2 ") == std::string_view::npos) continue;
-    // Fields: id parent major:minor root mountpoint ...
-    std::string_view f = line;
-    for (int i = 0; i < 4; i++) {
-      auto sp = f.find(' ');
-      if (sp == std::string_view::npos) break;
-      f.remove_prefix(sp + 1);
-    }
-    mount = std::string(f.substr(0, f.find(' ')));
-  }
-  if (mount.empty()) return std::unexpected("no cgroup2 file system is mounted");
-  auto self = read_small_file("/proc/self/cgroup");
-  if (!self) return std::unexpected("cannot read /proc/self/cgroup");
-  auto at = self->find("0::");
-  if (at == std::string::npos || (at != 0 && (*self)[at - 1] != '\n')) {
-    return std::unexpected("no cgroup v2 entry in /proc/self/cgroup");
-  }
-  std::string rel = self->substr(at + 3, self->find('\n', at) - at - 3);
-  fs::path d = mount;
-  if (auto r = fs::path(rel).relative_path(); !r.empty()) d /= r;
-  if (d.filename() == "galaxy-node") {
-    fs::path p = d.parent_path();
-    if (lists_memory(p / "cgroup.subtree_control")) return p;
-    return std::unexpected(fmt::format("{}: memory controller not enabled", p.string()));
-  }
-  if (lists_memory(d / "cgroup.subtree_control")) return d;  // only possible at the root
-  if (!lists_memory(d / "cgroup.controllers")) {
-    return std::unexpected(fmt::format("{}: no memory controller", d.string()));
-  }
-  if (write_file(d / "cgroup.subtree_control", "+memory") == 0) return d;  // the root
-  fs::path leaf = d / "galaxy-node";
-  if (::mkdir(leaf.c_str(), 0755) < 0 && errno != EEXIST) {
-    return std::unexpected(fmt::format("mkdir {}: {}", leaf.string(), errno_text(errno)));
-  }
-  std::string pid = std::to_string(::getpid());
-  if (int e = write_file(leaf / "cgroup.procs", pid); e != 0) {
-    ::rmdir(leaf.c_str());
-    return std::unexpected(fmt::format("moving into {}: {}", leaf.string(), errno_text(e)));
-  }
-  if (int e = write_file(d / "cgroup.subtree_control", "+memory"); e != 0) {
-    write_file(d / "cgroup.procs", pid);  // back where it was
-    ::rmdir(leaf.c_str());
-    return std::unexpected(fmt::format("enabling memory in {}: {}", d.string(), errno_text(e)));
-  }
-  return d;
+// A name as a client gave it: NSS must see all of it.
+bool plausible_user_name(std::string_view name) {
+  return !name.empty() && name.size() < 256 && name.find('\0') == std::string_view::npos &&
+         name.find('/') == std::string_view::npos && name.find('\n') == std::string_view::npos;
 }
 
 // ---- The child -------------------------------------------------------------------------
@@ -486,10 +236,11 @@ struct child_args {
   const char* dir = nullptr;
   std::uint64_t rlimit_as = 0;  // RLIMIT_AS in bytes; 0: none
   int cgroup_procs_fd = -1;     // the task cgroup's cgroup.procs, or -1
-  std::uint64_t cgroup_fallback_as = 0;  // RLIMIT_AS if joining the cgroup fails
   bool drop = false;
   uid_t uid = 0;
   gid_t gid = 0;
+  const gid_t* groups = nullptr;  // the supplementary groups, set before gid and uid
+  std::size_t ngroups = 0;
   int err_fd = -1;  // write end of the error pipe (close-on-exec)
   // The go pipe: the child reads one byte from go_r before doing anything else, which the
   // parent writes once the task's spec record (naming the child's pid) is on disk; end of
@@ -498,9 +249,11 @@ struct child_args {
   int go_r = -1, go_w = -1;
 };
 
-enum child_stage : int { st_signals, st_setsid, st_stdio, st_rlimit, st_setgroups, st_setgid, st_setuid, st_chdir, st_exec };
-constexpr const char* stage_names[] = {"sigprocmask", "setsid", "dup2", "setrlimit", "setgroups",
-                                       "setgid",      "setuid", "chdir", "exec"};
+enum child_stage : int {
+  st_signals, st_setsid, st_stdio, st_cgroup, st_rlimit, st_setgroups, st_setgid, st_setuid, st_chdir, st_exec
+};
+constexpr const char* stage_names[] = {"sigprocmask", "setsid", "dup2",   "joining its cgroup", "setrlimit",
+                                       "setgroups",   "setgid", "setuid", "chdir",              "exec"};
 
 [[noreturn]] void child_fail(const child_args& a, int stage, int err) {
   int msg[2] = {stage, err};
@@ -537,17 +290,17 @@ int child_main(void* arg) {
   if (::sigprocmask(SIG_SETMASK, &none, nullptr) < 0) child_fail(a, st_signals, errno);
   if (::setsid() < 0) child_fail(a, st_setsid, errno);
   if (::dup2(a.stdin_fd, 0) < 0 || ::dup2(a.stdout_fd, 1) < 0 || ::dup2(a.stderr_fd, 2) < 0) child_fail(a, st_stdio, errno);
-  std::uint64_t as = a.rlimit_as;
-  // cgroup.procs: writing "0" moves the writer. Should the kernel refuse, the task still
-  // gets a limit (the spec file says "cgroup" all the same: the parent cannot know).
-  if (a.cgroup_procs_fd >= 0 && ::write(a.cgroup_procs_fd, "0", 1) != 1) as = a.cgroup_fallback_as;
-  if (as > 0) {
+  // cgroup.procs: writing "0" moves the writer. A task that could not be contained does
+  // not run.
+  if (a.cgroup_procs_fd >= 0 && ::write(a.cgroup_procs_fd, "0", 1) != 1) child_fail(a, st_cgroup, errno);
+  if (a.rlimit_as > 0) {
     struct rlimit rl;
-    rl.rlim_cur = rl.rlim_max = static_cast<rlim_t>(as);
+    rl.rlim_cur = rl.rlim_max = static_cast<rlim_t>(a.rlimit_as);
     if (::setrlimit(RLIMIT_AS, &rl) < 0) child_fail(a, st_rlimit, errno);
   }
   if (a.drop) {
-    if (::syscall(sys_setgroups, 0, nullptr) < 0) child_fail(a, st_setgroups, errno);
+    // initgroups(3)'s list, made by the parent (NSS is no business of this child).
+    if (::syscall(sys_setgroups, a.ngroups, a.groups) < 0) child_fail(a, st_setgroups, errno);
     if (::syscall(sys_setresgid, a.gid, a.gid, a.gid) < 0) child_fail(a, st_setgid, errno);
     if (::syscall(sys_setresuid, a.uid, a.uid, a.uid) < 0) child_fail(a, st_setuid, errno);
   }
@@ -634,6 +387,18 @@ struct fd_guard {
   int release() { return std::exchange(fd, -1); }
 };
 
+// Deletes the directory d and everything below it, following no link (a task's user
+// may have left links in in/ or out/, and may still be changing them: safe_fs.hpp).
+// Returns the first errno, or 0.
+int remove_dir_tree(const fs::path& d) {
+  int fd = ::open(d.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT ? 0 : errno;
+  int e = remove_tree_below(fd);
+  ::close(fd);
+  if (::rmdir(d.c_str()) < 0 && errno != ENOENT && e == 0) e = errno;
+  return e;
+}
+
 }  // namespace
 
 std::string_view state_name(task_state s) {
@@ -688,8 +453,10 @@ struct task_runner::impl {
       if (p.stdin_w >= 0) ::close(p.stdin_w);
     }
     if (devnull >= 0) ::close(devnull);
+    if (task_root_fd >= 0) ::close(task_root_fd);
     if (next_fd >= 0) ::close(next_fd);
     if (stack != nullptr) ::munmap(stack, child_stack_size);
+    contain.retry();  // cgroups of tasks that ended while their stragglers were dying
   }
 
   asio::io_context& io;
@@ -702,13 +469,14 @@ struct task_runner::impl {
   std::uint64_t next_id = 1;
   int next_fd = -1;  // SPOOL/next-task, open for writing (see the top of this file)
   int default_nice = 19;
-  bool drop = false;
-  uid_t uid = 0;
-  gid_t gid = 0;
+  bool root = false;                    // the daemon is root: tasks run as their users
+  run_identity run_as_id;               // root's tasks and owner-less ones (task.hpp)
+  std::optional<run_identity> unknown_id;  // owners unknown here, when configured
+  std::string self_name;                // the daemon's user, when it is not root
+  std::map<std::uint64_t, run_identity> idents;  // who each task runs as
+  int task_root_fd = -1;                // SPOOL/task, O_PATH: the base of open_below
   std::string path_env;                   // the daemon's PATH, searched and passed on
-  std::optional<fs::path> cgroup_parent;  // decided at the first task with a mem limit
-  bool cgroup_checked = false;
-  std::vector<fs::path> pending_cgroups;  // to rmdir once their processes are gone
+  containment contain;
   int devnull = -1;
   void* stack = nullptr;
   asio::posix::stream_descriptor inotify;
@@ -771,6 +539,10 @@ struct task_runner::impl {
         "GALAXY_OUT=" + (dir_of(t.id) / "out").string(),
         fmt::format("GALAXY_TASK={}", t.id),
     };
+    if (!t.run_user.empty()) {
+      env.push_back("USER=" + t.run_user);
+      env.push_back("LOGNAME=" + t.run_user);
+    }
     for (const auto& kv : t.spec.env) {
       auto eq = kv.find('=');
       if (eq == std::string::npos || eq == 0) continue;
@@ -786,48 +558,41 @@ struct task_runner::impl {
     return env;
   }
 
-  // A cgroup for one task with memory.max set, and its cgroup.procs open for the child.
-  // Errors (logged by the caller; the task falls back to RLIMIT_AS): the file system.
-  std::expected<std::pair<fs::path, int>, std::string> make_cgroup(const task& t) {
-    if (!cgroup_checked) {
-      cgroup_checked = true;
-      auto p = find_cgroup_parent();
-      if (p) {
-        cgroup_parent = *p;
-        log(fmt::format("memory limits: cgroup v2 under {}", p->string()));
-      } else {
-        log(fmt::format("memory limits: RLIMIT_AS (no cgroup v2: {})", p.error()));
-      }
+  // Who a task of owner runs as (task.hpp). Errors: as create_task's.
+  std::expected<run_identity, std::string> resolve(std::string_view owner) const {
+    if (!owner.empty() && !plausible_user_name(owner)) {
+      return std::unexpected(owner.size() < 256 ? fmt::format("bad user name '{}'", owner) : std::string("user name too long"));
     }
-    if (!cgroup_parent) return std::unexpected("no cgroup");
-    fs::path cg = *cgroup_parent / fmt::format("galaxy-{}-{}", ::getpid(), t.id);
-    if (::mkdir(cg.c_str(), 0755) < 0 && errno != EEXIST) {
-      return std::unexpected(fmt::format("mkdir {}: {}", cg.string(), errno_text(errno)));
+    if (!root) {
+      if (owner.empty()) return run_identity{.name = self_name};
+      auto u = lookup_user(std::string(owner));
+      if (!u) return std::unexpected(u.error());
+      if (*u && (*u)->uid == ::geteuid()) return run_identity{.name = std::string(owner)};
+      return std::unexpected(fmt::format("this node runs tasks only as its own user '{}' (galaxy-node is not root), not as '{}'",
+                                         self_name, owner));
     }
-    if (int e = write_file(cg / "memory.max", std::to_string(t.spec.mem_bytes)); e != 0) {
-      ::rmdir(cg.c_str());
-      return std::unexpected(fmt::format("{}/memory.max: {}", cg.string(), errno_text(e)));
+    if (owner.empty()) return run_as_id;
+    auto u = lookup_user(std::string(owner));
+    if (!u) return std::unexpected(u.error());
+    if (!*u) {
+      if (unknown_id) return *unknown_id;
+      return std::unexpected(fmt::format("user '{}' is unknown on node {}", owner, opts.node_name));
     }
-    write_file(cg / "memory.swap.max", "0");  // a limit, not a push into swap; may be absent
-    write_file(cg / "memory.oom.group", "1");  // the OOM killer takes the whole task
-    int fd = ::open((cg / "cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0) {
-      int e = errno;
-      ::rmdir(cg.c_str());
-      return std::unexpected(fmt::format("{}/cgroup.procs: {}", cg.string(), errno_text(e)));
-    }
-    return std::pair{cg, above_stdio(fd)};
+    if ((*u)->uid == 0 && !opts.allow_root_tasks) return run_as_id;
+    return std::move(**u);
   }
-
-  // Kills what is left in a task's cgroup and removes it; retried by collect_garbage
-  // while processes linger. cgroup.kill is Linux 5.14.
-  void drop_cgroup(const fs::path& cg) {
-    write_file(cg / "cgroup.kill", "1");
-    if (::rmdir(cg.c_str()) < 0 && errno != ENOENT) pending_cgroups.push_back(cg);
+  // Who a restored task ran as: its run user, looked up again; if it is gone, run_as (who
+  // cannot read what it left).
+  run_identity restored_identity(const task& t) const {
+    if (!root) return run_identity{.name = self_name};
+    if (!t.run_user.empty()) {
+      if (auto u = lookup_user(t.run_user); u && *u) return std::move(**u);
+    }
+    return run_as_id;
   }
-
-  void retry_cgroups() {
-    std::erase_if(pending_cgroups, [](const fs::path& cg) { return ::rmdir(cg.c_str()) == 0 || errno == ENOENT; });
+  fs_identity fs_of(std::uint64_t id) const {
+    auto it = idents.find(id);
+    return it == idents.end() ? run_as_id.fs() : it->second.fs();
   }
 
   // A task that never ran (its program could not be executed): failed now, and
@@ -867,6 +632,70 @@ struct task_runner::impl {
   }
   fs::path in_dir(std::uint64_t id) const { return dir_of(id) / "in"; }
   fs::path trash_dir() const { return opts.spool / "trash"; }
+
+  // The start-up check that task users can reach their directories: a task directory
+  // made for run_as, as a task's would be, and its in/ opened by name as run_as. Errors:
+  // what an administrator needs to know.
+  std::expected<void, std::string> check_reachable() const {
+    fs::path probe = opts.spool / "task" / fmt::format(".probe-{}", ::getpid());
+    fs::path in = probe / "in";
+    auto cleanup = [&] {
+      ::rmdir(in.c_str());
+      ::rmdir(probe.c_str());
+    };
+    cleanup();  // a previous daemon's, killed at the wrong moment
+    if (::mkdir(probe.c_str(), 0700) < 0) return std::unexpected(fmt::format("spool: {}: {}", probe.string(), errno_text(errno)));
+    if (auto ok = give_task_dir(probe, run_as_id); !ok) return std::unexpected(fmt::format("spool: {}", ok.error()));
+    if (auto ok = make_user_dir(in, run_as_id); !ok) {
+      cleanup();
+      return std::unexpected(fmt::format("spool: {}", ok.error()));
+    }
+    int fd, e = 0;
+    {
+      fs_identity_scope as(run_as_id.fs());
+      fd = ::open(in.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (fd < 0) e = errno;
+    }
+    if (fd >= 0) ::close(fd);
+    cleanup();
+    if (e != 0) {
+      return std::unexpected(fmt::format(
+          "spool {}: task users cannot reach their task directories ({} as {}: {}); every directory above the "
+          "spool must be searchable by them (chmod o+x)",
+          opts.spool.string(), in.string(), run_as_id.name, errno_text(e)));
+    }
+    return {};
+  }
+
+  // A task's own directory (task.hpp), just made 0700: the daemon's, 0710 with the task
+  // user's group, so that the user can pass through to in/ and out/ but not list or
+  // change it. Removed again on error.
+  std::expected<void, std::string> give_task_dir(const fs::path& d, const run_identity& who) const {
+    if (who.drop && who.uid != 0) {
+      if (::lchown(d.c_str(), ::geteuid(), who.gid) < 0 || ::chmod(d.c_str(), 0710) < 0) {
+        int e = errno;
+        ::rmdir(d.c_str());
+        return std::unexpected(fmt::format("{}: {}", d.string(), errno_text(e)));
+      }
+    }
+    return {};
+  }
+
+  // in/ or out/ of a task, made 0700 and given to the task's user if missing. Its parent
+  // is the daemon's (task.hpp), so no link can have been put in its place; lchown(2)
+  // would not follow one anyway.
+  std::expected<void, std::string> make_user_dir(const fs::path& d, const run_identity& who) const {
+    if (::mkdir(d.c_str(), 0700) < 0) {
+      if (errno == EEXIST) return {};
+      return std::unexpected(fmt::format("{}: {}", d.string(), errno_text(errno)));
+    }
+    if (who.drop && ::lchown(d.c_str(), who.uid, who.gid) < 0) {
+      int e = errno;
+      ::rmdir(d.c_str());
+      return std::unexpected(fmt::format("chown {}: {}", d.string(), errno_text(e)));
+    }
+    return {};
+  }
 };
 
 std::expected<void, std::string> task_runner::impl::check_start(const task& t) const {
@@ -880,28 +709,36 @@ std::expected<void, std::string> task_runner::impl::check_start(const task& t) c
   return {};
 }
 
-// The blocking part of a start, for the worker: in/'s files go into a working directory
-// chosen by `dir` (task.hpp), and are given to the task's user. Touches no runner state.
-std::expected<void, std::string> prepare_in(const fs::path& in, const std::string& dir, bool drop, uid_t uid,
-                                            gid_t gid) {
-  std::error_code ec;
-  if (!dir.empty() && !fs::is_empty(in, ec) && !ec) {
-    fs::copy(in, dir, fs::copy_options::recursive | fs::copy_options::overwrite_existing, ec);
-    if (ec) return std::unexpected(fmt::format("copying in/ to {}: {}", dir, errno_text(ec.value())));
-  }
-  if (drop) {
-    for (auto it = fs::recursive_directory_iterator(in, ec); !ec && it != fs::recursive_directory_iterator();
-         it.increment(ec)) {
-      ::lchown(it->path().c_str(), uid, gid);
-    }
+// The blocking part of a start, for the worker: in/'s files (in_fd, a descriptor of in/,
+// closed here) are copied into the working directory chosen by `dir` (task.hpp), as the
+// task's user: nothing in in/ is followed (safe_fs.hpp), and `dir` is opened with the
+// user's rights, so a link there leads only where the user could go anyway. Touches no
+// runner state. The files in in/ are the user's already: clients' creates are done with
+// its identity.
+std::expected<void, std::string> prepare_in(int in_fd, const std::string& dir, const fs_identity& who) {
+  fd_guard in(in_fd);
+  fs_identity_scope as(who);
+  fd_guard dest(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dest.fd < 0) return std::unexpected(fmt::format("copying in/ to {}: {}", dir, errno_text(errno)));
+  if (auto ok = copy_tree(in.fd, dest.fd); !ok) {
+    return std::unexpected(fmt::format("copying in/ to {}: {}", dir, ok.error()));
   }
   return {};
 }
 
 std::expected<void, std::string> task_runner::impl::start(task& t) {
   if (auto ok = check_start(t); !ok) return ok;
-  if (::access(in_dir(t.id).c_str(), F_OK) == 0) {
-    if (auto ok = prepare_in(in_dir(t.id), t.spec.dir, drop, uid, gid); !ok) return ok;
+  if (!t.spec.dir.empty()) {
+    fs_identity who = fs_of(t.id);
+    auto in = [&] {
+      fs_identity_scope as(who);
+      return open_beneath(task_root_fd, fmt::format("{}/in", t.id), O_RDONLY | O_DIRECTORY);
+    }();
+    if (in) {
+      if (auto ok = prepare_in(*in, t.spec.dir, who); !ok) return ok;
+    } else if (in.error() != ENOENT) {
+      return std::unexpected(fmt::format("in/: {}", errno_text(in.error())));
+    }
   }
   return launch(t);
 }
@@ -909,13 +746,21 @@ std::expected<void, std::string> task_runner::impl::start(task& t) {
 std::optional<std::expected<void, std::string>> task_runner::impl::start(
     task& t, std::function<void(std::expected<void, std::string>)> done) {
   if (auto ok = check_start(t); !ok) return ok;
-  // Without in/ (no client put files there) there is nothing to copy or chown.
-  if (::access(in_dir(t.id).c_str(), F_OK) != 0) return launch(t);
+  // Without in/ (no client put files there), or with in/ as the working directory, there
+  // is nothing to copy.
+  if (t.spec.dir.empty()) return launch(t);
+  fs_identity who = fs_of(t.id);
+  auto in = [&] {
+    fs_identity_scope as(who);
+    return open_beneath(task_root_fd, fmt::format("{}/in", t.id), O_RDONLY | O_DIRECTORY);
+  }();
+  if (!in && in.error() == ENOENT) return launch(t);
+  if (!in) return std::unexpected(fmt::format("in/: {}", errno_text(in.error())));
   std::uint64_t id = t.id;
   starting.insert(id);
-  run_blocking([this, w = std::weak_ptr<char>(alive), in = in_dir(id), dir = t.spec.dir, drop = drop, uid = uid,
-                gid = gid, id, done = std::move(done)]() mutable {
-    auto ok = prepare_in(in, dir, drop, uid, gid);
+  run_blocking([this, w = std::weak_ptr<char>(alive), in_fd = *in, dir = t.spec.dir, who = std::move(who), id,
+                done = std::move(done)]() mutable {
+    auto ok = prepare_in(in_fd, dir, who);
     asio::post(io, [this, w, id, ok = std::move(ok), done = std::move(done)]() mutable {
       if (w.expired()) return;
       starting.erase(id);
@@ -935,24 +780,21 @@ std::expected<void, std::string> task_runner::impl::launch(task& t) {
   const std::string& prog = t.spec.argv[0];
   fs::path dir = dir_of(t.id);
   fs::path in = dir / "in", out = dir / "out";
-  // in/ exists already if a client put files there (make_in_dir); out/ is made here.
-  if (::mkdir(in.c_str(), 0755) < 0 && errno != EEXIST) {
-    return std::unexpected(fmt::format("{}: {}", in.string(), errno_text(errno)));
-  }
-  if (::mkdir(out.c_str(), 0755) < 0 && errno != EEXIST) {
-    return std::unexpected(fmt::format("{}: {}", out.string(), errno_text(errno)));
-  }
-  if (drop) {
-    // The task's user must be able to work in in/ and write results to out/ (in/'s files
-    // were given to it by prepare_in).
-    for (const auto& d : {in, out}) {
-      if (::lchown(d.c_str(), uid, gid) < 0) return std::unexpected(fmt::format("chown {}: {}", d.string(), errno_text(errno)));
-    }
+  // Who it runs as, looked up again (groups may have changed since create_task).
+  auto who = resolve(t.owner);
+  if (!who) return std::unexpected(who.error());
+  // in/ exists already if a client put files there (make_in_dir); out/ is made here. The
+  // task directory is the daemon's, so nothing but the daemon can have put a link here.
+  for (const auto& d : {in, out}) {
+    if (auto ok = make_user_dir(d, *who); !ok) return ok;
   }
 
-  fd_guard out_fd(above_stdio(::open((dir / "stdout").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640)));
+  // stdout and stderr are the daemon's (0600, in the daemon's directory), opened here and
+  // handed to the process.
+  constexpr int out_flags = O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC;
+  fd_guard out_fd(above_stdio(::open((dir / "stdout").c_str(), out_flags, 0600)));
   if (out_fd.fd < 0) return std::unexpected(fmt::format("stdout: {}", errno_text(errno)));
-  fd_guard err_fd(above_stdio(::open((dir / "stderr").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640)));
+  fd_guard err_fd(above_stdio(::open((dir / "stderr").c_str(), out_flags, 0600)));
   if (err_fd.fd < 0) return std::unexpected(fmt::format("stderr: {}", errno_text(errno)));
   fd_guard stdin_r, stdin_w;
   if (t.spec.stdin_pipe) {
@@ -968,18 +810,17 @@ std::expected<void, std::string> task_runner::impl::launch(task& t) {
   x.cgroup.clear();
   x.mem_limit = "none";
   fd_guard cgroup_fd;
-  if (t.spec.mem_bytes > 0) {
-    x.mem_limit = "rlimit";
-    if (opts.use_cgroups) {
-      if (auto cg = make_cgroup(t)) {
-        x.cgroup = cg->first.string();
-        x.mem_limit = "cgroup";
-        cgroup_fd.reset(cg->second);
-      } else if (cgroup_parent) {
-        log(fmt::format("task {}: {}; using RLIMIT_AS", t.id, cg.error()));
-      }
-    }
+  if (contain.cgroups()) {
+    // A node that contains its tasks does not run one it cannot contain.
+    auto cg = contain.make(t.id, t.spec.mem_bytes, t.spec.cpu_millis);
+    if (!cg) return std::unexpected(fmt::format("task cgroup: {}", cg.error()));
+    x.cgroup = cg->path.string();
+    cgroup_fd.reset(above_stdio(cg->procs_fd));
+    if (cg->mem_limited) x.mem_limit = "cgroup";
   }
+  if (t.spec.mem_bytes > 0 && x.mem_limit == "none") x.mem_limit = "rlimit";
+  t.run_user = who->name;
+  idents[t.id] = *who;
 
   std::vector<std::string> env = environment(t);
   std::vector<char*> cargv, cenv;
@@ -1021,10 +862,11 @@ std::expected<void, std::string> task_runner::impl::launch(task& t) {
   a.dir = wd.c_str();
   a.rlimit_as = x.mem_limit == "rlimit" ? t.spec.mem_bytes : 0;
   a.cgroup_procs_fd = cgroup_fd.fd;
-  a.cgroup_fallback_as = t.spec.mem_bytes;
-  a.drop = drop;
-  a.uid = uid;
-  a.gid = gid;
+  a.drop = who->drop;
+  a.uid = who->uid;
+  a.gid = who->gid;
+  a.groups = who->groups.data();
+  a.ngroups = who->groups.size();
   a.err_fd = err_w.fd;
   a.go_r = go_r.fd;
   a.go_w = go_w.fd;
@@ -1052,7 +894,7 @@ std::expected<void, std::string> task_runner::impl::launch(task& t) {
   stdin_r.reset();
   cgroup_fd.reset();
   auto undo_cgroup = [&] {
-    if (!x.cgroup.empty()) drop_cgroup(x.cgroup);
+    if (!x.cgroup.empty()) contain.kill_and_remove(x.cgroup);
     x.cgroup.clear();
   };
   if (pid < 0) {
@@ -1181,6 +1023,9 @@ std::expected<void, std::string> task_runner::impl::launch(task& t) {
       if (it == procs.end() || tt == nullptr) return;
       tt->timed_out = true;
       ::kill(-it->second.pid, SIGKILL);
+      if (auto x = extras.find(id); x != extras.end() && !x->second.cgroup.empty()) {
+        contain.signal(x->second.cgroup, SIGKILL);
+      }
     });
   }
   asio::post(io, [this, w = std::weak_ptr<char>(alive), id = t.id] {
@@ -1269,7 +1114,7 @@ void task_runner::impl::release(std::uint64_t id) {
   procs.erase(it);  // closes the pidfd and cancels the timer
   task_extra& x = extras[id];
   if (!x.cgroup.empty()) {
-    drop_cgroup(x.cgroup);
+    contain.kill_and_remove(x.cgroup);  // what the task left running ends with it
     x.cgroup.clear();
   }
 }
@@ -1333,16 +1178,15 @@ std::expected<void, std::string> task_runner::impl::remove(std::uint64_t id,
   fs::path trash = trash_dir() / fmt::format("{}-{}-{}", id, ::getpid(), trash_seq++);
   if (::rename(dir_of(id).c_str(), trash.c_str()) < 0) {
     int e = errno;
-    if (e == ENOENT && ::mkdir(trash_dir().c_str(), 0755) == 0) return remove(id, std::move(done));
+    if (e == ENOENT && ::mkdir(trash_dir().c_str(), 0700) == 0) return remove(id, std::move(done));
     return std::unexpected(fmt::format("removing {}: {}", dir_of(id).string(), errno_text(e)));
   }
   tasks.erase(id);
   extras.erase(id);
+  idents.erase(id);
   run_blocking([this, w = std::weak_ptr<char>(alive), trash, done = std::move(done)]() mutable {
-    std::error_code ec;
-    fs::remove_all(trash, ec);
     std::expected<void, std::string> ok;
-    if (ec) ok = std::unexpected(fmt::format("removing {}: {}", trash.string(), errno_text(ec.value())));
+    if (int e = remove_dir_tree(trash); e != 0) ok = std::unexpected(fmt::format("removing {}: {}", trash.string(), errno_text(e)));
     asio::post(io, [this, w, ok = std::move(ok), done = std::move(done)] {
       if (w.expired()) return;
       if (!ok) log(ok.error());
@@ -1367,7 +1211,7 @@ std::size_t task_runner::impl::collect_garbage() {
       log(fmt::format("task {}: {}", id, ok.error()));
     }
   }
-  retry_cgroups();
+  contain.retry();
   return n;
 }
 
@@ -1380,28 +1224,79 @@ std::expected<std::unique_ptr<task_runner>, std::string> task_runner::create(asi
                                                                              hooks h) {
   if (opts.spool.empty()) return std::unexpected("no spool directory");
   auto im = std::make_unique<impl>(io, std::move(opts), std::move(h));
-  std::error_code ec;
-  fs::create_directories(im->opts.spool / "task", ec);
-  if (ec) return std::unexpected(fmt::format("spool {}: {}", im->opts.spool.string(), errno_text(ec.value())));
-
-  if (::geteuid() == 0 && !im->opts.run_as.empty()) {
+  im->root = ::geteuid() == 0;
+  if (im->root) {
+    auto account = [&](const std::string& name, std::string_view what) -> std::expected<run_identity, std::string> {
+      auto u = lookup_user(name);
+      if (!u) return std::unexpected(u.error());
+      if (!*u) return std::unexpected(fmt::format("{} user '{}' does not exist", what, name));
+      if ((*u)->uid == 0 && !im->opts.allow_root_tasks) {
+        return std::unexpected(fmt::format("{} user '{}' is root: tasks run as root only with --allow-root-tasks", what, name));
+      }
+      return std::move(**u);
+    };
+    auto r = account(im->opts.run_as.empty() ? "nobody" : im->opts.run_as, "run_as");
+    if (!r) return std::unexpected(r.error());
+    im->run_as_id = std::move(*r);
+    if (!im->opts.unknown_user.empty()) {
+      auto u = account(im->opts.unknown_user, "unknown_user");
+      if (!u) return std::unexpected(u.error());
+      im->unknown_id = std::move(*u);
+    }
+  } else {
     std::vector<char> buf(16384);
     struct passwd pw, *res = nullptr;
-    int e = ::getpwnam_r(im->opts.run_as.c_str(), &pw, buf.data(), buf.size(), &res);
-    if (e != 0 || res == nullptr) {
-      return std::unexpected(fmt::format("run_as user '{}' does not exist", im->opts.run_as));
+    im->self_name = ::getpwuid_r(::geteuid(), &pw, buf.data(), buf.size(), &res) == 0 && res != nullptr
+                        ? std::string(pw.pw_name)
+                        : std::to_string(::geteuid());
+    im->run_as_id.name = im->self_name;
+  }
+
+  // The spool (task.hpp): the daemon's, 0711 when task users must pass through it to
+  // their own directories, else 0700. An existing directory others may write to (such
+  // as /tmp) is refused: a task user could put links among the daemon's files there.
+  const fs::path& spool = im->opts.spool;
+  mode_t dir_mode = im->root ? 0711 : 0700;
+  for (const fs::path& d : {spool, spool / "task"}) {
+    if (::mkdir(d.c_str(), dir_mode) < 0 && errno != EEXIST) {
+      return std::unexpected(fmt::format("spool {}: {}", d.string(), errno_text(errno)));
     }
-    im->drop = true;
-    im->uid = pw.pw_uid;
-    im->gid = pw.pw_gid;
+    struct ::stat st;
+    if (::lstat(d.c_str(), &st) < 0) return std::unexpected(fmt::format("spool {}: {}", d.string(), errno_text(errno)));
+    if (!S_ISDIR(st.st_mode)) return std::unexpected(fmt::format("spool {}: not a directory", d.string()));
+    if (st.st_uid != ::geteuid()) {
+      return std::unexpected(fmt::format("spool {}: owned by uid {}, not by the daemon's uid {}", d.string(), st.st_uid,
+                                         ::geteuid()));
+    }
+    if (st.st_mode & (S_IWGRP | S_IWOTH | S_ISVTX)) {
+      return std::unexpected(fmt::format("spool {}: others may write to it (mode {:04o}): give galaxy-node a directory of its own",
+                                         d.string(), st.st_mode & 07777));
+    }
+    if ((st.st_mode & 07777) != dir_mode && ::chmod(d.c_str(), dir_mode) < 0) {
+      return std::unexpected(fmt::format("spool {}: chmod: {}", d.string(), errno_text(errno)));
+    }
+  }
+  if (struct ::stat st; ::lstat(im->trash_dir().c_str(), &st) == 0 && S_ISDIR(st.st_mode)) ::chmod(im->trash_dir().c_str(), 0700);
+  im->task_root_fd = above_stdio(::open((spool / "task").c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (im->task_root_fd < 0) return std::unexpected(fmt::format("spool {}: {}", (spool / "task").string(), errno_text(errno)));
+  if (im->root) {
+    if (auto ok = im->check_reachable(); !ok) return std::unexpected(ok.error());
+  } else {
+    // Task directories can be made (a spool on a read-only or full file system cannot).
+    fs::path probe = spool / "task" / fmt::format(".probe-{}", ::getpid());
+    if (::mkdir(probe.c_str(), 0700) < 0 && errno != EEXIST) {
+      return std::unexpected(fmt::format("spool: cannot make task directories: {}: {}", probe.string(), errno_text(errno)));
+    }
+    ::rmdir(probe.c_str());
   }
 
   // The number record (see the top of this file): every number below it may have been
   // handed out. A record that does not parse is reported and replaced at the next clone;
   // restore() still continues after the highest directory.
   fs::path next_path = im->opts.spool / "next-task";
-  im->next_fd = above_stdio(::open(next_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  im->next_fd = above_stdio(::open(next_path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (im->next_fd < 0) return std::unexpected(fmt::format("{}: {}", next_path.string(), errno_text(errno)));
+  ::fchmod(im->next_fd, 0600);  // a spool made by an older daemon
   if (auto text = read_small_file(next_path); text && !text->empty()) {
     std::uint64_t n = 0;
     if (parse_num(std::string_view(*text).substr(0, text->find('\n')), n) && n > 0) {
@@ -1425,6 +1320,8 @@ std::expected<std::unique_ptr<task_runner>, std::string> task_runner::create(asi
     im->stack = s;
   }
 
+  im->contain = containment::probe(im->opts.use_cgroups, im->opts.log);
+
   ::signal(SIGPIPE, SIG_IGN);
   struct sigaction sa;
   if (::sigaction(SIGCHLD, nullptr, &sa) == 0 && sa.sa_handler == SIG_IGN) ::signal(SIGCHLD, SIG_DFL);
@@ -1440,7 +1337,7 @@ std::expected<void, std::string> task_runner::restore() {
   if (std::error_code ec; !fs::is_empty(im.trash_dir(), ec) && !ec) {
     im.run_blocking([trash = im.trash_dir()] {
       std::error_code e;
-      for (const auto& d : fs::directory_iterator(trash, e)) fs::remove_all(d.path(), e);
+      for (const auto& d : fs::directory_iterator(trash, e)) remove_dir_tree(d.path());
     });
   }
   fs::path root = im.opts.spool / "task";
@@ -1500,7 +1397,7 @@ std::expected<void, std::string> task_runner::restore() {
         ::kill(-t->pid, SIGKILL);
       }
       if (!x.cgroup.empty()) {
-        im.drop_cgroup(x.cgroup);
+        im.contain.kill_and_remove(x.cgroup);
         x.cgroup.clear();
       }
       t->state = task_state::lost;
@@ -1508,6 +1405,7 @@ std::expected<void, std::string> task_runner::restore() {
       changed = true;
     }
     im.extras[id] = std::move(x);
+    im.idents[id] = im.restored_identity(*t);
     task& ref = *t;
     im.tasks[id] = std::move(t);
     if (changed) im.write_spec_or_log(ref);
@@ -1515,15 +1413,18 @@ std::expected<void, std::string> task_runner::restore() {
   return {};
 }
 
-std::expected<task*, std::string> task_runner::create_task() {
+std::expected<task*, std::string> task_runner::create_task(std::string_view owner) {
   auto& im = *impl_;
+  auto who = im.resolve(owner);
+  if (!who) return std::unexpected(who.error());
   // Never reuse a directory that is there already (a task restore() has not loaded).
   std::uint64_t id = im.next_id;
   for (;; id++) {
     if (im.tasks.contains(id)) continue;
-    if (::mkdir(im.dir_of(id).c_str(), 0755) == 0) break;
+    if (::mkdir(im.dir_of(id).c_str(), 0700) == 0) break;
     if (errno != EEXIST) return std::unexpected(fmt::format("{}: {}", im.dir_of(id).string(), errno_text(errno)));
   }
+  if (auto ok = im.give_task_dir(im.dir_of(id), *who); !ok) return std::unexpected(ok.error());
   // The next number is on disk before this one is handed out: one pwrite(2) of a line
   // that only grows (numbers only grow), so a SIGKILL cannot leave half a number.
   std::string next = fmt::format("{}\n", id + 1);
@@ -1536,6 +1437,9 @@ std::expected<task*, std::string> task_runner::create_task() {
   // Nothing else on disk until start(): in/ is made by the first file created in it.
   auto t = std::make_unique<task>();
   t->id = id;
+  t->owner = std::string(owner);
+  t->run_user = who->name;
+  im.idents[id] = std::move(*who);
   t->spec.nice = im.default_nice;
   t->created_unix_ms = static_cast<std::uint64_t>(now_unix_ms());
   task* p = t.get();
@@ -1557,9 +1461,9 @@ std::expected<void, std::string> task_runner::save(task& t) {
 std::expected<fs::path, std::string> task_runner::make_in_dir(std::uint64_t id) {
   if (impl_->find(id) == nullptr) return std::unexpected("no such task");
   fs::path in = in_dir(id);
-  if (::mkdir(in.c_str(), 0755) < 0 && errno != EEXIST) {
-    return std::unexpected(fmt::format("{}: {}", in.string(), errno_text(errno)));
-  }
+  auto who = impl_->idents.find(id);
+  if (who == impl_->idents.end()) return std::unexpected("no such task");
+  if (auto ok = impl_->make_user_dir(in, who->second); !ok) return std::unexpected(ok.error());
   return in;
 }
 
@@ -1579,13 +1483,37 @@ std::expected<void, std::string> task_runner::kill(task& t, int sig) {
   auto it = im.procs.find(t.id);
   if (t.state != task_state::running || it == im.procs.end()) return std::unexpected("task is not running");
   if (sig < 1 || sig >= NSIG) return std::unexpected(fmt::format("bad signal {}", sig));
-  if (::kill(-it->second.pid, sig) < 0) return std::unexpected(fmt::format("kill: {}", errno_text(errno)));
+  // The cgroup holds what left the group (setsid); the group what a cgroup-less node has.
+  const std::string& cg = im.extras[t.id].cgroup;
+  if (!cg.empty()) im.contain.signal(cg, sig);
+  if (::kill(-it->second.pid, sig) < 0 && cg.empty()) return std::unexpected(fmt::format("kill: {}", errno_text(errno)));
   return {};
 }
 
 void task_runner::kill_all() {
-  for (const auto& [id, p] : impl_->procs) ::kill(-p.pid, SIGKILL);
+  for (const auto& [id, p] : impl_->procs) {
+    if (auto x = impl_->extras.find(id); x != impl_->extras.end() && !x->second.cgroup.empty()) {
+      impl_->contain.signal(x->second.cgroup, SIGKILL);
+    }
+    ::kill(-p.pid, SIGKILL);
+  }
 }
+
+std::expected<int, int> task_runner::open_below(std::uint64_t id, bool out, std::string_view rel, int flags,
+                                                mode_t mode) const {
+  if (impl_->find(id) == nullptr) return std::unexpected(ENOENT);
+  std::string path = fmt::format("{}/{}", id, out ? "out" : "in");
+  if (!rel.empty()) {
+    path += '/';
+    path += rel;
+  }
+  fs_identity_scope as(impl_->fs_of(id));
+  return open_beneath(impl_->task_root_fd, path, flags, mode);
+}
+
+fs_identity task_runner::identity(std::uint64_t id) const { return impl_->fs_of(id); }
+
+std::string_view task_runner::containment_mode() const { return impl_->contain.mode_name(); }
 
 std::expected<void, std::string> task_runner::remove(std::uint64_t id,
                                                      std::function<void(std::expected<void, std::string>)> done) {

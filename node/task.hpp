@@ -4,31 +4,49 @@
 // It knows nothing of 9P; node/tree.* turns it into files.
 //
 // Spool layout, one directory per task (N is the task number), made at create_task():
-//   SPOOL/task/N/spec     the task's spec and state: written at start, one record appended
-//                         at the end (task.cpp says why that is enough for a restart); a
-//                         task never started has none
-//   SPOOL/task/N/stdout   the process's standard output, written by the process itself
-//   SPOOL/task/N/stderr   likewise (output never passes through the daemon's memory)
-//   SPOOL/task/N/in/      files placed in the working directory before exec; made by the
-//                         first file put there (make_in_dir) or at start; it is the
-//                         working directory itself unless `dir PATH` chose another, in
-//                         which case its files are copied there at exec
-//   SPOOL/task/N/out/     $GALAXY_OUT, made at start: files the task writes there are its
-//                         results
-//   SPOOL/trash/          directories of removed tasks, renamed here and then deleted
-//   SPOOL/next-task       the next task number, one decimal line: no number below it is
-//                         handed out again, even after its task was removed
+//   SPOOL/                0711 (0700 when the daemon is not root), the daemon's: task users
+//                         may pass through it to their own directories, not list it
+//   SPOOL/task/           likewise
+//   SPOOL/task/N/         the daemon's, group the task user's primary group, 0710: the
+//                         user reaches in/ and out/ through it, may neither list nor change
+//                         it, so it cannot replace spec, stdout or stderr with links
+//   SPOOL/task/N/spec     the task's spec and state, 0600: written at start, one record
+//                         appended at the end (task.cpp says why that is enough for a
+//                         restart); a task never started has none
+//   SPOOL/task/N/stdout   the process's standard output, 0600, opened by the daemon and
+//                         handed to the process (output never passes through the daemon's
+//                         memory)
+//   SPOOL/task/N/stderr   likewise
+//   SPOOL/task/N/in/      the task user's, 0700: files placed in the working directory
+//                         before exec; made by the first file put there (make_in_dir) or
+//                         at start; it is the working directory itself unless `dir PATH`
+//                         chose another, in which case its files are copied there at exec
+//   SPOOL/task/N/out/     the task user's, 0700: $GALAXY_OUT, made at start: files the task
+//                         writes there are its results
+//   SPOOL/trash/          0700: directories of removed tasks, renamed here and then deleted
+//   SPOOL/next-task       0600: the next task number, one decimal line: no number below it
+//                         is handed out again, even after its task was removed
+//
+// Who a task runs as (as Slurm runs a job as its submitter): its owner, the user name of
+// the client that made it, looked up through NSS (getpwnam_r) with that user's groups
+// (getgrouplist), when the daemon is root. An owner unknown on the node is refused at
+// create_task ("user 'alice' is unknown on node n1") unless unknown_user names an account
+// to run such tasks as. A task of root's (uid 0) runs as run_as (nobody) unless
+// allow_root_tasks. A daemon that is not root runs tasks as itself only, and refuses a
+// task of any other user. Every file access below in/ and out/ made on a task's behalf
+// goes through node/safe_fs.hpp, with that user's file-system identity.
 //
 // Processes: started with clone(CLONE_VM)+exec (never a fork of the daemon's whole
 // address space), running none of the task's code before the spec record naming the
-// process is on disk (task.cpp says why); each in a session and process group of its own so that kill reaches every descendant;
-// at nice 19 and SCHED_IDLE by default (idle harvesting); as an unprivileged user when the
-// daemon is root; with RLIMIT_AS or a cgroup v2 memory.max for `mem`, and a timer for
-// `time`. Exits are learnt from a pidfd per process (no SIGCHLD handler, no polling) and
-// reaped with wait4 for their rusage; what the process left running in its group is then
-// killed, so a task's end is the end of all of it. When the daemon is root, in/ and out/
-// are given to the run_as user at start. Growth of stdout/stderr is learnt from inotify, so
-// streaming readers wake when output arrives.
+// process is on disk (task.cpp says why); each in a session and process group of its
+// own, and in a cgroup v2 of its own where one can be had (node/contain.hpp), so that
+// kill reaches every descendant; at nice 19 and SCHED_IDLE by default (idle harvesting);
+// with a cgroup memory.max or RLIMIT_AS for `mem`, cpu.max for `cpu` where delegated, and
+// a timer for `time`. Exits are learnt from a pidfd per process (no SIGCHLD handler, no
+// polling) and reaped with wait4 for their rusage; what the process left running in its
+// cgroup (or, without one, its process group) is then killed, so a task's end is the end
+// of all of it. Growth of stdout/stderr is learnt from inotify, so streaming readers wake
+// when output arrives.
 //
 // Everything runs on one io_context; the callbacks run on it too. Blocking file-system
 // work (deleting a removed task's directory, copying in/ to another working directory)
@@ -47,6 +65,8 @@
 #include <string_view>
 #include <sys/types.h>
 #include <vector>
+
+#include "node/safe_fs.hpp"
 
 namespace node {
 
@@ -77,6 +97,11 @@ std::string_view state_name(task_state s);  // "new", "running", "done", ...
 
 struct task {
   std::uint64_t id = 0;
+  // The user name of the client that made it; empty for a task made through the runner's
+  // API without one (it runs as run_as, or as the daemon when the daemon is not root).
+  std::string owner;
+  // The account it runs as (owner, or what owner was mapped to: run_as, unknown_user).
+  std::string run_user;
   task_spec spec;
   task_state state = task_state::new_;
   pid_t pid = 0;
@@ -106,10 +131,15 @@ struct task {
 
 struct runner_options {
   std::filesystem::path spool;              // created if missing
-  // When the daemon runs as root, tasks run as this user (default "nobody"); ignored
-  // otherwise. A user that does not exist is a start-up error.
+  std::string node_name;                    // for error texts ("unknown on node n1")
+  // When the daemon runs as root, tasks of root's (uid 0) and tasks without an owner run as
+  // this account (default "nobody"); ignored otherwise. An account that does not exist,
+  // or is root without allow_root_tasks, is a start-up error.
   std::string run_as = "nobody";
-  bool use_cgroups = true;                  // try cgroup v2 for mem; fall back to RLIMIT_AS
+  // Tasks of owners unknown on this node run as this account; empty: they are refused.
+  std::string unknown_user;
+  bool allow_root_tasks = false;            // tasks of root's run as root
+  bool use_cgroups = true;                  // a cgroup v2 per task; false: process groups
   // Finished tasks are removed this long after their end (galaxy-node --keep-finished).
   std::chrono::milliseconds finished_ttl{std::chrono::hours(24)};
   std::size_t max_tasks = 0;                // running at once; 0: no limit
@@ -133,8 +163,11 @@ class task_runner {
   };
 
   // Errors: the spool cannot be created, SPOOL/next-task (the next task number, kept
-  // across restarts) cannot be opened for writing, the run_as user does not exist,
-  // inotify(7).
+  // across restarts) cannot be opened for writing, the run_as or unknown_user account
+  // does not exist (or is root without allow_root_tasks), task users could not reach
+  // their task directories (a directory above the spool they cannot search: checked by
+  // making a task directory for run_as and opening it by name as run_as), inotify(7).
+  // Decides the containment (node/contain.hpp) and logs it.
   // Process-wide effects: SIGPIPE is ignored (a write to the stdin of a task that has
   // ended must fail with EPIPE, not kill the daemon) and SIGCHLD is set back to SIG_DFL
   // if it was ignored (wait4(2) needs the zombies). Tasks get default dispositions.
@@ -148,9 +181,11 @@ class task_runner {
   // read by create()) and after the highest directory found: a number is never reused.
   std::expected<void, std::string> restore();
 
-  // A new task in state new, with its spool directory made and the number after it
-  // written to SPOOL/next-task first. Errors: the disk.
-  std::expected<task*, std::string> create_task();
+  // A new task in state new, owned by owner (see the top of this file; empty: none), with
+  // its spool directory made and the number after it written to SPOOL/next-task first.
+  // Errors (nothing made): "user 'alice' is unknown on node n1", "this node runs tasks
+  // only as its own user 'bob' (galaxy-node is not root), not as 'alice'", the disk.
+  std::expected<task*, std::string> create_task(std::string_view owner = {});
   task* find(std::uint64_t id);
   const std::map<std::uint64_t, std::unique_ptr<task>>& tasks() const;
 
@@ -162,13 +197,15 @@ class task_runner {
   // such task", the disk.
   std::expected<std::filesystem::path, std::string> make_in_dir(std::uint64_t id);
   // Starts it. Errors (the task stays new): "task has already been started", "task is
-  // being started", "nothing to exec", "too many tasks running (maxtasks N)", and the
-  // disk (the spec record, which must be written before the task's process may go on),
-  // pipe2(2) or clone(2). (Draining is the tree's to refuse.)
+  // being started", "nothing to exec", "too many tasks running (maxtasks N)", the owner's
+  // (create_task's errors, looked up again: a user may have gone since), "task cgroup:
+  // ..." (a node that contains its tasks does not run one it cannot), and the disk (the
+  // spec record, which must be written before the task's process may go on), pipe2(2)
+  // or clone(2). (Draining is the tree's to refuse.)
   // A program that cannot be executed is not an error here: the task becomes failed
   // with error "exec: PATH: file does not exist" and finished() is called.
-  // This form does the blocking part (copying in/ to `dir`, giving in/'s files to the
-  // run_as user) on the calling thread.
+  // This form does the blocking part (copying in/ to `dir`, as the task's user) on the
+  // calling thread.
   std::expected<void, std::string> start(task& t);
   // The same, with the blocking part on the runner's worker thread when there is one (the
   // task has an in/ directory). Returns the result when there was none (done is not
@@ -177,8 +214,8 @@ class task_runner {
   std::optional<std::expected<void, std::string>> start(task& t,
                                                         std::function<void(std::expected<void, std::string>)> done);
   bool starting(std::uint64_t id) const;
-  // Sends sig to the task's process group, kill(2) of -pgid. Errors: "task is not
-  // running", "bad signal N".
+  // Sends sig to every process of the task: its cgroup's (SIGKILL by cgroup.kill) and its
+  // process group's, kill(2) of -pgid. Errors: "task is not running", "bad signal N".
   std::expected<void, std::string> kill(task& t, int sig);
   // Kills every running task (SIGKILL).
   void kill_all();
@@ -193,6 +230,18 @@ class task_runner {
   // for each; returns how many. The runner does this on a timer (every finished_ttl,
   // clamped to 1 s .. 1 min).
   std::size_t collect_garbage();
+
+  // Safe access below a task's in/ (out false) or out/ (node/safe_fs.hpp): opens rel
+  // ("" for in/ or out/ itself) beneath the spool's task directory with openat2, following
+  // no link, as the task's user. Returns the descriptor or the errno (ENOENT for an
+  // unknown task).
+  std::expected<int, int> open_below(std::uint64_t id, bool out, std::string_view rel, int flags,
+                                     mode_t mode = 0) const;
+  // The task user's file-system identity, for *at(2) calls on descriptors from open_below
+  // (inside an fs_identity_scope).
+  fs_identity identity(std::uint64_t id) const;
+  // "cgroup" or "pgroup" (node/contain.hpp).
+  std::string_view containment_mode() const;
 
   // Paths inside a task's spool directory.
   std::filesystem::path dir_of(std::uint64_t id) const;

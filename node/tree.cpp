@@ -2,7 +2,10 @@
 //
 // qid.path is (kind << 48 | instance): instance is 0 for the fixed files, the CPU number
 // for cpu/N, the task id for task/N and its files, and an index into disk_ for files
-// below in/ and out/. Reads that wait are parked under a key (0 for /events, task id * 4
+// below in/ and out/. Those are kept as paths below in/ or out/ and resolved anew at each
+// access through the runner's open_below (node/safe_fs.hpp: no link is followed, and the
+// access is made as the task's user); an open file is served from the descriptor got at
+// open or create. Reads that wait are parked under a key (0 for /events, task id * 4
 // + 1, 2, 3 for wait, stdout, stderr) and re-served through read() when woken.
 #include "node/tree.hpp"
 
@@ -15,11 +18,13 @@
 
 #include <charconv>
 #include <csignal>
+#include <dirent.h>
 #include <filesystem>
 
 #include "ctl/ctlmsg.hpp"
 #include "ctl/verbs.hpp"
 #include "node/resources.hpp"
+#include "node/safe_fs.hpp"
 #include "srv9p/errors.hpp"
 
 namespace node {
@@ -80,6 +85,33 @@ using ctl_open = node_tree::ctl_state;
 struct stdin_open : srv9p::open_state {
   std::uint64_t task = 0;
 };
+// An open file below in/ or out/: the descriptor got at open or create, so that reads
+// and writes go to the file that was opened whatever the task renames or links since.
+struct disk_open : srv9p::open_state {
+  int fd = -1;
+  explicit disk_open(int f) : fd(f) {}
+  ~disk_open() override {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+// An errno from file access below in/ or out/, as a 9P error.
+std::string disk_error(int e) {
+  switch (e) {
+    case ENOENT: return std::string(err::not_found);
+    case EEXIST: return std::string(err::exists);
+    case EACCES:
+    case EPERM: return std::string(err::perm);
+    case ELOOP: return "symbolic link not followed";
+    case ENOTDIR: return std::string(err::not_dir);
+    case EISDIR: return std::string(err::is_dir);
+    case ENOTEMPTY: return std::string(err::not_empty);
+    case ENOSPC:
+    case EDQUOT: return std::string(err::no_space);
+    case EINVAL: return std::string(err::bad_name);
+    default: return std::string(err::io);
+  }
+}
 
 }  // namespace
 
@@ -197,8 +229,8 @@ dir node_tree::fixed_dir(const dirtab_entry& e, std::uint64_t instance) const {
 // A task's files change when it is made, when it starts and when it ends: their mtime is
 // the latest of those that has happened.
 dir node_tree::task_file(std::uint16_t k, const task& t) const {
-  auto owner = task_owner_.find(t.id);
-  const std::string& uid = owner == task_owner_.end() ? opts_.admin : owner->second;
+  // The owner is the task's own (kept in its spec, so a restart keeps it too).
+  const std::string& uid = t.owner.empty() ? opts_.admin : t.owner;
   std::int64_t ms = t.end_unix_ms > 0     ? t.end_unix_ms
                     : t.start_unix_ms > 0 ? t.start_unix_ms
                                           : static_cast<std::int64_t>(t.created_unix_ms);
@@ -216,31 +248,55 @@ dir node_tree::task_file(std::uint16_t k, const task& t) const {
   return d;
 }
 
-std::uint64_t node_tree::disk_id(const std::string& path, std::uint64_t task, bool writable) {
-  auto [it, added] = disk_ids_.emplace(path, disk_.size());
-  if (added) disk_.push_back(disk_entry{path, task, writable});
+std::uint64_t node_tree::disk_id(const std::string& rel, std::uint64_t task, bool writable) {
+  auto [it, added] = disk_ids_.emplace(fmt::format("{}/{}/{}", task, writable ? "in" : "out", rel), disk_.size());
+  if (added) disk_.push_back(disk_entry{rel, task, writable});
   return it->second;
+}
+
+std::expected<int, int> node_tree::open_disk(std::uint64_t task, bool writable, const std::string& rel, int flags,
+                                             mode_t mode) const {
+  if (runner_ == nullptr) return std::unexpected(ENOENT);
+  return runner_->open_below(task, !writable, rel, flags, mode);
 }
 
 std::expected<dir, std::string> node_tree::disk_dir(std::uint64_t id) const {
   if (id >= disk_.size()) return std::unexpected(std::string(err::not_found));
   const auto& e = disk_[id];
+  // The file itself, by a descriptor got without following a link (node/safe_fs.hpp): a
+  // link the task put there is "file does not exist", not what it points to.
   struct ::stat st{};
-  if (::lstat(e.path.c_str(), &st) != 0) return std::unexpected(std::string(err::not_found));
-  auto owner = task_owner_.find(e.task);
+  auto fd = open_disk(e.task, e.writable, e.rel, O_PATH | O_NOFOLLOW);
+  if (!fd) return std::unexpected(disk_error(fd.error()));
+  int r = ::fstat(*fd, &st);
+  ::close(*fd);
+  if (r != 0 || !(S_ISDIR(st.st_mode) || S_ISREG(st.st_mode))) return std::unexpected(std::string(err::not_found));
+  task* t = runner_ != nullptr ? runner_->find(e.task) : nullptr;
   dir d;
   bool is_dir = S_ISDIR(st.st_mode);
   d.qid = qid{static_cast<std::uint8_t>(is_dir ? srv9p::qtdir : srv9p::qtfile),
               static_cast<std::uint32_t>(st.st_mtime), srv9p::qpath(k_disk, id)};
   d.mode = (is_dir ? (srv9p::dmdir | (e.writable ? 0770u : 0550u)) : (e.writable ? 0660u : 0440u));
   d.length = is_dir ? 0 : static_cast<std::uint64_t>(st.st_size);
-  d.name = fs::path(e.path).filename().string();
-  d.uid = owner == task_owner_.end() ? opts_.admin : owner->second;
+  d.name = e.rel.substr(e.rel.rfind('/') + 1);  // npos + 1 is 0
+  d.uid = t == nullptr || t->owner.empty() ? opts_.admin : t->owner;
   d.gid = opts_.admin;
   d.muid = d.uid;
   d.atime = static_cast<std::uint32_t>(st.st_atime);
   d.mtime = static_cast<std::uint32_t>(st.st_mtime);
   return d;
+}
+
+std::expected<node_tree::disk_where_t, std::string> node_tree::disk_where(const dir& d) const {
+  std::uint64_t inst = inst_of(d);
+  if (kind_of(d) == k_disk) {
+    if (inst >= disk_.size()) return std::unexpected(std::string(err::not_found));
+    const auto& e = disk_[inst];
+    if (runner_ == nullptr || runner_->find(e.task) == nullptr) return std::unexpected(std::string(err::not_found));
+    return disk_where_t{e.task, e.writable, e.rel};
+  }
+  if (runner_ == nullptr || runner_->find(inst) == nullptr) return std::unexpected(std::string(err::not_found));
+  return disk_where_t{inst, kind_of(d) == k_tin, ""};
 }
 
 std::expected<dir, std::string> node_tree::attach(std::string_view, std::string_view aname) {
@@ -283,24 +339,19 @@ std::expected<dir, std::string> node_tree::walk1(const dir& parent, std::string_
     case k_tin:
     case k_tout:
     case k_disk: {
-      std::string base;
-      std::uint64_t task = inst;
-      bool writable = kind_of(parent) == k_tin;
-      if (kind_of(parent) == k_disk) {
-        if (inst >= disk_.size()) return std::unexpected(std::string(err::not_found));
-        base = disk_[inst].path;
-        task = disk_[inst].task;
-        writable = disk_[inst].writable;
-      } else {
-        if (runner_ == nullptr || runner_->find(inst) == nullptr) return std::unexpected(std::string(err::not_found));
-        base = (writable ? runner_->in_dir(inst) : runner_->out_dir(inst)).string();
-      }
-      std::string path = base + "/" + std::string(name);
+      auto where = disk_where(parent);
+      if (!where) return std::unexpected(where.error());
+      if (!legal_name(name)) return std::unexpected(std::string(err::bad_name));
+      std::string rel = where->rel.empty() ? std::string(name) : where->rel + "/" + std::string(name);
+      // disk_dir refuses a link or what is neither file nor directory, so a name is made
+      // only for what was there when walked to.
+      auto fd = open_disk(where->task, where->writable, rel, O_PATH | O_NOFOLLOW);
+      if (!fd) return std::unexpected(disk_error(fd.error()));
       struct ::stat st{};
-      if (::lstat(path.c_str(), &st) != 0 || S_ISLNK(st.st_mode)) {
-        return std::unexpected(std::string(err::not_found));
-      }
-      return disk_dir(disk_id(path, task, writable));
+      int r = ::fstat(*fd, &st);
+      ::close(*fd);
+      if (r != 0 || !(S_ISDIR(st.st_mode) || S_ISREG(st.st_mode))) return std::unexpected(std::string(err::not_found));
+      return disk_dir(disk_id(rel, where->task, where->writable));
     }
     default:
       return std::unexpected(std::string(err::not_found));
@@ -339,18 +390,24 @@ std::expected<std::vector<dir>, std::string> node_tree::list(const dir& d, std::
     case k_tin:
     case k_tout:
     case k_disk: {
-      dir self = d;
-      std::error_code ec;
-      std::string base;
-      if (kind_of(d) == k_disk) {
-        if (inst_of(d) >= disk_.size()) return std::unexpected(std::string(err::not_found));
-        base = disk_[inst_of(d)].path;
-      } else {
-        if (runner_ == nullptr || runner_->find(inst_of(d)) == nullptr) return std::unexpected(std::string(err::not_found));
-        base = (kind_of(d) == k_tin ? runner_->in_dir(inst_of(d)) : runner_->out_dir(inst_of(d))).string();
+      auto where = disk_where(d);
+      if (!where) return std::unexpected(where.error());
+      auto fd = open_disk(where->task, where->writable, where->rel, O_RDONLY | O_DIRECTORY);
+      if (!fd) {
+        if (fd.error() == ENOENT && kind_of(d) != k_disk) return out;  // in/ or out/ not made yet
+        return std::unexpected(disk_error(fd.error()));
       }
-      for (const auto& e : fs::directory_iterator(base, ec)) {
-        auto child = walk1(self, e.path().filename().string(), uname);
+      std::vector<std::string> names;
+      if (DIR* dp = ::fdopendir(*fd)) {
+        while (struct dirent* e = ::readdir(dp)) {
+          if (legal_name(e->d_name)) names.emplace_back(e->d_name);
+        }
+        ::closedir(dp);
+      } else {
+        ::close(*fd);
+      }
+      for (const auto& name : names) {
+        auto child = walk1(d, name, uname);  // links and the like are left out
         if (child) out.push_back(std::move(*child));
       }
       return out;
@@ -386,9 +443,9 @@ void node_tree::open(request r) {
     case k_clone: {
       // Plan 9's clone: the open allocates the task; the open file is its ctl.
       if (runner_ == nullptr) return r.error(err::io);
-      auto t = runner_->create_task();
+      // The task is the attach name's, and runs as that user (node/task.hpp).
+      auto t = runner_->create_task(r.uname());
       if (!t) return r.error(t.error());
-      task_owner_[(*t)->id] = r.uname();
       auto st = std::make_unique<ctl_open>();
       st->task = (*t)->id;
       f.aux = std::move(st);
@@ -426,9 +483,23 @@ void node_tree::open(request r) {
       break;
     }
     case k_disk: {
-      if ((mode & srv9p::otrunc) && inst < disk_.size() && disk_[inst].writable) {
-        if (::truncate(disk_[inst].path.c_str(), 0) != 0) return r.error(err::io);
+      if (inst >= disk_.size()) return r.error(err::not_found);
+      const auto& e = disk_[inst];
+      if (f.is_dir()) break;  // listed afresh at each read
+      int access = mode & 3;
+      if (!e.writable && access != srv9p::oread && access != srv9p::oexec) return r.error(err::perm);
+      int flags = (access == srv9p::owrite ? O_WRONLY : access == srv9p::ordwr ? O_RDWR : O_RDONLY) | O_NONBLOCK |
+                  O_NOCTTY | O_NOFOLLOW;
+      if ((mode & srv9p::otrunc) && e.writable) flags |= O_TRUNC;
+      auto fd = open_disk(e.task, e.writable, e.rel, flags);
+      if (!fd) return r.error(disk_error(fd.error()));
+      // O_NONBLOCK: a FIFO the task made must not hold the daemon; only files are served.
+      struct ::stat st{};
+      if (::fstat(*fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        ::close(*fd);
+        return r.error(err::perm);
       }
+      f.aux = std::make_unique<disk_open>(*fd);
       break;
     }
     default:
@@ -441,29 +512,39 @@ void node_tree::open(request r) {
 void node_tree::create(request r) {
   const auto& c = r.get<srv9p::tcreate>();
   const dir& parent = r.fid().file();
-  std::string base;
-  std::uint64_t task = 0;
-  if (kind_of(parent) == k_tin && runner_ && runner_->find(inst_of(parent))) {
-    auto in = runner_->make_in_dir(inst_of(parent));
-    if (!in) return r.error(in.error());
-    base = in->string();
-    task = inst_of(parent);
-  } else if (kind_of(parent) == k_disk && inst_of(parent) < disk_.size() && disk_[inst_of(parent)].writable) {
-    base = disk_[inst_of(parent)].path;
-    task = disk_[inst_of(parent)].task;
-  } else {
+  if (!(kind_of(parent) == k_tin || (kind_of(parent) == k_disk && inst_of(parent) < disk_.size() &&
+                                     disk_[inst_of(parent)].writable))) {
     return r.error(err::no_create);
   }
-  std::string path = base + "/" + c.name;
-  if (c.perm & srv9p::dmdir) {
-    if (::mkdir(path.c_str(), 0770) != 0) return r.error(errno == EEXIST ? err::exists : err::io);
-  } else {
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0660);
-    if (fd < 0) return r.error(errno == EEXIST ? err::exists : err::io);
-    ::close(fd);
+  auto where = disk_where(parent);
+  if (!where) return r.error(where.error());
+  if (!legal_name(c.name)) return r.error(err::bad_name);
+  if (kind_of(parent) == k_tin) {
+    if (auto in = runner_->make_in_dir(where->task); !in) return r.error(in.error());
   }
-  auto d = disk_dir(disk_id(path, task, true));
-  if (!d) return r.error(d.error());
+  // The new file is made in a directory got without following a link, by the task's user
+  // (node/safe_fs.hpp), so it is the user's, and a link in its place is refused.
+  auto pfd = open_disk(where->task, true, where->rel, O_PATH | O_DIRECTORY);
+  if (!pfd) return r.error(disk_error(pfd.error()));
+  int file_fd = -1, e = 0;
+  {
+    fs_identity_scope as(runner_->identity(where->task));
+    if (c.perm & srv9p::dmdir) {
+      if (::mkdirat(*pfd, c.name.c_str(), 0700) != 0) e = errno;
+    } else {
+      file_fd = ::openat(*pfd, c.name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+      if (file_fd < 0) e = errno;
+    }
+  }
+  ::close(*pfd);
+  if (e != 0) return r.error(disk_error(e));
+  std::string rel = where->rel.empty() ? c.name : where->rel + "/" + c.name;
+  auto d = disk_dir(disk_id(rel, where->task, true));
+  if (!d) {
+    if (file_fd >= 0) ::close(file_fd);
+    return r.error(d.error());
+  }
+  if (file_fd >= 0) r.fid().aux = std::make_unique<disk_open>(file_fd);
   r.respond_create(std::move(*d));
 }
 
@@ -471,9 +552,26 @@ void node_tree::remove(request r) {
   const dir& f = r.fid().file();
   std::uint64_t inst = inst_of(f);
   if (kind_of(f) == k_disk && inst < disk_.size() && disk_[inst].writable) {
-    if (::remove(disk_[inst].path.c_str()) != 0) {
-      return r.error(errno == ENOTEMPTY ? err::not_empty : err::io);
+    // unlinkat(2) in the parent, got without following a link: a link put in the file's
+    // place is removed itself, never what it points to.
+    const auto& e = disk_[inst];
+    auto slash = e.rel.rfind('/');
+    std::string parent_rel = slash == std::string::npos ? "" : e.rel.substr(0, slash);
+    std::string name = e.rel.substr(slash + 1);  // npos + 1 is 0
+    auto pfd = open_disk(e.task, true, parent_rel, O_PATH | O_DIRECTORY);
+    if (!pfd) return r.error(disk_error(pfd.error()));
+    int err = 0;
+    {
+      fs_identity_scope as(runner_->identity(e.task));
+      struct ::stat st{};
+      if (::fstatat(*pfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        err = errno;
+      } else if (::unlinkat(*pfd, name.c_str(), S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) != 0) {
+        err = errno;
+      }
     }
+    ::close(*pfd);
+    if (err != 0) return r.error(disk_error(err));
     return r.respond(srv9p::rremove{});
   }
   if (kind_of(f) == k_tdir && runner_ != nullptr) {
@@ -494,7 +592,7 @@ void node_tree::clunk(srv9p::fid& f) {
     // The last line may come without a newline (echo -n): it ends at clunk. Its error, if
     // any, has nobody to go to.
     std::string rest = c->lines.take_rest();
-    if (!rest.empty()) {
+    if (!rest.empty() && rest.find('\0') == std::string::npos) {
       if (c->task == 0) {
         (void)node_ctl(rest, f.uname());
       } else if (task* t = runner_ ? runner_->find(c->task) : nullptr) {
@@ -522,10 +620,10 @@ std::string node_tree::status_text() const {
   if (auto m = read_mem()) memfree = m->available_bytes;
   if (auto l = read_load()) load = *l;
   auto arch = read_arch();
-  return fmt::format("name={} arch={} ncpu={} share={} mem={} memfree={} load={:.2f} tasks={} state={}\n",
+  return fmt::format("name={} arch={} ncpu={} share={} mem={} memfree={} load={:.2f} tasks={} state={} contain={}\n",
                      ctl::quote(opts_.name), arch.substr(0, arch.find(' ')), opts_.cpus, share_pct_,
                      opts_.mem_bytes, memfree, load, runner_ ? runner_->running() : 0,
-                     draining_ ? "draining" : "up");
+                     draining_ ? "draining" : "up", runner_ ? runner_->containment_mode() : "pgroup");
 }
 
 void node_tree::read(request r) {
@@ -588,9 +686,16 @@ void node_tree::read(request r) {
     case k_tstdout:
     case k_tstderr:
       return serve_output(std::move(r), inst, kind_of(f.file()) == k_tstderr);
-    case k_disk:
-      if (inst >= disk_.size()) return r.error(err::not_found);
-      return srv9p::respond_file(r, disk_[inst].path);
+    case k_disk: {
+      auto* o = dynamic_cast<disk_open*>(f.aux.get());
+      if (o == nullptr) return r.error(err::not_open);
+      const auto& m = r.get<srv9p::tread>();
+      std::string data(m.count, '\0');
+      ssize_t n = ::pread(o->fd, data.data(), m.count, static_cast<off_t>(m.offset));
+      if (n < 0) return r.error(disk_error(errno));
+      data.resize(static_cast<std::size_t>(n));
+      return r.respond(srv9p::rread{std::move(data)});
+    }
     default:
       return r.error(err::perm);
   }
@@ -610,7 +715,7 @@ void node_tree::serve_output(request r, std::uint64_t id, bool is_err) {
   auto path = is_err ? runner_->stderr_path(id) : runner_->stdout_path(id);
   ssize_t n = 0;
   std::string data;
-  if (int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
+  if (int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC); fd >= 0) {
     data.resize(m.count);
     n = ::pread(fd, data.data(), m.count, static_cast<off_t>(m.offset));
     ::close(fd);
@@ -637,6 +742,15 @@ void node_tree::write(request r) {
       auto* c = dynamic_cast<ctl_open*>(f.aux.get());
       if (c == nullptr) return r.error(err::not_open);
       auto lines = std::make_shared<std::vector<std::string>>(ctl_lines(*c, m.data));
+      // A line over the limit is an error for the write that made it too long, and none of
+      // the write's lines runs (bad input changes nothing).
+      if (c->lines.take_refused() > 0) {
+        return r.error(fmt::format("ctl line longer than {} bytes", ctl::line_buffer::max_line));
+      }
+      // A NUL would cut an argument short where it meets the C library (argv, paths).
+      for (const auto& line : *lines) {
+        if (line.find('\0') != std::string::npos) return r.error("NUL in ctl message");
+      }
       return run_ctl(std::move(r), c->task, std::move(lines), 0);
     }
     case k_tstdin: {
@@ -646,12 +760,10 @@ void node_tree::write(request r) {
     }
     case k_disk: {
       if (inst >= disk_.size() || !disk_[inst].writable) return r.error(err::perm);
-      int fd = ::open(disk_[inst].path.c_str(), O_WRONLY | O_CLOEXEC);
-      if (fd < 0) return r.error(err::not_found);
-      ssize_t n = ::pwrite(fd, m.data.data(), m.data.size(), static_cast<off_t>(m.offset));
-      int e = errno;
-      ::close(fd);
-      if (n < 0) return r.error(e == ENOSPC ? err::no_space : err::io);
+      auto* o = dynamic_cast<disk_open*>(f.aux.get());
+      if (o == nullptr) return r.error(err::not_open);
+      ssize_t n = ::pwrite(o->fd, m.data.data(), m.data.size(), static_cast<off_t>(m.offset));
+      if (n < 0) return r.error(disk_error(errno));
       return r.respond(srv9p::rwrite{static_cast<std::uint32_t>(n)});
     }
     default:
@@ -792,7 +904,6 @@ std::optional<std::expected<void, std::string>> node_tree::task_ctl(task& t, std
 }
 
 void node_tree::forget(std::uint64_t id) {
-  task_owner_.erase(id);
   stdin_.erase(id);
 }
 

@@ -6,7 +6,7 @@
 //   /task/N/{ctl,status,wait,stdin,stdout,stderr}  /task/N/in/  /task/N/out/
 //
 // Static levels are Dirtab tables; task/N and cpu/N are generated; in/ and out/ show the
-// task's spool directories on disk. Reads that must wait (events, wait, stdout and stderr
+// task's spool directories on disk, reached only through node/safe_fs.hpp. Reads that must wait (events, wait, stdout and stderr
 // of a running task) are parked requests, woken by the task runner's hooks and cancelled
 // by Tflush. ctl input is taken by lines (ctl/ctlmsg.hpp line_buffer).
 #include <asio/io_context.hpp>
@@ -102,9 +102,21 @@ class node_tree : public srv9p::tree {
   // daemon's start.
   srv9p::dir fixed_dir(const srv9p::dirtab_entry& e, std::uint64_t instance) const;
   static void stamp(srv9p::dir& d, std::uint32_t unix_s);
-  // Files under a task's in/ or out/ on disk, by a qid instance number each.
-  std::uint64_t disk_id(const std::string& path, std::uint64_t task, bool writable);
+  // Files under a task's in/ or out/ on disk, by a qid instance number each; rel is the
+  // path below in/ or out/ ("" for the directory itself).
+  std::uint64_t disk_id(const std::string& rel, std::uint64_t task, bool writable);
   std::expected<srv9p::dir, std::string> disk_dir(std::uint64_t id) const;
+  // Opens rel below the task's in/ (writable) or out/ through the runner's safe access
+  // (node/safe_fs.hpp). Returns the descriptor or the errno.
+  std::expected<int, int> open_disk(std::uint64_t task, bool writable, const std::string& rel, int flags,
+                                    mode_t mode = 0) const;
+  // Where a directory of in/, out/ or below is: its task, area and rel. Errors: not_found.
+  struct disk_where_t {
+    std::uint64_t task;
+    bool writable;
+    std::string rel;
+  };
+  std::expected<disk_where_t, std::string> disk_where(const srv9p::dir& d) const;
 
   asio::io_context& io_;
   node_options opts_;
@@ -113,20 +125,21 @@ class node_tree : public srv9p::tree {
   bool draining_ = false;
   int share_pct_ = 100;
   std::map<std::string, std::string> labels_;
-  std::map<std::uint64_t, std::string> task_owner_;  // task id → the attach name that made it
 
   srv9p::event_log events_;  // /events: start, exit, drain, ...
   // Parked reads of wait, stdout and stderr, by key (task id * 4 + 1, 2, 3).
   srv9p::parked_reads parked_;
 
   std::unordered_map<std::uint64_t, std::unique_ptr<stdin_state>> stdin_;  // by task id
-  // A file or directory below a task's in/ or out/, known by a qid instance number.
+  // A file or directory below a task's in/ or out/, known by a qid instance number. It is
+  // kept as a path below in/ or out/, never as a path on disk: every access resolves it
+  // anew beneath the spool's task directory, refusing links (node/safe_fs.hpp).
   struct disk_entry {
-    std::string path;       // absolute path on disk
+    std::string rel;        // below in/ or out/: names joined by '/', each legal_name()
     std::uint64_t task = 0;
     bool writable = false;  // under in/ (the owner may write) rather than out/
   };
-  std::unordered_map<std::string, std::uint64_t> disk_ids_;  // path → index in disk_
+  std::unordered_map<std::string, std::uint64_t> disk_ids_;  // "N/in/rel" → index in disk_
   std::vector<disk_entry> disk_;
 };
 

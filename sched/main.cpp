@@ -1,14 +1,17 @@
 // galaxy-sched: one 9P tree over every node; jobs that are never lost
 // (man/man8/galaxy-sched.8, the tree in man/man4/galaxy.4).
 //
-//   galaxy-sched --listen DIAL --state DIR [--node NAME=DIAL]... [--config FILE]
+//   galaxy-sched --listen DIAL --state DIR [--node NAME=DIAL]... [--admin USER]... [--config FILE]
 //                [--auth munge|none] [--munge-socket PATH] [--trust USER]...
 //
 // Prints "listening on DIAL" per listener, then serves until SIGINT or SIGTERM.
 #include <CLI/CLI.hpp>
 #include <asio/io_context.hpp>
 #include <fmt/format.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include "ctl/ctlmsg.hpp"
 #include "sched/scheduler.hpp"
@@ -23,12 +26,13 @@ int main(int argc, char** argv) {
   std::vector<std::string> nodes;
   double heartbeat_s = 0.5, down_after_s = 3, reconnect_s = 1, new_job_timeout_s = 600;
   sched::sched_options opts;
-  opts.admin = srv9p::daemon_user();
+  std::vector<std::string> admins;
   app.add_option("--listen,-l", listen, "dial string to listen on (repeatable; port 0 picks one)");
   std::string state;
   app.add_option("--state", state, "directory for the job store (sched.db) and jobs' results")->required();
   app.add_option("--node", nodes, "a node NAME=DIAL (repeatable)");
-  app.add_option("--admin", opts.admin, "the attach name that may use /ctl and every job (default: the daemon's user)");
+  app.add_option("--admin", admins,
+                 "an attach name that may use /ctl and every job (repeatable; the daemon's user and root always may)");
   app.add_option("--heartbeat", heartbeat_s, "seconds between reads of each node's status");
   app.add_option("--down-after", down_after_s, "seconds a node may leave a heartbeat unanswered before it is down");
   app.add_option("--reconnect", reconnect_s, "seconds between dials of a node that is down");
@@ -47,7 +51,13 @@ int main(int argc, char** argv) {
     if (!(s > 0) || s > 1e6) return fail("times must be seconds above 0");
   }
   opts.state = state;
-  opts.link.uname = opts.admin;
+  // The daemon's user first: it owns the fixed files and is the nodes' attach name.
+  opts.admins.push_back(srv9p::daemon_user());
+  for (const auto& a : admins) {
+    if (a.empty()) return fail("--admin: empty user name");
+    if (std::find(opts.admins.begin(), opts.admins.end(), a) == opts.admins.end()) opts.admins.push_back(a);
+  }
+  opts.link.uname = opts.admins.front();
   opts.link.heartbeat_ms = static_cast<std::uint32_t>(heartbeat_s * 1000);
   opts.link.down_after_ms = static_cast<std::uint32_t>(down_after_s * 1000);
   opts.link.reconnect_ms = static_cast<std::uint32_t>(reconnect_s * 1000);
@@ -65,6 +75,9 @@ int main(int argc, char** argv) {
   // The links to the nodes authenticate the same way (each attach a fresh credential).
   opts.link.credential = srv9p::credential_source(auth);
 
+  // Everything galaxy-sched writes (sched.db and its -wal and -shm, results) is its own:
+  // other users read jobs only through the tree, which checks who asks.
+  ::umask(077);
   asio::io_context io;
   sched::sched_tree tree;
   auto s = sched::scheduler::create(io, opts, tree.make_hooks());

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,6 +23,7 @@
 
 #include "ctl/ctlmsg.hpp"
 #include "ctl/verbs.hpp"
+#include "sched/results.hpp"
 #include "srv9p/dial.hpp"
 #include "srv9p/errors.hpp"
 
@@ -61,49 +63,66 @@ std::string status_word(std::string_view line, std::string_view key) {
   return std::string(line.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
 }
 
-// Copies a node directory (task/N/out) into dest, recursively. Blocking.
-std::expected<void, std::string> copy_dir(fsclient::client& c, std::uint32_t root, const std::string& path,
-                                          const fs::path& dest) {
+// Streams the node's file path into a new file name below dir (sched/results.hpp).
+std::expected<void, std::string> copy_file(fsclient::client& c, std::uint32_t root, const std::string& path, int dir,
+                                           const std::string& name) {
+  auto fd = create_result_file(dir, name);
+  if (!fd) return fail(fd.error());
+  std::expected<void, std::string> written;
+  auto ok = c.stream_file(root, path, [&](std::string_view piece) {
+    written = write_all(*fd, piece);
+    return written.has_value();
+  });
+  ::close(*fd);
+  if (!written) return fail(fmt::format("writing {}: {}", name, written.error()));
+  if (!ok) return fail(ok.error());
+  return {};
+}
+
+// Copies a node directory (task/N/out) into dir, depth directories deep at most. Every
+// name the node gives is checked before it is used, here and on the node (a name
+// "../x" would also walk elsewhere there). Blocking.
+std::expected<void, std::string> copy_dir(fsclient::client& c, std::uint32_t root, const std::string& path, int dir,
+                                          int depth) {
+  if (depth > max_result_depth) return fail(fmt::format("more than {} directories deep", max_result_depth));
   auto entries = c.list_dir(root, path);
   if (!entries) return fail(entries.error());
-  std::error_code ec;
-  fs::create_directories(dest, ec);
   for (const auto& d : *entries) {
+    if (auto ok = check_name(d.name); !ok) return ok;
     std::string child = path + "/" + d.name;
     if (d.mode & srv9p::dmdir) {
-      if (auto ok = copy_dir(c, root, child, dest / d.name); !ok) return ok;
+      auto sub = open_result_dir(dir, d.name);
+      if (!sub) return fail(sub.error());
+      if (auto ok = copy_dir(c, root, child, sub->get(), depth + 1); !ok) return ok;
       continue;
     }
-    std::ofstream out(dest / d.name, std::ios::binary | std::ios::trunc);
-    auto ok = c.stream_file(root, child, [&](std::string_view piece) {
-      out.write(piece.data(), static_cast<std::streamsize>(piece.size()));
-      return static_cast<bool>(out);
-    });
-    if (!ok) return ok;
-    if (!out) return fail(fmt::format("writing {}: {}", (dest / d.name).string(), std::strerror(errno)));
+    if (auto ok = copy_file(c, root, child, dir, d.name); !ok) return ok;
   }
   return {};
 }
 
-// Copies a finished task's stdout, stderr and out/ from its node into dest. Blocking (a
-// pool thread). Attaches as the job's owner, who owns the task's files on the node.
+// Copies a finished task's stdout, stderr and out/ from its node into the job's result
+// directory jobs/J below the state directory (jobs is that fd). Blocking (a pool thread).
+// Attaches as the job's owner, who owns the task's files on the node.
 std::expected<void, std::string> copy_results(fsclient::client& c, const std::string& owner, std::uint64_t task,
-                                              const fs::path& dest) {
+                                              int jobs, std::uint64_t id) {
+  auto dest = open_result_dir(jobs, std::to_string(id));
+  if (!dest) return fail(dest.error());
   auto root = c.attach(owner);
   if (!root) return fail("attach: " + root.error());
-  std::error_code ec;
-  fs::create_directories(dest / "out", ec);
   std::expected<void, std::string> result;
   for (const char* name : {"stdout", "stderr"}) {
-    std::ofstream out(dest / name, std::ios::binary | std::ios::trunc);
-    auto ok = c.stream_file(*root, fmt::format("task/{}/{}", task, name), [&](std::string_view piece) {
-      out.write(piece.data(), static_cast<std::streamsize>(piece.size()));
-      return static_cast<bool>(out);
-    });
-    if (!ok) result = fail(fmt::format("{}: {}", name, ok.error()));
+    if (auto ok = copy_file(c, *root, fmt::format("task/{}/{}", task, name), dest->get(), name); !ok) {
+      result = fail(fmt::format("{}: {}", name, ok.error()));
+    }
   }
   if (result) {
-    if (auto ok = copy_dir(c, *root, fmt::format("task/{}/out", task), dest / "out"); !ok) result = fail("out: " + ok.error());
+    auto out = open_result_dir(dest->get(), "out");
+    if (!out) {
+      result = fail("out: " + out.error());
+    } else if (auto ok = copy_dir(c, *root, fmt::format("task/{}/out", task), out->get(), 1); !ok) {
+      result = fail("out: " + ok.error());
+    }
   }
   (void)c.clunk(*root);
   return result;
@@ -199,30 +218,50 @@ constexpr std::uint32_t small_result_bytes = 64 * 1024;
 // ---- Life ------------------------------------------------------------------------------
 
 scheduler::scheduler(asio::io_context& io, sched_options opts, hooks h)
-    : io_(io), opts_(std::move(opts)), hooks_(std::move(h)), pool_(opts_.copy_threads), sweep_timer_(io),
-      backoff_timer_(io), tick_timer_(io) {}
+    : io_(io), opts_(std::move(opts)), admin_(opts_.admins.empty() ? "root" : opts_.admins.front()),
+      hooks_(std::move(h)), pool_(opts_.copy_threads), sweep_timer_(io), backoff_timer_(io), tick_timer_(io) {}
+
+bool scheduler::is_admin(std::string_view uname) const {
+  return uname == "root" || std::find(opts_.admins.begin(), opts_.admins.end(), uname) != opts_.admins.end();
+}
 
 scheduler::~scheduler() {
   stop();
   pool_.join();
   if (lock_fd_ >= 0) ::close(lock_fd_);
+  if (jobs_fd_ >= 0) ::close(jobs_fd_);
 }
 
 std::expected<std::unique_ptr<scheduler>, std::string> scheduler::create(asio::io_context& io, sched_options opts,
                                                                          hooks h) {
+  // The state is the daemon's alone (every job's spec and environment, every result): the
+  // directory and jobs/ are 0700 (made so if they were not), the files in them 0600.
   std::error_code ec;
-  fs::create_directories(opts.state / "jobs", ec);
-  if (ec) return fail(fmt::format("state directory {}: {}", opts.state.string(), ec.message()));
+  fs::create_directories(opts.state.parent_path().empty() ? fs::path(".") : opts.state.parent_path(), ec);
+  ec.clear();
+  auto state = open_result_dir(AT_FDCWD, opts.state.string());
+  if (!state) return fail(fmt::format("state directory {}: {}", opts.state.string(), state.error()));
+  auto jobs_dir = open_result_dir(state->get(), "jobs");
+  if (!jobs_dir) return fail(fmt::format("state directory {}: {}", opts.state.string(), jobs_dir.error()));
   std::unique_ptr<scheduler> s(new scheduler(io, std::move(opts), std::move(h)));
+  s->jobs_fd_ = jobs_dir->release();
   // One scheduler per state directory: a second one would run every job again.
   auto lock_path = s->opts_.state / "lock";
-  s->lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  s->lock_fd_ = ::openat(state->get(), "lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (s->lock_fd_ < 0 || ::flock(s->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
     return fail(fmt::format("state directory {} is in use by another galaxy-sched (lock {})", s->opts_.state.string(),
                             lock_path.string()));
   }
   auto store = job_store::open(s->opts_.state / "sched.db");
   if (!store) return fail(store.error());
+  // SQLite makes its files with the process's umask (galaxy-sched's main sets 077) and the
+  // -wal and -shm files with the database's mode; this closes files made before that.
+  for (const char* name : {"lock", "sched.db", "sched.db-wal", "sched.db-shm"}) {
+    struct ::stat st{};
+    if (::fstatat(state->get(), name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077) != 0) {
+      (void)::fchmodat(state->get(), name, st.st_mode & 0700, 0);
+    }
+  }
   s->store_ = std::move(*store);
   s->next_id_ = s->store_->max_job_id() + 1;
 
@@ -524,6 +563,15 @@ std::expected<void, std::string> scheduler::apply_spec_line(job& j, std::string_
   std::vector<std::string> words{std::string(cmd->name)};
   words.insert(words.end(), a.begin(), a.end());
   std::string canonical = ctl::join(words);
+  // Every check comes before the first change to j (job_ctl relies on it).
+  if (!replay) {
+    if (canonical.size() > ctl::line_buffer::max_line) {
+      return fail(fmt::format("'{}' is longer than {} bytes once quoted", cmd->name, ctl::line_buffer::max_line));
+    }
+    if (j.rec.spec.size() + canonical.size() + 1 > max_spec_bytes) {
+      return fail(fmt::format("job {}: spec longer than {} bytes", j.rec.id, max_spec_bytes));
+    }
+  }
   switch (static_cast<v>(cmd->verb)) {
     case v::exec:
       j.argv = a;
@@ -538,6 +586,10 @@ std::expected<void, std::string> scheduler::apply_spec_line(job& j, std::string_
         if (!p) return fail(p.error());
         if (p->first.starts_with("GALAXY_")) return fail(fmt::format("env {}: GALAXY_ names are the scheduler's", p->first));
       }
+      if (!replay && j.env_vars + a.size() > max_env_vars) {
+        return fail(fmt::format("job {}: more than {} env variables", j.rec.id, max_env_vars));
+      }
+      j.env_vars += a.size();
       j.task_lines.push_back(canonical);
       break;
     case v::cpu: {
@@ -639,7 +691,10 @@ std::expected<void, std::string> scheduler::apply_spec_line(job& j, std::string_
   return {};
 }
 
-void scheduler::job_ctl(job& j, std::string line, std::string_view, done_fn done) {
+void scheduler::job_ctl(job& j, std::string line, std::string_view uname, done_fn done) {
+  // The tree let only the owner and the admins open the ctl; this says it again for every
+  // other way in (rm of jobs/N, priority on /ctl).
+  if (uname != j.rec.owner && !is_admin(uname)) return done(fail(std::string(srv9p::err::perm)));
   auto cmd = ctl::parse(line, ctl::job_verbs);
   if (!cmd) return done(fail(cmd.error()));
   using v = ctl::job_verb;
@@ -681,11 +736,9 @@ void scheduler::job_ctl(job& j, std::string line, std::string_view, done_fn done
   if (j.rec.state != job_state::new_) {
     return done(fail(fmt::format("job {} already submitted: '{}' must come before exec", j.rec.id, cmd->name)));
   }
-  job saved = j;  // a bad line changes nothing
-  if (auto ok = apply_spec_line(j, line, false); !ok) {
-    j = std::move(saved);
-    return done(ok);
-  }
+  // A bad line changes nothing: apply_spec_line changes j only when it succeeds (no copy
+  // of the job to roll back to, which would cost the whole spec per line).
+  if (auto ok = apply_spec_line(j, line, false); !ok) return done(ok);
   if (verb == v::exec) return submit(j, std::move(done));
   done({});
 }
@@ -1437,16 +1490,18 @@ void scheduler::collect(job& j, std::string wait) {
              const std::string* dir = data(2);
              if (out == nullptr || err == nullptr || dir == nullptr || !dir->empty()) return copy_in_pool(*j, wait);
              if (out->empty() && err->empty()) return collected(id, wait, "");
-             asio::post(pool_, [this, id, wait, dest = spool(id), out = *out, err = *err] {
+             asio::post(pool_, [this, id, wait, out = *out, err = *err] {
                std::string note;
-               std::error_code ec;
-               fs::create_directories(dest, ec);
+               auto dest = open_result_dir(jobs_fd_, std::to_string(id));
                for (auto [name, text] : {std::pair{"stdout", &out}, std::pair{"stderr", &err}}) {
                  if (text->empty()) continue;
-                 std::ofstream f(dest / name, std::ios::binary | std::ios::trunc);
-                 f.write(text->data(), static_cast<std::streamsize>(text->size()));
-                 f.close();
-                 if (!f) note = fmt::format("results not copied: writing {}: {}", (dest / name).string(), std::strerror(errno));
+                 std::expected<void, std::string> ok = dest ? std::expected<void, std::string>{} : fail(dest.error());
+                 if (ok) {
+                   auto fd = create_result_file(dest->get(), name);
+                   ok = fd ? write_all(*fd, *text) : fail(fd.error());
+                   if (fd) ::close(*fd);
+                 }
+                 if (!ok) note = fmt::format("results not copied: {}: {}", name, ok.error());
                }
                asio::post(io_, [this, id, wait, note] { collected(id, wait, note); });
              });
@@ -1458,8 +1513,8 @@ void scheduler::copy_in_pool(job& j, std::string wait) {
   auto conn = n ? n->conn() : nullptr;
   if (!conn) return collected(j.rec.id, wait, "results not copied: node is down");
   std::uint64_t id = j.rec.id;
-  asio::post(pool_, [this, conn, id, owner = j.rec.owner, task = j.rec.task, dest = spool(id), wait]() {
-    auto ok = copy_results(conn->client(), owner, task, dest);
+  asio::post(pool_, [this, conn, id, owner = j.rec.owner, task = j.rec.task, wait]() {
+    auto ok = copy_results(conn->client(), owner, task, jobs_fd_, id);
     asio::post(io_, [this, id, ok, wait] { collected(id, wait, ok ? "" : "results not copied: " + ok.error()); });
   });
 }
@@ -1590,7 +1645,7 @@ void scheduler::reconcile(job& j) {
 void scheduler::admin_ctl(std::string line, std::string_view uname, done_fn done) {
   auto cmd = ctl::parse(line, ctl::sched_verbs);
   if (!cmd) return done(fail(cmd.error()));
-  if (uname != opts_.admin) return done(fail(std::string(srv9p::err::perm)));
+  if (!is_admin(uname)) return done(fail(std::string(srv9p::err::perm)));
   const auto& a = cmd->args;
   using v = ctl::sched_verb;
   switch (static_cast<v>(cmd->verb)) {

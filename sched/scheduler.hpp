@@ -45,9 +45,21 @@
 
 namespace sched {
 
+// The group of every job file, the scheduler's fixed files and its relayed creations; its
+// members are the admins (scheduler::is_admin), so group permission is admin permission.
+inline constexpr std::string_view admin_group = "admin";
+
+// What a job's spec may hold, so that one client cannot make the scheduler store (and
+// send to a node, in one write) without bound: bytes of the spec as stored, and
+// variables of its env lines.
+inline constexpr std::size_t max_spec_bytes = 256 * 1024;
+inline constexpr std::size_t max_env_vars = 1024;
+
 struct sched_options {
   std::filesystem::path state;          // the state directory: sched.db and jobs/J/ results
-  std::string admin;                    // the attach name with admin rights on /ctl and every job
+  // The attach names with admin rights on /ctl and every job (--admin, repeatable, and the
+  // daemon's user); root is an admin whatever this says. The first owns the fixed files.
+  std::vector<std::string> admins;
   link_options link;                    // heartbeats and reconnects (link.uname: our attach name)
   std::vector<std::pair<std::string, std::string>> nodes;  // --node NAME=DIAL
   std::uint32_t default_cpu_millis = 1000;   // a job without `cpu` takes one CPU
@@ -65,6 +77,7 @@ struct job {
   std::uint32_t cpu_millis = 0;
   std::uint64_t mem_bytes = 0;
   std::vector<std::pair<std::string, std::string>> needs;
+  std::size_t env_vars = 0;      // variables set by env lines (at most max_env_vars)
   std::uint32_t array_size = 0;  // `array N`: this job is an array of N tasks (jobs/J/0..N-1)
   bool speculate = false;        // `speculate`: may get a backup copy when it straggles
   // Run time only:
@@ -146,7 +159,11 @@ class scheduler {
   // Users with jobs or quotas, and one user's share, quota and usage (/users/NAME).
   std::vector<std::string> users() const;
   std::string user_text(std::string_view user) const;
-  const std::string& admin() const { return opts_.admin; }
+  // The owner of the tree's fixed files: the first admin.
+  const std::string& admin() const { return admin_; }
+  // Whether uname has admin rights: root, or one of sched_options::admins. Every
+  // permission decision of the scheduler and of its tree (admin_group) asks this.
+  bool is_admin(std::string_view uname) const;
   asio::io_context& io() { return io_; }
 
  private:
@@ -210,6 +227,7 @@ class scheduler {
 
   asio::io_context& io_;
   sched_options opts_;
+  std::string admin_;  // opts_.admins' first, or root
   hooks hooks_;
   std::unique_ptr<job_store> store_;
   asio::thread_pool pool_;
@@ -244,6 +262,7 @@ class scheduler {
   std::uint64_t next_id_ = 1;
   std::uint64_t next_token_ = 1;  // backup starts
   int lock_fd_ = -1;  // flock on STATE/lock, held for the scheduler's life
+  int jobs_fd_ = -1;  // STATE/jobs: results are made relative to it (sched/results.hpp)
   bool pass_posted_ = false;
   bool stopped_ = false;
   std::uint64_t submitted_total_ = 0;

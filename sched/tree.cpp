@@ -34,13 +34,14 @@ enum kind : std::uint16_t {
 };
 
 constexpr dirtab_entry root_tab[] = {
-    {"status", k_status, 0444},  {"ctl", k_ctl, 0664},     {"events", k_events, 0444},
+    {"status", k_status, 0444},  {"ctl", k_ctl, 0660},     {"events", k_events, 0444},
     {"metrics", k_metrics, 0444}, {"queue", k_queue, 0444}, {"users", k_usersdir, srv9p::dmdir | 0555},
     {"nodes", k_nodesdir, srv9p::dmdir | 0555}, {"jobs", k_jobsdir, srv9p::dmdir | 0555},
 };
 constexpr dirtab_entry clone_entry{"clone", k_clone, 0666};
-// A job's files belong to its owner; the scheduler's admin is their group, so only the
-// two of them may change the job or read its output (design: "Security").
+// A job's files belong to its owner and to the group admin_group, whose members are the
+// scheduler's admins (in_group), so only they may change the job, read its spec (the ctl:
+// env!) or its output (design: "Security"). status and wait are for everyone, as squeue.
 constexpr dirtab_entry job_tab[] = {
     {"ctl", k_jctl, 0660},       {"status", k_jstatus, 0444}, {"wait", k_jwait, 0444},
     {"stdout", k_jstdout, 0440}, {"stderr", k_jstderr, 0440}, {"out", k_jout, srv9p::dmdir | 0550},
@@ -135,16 +136,15 @@ void sched_tree::job_changed(const job& j) {
 // ---- Names -----------------------------------------------------------------------------
 
 dir sched_tree::job_file(std::uint16_t k, const job& j) const {
-  const std::string& admin = sched_->admin();
   if (k == k_jdir) {
-    dir d = srv9p::dirtab_dir({"", k_jdir, srv9p::dmdir | 0555}, j.rec.id, j.rec.owner, admin);
+    dir d = srv9p::dirtab_dir({"", k_jdir, srv9p::dmdir | 0555}, j.rec.id, j.rec.owner, admin_group);
     d.name = std::to_string(j.rec.array != 0 ? j.rec.index : j.rec.id);  // a task of an array: jobs/J/INDEX
     d.mtime = d.atime = static_cast<std::uint32_t>(j.created_ms / 1000);
     return d;
   }
   for (const auto& e : job_tab) {
     if (e.kind == k) {
-      dir d = srv9p::dirtab_dir(e, j.rec.id, j.rec.owner, admin);
+      dir d = srv9p::dirtab_dir(e, j.rec.id, j.rec.owner, admin_group);
       std::int64_t t = j.rec.ended_ms ? j.rec.ended_ms : j.rec.started_ms ? j.rec.started_ms : j.created_ms;
       d.mtime = d.atime = static_cast<std::uint32_t>(t / 1000);
       return d;
@@ -191,39 +191,44 @@ std::expected<dir, std::string> sched_tree::disk_dir(std::uint64_t id) const {
   d.length = is_dir ? 0 : static_cast<std::uint64_t>(st.st_size);
   d.name = fs::path(e.path).filename().string();
   d.uid = j ? j->rec.owner : sched_->admin();
-  d.gid = sched_->admin();
+  d.gid = std::string(admin_group);
   d.muid = d.uid;
   d.atime = static_cast<std::uint32_t>(st.st_atime);
   d.mtime = static_cast<std::uint32_t>(st.st_mtime);
   return d;
 }
 
+bool sched_tree::in_group(std::string_view uname, std::string_view gid) const {
+  if (gid == admin_group) return sched_ != nullptr && sched_->is_admin(uname);
+  return uname == gid;
+}
+
 std::expected<dir, std::string> sched_tree::attach(std::string_view, std::string_view aname) {
   if (!aname.empty()) return std::unexpected(std::string(err::not_found));
-  return srv9p::dirtab_dir({"/", k_root, srv9p::dmdir | 0555}, 0, sched_->admin(), sched_->admin());
+  return srv9p::dirtab_dir({"/", k_root, srv9p::dmdir | 0555}, 0, sched_->admin(), admin_group);
 }
 
 std::expected<dir, std::string> sched_tree::walk1(const dir& parent, std::string_view name, std::string_view) {
   const std::string& admin = sched_->admin();
   switch (kind_of(parent)) {
     case k_root:
-      return srv9p::dirtab_walk(root_tab, name, 0, admin, admin);
+      return srv9p::dirtab_walk(root_tab, name, 0, admin, admin_group);
     case k_usersdir: {
       auto users = sched_->users();
       if (std::find(users.begin(), users.end(), name) == users.end()) return std::unexpected(std::string(err::not_found));
-      dir d = srv9p::dirtab_dir({"", k_user, 0444}, user_id(name), std::string(name), admin);
+      dir d = srv9p::dirtab_dir({"", k_user, 0444}, user_id(name), std::string(name), admin_group);
       d.name = std::string(name);
       return d;
     }
     case k_nodesdir: {
       node_link* n = sched_->find_node(name);
       if (n == nullptr || !n->up()) return std::unexpected(std::string(err::not_found));
-      dir d = srv9p::dirtab_dir({"", k_relay, srv9p::dmdir | 0555}, relay_id(std::string(name), ""), admin, admin);
+      dir d = srv9p::dirtab_dir({"", k_relay, srv9p::dmdir | 0555}, relay_id(std::string(name), ""), admin, admin_group);
       d.name = std::string(name);
       return d;
     }
     case k_jobsdir: {
-      if (name == "clone") return srv9p::dirtab_dir(clone_entry, 0, admin, admin);
+      if (name == "clone") return srv9p::dirtab_dir(clone_entry, 0, admin, admin_group);
       auto n = to_number(name);
       job* j = n ? sched_->find(*n) : nullptr;
       // The tasks of an array live in its directory, jobs/J/INDEX, not here.
@@ -265,7 +270,7 @@ std::expected<dir, std::string> sched_tree::walk1(const dir& parent, std::string
       const relay_entry e = relay_[inst_of(parent)];
       if (e.path.empty()) {
         for (const auto& t : root_tab) {
-          if (t.kind == k_nodesdir) return srv9p::dirtab_dir(t, 0, admin, admin);
+          if (t.kind == k_nodesdir) return srv9p::dirtab_dir(t, 0, admin, admin_group);
         }
       }
       std::string up = child_path(e.path, "..");
@@ -273,7 +278,8 @@ std::expected<dir, std::string> sched_tree::walk1(const dir& parent, std::string
       d.qid.type = srv9p::qtdir;
       d.mode = srv9p::dmdir | 0555;
       d.name = up.empty() ? e.node : up.substr(up.rfind('/') + 1);
-      d.uid = d.gid = d.muid = admin;
+      d.uid = d.muid = admin;
+      d.gid = std::string(admin_group);
       return relay_dir(relay_id(e.node, up), std::move(d));
     }
     default:
@@ -286,7 +292,7 @@ std::expected<std::vector<dir>, std::string> sched_tree::list(const dir& d, std:
   std::vector<dir> out;
   switch (kind_of(d)) {
     case k_root:
-      return srv9p::dirtab_list(root_tab, 0, admin, admin);
+      return srv9p::dirtab_list(root_tab, 0, admin, admin_group);
     case k_usersdir:
       for (const auto& u : sched_->users()) {
         auto c = walk1(d, u, uname);
@@ -301,7 +307,7 @@ std::expected<std::vector<dir>, std::string> sched_tree::list(const dir& d, std:
       }
       return out;
     case k_jobsdir:
-      out.push_back(srv9p::dirtab_dir(clone_entry, 0, admin, admin));
+      out.push_back(srv9p::dirtab_dir(clone_entry, 0, admin, admin_group));
       for (const auto& [id, j] : sched_->jobs()) {
         if (j->rec.array == 0) out.push_back(job_file(k_jdir, *j));
       }
@@ -346,6 +352,16 @@ std::expected<dir, std::string> sched_tree::stat1(const dir& f) {
     }
     case k_disk:
       return disk_dir(inst_of(f));
+    case k_relay: {
+      // Below nodes/NAME the node judges: every relayed request is made under the user's
+      // own attach, and the dirs the relay walked through are made up (only the last one
+      // is the node's stat). So the framework's own checks (open, create, the parent's
+      // write for remove) let everything through to the node; Tstat is relayed, so
+      // clients see the node's modes.
+      dir d = f;
+      d.mode |= 0777;
+      return d;
+    }
     default:
       return f;
   }
@@ -417,7 +433,8 @@ void sched_tree::walk(request r) {
                d.qid = qids[k];
                d.name = full[k];
                d.mode = (qids[k].type & srv9p::qtdir) ? (srv9p::dmdir | 0555) : 0444;
-               d.uid = d.gid = d.muid = sched_->admin();
+               d.uid = d.muid = sched_->admin();
+               d.gid = std::string(admin_group);
                if (k + 1 == full.size() && rep.size() > 1 && rep[1]) {
                  d = std::get<srv9p::rstat>(*rep[1]).stat;
                  d.name = full[k];
@@ -499,17 +516,27 @@ void sched_tree::create(request r) {
   if (!conn) return r.error(fmt::format("node {} is down", e.node));
   const auto& c = r.get<srv9p::tcreate>();
   auto nf = std::make_shared<std::uint32_t>(srv9p::nofid);
+  // The create goes to the fid just walked on the node connection, never to the client's
+  // fid number: that names nothing of ours there, or another user's fid (the connection
+  // is shared by every user).
   n->batch(r.uname(),
            [path = split(e.path), c, nf](node_conn& nc, std::uint32_t root) {
              *nf = nc.client().alloc_fid();
-             return std::vector<srv9p::message>{srv9p::twalk{root, *nf, path}, c, };
+             return std::vector<srv9p::message>{srv9p::twalk{root, *nf, path},
+                                                srv9p::tcreate{*nf, c.name, c.perm, c.mode}};
            },
            [this, r, conn, nf, e, c](node_link::replies rep) {
-             std::vector<srv9p::message> none;
              auto st = std::make_unique<node_open>();
              st->conn = conn;
              st->node = e.node;
-             if (rep.size() == 2 && rep[0]) st->fid = *nf;
+             // The walk made the fid only if it reached the whole path (walk(5)); else the
+             // number goes back to the pool unused.
+             bool walked = rep.size() == 2 && rep[0] && std::get<srv9p::rwalk>(*rep[0]).qids.size() == split(e.path).size();
+             if (walked) {
+               st->fid = *nf;  // clunked by ~node_open
+             } else if (*nf != srv9p::nofid && conn->connected()) {
+               conn->client().release_fid(*nf);
+             }
              for (auto& x : rep) {
                if (!x) return r.error(x.error());
              }
@@ -520,7 +547,7 @@ void sched_tree::create(request r) {
              d.name = c.name;
              d.mode = c.perm;
              d.uid = d.muid = r.uname();
-             d.gid = sched_->admin();
+             d.gid = std::string(admin_group);
              st->relay = relay_id(e.node, path);
              r.fid().aux = std::move(st);
              r.respond_create(relay_dir(relay_id(e.node, path), std::move(d)));
@@ -780,20 +807,40 @@ void sched_tree::relay_write(request r) {
   r.on_flush([conn, ticket] { conn->client().flush(ticket); });
 }
 
-void sched_tree::run_lines(request r, std::vector<std::string> lines, std::size_t next, std::uint64_t job_id) {
-  while (next < lines.size() && lines[next].find_first_not_of(" \t\r") == std::string::npos) ++next;
-  if (next == lines.size()) {
-    return r.respond(srv9p::rwrite{static_cast<std::uint32_t>(r.get<srv9p::twrite>().data.size())});
+// A loop, not a recursion: a line answered at once (most are) goes on to the next in the
+// same loop; a line that waits (exec, for the store) ends this loop, and its answer starts
+// a new one from the io_context. So neither the stack nor the memory grows with the number
+// of lines, and the lines are kept once, in the run.
+void sched_tree::run_lines(std::shared_ptr<line_run> run) {
+  for (;;) {
+    if (run->next == run->lines.size()) {
+      return run->r.respond(srv9p::rwrite{static_cast<std::uint32_t>(run->r.get<srv9p::twrite>().data.size())});
+    }
+    std::string line = std::move(run->lines[run->next++]);
+    // Whether the line's success came while its call was still on this stack.
+    struct step_state {
+      bool in_call = true;
+      bool succeeded = false;
+    };
+    auto step = std::make_shared<step_state>();
+    auto cont = [this, run, step](std::expected<void, std::string> ok) {
+      if (!ok) return run->r.error(ok.error());  // the first error answers the write
+      if (step->in_call) {
+        step->succeeded = true;  // the loop goes on
+        return;
+      }
+      run_lines(run);
+    };
+    if (run->job == 0) {
+      sched_->admin_ctl(std::move(line), run->r.uname(), std::move(cont));
+    } else if (job* j = sched_->find(run->job)) {
+      sched_->job_ctl(*j, std::move(line), run->r.uname(), std::move(cont));
+    } else {
+      return run->r.error("job removed");
+    }
+    step->in_call = false;
+    if (!step->succeeded) return;  // an error was answered, or the line waits
   }
-  auto cont = [this, r, lines, next, job_id](std::expected<void, std::string> ok) mutable {
-    if (!ok) return r.error(ok.error());
-    run_lines(r, std::move(lines), next + 1, job_id);
-  };
-  std::string line = lines[next];
-  if (job_id == 0) return sched_->admin_ctl(std::move(line), r.uname(), std::move(cont));
-  job* j = sched_->find(job_id);
-  if (j == nullptr) return r.error("job removed");
-  sched_->job_ctl(*j, std::move(line), r.uname(), std::move(cont));
 }
 
 void sched_tree::write(request r) {
@@ -806,10 +853,13 @@ void sched_tree::write(request r) {
     case k_jctl: {
       auto* c = dynamic_cast<ctl_open*>(f.aux.get());
       if (c == nullptr) return r.error(err::not_open);
-      const auto& data = r.get<srv9p::twrite>().data;
-      std::vector<std::string> lines = c->lines.feed_write(data);
-      if (c->lines.take_refused() > 0) return r.error(fmt::format("ctl line longer than {} bytes", ctl::line_buffer::max_line));
-      return run_lines(std::move(r), std::move(lines), 0, c->job);
+      // One line after another, each applied before the next is read; the write's answer
+      // is the first error (the lines before it stay applied) or success. A write with a
+      // line over max_line is refused whole.
+      auto lines = c->lines.feed_ctl(r.get<srv9p::twrite>().data);
+      if (!lines) return r.error(lines.error());
+      auto run = std::make_shared<line_run>(line_run{r, std::move(*lines), 0, c->job});
+      return run_lines(std::move(run));
     }
     default:
       return r.error(err::perm);

@@ -44,6 +44,9 @@ class sched_tree : public srv9p::tree {
                                                std::string_view uname) override;
   std::expected<std::vector<srv9p::dir>, std::string> list(const srv9p::dir& d, std::string_view uname) override;
   std::expected<srv9p::dir, std::string> stat1(const srv9p::dir& f) override;
+  // The group admin_group has every admin as a member (scheduler::is_admin: --admin users,
+  // the daemon's user, root); any other group only the user of its name.
+  bool in_group(std::string_view uname, std::string_view gid) const override;
   void walk(srv9p::request r) override;
   void open(srv9p::request r) override;
   void create(srv9p::request r) override;
@@ -75,9 +78,16 @@ class sched_tree : public srv9p::tree {
   void relay_read(srv9p::request r);
   void relay_write(srv9p::request r);
   void relay_open(srv9p::request r, const relay_entry& e);
+  // The lines of one ctl write, applied one after another.
+  struct line_run {
+    srv9p::request r;
+    std::vector<std::string> lines;
+    std::size_t next = 0;
+    std::uint64_t job = 0;  // 0 for /ctl
+  };
   // Feeds ctl lines one after another (each may wait for the store), answering the
-  // write after the last or at the first error.
-  void run_lines(srv9p::request r, std::vector<std::string> lines, std::size_t next, std::uint64_t job_id);
+  // write after the last or at the first error. Iterates; see tree.cpp.
+  void run_lines(std::shared_ptr<line_run> run);
 
   scheduler* sched_ = nullptr;
   srv9p::event_log events_;

@@ -31,8 +31,10 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >build/demo-confi
 cmake --build build -j "${JOBS:-2}" --target galaxy galaxy-node galaxy-sched
 g=$PWD/build/galaxy
 
-# The demo's cluster: a state directory and a mount point of its own. Tasks run as
-# nobody when we are root, so the directory must be searchable by others.
+# The demo's cluster: a state directory and a mount point of its own. As root, other
+# users' tasks (and root's, where the nodes run them as nobody) must reach their spools
+# under it, so the directory must be searchable by others; galaxy up makes the state
+# directory itself private (0700) for an ordinary user, with the sockets in it.
 tmp=$(mktemp -d /tmp/galaxy-demo.XXXXXX)
 chmod 0755 "$tmp"
 state=$tmp/state mnt=$tmp/galaxy

@@ -10,6 +10,7 @@
 // so a failing test leaves no daemon behind.
 #include <fcntl.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -369,6 +370,79 @@ inline std::expected<daemon_handle, std::string> start_daemon(std::vector<std::s
   }
   return d;
 }
+
+// ---- Local users ------------------------------------------------------------------------
+
+// A real local user for a test, made with useradd (needs root; CI runs as root) under a
+// unique name (prefix, the test's pid and a count) and removed with userdel when the
+// object goes. No home directory is made; the shell is nologin, and as() runs programs as
+// the user directly.
+class local_user {
+ public:
+  static std::expected<local_user, std::string> make(std::string_view prefix) {
+    static int count = 0;
+    local_user u;
+    u.name_ = "gx" + std::string(prefix) + std::to_string(::getpid()) + "x" + std::to_string(count++);
+    if (u.name_.size() > 31) return std::unexpected("user name too long: " + u.name_);
+    auto r = run_quiet({"/usr/sbin/useradd", "-M", "-s", "/usr/sbin/nologin", u.name_});
+    if (r != 0) return std::unexpected("useradd " + u.name_ + " failed (status " + std::to_string(r) + ")");
+    u.made_ = true;
+    struct passwd* pw = ::getpwnam(u.name_.c_str());
+    if (pw == nullptr) return std::unexpected("useradd made no passwd entry for " + u.name_);
+    u.uid_ = pw->pw_uid;
+    u.gid_ = pw->pw_gid;
+    return u;
+  }
+  local_user() = default;
+  local_user(local_user&& o) noexcept { *this = std::move(o); }
+  local_user& operator=(local_user&& o) noexcept {
+    std::swap(name_, o.name_);
+    std::swap(uid_, o.uid_);
+    std::swap(gid_, o.gid_);
+    std::swap(made_, o.made_);
+    return *this;
+  }
+  ~local_user() {
+    if (made_) run_quiet({"/usr/sbin/userdel", name_});
+  }
+
+  const std::string& name() const { return name_; }
+  uid_t uid() const { return uid_; }
+  gid_t gid() const { return gid_; }
+  // argv, run as this user (setpriv: real and effective ids, and the user's groups).
+  std::vector<std::string> as(const std::vector<std::string>& argv) const {
+    std::vector<std::string> full{"/usr/bin/setpriv", "--reuid=" + std::to_string(uid_),
+                                  "--regid=" + std::to_string(gid_), "--init-groups"};
+    full.insert(full.end(), argv.begin(), argv.end());
+    return full;
+  }
+
+ private:
+  // Runs argv with its output discarded; its exit status.
+  static int run_quiet(const std::vector<std::string>& argv) {
+    std::vector<char*> cargv;
+    for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+    cargv.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    pid_t pid = -1;
+    int rc = ::posix_spawn(&pid, cargv[0], &fa, nullptr, cargv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) return -1;
+    int st = 0;
+    while (::waitpid(pid, &st, 0) < 0) {
+      if (errno != EINTR) return -1;
+    }
+    return detail::decode_status(st);
+  }
+
+  std::string name_;
+  uid_t uid_ = 0;
+  gid_t gid_ = 0;
+  bool made_ = false;
+};
 
 // ---- FUSE -------------------------------------------------------------------------------
 

@@ -67,6 +67,15 @@ TEST(Tokenize, LineBreakInsideIsAnError) {
   EXPECT_EQ(error_of(ctl::tokenize("exec a\rb")), "line break in 'exec a?b'");
 }
 
+TEST(Tokenize, NulIsAnErrorNotACut) {
+  // exec and setenv take C strings: a NUL would cut the argument without a word.
+  using namespace std::string_literals;
+  EXPECT_EQ(error_of(ctl::tokenize("env A=b\0c"s)), "NUL in ctl message");
+  EXPECT_EQ(error_of(ctl::tokenize("exec 'a\0b'"s)), "NUL in ctl message");
+  EXPECT_EQ(error_of(ctl::tokenize("\0"s)), "NUL in ctl message");
+  EXPECT_EQ(error_of(ctl::parse("exec /bin/echo\0rm -rf /"s, ctl::task_verbs)), "NUL in ctl message");
+}
+
 TEST(Tokenize, LongLineErrorIsCut) {
   std::string line = "exec '" + std::string(70000, 'x');
   std::string e = error_of(ctl::tokenize(line));
@@ -298,6 +307,50 @@ TEST(LineBuffer, MaxLineExactly) {
   // Two refused lines in one write count twice.
   EXPECT_EQ(b.feed(line + "a\n" + line + "b\n"), words{});
   EXPECT_EQ(b.take_refused(), 2u);
+}
+
+TEST(LineBuffer, FeedCtlRefusesAWriteWithAnOverlongLineWhole) {
+  ctl::line_buffer b;
+  std::string line(ctl::line_buffer::max_line + 1, 'a');
+  auto r = b.feed_ctl("env A=1\n" + line + "\nenv B=2\n");
+  EXPECT_EQ(error_of(r), "ctl line longer than 65536 bytes");
+  EXPECT_TRUE(b.empty());
+  auto ok = b.feed_ctl("env C=3\n");
+  ASSERT_TRUE(ok.has_value());
+  EXPECT_EQ(*ok, words{"env C=3"});
+  // A 10 MB line written in 1 MiB pieces (msize) is refused in the write where it grew too
+  // long; the buffer never holds more than one line's worth; the next line is fine.
+  std::string piece(1 << 20, 'x');
+  std::size_t errors = 0;
+  for (int i = 0; i < 10; ++i) {
+    auto w = b.feed_ctl(piece);
+    if (!w) {
+      ++errors;
+    } else {
+      EXPECT_TRUE(w->empty());
+    }
+  }
+  EXPECT_EQ(errors, 1u);
+  EXPECT_TRUE(b.empty());
+  auto after = b.feed_ctl("x\nrm\n");
+  ASSERT_TRUE(after.has_value());
+  EXPECT_EQ(*after, words{"rm"});
+}
+
+TEST(LineBuffer, TwentyThousandLinesInOneWrite) {
+  ctl::line_buffer b;
+  std::string data;
+  for (int i = 0; i < 20000; ++i) data += "env K" + std::to_string(i) + "=v\n\n";
+  auto lines = b.feed_ctl(data);
+  ASSERT_TRUE(lines.has_value());
+  ASSERT_EQ(lines->size(), 20000u);  // blank lines are dropped as they complete
+  EXPECT_EQ(lines->front(), "env K0=v");
+  EXPECT_EQ(lines->back(), "env K19999=v");
+  // A megabyte of newlines gives nothing, and keeps nothing.
+  auto none = b.feed_ctl(std::string(1 << 20, '\n'));
+  ASSERT_TRUE(none.has_value());
+  EXPECT_TRUE(none->empty());
+  EXPECT_EQ(none->capacity(), 0u);
 }
 
 TEST(LineBuffer, TakeRestEndsDiscarding) {

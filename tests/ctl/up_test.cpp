@@ -14,11 +14,13 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "fsclient/client.hpp"
 #include "tests/testutil.hpp"
 
 namespace {
@@ -78,6 +80,40 @@ bool eventually(F cond, std::chrono::milliseconds limit = 30s) {
     std::this_thread::sleep_for(10ms);
   }
   return true;
+}
+
+// The TCP sockets in LISTEN state (/proc/net/tcp and tcp6, st 0A) that process pid holds
+// open, as "local_address" strings; empty when it holds none.
+std::vector<std::string> tcp_listeners(pid_t pid) {
+  std::map<std::string, std::string> listening;  // socket inode → local address
+  for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream in(table);
+    std::string line;
+    std::getline(in, line);  // the heading
+    while (std::getline(in, line)) {
+      std::istringstream f(line);
+      std::string sl, local, remote, st, queues, timer, retr, uid, timeout, inode;
+      if (f >> sl >> local >> remote >> st >> queues >> timer >> retr >> uid >> timeout >> inode && st == "0A") {
+        listening[inode] = local;
+      }
+    }
+  }
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it("/proc/" + std::to_string(pid) + "/fd", ec), end; !ec && it != end;
+       it.increment(ec)) {
+    auto target = std::filesystem::read_symlink(it->path(), ec).string();
+    if (target.starts_with("socket:[")) {
+      auto inode = target.substr(8, target.size() - 9);
+      if (auto l = listening.find(inode); l != listening.end()) out.push_back(l->second);
+    }
+  }
+  return out;
+}
+
+// Whether munged answers on libmunge's default socket (then root's up uses TCP).
+bool munged_answers() {
+  return run({"/bin/sh", "-c", "command -v munge >/dev/null && munge -n >/dev/null 2>&1"}).status == 0;
 }
 
 // A temporary directory with a cluster's state and mount point in it.
@@ -378,7 +414,114 @@ TEST_F(UpCluster, RefusedJobLeavesNothingBehind) {
   EXPECT_EQ(job_count(), before);
 }
 
+// Root without munged: every daemon on a Unix socket in a 0700 directory, no TCP
+// listener at all, and another user cannot even connect.
+TEST_F(UpCluster, RootWithoutMungedServesOnUnixSocketsOnly) {
+  if (::getuid() != 0) GTEST_SKIP() << "root's mode; this test runs as uid " << ::getuid();
+  if (munged_answers()) GTEST_SKIP() << "munged runs here: root's cluster may use TCP with MUNGE";
+  EXPECT_NE(up_out_.find("munged is not running"), std::string::npos) << up_out_;
+  EXPECT_NE(up_out_.find("Unix sockets only"), std::string::npos) << up_out_;
+  std::string sock = dirs_->state + "/sock";
+  EXPECT_EQ(addr_, "unix!" + sock + "/sched.sock");
+  auto rec = read_record(dirs_->state);
+  EXPECT_EQ(rec["node1_addr"], "unix!" + sock + "/n1.sock");
+  struct stat st {};
+  ASSERT_EQ(::stat(sock.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  for (auto pid : recorded_pids(rec)) EXPECT_EQ(tcp_listeners(pid), std::vector<std::string>{}) << "pid " << pid;
+  auto r = run({"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", galaxy, "cat", "-a", addr_,
+                "status"});
+  EXPECT_NE(r.status, 0) << r.out;
+  EXPECT_NE(r.err.find("ermission denied"), std::string::npos) << r.err;
+}
+
+// Through root's mount (allow_other, per-user), each local user acts as themself: a job
+// cloned by alice through /galaxy is alice's, bob's is bob's, in the scheduler.
+TEST_F(UpCluster, EachUserClonesJobsAsThemselfThroughTheMount) {
+  if (::getuid() != 0) GTEST_SKIP() << "needs root to make users (CI runs as root)";
+  auto alice = testutil::local_user::make("al");
+  ASSERT_TRUE(alice.has_value()) << alice.error();
+  auto bob = testutil::local_user::make("bo");
+  ASSERT_TRUE(bob.has_value()) << bob.error();
+  auto c = fsclient::client::dial(addr_);
+  ASSERT_TRUE(c.has_value()) << c.error();
+  auto root = (*c)->attach("root");
+  ASSERT_TRUE(root.has_value()) << root.error();
+  for (const auto* u : {&*alice, &*bob}) {
+    auto r = run(u->as({"/bin/cat", mnt_ + "/jobs/clone"}));
+    ASSERT_EQ(r.status, 0) << u->name() << ": " << r.err;
+    std::string id = r.out.substr(0, r.out.find('\n'));
+    auto d = (*c)->stat_path(*root, "jobs/" + id);
+    ASSERT_TRUE(d.has_value()) << d.error();
+    EXPECT_EQ(d->uid, u->name()) << "job " << id;
+    auto shown = run({"/usr/bin/stat", "-c", "%U", mnt_ + "/jobs/" + id});
+    EXPECT_EQ(shown.out, u->name() + "\n");
+  }
+}
+
 // ---- up and down --------------------------------------------------------------------
+
+// An ordinary user's cluster: Unix sockets in their 0700 state directory, no TCP
+// listener; the user's own verbs find it, its tasks run as the user, another user
+// cannot connect, and down stops it all.
+TEST(UpDown, AnOrdinaryUserServesOnUnixSocketsOnly) {
+  if (::getuid() != 0) GTEST_SKIP() << "needs root to make a user to run galaxy up as (CI runs as root)";
+  auto carol = testutil::local_user::make("ca");
+  ASSERT_TRUE(carol.has_value()) << carol.error();
+  testutil::temp_dir t;
+  ::chmod(t.path().c_str(), 0755);
+  std::string home = t.file("home"), xdg = home + "/run", state = xdg + "/galaxy";
+  for (const auto& d : {home, xdg}) {
+    ASSERT_EQ(::mkdir(d.c_str(), 0700), 0);
+    ASSERT_EQ(::chown(d.c_str(), carol->uid(), carol->gid()), 0);
+  }
+  const std::vector<std::string> env{"HOME=" + home, "XDG_RUNTIME_DIR=" + xdg, "USER=" + carol->name(),
+                                     "LOGNAME=" + carol->name(), "GALAXY_ADDR", "LC_ALL=C"};
+  auto as_carol = [&](std::vector<std::string> argv) { return run(carol->as(argv), {}, 60s, env); };
+  struct downer {
+    std::function<void()> f;
+    ~downer() { f(); }
+  } guard{[&] {
+    if (read_record(state).contains("sched_pid")) as_carol({galaxy, "down"});
+    if (is_mounted(home + "/galaxy")) ::umount2((home + "/galaxy").c_str(), MNT_DETACH);
+  }};
+
+  auto up = as_carol({galaxy, "up", "--nodes", "1"});
+  ASSERT_EQ(up.status, 0) << up.out << up.err;
+  EXPECT_NE(up.out.find("Unix sockets only, in " + state + " (mode 0700)"), std::string::npos) << up.out;
+  auto rec = read_record(state);
+  EXPECT_EQ(rec["sched_addr"], "unix!" + state + "/sched.sock");
+  EXPECT_EQ(rec["node1_addr"], "unix!" + state + "/n1.sock");
+  struct stat st {};
+  ASSERT_EQ(::stat(state.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  EXPECT_EQ(st.st_uid, carol->uid());
+  for (const auto& f : {state + "/cluster", state + "/log/sched.log", state + "/log/n1.log"}) {
+    ASSERT_EQ(::stat(f.c_str(), &st), 0) << f;
+    EXPECT_EQ(st.st_mode & 07777, 0600u) << f;
+  }
+  auto pids = recorded_pids(rec);
+  ASSERT_GE(pids.size(), 2u);
+  for (auto pid : pids) {
+    EXPECT_TRUE(running(pid)) << pid;
+    EXPECT_EQ(tcp_listeners(pid), std::vector<std::string>{}) << "pid " << pid;
+  }
+
+  // carol's verbs find the cluster from its record; her task runs as her.
+  auto r = as_carol({galaxy, "run", "-q", "--", "id", "-un"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, carol->name() + "\n");
+  // Anyone else is stopped by the directory before any daemon hears of them.
+  r = run({"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", galaxy, "cat", "-a",
+           rec["sched_addr"], "status"});
+  EXPECT_NE(r.status, 0) << r.out;
+  EXPECT_NE(r.err.find("ermission denied"), std::string::npos) << r.err;
+
+  auto down = as_carol({galaxy, "down"});
+  EXPECT_EQ(down.status, 0) << down.out << down.err;
+  for (auto pid : pids) EXPECT_FALSE(running(pid)) << pid;
+  EXPECT_FALSE(std::filesystem::exists(state + "/cluster"));
+}
 
 TEST(UpDown, DownLeavesNoProcessNoMountAndNoTask) {
   REQUIRE_FUSE();
@@ -497,6 +640,31 @@ TEST(UpDown, BadInputChangesNothing) {
     EXPECT_NE(f.err.find("not a directory"), std::string::npos) << f.err;
     EXPECT_FALSE(std::filesystem::exists(t.file("st2/cluster")));
   }
+  // A state directory others may write in, or one that is not ours: refused, untouched.
+  std::filesystem::create_directory(t.file("open"));
+  ::chmod(t.file("open").c_str(), 0777);
+  auto o = run({galaxy, "up", "--no-mount", "--state", t.file("open"), "--mount", t.file("mnt")});
+  EXPECT_EQ(o.status, 1);
+  EXPECT_NE(o.err.find("lets others write in it"), std::string::npos) << o.err;
+  EXPECT_FALSE(std::filesystem::exists(t.file("open/cluster")));
+  EXPECT_FALSE(std::filesystem::exists(t.file("open/lock")));
+  struct stat ost {};
+  ASSERT_EQ(::stat(t.file("open").c_str(), &ost), 0);
+  EXPECT_EQ(ost.st_mode & 07777, 0777u);
+  if (::getuid() == 0) {
+    std::filesystem::create_directory(t.file("theirs"));
+    ASSERT_EQ(::chown(t.file("theirs").c_str(), 65534, 65534), 0);
+    auto th = run({galaxy, "up", "--no-mount", "--state", t.file("theirs"), "--mount", t.file("mnt")});
+    EXPECT_EQ(th.status, 1);
+    EXPECT_NE(th.err.find("owned by uid 65534"), std::string::npos) << th.err;
+    EXPECT_FALSE(std::filesystem::exists(t.file("theirs/lock")));
+  }
+  // A state path too long for the sockets' names (sun_path): refused before anything is made.
+  std::string longer = t.file(std::string(100, 'x'));
+  auto l = run({galaxy, "up", "--no-mount", "--state", longer, "--mount", t.file("mnt")});
+  EXPECT_EQ(l.status, 1);
+  EXPECT_NE(l.err.find("too long a path"), std::string::npos) << l.err;
+  EXPECT_FALSE(std::filesystem::exists(longer));
   if (::getuid() == 0) {
     // Root's tasks run as nobody: a state directory that others may not search is refused.
     std::filesystem::create_directory(t.file("private"));

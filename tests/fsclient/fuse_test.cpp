@@ -18,6 +18,7 @@
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <tuple>
 
 #include "fsclient/client.hpp"
 #include "fsclient/fuse_bridge.hpp"
@@ -86,6 +87,16 @@ struct mounted {
     std::vector<std::string> argv{ramfs_bin, "--listen", "tcp!127.0.0.1!0"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     auto h = testutil::start_daemon(argv);
+    if (!h) return h.error();
+    server = std::move(*h);
+    dial = server.dials.at(0);
+    return {};
+  }
+
+  // galaxy-ramfs on a Unix socket in the test's directory: its peer is known from the
+  // socket, so a root client may attach as any user there.
+  std::string start_ramfs_unix() {
+    auto h = testutil::start_daemon({ramfs_bin, "--listen", "unix!" + dir.file("ramfs.sock")});
     if (!h) return h.error();
     server = std::move(*h);
     dial = server.dials.at(0);
@@ -463,6 +474,133 @@ TEST(FuseRamfs, OptionsReachTheMount) {
   // Without allow_other, FUSE keeps everyone but the mounting user out.
   ASSERT_EQ(m.mount(), "");
   r = run({"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/bin/cat", m.path("f")});
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("Permission denied"), std::string::npos) << r.err;
+  m.umount_and_check();
+}
+
+// Root's allow_other mount is per-user: each local user acts as themself through it, with
+// the server's permissions for that user, never root's. Two real users (useradd) make,
+// read and refuse files through one mount; a uid with no name gets nothing.
+TEST(FuseRamfs, RootsSharedMountActsAsEachCaller) {
+  REQUIRE_FUSE();
+  if (::getuid() != 0) GTEST_SKIP() << "needs root to make users and to mount for others (CI runs as root)";
+  auto alice = testutil::local_user::make("al");
+  ASSERT_TRUE(alice.has_value()) << alice.error();
+  auto bob = testutil::local_user::make("bo");
+  ASSERT_TRUE(bob.has_value()) << bob.error();
+  mounted m;
+  ASSERT_EQ(m.start_ramfs_unix(), "");
+  // Long caching, so that the kernel answers lookups itself and the bridge, not a fresh
+  // lookup, must find each caller's fids.
+  ASSERT_EQ(m.mount({"-o", "allow_other", "--attr-timeout", "60"}), "");
+  auto as = [](const testutil::local_user& u, const std::string& script) {
+    return run(u.as({"/bin/sh", "-c", script}), {}, 30s, {"LC_ALL=C"});
+  };
+
+  // alice makes a private file and bob a private directory; each is the owner, in the
+  // server and as the mount shows it.
+  auto r = as(*alice, "umask 077; echo secret > " + m.path("a") + " && cat " + m.path("a"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "secret\n");
+  r = as(*bob, "mkdir -m 0700 " + m.path("bobdir") + " && echo mine > " + m.path("bobdir/f") + " && cat " +
+                   m.path("bobdir/f"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "mine\n");
+  // Checked natively, attached as the owner (the server has no superuser to look into
+  // bob's 0700 directory; root may attach as anyone on a Unix socket).
+  auto c = fsclient::client::dial(m.dial);
+  ASSERT_TRUE(c.has_value()) << c.error();
+  for (const auto& [path, owner, mode] : {std::tuple{"a", alice->name(), 0600u}, std::tuple{"bobdir", bob->name(), 0700u},
+                                          std::tuple{"bobdir/f", bob->name(), 0600u}}) {
+    auto root = (*c)->attach(owner);
+    ASSERT_TRUE(root.has_value()) << root.error();
+    auto d = (*c)->stat_path(*root, path);
+    ASSERT_TRUE(d.has_value()) << path << ": " << d.error();
+    EXPECT_EQ(d->uid, owner) << path;
+    EXPECT_EQ(d->mode & 0777, mode) << path;
+  }
+  EXPECT_EQ(sh("stat -c '%U %a' " + m.path("a") + " " + m.path("bobdir")),
+            alice->name() + " 600\n" + bob->name() + " 700\n");
+
+  // Neither reads the other's: the kernel has both nodes cached from their owners'
+  // lookups, so the refusal is the server's, for the caller's own walk and open.
+  r = as(*bob, "cat " + m.path("a"));
+  EXPECT_NE(r.status, 0) << r.out;
+  EXPECT_NE(r.err.find("Permission denied"), std::string::npos) << r.err;
+  r = as(*alice, "cat " + m.path("bobdir/f"));
+  EXPECT_NE(r.status, 0) << r.out;
+  EXPECT_NE(r.err.find("Permission denied"), std::string::npos) << r.err;
+  r = as(*alice, "ls " + m.path("bobdir"));
+  EXPECT_NE(r.status, 0) << r.out;
+  EXPECT_NE(r.err.find("Permission denied"), std::string::npos) << r.err;
+  // bob cannot write into alice's file either, and it is unchanged.
+  r = as(*bob, "echo bob >> " + m.path("a"));
+  EXPECT_NE(r.status, 0);
+  EXPECT_EQ(as(*alice, "cat " + m.path("a")).out, "secret\n");
+  // A rename through the mount: a user who never used the nodes reaches them by the new
+  // name (the kernel still has them cached: the bridge walks their paths, which follow).
+  r = as(*alice, "mkdir " + m.path("pub") + " && echo shared > " + m.path("pub/g") + " && mv " + m.path("pub") +
+                     " " + m.path("pub2"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = as(*bob, "cat " + m.path("pub2/g"));
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "shared\n");
+
+  // A uid with no user name here is refused outright.
+  uid_t nameless = 54321;
+  while (::getpwuid(nameless) != nullptr) nameless++;
+  r = run({"/usr/bin/setpriv", "--reuid=" + std::to_string(nameless), "--regid=" + std::to_string(nameless),
+           "--clear-groups", "/bin/ls", m.mp},
+          {}, 30s, {"LC_ALL=C"});
+  EXPECT_NE(r.status, 0) << r.out;
+  EXPECT_NE(r.err.find("Permission denied"), std::string::npos) << r.err;
+  m.umount_and_check();
+}
+
+// By default a per-user mount lets the kernel cache nothing: a lookup and a stat that
+// alice has just made are not answered from the cache for bob, who may not search her
+// directory.
+TEST(FuseRamfs, RootsSharedMountCachesNothingAcrossUsers) {
+  REQUIRE_FUSE();
+  if (::getuid() != 0) GTEST_SKIP() << "needs root to make users and to mount for others (CI runs as root)";
+  auto alice = testutil::local_user::make("al");
+  ASSERT_TRUE(alice.has_value()) << alice.error();
+  auto bob = testutil::local_user::make("bo");
+  ASSERT_TRUE(bob.has_value()) << bob.error();
+  mounted m;
+  ASSERT_EQ(m.start_ramfs_unix(), "");
+  ASSERT_EQ(m.mount({"-o", "allow_other"}), "");
+  std::string f = m.path("adir/x");
+  auto r = run(alice->as({"/bin/sh", "-c", "mkdir -m 0700 " + m.path("adir") + " && echo x > " + f + " && stat -c %s " + f}),
+               {}, 30s, {"LC_ALL=C"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "2\n");
+  r = run(bob->as({"/usr/bin/stat", "-c", "%s", f}), {}, 30s, {"LC_ALL=C"});
+  EXPECT_NE(r.status, 0) << r.out;
+  EXPECT_NE(r.err.find("Permission denied"), std::string::npos) << r.err;
+  m.umount_and_check();
+}
+
+// A mount by root without allow_other stays one user's: nobody else gets in at all.
+TEST(FuseRamfs, RootsOwnMountIsNotPerUser) {
+  REQUIRE_FUSE();
+  if (::getuid() != 0) GTEST_SKIP() << "needs root to make users (CI runs as root)";
+  auto alice = testutil::local_user::make("al");
+  ASSERT_TRUE(alice.has_value()) << alice.error();
+  mounted m;
+  ASSERT_EQ(m.start_ramfs_unix(), "");
+  ASSERT_EQ(m.mount(), "");
+  sh("echo hi > " + m.path("f"));
+  auto c = fsclient::client::dial(m.dial);
+  ASSERT_TRUE(c.has_value()) << c.error();
+  auto root = (*c)->attach("root");
+  ASSERT_TRUE(root.has_value());
+  auto d = (*c)->stat_path(*root, "f");
+  ASSERT_TRUE(d.has_value()) << d.error();
+  EXPECT_EQ(d->uid, "root");
+  EXPECT_EQ(sh("stat -c %u " + m.path("f")), "0\n");
+  auto r = run(alice->as({"/bin/cat", m.path("f")}), {}, 30s, {"LC_ALL=C"});
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("Permission denied"), std::string::npos) << r.err;
   m.umount_and_check();

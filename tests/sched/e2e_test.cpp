@@ -37,9 +37,11 @@ struct cluster {
   std::vector<std::string> sched_extra;
 
   std::string start_node(int i) {
+    // The tests' users (alice, bob, ...) are not users of this machine: their tasks run as
+    // nobody (galaxy-node(8), --unknown-user).
     auto h = testutil::start_daemon({node_binary, "--listen", "tcp!127.0.0.1!0", "--spool",
                                      dir.file("n" + std::to_string(i)), "--name", "n" + std::to_string(i), "--cpus",
-                                     "2"});
+                                     "2", "--unknown-user", "nobody"});
     if (!h) return h.error();
     if (nodes.size() <= static_cast<std::size_t>(i - 1)) {
       nodes.resize(static_cast<std::size_t>(i));
@@ -664,3 +666,325 @@ TEST(SchedE2E, ACutOffNodeThatReturnsHasItsLostTasksKilled) {
 }
 
 }  // namespace
+
+// ---- Issue 12: the relay's creates, bounded ctl input, owners and admins, state on disk --
+
+// The daemon's resident memory in KiB (/proc/PID/status VmRSS), or -1.
+long rss_kib(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.starts_with("VmRSS:")) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+// The names in a node's directory, read from the node itself (not through the relay).
+std::set<std::string> node_names(fsclient::client& node, std::uint32_t root, const std::string& path) {
+  std::set<std::string> out;
+  auto l = node.list_dir(root, path);
+  EXPECT_TRUE(l.has_value()) << path << ": " << (l ? "" : l.error());
+  if (l) {
+    for (const auto& d : *l) out.insert(d.name);
+  }
+  return out;
+}
+
+TEST(SchedE2E, RelayedCreateOfAFileAndADirectoryBelowIn) {
+  START(c);
+  std::string t = trim(c.read("nodes/n1/task/clone"));
+  ASSERT_FALSE(t.empty());
+  std::string in = "nodes/n1/task/" + t + "/in";
+  auto dir = c.c->walk(c.root, in);
+  ASSERT_TRUE(dir.has_value()) << dir.error();
+  auto created = c.c->create(*dir, "data.txt", 0640, srv9p::owrite);
+  ASSERT_TRUE(created.has_value()) << created.error();
+  ASSERT_TRUE(c.c->write(*dir, 0, "hello\n").has_value());  // the created fid is open for writing
+  ASSERT_TRUE(c.c->clunk(*dir).has_value());
+  auto dir2 = c.c->walk(c.root, in);
+  ASSERT_TRUE(dir2.has_value());
+  auto sub = c.c->create(*dir2, "sub", srv9p::dmdir | 0750, srv9p::oread);
+  ASSERT_TRUE(sub.has_value()) << sub.error();
+  EXPECT_TRUE(sub->qid.type & srv9p::qtdir);
+  ASSERT_TRUE(c.c->clunk(*dir2).has_value());
+  auto dir3 = c.c->walk(c.root, in + "/sub");
+  ASSERT_TRUE(dir3.has_value()) << dir3.error();
+  ASSERT_TRUE(c.c->create(*dir3, "x", 0640, srv9p::owrite).has_value());
+  ASSERT_TRUE(c.c->write(*dir3, 0, "deep\n").has_value());
+  ASSERT_TRUE(c.c->clunk(*dir3).has_value());
+  // The task sees both in its working directory.
+  ASSERT_TRUE(c.write("nodes/n1/task/" + t + "/ctl", "exec cat data.txt sub/x\n").has_value());
+  EXPECT_EQ(c.read("nodes/n1/task/" + t + "/wait"), "exit 0\n");
+  EXPECT_EQ(c.read("nodes/n1/task/" + t + "/stdout"), "hello\ndeep\n");
+}
+
+TEST(SchedE2E, RelayedCreatesRemovesAndWstatsOfTwoUsersLandOnTheirOwnFids) {
+  START(c);
+  auto node = fsclient::client::dial(c.node_dials[0]);
+  ASSERT_TRUE(node.has_value()) << node.error();
+  auto node_root = (*node)->attach("root");
+  ASSERT_TRUE(node_root.has_value());
+  struct user {
+    std::string name;
+    std::unique_ptr<fsclient::client> cl;
+    std::uint32_t root = 0;
+    std::string task;
+  };
+  std::vector<user> users(2);
+  users[0].name = "alice";
+  users[1].name = "bob";
+  for (auto& u : users) {
+    auto cl = fsclient::client::dial(c.sched.dials.at(0));
+    ASSERT_TRUE(cl.has_value()) << cl.error();
+    u.cl = std::move(*cl);
+    auto r = u.cl->attach(u.name);
+    ASSERT_TRUE(r.has_value()) << r.error();
+    u.root = *r;
+    auto t = u.cl->read_file(u.root, "nodes/n1/task/clone");
+    ASSERT_TRUE(t.has_value()) << t.error();
+    u.task = trim(*t);
+  }
+  constexpr int files = 40;
+  // Both users at once, each on its own connection to the scheduler: create files in their
+  // own task's in/, write them, wstat every fourth (a truncate), remove every other one.
+  auto work = [&](user& u) {
+    std::string in = "nodes/n1/task/" + u.task + "/in";
+    std::string errors;
+    for (int i = 0; i < files; ++i) {
+      std::string name = u.name + "-" + std::to_string(i);
+      auto d = u.cl->walk(u.root, in);
+      if (!d) return errors + "walk: " + d.error();
+      auto cr = u.cl->create(*d, name, 0640, srv9p::owrite);
+      if (!cr) return errors + "create " + name + ": " + cr.error();
+      auto w = u.cl->write(*d, 0, u.name + "\n");
+      if (!w) errors += "write " + name + ": " + w.error() + "; ";
+      if (w && *w != u.name.size() + 1) errors += "short write; ";
+      (void)u.cl->clunk(*d);
+    }
+    for (int i = 0; i < files; i += 4) {
+      auto f = u.cl->walk(u.root, in + "/" + u.name + "-" + std::to_string(i));
+      if (!f) return errors + "walk: " + f.error();
+      srv9p::dir d = srv9p::dont_touch_dir();
+      d.length = 0;
+      if (auto ok = u.cl->wstat(*f, d); !ok) errors += "wstat: " + ok.error() + "; ";
+      (void)u.cl->clunk(*f);
+    }
+    for (int i = 1; i < files; i += 2) {
+      auto f = u.cl->walk(u.root, in + "/" + u.name + "-" + std::to_string(i));
+      if (!f) return errors + "walk: " + f.error();
+      if (auto ok = u.cl->remove(*f); !ok) errors += "remove: " + ok.error() + "; ";
+    }
+    return errors;
+  };
+  auto a = std::async(std::launch::async, work, std::ref(users[0]));
+  auto b = std::async(std::launch::async, work, std::ref(users[1]));
+  EXPECT_EQ(a.get(), "");
+  EXPECT_EQ(b.get(), "");
+  // On the node, each user's files are in that user's task and nowhere else, with the
+  // right contents: every create, wstat and remove went to that user's own fid.
+  for (const auto& u : users) {
+    std::set<std::string> want;
+    for (int i = 0; i < files; i += 2) want.insert(u.name + "-" + std::to_string(i));
+    std::string in = "task/" + u.task + "/in";
+    EXPECT_EQ(node_names(**node, *node_root, in), want) << u.name;
+    for (int i = 0; i < files; i += 2) {
+      auto text = (*node)->read_file(*node_root, in + "/" + u.name + "-" + std::to_string(i));
+      ASSERT_TRUE(text.has_value()) << text.error();
+      // galaxy-node takes a truncating wstat (shells open ctl files with O_TRUNC) and
+      // does nothing with it (tree::wstat), so the text stays.
+      EXPECT_EQ(*text, u.name + "\n") << u.name << " " << i;
+    }
+  }
+  // Nor can one create, truncate or remove in the other's task (the node checks the
+  // user's own attach).
+  auto d = users[1].cl->walk(users[1].root, "nodes/n1/task/" + users[0].task + "/in");
+  if (d) {
+    auto cr = users[1].cl->create(*d, "intruder", 0640, srv9p::owrite);
+    EXPECT_FALSE(cr.has_value());
+    if (!cr) (void)users[1].cl->clunk(*d);
+  }
+  auto g = users[1].cl->walk(users[1].root, "nodes/n1/task/" + users[0].task + "/in/alice-0");
+  if (g) {
+    srv9p::dir d0 = srv9p::dont_touch_dir();
+    d0.length = 0;
+    auto ws = users[1].cl->wstat(*g, d0);
+    ASSERT_FALSE(ws.has_value());
+    EXPECT_EQ(ws.error(), srv9p::err::perm);
+    (void)users[1].cl->clunk(*g);
+  }
+  auto f = users[1].cl->walk(users[1].root, "nodes/n1/task/" + users[0].task + "/in/alice-0");
+  if (f) {
+    EXPECT_FALSE(users[1].cl->remove(*f).has_value());
+  }
+  EXPECT_EQ(node_names(**node, *node_root, "task/" + users[0].task + "/in").count("intruder"), 0u);
+  EXPECT_EQ(node_names(**node, *node_root, "task/" + users[0].task + "/in").count("alice-0"), 1u);
+}
+
+TEST(SchedE2E, TwentyThousandCtlLinesInOneWriteInBoundedMemory) {
+  START(c);
+  ASSERT_GT(c.c->iounit(), 300000u);  // each write below is one 9P write
+  auto j = trim(c.read("jobs/clone"));
+  std::string ctl = "jobs/" + j + "/ctl";
+  // 20 000 lines that are each accepted: every one is applied, in order.
+  std::string lines;
+  for (int i = 0; i < 20000; ++i) lines += "priority " + std::to_string(i % 7) + "\n";
+  auto ok = c.write(ctl, lines);
+  ASSERT_TRUE(ok.has_value()) << ok.error();
+  auto spec = c.read(ctl);
+  EXPECT_TRUE(spec.ends_with("priority 4\npriority 5\npriority 6\npriority 0\n")) << spec.substr(spec.size() - 60);
+  EXPECT_EQ(std::count(spec.begin(), spec.end(), '\n'), 20000);
+  // 20 000 env lines: the first 1024 variables are taken, the next line is the write's
+  // answer, and nothing after it is applied.
+  auto k = trim(c.read("jobs/clone"));
+  lines.clear();
+  for (int i = 0; i < 20000; ++i) lines += "env K" + std::to_string(i) + "=v\n";
+  ok = c.write("jobs/" + k + "/ctl", lines);
+  ASSERT_FALSE(ok.has_value());
+  EXPECT_EQ(ok.error(), "job " + k + ": more than 1024 env variables");
+  spec = c.read("jobs/" + k + "/ctl");
+  EXPECT_TRUE(spec.ends_with("env K1023=v\n")) << spec.substr(spec.size() - 40);
+  EXPECT_EQ(std::count(spec.begin(), spec.end(), '\n'), 1024);
+  // The same on /ctl, each line answered at once.
+  lines.clear();
+  for (int i = 0; i < 20000; ++i) lines += i % 2 ? "policy spread\n" : "policy binpack\n";
+  ok = c.write("ctl", lines);
+  ASSERT_TRUE(ok.has_value()) << ok.error();
+  EXPECT_NE(c.read("status").find("policy=spread"), std::string::npos);
+  // Alive, serving, and small.
+  EXPECT_TRUE(c.sched.proc.running());
+  long rss = rss_kib(c.sched.proc.pid());
+  EXPECT_GT(rss, 0);
+  EXPECT_LT(rss, 200 * 1024) << "VmRSS " << rss << " KiB";
+  auto done = c.job({"exec echo still here"});
+  EXPECT_EQ(c.read("jobs/" + done + "/wait"), "exit 0\n");
+  // The spec as a whole is bounded too.
+  auto m = trim(c.read("jobs/clone"));
+  std::string name(60000, 'n');
+  std::string err;
+  for (int i = 0; i < 6 && err.empty(); ++i) {
+    auto r = c.write("jobs/" + m + "/ctl", "name " + name + "\n");
+    if (!r) err = r.error();
+  }
+  EXPECT_EQ(err, "job " + m + ": spec longer than 262144 bytes");
+}
+
+TEST(SchedE2E, ATenMegabyteLineAndANulArgumentAreErrors) {
+  START(c);
+  auto j = trim(c.read("jobs/clone"));
+  std::string ctl = "jobs/" + j + "/ctl";
+  auto r = c.write(ctl, "env A=" + std::string(10 << 20, 'x') + "\n");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error(), "ctl line longer than 65536 bytes");
+  r = c.write(ctl, std::string("env A=b\0c\n", 10));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error(), "NUL in ctl message");
+  r = c.write(ctl, std::string("exec /bin/echo 'a\0b'\n", 21));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error(), "NUL in ctl message");
+  EXPECT_EQ(c.read(ctl), "");  // nothing was taken
+  EXPECT_EQ(c.status_field(j, "state"), "new");
+  ASSERT_TRUE(c.write(ctl, "exec echo fine\n").has_value());
+  EXPECT_EQ(c.read("jobs/" + j + "/wait"), "exit 0\n");
+  EXPECT_TRUE(c.sched.proc.running());
+}
+
+TEST(SchedE2E, OnlyTheOwnerAndTheAdminsReadAJobOrKillIt) {
+  cluster c;
+  c.sched_extra = {"--admin", "carol", "--admin", "dave"};
+  ASSERT_EQ(c.start(), "");
+  auto as = [&](const std::string& who) {
+    auto r = c.c->attach(who);
+    EXPECT_TRUE(r.has_value()) << who;
+    return r.value_or(0);
+  };
+  std::uint32_t alice = as("alice"), bob = as("bob"), carol = as("carol"), dave = as("dave");
+  auto j = trim(c.c->read_file(alice, "jobs/clone").value_or(""));
+  ASSERT_FALSE(j.empty());
+  ASSERT_TRUE(c.c->write_file(alice, "jobs/" + j + "/ctl", "env SECRET=s3cr3t\n").has_value());
+  ASSERT_TRUE(c.c->write_file(alice, "jobs/" + j + "/ctl", "exec sh -c 'echo out; echo f > $GALAXY_OUT/f; exec sleep 30'\n").has_value());
+  c.wait_state(j, "running");
+  std::string dir = "jobs/" + j + "/";
+  // bob: neither the spec (its env), nor the output, nor out/; no kill, no /ctl.
+  for (const char* f : {"ctl", "stdout", "stderr", "out/f"}) {
+    auto r = c.c->read_file(bob, dir + f);
+    EXPECT_FALSE(r.has_value()) << f << ": " << r.value_or("");
+  }
+  auto w = c.c->write_file(bob, dir + "ctl", "kill\n");
+  ASSERT_FALSE(w.has_value());
+  EXPECT_EQ(w.error(), srv9p::err::perm);
+  for (const char* line : {"drain n1\n", "priority " , "quota bob cpu=100\n"}) {
+    std::string l = line;
+    if (l == "priority ") l += j + " 5\n";
+    auto r = c.c->write_file(bob, "ctl", l);
+    ASSERT_FALSE(r.has_value()) << l;
+    EXPECT_EQ(r.error(), srv9p::err::perm);
+  }
+  EXPECT_FALSE(c.c->read_file(bob, "ctl").has_value());  // the nodes' dial strings
+  // What squeue would show is everyone's.
+  EXPECT_NE(c.c->read_file(bob, dir + "status").value_or("").find("owner=alice "), std::string::npos);
+  EXPECT_TRUE(c.c->read_file(bob, "queue").has_value());
+  EXPECT_EQ(c.status_field(j, "state"), "running");
+  // The owner and every admin may read; an admin kills it.
+  EXPECT_NE(c.c->read_file(alice, dir + "ctl").value_or("").find("SECRET"), std::string::npos);
+  EXPECT_NE(c.c->read_file(carol, dir + "ctl").value_or("").find("SECRET"), std::string::npos);
+  // (One read: the whole file would block until the job ends.)
+  auto out = c.c->walk(dave, dir + "stdout");
+  ASSERT_TRUE(out.has_value()) << out.error();
+  ASSERT_TRUE(c.c->open(*out, srv9p::oread).has_value());
+  EXPECT_EQ(c.c->read(*out, 0, 100).value_or("<none>"), "out\n");
+  (void)c.c->clunk(*out);
+  auto rootst = c.c->read_file(c.root, "ctl");
+  EXPECT_TRUE(rootst.has_value());
+  auto admin_ctl = c.c->write_file(dave, "ctl", "policy binpack\n");
+  ASSERT_TRUE(admin_ctl.has_value()) << admin_ctl.error();
+  auto carol_kill = c.c->write_file(carol, dir + "ctl", "kill\n");
+  ASSERT_TRUE(carol_kill.has_value()) << carol_kill.error() << " " << c.read(dir + "status");
+  EXPECT_EQ(c.read(dir + "wait"), "signal 9\n");
+  EXPECT_EQ(c.c->read_file(carol, dir + "out/f").value_or(""), "f\n");
+  EXPECT_FALSE(c.c->read_file(bob, dir + "out/f").has_value());
+  // root is an admin without being named.
+  auto k = trim(c.c->read_file(alice, "jobs/clone").value_or(""));
+  ASSERT_TRUE(c.c->write_file(alice, "jobs/" + k + "/ctl", "exec sleep 30\n").has_value());
+  auto bob_kill = c.c->write_file(bob, "jobs/" + k + "/ctl", "kill\n");
+  ASSERT_FALSE(bob_kill.has_value());
+  EXPECT_EQ(bob_kill.error(), srv9p::err::perm);
+  ASSERT_TRUE(c.c->write_file(c.root, "jobs/" + k + "/ctl", "kill\n").has_value());
+  c.wait_state(k, "killed");
+  EXPECT_EQ(c.status_field(k, "state"), "killed");
+}
+
+TEST(SchedE2E, StateAndResultsAreTheDaemonsAlone) {
+  START(c);
+  auto j = c.job({"exec sh -c 'echo out; echo err >&2; mkdir $GALAXY_OUT/d; echo x > $GALAXY_OUT/d/x; echo y > $GALAXY_OUT/y'"});
+  EXPECT_EQ(c.read("jobs/" + j + "/wait"), "exit 0\n");
+  c.wait_state(j, "done");
+  EXPECT_EQ(c.read("jobs/" + j + "/out/d/x"), "x\n");
+  auto mode = [&](const std::string& rel) -> int {
+    struct ::stat st{};
+    if (::lstat(c.dir.file("state/" + rel).c_str(), &st) != 0) return -1;
+    return static_cast<int>(st.st_mode & 07777);
+  };
+  EXPECT_EQ(mode(""), 0700);
+  EXPECT_EQ(mode("jobs"), 0700);
+  EXPECT_EQ(mode("jobs/" + j), 0700);
+  EXPECT_EQ(mode("jobs/" + j + "/stdout"), 0600);
+  EXPECT_EQ(mode("jobs/" + j + "/stderr"), 0600);
+  EXPECT_EQ(mode("jobs/" + j + "/out"), 0700);
+  EXPECT_EQ(mode("jobs/" + j + "/out/d"), 0700);
+  EXPECT_EQ(mode("jobs/" + j + "/out/d/x"), 0600);
+  EXPECT_EQ(mode("jobs/" + j + "/out/y"), 0600);
+  EXPECT_EQ(mode("sched.db"), 0600);
+  EXPECT_EQ(mode("lock"), 0600);
+  for (const char* f : {"sched.db-wal", "sched.db-shm"}) {
+    int m = mode(f);
+    if (m != -1) {
+      EXPECT_EQ(m, 0600) << f;
+    }
+  }
+  // A small result (the one-batch path) is private too.
+  auto k = c.job({"exec echo small"});
+  EXPECT_EQ(c.read("jobs/" + k + "/wait"), "exit 0\n");
+  c.wait_state(k, "done");
+  EXPECT_EQ(mode("jobs/" + k), 0700);
+  EXPECT_EQ(mode("jobs/" + k + "/stdout"), 0600);
+}
