@@ -36,6 +36,7 @@
 #include <optional>
 #include <thread>
 
+#include "srv9p/auth.hpp"
 #include "srv9p/dial.hpp"
 #include "srv9p/errors.hpp"
 
@@ -174,7 +175,8 @@ struct client::impl {
   std::vector<std::uint32_t> free_fids;
   std::uint32_t next_fid = 0;
 
-  std::function<result<std::string>()> credential;  // options::credential
+  std::function<result<std::string>(std::string_view)> credential;  // options::credential
+  std::string binding;  // srv9p::socket_binding(fd, peer), for credential
   std::atomic<bool> server_auth{false};             // a Tauth was accepted
 
   std::thread reader;
@@ -562,6 +564,11 @@ result<std::unique_ptr<client>> client::dial(std::string_view addr, options opts
   auto im = std::make_unique<impl>();
   im->fd = *fd;
   im->credential = std::move(opts.credential);
+  if (im->credential) {
+    auto b = srv9p::socket_binding(im->fd, true);
+    if (!b) return std::unexpected("dial " + std::string(addr) + ": " + b.error());
+    im->binding = std::move(*b);
+  }
   auto v = im->negotiate(std::max(opts.msize, min_msize), opts.version_timeout_ms);
   if (!v) return std::unexpected(v.error());
   impl* raw = im.get();
@@ -682,7 +689,11 @@ void client::release_fid(std::uint32_t f) {
 
 bool client::server_authenticates() const { return impl_->server_auth.load(); }
 
-const std::function<result<std::string>()>& client::credential() const { return impl_->credential; }
+const std::function<result<std::string>(std::string_view)>& client::credential() const {
+  return impl_->credential;
+}
+
+const std::string& client::binding() const { return impl_->binding; }
 
 result<std::uint32_t> client::attach(std::string_view uname, std::string_view aname) {
   auto f = alloc_fid();
@@ -692,7 +703,7 @@ result<std::uint32_t> client::attach(std::string_view uname, std::string_view an
     auto a = expect<srv9p::rauth>(rpc(srv9p::tauth{af, std::string(uname), std::string(aname)}));
     if (a) {
       impl_->server_auth = true;
-      auto cred = impl_->credential();
+      auto cred = impl_->credential(impl_->binding);
       if (!cred) {
         (void)clunk(af);
         release_fid(f);

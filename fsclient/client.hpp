@@ -33,9 +33,11 @@ class client {
     // How long dial() waits for the answer to Tversion (a peer that accepts but does not
     // speak 9P must not hang the caller), milliseconds.
     std::uint32_t version_timeout_ms = 10000;
-    // Makes a fresh credential for each attach (srv9p::credential_source gives a MUNGE
-    // one; fsclient itself links no libmunge). Empty: attach never sends Tauth.
-    std::function<result<std::string>()> credential;
+    // Makes a fresh credential for each attach, bound to its argument: the server
+    // endpoint this connection reached, as binding() gives it (srv9p::credential_source
+    // gives a MUNGE one; fsclient itself links no libmunge). Empty: attach never sends
+    // Tauth.
+    std::function<result<std::string>(std::string_view bind)> credential;
   };
   // The reply to one request: its R-message, or the error (Rerror's text, hang-up, flush).
   using reply = result<srv9p::message>;
@@ -58,8 +60,12 @@ class client {
   // of an attach() made with a credential function. False before the first such attach.
   bool server_authenticates() const;
   // The credential function given at dial (empty if none), for callers that build their
-  // own Tauth, Twrite, Tattach batches.
-  const std::function<result<std::string>()>& credential() const;
+  // own Tauth, Twrite, Tattach batches; call it with binding().
+  const std::function<result<std::string>(std::string_view)>& credential() const;
+  // What a credential for this connection must be bound to: the server's end of the
+  // socket as this side sees it (srv9p::socket_binding(fd, peer), e.g.
+  // "galaxy-9p tcp!127.0.0.1!5641"), learnt at dial.
+  const std::string& binding() const;
   void close();                     // shuts the connection down; idempotent
 
   // ---- Core ---------------------------------------------------------------------------

@@ -34,22 +34,25 @@ void check(bool ok, const char* what) {
 }
 
 constexpr std::string_view good_credential = "galaxy-fuzz-credential\n";
+// The endpoint the fuzzed session plays the server of, and its credentials are bound to.
+constexpr std::string_view fuzz_binding = "galaxy-9p tcp!127.0.0.1!5641";
 
 class fuzz_authenticator : public srv9p::authenticator {
  public:
   bool complete(std::string_view c) const override { return c.ends_with('\n'); }
-  void verify(std::string c, std::function<void(verified)> done) override {
+  void verify(std::string c, std::shared_ptr<const std::atomic<bool>>, std::function<void(verified)> done) override {
     held_.emplace_back(std::move(c), std::move(done));
   }
   std::size_t max_bytes() const override { return 64; }
   // Answers every held verification: the fuzzer's own uid (trusted, so it may attach as
-  // anyone) for the good credential, a refusal for any other.
+  // anyone), bound to the session's endpoint, for the good credential, a refusal for any
+  // other.
   void answer_all() {
     auto held = std::move(held_);
     held_.clear();
     for (auto& [c, done] : held) {
       if (c == good_credential) {
-        done(srv9p::credential_owner{::getuid(), ::getgid()});
+        done(srv9p::credential_owner{::getuid(), ::getgid(), std::string(fuzz_binding)});
       } else {
         done(std::unexpected(std::string("credential invalid (not from this cluster's key?)")));
       }
@@ -75,7 +78,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                                        check(f.has_value(), "the server sent an undecodable reply");
                                        check(!is_request(type_of(f->msg)), "the server sent a T-message");
                                        check(sent_tags.contains(f->tag), "a reply to a tag never sent");
-                                     });
+                                     },
+                                     peer_info{.binding = std::string(fuzz_binding)});
   auto feed = [&](std::span<const std::uint8_t> msg) {
     if (msg.size() >= header_size) sent_tags.insert(static_cast<std::uint16_t>(msg[5] | (msg[6] << 8)));
     auto ok = s->handle(msg);

@@ -66,7 +66,7 @@ fsclient::result<node_conn::attach_prefix> node_conn::root(const std::string& un
     msgs.insert(msgs.begin(), srv9p::tattach{fid, srv9p::nofid, uname, ""});
     return attach_prefix{fid, 1};
   }
-  auto cred = client_->credential()();
+  auto cred = client_->credential()(client_->binding());
   if (!cred) return std::unexpected(std::move(cred.error()));
   std::uint32_t fid = client_->alloc_fid();
   std::uint32_t afid = client_->alloc_fid();

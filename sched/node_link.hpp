@@ -39,8 +39,9 @@ struct link_options {
   std::uint32_t down_after_ms = 3000;    // a heartbeat unanswered this long: node down
   std::uint32_t reconnect_ms = 1000;     // delay between dials while down
   std::uint32_t dial_timeout_ms = 2000;  // Tversion's answer, for a node that accepts but hangs
-  // A fresh credential per attach (srv9p::credential_source); empty: no Tauth.
-  std::function<fsclient::result<std::string>()> credential;
+  // A fresh credential per attach, bound to the node's endpoint as the link sees it
+  // (srv9p::credential_source); empty: no Tauth.
+  std::function<fsclient::result<std::string>(std::string_view bind)> credential;
 };
 
 // What a node says about itself in /status and /labels.

@@ -1,8 +1,16 @@
 // srv9p/auth.hpp: the attach rule and the NSS look-ups it needs.
 #include "srv9p/auth.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pwd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
 
 #include <algorithm>
 #include <fmt/format.h>
@@ -62,8 +70,70 @@ std::optional<std::string> local_name(uid_t uid) {
   return std::string(pw->pw_name);
 }
 
+std::expected<std::string, std::string> socket_binding(int fd, bool peer) {
+  ::sockaddr_storage ss{};
+  ::socklen_t len = sizeof ss;
+  auto* sa = reinterpret_cast<::sockaddr*>(&ss);
+  if ((peer ? ::getpeername(fd, sa, &len) : ::getsockname(fd, sa, &len)) != 0) {
+    return std::unexpected(fmt::format("{}: {}", peer ? "getpeername" : "getsockname", std::strerror(errno)));
+  }
+  char text[INET6_ADDRSTRLEN] = {};
+  switch (ss.ss_family) {
+    case AF_INET: {
+      const auto& in = reinterpret_cast<const ::sockaddr_in&>(ss);
+      ::inet_ntop(AF_INET, &in.sin_addr, text, sizeof text);
+      return fmt::format("{}tcp!{}!{}", binding_prefix, text, ntohs(in.sin_port));
+    }
+    case AF_INET6: {
+      // A dual-stack listener sees an IPv4 client as ::ffff:a.b.c.d, while that client
+      // sees a.b.c.d: both write the IPv4 form, so that they agree.
+      const auto& in6 = reinterpret_cast<const ::sockaddr_in6&>(ss);
+      if (IN6_IS_ADDR_V4MAPPED(&in6.sin6_addr)) {
+        ::inet_ntop(AF_INET, &in6.sin6_addr.s6_addr[12], text, sizeof text);
+      } else {
+        ::inet_ntop(AF_INET6, &in6.sin6_addr, text, sizeof text);
+      }
+      return fmt::format("{}tcp!{}!{}", binding_prefix, text, ntohs(in6.sin6_port));
+    }
+    case AF_UNIX: {
+      const auto& un = reinterpret_cast<const ::sockaddr_un&>(ss);
+      std::size_t n = len > offsetof(::sockaddr_un, sun_path) ? len - offsetof(::sockaddr_un, sun_path) : 0;
+      std::string_view path(un.sun_path, ::strnlen(un.sun_path, n));
+      return fmt::format("{}unix!{}", binding_prefix, path);
+    }
+    default:
+      return std::unexpected(std::string("not a TCP or Unix socket"));
+  }
+}
+
+std::optional<std::string> binding_refusal(std::string_view bound_to, std::string_view ours) {
+  if (!bound_to.starts_with(binding_prefix)) return std::string(err::cred_unbound);
+  if (bound_to == ours) return std::nullopt;
+  auto shown = [](std::string_view b) {
+    if (b.starts_with(binding_prefix)) b.remove_prefix(binding_prefix.size());
+    return b.empty() ? std::string_view("no socket") : b.substr(0, 48);
+  };
+  return fmt::format(fmt::runtime(err::cred_other_server), shown(bound_to), shown(ours));
+}
+
+std::expected<void, std::string> check_uname(std::string_view uname) {
+  auto bad = [](std::string_view why) {
+    return std::unexpected(fmt::format(fmt::runtime(err::bad_uname), why));
+  };
+  if (uname.size() > max_uname_bytes) {
+    return bad(fmt::format("{} bytes; at most {}", uname.size(), max_uname_bytes));
+  }
+  for (unsigned char c : uname) {
+    if (c == '\0') return bad("contains NUL");
+    if (c == '/') return bad("contains '/'");
+    if (c < 0x20 || c == 0x7f) return bad(fmt::format("contains control character 0x{:02x}", c));
+  }
+  return {};
+}
+
 std::expected<identity, std::string> authorize(uid_t uid, std::string_view uname, proof how,
                                                std::span<const uid_t> trusted) {
+  if (auto ok = check_uname(uname); !ok) return std::unexpected(ok.error());
   identity who;
   who.how = how;
   if (uname.empty()) {

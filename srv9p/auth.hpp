@@ -9,11 +9,22 @@
 // name's uid on this host, or a uid trusted to speak for others (root, the daemon's own
 // uid, and those the daemon was given with --trust).
 //
+// A credential is bound to the connection it is made for (channel binding): its payload
+// names the server endpoint as the client sees it ("galaxy-9p tcp!10.0.0.5!5641",
+// socket_binding(fd, peer)), and the session refuses it unless that is the local end of
+// the connection it arrived on as the server sees it (socket_binding(fd, local)). A
+// credential written to an impostor (a fake server on a port the client dials) is then
+// worth nothing at any other endpoint. Consequence: a server reached through address
+// translation (NAT, a forwarded port, a proxy) refuses every credential, because the
+// client sees another address than the server; dial it at the address it sees.
+//
 // The session knows no credential format: an authenticator verifies one. The MUNGE one
 // lives in srv9p/munge.hpp (library srv9p_munge), so that srv9p itself links no libmunge.
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <expected>
 #include <functional>
 #include <optional>
@@ -41,7 +52,30 @@ struct identity {
 struct credential_owner {
   uid_t uid = 0;
   gid_t gid = 0;
+  std::string bound_to;  // the credential's payload: a socket_binding(), or "" if none
 };
+
+// The binding prefix of every credential a Galaxy client makes.
+inline constexpr std::string_view binding_prefix = "galaxy-9p ";
+
+// One end of a connected socket as a credential's binding: "galaxy-9p tcp!ADDR!PORT"
+// (IPv4-mapped IPv6 addresses written as IPv4) or "galaxy-9p unix!PATH". peer: the
+// other end (getpeername: a client names its server), else this end (getsockname: a
+// server names itself). Errors: the system call's text, or "not a TCP or Unix socket".
+std::expected<std::string, std::string> socket_binding(int fd, bool peer);
+
+// Why a verified credential does not fit this connection, or nothing if it does: its
+// payload must be `ours` (the server's socket_binding of the connection). Errors:
+// "credential not bound to a server address", "credential was made for tcp!A!P, not
+// this server (tcp!B!Q)".
+std::optional<std::string> binding_refusal(std::string_view bound_to, std::string_view ours);
+
+// Checks a name a client asks to attach as, where the identity is made: not longer than
+// max_uname_bytes, and no NUL, '/', or control characters (a name is resolved through
+// NSS as a C string and shown in listings and logs). Empty is allowed (the proven uid's
+// own name). Error: "bad attach name: WHY".
+inline constexpr std::size_t max_uname_bytes = 64;
+std::expected<void, std::string> check_uname(std::string_view uname);
 
 class authenticator {
  public:
@@ -52,10 +86,14 @@ class authenticator {
   // verification can start (a client may split its credential over several Twrites).
   virtual bool complete(std::string_view credential) const = 0;
 
-  // Verifies one credential. Calls done exactly once, from any thread, with the uid and
-  // gid it proves or the reason it is refused (a string of srv9p/errors.hpp, under 128
-  // bytes). Must not block the caller: a verifier that blocks does it on its own thread.
-  virtual void verify(std::string credential, std::function<void(verified)> done) = 0;
+  // Verifies one credential. Calls done exactly once, from any thread, with the uid, gid
+  // and payload it proves or the reason it is refused (a string of srv9p/errors.hpp,
+  // under 128 bytes). Must not block the caller: a verifier that blocks does it on its
+  // own thread. cancelled is set by the session when nobody waits for the answer any
+  // more (hang-up, Tversion): a verifier that has not started may then answer at once
+  // with err::hungup instead of asking munged.
+  virtual void verify(std::string credential, std::shared_ptr<const std::atomic<bool>> cancelled,
+                      std::function<void(verified)> done) = 0;
 
   // The most bytes a credential may have; an afid written beyond it is refused.
   virtual std::size_t max_bytes() const = 0;

@@ -45,9 +45,10 @@ std::expected<std::vector<std::string>, std::string> configure_server(const auth
   return warnings;
 }
 
-std::function<std::expected<std::string, std::string>()> credential_source(const auth_config& c) {
+std::function<std::expected<std::string, std::string>(std::string_view bind)> credential_source(
+    const auth_config& c) {
   if (c.auth() == auth_mode::none) return {};
-  return [socket = c.munge_socket] { return munge_credential(socket); };
+  return [socket = c.munge_socket](std::string_view bind) { return munge_credential(socket, bind); };
 }
 
 }  // namespace srv9p

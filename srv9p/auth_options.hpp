@@ -38,8 +38,11 @@ std::expected<std::vector<std::string>, std::string> configure_server(const auth
                                                                       std::span<const std::string> dials,
                                                                       server_options& opts);
 
-// For a client: a function that returns a fresh MUNGE credential each time it is called
-// (for fsclient::client::options::credential), or an empty function for --auth none.
-std::function<std::expected<std::string, std::string>()> credential_source(const auth_config& c);
+// For a client: a function that returns a fresh MUNGE credential bound to its argument
+// (the server endpoint the client is connected to, srv9p::socket_binding) each time it
+// is called (for fsclient::client::options::credential), or an empty function for
+// --auth none.
+std::function<std::expected<std::string, std::string>(std::string_view bind)> credential_source(
+    const auth_config& c);
 
 }  // namespace srv9p

@@ -46,6 +46,12 @@ inline constexpr std::string_view cred_too_long =
     "credential too long: {} bytes; a MUNGE credential is at most {} bytes";
 inline constexpr std::string_view munged_unreachable = "munged unreachable at {}: {}";
 inline constexpr std::string_view may_not_attach = "uid {} ({}) may not attach as {}";
+inline constexpr std::string_view cred_unbound = "credential not bound to a server address";
+inline constexpr std::string_view cred_other_server = "credential was made for {}, not this server ({})";
+inline constexpr std::string_view bad_uname = "bad attach name: {}";
+inline constexpr std::string_view too_many_afids = "too many authentication fids on this connection: limit {}";
+inline constexpr std::string_view cred_bytes_held =
+    "too many credential bytes pending on this connection: limit {}";
 inline constexpr std::string_view uid_no_name = "uid {} has no user name on this host";
 inline constexpr std::string_view too_many_fids = "too many fids on this connection: limit {}";
 inline constexpr std::string_view too_many_requests =

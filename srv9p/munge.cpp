@@ -93,14 +93,15 @@ bool munge_authenticator::complete(std::string_view credential) const {
   return c.size() > munge_prefix.size() && c.back() == ':';
 }
 
-void munge_authenticator::verify(std::string credential, std::function<void(verified)> done) {
+void munge_authenticator::verify(std::string credential, std::shared_ptr<const std::atomic<bool>> cancelled,
+                                 std::function<void(verified)> done) {
   if (!trim_right(credential).starts_with(munge_prefix)) {
     done(std::unexpected(std::string(err::cred_malformed)));
     return;
   }
   {
     std::lock_guard lock(mu_);
-    queue_.emplace_back(std::move(credential), std::move(done));
+    queue_.push_back(queued{std::move(credential), std::move(cancelled), std::move(done)});
     if (!worker_.joinable()) worker_ = std::thread([this] { run(); });
   }
   cv_.notify_one();
@@ -111,9 +112,14 @@ void munge_authenticator::run() {
   for (;;) {
     cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
     if (stopping_) break;
-    auto [credential, done] = std::move(queue_.front());
+    auto [credential, cancelled, done] = std::move(queue_.front());
     queue_.pop_front();
     lock.unlock();
+    if (cancelled && cancelled->load()) {
+      done(std::unexpected(std::string(err::hungup)));
+      lock.lock();
+      continue;
+    }
     std::string text(trim_right(credential));
     munge_context m(socket_);
     verified result;
@@ -125,9 +131,13 @@ void munge_authenticator::run() {
       void* payload = nullptr;
       int len = 0;
       munge_err_t e = munge_decode(text.c_str(), m.ctx, &payload, &len, &uid, &gid);
+      std::string bound_to;
+      if (e == EMUNGE_SUCCESS && payload != nullptr && len > 0) {
+        bound_to.assign(static_cast<const char*>(payload), static_cast<std::size_t>(len));
+      }
       std::free(payload);  // allocated for some errors too (munge.h)
       if (e == EMUNGE_SUCCESS) {
-        result = credential_owner{uid, gid};
+        result = credential_owner{uid, gid, std::move(bound_to)};
       } else {
         result = std::unexpected(m.error(e));
       }
@@ -138,14 +148,15 @@ void munge_authenticator::run() {
   // Shutting down: nobody will use what is still queued, but every done runs once.
   auto rest = std::move(queue_);
   lock.unlock();
-  for (auto& [credential, done] : rest) done(std::unexpected(std::string(err::hungup)));
+  for (auto& q : rest) q.done(std::unexpected(std::string(err::hungup)));
 }
 
-std::expected<std::string, std::string> munge_credential(const std::string& socket) {
+std::expected<std::string, std::string> munge_credential(const std::string& socket, std::string_view bind) {
   munge_context m(socket);
   if (m.ctx == nullptr) return std::unexpected(std::string("munge: out of memory"));
+  munge_ctx_set(m.ctx, MUNGE_OPT_TTL, munge_credential_ttl_s);
   char* cred = nullptr;
-  munge_err_t e = munge_encode(&cred, m.ctx, nullptr, 0);
+  munge_err_t e = munge_encode(&cred, m.ctx, bind.data(), static_cast<int>(bind.size()));
   if (e != EMUNGE_SUCCESS) {
     std::free(cred);
     return std::unexpected(m.error(e));

@@ -32,10 +32,13 @@ class munge_authenticator final : public authenticator {
 
   // "MUNGE:" base64 ":", with any trailing white space (munge(1) ends with a newline).
   bool complete(std::string_view credential) const override;
-  // munge_decode on the worker thread. Errors (srv9p/errors.hpp): credential expired,
-  // replayed, from the future, invalid (another key), malformed, or munged unreachable
-  // at PATH: WHY.
-  void verify(std::string credential, std::function<void(verified)> done) override;
+  // munge_decode on the worker thread; the payload comes back as bound_to. A credential
+  // still queued when cancelled is set is answered err::hungup without decoding, so that
+  // a flood from connections already gone costs munged nothing. Errors
+  // (srv9p/errors.hpp): credential expired, replayed, from the future, invalid (another
+  // key), malformed, or munged unreachable at PATH: WHY.
+  void verify(std::string credential, std::shared_ptr<const std::atomic<bool>> cancelled,
+              std::function<void(verified)> done) override;
   std::size_t max_bytes() const override { return munge_max_credential_bytes; }
 
  private:
@@ -44,15 +47,27 @@ class munge_authenticator final : public authenticator {
   std::string socket_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::pair<std::string, std::function<void(verified)>>> queue_;
+  struct queued {
+    std::string credential;
+    std::shared_ptr<const std::atomic<bool>> cancelled;
+    std::function<void(verified)> done;
+  };
+  std::deque<queued> queue_;
   bool stopping_ = false;
   std::thread worker_;
 };
 
+// How long a client's credential stays good, seconds (MUNGE_OPT_TTL; munged's default is
+// 300). It bounds how long a credential captured by an impostor could be presented at
+// the endpoint it is bound to, should the real server come back there; it must exceed
+// the clock difference between hosts.
+inline constexpr int munge_credential_ttl_s = 60;
+
 // A fresh credential for the calling process's uid and gid, from munged at socket ("":
-// libmunge's default); blocks while munged answers. MUNGE rejects a credential decoded
-// twice, so every attach needs its own. Errors: "munged unreachable at PATH: WHY", or
-// "munge: WHY".
-std::expected<std::string, std::string> munge_credential(const std::string& socket = "");
+// libmunge's default), bound to bind (its payload: the server endpoint the client is
+// connected to, socket_binding(fd, true)); blocks while munged answers. MUNGE rejects a
+// credential decoded twice, so every attach needs its own. Errors: "munged unreachable
+// at PATH: WHY", or "munge: WHY".
+std::expected<std::string, std::string> munge_credential(const std::string& socket, std::string_view bind);
 
 }  // namespace srv9p

@@ -2,6 +2,7 @@
 // Internal to srv9p: the shared state behind a request handle and a fid's path.
 // Trees never include this; they see srv9p/tree.hpp only.
 #include <asio/any_io_executor.hpp>
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -42,6 +43,9 @@ struct auth_state {
   std::optional<credential_owner> owner;  // verified
   std::string refusal;                    // refused: why
   std::shared_ptr<pending> completing;    // verifying: the Twrite that completed it
+  // Set when nobody will read the answer (hang-up, Tversion): the authenticator may then
+  // skip the credential (authenticator::verify).
+  std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);
 };
 
 }  // namespace srv9p::detail

@@ -388,6 +388,9 @@ void session::do_auth(std::uint16_t tag, tauth& m) {
   if (m.afid == nofid) return reply_error(tag, err::nofid_afid);
   if (fids_.contains(m.afid) || walking_.contains(m.afid)) return reply_error(tag, err::fid_in_use);
   if (fids_full()) return reply_error(tag, fmt::format(fmt::runtime(err::too_many_fids), opts_.max_fids));
+  std::size_t afid_limit = attached_ ? opts_.max_afids : opts_.max_afids_unattached;
+  if (afids_ >= afid_limit) return reply_error(tag, fmt::format(fmt::runtime(err::too_many_afids), afid_limit));
+  ++afids_;
   auto f = std::make_shared<fid>();
   f->num_ = m.afid;
   f->auth_ = std::make_shared<detail::auth_state>();
@@ -422,29 +425,32 @@ void session::do_afid(std::uint16_t tag, message&& m, const std::shared_ptr<fid>
       }
       a.credential += std::get<twrite>(m).data;
       if (!opts_.auth->complete(a.credential)) {
+        if (pending_cred_bytes_ + len > opts_.max_pending_credential_bytes) {
+          a.credential.resize(a.credential.size() - len);  // refused: nothing changes
+          return reply_error(tag, fmt::format(fmt::runtime(err::cred_bytes_held), opts_.max_pending_credential_bytes));
+        }
+        pending_cred_bytes_ += len;
         return send(fcall{tag, rwrite{static_cast<std::uint32_t>(len)}});
       }
+      pending_cred_bytes_ -= a.credential.size() - len;  // what earlier Twrites held
       // Complete: this Twrite is answered after verification, and requests naming the
       // afid (its Tattach, its clunk) wait for it. A Tflush of the Twrite suppresses the
-      // answer, not the verification.
+      // answer, not the verification. One credential per connection is with the
+      // authenticator at a time, so that one connection cannot fill its queue; the
+      // others wait here, at most max_afids of them.
       a.state = detail::auth_state::phase::verifying;
       walking_.insert(f->num_);
       start(tag, std::move(m), f);
       a.completing = pending_.at(tag);
-      std::weak_ptr<session> weak = weak_from_this();
-      // done runs on the authenticator's thread: it only posts, handing its reference to
-      // the afid's state over to the executor, so that state never dies on that thread.
-      std::string credential = std::move(a.credential);  // kept no longer than needed
-      a.credential.clear();
-      opts_.auth->verify(std::move(credential), [weak, ex = ex_, num = f->num_, as = f->auth_](authenticator::verified v) mutable {
-        asio::post(ex, [weak, num, as = std::move(as), v = std::move(v)]() mutable {
-          if (auto self = weak.lock()) self->verified(num, as, std::move(v));
-        });
-      });
-      return;
+      if (verifying_ > 0) {
+        verify_queue_.push_back(f);
+        return;
+      }
+      return begin_verify(f);
     }
     case msg_type::tremove: {
       // remove(5): the fid is clunked whatever the answer.
+      forget_afid(*f);
       fids_.erase(f->num_);
       clunk_fid(*f);
       return reply_error(tag, err::auth_fid);
@@ -454,11 +460,39 @@ void session::do_afid(std::uint16_t tag, message&& m, const std::shared_ptr<fid>
   }
 }
 
+void session::begin_verify(const std::shared_ptr<fid>& f) {
+  ++verifying_;
+  std::weak_ptr<session> weak = weak_from_this();
+  // done runs on the authenticator's thread: it only posts, handing its reference to
+  // the afid's state over to the executor, so that state never dies on that thread.
+  std::string credential = std::move(f->auth_->credential);  // kept no longer than needed
+  f->auth_->credential.clear();
+  opts_.auth->verify(std::move(credential), f->auth_->cancelled,
+                     [weak, ex = ex_, num = f->num_, as = f->auth_](authenticator::verified v) mutable {
+                       asio::post(ex, [weak, num, as = std::move(as), v = std::move(v)]() mutable {
+                         if (auto self = weak.lock()) self->verified(num, as, std::move(v));
+                       });
+                     });
+}
+
+void session::forget_afid(fid& f) {
+  if (!f.auth_) return;
+  --afids_;
+  pending_cred_bytes_ -= f.auth_->credential.size();
+  f.auth_->credential.clear();
+}
+
 void session::verified(std::uint32_t num, const std::shared_ptr<detail::auth_state>& a,
                        authenticator::verified v) {
   // The afid's state holds the Twrite, which holds the afid: let go first, whatever else.
   auto p = std::move(a->completing);
+  --verifying_;
   if (closed_) return;
+  if (v) {
+    // The credential must have been made for this server, as the client reached it
+    // (srv9p/auth.hpp, channel binding): else it was captured by an impostor.
+    if (auto why = binding_refusal(v->bound_to, peer_.binding)) v = std::unexpected(std::move(*why));
+  }
   if (v) {
     a->state = detail::auth_state::phase::verified;
     a->owner = *v;
@@ -476,6 +510,11 @@ void session::verified(std::uint32_t num, const std::shared_ptr<detail::auth_sta
   }
   // After a Tversion the fid number may name another afid by now: leave that one alone.
   if (auto f = lookup(num); f && f->auth_ == a) walk_done(num);
+  if (!verify_queue_.empty() && verifying_ == 0) {
+    auto next = std::move(verify_queue_.front());
+    verify_queue_.pop_front();
+    begin_verify(next);
+  }
 }
 
 std::optional<std::uint32_t> session::made_fid(const message& m) {
@@ -501,7 +540,9 @@ void session::attach_now(std::uint16_t tag, tattach& m) {
   if (fids_.contains(m.fid)) return reply_error(tag, err::fid_in_use);
   if (fids_full()) return reply_error(tag, fmt::format(fmt::runtime(err::too_many_fids), opts_.max_fids));
   // The one place an identity is made: from the Unix-socket peer, the afid's verified
-  // credential, or (--auth none) from nothing but the name.
+  // credential, or (--auth none) from nothing but the name, which must be one a user
+  // can have (a NUL would cut it where NSS reads it).
+  if (auto ok = check_uname(m.uname); !ok) return reply_error(tag, ok.error());
   std::expected<identity, std::string> who;
   if (peer_.uid) {
     if (m.afid != nofid) return reply_error(tag, err::no_auth);
@@ -534,8 +575,11 @@ void session::attach_now(std::uint16_t tag, tattach& m) {
   f->path_ = std::make_shared<detail::path_elem>(detail::path_elem{*root, nullptr});
   qid q = root->qid;
   fids_.emplace(m.fid, std::move(f));
-  attached_ = true;
   send(fcall{tag, rattach{q}});
+  if (!attached_) {
+    attached_ = true;
+    if (on_attach_) on_attach_();
+  }
 }
 
 void session::do_flush(std::uint16_t tag, const tflush& m) {
@@ -596,6 +640,7 @@ void session::do_clunk(std::uint16_t tag, const tclunk& m) {
   if (it == fids_.end()) return reply_error(tag, err::unknown_fid);
   auto f = std::move(it->second);
   fids_.erase(it);
+  forget_afid(*f);
   clunk_fid(*f);
   send(fcall{tag, rclunk{}});
 }
@@ -685,9 +730,16 @@ void session::reset() {
   auto fids = std::move(fids_);
   fids_.clear();
   // An afid being verified and its Twrite hold each other (auth_state::completing).
+  // Nobody will read what the authenticator says of this connection's afids now.
   for (auto& [num, f] : fids) {
-    if (f->auth_) f->auth_->completing.reset();
+    if (f->auth_) {
+      f->auth_->completing.reset();
+      f->auth_->cancelled->store(true);
+    }
   }
+  afids_ = 0;
+  pending_cred_bytes_ = 0;
+  verify_queue_.clear();
   walking_.clear();
   reserved_.clear();
   waiting_.clear();
@@ -727,6 +779,10 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
   std::vector<std::string> unix_paths;
   std::set<std::shared_ptr<connection>> conns;
   bool stopped = false;
+  // TCP connections not yet attached, and connections per Unix-socket peer uid
+  // (server_options::max_unattached_connections, max_connections_per_uid).
+  std::size_t unattached = 0;
+  std::unordered_map<uid_t, std::size_t> per_uid;
 
   impl(asio::io_context& io_, tree& t_, server_options o) : io(io_), t(t_), opts(std::move(o)) {}
 
@@ -756,6 +812,15 @@ class server::impl::connection : public std::enable_shared_from_this<connection>
                                            if (auto c = weak.lock()) c->enqueue(std::move(bytes));
                                          },
                                          peer_);
+    if (peer_.uid) {
+      ++srv_->per_uid[*peer_.uid];
+    } else {
+      counted_unattached_ = true;
+      ++srv_->unattached;
+      session_->on_attach([weak] {
+        if (auto c = weak.lock()) c->uncount_unattached();
+      });
+    }
     auto self = shared_from_this();
     if (srv_->opts.attach_timeout_ms > 0) {
       // A connection that never attaches (no credential, a wrong one, a slow scan) must
@@ -772,9 +837,20 @@ class server::impl::connection : public std::enable_shared_from_this<connection>
     asio::co_spawn(sock_.get_executor(), self->writer(self), asio::detached);
   }
 
+  void uncount_unattached() {
+    if (!counted_unattached_) return;
+    counted_unattached_ = false;
+    --srv_->unattached;
+  }
+
   void stop() {
     if (stopped_) return;
     stopped_ = true;
+    uncount_unattached();
+    if (peer_.uid) {
+      auto it = srv_->per_uid.find(*peer_.uid);
+      if (it != srv_->per_uid.end() && --it->second == 0) srv_->per_uid.erase(it);
+    }
     session_->close();
     asio::error_code ignored;
     sock_.shutdown(generic_socket::shutdown_both, ignored);
@@ -876,6 +952,7 @@ class server::impl::connection : public std::enable_shared_from_this<connection>
   asio::steady_timer wake_reader_;
   asio::steady_timer attach_timer_;
   bool stopped_ = false;
+  bool counted_unattached_ = false;  // in srv_->unattached
 };
 
 void server::impl::start_connection(generic_socket sock, peer_info peer) {
@@ -900,7 +977,22 @@ asio::awaitable<void> server::impl::accept(Acceptor& a) {
     peer_info peer;
     if constexpr (std::is_same_v<Acceptor, asio::ip::tcp::acceptor>) {
       asio::error_code ignored;
+      auto from = sock.remote_endpoint(ignored);
+      if (unattached >= opts.max_unattached_connections) {
+        // A flood of connections that never authenticate must not hold the server's
+        // memory and munged's time while real logins wait; those already attached go on.
+        log(fmt::format("closing connection from {}: {} connections not yet attached (limit)",
+                        from.address().to_string(), unattached));
+        continue;  // sock closes as it goes out of scope
+      }
       sock.set_option(asio::ip::tcp::no_delay(true), ignored);
+      // What the client's credential must be bound to: this end, as the server sees it.
+      auto binding = socket_binding(sock.native_handle(), false);
+      if (!binding) {
+        log(fmt::format("closing connection: {}", binding.error()));
+        continue;
+      }
+      peer.binding = std::move(*binding);
     } else {
       // A Unix-socket peer is who the kernel says it is (unix(7), SO_PEERCRED).
       ::ucred cred{};
@@ -910,6 +1002,11 @@ asio::awaitable<void> server::impl::accept(Acceptor& a) {
         continue;  // sock closes as it goes out of scope
       }
       peer.uid = cred.uid;
+      if (auto it = per_uid.find(cred.uid);
+          cred.uid != 0 && it != per_uid.end() && it->second >= opts.max_connections_per_uid) {
+        log(fmt::format("closing connection: uid {} has {} connections (limit)", cred.uid, it->second));
+        continue;
+      }
     }
     start_connection(generic_socket(std::move(sock)), peer);
   }

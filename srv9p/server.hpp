@@ -59,11 +59,28 @@ struct server_options {
   // A connection that has not attached successfully this long after it was accepted is
   // closed (with a log line), milliseconds; 0: never.
   std::uint32_t attach_timeout_ms = 30000;
+
+  // Bounds on what an unauthenticated peer can make the server hold or do (a Tauth flood
+  // must not starve real logins nor grow the daemon). Per connection: afids at once
+  // before the first successful attach and after it; bytes of credentials written but
+  // not yet complete, over all afids. Only one credential per connection is verified at
+  // a time; the next complete one waits for it. Server-wide: TCP connections not yet
+  // attached (beyond it a new one is closed at once, with a log line), and connections
+  // per Unix-socket peer uid (root exempt).
+  std::size_t max_afids_unattached = 4;
+  std::size_t max_afids = 64;
+  std::size_t max_pending_credential_bytes = 8192;
+  std::size_t max_unattached_connections = 256;
+  std::size_t max_connections_per_uid = 256;
 };
 
 // What the transport says about the peer of a connection.
 struct peer_info {
   std::optional<uid_t> uid;  // a Unix-socket peer's uid (SO_PEERCRED)
+  // The server's own end of a TCP connection as a credential's binding
+  // (srv9p::socket_binding(fd, false)); a credential bound elsewhere is refused. Empty
+  // for in-process sessions, which then refuse every credential.
+  std::string binding;
 };
 
 class session : public std::enable_shared_from_this<session> {
@@ -97,6 +114,8 @@ class session : public std::enable_shared_from_this<session> {
   // Whether a Tattach has succeeded on this connection (the unauthenticated-connection
   // timer in server stops caring once it has).
   bool attached() const { return attached_; }
+  // Called once, on the executor, when the first Tattach succeeds.
+  void on_attach(std::function<void()> f) { on_attach_ = std::move(f); }
 
   // Used by request (srv9p/tree.cpp) to deliver an answer; not for trees.
   void finish(detail::pending& p, fcall reply);
@@ -129,6 +148,10 @@ class session : public std::enable_shared_from_this<session> {
                 authenticator::verified v);
   // Whether one more fid would pass max_fids.
   bool fids_full() const;
+  // Hands afid f's complete credential to the authenticator (one at a time per session).
+  void begin_verify(const std::shared_ptr<fid>& f);
+  // An afid leaves the fid table: its count and its unfinished credential's bytes go.
+  void forget_afid(fid& f);
   // The tree's clunk hook and the end of per-open state; afids have none.
   void release(fid& f);
   void do_flush(std::uint16_t tag, const tflush& m);
@@ -150,7 +173,15 @@ class session : public std::enable_shared_from_this<session> {
   bool versioned_ = false;
   bool closed_ = false;
   bool attached_ = false;
+  std::function<void()> on_attach_;
   peer_info peer_;
+  // Afids in fids_, the bytes of their unfinished credentials, credentials handed to the
+  // authenticator whose answer has not come back (kept across Tversion: the answer
+  // still comes), and afids whose complete credential waits its turn.
+  std::size_t afids_ = 0;
+  std::size_t pending_cred_bytes_ = 0;
+  std::size_t verifying_ = 0;
+  std::deque<std::shared_ptr<fid>> verify_queue_;
   std::unordered_map<std::uint32_t, std::shared_ptr<fid>> fids_;
   std::unordered_map<std::uint16_t, std::shared_ptr<detail::pending>> pending_;
   std::vector<std::uint8_t> scratch_;  // reused encode buffer

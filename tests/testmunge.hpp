@@ -60,20 +60,31 @@ class munged {
   testutil::process proc_;
 };
 
-// A credential from munged at socket, made by `munge` run as uid/gid when given.
-inline std::string credential(const std::string& socket, std::optional<std::pair<uid_t, gid_t>> as = {},
-                       std::vector<std::string> extra = {}) {
+// A credential from munged at socket, made by `munge` run as uid/gid when given, bound
+// to bind (its payload, as srv9p::munge_credential makes it: "galaxy-9p tcp!A!P"; see
+// bound_to()); "" makes one with no payload.
+inline std::string credential(const std::string& socket, const std::string& bind,
+                              std::optional<std::pair<uid_t, gid_t>> as = {}, std::vector<std::string> extra = {}) {
   std::vector<std::string> argv;
   if (as) {
     argv = {"/usr/bin/setpriv", fmt::format("--reuid={}", as->first), fmt::format("--regid={}", as->second),
             "--clear-groups"};
   }
-  argv.insert(argv.end(), {"/usr/bin/munge", "-S", socket, "-n"});
+  argv.insert(argv.end(), {"/usr/bin/munge", "-S", socket});
+  if (bind.empty()) {
+    argv.push_back("-n");
+  } else {
+    argv.insert(argv.end(), {"-s", bind});
+  }
   argv.insert(argv.end(), extra.begin(), extra.end());
   auto r = testutil::run(argv);
   EXPECT_EQ(r.status, 0) << r.err;
   return r.out;
 }
+
+// The binding a client dialling a canonical tcp! address (a server's listen() result)
+// puts in its credential.
+inline std::string bound_to(const std::string& dial) { return "galaxy-9p " + dial; }
 
 // A local user for the test, made once (useradd) and kept: tests run in parallel
 // processes, so none removes what another may be using.

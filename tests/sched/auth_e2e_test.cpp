@@ -47,7 +47,7 @@ struct munge_cluster {
     if (!s) return s.error();
     sched = std::move(*s);
     fsclient::client::options o;
-    o.credential = [sock = m.socket()] { return srv9p::munge_credential(sock); };
+    o.credential = [sock = m.socket()](std::string_view bind) { return srv9p::munge_credential(sock, bind); };
     auto cl = fsclient::client::dial(sched.dials.at(0), o);
     if (!cl) return cl.error();
     c = std::move(*cl);
@@ -94,8 +94,8 @@ TEST(SchedAuth, JobOfAnotherUserRunsThroughMunge) {
   ASSERT_TRUE(k.wait_for("jobs/" + j + "/status", "state=done")) << k.read("jobs/" + j + "/status");
   EXPECT_EQ(k.read("jobs/" + j + "/stdout"), "hi\n");
   // On the node, the task was made under the owner's proven name.
-  auto nc = fsclient::client::dial(k.node.dials.at(0), {.credential = [sock = k.m.socket()] {
-                                                           return srv9p::munge_credential(sock);
+  auto nc = fsclient::client::dial(k.node.dials.at(0), {.credential = [sock = k.m.socket()](std::string_view bind) {
+                                                           return srv9p::munge_credential(sock, bind);
                                                          }});
   ASSERT_TRUE(nc);
   auto nroot = (*nc)->attach("root");

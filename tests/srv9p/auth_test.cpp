@@ -43,32 +43,42 @@ std::string error_of(const fcall& f) {
 
 // ==== The afid protocol, with a test authenticator ==========================================
 
+// The server endpoint the in-process sessions below play, as a credential's binding.
+const std::string test_binding = "galaxy-9p tcp!127.0.0.1!5641";
+
 // Credentials are lines "uid N\n"; verification waits until the test answers it, so
 // the test sees what happens while it is in flight.
 class held_authenticator : public authenticator {
  public:
   bool complete(std::string_view c) const override { return c.ends_with('\n'); }
-  void verify(std::string c, std::function<void(verified)> done) override {
+  void verify(std::string c, std::shared_ptr<const std::atomic<bool>> cancelled,
+              std::function<void(verified)> done) override {
     held.emplace_back(std::move(c), std::move(done));
+    cancels.push_back(std::move(cancelled));
   }
   std::size_t max_bytes() const override { return 64; }
-  // Answers the oldest held credential: its uid if it reads "uid N", else refused.
-  void answer(std::string_view refusal = "") {
+  // Answers the oldest held credential: its uid if it reads "uid N", bound to `bind`,
+  // else refused.
+  void answer(std::string_view refusal = "", std::string bind = test_binding) {
     auto [c, done] = std::move(held.front());
     held.erase(held.begin());
+    cancels.erase(cancels.begin());
     if (!refusal.empty()) return done(std::unexpected(std::string(refusal)));
-    done(credential_owner{static_cast<uid_t>(std::stoul(c.substr(4))), 0});
+    done(credential_owner{static_cast<uid_t>(std::stoul(c.substr(4))), 0, std::move(bind)});
   }
   std::vector<std::pair<std::string, std::function<void(verified)>>> held;
+  std::vector<std::shared_ptr<const std::atomic<bool>>> cancels;  // each held one's flag
 };
 
 struct auth_harness : harness {
   std::shared_ptr<held_authenticator> auth;
   explicit auth_harness(std::shared_ptr<held_authenticator> a, server_options o = {})
-      : harness([&] {
-          o.auth = a;
-          return o;
-        }()),
+      : harness(
+            [&] {
+              o.auth = a;
+              return o;
+            }(),
+            peer_info{.binding = test_binding}),
         auth(std::move(a)) {
     send(notag, tversion{8192, "9P2000"});
     next();
@@ -297,14 +307,35 @@ TEST(AuthLimits, FidsAndAfidsAreBounded) {
 }
 
 TEST(AuthLimits, TauthFloodIsBounded) {
+  // Before its first attach a connection holds at most max_afids_unattached afids
+  // (default 4), whatever max_fids allows; clunking one makes room.
   auth_harness h(std::make_shared<held_authenticator>(), server_options{.max_fids = 8});
-  for (std::uint32_t f = 0; f < 8; ++f) {
+  for (std::uint32_t f = 0; f < 4; ++f) {
     h.send(static_cast<std::uint16_t>(f + 1), tauth{f, "nobody", ""});
     ASSERT_TRUE(std::holds_alternative<rauth>(h.next().msg));
   }
-  h.send(20, tauth{8, "nobody", ""});
+  h.send(20, tauth{4, "nobody", ""});
+  EXPECT_EQ(error_of(h.next()), "too many authentication fids on this connection: limit 4");
+  EXPECT_EQ(h.s->fids(), 4u);
+  h.send(21, tclunk{0});
+  h.next();
+  h.send(22, tauth{4, "nobody", ""});
+  EXPECT_TRUE(std::holds_alternative<rauth>(h.next().msg));
+  // Once attached, the limit is max_afids, and max_fids still holds above it.
+  h.send(23, twrite{1, 0, "uid 65534\n"});
+  h.auth->answer();
+  h.run();
+  EXPECT_TRUE(std::holds_alternative<rwrite>(h.next().msg));
+  h.send(24, tattach{10, 1, "nobody", ""});
+  ASSERT_TRUE(std::holds_alternative<rattach>(h.next().msg));
+  h.send(25, tauth{11, "nobody", ""});
+  EXPECT_TRUE(std::holds_alternative<rauth>(h.next().msg));
+  h.send(26, tauth{12, "nobody", ""});
+  EXPECT_TRUE(std::holds_alternative<rauth>(h.next().msg));
+  h.send(27, tauth{13, "nobody", ""});
+  EXPECT_TRUE(std::holds_alternative<rauth>(h.next().msg));  // 8 fids: 7 afids and a root
+  h.send(28, tauth{14, "nobody", ""});
   EXPECT_EQ(error_of(h.next()), "too many fids on this connection: limit 8");
-  EXPECT_EQ(h.s->fids(), 8u);
 }
 
 TEST(AuthLimits, OutstandingRequestsAreBounded) {
@@ -378,7 +409,7 @@ TEST(Munge, HappyPathWithFsclient) {
   munged m;
   served s(munge_opts(m.socket()));
   fsclient::client::options o;
-  o.credential = [sock = m.socket()] { return munge_credential(sock); };
+  o.credential = [sock = m.socket()](std::string_view bind) { return munge_credential(sock, bind); };
   auto c = fsclient::client::dial(s.tcp, o);
   ASSERT_TRUE(c) << c.error();
   auto root = (*c)->attach("");  // the credential's own user
@@ -409,16 +440,16 @@ TEST(Munge, CredentialFromAnotherKeyIsInvalid) {
   REQUIRE_MUNGED();
   munged ours, theirs;
   served s(munge_opts(ours.socket()));
-  EXPECT_EQ(attach_with(s.tcp, credential(theirs.socket()), "root"),
+  EXPECT_EQ(attach_with(s.tcp, credential(theirs.socket(), testmunge::bound_to(s.tcp)), "root"),
             "credential invalid (not from this cluster's key?)");
-  EXPECT_EQ(attach_with(s.tcp, credential(ours.socket()), "root"), "ok");
+  EXPECT_EQ(attach_with(s.tcp, credential(ours.socket(), testmunge::bound_to(s.tcp)), "root"), "ok");
 }
 
 TEST(Munge, ExpiredCredential) {
   REQUIRE_MUNGED();
   munged m;
   served s(munge_opts(m.socket()));
-  auto cred = credential(m.socket(), {}, {"--ttl=1"});
+  auto cred = credential(m.socket(), testmunge::bound_to(s.tcp), {}, {"--ttl=1"});
   std::this_thread::sleep_for(2200ms);
   EXPECT_EQ(attach_with(s.tcp, cred, "root"), "credential expired");
 }
@@ -427,7 +458,7 @@ TEST(Munge, ReplayedCredential) {
   REQUIRE_MUNGED();
   munged m;
   served s(munge_opts(m.socket()));
-  auto cred = credential(m.socket());
+  auto cred = credential(m.socket(), testmunge::bound_to(s.tcp));
   EXPECT_EQ(attach_with(s.tcp, cred, "root"), "ok");
   EXPECT_EQ(attach_with(s.tcp, cred, "root"), "credential replayed");
 }
@@ -438,7 +469,7 @@ TEST(Munge, GarbageAndUnreachableMunged) {
   served s(munge_opts(m.socket()));
   EXPECT_EQ(attach_with(s.tcp, "hello\n", "root"), "credential malformed: not a MUNGE credential");
   served lost(munge_opts("/nonexistent/munge.sock"));
-  auto e = attach_with(lost.tcp, credential(m.socket()), "root");
+  auto e = attach_with(lost.tcp, credential(m.socket(), testmunge::bound_to(lost.tcp)), "root");
   EXPECT_TRUE(e.starts_with("munged unreachable at /nonexistent/munge.sock: ")) << e;
   EXPECT_LT(e.size(), errmax);
 }
@@ -448,16 +479,16 @@ TEST(Munge, UidOfOneUserCannotAttachAsAnother) {
   REQUIRE_USERS(alice, bob);
   munged m;
   served s(munge_opts(m.socket()));
-  EXPECT_EQ(attach_with(s.tcp, credential(m.socket(), alice), "gx-bob"),
+  EXPECT_EQ(attach_with(s.tcp, credential(m.socket(), testmunge::bound_to(s.tcp), alice), "gx-bob"),
             fmt::format("uid {} (gx-alice) may not attach as gx-bob", alice->first));
-  EXPECT_EQ(attach_with(s.tcp, credential(m.socket(), alice), "gx-alice"), "ok");
+  EXPECT_EQ(attach_with(s.tcp, credential(m.socket(), testmunge::bound_to(s.tcp), alice), "gx-alice"), "ok");
   // The server goes on serving the others.
-  EXPECT_EQ(attach_with(s.tcp, credential(m.socket(), bob), "gx-bob"), "ok");
+  EXPECT_EQ(attach_with(s.tcp, credential(m.socket(), testmunge::bound_to(s.tcp), bob), "gx-bob"), "ok");
   // A uid given with --trust speaks for anyone.
   server_options o = munge_opts(m.socket());
   o.trusted = {alice->first};
   served trusting(std::move(o));
-  EXPECT_EQ(attach_with(trusting.tcp, credential(m.socket(), alice), "gx-bob"), "ok");
+  EXPECT_EQ(attach_with(trusting.tcp, credential(m.socket(), testmunge::bound_to(trusting.tcp), alice), "gx-bob"), "ok");
 }
 
 TEST(Munge, AuthFloodOnOneConnectionLeavesOthersServed) {
@@ -471,15 +502,15 @@ TEST(Munge, AuthFloodOnOneConnectionLeavesOthersServed) {
   std::vector<message> flood;
   for (std::uint32_t f = 0; f < 40; ++f) flood.push_back(tauth{f, "root", ""});
   auto rs = (*c)->rpc_batch(flood);
-  for (std::size_t i = 0; i < 32; ++i) EXPECT_TRUE(rs[i]) << i;
-  for (std::size_t i = 32; i < 40; ++i) {
+  for (std::size_t i = 0; i < 4; ++i) EXPECT_TRUE(rs[i]) << i;
+  for (std::size_t i = 4; i < 40; ++i) {
     ASSERT_FALSE(rs[i]);
-    EXPECT_EQ(rs[i].error(), "too many fids on this connection: limit 32");
+    EXPECT_EQ(rs[i].error(), "too many authentication fids on this connection: limit 4");
   }
   auto big = (*c)->rpc(twrite{0, 0, std::string(5000, 'M')});
   ASSERT_FALSE(big);
   EXPECT_EQ(big.error(), "credential too long: 5000 bytes; a MUNGE credential is at most 4096 bytes");
-  EXPECT_EQ(attach_with(s.tcp, credential(m.socket()), "root"), "ok");
+  EXPECT_EQ(attach_with(s.tcp, credential(m.socket(), testmunge::bound_to(s.tcp)), "root"), "ok");
 }
 
 TEST(Munge, ConnectionThatNeverAttachesIsClosed) {
@@ -491,7 +522,7 @@ TEST(Munge, ConnectionThatNeverAttachesIsClosed) {
   auto idle = fsclient::client::dial(s.tcp);
   ASSERT_TRUE(idle);
   fsclient::client::options co;
-  co.credential = [sock = m.socket()] { return munge_credential(sock); };
+  co.credential = [sock = m.socket()](std::string_view bind) { return munge_credential(sock, bind); };
   auto attached = fsclient::client::dial(s.tcp, co);
   ASSERT_TRUE(attached);
   auto root = (*attached)->attach("root");
