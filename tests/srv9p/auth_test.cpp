@@ -6,8 +6,12 @@
 //
 // Each refusal is checked for its exact text, because that text is what a user reads.
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <pwd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
@@ -272,6 +276,105 @@ TEST(Auth, OversizedCredentialIsRefusedAndChangesNothing) {
   EXPECT_EQ(error_of(h.next()), err::cred_given);
 }
 
+TEST(Auth, CredentialBoundElsewhereOrUnboundIsRefused) {
+  // Channel binding: a credential verified by the authenticator is still refused unless
+  // its payload names this connection's server end, and nothing is attached.
+  auth_harness h(std::make_shared<held_authenticator>());
+  h.send(1, tauth{5, "nobody", ""});
+  h.next();
+  h.send(2, twrite{5, 0, "uid 65534\n"});
+  h.auth->answer("", "galaxy-9p tcp!127.0.0.1!9999");
+  h.run();
+  const std::string elsewhere = "credential was made for tcp!127.0.0.1!9999, not this server (tcp!127.0.0.1!5641)";
+  EXPECT_EQ(error_of(h.next()), elsewhere);
+  h.send(3, tattach{0, 5, "nobody", ""});
+  EXPECT_EQ(error_of(h.next()), elsewhere);
+  h.send(4, tauth{6, "nobody", ""});
+  h.next();
+  h.send(5, twrite{6, 0, "uid 65534\n"});
+  h.auth->answer("", "");
+  h.run();
+  EXPECT_EQ(error_of(h.next()), "credential not bound to a server address");
+  h.send(6, tattach{0, 6, "nobody", ""});
+  EXPECT_EQ(error_of(h.next()), "credential not bound to a server address");
+  EXPECT_FALSE(h.s->attached());
+  // The right binding attaches.
+  h.send(7, tauth{7, "nobody", ""});
+  h.next();
+  h.send(8, twrite{7, 0, "uid 65534\n"});
+  h.auth->answer();
+  h.run();
+  h.next();
+  h.send(9, tattach{0, 7, "nobody", ""});
+  EXPECT_TRUE(std::holds_alternative<rattach>(h.next().msg));
+}
+
+TEST(Auth, OneCredentialPerConnectionIsVerifiedAtATime) {
+  auth_harness h(std::make_shared<held_authenticator>());
+  for (std::uint32_t f = 1; f <= 3; ++f) {
+    h.send(static_cast<std::uint16_t>(f), tauth{f, "nobody", ""});
+    h.next();
+  }
+  for (std::uint32_t f = 1; f <= 3; ++f) h.send(static_cast<std::uint16_t>(10 + f), twrite{f, 0, "uid 65534\n"});
+  ASSERT_EQ(h.auth->held.size(), 1u);  // the others wait in the session, not in the authenticator
+  h.auth->answer();
+  h.run();
+  auto r = h.next();
+  EXPECT_EQ(r.tag, 11);
+  EXPECT_TRUE(std::holds_alternative<rwrite>(r.msg)) << to_string(r);
+  ASSERT_EQ(h.auth->held.size(), 1u);
+  h.auth->answer("credential invalid (not from this cluster's key?)");
+  h.run();
+  EXPECT_EQ(error_of(h.next()), "credential invalid (not from this cluster's key?)");
+  ASSERT_EQ(h.auth->held.size(), 1u);
+  h.auth->answer();
+  h.run();
+  EXPECT_EQ(h.next().tag, 13);
+  EXPECT_TRUE(h.auth->held.empty());
+}
+
+TEST(Auth, HangUpCancelsTheCredentialBeingVerified) {
+  auth_harness h(std::make_shared<held_authenticator>());
+  h.send(1, tauth{1, "nobody", ""});
+  h.next();
+  h.send(2, twrite{1, 0, "uid 65534\n"});
+  ASSERT_EQ(h.auth->cancels.size(), 1u);
+  EXPECT_FALSE(h.auth->cancels[0]->load());
+  h.s->close();
+  EXPECT_TRUE(h.auth->cancels[0]->load());
+  h.auth->answer();
+  h.run();
+  EXPECT_TRUE(h.out.empty());
+}
+
+TEST(Auth, BadAttachNamesAreRefusedWhereTheIdentityIsMade) {
+  // root's peer may attach as anyone, so only the name's shape can refuse these.
+  harness h(server_options{}, peer_info{0});
+  h.send(notag, tversion{8192, "9P2000"});
+  h.next();
+  std::pair<std::string, std::string> bad[] = {
+      {std::string("nobody\0root", 11), "bad attach name: contains NUL"},
+      {"a/b", "bad attach name: contains '/'"},
+      {"nobody\n", "bad attach name: contains control character 0x0a"},
+      {std::string(65, 'a'), "bad attach name: 65 bytes; at most 64"},
+  };
+  std::uint16_t tag = 1;
+  for (const auto& [name, want] : bad) {
+    h.send(tag++, tattach{0, nofid, name, ""});
+    EXPECT_EQ(error_of(h.next()), want);
+  }
+  EXPECT_EQ(h.s->fids(), 0u);
+  EXPECT_FALSE(h.s->attached());
+  // The same on an --auth none listener, which believes any good name.
+  harness open_h;
+  open_h.send(notag, tversion{8192, "9P2000"});
+  open_h.next();
+  open_h.send(1, tattach{0, nofid, std::string("bob\0alice", 9), ""});
+  EXPECT_EQ(error_of(open_h.next()), "bad attach name: contains NUL");
+  h.send(tag++, tattach{0, nofid, "nobody", ""});
+  EXPECT_TRUE(std::holds_alternative<rattach>(h.next().msg));
+}
+
 TEST(Auth, PeerCredIsTheRuleForUnixSockets) {
   harness h(server_options{}, peer_info{65534});
   h.send(notag, tversion{8192, "9P2000"});
@@ -336,6 +439,28 @@ TEST(AuthLimits, TauthFloodIsBounded) {
   EXPECT_TRUE(std::holds_alternative<rauth>(h.next().msg));  // 8 fids: 7 afids and a root
   h.send(28, tauth{14, "nobody", ""});
   EXPECT_EQ(error_of(h.next()), "too many fids on this connection: limit 8");
+}
+
+TEST(AuthLimits, UnfinishedCredentialBytesAreBounded) {
+  auth_harness h(std::make_shared<held_authenticator>(), server_options{.max_pending_credential_bytes = 100});
+  for (std::uint32_t f = 1; f <= 3; ++f) {
+    h.send(static_cast<std::uint16_t>(f), tauth{f, "nobody", ""});
+    h.next();
+  }
+  h.send(10, twrite{1, 0, std::string(60, 'x')});  // no newline: unfinished
+  EXPECT_TRUE(std::holds_alternative<rwrite>(h.next().msg));
+  h.send(11, twrite{2, 0, std::string(60, 'x')});
+  EXPECT_EQ(error_of(h.next()), "too many credential bytes pending on this connection: limit 100");
+  h.send(12, twrite{2, 0, std::string(40, 'x')});
+  EXPECT_TRUE(std::holds_alternative<rwrite>(h.next().msg));
+  // A clunked afid's bytes are given back.
+  h.send(13, tclunk{1});
+  h.next();
+  h.send(14, twrite{3, 0, std::string(60, 'x')});
+  EXPECT_TRUE(std::holds_alternative<rwrite>(h.next().msg));
+  // The refused write changed nothing: afid 2 holds 40 bytes, and 24 more complete it.
+  h.send(15, twrite{2, 0, std::string(25, 'x')});
+  EXPECT_EQ(error_of(h.next()), "credential too long: 65 bytes; a MUNGE credential is at most 64 bytes");
 }
 
 TEST(AuthLimits, OutstandingRequestsAreBounded) {
@@ -534,6 +659,185 @@ TEST(Munge, ConnectionThatNeverAttachesIsClosed) {
   EXPECT_TRUE((*attached)->stat(*root).has_value());
   std::lock_guard lk(s.log_mu);
   EXPECT_NE(std::find(s.logged.begin(), s.logged.end(), "closing connection: not attached within 300 ms"),
+            s.logged.end());
+}
+
+// An impostor: a server that keeps the credential a client writes to it and refuses it.
+class capturing_authenticator : public authenticator {
+ public:
+  bool complete(std::string_view c) const override { return munge_authenticator().complete(c); }
+  void verify(std::string c, std::shared_ptr<const std::atomic<bool>>, std::function<void(verified)> done) override {
+    {
+      std::lock_guard lk(mu);
+      captured = std::move(c);
+    }
+    done(std::unexpected(std::string("captured")));
+  }
+  std::size_t max_bytes() const override { return munge_max_credential_bytes; }
+  std::mutex mu;
+  std::string captured;
+};
+
+TEST(Munge, CredentialCapturedByAnImpostorIsRefusedByTheRealServer) {
+  REQUIRE_MUNGED();
+  munged m;
+  served real(munge_opts(m.socket()));
+  auto trap = std::make_shared<capturing_authenticator>();
+  server_options io;
+  io.auth = trap;
+  served impostor(std::move(io));
+  // root's galaxy tool dials the impostor (say, on the default port) and writes a fresh
+  // credential, as the real client does.
+  fsclient::client::options o;
+  o.credential = [sock = m.socket()](std::string_view bind) { return munge_credential(sock, bind); };
+  auto victim = fsclient::client::dial(impostor.tcp, o);
+  ASSERT_TRUE(victim) << victim.error();
+  EXPECT_EQ((*victim)->binding(), testmunge::bound_to(impostor.tcp));
+  auto r = (*victim)->attach("root");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error(), "captured");
+  std::string stolen;
+  {
+    std::lock_guard lk(trap->mu);
+    stolen = trap->captured;
+  }
+  ASSERT_TRUE(stolen.starts_with("MUNGE:")) << stolen;
+  // Forwarded within its lifetime to the real server, on another port: refused.
+  EXPECT_EQ(attach_with(real.tcp, stolen, "root"),
+            fmt::format("credential was made for {}, not this server ({})", impostor.tcp, real.tcp));
+  // A credential with no payload (as munge -n makes it, or an older client) is refused too.
+  EXPECT_EQ(attach_with(real.tcp, credential(m.socket(), ""), "root"), "credential not bound to a server address");
+  // The real client still attaches to the real server.
+  auto honest = fsclient::client::dial(real.tcp, o);
+  ASSERT_TRUE(honest);
+  EXPECT_TRUE((*honest)->attach("root")) << "the real path must still work";
+  std::lock_guard lk(real.log_mu);
+  EXPECT_NE(std::find_if(real.logged.begin(), real.logged.end(),
+                         [](const std::string& l) { return l.find("not this server") != std::string::npos; }),
+            real.logged.end());
+}
+
+TEST(Munge, CancelledCredentialIsNotSentToMunged) {
+  // The worker answers a credential whose session is gone without asking munged: here
+  // munged is unreachable, so an attempt would say so.
+  munge_authenticator a("/nonexistent/munge.sock");
+  auto ask = [&](bool cancelled) {
+    std::promise<std::string> said;
+    auto flag = std::make_shared<std::atomic<bool>>(cancelled);
+    a.verify("MUNGE:AwQDAAA:", flag, [&](authenticator::verified v) { said.set_value(v ? "ok" : v.error()); });
+    return said.get_future().get();
+  };
+  EXPECT_EQ(ask(true), err::hungup);
+  EXPECT_TRUE(ask(false).starts_with("munged unreachable at /nonexistent/munge.sock")) << ask(false);
+}
+
+TEST(Munge, GarbageFloodFromManyConnectionsLeavesLoginsServed) {
+  // The attack, scaled down: connections that pipeline Tauth and a complete but bogus
+  // credential many times over. Each gets 4 afids and one verification at a time; the
+  // rest is refused at once, and a real login goes through promptly.
+  REQUIRE_MUNGED();
+  munged m;
+  served s(munge_opts(m.socket()));
+  std::vector<std::unique_ptr<fsclient::client>> flooders;
+  std::size_t refused = 0, accepted = 0;
+  for (int c = 0; c < 10; ++c) {
+    auto f = fsclient::client::dial(s.tcp);
+    ASSERT_TRUE(f);
+    std::vector<message> flood;
+    for (std::uint32_t a = 0; a < 200; ++a) {
+      flood.push_back(tauth{a, "root", ""});
+      flood.push_back(twrite{a, 0, "MUNGE:" + std::string(200, 'A') + ":\n"});
+    }
+    for (auto& r : (*f)->rpc_batch(flood)) {
+      if (r) {
+        ++accepted;
+      } else if (r.error() == "too many authentication fids on this connection: limit 4") {
+        ++refused;
+      }
+    }
+    flooders.push_back(std::move(*f));
+  }
+  EXPECT_EQ(accepted, 10u * 4u);  // the Rauths; every bogus credential is refused
+  EXPECT_EQ(refused, 10u * 196u);
+  auto t0 = std::chrono::steady_clock::now();
+  fsclient::client::options o;
+  o.credential = [sock = m.socket()](std::string_view bind) { return munge_credential(sock, bind); };
+  auto c = fsclient::client::dial(s.tcp, o);
+  ASSERT_TRUE(c);
+  EXPECT_TRUE((*c)->attach("root"));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+}
+
+TEST(Munge, UnattachedConnectionsAreCappedServerWide) {
+  REQUIRE_MUNGED();
+  munged m;
+  server_options so = munge_opts(m.socket());
+  so.max_unattached_connections = 3;
+  served s(std::move(so));
+  fsclient::client::options o;
+  o.credential = [sock = m.socket()](std::string_view bind) { return munge_credential(sock, bind); };
+  std::vector<std::unique_ptr<fsclient::client>> idle;
+  for (int i = 0; i < 3; ++i) {
+    auto c = fsclient::client::dial(s.tcp, o);
+    ASSERT_TRUE(c) << c.error();
+    idle.push_back(std::move(*c));
+  }
+  EXPECT_FALSE(fsclient::client::dial(s.tcp, fsclient::client::options{.version_timeout_ms = 2000}));
+  {
+    std::lock_guard lk(s.log_mu);
+    EXPECT_NE(std::find(s.logged.begin(), s.logged.end(),
+                        "closing connection from 127.0.0.1: 3 connections not yet attached (limit)"),
+              s.logged.end());
+  }
+  // One of them attaches: that frees a place, and those attached are not counted.
+  ASSERT_TRUE(idle[0]->attach("root"));
+  auto late = fsclient::client::dial(s.tcp, o);
+  ASSERT_TRUE(late) << late.error();
+  EXPECT_TRUE((*late)->attach("root"));
+}
+
+TEST(Munge, UnixSocketConnectionsPerUidAreBounded) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to connect as another uid";
+  testutil::temp_dir dir;
+  ::chmod(dir.path().c_str(), 0711);
+  server_options so;
+  so.max_connections_per_uid = 2;
+  served s(std::move(so));
+  std::string path = dir.file("sock");
+  std::promise<std::string> bound;
+  asio::post(s.io, [&] { bound.set_value(s.srv->listen("unix!" + path).value_or("")); });
+  ASSERT_FALSE(bound.get_future().get().empty());
+  ::chmod(path.c_str(), 0777);
+  std::vector<std::uint8_t> tversion_bytes;
+  encode(fcall{notag, tversion{8192, "9P2000"}}, tversion_bytes);
+  auto answered_as = [&](uid_t uid) {
+    // A child as uid opens three connections and counts those that answer Tversion.
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      if (::setgid(uid) != 0 || ::setuid(uid) != 0) ::_exit(100);
+      int answered = 0;
+      int fds[3];
+      for (int& fd : fds) {
+        fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+        ::sockaddr_un sa{};
+        sa.sun_family = AF_UNIX;
+        std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
+        if (::connect(fd, reinterpret_cast<::sockaddr*>(&sa), sizeof sa) != 0) continue;
+        if (::write(fd, tversion_bytes.data(), tversion_bytes.size()) < 0) continue;
+        ::pollfd p{fd, POLLIN, 0};
+        char buf[64];
+        if (::poll(&p, 1, 2000) == 1 && ::read(fd, buf, sizeof buf) > 0) ++answered;
+      }
+      ::_exit(answered);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  };
+  EXPECT_EQ(answered_as(65534), 2);
+  EXPECT_EQ(answered_as(0), 3);  // root is exempt
+  std::lock_guard lk(s.log_mu);
+  EXPECT_NE(std::find(s.logged.begin(), s.logged.end(), "closing connection: uid 65534 has 2 connections (limit)"),
             s.logged.end());
 }
 
