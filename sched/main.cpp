@@ -38,6 +38,10 @@ int main(int argc, char** argv) {
   app.add_option("--reconnect", reconnect_s, "seconds between dials of a node that is down");
   app.add_option("--new-job-timeout", new_job_timeout_s, "seconds a job made by clone may wait for exec");
   app.add_option("--default-cpu", opts.default_cpu_millis, "millicores a job without 'cpu' takes");
+  app.add_option("--max-result-bytes", opts.results.max_bytes,
+                 "bytes of one job's results (stdout, stderr, out/) kept at most; the rest is not copied");
+  app.add_option("--max-result-files", opts.results.max_files,
+                 "files and directories of one job's results kept at most");
   srv9p::auth_config auth;
   srv9p::add_auth_options(app, auth, true);
   app.set_config("--config", "", "read options from this file (key = value lines)");
@@ -49,6 +53,9 @@ int main(int argc, char** argv) {
   };
   for (double s : {heartbeat_s, down_after_s, reconnect_s, new_job_timeout_s}) {
     if (!(s > 0) || s > 1e6) return fail("times must be seconds above 0");
+  }
+  if (opts.results.max_bytes == 0 || opts.results.max_files < 2) {
+    return fail("--max-result-bytes must be at least 1 and --max-result-files at least 2 (stdout and stderr)");
   }
   opts.state = state;
   // The daemon's user first: it owns the fixed files and is the nodes' attach name.

@@ -988,3 +988,83 @@ TEST(SchedE2E, StateAndResultsAreTheDaemonsAlone) {
   EXPECT_EQ(mode("jobs/" + k), 0700);
   EXPECT_EQ(mode("jobs/" + k + "/stdout"), 0600);
 }
+
+// Bytes a file or directory tree takes on disk (st_blocks), as du counts them.
+std::uint64_t disk_bytes(const std::string& path) {
+  std::uint64_t total = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(path, ec)) {
+    struct ::stat st{};
+    if (::lstat(e.path().c_str(), &st) == 0) total += static_cast<std::uint64_t>(st.st_blocks) * 512;
+  }
+  return total;
+}
+
+TEST(SchedE2E, ResultsOverTheLimitsAreCutAndTheJobEndsOnce) {
+  cluster c;
+  c.sched_extra = {"--max-result-bytes", "100000", "--max-result-files", "20"};
+  ASSERT_EQ(c.start(), "");
+  const std::string note_bytes = "note='results over the limit of 100000 bytes: not all copied'";
+  // The attack: a sparse file of 2 GB below out/ (a few blocks on the node).
+  auto sparse = c.job({"exec sh -c 'echo hi; truncate -s 2G $GALAXY_OUT/big; echo after > $GALAXY_OUT/zz'"});
+  // Output over the limit, and more files than the limit.
+  auto loud = c.job({"exec sh -c 'yes x | head -c 300000'"});
+  auto many = c.job({"exec sh -c 'for i in $(seq 1 40); do echo $i > $GALAXY_OUT/f$i; done'"});
+  // Within the limits: everything, no note.
+  auto fits = c.job({"exec sh -c 'yes y | head -c 90000; echo f > $GALAXY_OUT/f'"});
+  for (const auto& j : {sparse, loud, many, fits}) {
+    EXPECT_EQ(c.read("jobs/" + j + "/wait"), "exit 0\n") << j;
+    c.wait_state(j, "done");
+    EXPECT_EQ(c.status_field(j, "state"), "done") << c.read("jobs/" + j + "/status");
+  }
+  std::string jobs = c.dir.file("state/jobs/");
+  // The sparse job: files in the node's order (stdout first) while they fit; big is cut
+  // so that the whole takes exactly the limit.
+  EXPECT_NE(c.read("jobs/" + sparse + "/status").find(note_bytes), std::string::npos)
+      << c.read("jobs/" + sparse + "/status");
+  EXPECT_EQ(c.read("jobs/" + sparse + "/stdout"), "hi\n");
+  std::uint64_t sizes = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(jobs + sparse)) {
+    if (e.is_regular_file()) sizes += e.file_size();
+  }
+  EXPECT_EQ(sizes, 100000u);
+  EXPECT_LE(disk_bytes(jobs + sparse), 200000u);
+  // What was kept of big reads through the tree.
+  auto big = c.c->stat_path(c.root, "jobs/" + sparse + "/out/big");
+  ASSERT_TRUE(big.has_value()) << big.error();
+  EXPECT_GT(big->length, 0u);
+  EXPECT_LE(big->length, 100000u - 3);
+  EXPECT_EQ(c.c->read_file(c.root, "jobs/" + sparse + "/out/big").value_or("x"), std::string(big->length, '\0'));
+  struct ::stat st{};
+  // stdout over the limit keeps its first 100000 bytes.
+  EXPECT_NE(c.read("jobs/" + loud + "/status").find(note_bytes), std::string::npos);
+  ASSERT_EQ(::stat((jobs + loud + "/stdout").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 100000);
+  std::string xs;
+  while (xs.size() < 100000) xs += "x\n";
+  EXPECT_EQ(c.read("jobs/" + loud + "/stdout"), xs);
+  // 40 files: 20 are kept (stdout and stderr are two of them).
+  EXPECT_NE(c.read("jobs/" + many + "/status").find("note='results over the limit of 20 files: not all copied'"),
+            std::string::npos)
+      << c.read("jobs/" + many + "/status");
+  auto kept = c.c->list_dir(c.root, "jobs/" + many + "/out");
+  ASSERT_TRUE(kept.has_value()) << kept.error();
+  EXPECT_EQ(kept->size(), 18u);
+  // Within the limits: all of it, and no note.
+  std::string ys;
+  while (ys.size() < 90000) ys += "y\n";
+  EXPECT_EQ(c.read("jobs/" + fits + "/stdout"), ys);
+  EXPECT_EQ(c.read("jobs/" + fits + "/out/f"), "f\n");
+  EXPECT_EQ(c.status_field(fits, "note"), "-");
+  // Each ran once, and none runs again.
+  std::this_thread::sleep_for(500ms);
+  for (const auto& j : {sparse, loud, many, fits}) {
+    EXPECT_EQ(c.status_field(j, "attempts"), "1") << j;
+    EXPECT_EQ(c.status_field(j, "state"), "done") << j;
+  }
+  // Bad limits stop the daemon at start-up with a message.
+  auto bad = testutil::run({sched_binary, "--listen", "tcp!127.0.0.1!0", "--state", c.dir.file("state2"),
+                            "--max-result-bytes", "0"});
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.err.find("--max-result-bytes must be at least 1"), std::string::npos) << bad.err;
+}
