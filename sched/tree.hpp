@@ -24,6 +24,7 @@
 //
 // Reads that wait (events, jobs/N/wait, stdout and stderr of a job not yet running) are
 // parked requests woken when the job changes, and cancelled by Tflush.
+#include <expected>
 #include <map>
 #include <memory>
 #include <mutex>
