@@ -20,6 +20,11 @@
 //   (e) the daemon's resident memory (VmRSS, /proc/PID/status, with its anonymous and
 //       file-backed parts and the PSS): just after start; with --running `sleep 30` tasks
 //       running; and idle again after all of the above.
+//   (f) with --owner USER (issue 12): the same rate on two more nodes in the same rounds,
+//       tasks attached as USER (run as that uid with its groups, each in a cgroup of its
+//       own, killed as a whole at its end: the default), and tasks attached as root on a
+//       node started with --no-cgroups (run as --run-as nobody, each in a process group:
+//       what every task was before), beside the same xargs -P2.
 // The stripped binary's size is bench/run_node.sh's to measure (strip -o).
 //
 // Before each round a quiet gate (as in shared/peers/common.sh) waits up to --quiet-wait s
@@ -88,6 +93,10 @@ struct options {
   int quiet_max = 20;              // % of all CPUs other tenants may use
   int quiet_wait = 60;             // s to wait for that at most
   std::string addr;                // a running node to measure (d) against: no floors, no (e)
+  // (f): a local user; when given, two more nodes in the same rounds: tasks attached as
+  // this user (run as it, each in a cgroup of its own), and tasks attached as root on a
+  // node with --no-cgroups (run as --run-as nobody, process group only).
+  std::string owner;
 };
 
 // ---- quiet gate (shared/peers/common.sh bg_load, as bench_9p.cpp) ------------------------
@@ -194,13 +203,16 @@ struct node_process {
   std::string addr;
   std::string spool_dir;  // the temporary directory holding the spool
 
-  void start(const options& o, const std::string& parent) {
+  void start(const options& o, const std::string& parent, const std::vector<std::string>& extra = {}) {
     char tmpl[4096];
     std::snprintf(tmpl, sizeof tmpl, "%s/galaxy-bench-node-XXXXXX", parent.c_str());
     if (::mkdtemp(tmpl) == nullptr) die(fmt::format("mkdtemp: {}", std::strerror(errno)));
     spool_dir = tmpl;
     ::chmod(tmpl, 0711);  // as root the node runs tasks as nobody, who must reach the spool
-    pid = spawn({o.node, "--listen", "tcp!127.0.0.1!0", "--auth", "none", "--spool", spool_dir + "/spool", "--name", "bench"}, &out_fd);
+    std::vector<std::string> argv = {o.node, "--listen", "tcp!127.0.0.1!0", "--auth", "none", "--spool",
+                                     spool_dir + "/spool", "--name", "bench"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    pid = spawn(argv, &out_fd);
     std::string line;
     char c;
     while (::read(out_fd, &c, 1) == 1 && c != '\n') line += c;
@@ -227,12 +239,15 @@ struct conn {
   std::uint32_t root = 0;
 };
 
-conn connect(const std::string& addr) {
+// Attaches as uname; by default the daemon's own user, to whom /ctl (kill all) belongs.
+conn connect(const std::string& addr, std::string uname = "") {
   auto c = fsclient::client::dial(addr);
   if (!c) die(fmt::format("dial {}: {}", addr, c.error()));
-  // The daemon's own user: /ctl (kill all) belongs to it.
-  const passwd* pw = ::getpwuid(::geteuid());
-  auto root = (*c)->attach(pw != nullptr ? pw->pw_name : "none");
+  if (uname.empty()) {
+    const passwd* pw = ::getpwuid(::geteuid());
+    uname = pw != nullptr ? pw->pw_name : "none";
+  }
+  auto root = (*c)->attach(uname);
   if (!root) die(fmt::format("attach: {}", root.error()));
   return {std::move(*c), *root};
 }
@@ -343,6 +358,7 @@ int main(int argc, char** argv) {
   app.add_option("--quiet-max", o.quiet_max, "quiet gate: max % CPU of other tenants")->capture_default_str();
   app.add_option("--quiet-wait", o.quiet_wait, "quiet gate: max seconds to wait")->capture_default_str();
   app.add_option("--addr", o.addr, "measure only the task rate of this running node (for profiling)");
+  app.add_option("--owner", o.owner, "a local user: also measure tasks as that user in cgroups vs as nobody without");
   CLI11_PARSE(app, argc, argv);
   if (o.reps < 1 || o.tasks < 1 || o.inflight < 1 || o.running < 0 || o.spool_in.empty()) die("bad option values");
   ::signal(SIGPIPE, SIG_IGN);
@@ -368,21 +384,41 @@ int main(int argc, char** argv) {
   // Nodes: one per --spool-in directory, all started first. Tasks run at nice 19 and
   // SCHED_IDLE by default; xargs and the spawn loop run theirs at the caller's priority,
   // so the target is checked with tasks at nice 0 (node ctl "nice N" before each rate).
+  // (f) adds two nodes after those: tasks of --owner (its own uid, a cgroup each), and
+  // root's tasks on a --no-cgroups node (nobody, a process group each).
   struct node_run {
     node_process proc;
-    conn k;
+    conn k;        // the admin's: ctl (nice)
+    conn tasks_k;  // the tasks' owner's; empty: k
     std::string where;
+    std::vector<std::string> extra;  // more galaxy-node options
+    std::string owner;               // attach name of the tasks; "": the admin
+    conn& tasks() { return tasks_k.c ? tasks_k : k; }
   };
-  std::vector<node_run> nodes(o.spool_in.size());
-  for (std::size_t si = 0; si < nodes.size(); si++) {
-    nodes[si].proc.start(o, o.spool_in[si]);
+  std::size_t n_spool = o.spool_in.size();
+  std::vector<node_run> nodes(n_spool + (o.owner.empty() ? 0 : 2));
+  for (std::size_t si = 0; si < n_spool; si++) {
     nodes[si].where = fmt::format("spool in {} ({})", o.spool_in[si], fs_type(o.spool_in[si]));
+  }
+  if (!o.owner.empty()) {
+    nodes[n_spool].where = fmt::format("tasks as their owner `{}`, each in a cgroup of its own (the default), spool in {}",
+                                       o.owner, o.spool_in[0]);
+    nodes[n_spool].owner = o.owner;
+    nodes[n_spool + 1].where = fmt::format("root's tasks as `nobody` (--run-as), `--no-cgroups` (process group only), spool in {}",
+                                           o.spool_in[0]);
+    nodes[n_spool + 1].extra = {"--no-cgroups"};
+  }
+  for (std::size_t si = 0; si < nodes.size(); si++) {
+    nodes[si].proc.start(o, o.spool_in[si < n_spool ? si : 0], nodes[si].extra);
     say(fmt::format("started {} (pid {}) on {}, {}", o.node, nodes[si].proc.pid, nodes[si].proc.addr, nodes[si].where));
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   std::uint64_t rss_start = rss_kib(nodes[0].proc.pid);
   std::string mem_start = mem_detail(nodes[0].proc.pid);
-  for (auto& n : nodes) n.k = connect(n.proc.addr);
+  for (auto& n : nodes) {
+    n.k = connect(n.proc.addr);
+    if (!n.owner.empty()) n.tasks_k = connect(n.proc.addr, n.owner);
+  }
 
   struct rate_kind {
     std::string what;
@@ -403,8 +439,9 @@ int main(int argc, char** argv) {
     if (auto ok = k.c->write_file(k.root, "ctl", fmt::format("nice {}\n", kd.nice)); !ok) {
       die(fmt::format("nice {}: {}", kd.nice, ok.error()));
     }
-    double r = node_rate(k, n, o.inflight, made);
-    remove_tasks(k, made);
+    conn& tk = nodes[kd.node].tasks();
+    double r = node_rate(tk, n, o.inflight, made);
+    remove_tasks(tk, made);
     return r;
   };
   for (const auto& kd : kinds) measure(kd, o.tasks / 4);  // warm-up
@@ -440,10 +477,13 @@ int main(int argc, char** argv) {
       rows.push_back({"(d) the same, tasks at the default nice 19 + SCHED_IDLE, " + nodes[0].where, rate, "tasks/s",
                       vs, "", "", bg});
     } else {
-      rows.push_back({"(d) the same, nice 0, " + nodes[kinds[i].node].where, rate, "tasks/s", vs, "", "", bg});
+      rows.push_back({(kinds[i].node >= n_spool ? "(f) the same, nice 0, " : "(d) the same, nice 0, ") +
+                          nodes[kinds[i].node].where,
+                      rate, "tasks/s", vs, "", "", bg});
     }
   }
   for (std::size_t si = 1; si < nodes.size(); si++) {
+    nodes[si].tasks_k.c.reset();
     nodes[si].k.c.reset();
     nodes[si].proc.stop();
   }

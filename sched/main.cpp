@@ -3,6 +3,8 @@
 //
 //   galaxy-sched --listen DIAL --state DIR [--node NAME=DIAL]... [--admin USER]... [--config FILE]
 //                [--auth munge|none] [--munge-socket PATH] [--trust USER]...
+//                [--max-result-bytes N] [--max-result-files N]
+//                [--relay-fids N] [--relay-requests N] [--relay-fids-total N] [--relay-requests-total N]
 //
 // Prints "listening on DIAL" per listener, then serves until SIGINT or SIGTERM.
 #include <CLI/CLI.hpp>
@@ -38,6 +40,17 @@ int main(int argc, char** argv) {
   app.add_option("--reconnect", reconnect_s, "seconds between dials of a node that is down");
   app.add_option("--new-job-timeout", new_job_timeout_s, "seconds a job made by clone may wait for exec");
   app.add_option("--default-cpu", opts.default_cpu_millis, "millicores a job without 'cpu' takes");
+  app.add_option("--max-result-bytes", opts.results.max_bytes,
+                 "bytes of one job's results (stdout, stderr, out/) kept at most; the rest is not copied");
+  app.add_option("--max-result-files", opts.results.max_files,
+                 "files and directories of one job's results kept at most");
+  sched::relay_limits relay;
+  app.add_option("--relay-fids", relay.fids_per_user, "files one user may hold open on one node through nodes/");
+  app.add_option("--relay-requests", relay.requests_per_user,
+                 "requests one user may have outstanding on one node through nodes/");
+  app.add_option("--relay-fids-total", relay.fids_total, "files all users together may hold open on one node");
+  app.add_option("--relay-requests-total", relay.requests_total,
+                 "requests all users together may have outstanding on one node");
   srv9p::auth_config auth;
   srv9p::add_auth_options(app, auth, true);
   app.set_config("--config", "", "read options from this file (key = value lines)");
@@ -49,6 +62,14 @@ int main(int argc, char** argv) {
   };
   for (double s : {heartbeat_s, down_after_s, reconnect_s, new_job_timeout_s}) {
     if (!(s > 0) || s > 1e6) return fail("times must be seconds above 0");
+  }
+  if (opts.results.max_bytes == 0 || opts.results.max_files < 2) {
+    return fail("--max-result-bytes must be at least 1 and --max-result-files at least 2 (stdout and stderr)");
+  }
+  // A relayed walk or stat is three requests (walk, stat, clunk of the fid it walked).
+  if (relay.fids_per_user < 1 || relay.requests_per_user < 3 || relay.fids_total < relay.fids_per_user ||
+      relay.requests_total < relay.requests_per_user) {
+    return fail("--relay-fids must be at least 1 and --relay-requests at least 3, and each total at least its per-user value");
   }
   opts.state = state;
   // The daemon's user first: it owns the fixed files and is the nodes' attach name.
@@ -79,7 +100,7 @@ int main(int argc, char** argv) {
   // other users read jobs only through the tree, which checks who asks.
   ::umask(077);
   asio::io_context io;
-  sched::sched_tree tree;
+  sched::sched_tree tree(4096, relay);
   auto s = sched::scheduler::create(io, opts, tree.make_hooks());
   if (!s) return fail(s.error());
   tree.set_scheduler(s->get());

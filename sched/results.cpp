@@ -27,6 +27,20 @@ std::expected<void, std::string> check_name(std::string_view name) {
   return {};
 }
 
+bool result_budget::take_file() {
+  if (over()) return false;
+  if (files_ >= limits_.max_files) {
+    over_ = fmt::format("results over the limit of {} files: not all copied", limits_.max_files);
+    return false;
+  }
+  ++files_;
+  return true;
+}
+
+void result_budget::bytes_over() {
+  if (!over()) over_ = fmt::format("results over the limit of {} bytes: not all copied", limits_.max_bytes);
+}
+
 dir_fd& dir_fd::operator=(dir_fd&& o) noexcept {
   if (this != &o) {
     if (fd_ >= 0) ::close(fd_);

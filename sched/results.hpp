@@ -8,7 +8,14 @@
 // made relative to its directory's fd (mkdirat, openat with O_NOFOLLOW and O_EXCL), never
 // by joining names onto a path, so no name and no link can put a file outside the job's
 // directory (STYLE.md, "Paths and identities from outside").
+//
+// A job's results are bounded (result_limits, galaxy-sched(8) --max-result-bytes and
+// --max-result-files): a copy takes files in order (stdout, stderr, then out/ as the
+// node lists it) while they fit; the file that crosses the byte limit keeps its first
+// bytes up to the limit, and nothing after it is copied. So a task's 2 GB sparse file
+// costs the scheduler at most the limit, and the job still ends (with a note).
 #include <cstddef>
+#include <cstdint>
 #include <expected>
 #include <string>
 #include <string_view>
@@ -19,6 +26,36 @@ namespace sched {
 inline constexpr std::size_t max_result_name = 255;
 // Deepest directory taken from a node's out/ (out/a/b/... counts one per level).
 inline constexpr int max_result_depth = 32;
+
+// The most a job's results may take on the scheduler's disk.
+struct result_limits {
+  std::uint64_t max_bytes = std::uint64_t{1} << 30;  // stdout + stderr + every file below out/
+  std::uint64_t max_files = 10000;                   // files and directories, stdout and stderr included
+};
+
+// What one copy of a job's results may still take. Not thread-safe: one copy, one thread.
+class result_budget {
+ public:
+  explicit result_budget(result_limits l) : limits_(l) {}
+  // Takes one file or directory; false (and over() from then on) when max_files are taken.
+  bool take_file();
+  // Bytes that may still be written.
+  std::uint64_t bytes_left() const { return limits_.max_bytes - bytes_; }
+  // Records n bytes written; n is at most bytes_left().
+  void spend(std::uint64_t n) { bytes_ += n; }
+  // Records that a file had more than bytes_left(): the copy stops.
+  void bytes_over();
+  bool over() const { return !over_.empty(); }
+  // The job's note when over(): "results over the limit of N bytes: not all copied" (or
+  // "of N files"); empty otherwise.
+  const std::string& note() const { return over_; }
+
+ private:
+  result_limits limits_;
+  std::uint64_t bytes_ = 0;
+  std::uint64_t files_ = 0;
+  std::string over_;
+};
 
 // Whether a name from a node may name a result file. Errors: "bad file name '..' from
 // node" for "", ".", "..", a name with '/' or NUL; "file name from node longer than 255

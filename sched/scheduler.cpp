@@ -63,15 +63,29 @@ std::string status_word(std::string_view line, std::string_view key) {
   return std::string(line.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
 }
 
-// Streams the node's file path into a new file name below dir (sched/results.hpp).
+// Streams the node's file path into a new file name below dir (sched/results.hpp), as
+// much of it as budget allows: a file longer than that keeps its first bytes_left()
+// bytes and the budget is over. length is what the node's directory said of the file
+// (0 when it did not say): a file known not to fit is not read past the limit, and none
+// of it is read when nothing is left. Blocking.
 std::expected<void, std::string> copy_file(fsclient::client& c, std::uint32_t root, const std::string& path, int dir,
-                                           const std::string& name) {
+                                           const std::string& name, result_budget& budget, std::uint64_t length = 0) {
+  if (!budget.take_file()) return {};
+  if (length > 0 && budget.bytes_left() == 0) {
+    budget.bytes_over();
+    return {};
+  }
   auto fd = create_result_file(dir, name);
   if (!fd) return fail(fd.error());
   std::expected<void, std::string> written;
   auto ok = c.stream_file(root, path, [&](std::string_view piece) {
+    // The node's stated length is not trusted: what arrives is counted.
+    bool cut = piece.size() > budget.bytes_left();
+    if (cut) piece = piece.substr(0, budget.bytes_left());
     written = write_all(*fd, piece);
-    return written.has_value();
+    budget.spend(piece.size());
+    if (cut) budget.bytes_over();
+    return written.has_value() && !cut;
   });
   ::close(*fd);
   if (!written) return fail(fmt::format("writing {}: {}", name, written.error()));
@@ -79,53 +93,86 @@ std::expected<void, std::string> copy_file(fsclient::client& c, std::uint32_t ro
   return {};
 }
 
-// Copies a node directory (task/N/out) into dir, depth directories deep at most. Every
-// name the node gives is checked before it is used, here and on the node (a name
-// "../x" would also walk elsewhere there). Blocking.
+// The entries of the node's directory path, at most max of them (reading stops there,
+// so a directory of a million entries costs no more memory than max). Blocking.
+std::expected<std::vector<srv9p::dir>, std::string> list_dir_upto(fsclient::client& c, std::uint32_t root,
+                                                                  const std::string& path, std::uint64_t max) {
+  std::vector<srv9p::dir> out;
+  std::string bad;
+  auto ok = c.stream_file(root, path, [&](std::string_view piece) {
+    auto ds = srv9p::decode_dirs(std::span(reinterpret_cast<const std::uint8_t*>(piece.data()), piece.size()));
+    if (!ds) {
+      bad = ds.error();
+      return false;
+    }
+    for (auto& d : *ds) {
+      if (out.size() >= max) return false;
+      out.push_back(std::move(d));
+    }
+    return out.size() < max;
+  });
+  if (!ok) return fail(ok.error());
+  if (!bad.empty()) return fail(fmt::format("directory {} from node: {}", path, bad));
+  return out;
+}
+
+// Copies a node directory (task/N/out) into dir, depth directories deep at most, while
+// budget allows (each directory is one of its files). Every name the node gives is
+// checked before it is used, here and on the node (a name "../x" would also walk
+// elsewhere there). Blocking.
 std::expected<void, std::string> copy_dir(fsclient::client& c, std::uint32_t root, const std::string& path, int dir,
-                                          int depth) {
+                                          int depth, result_budget& budget, std::uint64_t max_files) {
   if (depth > max_result_depth) return fail(fmt::format("more than {} directories deep", max_result_depth));
-  auto entries = c.list_dir(root, path);
+  // One entry more than the budget's files can show that the limit is passed.
+  auto entries = list_dir_upto(c, root, path, max_files + 1);
   if (!entries) return fail(entries.error());
   for (const auto& d : *entries) {
+    if (budget.over()) return {};
     if (auto ok = check_name(d.name); !ok) return ok;
     std::string child = path + "/" + d.name;
     if (d.mode & srv9p::dmdir) {
+      if (!budget.take_file()) return {};
       auto sub = open_result_dir(dir, d.name);
       if (!sub) return fail(sub.error());
-      if (auto ok = copy_dir(c, root, child, sub->get(), depth + 1); !ok) return ok;
+      if (auto ok = copy_dir(c, root, child, sub->get(), depth + 1, budget, max_files); !ok) return ok;
       continue;
     }
-    if (auto ok = copy_file(c, root, child, dir, d.name); !ok) return ok;
+    if (auto ok = copy_file(c, root, child, dir, d.name, budget, d.length); !ok) return ok;
   }
   return {};
 }
 
 // Copies a finished task's stdout, stderr and out/ from its node into the job's result
-// directory jobs/J below the state directory (jobs is that fd). Blocking (a pool thread).
-// Attaches as the job's owner, who owns the task's files on the node.
-std::expected<void, std::string> copy_results(fsclient::client& c, const std::string& owner, std::uint64_t task,
-                                              int jobs, std::uint64_t id) {
+// directory jobs/J below the state directory (jobs is that fd), within limits. Blocking
+// (a pool thread). Attaches as the job's owner, who owns the task's files on the node.
+// Returns the job's note: "" when everything was copied, budget.note() when the limits
+// stopped the copy. Errors: why a file could not be copied.
+std::expected<std::string, std::string> copy_results(fsclient::client& c, const std::string& owner,
+                                                     std::uint64_t task, int jobs, std::uint64_t id,
+                                                     result_limits limits) {
   auto dest = open_result_dir(jobs, std::to_string(id));
   if (!dest) return fail(dest.error());
   auto root = c.attach(owner);
   if (!root) return fail("attach: " + root.error());
+  result_budget budget(limits);
   std::expected<void, std::string> result;
   for (const char* name : {"stdout", "stderr"}) {
-    if (auto ok = copy_file(c, *root, fmt::format("task/{}/{}", task, name), dest->get(), name); !ok) {
+    if (auto ok = copy_file(c, *root, fmt::format("task/{}/{}", task, name), dest->get(), name, budget); !ok) {
       result = fail(fmt::format("{}: {}", name, ok.error()));
     }
   }
-  if (result) {
+  if (result && !budget.over()) {
     auto out = open_result_dir(dest->get(), "out");
     if (!out) {
       result = fail("out: " + out.error());
-    } else if (auto ok = copy_dir(c, *root, fmt::format("task/{}/out", task), out->get(), 1); !ok) {
+    } else if (auto ok = copy_dir(c, *root, fmt::format("task/{}/out", task), out->get(), 1, budget, limits.max_files);
+               !ok) {
       result = fail("out: " + ok.error());
     }
   }
   (void)c.clunk(*root);
-  return result;
+  if (!result) return fail(result.error());
+  return budget.note();
 }
 
 // What a restarted scheduler finds of one of its jobs on a node. Blocking (a pool
@@ -1488,7 +1535,13 @@ void scheduler::collect(job& j, std::string wait) {
              const std::string* out = data(0);
              const std::string* err = data(1);
              const std::string* dir = data(2);
-             if (out == nullptr || err == nullptr || dir == nullptr || !dir->empty()) return copy_in_pool(*j, wait);
+             // Output over the limits takes the general path, which keeps what fits.
+             std::uint64_t files = (out && !out->empty()) + (err && !err->empty());
+             bool fits = out && err && out->size() + err->size() <= opts_.results.max_bytes &&
+                         files <= opts_.results.max_files;
+             if (out == nullptr || err == nullptr || dir == nullptr || !dir->empty() || !fits) {
+               return copy_in_pool(*j, wait);
+             }
              if (out->empty() && err->empty()) return collected(id, wait, "");
              asio::post(pool_, [this, id, wait, out = *out, err = *err] {
                std::string note;
@@ -1513,9 +1566,9 @@ void scheduler::copy_in_pool(job& j, std::string wait) {
   auto conn = n ? n->conn() : nullptr;
   if (!conn) return collected(j.rec.id, wait, "results not copied: node is down");
   std::uint64_t id = j.rec.id;
-  asio::post(pool_, [this, conn, id, owner = j.rec.owner, task = j.rec.task, wait]() {
-    auto ok = copy_results(conn->client(), owner, task, jobs_fd_, id);
-    asio::post(io_, [this, id, ok, wait] { collected(id, wait, ok ? "" : "results not copied: " + ok.error()); });
+  asio::post(pool_, [this, conn, id, owner = j.rec.owner, task = j.rec.task, wait, limits = opts_.results]() {
+    auto ok = copy_results(conn->client(), owner, task, jobs_fd_, id, limits);
+    asio::post(io_, [this, id, ok, wait] { collected(id, wait, ok ? *ok : "results not copied: " + ok.error()); });
   });
 }
 

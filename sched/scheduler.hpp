@@ -41,6 +41,7 @@
 
 #include "sched/node_link.hpp"
 #include "sched/policy.hpp"
+#include "sched/results.hpp"
 #include "sched/store.hpp"
 
 namespace sched {
@@ -65,6 +66,7 @@ struct sched_options {
   std::uint32_t default_cpu_millis = 1000;   // a job without `cpu` takes one CPU
   std::int64_t new_job_timeout_ms = 600000;  // a cloned job never exec'd is dropped after this
   std::size_t copy_threads = 4;              // threads that copy results from nodes
+  result_limits results;                     // the most one job's results may take (--max-result-*)
   std::function<void(std::string_view)> log;
 };
 

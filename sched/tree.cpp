@@ -94,6 +94,7 @@ struct node_open : srv9p::open_state {
   std::uint32_t fid = srv9p::nofid;
   std::string node;
   std::uint64_t relay = 0;  // relay_ index of the file (relayed files)
+  relay_slot held;          // the fid's place in its user's relay quota
   ~node_open() override {
     if (conn && fid != srv9p::nofid && conn->connected()) {
       auto c = conn;
@@ -105,7 +106,59 @@ struct node_open : srv9p::open_state {
 
 }  // namespace
 
-sched_tree::sched_tree(std::size_t event_backlog) : events_(event_backlog) {}
+std::expected<relay_slot, std::string> relay_quota::take(what w, const std::string& user, const std::string& node,
+                                                         std::size_t n) {
+  std::lock_guard lock(mu_);
+  auto& mine = users_[{user, node}];
+  auto& all = nodes_[node];
+  std::size_t user_limit = w == what::fids ? limits_.fids_per_user : limits_.requests_per_user;
+  std::size_t node_limit = w == what::fids ? limits_.fids_total : limits_.requests_total;
+  std::string refused;
+  if (mine.of(w) + n > user_limit) {
+    refused = w == what::fids ? fmt::format("relay limit: {} has {} files open on node {}", user, mine.of(w), node)
+                              : fmt::format("relay limit: {} has {} requests outstanding on node {}", user, mine.of(w), node);
+  } else if (all.of(w) + n > node_limit) {
+    refused = fmt::format("relay limit: node {} has {} relayed {} for all users", node, all.of(w),
+                          w == what::fids ? "files open" : "requests outstanding");
+  }
+  if (!refused.empty()) {
+    if (mine.fids == 0 && mine.requests == 0) users_.erase({user, node});
+    if (all.fids == 0 && all.requests == 0) nodes_.erase(node);
+    return std::unexpected(std::move(refused));
+  }
+  mine.of(w) += n;
+  all.of(w) += n;
+  return std::make_shared<slot>(shared_from_this(), w, user, node, n);
+}
+
+std::size_t relay_quota::held(what w, const std::string& user, const std::string& node) {
+  std::lock_guard lock(mu_);
+  auto it = users_.find({user, node});
+  return it == users_.end() ? 0 : it->second.of(w);
+}
+
+void relay_quota::give_back(what w, const std::string& user, const std::string& node, std::size_t n) {
+  std::lock_guard lock(mu_);
+  // A slot gives back only what it took, so both entries exist and hold at least n.
+  auto u = users_.find({user, node});
+  auto a = nodes_.find(node);
+  u->second.of(w) -= n;
+  a->second.of(w) -= n;
+  if (u->second.fids == 0 && u->second.requests == 0) users_.erase(u);
+  if (a->second.fids == 0 && a->second.requests == 0) nodes_.erase(a);
+}
+
+sched_tree::sched_tree(std::size_t event_backlog, relay_limits limits)
+    : quota_(std::make_shared<relay_quota>(limits)), events_(event_backlog) {}
+
+relay_slot sched_tree::take(relay_quota::what w, const request& r, const std::string& node, std::size_t n) {
+  auto s = quota_->take(w, r.uname(), node, n);
+  if (!s) {
+    r.error(s.error());
+    return nullptr;
+  }
+  return std::move(*s);
+}
 sched_tree::~sched_tree() = default;
 
 scheduler::hooks sched_tree::make_hooks() {
@@ -414,12 +467,14 @@ void sched_tree::walk(request r) {
   std::size_t skip = full.size();
   full.insert(full.end(), names.begin() + static_cast<std::ptrdiff_t>(i), names.end());
   if (full.size() > srv9p::maxwelem) return r.error(err::too_many_wnames);
+  auto held = take(relay_quota::what::requests, r, e.node, 3);
+  if (!held) return;
   n->batch(uname,
            [full](node_conn& c, std::uint32_t root) {
              std::uint32_t f = c.client().alloc_fid();
              return std::vector<srv9p::message>{srv9p::twalk{root, f, full}, srv9p::tstat{f}, srv9p::tclunk{f}};
            },
-           [this, r, walked = std::move(walked), e, full, skip](node_link::replies rep) mutable {
+           [this, r, walked = std::move(walked), e, full, skip, held](node_link::replies rep) mutable {
              if (rep.empty() || !rep[0]) {
                std::string why = rep.empty() ? std::string(err::io) : rep[0].error();
                if (walked.empty()) return r.error(why);
@@ -453,16 +508,21 @@ void sched_tree::relay_open(request r, const relay_entry& e) {
   auto conn = n ? n->conn() : nullptr;
   if (!conn) return r.error(fmt::format("node {} is down", e.node));
   std::uint8_t mode = r.get<srv9p::topen>().mode;
+  auto fid_held = take(relay_quota::what::fids, r, e.node, 1);
+  if (!fid_held) return;
+  auto held = take(relay_quota::what::requests, r, e.node, 2);
+  if (!held) return;
   auto nf = std::make_shared<std::uint32_t>(srv9p::nofid);
   n->batch(r.uname(),
            [path = split(e.path), mode, nf](node_conn& c, std::uint32_t root) {
              *nf = c.client().alloc_fid();
              return std::vector<srv9p::message>{srv9p::twalk{root, *nf, path}, srv9p::topen{*nf, mode}};
            },
-           [this, r, conn, nf, e](node_link::replies rep) {
+           [this, r, conn, nf, e, fid_held, held](node_link::replies rep) {
              auto st = std::make_unique<node_open>();
              st->conn = conn;
              st->node = e.node;
+             st->held = fid_held;
              if (rep.size() == 2 && rep[0]) st->fid = *nf;  // clunked by ~node_open
              for (auto& x : rep) {
                if (!x) return r.error(x.error());
@@ -515,6 +575,10 @@ void sched_tree::create(request r) {
   auto conn = n ? n->conn() : nullptr;
   if (!conn) return r.error(fmt::format("node {} is down", e.node));
   const auto& c = r.get<srv9p::tcreate>();
+  auto fid_held = take(relay_quota::what::fids, r, e.node, 1);
+  if (!fid_held) return;
+  auto held = take(relay_quota::what::requests, r, e.node, 2);
+  if (!held) return;
   auto nf = std::make_shared<std::uint32_t>(srv9p::nofid);
   // The create goes to the fid just walked on the node connection, never to the client's
   // fid number: that names nothing of ours there, or another user's fid (the connection
@@ -525,10 +589,11 @@ void sched_tree::create(request r) {
              return std::vector<srv9p::message>{srv9p::twalk{root, *nf, path},
                                                 srv9p::tcreate{*nf, c.name, c.perm, c.mode}};
            },
-           [this, r, conn, nf, e, c](node_link::replies rep) {
+           [this, r, conn, nf, e, c, fid_held, held](node_link::replies rep) {
              auto st = std::make_unique<node_open>();
              st->conn = conn;
              st->node = e.node;
+             st->held = fid_held;
              // The walk made the fid only if it reached the whole path (walk(5)); else the
              // number goes back to the pool unused.
              bool walked = rep.size() == 2 && rep[0] && std::get<srv9p::rwalk>(*rep[0]).qids.size() == split(e.path).size();
@@ -560,12 +625,14 @@ void sched_tree::remove(request r) {
     const relay_entry e = relay_[inst_of(f)];
     node_link* n = sched_->find_node(e.node);
     if (n == nullptr || !n->up() || e.path.empty()) return r.error(n ? err::no_remove : "node is down");
+    auto held = take(relay_quota::what::requests, r, e.node, 2);
+    if (!held) return;
     return n->batch(r.uname(),
                     [path = split(e.path)](node_conn& c, std::uint32_t root) {
                       std::uint32_t nf = c.client().alloc_fid();
                       return std::vector<srv9p::message>{srv9p::twalk{root, nf, path}, srv9p::tremove{nf}};
                     },
-                    [r](node_link::replies rep) {
+                    [r, held](node_link::replies rep) {
                       for (auto& x : rep) {
                         if (!x) return r.error(x.error());
                       }
@@ -591,12 +658,14 @@ void sched_tree::stat(request r) {
   node_link* n = sched_->find_node(e.node);
   if (n == nullptr || !n->up()) return r.error(fmt::format("node {} is down", e.node));
   std::string name = f.name;
+  auto held = take(relay_quota::what::requests, r, e.node, 3);
+  if (!held) return;
   n->batch(r.uname(),
            [path = split(e.path)](node_conn& c, std::uint32_t root) {
              std::uint32_t nf = c.client().alloc_fid();
              return std::vector<srv9p::message>{srv9p::twalk{root, nf, path}, srv9p::tstat{nf}, srv9p::tclunk{nf}};
            },
-           [this, r, e, name](node_link::replies rep) {
+           [this, r, e, name, held](node_link::replies rep) {
              if (rep.size() < 2 || !rep[0]) return r.error(rep.empty() || rep[0] ? std::string(err::io) : rep[0].error());
              if (!rep[1]) return r.error(rep[1].error());
              dir d = std::get<srv9p::rstat>(*rep[1]).stat;
@@ -612,12 +681,14 @@ void sched_tree::wstat(request r) {
   node_link* n = sched_->find_node(e.node);
   if (n == nullptr || !n->up()) return r.error(fmt::format("node {} is down", e.node));
   srv9p::dir want = r.get<srv9p::twstat>().stat;
+  auto held = take(relay_quota::what::requests, r, e.node, 3);
+  if (!held) return;
   n->batch(r.uname(),
            [path = split(e.path), want](node_conn& c, std::uint32_t root) {
              std::uint32_t nf = c.client().alloc_fid();
              return std::vector<srv9p::message>{srv9p::twalk{root, nf, path}, srv9p::twstat{nf, want}, srv9p::tclunk{nf}};
            },
-           [r](node_link::replies rep) {
+           [r, held](node_link::replies rep) {
              for (std::size_t i = 0; i < 2 && i < rep.size(); ++i) {
                if (!rep[i]) return r.error(rep[i].error());
              }
@@ -646,9 +717,11 @@ void sched_tree::relay_read(request r) {
   auto conn = st->conn;
   std::string node = st->node;
   std::uint64_t relay = st->relay;
+  auto held = take(relay_quota::what::requests, r, node, 1);
+  if (!held) return;
   auto ticket = conn->client().send_ticket(
-      srv9p::tread{st->fid, m.offset, m.count}, [this, r, is_dir, node, relay](fsclient::client::reply rep) {
-        asio::post(sched_->io(), [this, r, rep = std::move(rep), is_dir, node, relay]() mutable {
+      srv9p::tread{st->fid, m.offset, m.count}, [this, r, is_dir, node, relay, held](fsclient::client::reply rep) {
+        asio::post(sched_->io(), [this, r, rep = std::move(rep), is_dir, node, relay, held]() mutable {
           if (!rep) return r.error(rep.error());
           auto data = std::move(std::get<srv9p::rread>(*rep).data);
           if (is_dir) {
@@ -695,6 +768,11 @@ void sched_tree::serve_output(request r, job& j, bool is_err) {
   // First read while the job runs: open the task's file on its node, then read it.
   std::uint64_t id = j.rec.id;
   std::uint64_t task = j.rec.task;
+  // The reader's quota, not the owner's: an admin reading many jobs holds these fids.
+  auto fid_held = take(relay_quota::what::fids, r, j.rec.node, 1);
+  if (!fid_held) return;
+  auto held = take(relay_quota::what::requests, r, j.rec.node, 2);
+  if (!held) return;
   auto nf = std::make_shared<std::uint32_t>(srv9p::nofid);
   n->batch(j.rec.owner,
            [task, is_err, nf](node_conn& c, std::uint32_t root) {
@@ -703,9 +781,11 @@ void sched_tree::serve_output(request r, job& j, bool is_err) {
                  srv9p::twalk{root, *nf, {"task", std::to_string(task), is_err ? "stderr" : "stdout"}},
                  srv9p::topen{*nf, srv9p::oread}};
            },
-           [this, r, conn, nf, id, key](node_link::replies rep) {
+           [this, r, conn, nf, id, key, node = j.rec.node, fid_held, held](node_link::replies rep) {
              auto st = std::make_unique<node_open>();
              st->conn = conn;
+             st->node = node;
+             st->held = fid_held;
              if (rep.size() == 2 && rep[0]) st->fid = *nf;
              bool ok = rep.size() == 2 && rep[0] && rep[1];
              if (r.done()) return;
@@ -798,8 +878,10 @@ void sched_tree::relay_write(request r) {
   if (st == nullptr || st->fid == srv9p::nofid) return r.error(err::not_open);
   const auto& m = r.get<srv9p::twrite>();
   auto conn = st->conn;
-  auto ticket = conn->client().send_ticket(srv9p::twrite{st->fid, m.offset, m.data}, [this, r](fsclient::client::reply rep) {
-    asio::post(sched_->io(), [r, rep = std::move(rep)] {
+  auto held = take(relay_quota::what::requests, r, st->node, 1);
+  if (!held) return;
+  auto ticket = conn->client().send_ticket(srv9p::twrite{st->fid, m.offset, m.data}, [this, r, held](fsclient::client::reply rep) {
+    asio::post(sched_->io(), [r, rep = std::move(rep), held] {
       if (!rep) return r.error(rep.error());
       r.respond(std::get<srv9p::rwrite>(*rep));
     });

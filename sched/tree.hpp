@@ -15,10 +15,19 @@
 // attach name. qids below nodes/ are renumbered (a table of (node, path) → number), so
 // they never collide with the scheduler's own or another node's.
 //
+// Every user shares the scheduler's one connection to a node, and the node bounds fids
+// and outstanding requests per connection (srv9p::server_options: 16384 and 4096). So the
+// relay counts what each user holds there (relay_quota): open files, and requests on
+// their way; past a user's share, or past the share of all users together, a request is
+// refused with an error that says which, and the rest of the node's room stays the
+// scheduler's own (starts, result copies, heartbeats).
+//
 // Reads that wait (events, jobs/N/wait, stdout and stderr of a job not yet running) are
 // parked requests woken when the job changes, and cancelled by Tflush.
+#include <expected>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -30,9 +39,62 @@
 
 namespace sched {
 
+// What relayed requests may hold on one node's connection (galaxy-sched(8) --relay-*).
+// The totals are for all users together and stay below the node's per-connection limits
+// (16384 fids, 4096 requests), so the scheduler keeps the rest.
+struct relay_limits {
+  std::size_t fids_per_user = 256;       // relayed files a user holds open on one node
+  std::size_t requests_per_user = 256;   // relayed 9P requests of a user outstanding on one node
+  std::size_t fids_total = 8192;         // the same, all users together
+  std::size_t requests_total = 2048;
+};
+
+// The counts behind relay_limits, per (user, node) and per node. A slot is what one
+// relayed operation holds, given back when the slot is destroyed (on any thread: replies
+// arrive on the client's reader thread), so no count outlives what it counts.
+class relay_quota : public std::enable_shared_from_this<relay_quota> {
+ public:
+  explicit relay_quota(relay_limits l) : limits_(l) {}
+  enum class what : std::uint8_t { fids, requests };
+  class slot {
+   public:
+    slot(std::shared_ptr<relay_quota> q, what w, std::string user, std::string node, std::size_t n)
+        : q_(std::move(q)), what_(w), user_(std::move(user)), node_(std::move(node)), n_(n) {}
+    slot(const slot&) = delete;
+    slot& operator=(const slot&) = delete;
+    ~slot() { q_->give_back(what_, user_, node_, n_); }
+
+   private:
+    std::shared_ptr<relay_quota> q_;
+    what what_;
+    std::string user_, node_;
+    std::size_t n_;
+  };
+  // Takes n fids or n requests for user on node. Errors: "relay limit: bob has 256 files
+  // open on node n1" (or "256 requests outstanding"), "relay limit: node n1 has 8192
+  // relayed files open for all users"; nothing is taken then.
+  std::expected<std::shared_ptr<slot>, std::string> take(what w, const std::string& user, const std::string& node,
+                                                         std::size_t n);
+  // What user holds on node now (tests, status).
+  std::size_t held(what w, const std::string& user, const std::string& node);
+
+ private:
+  struct counts {
+    std::size_t fids = 0, requests = 0;
+    std::size_t& of(what w) { return w == what::fids ? fids : requests; }
+  };
+  void give_back(what w, const std::string& user, const std::string& node, std::size_t n);
+
+  relay_limits limits_;
+  std::mutex mu_;
+  std::map<std::pair<std::string, std::string>, counts> users_;  // (user, node); no zero entries
+  std::map<std::string, counts> nodes_;
+};
+using relay_slot = std::shared_ptr<relay_quota::slot>;
+
 class sched_tree : public srv9p::tree {
  public:
-  explicit sched_tree(std::size_t event_backlog = 4096);
+  explicit sched_tree(std::size_t event_backlog = 4096, relay_limits limits = {});
   ~sched_tree() override;
 
   // Hooks for scheduler::create that route its changes here; then set_scheduler.
@@ -78,6 +140,8 @@ class sched_tree : public srv9p::tree {
   void relay_read(srv9p::request r);
   void relay_write(srv9p::request r);
   void relay_open(srv9p::request r, const relay_entry& e);
+  // Takes what a relayed operation holds, or answers r with the quota's error (null).
+  relay_slot take(relay_quota::what w, const srv9p::request& r, const std::string& node, std::size_t n);
   // The lines of one ctl write, applied one after another.
   struct line_run {
     srv9p::request r;
@@ -90,6 +154,7 @@ class sched_tree : public srv9p::tree {
   void run_lines(std::shared_ptr<line_run> run);
 
   scheduler* sched_ = nullptr;
+  std::shared_ptr<relay_quota> quota_;
   srv9p::event_log events_;
   srv9p::parked_reads parked_;  // reads of wait, stdout and stderr
   std::vector<std::string> users_;

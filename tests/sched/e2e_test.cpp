@@ -988,3 +988,170 @@ TEST(SchedE2E, StateAndResultsAreTheDaemonsAlone) {
   EXPECT_EQ(mode("jobs/" + k), 0700);
   EXPECT_EQ(mode("jobs/" + k + "/stdout"), 0600);
 }
+
+// Bytes a file or directory tree takes on disk (st_blocks), as du counts them.
+std::uint64_t disk_bytes(const std::string& path) {
+  std::uint64_t total = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(path, ec)) {
+    struct ::stat st{};
+    if (::lstat(e.path().c_str(), &st) == 0) total += static_cast<std::uint64_t>(st.st_blocks) * 512;
+  }
+  return total;
+}
+
+TEST(SchedE2E, ResultsOverTheLimitsAreCutAndTheJobEndsOnce) {
+  cluster c;
+  c.sched_extra = {"--max-result-bytes", "100000", "--max-result-files", "20"};
+  ASSERT_EQ(c.start(), "");
+  const std::string note_bytes = "note='results over the limit of 100000 bytes: not all copied'";
+  // The attack: a sparse file of 2 GB below out/ (a few blocks on the node).
+  auto sparse = c.job({"exec sh -c 'echo hi; truncate -s 2G $GALAXY_OUT/big; echo after > $GALAXY_OUT/zz'"});
+  // Output over the limit, and more files than the limit.
+  auto loud = c.job({"exec sh -c 'yes x | head -c 300000'"});
+  auto many = c.job({"exec sh -c 'for i in $(seq 1 40); do echo $i > $GALAXY_OUT/f$i; done'"});
+  // Within the limits: everything, no note.
+  auto fits = c.job({"exec sh -c 'yes y | head -c 90000; echo f > $GALAXY_OUT/f'"});
+  for (const auto& j : {sparse, loud, many, fits}) {
+    EXPECT_EQ(c.read("jobs/" + j + "/wait"), "exit 0\n") << j;
+    c.wait_state(j, "done");
+    EXPECT_EQ(c.status_field(j, "state"), "done") << c.read("jobs/" + j + "/status");
+  }
+  std::string jobs = c.dir.file("state/jobs/");
+  // The sparse job: files in the node's order (stdout first) while they fit; big is cut
+  // so that the whole takes exactly the limit.
+  EXPECT_NE(c.read("jobs/" + sparse + "/status").find(note_bytes), std::string::npos)
+      << c.read("jobs/" + sparse + "/status");
+  EXPECT_EQ(c.read("jobs/" + sparse + "/stdout"), "hi\n");
+  std::uint64_t sizes = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(jobs + sparse)) {
+    if (e.is_regular_file()) sizes += e.file_size();
+  }
+  EXPECT_EQ(sizes, 100000u);
+  EXPECT_LE(disk_bytes(jobs + sparse), 200000u);
+  // What was kept of big reads through the tree.
+  auto big = c.c->stat_path(c.root, "jobs/" + sparse + "/out/big");
+  ASSERT_TRUE(big.has_value()) << big.error();
+  EXPECT_GT(big->length, 0u);
+  EXPECT_LE(big->length, 100000u - 3);
+  EXPECT_EQ(c.c->read_file(c.root, "jobs/" + sparse + "/out/big").value_or("x"), std::string(big->length, '\0'));
+  struct ::stat st{};
+  // stdout over the limit keeps its first 100000 bytes.
+  EXPECT_NE(c.read("jobs/" + loud + "/status").find(note_bytes), std::string::npos);
+  ASSERT_EQ(::stat((jobs + loud + "/stdout").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 100000);
+  std::string xs;
+  while (xs.size() < 100000) xs += "x\n";
+  EXPECT_EQ(c.read("jobs/" + loud + "/stdout"), xs);
+  // 40 files: 20 are kept (stdout and stderr are two of them).
+  EXPECT_NE(c.read("jobs/" + many + "/status").find("note='results over the limit of 20 files: not all copied'"),
+            std::string::npos)
+      << c.read("jobs/" + many + "/status");
+  auto kept = c.c->list_dir(c.root, "jobs/" + many + "/out");
+  ASSERT_TRUE(kept.has_value()) << kept.error();
+  EXPECT_EQ(kept->size(), 18u);
+  // Within the limits: all of it, and no note.
+  std::string ys;
+  while (ys.size() < 90000) ys += "y\n";
+  EXPECT_EQ(c.read("jobs/" + fits + "/stdout"), ys);
+  EXPECT_EQ(c.read("jobs/" + fits + "/out/f"), "f\n");
+  EXPECT_EQ(c.status_field(fits, "note"), "-");
+  // Each ran once, and none runs again.
+  std::this_thread::sleep_for(500ms);
+  for (const auto& j : {sparse, loud, many, fits}) {
+    EXPECT_EQ(c.status_field(j, "attempts"), "1") << j;
+    EXPECT_EQ(c.status_field(j, "state"), "done") << j;
+  }
+  // Bad limits stop the daemon at start-up with a message.
+  auto bad = testutil::run({sched_binary, "--listen", "tcp!127.0.0.1!0", "--state", c.dir.file("state2"),
+                            "--max-result-bytes", "0"});
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.err.find("--max-result-bytes must be at least 1"), std::string::npos) << bad.err;
+}
+
+TEST(SchedE2E, OneUserCannotTakeTheNodeLinkThroughTheRelay) {
+  cluster c;
+  c.sched_extra = {"--relay-fids", "10", "--relay-requests", "20", "--relay-fids-total", "15"};
+  ASSERT_EQ(c.start(1), "");
+  // bob opens files on n1 through two connections of his own and keeps them open.
+  auto second = fsclient::client::dial(c.sched.dials.at(0));
+  ASSERT_TRUE(second.has_value()) << second.error();
+  auto bob1 = c.c->attach("bob");
+  auto bob2 = (*second)->attach("bob");
+  ASSERT_TRUE(bob1 && bob2);
+  auto open_on = [](fsclient::client& cl, std::uint32_t root, const std::string& path) -> fsclient::result<std::uint32_t> {
+    auto f = cl.walk(root, path);
+    if (!f) return f;
+    if (auto o = cl.open(*f, srv9p::oread); !o) {
+      (void)cl.clunk(*f);
+      return std::unexpected(o.error());
+    }
+    return f;
+  };
+  std::vector<std::uint32_t> held;
+  for (int i = 0; i < 10; ++i) {
+    auto& cl = i % 2 ? **second : *c.c;
+    auto f = open_on(cl, i % 2 ? *bob2 : *bob1, i < 4 ? "nodes/n1/events" : "nodes/n1/status");
+    ASSERT_TRUE(f.has_value()) << i << ": " << f.error();
+    held.push_back(*f);
+  }
+  auto over = open_on(**second, *bob2, "nodes/n1/status");
+  ASSERT_FALSE(over.has_value());
+  EXPECT_EQ(over.error(), "relay limit: bob has 10 files open on node n1");
+  // Requests: 20 reads that wait (the node's events) are bob's share; the 21st is refused.
+  std::atomic<int> answered{0};
+  std::promise<std::string> refused;
+  std::vector<std::uint16_t> waiting;  // tags
+  for (int i = 0; i < 21; ++i) {
+    waiting.push_back(c.c->send(srv9p::tread{held[static_cast<std::size_t>(i % 2 ? 2 : 0)], 0, 8192}, [&, i](fsclient::client::reply r) {
+      if (i == 20) refused.set_value(r ? std::string("<no error>") : r.error());
+      else ++answered;
+    }));
+  }
+  auto refusal = refused.get_future();
+  ASSERT_EQ(refusal.wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(refusal.get(), "relay limit: bob has 20 requests outstanding on node n1");
+  EXPECT_EQ(answered.load(), 0);  // the others still wait on the node
+  // Another user has room of his own, up to the total of all users (15 files).
+  auto carol = c.c->attach("carol");
+  ASSERT_TRUE(carol.has_value());
+  for (int i = 0; i < 5; ++i) {
+    auto f = open_on(*c.c, *carol, "nodes/n1/status");
+    ASSERT_TRUE(f.has_value()) << i << ": " << f.error();
+  }
+  auto full = open_on(*c.c, *carol, "nodes/n1/status");
+  ASSERT_FALSE(full.has_value());
+  EXPECT_EQ(full.error(), "relay limit: node n1 has 15 relayed files open for all users");
+  // The scheduler's own work keeps its room: alice's job starts on n1 and finishes, with
+  // its output copied.
+  auto alice = c.c->attach("alice");
+  ASSERT_TRUE(alice.has_value());
+  auto j = trim(c.c->read_file(*alice, "jobs/clone").value_or(""));
+  ASSERT_FALSE(j.empty());
+  ASSERT_TRUE(c.c->write_file(*alice, "jobs/" + j + "/ctl", "exec sh -c 'echo alice; echo o > $GALAXY_OUT/o'\n"));
+  EXPECT_EQ(c.read("jobs/" + j + "/wait"), "exit 0\n");
+  c.wait_state(j, "done");
+  EXPECT_EQ(c.read("jobs/" + j + "/stdout"), "alice\n");
+  EXPECT_EQ(c.read("jobs/" + j + "/out/o"), "o\n");
+  EXPECT_EQ(c.status_field(j, "node"), "n1");
+  // What bob gives back is his again: his waiting reads are flushed, his files clunked.
+  for (int i = 0; i < 20; ++i) c.c->flush(waiting[static_cast<std::size_t>(i)]);
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (answered.load() < 20 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(answered.load(), 20);
+  for (std::size_t i = 0; i < held.size(); ++i) (void)(i % 2 ? (*second)->clunk(held[i]) : c.c->clunk(held[i]));
+  deadline = std::chrono::steady_clock::now() + 10s;
+  fsclient::result<std::uint32_t> again = std::unexpected(std::string("not tried"));
+  while (std::chrono::steady_clock::now() < deadline) {
+    again = open_on(*c.c, *bob1, "nodes/n1/status");
+    if (again) break;
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_TRUE(again.has_value()) << again.error();
+  EXPECT_NE(c.c->read(*again, 0, 8192).value_or("").find("name=n1 "), std::string::npos);
+  // Bad limits stop the daemon at start-up with a message.
+  auto bad = testutil::run({sched_binary, "--listen", "tcp!127.0.0.1!0", "--state", c.dir.file("state2"),
+                            "--relay-requests", "2"});
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.err.find("--relay-requests at least 3"), std::string::npos) << bad.err;
+}
