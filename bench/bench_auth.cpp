@@ -220,7 +220,7 @@ int main(int argc, char** argv) {
 
   auto dial = [&](const std::string& addr, bool munge) {
     fsclient::client::options copts;
-    if (munge) copts.credential = [sock] { return srv9p::munge_credential(sock); };
+    if (munge) copts.credential = [sock](std::string_view bind) { return srv9p::munge_credential(sock, bind); };
     auto c = fsclient::client::dial(addr, copts);
     if (!c) die(fmt::format("dial {}: {}", addr, c.error()));
     return std::move(*c);
