@@ -12,7 +12,11 @@
 // Twrites to it gather a credential, and the one that completes it is answered once the
 // authenticator has verified it, off this thread. do_attach is the one place where an
 // identity is made (srv9p/auth.hpp), from the afid, the Unix-socket peer's uid, or
-// nothing on an --auth none listener.
+// nothing on an --auth none listener. A verified credential must be bound to this
+// connection's server end (peer_info::binding). What an unauthenticated peer can make
+// the server hold or do is bounded (server_options: afids, unfinished credential bytes,
+// one verification at a time per session, TCP connections not yet attached, Unix-socket
+// connections per uid).
 #include "srv9p/server.hpp"
 
 #include <asio/co_spawn.hpp>
