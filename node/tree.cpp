@@ -9,6 +9,8 @@
 // + 1, 2, 3 for wait, stdout, stderr) and re-served through read() when woken.
 #include "node/tree.hpp"
 
+#include "node/spec.hpp"
+
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/write.hpp>
 #include <fcntl.h>
@@ -832,6 +834,9 @@ std::optional<std::expected<void, std::string>> node_tree::task_ctl(task& t, std
   switch (verb) {
     case v::exec: {
       if (draining_) return std::unexpected(std::string("node is draining: no new tasks"));
+      if (auto ok = check_spec_growth(t.spec, &a, {}, t.spec.dir.size()); !ok) {
+        return std::unexpected(fmt::format("task {}: {}", t.id, ok.error()));
+      }
       t.spec.argv = a;
       // A task with files in in/ is started after the worker has prepared them.
       auto now = runner_->start(t, [this, id = t.id, done](std::expected<void, std::string> ok) {
@@ -847,6 +852,9 @@ std::optional<std::expected<void, std::string>> node_tree::task_ctl(task& t, std
       if (a[0].empty() || a[0][0] != '/') {
         return std::unexpected(fmt::format("bad dir '{}': expected an absolute path", a[0]));
       }
+      if (auto ok = check_spec_growth(t.spec, nullptr, {}, a[0].size()); !ok) {
+        return std::unexpected(fmt::format("task {}: {}", t.id, ok.error()));
+      }
       t.spec.dir = a[0];
       break;
     case v::env: {
@@ -855,6 +863,9 @@ std::optional<std::expected<void, std::string>> node_tree::task_ctl(task& t, std
         auto p = ctl::parse_kv(kv);
         if (!p) return std::unexpected(p.error());
         add.push_back(kv);
+      }
+      if (auto ok = check_spec_growth(t.spec, nullptr, add, t.spec.dir.size()); !ok) {
+        return std::unexpected(fmt::format("task {}: {}", t.id, ok.error()));
       }
       t.spec.env.insert(t.spec.env.end(), add.begin(), add.end());
       break;

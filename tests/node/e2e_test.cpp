@@ -422,6 +422,56 @@ TEST(NodeE2E, AFloodOfOutputDoesNotHurtTheDaemon) {
   EXPECT_LT(after, before + 16 * 1024) << "RSS grew from " << before << " KiB to " << after << " KiB";
 }
 
+// Attack: writes of env lines to one task's ctl grew the node by hundreds of MB. A task's
+// spec is bounded as galaxy-sched bounds a job's (256 KiB, 1024 env variables): writes
+// past it are refused with the reason, the daemon stays small, and the task still runs.
+TEST(NodeE2E, ATasksSpecIsBounded) {
+  START(f);
+  std::uint64_t before = rss_kib(f.d.proc.pid());
+  auto n = f.task({});
+  auto ctl = "task/" + n + "/ctl";
+  // 60 KB env lines, 200 times: 12 MB in all. The fifth would pass 256 KiB.
+  std::string line = "env K=" + std::string(60000, 'v') + "\n";
+  int taken = 0;
+  std::string why;
+  for (int i = 0; i < 200; i++) {
+    auto w = f.write(ctl, line);
+    if (w) {
+      taken++;
+    } else {
+      why = w.error();
+    }
+  }
+  EXPECT_EQ(taken, 4);
+  EXPECT_EQ(why, "task " + n + ": spec longer than 262144 bytes");
+  std::uint64_t after = rss_kib(f.d.proc.pid());
+  EXPECT_LT(after, before + 4 * 1024) << "RSS grew from " << before << " KiB to " << after << " KiB";
+  // A huge argv and a long dir are refused the same way; the spec is as it was.
+  const std::string spec = f.read(ctl);
+  auto e = f.write(ctl, "exec echo " + std::string(30000, 'a') + "\n");
+  ASSERT_FALSE(e.has_value());
+  EXPECT_EQ(e.error(), "task " + n + ": spec longer than 262144 bytes");
+  e = f.write(ctl, "dir /" + std::string(30000, 'a') + "\n");
+  ASSERT_FALSE(e.has_value());
+  EXPECT_EQ(e.error(), "task " + n + ": spec longer than 262144 bytes");
+  EXPECT_EQ(f.read(ctl), spec);
+  ASSERT_TRUE(f.write(ctl, "exec true\n").has_value());
+  EXPECT_EQ(f.read("task/" + n + "/wait"), "exit 0\n");
+
+  // 1024 env variables are taken, the 1025th is not.
+  auto m = f.task({});
+  auto mctl = "task/" + m + "/ctl";
+  std::string many;
+  for (int i = 0; i < 1024; i++) many += "env V" + std::to_string(i) + "=x\n";
+  ASSERT_TRUE(f.write(mctl, many).has_value());
+  e = f.write(mctl, "env W=1\n");
+  ASSERT_FALSE(e.has_value());
+  EXPECT_EQ(e.error(), "task " + m + ": more than 1024 env variables");
+  ASSERT_TRUE(f.write(mctl, "exec sh -c 'echo $V1023'\n").has_value());
+  EXPECT_EQ(f.read("task/" + m + "/wait"), "exit 0\n");
+  EXPECT_EQ(f.read("task/" + m + "/stdout"), "x\n");
+}
+
 // kill SIGNAL goes to the whole process group: a group that ignores SIGTERM survives it
 // unchanged, and the default SIGKILL ends every member.
 TEST(NodeE2E, KillReachesChildrenThatIgnoreTerm) {
