@@ -916,6 +916,9 @@ std::optional<std::expected<void, std::string>> node_tree::task_ctl(task& t, std
 
 void node_tree::forget(std::uint64_t id) {
   stdin_.erase(id);
+  // Reads parked on a task that never ran (wait, stdout, stderr of a new task removed by
+  // rm or by --new-task-timeout) are answered "task removed" instead of waiting forever.
+  for (auto k : {k_twait, k_tstdout, k_tstderr}) wake(task_key(id, k));
 }
 
 std::expected<void, std::string> node_tree::node_ctl(std::string_view line, std::string_view) {

@@ -472,6 +472,58 @@ TEST(NodeE2E, ATasksSpecIsBounded) {
   EXPECT_EQ(f.read("task/" + m + "/stdout"), "x\n");
 }
 
+// Attack: 2000 clones never exec'd left 2000 task directories for good. A task never
+// started is removed --new-task-timeout after it was made (a reader waiting on it is
+// told so); a started one is not.
+TEST(NodeE2E, TasksNeverStartedAreRemovedAfterTheTimeout) {
+  START(f, {"--new-task-timeout", "1"});
+  std::vector<std::string> idle;
+  for (int i = 0; i < 20; i++) idle.push_back(f.task({}));  // each clone fid clunked at once
+  auto ran = f.task({"exec true"});
+  EXPECT_EQ(f.read("task/" + ran + "/wait"), "exit 0\n");
+  // A wait parked on a task that will never run.
+  auto w = f.c->walk(f.root, "task/" + idle[0] + "/wait");
+  ASSERT_TRUE(w.has_value());
+  ASSERT_TRUE(f.c->open(*w, srv9p::oread).has_value());
+  auto parked = std::async(std::launch::async, [&] { return f.c->read(*w, 0, 100); });
+  auto until = testutil::steady::now() + 10s;
+  while (std::filesystem::exists(f.spool + "/task/" + idle.back()) && testutil::steady::now() < until) {
+    std::this_thread::sleep_for(100ms);
+  }
+  for (const auto& n : idle) {
+    EXPECT_FALSE(std::filesystem::exists(f.spool + "/task/" + n)) << n;
+    EXPECT_FALSE(f.c->walk(f.root, "task/" + n).has_value()) << n;
+  }
+  ASSERT_EQ(parked.wait_for(5s), std::future_status::ready);
+  auto r = parked.get();
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error(), "task removed");
+  f.c->clunk(*w);
+  EXPECT_EQ(f.read("task/" + ran + "/wait"), "exit 0\n");
+  EXPECT_TRUE(std::filesystem::exists(f.spool + "/task/" + ran));
+}
+
+// One user may hold at most --max-new-tasks tasks not yet started; others are not held up,
+// and starting one makes room.
+TEST(NodeE2E, NewTasksPerUserAreCapped) {
+  START(f, {"--max-new-tasks", "3"});
+  std::vector<std::string> mine;
+  for (int i = 0; i < 3; i++) mine.push_back(f.task({}));
+  auto fourth = f.c->read_file(f.root, "task/clone");
+  ASSERT_FALSE(fourth.has_value());
+  EXPECT_EQ(fourth.error(), "user 'root' has 3 tasks not yet started on node n1 (the most allowed): start or remove some");
+  // Another user clones freely.
+  auto other = f.c->attach("nobody");
+  ASSERT_TRUE(other.has_value()) << other.error();
+  auto theirs = f.c->read_file(*other, "task/clone");
+  ASSERT_TRUE(theirs.has_value()) << theirs.error();
+  // Starting one of root's makes room for one more.
+  ASSERT_TRUE(f.write("task/" + mine[0] + "/ctl", "exec true\n").has_value());
+  auto again = f.c->read_file(f.root, "task/clone");
+  ASSERT_TRUE(again.has_value()) << again.error();
+  EXPECT_FALSE(f.c->read_file(f.root, "task/clone").has_value());
+}
+
 // kill SIGNAL goes to the whole process group: a group that ignores SIGTERM survives it
 // unchanged, and the default SIGKILL ends every member.
 TEST(NodeE2E, KillReachesChildrenThatIgnoreTerm) {
