@@ -1249,6 +1249,14 @@ std::expected<std::unique_ptr<task_runner>, std::string> task_runner::create(asi
       auto u = account(im->opts.unknown_user, "unknown_user");
       if (!u) return std::unexpected(u.error());
       im->unknown_id = std::move(*u);
+      // Allowed, but worth saying: tasks of every unknown user and of root (and owner-less
+      // ones) then share one uid, and so may read each other's /proc/PID/environ and
+      // kill each other.
+      if (im->unknown_id->uid == im->run_as_id.uid) {
+        im->log(fmt::format("warning: --unknown-user {} and --run-as {} are the same account (uid {}): tasks of "
+                            "unknown users and of root run as one user, and can read and kill each other's processes",
+                            im->unknown_id->name, im->run_as_id.name, im->run_as_id.uid));
+      }
     }
   } else {
     std::vector<char> buf(16384);

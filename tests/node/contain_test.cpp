@@ -320,6 +320,36 @@ TEST(NodeContain, AnUnknownUserIsRefusedUnlessMapped) {
   }
 }
 
+// --unknown-user the same account as --run-as: allowed, but the daemon says at start-up
+// that unknown users' tasks and root's then share a uid; with different accounts it does
+// not.
+TEST(NodeContain, UnknownUserSameAsRunAsIsWarnedOf) {
+  NEED_USERS();
+  auto stderr_of = [](const std::vector<std::string>& extra) {
+    testutil::temp_dir dir;
+    ::chmod(dir.path().c_str(), 0711);
+    std::vector<std::string> argv{node_binary, "--listen", "tcp!127.0.0.1!0", "--auth", "none", "--spool",
+                                  dir.file("spool")};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto p = testutil::process::spawn(argv, {.capture_stderr = true});
+    EXPECT_TRUE(p.has_value());
+    if (!p) return std::string();
+    auto line = p->read_line();  // "listening on ...": start-up is over
+    EXPECT_TRUE(line.has_value()) << (line ? "" : line.error());
+    std::string err;
+    while (testutil::process::fill(p->stderr_fd(), err, testutil::steady::now() + 200ms) > 0) {
+    }
+    return err;
+  };
+  std::string same = stderr_of({"--run-as", users().bob, "--unknown-user", users().bob});
+  EXPECT_NE(same.find("galaxy-node: warning: --unknown-user " + users().bob + " and --run-as " + users().bob +
+                      " are the same account"),
+            std::string::npos)
+      << same;
+  std::string differ = stderr_of({"--run-as", users().bob, "--unknown-user", users().alice});
+  EXPECT_EQ(differ.find("same account"), std::string::npos) << differ;
+}
+
 TEST(NodeContain, RootsTasksRunAsRunAsUnlessAllowed) {
   NEED_USERS();
   {
