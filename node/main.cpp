@@ -4,7 +4,7 @@
 //   galaxy-node --listen DIAL --spool DIR [--name NAME] [--cpus N] [--mem BYTES]
 //               [--label K=V]... [--run-as USER] [--unknown-user USER] [--allow-root-tasks]
 //               [--no-cgroups] [--keep-finished SECONDS] [--new-task-timeout SECONDS]
-//               [--max-new-tasks N] [--config FILE]
+//               [--max-new-tasks N] [--task-pids-max N] [--config FILE]
 //               [--auth munge|none] [--munge-socket PATH] [--trust USER]...
 //
 // Prints "listening on DIAL" per listener, then serves until SIGINT or SIGTERM. Tasks
@@ -49,6 +49,7 @@ int main(int argc, char** argv) {
   std::string keep_finished = "86400";
   std::string new_task_timeout = "600";
   std::size_t max_new_tasks = 1024;
+  std::uint64_t task_pids_max = 4096;
   node::node_options opts;
   opts.name = host_name();
   opts.admin = srv9p::daemon_user();
@@ -71,6 +72,9 @@ int main(int argc, char** argv) {
                  "seconds a task made by clone may wait for exec before it is removed (default: 600; 0: forever)");
   app.add_option("--max-new-tasks", max_new_tasks,
                  "tasks not yet started that one user may have at once (default: 1024; 0: no limit)");
+  app.add_option("--task-pids-max", task_pids_max,
+                 "processes one task may have at once, as its cgroup's pids.max where the pids controller is "
+                 "delegated (default: 4096; 0: no limit)");
   app.add_option("--admin", opts.admin, "the attach name that owns /ctl (default: the daemon's user)");
   srv9p::auth_config auth;
   srv9p::add_auth_options(app, auth, true);
@@ -118,6 +122,7 @@ int main(int argc, char** argv) {
   ropts.finished_ttl = std::chrono::milliseconds(*keep_ms);
   ropts.new_task_ttl = std::chrono::milliseconds(*new_ms);
   ropts.max_new_per_owner = max_new_tasks;
+  ropts.task_pids_max = task_pids_max;
   ropts.log = srv9p::stderr_log("galaxy-node");
   auto runner = node::task_runner::create(io, ropts, tree.make_hooks());
   if (!runner) return fail(runner.error());

@@ -812,7 +812,7 @@ std::expected<void, std::string> task_runner::impl::launch(task& t) {
   fd_guard cgroup_fd;
   if (contain.cgroups()) {
     // A node that contains its tasks does not run one it cannot contain.
-    auto cg = contain.make(t.id, t.spec.mem_bytes, t.spec.cpu_millis);
+    auto cg = contain.make(t.id, t.spec.mem_bytes, t.spec.cpu_millis, opts.task_pids_max);
     if (!cg) return std::unexpected(fmt::format("task cgroup: {}", cg.error()));
     x.cgroup = cg->path.string();
     cgroup_fd.reset(above_stdio(cg->procs_fd));

@@ -140,6 +140,9 @@ struct runner_options {
   std::string unknown_user;
   bool allow_root_tasks = false;            // tasks of root's run as root
   bool use_cgroups = true;                  // a cgroup v2 per task; false: process groups
+  // pids.max of each task's cgroup where the pids controller is delegated
+  // (galaxy-node --task-pids-max; node/contain.hpp); 0: none.
+  std::uint64_t task_pids_max = 4096;
   // Finished tasks are removed this long after their end (galaxy-node --keep-finished).
   std::chrono::milliseconds finished_ttl{std::chrono::hours(24)};
   std::size_t max_tasks = 0;                // running at once; 0: no limit

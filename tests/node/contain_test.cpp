@@ -782,6 +782,37 @@ TEST(NodeContain, WhatATaskStartedIsGoneWhenItEnds) {
   }
 }
 
+// --task-pids-max is each task's pids.max, read by the task from its own cgroup. Only
+// where cgroup2 has the pids controller (not on a hybrid hierarchy, where pids is a v1
+// controller): elsewhere it skips, saying so.
+TEST(NodeContain, TaskPidsMaxLimitsATasksProcesses) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root: makes cgroups";
+  START(f, {"--task-pids-max", "20"});
+  auto root = f.as(me());
+  auto n = f.task(root, {"exec sh -c 'sed -n \"s/^0:://p\" /proc/self/cgroup'"});
+  ASSERT_TRUE(n.has_value()) << n.error();
+  EXPECT_EQ(f.read(root, "task/" + *n + "/wait"), "exit 0\n");
+  std::string cg = f.read(root, "task/" + *n + "/stdout");
+  while (!cg.empty() && cg.back() == '\n') cg.pop_back();
+  std::string mount;
+  {
+    FILE* p = ::popen("findmnt -n -t cgroup2 -o TARGET | head -1", "r");
+    ASSERT_NE(p, nullptr);
+    char buf[4096] = {};
+    if (std::fgets(buf, sizeof buf, p) != nullptr) mount = buf;
+    ::pclose(p);
+    while (!mount.empty() && mount.back() == '\n') mount.pop_back();
+  }
+  std::string parent = fs::path(mount + cg).parent_path().string();
+  if (mount.empty() || slurp(parent + "/cgroup.subtree_control").find("pids") == std::string::npos) {
+    GTEST_SKIP() << "the pids controller is not delegated to " << parent << " on cgroup2 here";
+  }
+  auto m = f.task(root, {"exec sh -c 'cat " + mount + "$(sed -n \"s/^0:://p\" /proc/self/cgroup)/pids.max'"});
+  ASSERT_TRUE(m.has_value()) << m.error();
+  EXPECT_EQ(f.read(root, "task/" + *m + "/wait"), "exit 0\n");
+  EXPECT_EQ(f.read(root, "task/" + *m + "/stdout"), "20\n");
+}
+
 TEST(NodeContain, WithoutCgroupsStatusSaysPgroup) {
   START(f, {"--no-cgroups"});
   auto root = f.as(me());
