@@ -1,8 +1,9 @@
 // galaxy-node's file tree (see node/tree.hpp and man/man4/galaxy-node.4).
 //
 // qid.path is (kind << 48 | instance): instance is 0 for the fixed files, the CPU number
-// for cpu/N, the task id for task/N and its files, and an index into disk_ for files
-// below in/ and out/. Those are kept as paths below in/ or out/ and resolved anew at each
+// for cpu/N, the task id for task/N and its files, and a number from disk_ for files
+// below in/ and out/ (never reused: an entry goes when its task does, and a fid left on it
+// then finds nothing, never another task's file). Those are kept as paths below in/ or out/ and resolved anew at each
 // access through the runner's open_below (node/safe_fs.hpp: no link is followed, and the
 // access is made as the task's user); an open file is served from the descriptor got at
 // open or create. Reads that wait are parked under a key (0 for /events, task id * 4
@@ -251,9 +252,15 @@ dir node_tree::task_file(std::uint16_t k, const task& t) const {
 }
 
 std::uint64_t node_tree::disk_id(const std::string& rel, std::uint64_t task, bool writable) {
-  auto [it, added] = disk_ids_.emplace(fmt::format("{}/{}/{}", task, writable ? "in" : "out", rel), disk_.size());
-  if (added) disk_.push_back(disk_entry{rel, task, writable});
+  auto& ids = disk_ids_[task];
+  auto [it, added] = ids.emplace(fmt::format("{}/{}", writable ? "in" : "out", rel), next_disk_id_);
+  if (added) disk_.emplace(next_disk_id_++, disk_entry{rel, task, writable});
   return it->second;
+}
+
+const node_tree::disk_entry* node_tree::disk_at(std::uint64_t id) const {
+  auto it = disk_.find(id);
+  return it == disk_.end() ? nullptr : &it->second;
 }
 
 std::expected<int, int> node_tree::open_disk(std::uint64_t task, bool writable, const std::string& rel, int flags,
@@ -263,8 +270,9 @@ std::expected<int, int> node_tree::open_disk(std::uint64_t task, bool writable, 
 }
 
 std::expected<dir, std::string> node_tree::disk_dir(std::uint64_t id) const {
-  if (id >= disk_.size()) return std::unexpected(std::string(err::not_found));
-  const auto& e = disk_[id];
+  const disk_entry* ep = disk_at(id);
+  if (ep == nullptr) return std::unexpected(std::string(err::not_found));
+  const auto& e = *ep;
   // The file itself, by a descriptor got without following a link (node/safe_fs.hpp): a
   // link the task put there is "file does not exist", not what it points to.
   struct ::stat st{};
@@ -292,8 +300,9 @@ std::expected<dir, std::string> node_tree::disk_dir(std::uint64_t id) const {
 std::expected<node_tree::disk_where_t, std::string> node_tree::disk_where(const dir& d) const {
   std::uint64_t inst = inst_of(d);
   if (kind_of(d) == k_disk) {
-    if (inst >= disk_.size()) return std::unexpected(std::string(err::not_found));
-    const auto& e = disk_[inst];
+    const disk_entry* ep = disk_at(inst);
+    if (ep == nullptr) return std::unexpected(std::string(err::not_found));
+    const auto& e = *ep;
     if (runner_ == nullptr || runner_->find(e.task) == nullptr) return std::unexpected(std::string(err::not_found));
     return disk_where_t{e.task, e.writable, e.rel};
   }
@@ -485,8 +494,9 @@ void node_tree::open(request r) {
       break;
     }
     case k_disk: {
-      if (inst >= disk_.size()) return r.error(err::not_found);
-      const auto& e = disk_[inst];
+      const disk_entry* ep = disk_at(inst);
+      if (ep == nullptr) return r.error(err::not_found);
+      const auto& e = *ep;
       if (f.is_dir()) break;  // listed afresh at each read
       int access = mode & 3;
       if (!e.writable && access != srv9p::oread && access != srv9p::oexec) return r.error(err::perm);
@@ -514,8 +524,8 @@ void node_tree::open(request r) {
 void node_tree::create(request r) {
   const auto& c = r.get<srv9p::tcreate>();
   const dir& parent = r.fid().file();
-  if (!(kind_of(parent) == k_tin || (kind_of(parent) == k_disk && inst_of(parent) < disk_.size() &&
-                                     disk_[inst_of(parent)].writable))) {
+  const disk_entry* pe = kind_of(parent) == k_disk ? disk_at(inst_of(parent)) : nullptr;
+  if (!(kind_of(parent) == k_tin || (pe != nullptr && pe->writable))) {
     return r.error(err::no_create);
   }
   auto where = disk_where(parent);
@@ -553,10 +563,11 @@ void node_tree::create(request r) {
 void node_tree::remove(request r) {
   const dir& f = r.fid().file();
   std::uint64_t inst = inst_of(f);
-  if (kind_of(f) == k_disk && inst < disk_.size() && disk_[inst].writable) {
+  const disk_entry* fe = kind_of(f) == k_disk ? disk_at(inst) : nullptr;
+  if (fe != nullptr && fe->writable) {
     // unlinkat(2) in the parent, got without following a link: a link put in the file's
     // place is removed itself, never what it points to.
-    const auto& e = disk_[inst];
+    const auto& e = *fe;
     auto slash = e.rel.rfind('/');
     std::string parent_rel = slash == std::string::npos ? "" : e.rel.substr(0, slash);
     std::string name = e.rel.substr(slash + 1);  // npos + 1 is 0
@@ -761,7 +772,7 @@ void node_tree::write(request r) {
       return write_stdin(std::move(r), *t);
     }
     case k_disk: {
-      if (inst >= disk_.size() || !disk_[inst].writable) return r.error(err::perm);
+      if (const disk_entry* e = disk_at(inst); e == nullptr || !e->writable) return r.error(err::perm);
       auto* o = dynamic_cast<disk_open*>(f.aux.get());
       if (o == nullptr) return r.error(err::not_open);
       ssize_t n = ::pwrite(o->fd, m.data.data(), m.data.size(), static_cast<off_t>(m.offset));
@@ -916,6 +927,10 @@ std::optional<std::expected<void, std::string>> node_tree::task_ctl(task& t, std
 
 void node_tree::forget(std::uint64_t id) {
   stdin_.erase(id);
+  if (auto it = disk_ids_.find(id); it != disk_ids_.end()) {
+    for (const auto& [rel, n] : it->second) disk_.erase(n);
+    disk_ids_.erase(it);
+  }
   // Reads parked on a task that never ran (wait, stdout, stderr of a new task removed by
   // rm or by --new-task-timeout) are answered "task removed" instead of waiting forever.
   for (auto k : {k_twait, k_tstdout, k_tstderr}) wake(task_key(id, k));

@@ -139,8 +139,12 @@ class node_tree : public srv9p::tree {
     std::uint64_t task = 0;
     bool writable = false;  // under in/ (the owner may write) rather than out/
   };
-  std::unordered_map<std::string, std::uint64_t> disk_ids_;  // "N/in/rel" → index in disk_
-  std::vector<disk_entry> disk_;
+  // By task, "in/rel" or "out/rel" → its number in disk_; both lose a task's entries when
+  // the task is removed (forget), so the tables hold only what live tasks' clients walked.
+  std::unordered_map<std::uint64_t, std::unordered_map<std::string, std::uint64_t>> disk_ids_;
+  std::unordered_map<std::uint64_t, disk_entry> disk_;
+  std::uint64_t next_disk_id_ = 0;
+  const disk_entry* disk_at(std::uint64_t id) const;  // nullptr: not (or no longer) known
 };
 
 }  // namespace node

@@ -524,6 +524,36 @@ TEST(NodeE2E, NewTasksPerUserAreCapped) {
   EXPECT_FALSE(f.c->read_file(f.root, "task/clone").has_value());
 }
 
+// Files below in/ are known by numbers that go with their task: a fid left on a removed
+// task's file finds nothing, and the same name in a later task is another file.
+TEST(NodeE2E, InFilesOfARemovedTaskAreForgotten) {
+  START(f);
+  auto n = f.task({});
+  auto in = f.c->walk(f.root, "task/" + n + "/in");
+  ASSERT_TRUE(in.has_value());
+  ASSERT_TRUE(f.c->create(*in, "a", 0600, srv9p::owrite).has_value());
+  ASSERT_TRUE(f.c->write(*in, 0, "first").has_value());
+  ASSERT_TRUE(f.c->clunk(*in).has_value());
+  auto old = f.c->walk(f.root, "task/" + n + "/in/a");
+  ASSERT_TRUE(old.has_value());
+  auto before = f.c->stat(*old);
+  ASSERT_TRUE(before.has_value()) << before.error();
+  ASSERT_TRUE(f.write("task/" + n + "/ctl", "rm\n").has_value());
+  auto gone = f.c->stat(*old);
+  ASSERT_FALSE(gone.has_value());
+  EXPECT_EQ(gone.error(), srv9p::err::not_found);
+  auto m = f.task({});
+  auto in2 = f.c->walk(f.root, "task/" + m + "/in");
+  ASSERT_TRUE(in2.has_value());
+  ASSERT_TRUE(f.c->create(*in2, "a", 0600, srv9p::owrite).has_value());
+  ASSERT_TRUE(f.c->clunk(*in2).has_value());
+  auto now = f.c->stat_path(f.root, "task/" + m + "/in/a");
+  ASSERT_TRUE(now.has_value()) << now.error();
+  EXPECT_NE(now->qid.path, before->qid.path);
+  EXPECT_FALSE(f.c->stat(*old).has_value());
+  f.c->clunk(*old);
+}
+
 // kill SIGNAL goes to the whole process group: a group that ignores SIGTERM survives it
 // unchanged, and the default SIGKILL ends every member.
 TEST(NodeE2E, KillReachesChildrenThatIgnoreTerm) {
