@@ -122,6 +122,7 @@ std::string disk_error(int e) {
 // pipe to the process once it runs.
 struct node_tree::stdin_state {
   std::string before_exec;
+  std::string owner;  // whose stdin_held_ counts before_exec
   int writers = 0;
   std::unique_ptr<asio::posix::stream_descriptor> pipe;
   bool writing = false;
@@ -168,6 +169,7 @@ void node_tree::on_started(const task& t) {
   if (fd < 0) return;
   st.pipe = std::make_unique<asio::posix::stream_descriptor>(io_, ::dup(fd));
   if (!st.before_exec.empty()) {
+    release_held(st);
     st.writing = true;
     auto data = std::make_shared<std::string>(std::move(st.before_exec));
     std::uint64_t id = t.id;
@@ -792,6 +794,13 @@ void node_tree::write_stdin(request r, task& t) {
     if (st->before_exec.size() + m.data.size() > opts_.stdin_buffer_bytes) {
       return r.error(fmt::format("stdin holds at most {} before exec", ctl::human_bytes(opts_.stdin_buffer_bytes)));
     }
+    auto held = stdin_held_.find(t.owner);
+    if ((held == stdin_held_.end() ? 0 : held->second) + m.data.size() > opts_.stdin_buffer_bytes_per_user) {
+      return r.error(fmt::format("stdin holds at most {} before exec for all of one user's tasks",
+                                 ctl::human_bytes(opts_.stdin_buffer_bytes_per_user)));
+    }
+    stdin_held_[t.owner] += m.data.size();
+    st->owner = t.owner;
     st->before_exec += m.data;
     return r.respond(srv9p::rwrite{static_cast<std::uint32_t>(m.data.size())});
   }
@@ -925,8 +934,18 @@ std::optional<std::expected<void, std::string>> node_tree::task_ctl(task& t, std
   return runner_->save(t);
 }
 
+void node_tree::release_held(stdin_state& st) {
+  auto it = stdin_held_.find(st.owner);
+  if (it == stdin_held_.end()) return;
+  it->second -= std::min(it->second, st.before_exec.size());
+  if (it->second == 0) stdin_held_.erase(it);
+}
+
 void node_tree::forget(std::uint64_t id) {
-  stdin_.erase(id);
+  if (auto it = stdin_.find(id); it != stdin_.end()) {
+    release_held(*it->second);
+    stdin_.erase(it);
+  }
   if (auto it = disk_ids_.find(id); it != disk_ids_.end()) {
     for (const auto& [rel, n] : it->second) disk_.erase(n);
     disk_ids_.erase(it);

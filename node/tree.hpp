@@ -33,6 +33,9 @@ struct node_options {
   std::vector<std::pair<std::string, std::string>> labels;  // --label K=V
   std::size_t event_backlog = 4096;     // events kept for readers that fall behind
   std::size_t stdin_buffer_bytes = 1 << 20;  // stdin written before exec, held until exec
+  // All of one user's tasks' stdin held before exec: with --max-new-tasks new tasks each
+  // holding stdin_buffer_bytes, one user could otherwise make the node hold a GiB.
+  std::size_t stdin_buffer_bytes_per_user = 64 << 20;
 };
 
 class node_tree : public srv9p::tree {
@@ -131,6 +134,8 @@ class node_tree : public srv9p::tree {
   srv9p::parked_reads parked_;
 
   std::unordered_map<std::uint64_t, std::unique_ptr<stdin_state>> stdin_;  // by task id
+  std::unordered_map<std::string, std::size_t> stdin_held_;  // before_exec bytes, by owner
+  void release_held(stdin_state& st);  // before_exec is about to go: uncount it
   // A file or directory below a task's in/ or out/, known by a qid instance number. It is
   // kept as a path below in/ or out/, never as a path on disk: every access resolves it
   // anew beneath the spool's task directory, refusing links (node/safe_fs.hpp).

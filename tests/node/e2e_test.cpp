@@ -524,6 +524,51 @@ TEST(NodeE2E, NewTasksPerUserAreCapped) {
   EXPECT_FALSE(f.c->read_file(f.root, "task/clone").has_value());
 }
 
+// stdin written before exec is held by the node: 1 MiB per task, and 64 MiB for all of one
+// user's new tasks, so that --max-new-tasks tasks cannot make it hold a GiB. Removing a
+// task gives its share back; other users are not held up.
+TEST(NodeE2E, StdinHeldBeforeExecIsBoundedPerUser) {
+  START(f);
+  const std::string mib(1 << 20, 's');
+  auto feed = [&](std::uint32_t root, const std::string& n) {
+    auto fid = f.c->walk(root, "task/" + n + "/stdin");
+    if (!fid) return fsclient::result<void>(std::unexpected(fid.error()));
+    if (auto o = f.c->open(*fid, srv9p::owrite); !o) return fsclient::result<void>(std::unexpected(o.error()));
+    fsclient::result<void> ok;
+    for (std::size_t off = 0; off < mib.size() && ok; off += 8000) {
+      auto w = f.c->write(*fid, off, std::string_view(mib).substr(off, 8000));
+      if (!w) ok = std::unexpected(w.error());
+    }
+    f.c->clunk(*fid);
+    return ok;
+  };
+  std::vector<std::string> ns;
+  for (int i = 0; i < 64; i++) {
+    ns.push_back(f.task({}));
+    auto ok = feed(f.root, ns.back());
+    ASSERT_TRUE(ok.has_value()) << i << ": " << ok.error();
+  }
+  auto extra = f.task({});
+  auto over = feed(f.root, extra);
+  ASSERT_FALSE(over.has_value());
+  EXPECT_EQ(over.error(), "stdin holds at most 64 MiB before exec for all of one user's tasks");
+  auto other = f.c->attach("nobody");
+  ASSERT_TRUE(other.has_value());
+  auto theirs = f.c->read_file(*other, "task/clone");
+  ASSERT_TRUE(theirs.has_value());
+  std::string tn = *theirs;
+  while (!tn.empty() && tn.back() == '\n') tn.pop_back();
+  EXPECT_TRUE(feed(*other, tn).has_value());
+  // A started task takes its stdin with it, and a removed one gives its share back.
+  ASSERT_TRUE(f.write("task/" + ns[0] + "/ctl", "exec wc -c\n").has_value());
+  EXPECT_EQ(f.read("task/" + ns[0] + "/wait"), "exit 0\n");
+  EXPECT_EQ(f.read("task/" + ns[0] + "/stdout"), "1048576\n");
+  ASSERT_TRUE(f.write("task/" + ns[1] + "/ctl", "rm\n").has_value());
+  auto again = f.task({});
+  auto ok = feed(f.root, again);
+  EXPECT_TRUE(ok.has_value()) << ok.error();
+}
+
 // Files below in/ are known by numbers that go with their task: a fid left on a removed
 // task's file finds nothing, and the same name in a later task is another file.
 TEST(NodeE2E, InFilesOfARemovedTaskAreForgotten) {
