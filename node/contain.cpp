@@ -109,12 +109,13 @@ containment containment::probe(bool use_cgroups, const std::function<void(std::s
       }  // else: task cgroups beside us in d all the same, without controllers
     }
   }
-  for (std::string_view ctl : {"memory", "cpu"}) {
+  for (std::string_view ctl : {"memory", "cpu", "pids"}) {
     if (lists(parent / "cgroup.subtree_control", ctl)) continue;
     if (lists(parent / "cgroup.controllers", ctl)) (void)write_file(parent / "cgroup.subtree_control", fmt::format("+{}", ctl));
   }
   c.memory_ = lists(parent / "cgroup.subtree_control", "memory");
   c.cpu_ = lists(parent / "cgroup.subtree_control", "cpu");
+  c.pids_ = lists(parent / "cgroup.subtree_control", "pids");
   // The proof: a cgroup made, joined by nobody, and removed.
   fs::path test = parent / fmt::format("galaxy-probe-{}", ::getpid());
   if (::mkdir(test.c_str(), 0755) < 0 && errno != EEXIST) {
@@ -132,13 +133,14 @@ containment containment::probe(bool use_cgroups, const std::function<void(std::s
   }
   c.parent_ = parent;
   c.sweep(log);
-  say(fmt::format("containment: a cgroup v2 per task under {} (memory.max: {}, cpu.max: {})", parent.string(),
-                  c.memory_ ? "yes" : "no, RLIMIT_AS for mem", c.cpu_ ? "yes" : "no"));
+  say(fmt::format("containment: a cgroup v2 per task under {} (memory.max: {}, cpu.max: {}, pids.max: {})",
+                  parent.string(), c.memory_ ? "yes" : "no, RLIMIT_AS for mem", c.cpu_ ? "yes" : "no",
+                  c.pids_ ? "yes" : "no, a task's processes are not limited"));
   return c;
 }
 
 std::expected<task_cgroup, std::string> containment::make(std::uint64_t id, std::uint64_t mem_bytes,
-                                                          std::uint32_t cpu_millis) {
+                                                          std::uint32_t cpu_millis, std::uint64_t pids_max) {
   if (!parent_) return std::unexpected("no cgroup");
   task_cgroup cg;
   cg.path = *parent_ / fmt::format("galaxy-{}-{}", ::getpid(), id);
@@ -163,6 +165,11 @@ std::expected<task_cgroup, std::string> containment::make(std::uint64_t id, std:
     std::uint64_t quota = std::max<std::uint64_t>(1000, static_cast<std::uint64_t>(cpu_millis) * period / 1000);
     if (int e = write_file(cg.path / "cpu.max", fmt::format("{} {}", quota, period)); e != 0) {
       return undo(fmt::format("{}/cpu.max: {}", cg.path.string(), errno_text(e)));
+    }
+  }
+  if (pids_max > 0 && pids_) {
+    if (int e = write_file(cg.path / "pids.max", std::to_string(pids_max)); e != 0) {
+      return undo(fmt::format("{}/pids.max: {}", cg.path.string(), errno_text(e)));
     }
   }
   int fd = ::open((cg.path / "cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);

@@ -1,7 +1,11 @@
 #pragma once
 // Containment of tasks: every task in a cgroup v2 of its own, so that all it started
 // (a `setsid sleep 300 &`, a double-forked daemon) ends with it, by cgroup.kill; its
-// `mem` as memory.max and its `cpu` as cpu.max where those controllers are delegated.
+// `mem` as memory.max and its `cpu` as cpu.max where those controllers are delegated, and
+// a pids.max of the node's (--task-pids-max) where the pids controller is: a fork bomb
+// in one task then stops at its own limit. Without it nothing bounds a task's processes
+// but the machine's: RLIMIT_NPROC counts every process of the user (all their tasks and
+// logins), so it is not set.
 // Where no cgroup v2 can be had, the process group is all there is (a task's own
 // session, killed with kill(-pgid)); the mode is decided once, at start-up, logged, and
 // shown in /status as contain=cgroup or contain=pgroup.
@@ -44,11 +48,13 @@ class containment {
   std::string_view mode_name() const { return cgroups() ? "cgroup" : "pgroup"; }
   bool has_memory() const { return memory_; }
   bool has_cpu() const { return cpu_; }
+  bool has_pids() const { return pids_; }
 
-  // A cgroup for task id: memory.max = mem_bytes (0: none) and cpu.max for cpu_millis (0:
-  // none) where the controllers are there. Errors: the file system.
+  // A cgroup for task id: memory.max = mem_bytes (0: none), cpu.max for cpu_millis (0:
+  // none) and pids.max = pids_max (0: none) where the controllers are there. Errors: the
+  // file system.
   std::expected<task_cgroup, std::string> make(std::uint64_t id, std::uint64_t mem_bytes,
-                                               std::uint32_t cpu_millis);
+                                               std::uint32_t cpu_millis, std::uint64_t pids_max = 0);
   // Kills everything in the cgroup (cgroup.kill) and removes it, or remembers it for
   // retry() while its processes are dying.
   void kill_and_remove(const std::filesystem::path& cg);
@@ -62,7 +68,7 @@ class containment {
 
  private:
   std::optional<std::filesystem::path> parent_;
-  bool memory_ = false, cpu_ = false;
+  bool memory_ = false, cpu_ = false, pids_ = false;
   std::vector<std::filesystem::path> pending_;
 };
 

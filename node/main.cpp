@@ -3,7 +3,8 @@
 //
 //   galaxy-node --listen DIAL --spool DIR [--name NAME] [--cpus N] [--mem BYTES]
 //               [--label K=V]... [--run-as USER] [--unknown-user USER] [--allow-root-tasks]
-//               [--no-cgroups] [--keep-finished SECONDS] [--config FILE]
+//               [--no-cgroups] [--keep-finished SECONDS] [--new-task-timeout SECONDS]
+//               [--max-new-tasks N] [--task-pids-max N] [--config FILE]
 //               [--auth munge|none] [--munge-socket PATH] [--trust USER]...
 //
 // Prints "listening on DIAL" per listener, then serves until SIGINT or SIGTERM. Tasks
@@ -46,6 +47,9 @@ int main(int argc, char** argv) {
   bool allow_root_tasks = false;
   bool no_cgroups = false;
   std::string keep_finished = "86400";
+  std::string new_task_timeout = "600";
+  std::size_t max_new_tasks = 1024;
+  std::uint64_t task_pids_max = 4096;
   node::node_options opts;
   opts.name = host_name();
   opts.admin = srv9p::daemon_user();
@@ -64,6 +68,13 @@ int main(int argc, char** argv) {
   app.add_flag("--no-cgroups", no_cgroups, "contain tasks by process group only, never by cgroup");
   app.add_option("--keep-finished", keep_finished,
                  "seconds a finished task is kept before it is removed (default: 86400, a day)");
+  app.add_option("--new-task-timeout", new_task_timeout,
+                 "seconds a task made by clone may wait for exec before it is removed (default: 600; 0: forever)");
+  app.add_option("--max-new-tasks", max_new_tasks,
+                 "tasks not yet started that one user may have at once (default: 1024; 0: no limit)");
+  app.add_option("--task-pids-max", task_pids_max,
+                 "processes one task may have at once, as its cgroup's pids.max where the pids controller is "
+                 "delegated (default: 4096; 0: no limit)");
   app.add_option("--admin", opts.admin, "the attach name that owns /ctl (default: the daemon's user)");
   srv9p::auth_config auth;
   srv9p::add_auth_options(app, auth, true);
@@ -86,6 +97,8 @@ int main(int argc, char** argv) {
   }
   auto keep_ms = ctl::parse_seconds_ms(keep_finished);
   if (!keep_ms) return fail("--keep-finished: " + keep_ms.error());
+  auto new_ms = ctl::parse_seconds_ms(new_task_timeout);
+  if (!new_ms) return fail("--new-task-timeout: " + new_ms.error());
   srv9p::server_options sopts{.log = srv9p::stderr_log("galaxy-node")};
   auto warnings = srv9p::configure_server(auth, listen, sopts);
   if (!warnings) return fail(warnings.error());
@@ -107,6 +120,9 @@ int main(int argc, char** argv) {
   ropts.use_cgroups = !no_cgroups;
   ropts.node_name = opts.name;
   ropts.finished_ttl = std::chrono::milliseconds(*keep_ms);
+  ropts.new_task_ttl = std::chrono::milliseconds(*new_ms);
+  ropts.max_new_per_owner = max_new_tasks;
+  ropts.task_pids_max = task_pids_max;
   ropts.log = srv9p::stderr_log("galaxy-node");
   auto runner = node::task_runner::create(io, ropts, tree.make_hooks());
   if (!runner) return fail(runner.error());

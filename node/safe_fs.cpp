@@ -139,116 +139,203 @@ std::expected<int, int> open_beneath(int dirfd, std::string_view rel, int flags,
   return walk_components(dirfd, parts, flags, mode);
 }
 
-std::expected<void, std::string> copy_tree(int src, int dest) {
-  int dup = ::openat(src, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dup < 0) return std::unexpected(fmt::format(".: {}", errno_text(errno)));
+namespace {
+
+// One directory being copied or deleted: its open stream, the descriptor of its copy
+// (copy_tree) and its path below the top, for error texts.
+struct dir_frame {
+  DIR* d = nullptr;
+  int dest = -1;
+  std::string path;
+};
+
+// Opens the directory fd (not consumed) as a stream of its own. Returns the errno.
+std::expected<DIR*, int> open_stream(int fd) {
+  int dup = ::openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dup < 0) return std::unexpected(errno);
   DIR* d = ::fdopendir(dup);
   if (d == nullptr) {
     int e = errno;
     ::close(dup);
-    return std::unexpected(fmt::format(".: {}", errno_text(e)));
+    return std::unexpected(e);
+  }
+  return d;
+}
+
+std::string joined(const std::string& dir, std::string_view name) {
+  return dir.empty() ? std::string(name) : fmt::format("{}/{}", dir, name);
+}
+
+}  // namespace
+
+// Iterative, with an explicit stack of directory streams and one buffer on the heap: the
+// tree is the task user's, who may nest directories as deep as they like, and a frame per
+// level on the worker thread's stack overflowed it (300 levels of 64 KiB buffers).
+std::expected<void, std::string> copy_tree(int src, int dest, const copy_limits& lim) {
+  std::vector<dir_frame> stack;
+  std::vector<char> buf(65536);
+  std::uint64_t entries = 0, bytes = 0;
+  auto close_all = [&] {
+    for (auto& f : stack) {
+      ::closedir(f.d);
+      if (f.dest >= 0 && f.dest != dest) ::close(f.dest);
+    }
+    stack.clear();
+  };
+  {
+    auto d = open_stream(src);
+    if (!d) return std::unexpected(fmt::format(".: {}", errno_text(d.error())));
+    stack.push_back(dir_frame{*d, dest, ""});
   }
   std::expected<void, std::string> result;
-  while (struct dirent* e = ::readdir(d)) {
+  auto fail = [&](const std::string& path, std::string_view why) {
+    result = std::unexpected(fmt::format("{}: {}", path, why));
+  };
+  while (!stack.empty() && result) {
+    dir_frame& top = stack.back();
+    struct dirent* e = ::readdir(top.d);
+    if (e == nullptr) {
+      ::closedir(top.d);
+      if (top.dest != dest) ::close(top.dest);
+      stack.pop_back();
+      continue;
+    }
     std::string_view name = e->d_name;
     if (name == "." || name == "..") continue;
+    int sfd = ::dirfd(top.d);
     struct stat st;
-    if (::fstatat(src, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) continue;  // gone meanwhile
-    auto fail = [&](int err) { result = std::unexpected(fmt::format("{}: {}", name, errno_text(err))); };
+    if (::fstatat(sfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) continue;  // gone meanwhile
+    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) continue;  // a link, FIFO, socket or device: never followed
+    std::string path = joined(top.path, name);
+    if (++entries > lim.max_entries) {
+      fail(path, fmt::format("more than {} files and directories", lim.max_entries));
+      break;
+    }
     if (S_ISDIR(st.st_mode)) {
-      if (::mkdirat(dest, e->d_name, 0700) < 0 && errno != EEXIST) {
-        fail(errno);
+      if (stack.size() > lim.max_depth) {  // stack.size() is the new directory's depth
+        fail(path, fmt::format("more than {} directories deep", lim.max_depth));
         break;
       }
-      auto s = open_beneath(src, name, O_RDONLY | O_DIRECTORY);
+      if (::mkdirat(top.dest, e->d_name, 0700) < 0 && errno != EEXIST) {
+        fail(path, errno_text(errno));
+        break;
+      }
+      auto s = open_beneath(sfd, name, O_RDONLY | O_DIRECTORY);
       if (!s) {
         if (s.error() == ELOOP) continue;  // swapped for a link meanwhile: skipped
-        fail(s.error());
+        fail(path, errno_text(s.error()));
         break;
       }
       fd_closer sc{*s};
-      auto t = open_beneath(dest, name, O_RDONLY | O_DIRECTORY);
+      auto t = open_beneath(top.dest, name, O_RDONLY | O_DIRECTORY);
       if (!t) {
-        fail(t.error());
+        fail(path, errno_text(t.error()));
         break;
       }
-      fd_closer tc{*t};
-      if (auto ok = copy_tree(*s, *t); !ok) {
-        result = std::unexpected(fmt::format("{}/{}", name, ok.error()));
+      auto d = open_stream(*s);
+      if (!d) {
+        ::close(*t);
+        fail(path, errno_text(d.error()));
         break;
       }
-    } else if (S_ISREG(st.st_mode)) {
-      auto s = open_beneath(src, name, O_RDONLY | O_NONBLOCK | O_NOCTTY);
-      if (!s) {
-        if (s.error() == ELOOP) continue;
-        fail(s.error());
+      stack.push_back(dir_frame{*d, *t, std::move(path)});  // top is invalid from here
+      continue;
+    }
+    auto s = open_beneath(sfd, name, O_RDONLY | O_NONBLOCK | O_NOCTTY);
+    if (!s) {
+      if (s.error() == ELOOP) continue;
+      fail(path, errno_text(s.error()));
+      break;
+    }
+    fd_closer sc{*s};
+    struct stat sst;
+    if (::fstat(*s, &sst) < 0 || !S_ISREG(sst.st_mode)) continue;
+    int t = ::openat(top.dest, e->d_name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+    if (t < 0) {
+      fail(path, errno_text(errno));
+      break;
+    }
+    fd_closer tc{t};
+    for (;;) {
+      ssize_t n = ::read(*s, buf.data(), buf.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        fail(path, errno_text(errno));
         break;
       }
-      fd_closer sc{*s};
-      struct stat sst;
-      if (::fstat(*s, &sst) < 0 || !S_ISREG(sst.st_mode)) continue;
-      int t = ::openat(dest, e->d_name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
-      if (t < 0) {
-        fail(errno);
+      if (n == 0) break;
+      bytes += static_cast<std::uint64_t>(n);
+      if (bytes > lim.max_bytes) {
+        fail(path, fmt::format("more than {} bytes in all", lim.max_bytes));
         break;
       }
-      fd_closer tc{t};
-      char buf[65536];
-      for (;;) {
-        ssize_t n = ::read(*s, buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-          fail(errno);
+      for (ssize_t off = 0; off < n;) {
+        ssize_t w = ::write(t, buf.data() + off, static_cast<std::size_t>(n - off));
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) {
+          fail(path, errno_text(errno));
           break;
         }
-        if (n == 0) break;
-        for (ssize_t off = 0; off < n;) {
-          ssize_t w = ::write(t, buf + off, static_cast<std::size_t>(n - off));
-          if (w < 0 && errno == EINTR) continue;
-          if (w < 0) {
-            fail(errno);
-            break;
-          }
-          off += w;
-        }
-        if (!result) break;
+        off += w;
       }
       if (!result) break;
-    }  // else: a link, FIFO, socket or device: not copied, never followed
+    }
   }
-  ::closedir(d);
+  close_all();
   return result;
 }
 
+// Iterative for the same reason as copy_tree, and without a depth limit (a tree that is
+// not deleted whole stays on disk): each level holds one descriptor, so the depth is
+// bounded by RLIMIT_NOFILE, whose EMFILE is then the error.
 int remove_tree_below(int dirfd) {
-  int dup = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dup < 0) return errno;
-  DIR* d = ::fdopendir(dup);
-  if (d == nullptr) {
-    int e = errno;
-    ::close(dup);
-    return e;
-  }
+  struct level {
+    DIR* d;
+    int fd;            // the directory itself (dirfd for the top, not closed here)
+    std::string name;  // its name in the level above
+  };
+  std::vector<level> stack;
+  auto d = open_stream(dirfd);
+  if (!d) return d.error();
+  stack.push_back(level{*d, dirfd, ""});
   int first = 0;
-  while (struct dirent* e = ::readdir(d)) {
+  auto note = [&first](int e) {
+    if (first == 0) first = e;
+  };
+  while (!stack.empty()) {
+    level& top = stack.back();
+    struct dirent* e = ::readdir(top.d);
+    if (e == nullptr) {
+      // Its entries are gone: the directory itself is removed from its parent.
+      ::closedir(top.d);
+      if (stack.size() == 1) break;
+      ::close(top.fd);
+      std::string name = std::move(top.name);
+      stack.pop_back();
+      if (::unlinkat(stack.back().fd, name.c_str(), AT_REMOVEDIR) < 0 && errno != ENOENT) note(errno);
+      continue;
+    }
     std::string_view name = e->d_name;
     if (name == "." || name == "..") continue;
-    if (::unlinkat(dirfd, e->d_name, 0) == 0 || errno == ENOENT) continue;
+    if (::unlinkat(top.fd, e->d_name, 0) == 0 || errno == ENOENT) continue;
     if (errno != EISDIR && errno != EPERM) {
-      if (first == 0) first = errno;
+      note(errno);
       continue;
     }
-    int sub = ::openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    // A directory: its entries first, then itself when its stream ends.
+    int sub = ::openat(top.fd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (sub < 0) {
-      if (first == 0) first = errno;
+      note(errno);
       continue;
     }
-    int r = remove_tree_below(sub);
-    ::close(sub);
-    if (r != 0 && first == 0) first = r;
-    if (::unlinkat(dirfd, e->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT && first == 0) first = errno;
+    auto sd = open_stream(sub);
+    if (!sd) {
+      ::close(sub);
+      note(sd.error());
+      continue;
+    }
+    stack.push_back(level{*sd, sub, std::string(name)});  // top is invalid from here
   }
-  ::closedir(d);
   return first;
 }
 

@@ -15,6 +15,7 @@
 // guarantee, a few more system calls).
 #include <sys/types.h>
 
+#include <cstdint>
 #include <expected>
 #include <string>
 #include <string_view>
@@ -66,12 +67,24 @@ std::expected<int, int> open_beneath(int dirfd, std::string_view rel, int flags,
 // For tests: use the O_NOFOLLOW walk even where openat2 exists.
 void force_component_walk(bool on);
 
+// Bounds on one copy_tree: the tree is the task user's, who may make it as deep and as
+// large as they like, and the copy runs on the daemon's worker thread. max_depth is
+// galaxy-sched's max_result_depth (sched/results.hpp), the deepest results it keeps.
+struct copy_limits {
+  std::size_t max_depth = 32;                 // directories below src
+  std::uint64_t max_entries = 100000;         // files and directories copied
+  std::uint64_t max_bytes = std::uint64_t{4} << 30;  // file contents copied, in all
+};
+
 // Copies the tree below the directory src (a descriptor) into the directory dest (a
 // descriptor): directories made 0700, regular files copied 0600, anything else (links,
 // FIFOs, sockets) skipped, so that nothing in src is followed. Existing files in dest are
-// overwritten. Runs with the calling thread's identity (wrap it in fs_identity_scope).
-// Errors: "NAME: TEXT" for the first failure.
-std::expected<void, std::string> copy_tree(int src, int dest);
+// overwritten. Runs with the calling thread's identity (wrap it in fs_identity_scope),
+// in bounded stack and memory whatever the tree.
+// Errors: "PATH: TEXT" for the first failure, PATH below src; a limit exceeded is
+// "PATH: more than 32 directories deep", "... more than N files and directories",
+// "... more than N bytes in all" (what was copied before it stays).
+std::expected<void, std::string> copy_tree(int src, int dest, const copy_limits& lim = {});
 
 // Deletes the tree below the directory dirfd (not dirfd itself), without following
 // links: for removing a task's directory in the trash. Returns the first errno, or 0.

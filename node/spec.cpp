@@ -54,6 +54,29 @@ std::optional<task_state> state_from_name(std::string_view s) {
 
 }  // namespace
 
+namespace {
+
+std::size_t words_bytes(const std::vector<std::string>& v) {
+  std::size_t n = 0;
+  for (const auto& w : v) n += w.size() + 1;
+  return n;
+}
+
+}  // namespace
+
+std::size_t spec_bytes(const task_spec& s) { return words_bytes(s.argv) + words_bytes(s.env) + s.dir.size() + 1; }
+
+std::expected<void, std::string> check_spec_growth(const task_spec& s, const std::vector<std::string>* replace_argv,
+                                                   const std::vector<std::string>& env_added, std::size_t dir_size) {
+  if (s.env.size() + env_added.size() > max_env_vars) {
+    return std::unexpected(fmt::format("more than {} env variables", max_env_vars));
+  }
+  std::size_t n = words_bytes(replace_argv != nullptr ? *replace_argv : s.argv) + words_bytes(s.env) +
+                  words_bytes(env_added) + dir_size + 1;
+  if (n > max_spec_bytes) return std::unexpected(fmt::format("spec longer than {} bytes", max_spec_bytes));
+  return {};
+}
+
 // A later record: what changes after start (the end of the task). "state=" ends it: a
 // record cut short (it cannot be, node/task.cpp says why, but a disk may lie) is ignored whole.
 std::string encode_update(const task& t, const task_extra& x) {

@@ -18,6 +18,7 @@
 #include <expected>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "node/task.hpp"
 
@@ -30,6 +31,21 @@ bool parse_num(std::string_view s, T& out) {
   auto r = std::from_chars(s.data(), s.data() + s.size(), out);
   return r.ec == std::errc{} && r.ptr == s.data() + s.size();
 }
+
+// Bounds on what one task's ctl commands may set, so that a user's ctl writes cannot grow
+// the daemon without end: galaxy-sched's own (sched/scheduler.hpp max_spec_bytes and
+// max_env_vars), so that what a job may carry fits a node. Bytes count each argv word,
+// env entry and the dir path with one more for its NUL, as execve(2)'s ARG_MAX does.
+inline constexpr std::size_t max_spec_bytes = 256 * 1024;
+inline constexpr std::size_t max_env_vars = 1024;
+
+// The bytes of s that max_spec_bytes bounds.
+std::size_t spec_bytes(const task_spec& s);
+// Whether s may become s with its argv replaced by argv (replace_argv) or with env added.
+// Errors (for the ctl write, which then changes nothing): "spec longer than 262144 bytes",
+// "more than 1024 env variables".
+std::expected<void, std::string> check_spec_growth(const task_spec& s, const std::vector<std::string>* replace_argv,
+                                                   const std::vector<std::string>& env_added, std::size_t dir_size);
 
 // What the runner keeps of a task besides struct task: persisted, not shown.
 struct task_extra {

@@ -812,7 +812,7 @@ std::expected<void, std::string> task_runner::impl::launch(task& t) {
   fd_guard cgroup_fd;
   if (contain.cgroups()) {
     // A node that contains its tasks does not run one it cannot contain.
-    auto cg = contain.make(t.id, t.spec.mem_bytes, t.spec.cpu_millis);
+    auto cg = contain.make(t.id, t.spec.mem_bytes, t.spec.cpu_millis, opts.task_pids_max);
     if (!cg) return std::unexpected(fmt::format("task cgroup: {}", cg.error()));
     x.cgroup = cg->path.string();
     cgroup_fd.reset(above_stdio(cg->procs_fd));
@@ -1157,7 +1157,9 @@ void task_runner::impl::on_inotify() {
 }
 
 void task_runner::impl::arm_gc() {
-  auto every = std::clamp<std::chrono::milliseconds>(opts.finished_ttl, std::chrono::seconds(1), std::chrono::minutes(1));
+  auto shortest = opts.finished_ttl;
+  if (opts.new_task_ttl.count() > 0) shortest = std::min(shortest, opts.new_task_ttl);
+  auto every = std::clamp<std::chrono::milliseconds>(shortest, std::chrono::seconds(1), std::chrono::minutes(1));
   gc_timer.expires_after(every);
   gc_timer.async_wait([this, w = std::weak_ptr<char>(alive)](const asio::error_code& ec) {
     if (w.expired() || ec) return;
@@ -1201,6 +1203,11 @@ std::size_t task_runner::impl::collect_garbage() {
   std::vector<std::uint64_t> old;
   for (const auto& [id, t] : tasks) {
     if (t->finished() && t->end_unix_ms > 0 && now - t->end_unix_ms >= opts.finished_ttl.count()) old.push_back(id);
+    // Never started: its client went away, or forgot it (a start in progress is not).
+    if (t->state == task_state::new_ && opts.new_task_ttl.count() > 0 && !starting.contains(id) &&
+        now - static_cast<std::int64_t>(t->created_unix_ms) >= opts.new_task_ttl.count()) {
+      old.push_back(id);
+    }
   }
   std::size_t n = 0;
   for (auto id : old) {
@@ -1242,6 +1249,14 @@ std::expected<std::unique_ptr<task_runner>, std::string> task_runner::create(asi
       auto u = account(im->opts.unknown_user, "unknown_user");
       if (!u) return std::unexpected(u.error());
       im->unknown_id = std::move(*u);
+      // Allowed, but worth saying: tasks of every unknown user and of root (and owner-less
+      // ones) then share one uid, and so may read each other's /proc/PID/environ and
+      // kill each other.
+      if (im->unknown_id->uid == im->run_as_id.uid) {
+        im->log(fmt::format("warning: --unknown-user {} and --run-as {} are the same account (uid {}): tasks of "
+                            "unknown users and of root run as one user, and can read and kill each other's processes",
+                            im->unknown_id->name, im->run_as_id.name, im->run_as_id.uid));
+      }
     }
   } else {
     std::vector<char> buf(16384);
@@ -1417,6 +1432,16 @@ std::expected<task*, std::string> task_runner::create_task(std::string_view owne
   auto& im = *impl_;
   auto who = im.resolve(owner);
   if (!who) return std::unexpected(who.error());
+  if (im.opts.max_new_per_owner > 0) {
+    std::size_t n = 0;
+    for (const auto& [id, t] : im.tasks) {
+      if (t->state == task_state::new_ && t->owner == owner) n++;
+    }
+    if (n >= im.opts.max_new_per_owner) {
+      return std::unexpected(fmt::format("user '{}' has {} tasks not yet started on node {} (the most allowed): start or remove some",
+                                         owner, n, im.opts.node_name));
+    }
+  }
   // Never reuse a directory that is there already (a task restore() has not loaded).
   std::uint64_t id = im.next_id;
   for (;; id++) {

@@ -140,9 +140,19 @@ struct runner_options {
   std::string unknown_user;
   bool allow_root_tasks = false;            // tasks of root's run as root
   bool use_cgroups = true;                  // a cgroup v2 per task; false: process groups
+  // pids.max of each task's cgroup where the pids controller is delegated
+  // (galaxy-node --task-pids-max; node/contain.hpp); 0: none.
+  std::uint64_t task_pids_max = 4096;
   // Finished tasks are removed this long after their end (galaxy-node --keep-finished).
   std::chrono::milliseconds finished_ttl{std::chrono::hours(24)};
   std::size_t max_tasks = 0;                // running at once; 0: no limit
+  // Tasks made by clone but never started are removed this long after they were made
+  // (galaxy-node --new-task-timeout; galaxy-sched's --new-job-timeout for jobs): a client
+  // that clunks its clone fid without exec leaves nothing behind for longer. 0: never.
+  std::chrono::milliseconds new_task_ttl{std::chrono::minutes(10)};
+  // Tasks not yet started that one owner may have at once (galaxy-node
+  // --max-new-tasks); create_task refuses more. 0: no limit.
+  std::size_t max_new_per_owner = 1024;
   // Where the runner reports what it skipped or worked around (a corrupt spec file, a
   // cgroup it could not create); one line each, no newline. Default: nowhere.
   std::function<void(std::string_view)> log;
@@ -184,7 +194,9 @@ class task_runner {
   // A new task in state new, owned by owner (see the top of this file; empty: none), with
   // its spool directory made and the number after it written to SPOOL/next-task first.
   // Errors (nothing made): "user 'alice' is unknown on node n1", "this node runs tasks
-  // only as its own user 'bob' (galaxy-node is not root), not as 'alice'", the disk.
+  // only as its own user 'bob' (galaxy-node is not root), not as 'alice'", "user 'alice'
+  // has 1024 tasks not yet started on node n1 (the most allowed): start or remove some",
+  // the disk.
   std::expected<task*, std::string> create_task(std::string_view owner = {});
   task* find(std::uint64_t id);
   const std::map<std::uint64_t, std::unique_ptr<task>>& tasks() const;
@@ -226,9 +238,10 @@ class task_runner {
   // "task is being started", "no such task", rename(2).
   std::expected<void, std::string> remove(std::uint64_t id,
                                           std::function<void(std::expected<void, std::string>)> done = {});
-  // Removes finished tasks that ended finished_ttl or longer ago, calling hooks.removed
-  // for each; returns how many. The runner does this on a timer (every finished_ttl,
-  // clamped to 1 s .. 1 min).
+  // Removes finished tasks that ended finished_ttl or longer ago, and tasks never started
+  // that were made new_task_ttl or longer ago (not one being started), calling
+  // hooks.removed for each; returns how many. The runner does this on a timer (every
+  // finished_ttl or new_task_ttl, the shorter, clamped to 1 s .. 1 min).
   std::size_t collect_garbage();
 
   // Safe access below a task's in/ (out false) or out/ (node/safe_fs.hpp): opens rel

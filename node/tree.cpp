@@ -1,13 +1,16 @@
 // galaxy-node's file tree (see node/tree.hpp and man/man4/galaxy-node.4).
 //
 // qid.path is (kind << 48 | instance): instance is 0 for the fixed files, the CPU number
-// for cpu/N, the task id for task/N and its files, and an index into disk_ for files
-// below in/ and out/. Those are kept as paths below in/ or out/ and resolved anew at each
+// for cpu/N, the task id for task/N and its files, and a number from disk_ for files
+// below in/ and out/ (never reused: an entry goes when its task does, and a fid left on it
+// then finds nothing, never another task's file). Those are kept as paths below in/ or out/ and resolved anew at each
 // access through the runner's open_below (node/safe_fs.hpp: no link is followed, and the
 // access is made as the task's user); an open file is served from the descriptor got at
 // open or create. Reads that wait are parked under a key (0 for /events, task id * 4
 // + 1, 2, 3 for wait, stdout, stderr) and re-served through read() when woken.
 #include "node/tree.hpp"
+
+#include "node/spec.hpp"
 
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/write.hpp>
@@ -119,6 +122,7 @@ std::string disk_error(int e) {
 // pipe to the process once it runs.
 struct node_tree::stdin_state {
   std::string before_exec;
+  std::string owner;  // whose stdin_held_ counts before_exec
   int writers = 0;
   std::unique_ptr<asio::posix::stream_descriptor> pipe;
   bool writing = false;
@@ -165,6 +169,7 @@ void node_tree::on_started(const task& t) {
   if (fd < 0) return;
   st.pipe = std::make_unique<asio::posix::stream_descriptor>(io_, ::dup(fd));
   if (!st.before_exec.empty()) {
+    release_held(st);
     st.writing = true;
     auto data = std::make_shared<std::string>(std::move(st.before_exec));
     std::uint64_t id = t.id;
@@ -249,9 +254,15 @@ dir node_tree::task_file(std::uint16_t k, const task& t) const {
 }
 
 std::uint64_t node_tree::disk_id(const std::string& rel, std::uint64_t task, bool writable) {
-  auto [it, added] = disk_ids_.emplace(fmt::format("{}/{}/{}", task, writable ? "in" : "out", rel), disk_.size());
-  if (added) disk_.push_back(disk_entry{rel, task, writable});
+  auto& ids = disk_ids_[task];
+  auto [it, added] = ids.emplace(fmt::format("{}/{}", writable ? "in" : "out", rel), next_disk_id_);
+  if (added) disk_.emplace(next_disk_id_++, disk_entry{rel, task, writable});
   return it->second;
+}
+
+const node_tree::disk_entry* node_tree::disk_at(std::uint64_t id) const {
+  auto it = disk_.find(id);
+  return it == disk_.end() ? nullptr : &it->second;
 }
 
 std::expected<int, int> node_tree::open_disk(std::uint64_t task, bool writable, const std::string& rel, int flags,
@@ -261,8 +272,9 @@ std::expected<int, int> node_tree::open_disk(std::uint64_t task, bool writable, 
 }
 
 std::expected<dir, std::string> node_tree::disk_dir(std::uint64_t id) const {
-  if (id >= disk_.size()) return std::unexpected(std::string(err::not_found));
-  const auto& e = disk_[id];
+  const disk_entry* ep = disk_at(id);
+  if (ep == nullptr) return std::unexpected(std::string(err::not_found));
+  const auto& e = *ep;
   // The file itself, by a descriptor got without following a link (node/safe_fs.hpp): a
   // link the task put there is "file does not exist", not what it points to.
   struct ::stat st{};
@@ -290,8 +302,9 @@ std::expected<dir, std::string> node_tree::disk_dir(std::uint64_t id) const {
 std::expected<node_tree::disk_where_t, std::string> node_tree::disk_where(const dir& d) const {
   std::uint64_t inst = inst_of(d);
   if (kind_of(d) == k_disk) {
-    if (inst >= disk_.size()) return std::unexpected(std::string(err::not_found));
-    const auto& e = disk_[inst];
+    const disk_entry* ep = disk_at(inst);
+    if (ep == nullptr) return std::unexpected(std::string(err::not_found));
+    const auto& e = *ep;
     if (runner_ == nullptr || runner_->find(e.task) == nullptr) return std::unexpected(std::string(err::not_found));
     return disk_where_t{e.task, e.writable, e.rel};
   }
@@ -483,8 +496,9 @@ void node_tree::open(request r) {
       break;
     }
     case k_disk: {
-      if (inst >= disk_.size()) return r.error(err::not_found);
-      const auto& e = disk_[inst];
+      const disk_entry* ep = disk_at(inst);
+      if (ep == nullptr) return r.error(err::not_found);
+      const auto& e = *ep;
       if (f.is_dir()) break;  // listed afresh at each read
       int access = mode & 3;
       if (!e.writable && access != srv9p::oread && access != srv9p::oexec) return r.error(err::perm);
@@ -512,8 +526,8 @@ void node_tree::open(request r) {
 void node_tree::create(request r) {
   const auto& c = r.get<srv9p::tcreate>();
   const dir& parent = r.fid().file();
-  if (!(kind_of(parent) == k_tin || (kind_of(parent) == k_disk && inst_of(parent) < disk_.size() &&
-                                     disk_[inst_of(parent)].writable))) {
+  const disk_entry* pe = kind_of(parent) == k_disk ? disk_at(inst_of(parent)) : nullptr;
+  if (!(kind_of(parent) == k_tin || (pe != nullptr && pe->writable))) {
     return r.error(err::no_create);
   }
   auto where = disk_where(parent);
@@ -551,10 +565,11 @@ void node_tree::create(request r) {
 void node_tree::remove(request r) {
   const dir& f = r.fid().file();
   std::uint64_t inst = inst_of(f);
-  if (kind_of(f) == k_disk && inst < disk_.size() && disk_[inst].writable) {
+  const disk_entry* fe = kind_of(f) == k_disk ? disk_at(inst) : nullptr;
+  if (fe != nullptr && fe->writable) {
     // unlinkat(2) in the parent, got without following a link: a link put in the file's
     // place is removed itself, never what it points to.
-    const auto& e = disk_[inst];
+    const auto& e = *fe;
     auto slash = e.rel.rfind('/');
     std::string parent_rel = slash == std::string::npos ? "" : e.rel.substr(0, slash);
     std::string name = e.rel.substr(slash + 1);  // npos + 1 is 0
@@ -759,7 +774,7 @@ void node_tree::write(request r) {
       return write_stdin(std::move(r), *t);
     }
     case k_disk: {
-      if (inst >= disk_.size() || !disk_[inst].writable) return r.error(err::perm);
+      if (const disk_entry* e = disk_at(inst); e == nullptr || !e->writable) return r.error(err::perm);
       auto* o = dynamic_cast<disk_open*>(f.aux.get());
       if (o == nullptr) return r.error(err::not_open);
       ssize_t n = ::pwrite(o->fd, m.data.data(), m.data.size(), static_cast<off_t>(m.offset));
@@ -779,6 +794,13 @@ void node_tree::write_stdin(request r, task& t) {
     if (st->before_exec.size() + m.data.size() > opts_.stdin_buffer_bytes) {
       return r.error(fmt::format("stdin holds at most {} before exec", ctl::human_bytes(opts_.stdin_buffer_bytes)));
     }
+    auto held = stdin_held_.find(t.owner);
+    if ((held == stdin_held_.end() ? 0 : held->second) + m.data.size() > opts_.stdin_buffer_bytes_per_user) {
+      return r.error(fmt::format("stdin holds at most {} before exec for all of one user's tasks",
+                                 ctl::human_bytes(opts_.stdin_buffer_bytes_per_user)));
+    }
+    stdin_held_[t.owner] += m.data.size();
+    st->owner = t.owner;
     st->before_exec += m.data;
     return r.respond(srv9p::rwrite{static_cast<std::uint32_t>(m.data.size())});
   }
@@ -832,6 +854,9 @@ std::optional<std::expected<void, std::string>> node_tree::task_ctl(task& t, std
   switch (verb) {
     case v::exec: {
       if (draining_) return std::unexpected(std::string("node is draining: no new tasks"));
+      if (auto ok = check_spec_growth(t.spec, &a, {}, t.spec.dir.size()); !ok) {
+        return std::unexpected(fmt::format("task {}: {}", t.id, ok.error()));
+      }
       t.spec.argv = a;
       // A task with files in in/ is started after the worker has prepared them.
       auto now = runner_->start(t, [this, id = t.id, done](std::expected<void, std::string> ok) {
@@ -847,6 +872,9 @@ std::optional<std::expected<void, std::string>> node_tree::task_ctl(task& t, std
       if (a[0].empty() || a[0][0] != '/') {
         return std::unexpected(fmt::format("bad dir '{}': expected an absolute path", a[0]));
       }
+      if (auto ok = check_spec_growth(t.spec, nullptr, {}, a[0].size()); !ok) {
+        return std::unexpected(fmt::format("task {}: {}", t.id, ok.error()));
+      }
       t.spec.dir = a[0];
       break;
     case v::env: {
@@ -855,6 +883,9 @@ std::optional<std::expected<void, std::string>> node_tree::task_ctl(task& t, std
         auto p = ctl::parse_kv(kv);
         if (!p) return std::unexpected(p.error());
         add.push_back(kv);
+      }
+      if (auto ok = check_spec_growth(t.spec, nullptr, add, t.spec.dir.size()); !ok) {
+        return std::unexpected(fmt::format("task {}: {}", t.id, ok.error()));
       }
       t.spec.env.insert(t.spec.env.end(), add.begin(), add.end());
       break;
@@ -903,8 +934,25 @@ std::optional<std::expected<void, std::string>> node_tree::task_ctl(task& t, std
   return runner_->save(t);
 }
 
+void node_tree::release_held(stdin_state& st) {
+  auto it = stdin_held_.find(st.owner);
+  if (it == stdin_held_.end()) return;
+  it->second -= std::min(it->second, st.before_exec.size());
+  if (it->second == 0) stdin_held_.erase(it);
+}
+
 void node_tree::forget(std::uint64_t id) {
-  stdin_.erase(id);
+  if (auto it = stdin_.find(id); it != stdin_.end()) {
+    release_held(*it->second);
+    stdin_.erase(it);
+  }
+  if (auto it = disk_ids_.find(id); it != disk_ids_.end()) {
+    for (const auto& [rel, n] : it->second) disk_.erase(n);
+    disk_ids_.erase(it);
+  }
+  // Reads parked on a task that never ran (wait, stdout, stderr of a new task removed by
+  // rm or by --new-task-timeout) are answered "task removed" instead of waiting forever.
+  for (auto k : {k_twait, k_tstdout, k_tstderr}) wake(task_key(id, k));
 }
 
 std::expected<void, std::string> node_tree::node_ctl(std::string_view line, std::string_view) {

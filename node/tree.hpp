@@ -33,6 +33,9 @@ struct node_options {
   std::vector<std::pair<std::string, std::string>> labels;  // --label K=V
   std::size_t event_backlog = 4096;     // events kept for readers that fall behind
   std::size_t stdin_buffer_bytes = 1 << 20;  // stdin written before exec, held until exec
+  // All of one user's tasks' stdin held before exec: with --max-new-tasks new tasks each
+  // holding stdin_buffer_bytes, one user could otherwise make the node hold a GiB.
+  std::size_t stdin_buffer_bytes_per_user = 64 << 20;
 };
 
 class node_tree : public srv9p::tree {
@@ -131,6 +134,8 @@ class node_tree : public srv9p::tree {
   srv9p::parked_reads parked_;
 
   std::unordered_map<std::uint64_t, std::unique_ptr<stdin_state>> stdin_;  // by task id
+  std::unordered_map<std::string, std::size_t> stdin_held_;  // before_exec bytes, by owner
+  void release_held(stdin_state& st);  // before_exec is about to go: uncount it
   // A file or directory below a task's in/ or out/, known by a qid instance number. It is
   // kept as a path below in/ or out/, never as a path on disk: every access resolves it
   // anew beneath the spool's task directory, refusing links (node/safe_fs.hpp).
@@ -139,8 +144,12 @@ class node_tree : public srv9p::tree {
     std::uint64_t task = 0;
     bool writable = false;  // under in/ (the owner may write) rather than out/
   };
-  std::unordered_map<std::string, std::uint64_t> disk_ids_;  // "N/in/rel" → index in disk_
-  std::vector<disk_entry> disk_;
+  // By task, "in/rel" or "out/rel" → its number in disk_; both lose a task's entries when
+  // the task is removed (forget), so the tables hold only what live tasks' clients walked.
+  std::unordered_map<std::uint64_t, std::unordered_map<std::string, std::uint64_t>> disk_ids_;
+  std::unordered_map<std::uint64_t, disk_entry> disk_;
+  std::uint64_t next_disk_id_ = 0;
+  const disk_entry* disk_at(std::uint64_t id) const;  // nullptr: not (or no longer) known
 };
 
 }  // namespace node

@@ -320,6 +320,36 @@ TEST(NodeContain, AnUnknownUserIsRefusedUnlessMapped) {
   }
 }
 
+// --unknown-user the same account as --run-as: allowed, but the daemon says at start-up
+// that unknown users' tasks and root's then share a uid; with different accounts it does
+// not.
+TEST(NodeContain, UnknownUserSameAsRunAsIsWarnedOf) {
+  NEED_USERS();
+  auto stderr_of = [](const std::vector<std::string>& extra) {
+    testutil::temp_dir dir;
+    ::chmod(dir.path().c_str(), 0711);
+    std::vector<std::string> argv{node_binary, "--listen", "tcp!127.0.0.1!0", "--auth", "none", "--spool",
+                                  dir.file("spool")};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto p = testutil::process::spawn(argv, {.capture_stderr = true});
+    EXPECT_TRUE(p.has_value());
+    if (!p) return std::string();
+    auto line = p->read_line();  // "listening on ...": start-up is over
+    EXPECT_TRUE(line.has_value()) << (line ? "" : line.error());
+    std::string err;
+    while (testutil::process::fill(p->stderr_fd(), err, testutil::steady::now() + 200ms) > 0) {
+    }
+    return err;
+  };
+  std::string same = stderr_of({"--run-as", users().bob, "--unknown-user", users().bob});
+  EXPECT_NE(same.find("galaxy-node: warning: --unknown-user " + users().bob + " and --run-as " + users().bob +
+                      " are the same account"),
+            std::string::npos)
+      << same;
+  std::string differ = stderr_of({"--run-as", users().bob, "--unknown-user", users().alice});
+  EXPECT_EQ(differ.find("same account"), std::string::npos) << differ;
+}
+
 TEST(NodeContain, RootsTasksRunAsRunAsUnlessAllowed) {
   NEED_USERS();
   {
@@ -582,6 +612,77 @@ TEST(NodeContain, CopyingInToDirFollowsNoLink) {
   EXPECT_EQ(slurp(canary), "root secret\n");
 }
 
+// Makes depth directories "d" nested below the directory at path, owned by uid/gid (as if
+// the user had made them from their own shell: in/ is theirs). By descriptor, since the
+// deepest path is longer than PATH_MAX.
+void nest(const std::string& path, int depth, uid_t uid, gid_t gid) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(fd, 0) << path;
+  for (int i = 0; i < depth; i++) {
+    ASSERT_EQ(::mkdirat(fd, "d", 0700), 0) << "level " << i;
+    int sub = ::openat(fd, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ASSERT_GE(sub, 0);
+    ASSERT_EQ(::fchown(sub, uid, gid), 0);
+    ::close(fd);
+    fd = sub;
+  }
+  ::close(fd);
+}
+
+// Attack: 300 nested directories in in/ and `dir` elsewhere crashed the root daemon (the
+// copy recursed per level with a 64 KiB buffer in each frame). Now the start fails with
+// the reason, the daemon serves on, and a tree within the limit is still copied whole.
+TEST(NodeContain, DeeplyNestedInDoesNotCrashTheNode) {
+  NEED_USERS();
+  const auto& u = users();
+  START(f);
+  uid_t auid = test_users::uid(u.alice);
+  gid_t agid = test_users::gid(u.alice);
+  std::string work = f.dir.file("work");
+  ASSERT_EQ(::mkdir(work.c_str(), 0700), 0);
+  ASSERT_EQ(::chown(work.c_str(), auid, agid), 0);
+  auto alice = f.as(u.alice);
+  auto n = f.task(alice, {});
+  ASSERT_TRUE(n.has_value()) << n.error();
+  auto in = f.c->walk(alice, "task/" + *n + "/in");
+  ASSERT_TRUE(in.has_value());
+  ASSERT_TRUE(f.c->create(*in, "a", 0600, srv9p::owrite).has_value());
+  ASSERT_TRUE(f.c->clunk(*in).has_value());
+  nest(f.task_dir(*n) + "/in", 300, auid, agid);
+  auto w = f.c->write_file(alice, "task/" + *n + "/ctl", "dir " + work + "\nexec /bin/true\n");
+  ASSERT_FALSE(w.has_value());
+  EXPECT_NE(w.error().find("copying in/ to " + work + ": d/d/"), std::string::npos) << w.error();
+  EXPECT_TRUE(w.error().ends_with(": more than 32 directories deep")) << w.error();
+  // The task is still new, and the node serves on.
+  EXPECT_NE(f.read(alice, "task/" + *n + "/status").find("state=new"), std::string::npos);
+  auto ok = f.task(alice, {"exec id -un"});
+  ASSERT_TRUE(ok.has_value()) << ok.error();
+  EXPECT_EQ(f.read(alice, "task/" + *ok + "/wait"), "exit 0\n");
+  // Removing the task deletes all 300 levels.
+  ASSERT_TRUE(f.c->write_file(alice, "task/" + *n + "/ctl", "rm\n").has_value());
+  EXPECT_FALSE(fs::exists(f.task_dir(*n)));
+  EXPECT_TRUE(fs::is_empty(f.spool + "/trash"));
+
+  // 32 levels, the limit, are copied.
+  auto m = f.task(alice, {});
+  ASSERT_TRUE(m.has_value()) << m.error();
+  auto in2 = f.c->walk(alice, "task/" + *m + "/in");
+  ASSERT_TRUE(in2.has_value());
+  ASSERT_TRUE(f.c->create(*in2, "a", 0600, srv9p::owrite).has_value());
+  ASSERT_TRUE(f.c->clunk(*in2).has_value());
+  nest(f.task_dir(*m) + "/in", 32, auid, agid);
+  std::string work2 = f.dir.file("work2");
+  ASSERT_EQ(::mkdir(work2.c_str(), 0700), 0);
+  ASSERT_EQ(::chown(work2.c_str(), auid, agid), 0);
+  auto started = f.c->write_file(alice, "task/" + *m + "/ctl", "dir " + work2 + "\nexec /bin/true\n");
+  ASSERT_TRUE(started.has_value()) << started.error();
+  EXPECT_EQ(f.read(alice, "task/" + *m + "/wait"), "exit 0\n");
+  std::string deepest = work2;
+  for (int i = 0; i < 32; i++) deepest += "/d";
+  EXPECT_TRUE(fs::is_directory(deepest));
+  EXPECT_FALSE(fs::exists(deepest + "/d"));
+}
+
 // A task swapping a file for a link and back as fast as it can while the client walks,
 // opens and reads it over and over: every read is the file's content or an error.
 TEST(NodeContain, ALinkSwappedInMidFlightIsRefused) {
@@ -681,6 +782,37 @@ TEST(NodeContain, WhatATaskStartedIsGoneWhenItEnds) {
   }
 }
 
+// --task-pids-max is each task's pids.max, read by the task from its own cgroup. Only
+// where cgroup2 has the pids controller (not on a hybrid hierarchy, where pids is a v1
+// controller): elsewhere it skips, saying so.
+TEST(NodeContain, TaskPidsMaxLimitsATasksProcesses) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root: makes cgroups";
+  START(f, {"--task-pids-max", "20"});
+  auto root = f.as(me());
+  auto n = f.task(root, {"exec sh -c 'sed -n \"s/^0:://p\" /proc/self/cgroup'"});
+  ASSERT_TRUE(n.has_value()) << n.error();
+  EXPECT_EQ(f.read(root, "task/" + *n + "/wait"), "exit 0\n");
+  std::string cg = f.read(root, "task/" + *n + "/stdout");
+  while (!cg.empty() && cg.back() == '\n') cg.pop_back();
+  std::string mount;
+  {
+    FILE* p = ::popen("findmnt -n -t cgroup2 -o TARGET | head -1", "r");
+    ASSERT_NE(p, nullptr);
+    char buf[4096] = {};
+    if (std::fgets(buf, sizeof buf, p) != nullptr) mount = buf;
+    ::pclose(p);
+    while (!mount.empty() && mount.back() == '\n') mount.pop_back();
+  }
+  std::string parent = fs::path(mount + cg).parent_path().string();
+  if (mount.empty() || slurp(parent + "/cgroup.subtree_control").find("pids") == std::string::npos) {
+    GTEST_SKIP() << "the pids controller is not delegated to " << parent << " on cgroup2 here";
+  }
+  auto m = f.task(root, {"exec sh -c 'cat " + mount + "$(sed -n \"s/^0:://p\" /proc/self/cgroup)/pids.max'"});
+  ASSERT_TRUE(m.has_value()) << m.error();
+  EXPECT_EQ(f.read(root, "task/" + *m + "/wait"), "exit 0\n");
+  EXPECT_EQ(f.read(root, "task/" + *m + "/stdout"), "20\n");
+}
+
 TEST(NodeContain, WithoutCgroupsStatusSaysPgroup) {
   START(f, {"--no-cgroups"});
   auto root = f.as(me());
@@ -763,6 +895,36 @@ TEST_P(SafeFs, RefusesLinksAndNamesThatLeave) {
   EXPECT_TRUE(S_ISLNK(st.st_mode));
   ::close(*l);
   ::close(fd);
+}
+
+// copy_tree's limits on entries and bytes; remove_tree_below deletes a tree deeper than
+// any stack frame per level would survive.
+TEST_P(SafeFs, CopyTreeIsBoundedAndRemoveTreeGoesAnyDepth) {
+  testutil::temp_dir d;
+  std::string src = d.file("src"), dst = d.file("dst");
+  ASSERT_EQ(::mkdir(src.c_str(), 0700), 0);
+  ASSERT_EQ(::mkdir(dst.c_str(), 0700), 0);
+  for (int i = 0; i < 10; i++) std::ofstream(fmt::format("{}/f{}", src, i)) << std::string(1000, 'x');
+  int s = ::open(src.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int t = ::open(dst.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(s, 0);
+  ASSERT_GE(t, 0);
+  EXPECT_TRUE(node::copy_tree(s, t).has_value());
+  EXPECT_EQ(slurp(dst + "/f3"), std::string(1000, 'x'));
+  auto many = node::copy_tree(s, t, {.max_entries = 9});
+  ASSERT_FALSE(many.has_value());
+  EXPECT_TRUE(many.error().ends_with(": more than 9 files and directories")) << many.error();
+  auto big = node::copy_tree(s, t, {.max_bytes = 5500});
+  ASSERT_FALSE(big.has_value());
+  EXPECT_TRUE(big.error().ends_with(": more than 5500 bytes in all")) << big.error();
+  // 1000 levels below dst: deeper than PATH_MAX lets a path name.
+  ::close(s);
+  ::close(t);
+  nest(dst, 1000, ::geteuid(), ::getegid());
+  t = ::open(dst.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  EXPECT_EQ(node::remove_tree_below(t), 0);
+  ::close(t);
+  EXPECT_TRUE(fs::is_empty(dst));
 }
 
 INSTANTIATE_TEST_SUITE_P(Openat2AndComponentWalk, SafeFs, ::testing::Values(false, true));

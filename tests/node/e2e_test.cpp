@@ -422,6 +422,183 @@ TEST(NodeE2E, AFloodOfOutputDoesNotHurtTheDaemon) {
   EXPECT_LT(after, before + 16 * 1024) << "RSS grew from " << before << " KiB to " << after << " KiB";
 }
 
+// Attack: writes of env lines to one task's ctl grew the node by hundreds of MB. A task's
+// spec is bounded as galaxy-sched bounds a job's (256 KiB, 1024 env variables): writes
+// past it are refused with the reason, the daemon stays small, and the task still runs.
+TEST(NodeE2E, ATasksSpecIsBounded) {
+  START(f);
+  std::uint64_t before = rss_kib(f.d.proc.pid());
+  auto n = f.task({});
+  auto ctl = "task/" + n + "/ctl";
+  // 60 KB env lines, 200 times: 12 MB in all. The fifth would pass 256 KiB.
+  std::string line = "env K=" + std::string(60000, 'v') + "\n";
+  int taken = 0;
+  std::string why;
+  for (int i = 0; i < 200; i++) {
+    auto w = f.write(ctl, line);
+    if (w) {
+      taken++;
+    } else {
+      why = w.error();
+    }
+  }
+  EXPECT_EQ(taken, 4);
+  EXPECT_EQ(why, "task " + n + ": spec longer than 262144 bytes");
+  std::uint64_t after = rss_kib(f.d.proc.pid());
+  EXPECT_LT(after, before + 4 * 1024) << "RSS grew from " << before << " KiB to " << after << " KiB";
+  // A huge argv and a long dir are refused the same way; the spec is as it was.
+  const std::string spec = f.read(ctl);
+  auto e = f.write(ctl, "exec echo " + std::string(30000, 'a') + "\n");
+  ASSERT_FALSE(e.has_value());
+  EXPECT_EQ(e.error(), "task " + n + ": spec longer than 262144 bytes");
+  e = f.write(ctl, "dir /" + std::string(30000, 'a') + "\n");
+  ASSERT_FALSE(e.has_value());
+  EXPECT_EQ(e.error(), "task " + n + ": spec longer than 262144 bytes");
+  EXPECT_EQ(f.read(ctl), spec);
+  ASSERT_TRUE(f.write(ctl, "exec true\n").has_value());
+  EXPECT_EQ(f.read("task/" + n + "/wait"), "exit 0\n");
+
+  // 1024 env variables are taken, the 1025th is not.
+  auto m = f.task({});
+  auto mctl = "task/" + m + "/ctl";
+  std::string many;
+  for (int i = 0; i < 1024; i++) many += "env V" + std::to_string(i) + "=x\n";
+  ASSERT_TRUE(f.write(mctl, many).has_value());
+  e = f.write(mctl, "env W=1\n");
+  ASSERT_FALSE(e.has_value());
+  EXPECT_EQ(e.error(), "task " + m + ": more than 1024 env variables");
+  ASSERT_TRUE(f.write(mctl, "exec sh -c 'echo $V1023'\n").has_value());
+  EXPECT_EQ(f.read("task/" + m + "/wait"), "exit 0\n");
+  EXPECT_EQ(f.read("task/" + m + "/stdout"), "x\n");
+}
+
+// Attack: 2000 clones never exec'd left 2000 task directories for good. A task never
+// started is removed --new-task-timeout after it was made (a reader waiting on it is
+// told so); a started one is not.
+TEST(NodeE2E, TasksNeverStartedAreRemovedAfterTheTimeout) {
+  START(f, {"--new-task-timeout", "1"});
+  std::vector<std::string> idle;
+  for (int i = 0; i < 20; i++) idle.push_back(f.task({}));  // each clone fid clunked at once
+  auto ran = f.task({"exec true"});
+  EXPECT_EQ(f.read("task/" + ran + "/wait"), "exit 0\n");
+  // A wait parked on a task that will never run.
+  auto w = f.c->walk(f.root, "task/" + idle[0] + "/wait");
+  ASSERT_TRUE(w.has_value());
+  ASSERT_TRUE(f.c->open(*w, srv9p::oread).has_value());
+  auto parked = std::async(std::launch::async, [&] { return f.c->read(*w, 0, 100); });
+  auto until = testutil::steady::now() + 10s;
+  while (std::filesystem::exists(f.spool + "/task/" + idle.back()) && testutil::steady::now() < until) {
+    std::this_thread::sleep_for(100ms);
+  }
+  for (const auto& n : idle) {
+    EXPECT_FALSE(std::filesystem::exists(f.spool + "/task/" + n)) << n;
+    EXPECT_FALSE(f.c->walk(f.root, "task/" + n).has_value()) << n;
+  }
+  ASSERT_EQ(parked.wait_for(5s), std::future_status::ready);
+  auto r = parked.get();
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error(), "task removed");
+  f.c->clunk(*w);
+  EXPECT_EQ(f.read("task/" + ran + "/wait"), "exit 0\n");
+  EXPECT_TRUE(std::filesystem::exists(f.spool + "/task/" + ran));
+}
+
+// One user may hold at most --max-new-tasks tasks not yet started; others are not held up,
+// and starting one makes room.
+TEST(NodeE2E, NewTasksPerUserAreCapped) {
+  START(f, {"--max-new-tasks", "3"});
+  std::vector<std::string> mine;
+  for (int i = 0; i < 3; i++) mine.push_back(f.task({}));
+  auto fourth = f.c->read_file(f.root, "task/clone");
+  ASSERT_FALSE(fourth.has_value());
+  EXPECT_EQ(fourth.error(), "user 'root' has 3 tasks not yet started on node n1 (the most allowed): start or remove some");
+  // Another user clones freely.
+  auto other = f.c->attach("nobody");
+  ASSERT_TRUE(other.has_value()) << other.error();
+  auto theirs = f.c->read_file(*other, "task/clone");
+  ASSERT_TRUE(theirs.has_value()) << theirs.error();
+  // Starting one of root's makes room for one more.
+  ASSERT_TRUE(f.write("task/" + mine[0] + "/ctl", "exec true\n").has_value());
+  auto again = f.c->read_file(f.root, "task/clone");
+  ASSERT_TRUE(again.has_value()) << again.error();
+  EXPECT_FALSE(f.c->read_file(f.root, "task/clone").has_value());
+}
+
+// stdin written before exec is held by the node: 1 MiB per task, and 64 MiB for all of one
+// user's new tasks, so that --max-new-tasks tasks cannot make it hold a GiB. Removing a
+// task gives its share back; other users are not held up.
+TEST(NodeE2E, StdinHeldBeforeExecIsBoundedPerUser) {
+  START(f);
+  const std::string mib(1 << 20, 's');
+  auto feed = [&](std::uint32_t root, const std::string& n) {
+    auto fid = f.c->walk(root, "task/" + n + "/stdin");
+    if (!fid) return fsclient::result<void>(std::unexpected(fid.error()));
+    if (auto o = f.c->open(*fid, srv9p::owrite); !o) return fsclient::result<void>(std::unexpected(o.error()));
+    fsclient::result<void> ok;
+    for (std::size_t off = 0; off < mib.size() && ok; off += 8000) {
+      auto w = f.c->write(*fid, off, std::string_view(mib).substr(off, 8000));
+      if (!w) ok = std::unexpected(w.error());
+    }
+    f.c->clunk(*fid);
+    return ok;
+  };
+  std::vector<std::string> ns;
+  for (int i = 0; i < 64; i++) {
+    ns.push_back(f.task({}));
+    auto ok = feed(f.root, ns.back());
+    ASSERT_TRUE(ok.has_value()) << i << ": " << ok.error();
+  }
+  auto extra = f.task({});
+  auto over = feed(f.root, extra);
+  ASSERT_FALSE(over.has_value());
+  EXPECT_EQ(over.error(), "stdin holds at most 64 MiB before exec for all of one user's tasks");
+  auto other = f.c->attach("nobody");
+  ASSERT_TRUE(other.has_value());
+  auto theirs = f.c->read_file(*other, "task/clone");
+  ASSERT_TRUE(theirs.has_value());
+  std::string tn = *theirs;
+  while (!tn.empty() && tn.back() == '\n') tn.pop_back();
+  EXPECT_TRUE(feed(*other, tn).has_value());
+  // A started task takes its stdin with it, and a removed one gives its share back.
+  ASSERT_TRUE(f.write("task/" + ns[0] + "/ctl", "exec wc -c\n").has_value());
+  EXPECT_EQ(f.read("task/" + ns[0] + "/wait"), "exit 0\n");
+  EXPECT_EQ(f.read("task/" + ns[0] + "/stdout"), "1048576\n");
+  ASSERT_TRUE(f.write("task/" + ns[1] + "/ctl", "rm\n").has_value());
+  auto again = f.task({});
+  auto ok = feed(f.root, again);
+  EXPECT_TRUE(ok.has_value()) << ok.error();
+}
+
+// Files below in/ are known by numbers that go with their task: a fid left on a removed
+// task's file finds nothing, and the same name in a later task is another file.
+TEST(NodeE2E, InFilesOfARemovedTaskAreForgotten) {
+  START(f);
+  auto n = f.task({});
+  auto in = f.c->walk(f.root, "task/" + n + "/in");
+  ASSERT_TRUE(in.has_value());
+  ASSERT_TRUE(f.c->create(*in, "a", 0600, srv9p::owrite).has_value());
+  ASSERT_TRUE(f.c->write(*in, 0, "first").has_value());
+  ASSERT_TRUE(f.c->clunk(*in).has_value());
+  auto old = f.c->walk(f.root, "task/" + n + "/in/a");
+  ASSERT_TRUE(old.has_value());
+  auto before = f.c->stat(*old);
+  ASSERT_TRUE(before.has_value()) << before.error();
+  ASSERT_TRUE(f.write("task/" + n + "/ctl", "rm\n").has_value());
+  auto gone = f.c->stat(*old);
+  ASSERT_FALSE(gone.has_value());
+  EXPECT_EQ(gone.error(), srv9p::err::not_found);
+  auto m = f.task({});
+  auto in2 = f.c->walk(f.root, "task/" + m + "/in");
+  ASSERT_TRUE(in2.has_value());
+  ASSERT_TRUE(f.c->create(*in2, "a", 0600, srv9p::owrite).has_value());
+  ASSERT_TRUE(f.c->clunk(*in2).has_value());
+  auto now = f.c->stat_path(f.root, "task/" + m + "/in/a");
+  ASSERT_TRUE(now.has_value()) << now.error();
+  EXPECT_NE(now->qid.path, before->qid.path);
+  EXPECT_FALSE(f.c->stat(*old).has_value());
+  f.c->clunk(*old);
+}
+
 // kill SIGNAL goes to the whole process group: a group that ignores SIGTERM survives it
 // unchanged, and the default SIGKILL ends every member.
 TEST(NodeE2E, KillReachesChildrenThatIgnoreTerm) {
