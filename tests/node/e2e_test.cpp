@@ -445,7 +445,13 @@ TEST(NodeE2E, ATasksSpecIsBounded) {
   EXPECT_EQ(taken, 4);
   EXPECT_EQ(why, "task " + n + ": spec longer than 262144 bytes");
   std::uint64_t after = rss_kib(f.d.proc.pid());
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer keeps freed memory in quarantine (256 MiB by default), so the
+  // daemon's RSS says nothing about what it holds; the refusals above still show the bound.
+  (void)before, (void)after;
+#else
   EXPECT_LT(after, before + 4 * 1024) << "RSS grew from " << before << " KiB to " << after << " KiB";
+#endif
   // A huge argv and a long dir are refused the same way; the spec is as it was.
   const std::string spec = f.read(ctl);
   auto e = f.write(ctl, "exec echo " + std::string(30000, 'a') + "\n");
