@@ -102,11 +102,6 @@ fs_identity_scope::~fs_identity_scope() {
   if (groups_set_) ::syscall(sys_setgroups, old_groups_.size(), old_groups_.data());
 }
 
-bool legal_name(std::string_view name) {
-  return !name.empty() && name != "." && name != ".." && name.find('/') == std::string_view::npos &&
-         name.find('\0') == std::string_view::npos;
-}
-
 void force_component_walk(bool on) { openat2_state = on ? 2 : 0; }
 
 std::expected<int, int> open_beneath(int dirfd, std::string_view rel, int flags, mode_t mode) {

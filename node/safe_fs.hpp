@@ -21,6 +21,8 @@
 #include <string_view>
 #include <vector>
 
+#include "srv9p/fcall.hpp"
+
 namespace node {
 
 // Whose file-system identity an operation runs with. as_user false: the daemon's own.
@@ -51,9 +53,8 @@ class fs_identity_scope {
   std::vector<gid_t> old_groups_;
 };
 
-// A name a client or task may give for one component: not empty, not "." or "..", no
-// '/' and no NUL.
-bool legal_name(std::string_view name);
+// A name a client or task may give for one component: srv9p::legal_name (walk(5)).
+using srv9p::legal_name;
 
 // Opens rel (components separated by '/', each a legal_name; "" is dirfd's directory
 // itself, opened anew) below dirfd, following no symbolic link and never leaving dirfd's

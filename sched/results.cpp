@@ -10,14 +10,15 @@
 #include <cstring>
 #include <utility>
 
+#include "srv9p/fcall.hpp"
+
 namespace sched {
 
 std::expected<void, std::string> check_name(std::string_view name) {
   if (name.size() > max_result_name) {
     return std::unexpected(fmt::format("file name from node longer than {} bytes", max_result_name));
   }
-  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string_view::npos ||
-      name.find('\0') != std::string_view::npos) {
+  if (!srv9p::legal_name(name)) {
     std::string shown(name.substr(0, 64));
     for (char& c : shown) {
       if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';

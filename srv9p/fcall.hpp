@@ -21,6 +21,13 @@ namespace srv9p {
 inline constexpr std::uint16_t notag = 0xFFFF;
 inline constexpr std::uint32_t nofid = 0xFFFFFFFF;
 inline constexpr std::size_t maxwelem = 16;        // walk(5): at most 16 names per Twalk
+
+// walk(5), create(5): a name is a single path element: not empty, not "." or "..", no
+// '/' and no NUL. Used wherever a name from a client, a task or a node enters.
+inline bool legal_name(std::string_view name) {
+  return !name.empty() && name != "." && name != ".." && name.find('/') == std::string_view::npos &&
+         name.find('\0') == std::string_view::npos;
+}
 inline constexpr std::uint32_t iohdrsz = 24;       // Rread/Twrite header; data <= msize - iohdrsz
 inline constexpr std::size_t header_size = 7;      // size[4] type[1] tag[2]
 inline constexpr std::size_t errmax = 128;         // Linux P9_ERRMAX: keep error strings shorter

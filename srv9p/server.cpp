@@ -63,11 +63,6 @@ std::uint32_t fid_of(const message& m) {
 // Asio 1.22 (Debian 12) keeps as_tuple in experimental; completions become (error, value).
 constexpr auto as_tuple_awaitable = asio::experimental::as_tuple(asio::use_awaitable);
 
-// create(5), walk(5): a name is a single path element.
-bool legal_name(std::string_view name) {
-  return !name.empty() && name != "." && name != ".." &&
-         name.find('/') == std::string_view::npos && name.find('\0') == std::string_view::npos;
-}
 
 // open(5): the permission bits a mode needs.
 std::uint32_t open_need(std::uint8_t mode) {
