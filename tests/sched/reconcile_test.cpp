@@ -154,7 +154,10 @@ struct cluster {
     return n;
   }
   std::string status_field(const std::string& j, const std::string& key) {
-    auto st = read("jobs/" + j + "/status");
+    return field(read("jobs/" + j + "/status"), key);
+  }
+  // One key's value in a status line.
+  static std::string field(const std::string& st, const std::string& key) {
     auto pos = st.find(" " + key + "=");
     if (pos == std::string::npos) return "";
     pos += key.size() + 2;
@@ -187,9 +190,12 @@ struct cluster {
     return "exec sh -c 'if [ $GALAXY_ATTEMPT = 1 ]; then sleep " + first_s + "; else sleep " + later_s +
            "; fi; echo $GALAXY_JOB >> " + dir.file("ids") + "; echo attempt $GALAXY_ATTEMPT'";
   }
-  // Waits until job j runs on node; whether it did.
+  // Waits until job j runs on node (one read of its status says both); whether it did.
   bool running_on(const std::string& j, const std::string& node) {
-    return eventually([&] { return status_field(j, "state") == "running" && status_field(j, "node") == node; });
+    return eventually([&] {
+      auto st = read("jobs/" + j + "/status");
+      return field(st, "state") == "running" && field(st, "node") == node;
+    });
   }
 };
 
