@@ -1025,8 +1025,9 @@ struct scheduler::impl {
     regroup(j.group);
   }
 
-  // Starts j's first copy on n (j queued or reserved).
-  void start(job_rec& j, int n, i64 now, std::string reason) {
+  // Starts j's first copy on n (j queued or reserved); tell: return a start decision
+  // (not for a copy that runs already, adopt()).
+  void start(job_rec& j, int n, i64 now, std::string reason, bool tell = true) {
     if (j.state == jstate::queued) dequeue(j);
     if (j.state == jstate::reserved) unreserve(j);
     j.state = jstate::running;
@@ -1034,7 +1035,7 @@ struct scheduler::impl {
     --ur.queued;
     ++ur.running;
     start_copy(j, n, now);
-    out.push_back(decision{decision::kind::start, j.id, nodes[n].name, std::move(reason)});
+    if (tell) out.push_back(decision{decision::kind::start, j.id, nodes[n].name, std::move(reason)});
     if (j.speculate && j.group >= 0 && !j.backed_up) {
       j.candidate = true;
       groups[j.group].candidates.insert({now, j.id, j.slot});
@@ -1721,6 +1722,36 @@ std::expected<void, std::string> scheduler::finished(std::uint64_t job, outcome 
         m.requeue(j, now_ms);
       }
       break;
+  }
+  return {};
+}
+
+std::expected<void, std::string> scheduler::adopt(std::uint64_t job, std::string_view node, std::int64_t now_ms) {
+  impl& m = *impl_;
+  job_rec* jp = m.jobs.find(job);
+  if (jp == nullptr) {
+    return std::unexpected(m.ended.contains(job) ? fmt::format("job {} has ended already", job)
+                                                 : fmt::format("no job {}", job));
+  }
+  job_rec& j = *jp;
+  auto it = m.node_index.find(std::string(node));
+  if (it == m.node_index.end() || m.nodes[it->second].gone) return std::unexpected(fmt::format("no node {}", node));
+  int n = it->second;
+  switch (j.state) {
+    case jstate::waiting:
+      return std::unexpected(fmt::format("job {} waits for its dependencies", job));
+    case jstate::queued:
+    case jstate::reserved:
+      m.start(j, n, now_ms, "adopted", false);
+      return {};
+    case jstate::running:
+      if (std::any_of(j.copies.begin(), j.copies.end(), [&](const copy_rec& c) { return c.node == n; })) {
+        return std::unexpected(fmt::format("job {} runs on {} already", job, node));
+      }
+      m.drop_candidate(j);
+      j.backed_up = true;
+      m.start_copy(j, n, now_ms);
+      return {};
   }
   return {};
 }

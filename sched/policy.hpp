@@ -184,6 +184,14 @@ class scheduler {
   // (unless killed).
   std::expected<void, std::string> finished(std::uint64_t job, outcome o, std::int64_t now_ms,
                                             std::string_view node = {});
+  // A copy of `job` that the policy did not place runs on `node` (its node was cut off,
+  // the copy was reported lost, and the node came back with it: sched/reconcile.cpp).
+  // A queued or reserved job starts there; a running job gets it as a second copy, as a
+  // backup (no more backups are made for it). No decision is returned for it: the copy
+  // runs already. Its room is taken even where the node's free room is short. Errors
+  // (nothing changes): unknown or ended job, a job waiting for dependencies, an unknown
+  // or removed node, a copy of the job on that node already.
+  std::expected<void, std::string> adopt(std::uint64_t job, std::string_view node, std::int64_t now_ms);
   // Kills a job that is not running (queued, waiting for dependencies or holding a
   // reservation): it ends killed and its dependents fail. Errors: unknown or ended job;
   // a running job (report its end with finished(killed) instead).

@@ -53,16 +53,6 @@ bool valid_node_name(std::string_view n) {
 
 std::unexpected<std::string> fail(std::string s) { return std::unexpected(std::move(s)); }
 
-// What a node's task status line says: "id=3 state=running pid=..." → the state word.
-std::string status_word(std::string_view line, std::string_view key) {
-  auto pos = line.find(std::string(key) + "=");
-  while (pos != std::string_view::npos && pos != 0 && line[pos - 1] != ' ') pos = line.find(std::string(key) + "=", pos + 1);
-  if (pos == std::string_view::npos) return "";
-  auto start = pos + key.size() + 1;
-  auto end = line.find_first_of(" \n", start);
-  return std::string(line.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
-}
-
 // Streams the node's file path into a new file name below dir (sched/results.hpp), as
 // much of it as budget allows: a file longer than that keeps its first bytes_left()
 // bytes and the budget is over. length is what the node's directory said of the file
@@ -173,63 +163,6 @@ std::expected<std::string, std::string> copy_results(fsclient::client& c, const 
   (void)c.clunk(*root);
   if (!result) return fail(result.error());
   return budget.note();
-}
-
-// What a restarted scheduler finds of one of its jobs on a node. Blocking (a pool
-// thread). task 0: the start's answer was never stored, so the node's tasks are searched
-// for the markers of that start (GALAXY_JOB and GALAXY_ATTEMPT; not a GALAXY_BACKUP copy):
-// an older attempt's task, or a backup copy, is not this start.
-struct found_task {
-  std::uint64_t task = 0;   // 0: the node has no such task
-  std::string state;        // the node's word: new, running, done, failed, killed, lost
-  std::string wait;         // the wait text when finished
-};
-std::expected<found_task, std::string> find_task(fsclient::client& c, const std::string& owner, std::uint64_t job,
-                                                 int attempt, std::uint64_t task) {
-  auto root = c.attach(owner);
-  if (!root) return fail("attach: " + root.error());
-  found_task f;
-  if (task == 0) {
-    auto tasks = c.list_dir(*root, "task");
-    if (!tasks) {
-      (void)c.clunk(*root);
-      return fail(tasks.error());
-    }
-    // The node gives the spec back one env line per variable (galaxy-node(4)).
-    std::string job_line = fmt::format("env GALAXY_JOB={}", job);
-    std::string attempt_line = fmt::format("env GALAXY_ATTEMPT={}", attempt);
-    for (const auto& d : *tasks) {
-      auto n = to_u64(d.name);
-      if (!n) continue;
-      auto spec = c.read_file(*root, fmt::format("task/{}/ctl", *n));
-      if (!spec) continue;
-      bool is_job = false, is_attempt = false, is_backup = false;
-      std::string_view s = *spec;
-      for (std::size_t start = 0; start < s.size();) {
-        auto nl = s.find('\n', start);
-        auto line = s.substr(start, (nl == std::string_view::npos ? s.size() : nl) - start);
-        is_job = is_job || line == job_line;
-        is_attempt = is_attempt || line == attempt_line;
-        is_backup = is_backup || line == "env GALAXY_BACKUP=1";
-        start = nl == std::string_view::npos ? s.size() : nl + 1;
-      }
-      if (is_job && is_attempt && !is_backup) task = *n;
-      if (task != 0) break;
-    }
-  }
-  if (task != 0) {
-    auto status = c.read_file(*root, fmt::format("task/{}/status", task));
-    if (status) {
-      f.task = task;
-      f.state = status_word(*status, "state");
-      if (f.state != "new" && f.state != "running") {
-        auto wait = c.read_file(*root, fmt::format("task/{}/wait", task));
-        if (wait) f.wait = wait->substr(0, wait->find('\n'));
-      }
-    }
-  }
-  (void)c.clunk(*root);
-  return f;
 }
 
 // A start on a node, as one batch: clone a task, read its number, write its spec (ending
@@ -362,6 +295,13 @@ std::expected<std::unique_ptr<scheduler>, std::string> scheduler::create(asio::i
     (void)s->policy_.set_weight(q.user, q.weight);
   }
 
+  auto cut_offs = s->store_->load_cut_offs();
+  if (!cut_offs) return fail(cut_offs.error());
+  for (auto& c : *cut_offs) {
+    cut_off_key key{c.node, c.task, c.job};
+    s->cut_off_[key].rec = std::move(c);
+  }
+
   auto nodes = s->store_->load_nodes();
   if (!nodes) return fail(nodes.error());
   for (const auto& [name, dial] : s->opts_.nodes) {
@@ -382,6 +322,12 @@ void scheduler::start() {
   for (auto& [id, j] : jobs_) {
     if (j->reconcile && !links_.contains(j->rec.node)) lost(*j, "node " + j->rec.node + " is not configured");
   }
+  // Copies cut off on a node that is not configured any more cannot come back.
+  std::vector<cut_off_key> gone;
+  for (const auto& [key, c] : cut_off_) {
+    if (!links_.contains(c.rec.node)) gone.push_back(key);
+  }
+  for (const auto& key : gone) forget_cut_off(key);
   open_gate();
   // An array whose last task ended just before a crash may not have stored its own end.
   for (auto& [id, j] : jobs_) {
@@ -420,6 +366,7 @@ void scheduler::save(job& j) {
 
 void scheduler::tick() {
   // Reservations and speculation depend on time passing, not only on events.
+  retry_cut_offs();
   schedule();
   tick_timer_.expires_after(std::chrono::seconds(1));
   tick_timer_.async_wait([this](const asio::error_code& ec) {
@@ -516,46 +463,6 @@ std::expected<void, std::string> scheduler::drain(const std::string& name, bool 
   update_node(name);
   post_event(fmt::format("{} {}", on ? "drain" : "undrain", name));
   return {};
-}
-
-void scheduler::node_up(const std::string& name) {
-  update_node(name);
-  post_event("node up " + name);
-  log("node " + name + " up");
-  if (auto it = stale_tasks_.find(name); it != stale_tasks_.end()) {
-    // Back after its attempts were given up and requeued: they must not run on.
-    for (const auto& [task, owner] : it->second) {
-      log(fmt::format("node {}: killing task {} of a lost attempt", name, task));
-      kill_task(name, owner, task, SIGKILL);
-    }
-    stale_tasks_.erase(it);
-  }
-  for (auto& [id, j] : jobs_) {
-    if (j->reconcile && j->rec.node == name) reconcile(*j);
-  }
-  schedule();
-}
-
-void scheduler::node_down(const std::string& name, const std::string& why) {
-  post_event(fmt::format("node down {} {}", name, ctl::quote(why)));
-  log(fmt::format("node {} down: {}", name, why));
-  std::vector<job*> hit;
-  for (auto& [id, j] : jobs_) {
-    if (j->rec.node == name && (j->rec.state == job_state::running || j->starting || j->reconcile) && !j->collecting) {
-      hit.push_back(j.get());
-    }
-  }
-  for (job* j : hit) lost(*j, "node " + name + " down: " + why);
-  for (auto& [id, j] : jobs_) {
-    if (j->backup && j->backup->node == name) {
-      if (j->backup->task != 0) stale_tasks_[name].emplace_back(j->backup->task, j->rec.owner);
-      drop_backup(*j, true, policy::outcome::lost, true);
-    }
-  }
-  policy_.remove_node(name);
-  // Exits that arrived before their start's answer mean nothing on a new connection.
-  std::erase_if(early_exits_, [&](const auto& e) { return e.first.first == name; });
-  schedule();
 }
 
 void scheduler::node_event(const std::string& name, const std::string& line) {
@@ -1017,7 +924,9 @@ void scheduler::schedule() {
 }
 
 void scheduler::place() {
-  if (!gate_open_) return;
+  // While a returned node's cut-off copies are read, a pass could start a job that one of
+  // them is about to take back (sched/reconcile.cpp).
+  if (!gate_open_ || cut_off_reads_ > 0) return;
   std::int64_t now = now_ms();
   auto decisions = policy_.decide(now);
   // What one pass decided can make work for the next (a fail releases nothing, but a
@@ -1589,6 +1498,10 @@ void scheduler::finish(job& j, job_state s, std::string exit, std::string note) 
   j.rec.state = s;
   j.rec.exit = std::move(exit);
   j.rec.note = std::move(note);
+  if (!j.reconcile_note.empty()) {
+    j.rec.note = j.rec.note.empty() ? j.reconcile_note : j.rec.note + "; " + j.reconcile_note;
+    j.reconcile_note.clear();
+  }
   j.rec.ended_ms = now_ms();
   // Nothing more to copy (or nothing to copy: it never ran, or its node is gone). A missing
   // file in the spool reads as empty, so readers end.
@@ -1609,88 +1522,6 @@ void scheduler::finish(job& j, job_state s, std::string exit, std::string note) 
   schedule();
   if (j.rec.array != 0) array_changed(j.rec.array);
   if (!gate_open_) open_gate();
-}
-
-void scheduler::lost(job& j, const std::string& why) {
-  if (j.backup && j.backup->task != 0 && j.rec.state == job_state::running && !j.collecting) {
-    // The job's copy is lost, its backup carries on as the job's copy.
-    post_event(fmt::format("lost {} {}", j.rec.id, j.rec.node));
-    promote_backup(j);
-    if (links_.contains(j.backup->node)) stale_tasks_[j.backup->node].emplace_back(j.backup->task, j.rec.owner);
-    drop_backup(j, true, policy::outcome::lost, true);
-    save(j);
-    return changed(j);
-  }
-  drop_backup(j, true, policy::outcome::lost, false);  // a backup still starting is no copy
-  std::string node = j.rec.node;
-  if (j.rec.task != 0 && links_.contains(node)) stale_tasks_[node].emplace_back(j.rec.task, j.rec.owner);
-  bool ran = j.rec.state == job_state::running || j.rec.task != 0;
-  bool requeue = !ran || j.rec.attempts <= j.rec.retries;
-  if (requeue) policy_end(j, policy::outcome::lost);  // the policy queues it again
-  release(j);
-  if (j.rec.task != 0) by_task_.erase({node, j.rec.task});
-  j.starting = false;
-  j.reconcile = false;
-  post_event(fmt::format("lost {} {}", j.rec.id, node));
-  if (requeue) {
-    j.rec.state = job_state::queued;
-    j.rec.node.clear();
-    j.rec.task = 0;
-    j.rec.note = ran ? fmt::format("lost on {} ({}); requeued after attempt {}", node, why, j.rec.attempts)
-                     : fmt::format("start on {} not confirmed ({}); requeued", node, why);
-    save(j);
-    changed(j);
-    if (gate_open_ && !in_policy_.contains(j.rec.id)) to_policy(j);
-    schedule();
-    open_gate();
-    return;
-  }
-  finish(j, job_state::failed, "lost",
-         fmt::format("lost on {} ({}) after {} attempts", node, why, j.rec.attempts));
-}
-
-void scheduler::reconcile(job& j) {
-  node_link* n = find_node(j.rec.node);
-  auto conn = n ? n->conn() : nullptr;
-  if (!conn) return;
-  std::uint64_t id = j.rec.id;
-  std::string node = j.rec.node;
-  asio::post(pool_, [this, conn, id, node, owner = j.rec.owner, task = j.rec.task, attempt = j.rec.attempts + 1] {
-    auto found = find_task(conn->client(), owner, id, attempt, task);
-    asio::post(io_, [this, id, node, found] {
-      job* j = find(id);
-      if (j == nullptr || !j->reconcile || j->rec.node != node) return;
-      if (!found) return;  // the node went down meanwhile: node_down handles the job
-      if (found->task == 0) return lost(*j, "the node has no such task");
-      j->reconcile = false;
-      j->rec.task = found->task;
-      if (j->rec.state != job_state::running) {
-        j->rec.state = job_state::running;
-        j->rec.attempts++;
-        j->rec.started_ms = now_ms();
-      }
-      std::int64_t cpu = j->cpu_millis ? j->cpu_millis : opts_.default_cpu_millis;
-      auto& u = used_[node];
-      u.cpu_millis += cpu;
-      u.mem_bytes += static_cast<std::int64_t>(j->mem_bytes);
-      u.jobs++;
-      j->holds = true;
-      by_task_[{node, found->task}] = id;
-      save(*j);
-      log(fmt::format("job {}: found task {} on {} ({})", id, found->task, node, found->state));
-      if (found->state == "new" || found->state == "running") {
-        j->adopted = true;
-        if (auto e = early_exits_.find({node, found->task}); e != early_exits_.end()) {
-          std::string wait = e->second;
-          early_exits_.erase(e);
-          return task_ended(node, found->task, wait);
-        }
-        changed(*j);
-        return open_gate();
-      }
-      task_ended(node, found->task, found->wait.empty() ? "lost" : found->wait);
-    });
-  });
 }
 
 // ---- Admin -----------------------------------------------------------------------------
@@ -1775,6 +1606,7 @@ std::string scheduler::status_line(const job& j) const {
     if (p != "queued" && !p.empty()) add(p);
   }
   if (j.backup) add("backup on " + j.backup->node);
+  if (!j.reconcile_note.empty()) add(j.reconcile_note);
   std::string array;  // an array job: its tasks by state; a task: its array and index
   if (!j.tasks.empty()) {
     std::map<std::string, int> by_state;

@@ -12,10 +12,12 @@
 // are copied into STATE/jobs/J/ (so they outlive the node) and the final state is stored;
 // the job's room goes back to the policy at the exit, before the copy.
 // A node marked down loses its running jobs: each is requeued while attempts ≤ retries,
-// else failed. After a restart, jobs that were running are reconciled with the node's
-// task files (adopted if still running, collected if finished meanwhile, requeued if the
-// node lost them), so a job known to have finished never runs again (as Mesos rebuilds
-// its state from the agents).
+// else failed, and the given-up copy is remembered until the node comes back; then its
+// task files decide (adopted, gives the job its result, or killed). After a restart, jobs
+// that were running are reconciled with the node's task files too (adopted if still
+// running, collected if finished meanwhile, requeued if the node lost them), so a job
+// known to have finished never runs again (as Mesos rebuilds its state from the agents).
+// sched/reconcile.cpp holds all of "what happens when a node goes away and comes back".
 //
 // An array job (`array N`) runs nowhere itself: at exec it makes N jobs, its tasks, that
 // name it and their index (stored before it, so a restart that finds tasks without their
@@ -37,6 +39,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "sched/node_link.hpp"
@@ -94,6 +97,9 @@ struct job {
   bool holds = false;           // counted in its node's used resources
   bool adopted = false;         // after a restart: found running; the policy must place it there
   bool policy_ended = false;    // its final outcome went to the policy (at the exit, before the copy)
+  // What reconciling a returned node did to it ("recovered from n2 task 7, ..."): shown
+  // in its note, and kept in the stored note when it ends (sched/reconcile.cpp).
+  std::string reconcile_note;
   // A second copy started by speculation (MapReduce's backup task), never stored: the
   // first copy to succeed wins (it becomes rec.node/rec.task), the other is killed.
   struct copy {
@@ -195,6 +201,17 @@ class scheduler {
   void finish(job& j, job_state s, std::string exit, std::string note);
   void lost(job& j, const std::string& why);
   void reconcile(job& j);
+  // Copies given up while their node was cut off (sched/reconcile.cpp).
+  using cut_off_key = std::tuple<std::string, std::uint64_t, std::uint64_t>;  // node, task, job
+  void remember_cut_off(const job& j, const std::string& node, std::uint64_t task, int attempt);
+  void read_cut_offs(const std::string& node);  // the node is back: what became of them
+  void settle_cut_off(const cut_off_key& key, std::uint64_t task, const std::string& state, const std::string& wait);
+  void forget_cut_off(const cut_off_key& key);
+  void retry_cut_offs();  // those that wait for their job's start or restart reconcile to answer
+  bool take_back(job& j, const std::string& node, std::uint64_t task);  // a queued job runs on its cut-off copy
+  void recover(job& j, const std::string& node, std::uint64_t task, std::string wait);
+  void kill_duplicate(job* j, const cut_off_record& c, std::uint64_t task);
+  void add_reconcile_note(job& j, const std::string& text);
   void release(job& j);  // gives back what the job held on its node
   // Tells the policy how a job it knows ended (o) or that it was cancelled (killed while
   // not running); nothing for a job the policy does not hold.
@@ -243,10 +260,19 @@ class scheduler {
   // first, so that nothing else takes their room): until then no pass runs.
   bool gate_open_ = false;
   std::set<std::pair<std::string, std::uint64_t>> preempted_tasks_;  // (node, task) killed by preemption
-  // Tasks of attempts given up as lost while their node was cut off, by node: (task,
-  // owner). If the node comes back, they are killed, so a requeued job does not also run
-  // on there (in memory only: a restarted scheduler does not know them).
-  std::map<std::string, std::vector<std::pair<std::uint64_t, std::string>>> stale_tasks_;
+  // Copies of jobs given up as lost while their node was cut off, kept in memory and in the
+  // store (a restarted scheduler still knows them) until the node comes back and its task
+  // files say what became of each (sched/reconcile.cpp).
+  struct cut_off_copy {
+    cut_off_record rec;
+    bool reading = false;  // its task's status is being read from the node
+    // It succeeded (its wait text, as task `found` on the node) while its job was
+    // starting elsewhere or being reconciled: settled once that answers (retry_cut_offs).
+    std::uint64_t found = 0;
+    std::string wait;
+  };
+  std::map<cut_off_key, cut_off_copy> cut_off_;
+  int cut_off_reads_ = 0;  // reads of returned nodes in flight: no placement pass meanwhile
   // Jobs some other job waits for (`after`, an array standing for its tasks). Their room
   // goes back at the exit only with their results: a dependent may read them.
   std::set<std::uint64_t> awaited_;

@@ -94,6 +94,17 @@ CREATE TABLE quotas (
 ALTER TABLE jobs ADD COLUMN array_job   INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN array_index INTEGER NOT NULL DEFAULT 0;
 )sql",
+    // 3: copies given up as lost while their node was cut off (sched/reconcile.cpp).
+    R"sql(
+CREATE TABLE cut_off (
+  node  TEXT    NOT NULL,
+  task  INTEGER NOT NULL,
+  job     INTEGER NOT NULL,
+  owner   TEXT    NOT NULL,
+  attempt INTEGER NOT NULL,
+  PRIMARY KEY (node, task, job)
+) WITHOUT ROWID;
+)sql",
 };
 
 constexpr std::string_view job_columns =
@@ -276,11 +287,12 @@ std::string invalid_job(const job_record& rec) {
 
 struct remove_job { std::uint64_t id; };
 struct remove_node_change { std::string name; };
+struct remove_cut_off_change { std::string node; std::uint64_t task; std::uint64_t job; };
 struct barrier {};                       // flush(): nothing to write
 struct rejected { std::string error; };  // failed validation in the caller's thread
 
 using change_body = std::variant<job_record, remove_job, node_record, remove_node_change, quota_record,
-                                 barrier, rejected>;
+                                 cut_off_record, remove_cut_off_change, barrier, rejected>;
 
 struct change {
   change_body body;
@@ -482,6 +494,23 @@ class job_store::impl {
     return out;
   }
 
+  std::expected<std::vector<cut_off_record>, std::string> load_cut_offs() {
+    std::lock_guard lk(db_mu_);
+    auto& st = stmts_.load_cut_offs;
+    auto u = st.use();
+    std::vector<cut_off_record> out;
+    for (int rc; (rc = st.step()) != SQLITE_DONE;) {
+      if (rc != SQLITE_ROW) return std::unexpected("load cut-off copies: " + errtext(db_));
+      auto task = st.column_int(1), job = st.column_int(2);
+      if (task < 0 || job <= 0) {
+        return std::unexpected(fmt::format("load cut-off copies: node {}: task {} job {}", st.column_text(0), task, job));
+      }
+      out.push_back({st.column_text(0), static_cast<std::uint64_t>(task), static_cast<std::uint64_t>(job),
+                     st.column_text(3), static_cast<int>(st.column_int(4))});
+    }
+    return out;
+  }
+
   std::atomic<std::uint64_t> max_id_{0};
   std::atomic<std::uint64_t> batches_{0};
 
@@ -526,6 +555,9 @@ class job_store::impl {
         {&stmts_.load_jobs, fmt::format("SELECT {} FROM jobs ORDER BY id", cols)},
         {&stmts_.load_nodes, "SELECT name, dial FROM nodes ORDER BY name"},
         {&stmts_.load_quotas, "SELECT user, cpu_millis, mem_bytes, weight FROM quotas ORDER BY user"},
+        {&stmts_.put_cut_off, "INSERT OR REPLACE INTO cut_off (node, task, job, owner, attempt) VALUES (?1, ?2, ?3, ?4, ?5)"},
+        {&stmts_.remove_cut_off, "DELETE FROM cut_off WHERE node = ?1 AND task = ?2 AND job = ?3"},
+        {&stmts_.load_cut_offs, "SELECT node, task, job, owner, attempt FROM cut_off ORDER BY node, task, job"},
     };
     for (auto& [st, sql] : all) {
       auto p = statement::prepare(db_, sql);
@@ -606,6 +638,28 @@ class job_store::impl {
               if (rc == SQLITE_OK) rc = st.bind(4, q.weight);
               auto r = step_done(st, rc);
               if (!r) return std::unexpected(fmt::format("put quota {}: {}", q.user, r.error()));
+              return {};
+            },
+            [&](const cut_off_record& c) -> std::expected<void, std::string> {
+              auto& st = stmts_.put_cut_off;
+              auto u = st.use();
+              int rc = st.bind(1, std::string_view(c.node));
+              if (rc == SQLITE_OK) rc = st.bind(2, static_cast<std::int64_t>(c.task));
+              if (rc == SQLITE_OK) rc = st.bind(3, static_cast<std::int64_t>(c.job));
+              if (rc == SQLITE_OK) rc = st.bind(4, std::string_view(c.owner));
+              if (rc == SQLITE_OK) rc = st.bind(5, std::int64_t{c.attempt});
+              auto r = step_done(st, rc);
+              if (!r) return std::unexpected(fmt::format("put cut-off copy {} {}: {}", c.node, c.task, r.error()));
+              return {};
+            },
+            [&](const remove_cut_off_change& c) -> std::expected<void, std::string> {
+              auto& st = stmts_.remove_cut_off;
+              auto u = st.use();
+              int rc = st.bind(1, std::string_view(c.node));
+              if (rc == SQLITE_OK) rc = st.bind(2, static_cast<std::int64_t>(c.task));
+              if (rc == SQLITE_OK) rc = st.bind(3, static_cast<std::int64_t>(c.job));
+              auto r = step_done(st, rc);
+              if (!r) return std::unexpected(fmt::format("remove cut-off copy {} {}: {}", c.node, c.task, r.error()));
               return {};
             },
             [](const barrier&) -> std::expected<void, std::string> { return {}; },
@@ -694,8 +748,8 @@ class job_store::impl {
   std::mutex db_mu_;  // the connection and every statement
   struct {
     statement begin, commit, rollback;
-    statement put_job, remove_job, put_node, remove_node, put_quota;
-    statement load_jobs, load_nodes, load_quotas;
+    statement put_job, remove_job, put_node, remove_node, put_quota, put_cut_off, remove_cut_off;
+    statement load_jobs, load_nodes, load_quotas, load_cut_offs;
   } stmts_;
 
   std::mutex q_mu_;
@@ -730,6 +784,9 @@ std::expected<std::unique_ptr<job_store>, std::string> job_store::open(const std
 std::expected<std::vector<job_record>, std::string> job_store::load_jobs() { return impl_->load_jobs(); }
 std::expected<std::vector<node_record>, std::string> job_store::load_nodes() { return impl_->load_nodes(); }
 std::expected<std::vector<quota_record>, std::string> job_store::load_quotas() { return impl_->load_quotas(); }
+std::expected<std::vector<cut_off_record>, std::string> job_store::load_cut_offs() {
+  return impl_->load_cut_offs();
+}
 std::uint64_t job_store::max_job_id() { return impl_->max_id_.load(); }
 std::uint64_t job_store::batches() const { return impl_->batches_.load(); }
 
@@ -768,6 +825,20 @@ void job_store::put_quota(quota_record q, done_fn done) {
     return;
   }
   impl_->enqueue(change{std::move(q), std::move(done)});
+}
+
+void job_store::put_cut_off(cut_off_record c, done_fn done) {
+  if (c.node.empty() || c.task > max_sql_int || c.job == 0 || c.job > max_sql_int) {
+    impl_->enqueue(change{rejected{fmt::format("put cut-off copy: node '{}' task {} job {}: expected a node, a job id 1 to {} and a task id up to it",
+                                               c.node, c.task, c.job, max_sql_int)},
+                          std::move(done)});
+    return;
+  }
+  impl_->enqueue(change{std::move(c), std::move(done)});
+}
+
+void job_store::remove_cut_off(std::string node, std::uint64_t task, std::uint64_t job, done_fn done) {
+  impl_->enqueue(change{remove_cut_off_change{std::move(node), task, job}, std::move(done)});
 }
 
 void job_store::flush() { impl_->flush(); }

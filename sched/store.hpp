@@ -13,7 +13,7 @@
 // 1984), and PostgreSQL's WAL writer with commit_delay = 0: the next batch is whatever
 // arrived while the previous one was being made durable; nobody waits for a timer.
 //
-// Schema (sched/store.cpp, `migrations`): tables jobs, nodes and quotas, one row per
+// Schema (sched/store.cpp, `migrations`): tables jobs, nodes, quotas and cut_off, one row per
 // record, columns named as the record fields. Migrations are one append-only array;
 // PRAGMA user_version says how many have run (as Chromium sql::MetaTable and Core
 // Lightning's wallet/db.c do). A file written by a newer program (user_version greater
@@ -85,6 +85,18 @@ struct quota_record {
   bool operator==(const quota_record&) const = default;
 };
 
+// A copy of a job given up as lost while its node was cut off (sched/reconcile.cpp): the
+// task may still run, or have finished, there. Kept until the node comes back and says
+// how it ended, so that a restarted scheduler does not run the job to completion twice.
+struct cut_off_record {
+  std::string node;        // non-empty
+  std::uint64_t task = 0;  // the node's task id (≤ INT64_MAX); 0: its start was never answered
+  std::uint64_t job = 0;   // 1 .. INT64_MAX
+  std::string owner;       // the job's owner, who owns the task on the node
+  int attempt = 0;         // its GALAXY_ATTEMPT, which finds a task 0 by its markers
+  bool operator==(const cut_off_record&) const = default;
+};
+
 class job_store {
  public:
   // The result of one change: empty on success, else a text saying what failed
@@ -140,6 +152,8 @@ class job_store {
   std::expected<std::vector<node_record>, std::string> load_nodes();
   // Every stored quota, ordered by user. Errors: an SQLite error.
   std::expected<std::vector<quota_record>, std::string> load_quotas();
+  // Every stored cut-off copy, ordered by node and task. Errors: an SQLite error.
+  std::expected<std::vector<cut_off_record>, std::string> load_cut_offs();
 
   // The highest job id ever committed to this file, removed jobs included (the jobs table
   // is AUTOINCREMENT, whose sqlite_sequence row keeps the largest id ever inserted:
@@ -161,6 +175,11 @@ class job_store {
   void remove_node(std::string name, done_fn done);
   // Queues "insert or replace the quota of q.user". done gets an error for an empty user.
   void put_quota(quota_record q, done_fn done);
+  // Queues "insert or replace the cut-off copy (c.node, c.task, c.job)". done gets an error
+  // for an empty node, a job id of 0, or an id above INT64_MAX.
+  void put_cut_off(cut_off_record c, done_fn done);
+  // Queues "forget the cut-off copy (node, task, job)"; not an error if it is not stored.
+  void remove_cut_off(std::string node, std::uint64_t task, std::uint64_t job, done_fn done);
 
   // Blocks until every change queued before the call has been committed (or has failed)
   // and its done_fn has returned. Must not be called from a done_fn (it would wait for

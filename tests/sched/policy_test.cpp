@@ -1116,6 +1116,43 @@ void run(std::uint32_t seed, bool reservations) {
               count[kind::preempt], count[kind::fail], count[kind::backup]);
 }
 
+
+// ---------------------------------------------------------------------------------------
+// adopt: a copy the policy did not place runs on a node that came back (sched/reconcile.cpp)
+
+// A queued job taken back on its node runs there without a start decision; a running job
+// given a second copy ends with whichever copy the caller reports done, and the other is
+// preempted. Errors change nothing.
+TEST(policy_adopt, queued_job_runs_there_and_running_job_gets_a_second_copy) {
+  scheduler s;
+  ok(s.set_node(node("n1", 1, 4 * gib)));
+  ok(s.set_node(node("n2", 1, 4 * gib)));
+  ok(s.submit(job(1, "alice", 1, gib)));
+  ok(s.submit(job(2, "alice", 1, gib)));
+  ok(s.submit(job(3, "alice", 1, gib)));
+  auto first = started(s.decide(1));
+  ASSERT_EQ(first.size(), 2u);  // 1 and 2; 3 waits for room
+  // Job 3 is queued: taking it back on n2 (over its free room: it runs already).
+  ok(s.adopt(3, "n2", 2));
+  EXPECT_TRUE(s.decide(3).empty());
+  EXPECT_TRUE(s.queue().empty());
+  EXPECT_EQ(s.check_invariants(), "");
+  EXPECT_FALSE(s.adopt(3, "n2", 4).has_value());      // a copy there already
+  EXPECT_FALSE(s.adopt(3, "n9", 4).has_value());      // no such node
+  EXPECT_FALSE(s.adopt(99, "n1", 4).has_value());     // no such job
+  // Job 1 runs on first[1]; a second copy on the other node, which finishes first.
+  std::string other = first[1] == "n1" ? "n2" : "n1";
+  ok(s.adopt(1, other, 5));
+  ok(s.finished(1, outcome::done, 6, other));
+  auto pre = of_kind(s.decide(7), kind::preempt);
+  ASSERT_EQ(pre.size(), 1u);
+  EXPECT_EQ(pre[0].job, 1u);
+  EXPECT_EQ(pre[0].node, first[1]);
+  ok(s.finished(3, outcome::done, 8, "n2"));
+  EXPECT_FALSE(s.adopt(3, "n1", 9).has_value());      // ended
+  EXPECT_EQ(s.check_invariants(), "");
+}
+
 }  // namespace model
 
 TEST(policy_model, random_workload_backfill_is_complete) {

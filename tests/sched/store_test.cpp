@@ -387,6 +387,42 @@ TEST(JobStore, NodesAndQuotasPersistReplaceAndRemove) {
   EXPECT_TRUE(s->load_jobs()->empty());
 }
 
+// Copies cut off with their node (sched/reconcile.cpp) outlive the process: put, replace
+// and remove by (node, task, job); task 0 (a start never answered) is a copy too; bad
+// ones are refused and change nothing.
+TEST(JobStore, CutOffCopiesPersistReplaceAndRemove) {
+  testutil::temp_dir dir;
+  auto file = dir.file("sched.db");
+  {
+    auto s = open_ok(file);
+    ASSERT_TRUE(s);
+    std::vector<result> got;
+    std::mutex mu;
+    auto note = [&](result r) {
+      std::lock_guard lk(mu);
+      got.push_back(std::move(r));
+    };
+    s->put_cut_off({"n2", 7, 3, "alice", 1}, note);
+    s->put_cut_off({"n2", 0, 4, "bob", 2}, note);
+    s->put_cut_off({"n1", 9, 5, "alice", 1}, note);
+    s->put_cut_off({"n2", 7, 3, "alice", 2}, note);  // replaces
+    s->remove_cut_off("n1", 9, 5, note);
+    s->remove_cut_off("n1", 9, 6, note);  // not stored: not an error
+    s->put_cut_off({"", 1, 1, "alice", 1}, note);
+    s->put_cut_off({"n1", 1, 0, "alice", 1}, note);
+    s->flush();
+    ASSERT_EQ(got.size(), 8u);
+    for (std::size_t i = 0; i < 6; ++i) EXPECT_EQ(got[i], result{}) << i;
+    EXPECT_FALSE(got[6].has_value());
+    EXPECT_FALSE(got[7].has_value());
+  }
+  auto s = open_ok(file);
+  ASSERT_TRUE(s);
+  auto cut = s->load_cut_offs();
+  ASSERT_TRUE(cut.has_value()) << cut.error();
+  EXPECT_EQ(*cut, (std::vector<sched::cut_off_record>{{"n2", 0, 4, "bob", 2}, {"n2", 7, 3, "alice", 2}}));
+}
+
 // Many threads put at once. Every done_fn runs exactly once, with success, and at that
 // moment its job is already visible to another connection: committed, not just queued.
 TEST(JobStore, ConcurrentPutsAreEachAcknowledgedOnceAndOnlyWhenCommitted) {
