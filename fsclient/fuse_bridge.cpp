@@ -339,17 +339,16 @@ struct state {
   // (nothing to clunk), so each node keeps its path and loses its fids, which are walked
   // again on the new session when next needed; the root keeps its node id and gets
   // root, the mounting user's new attach fid. Other users attach again on their next
-  // request. Open files keep the old client and fail with EIO.
-  void install(std::unique_ptr<client> c, std::uint32_t root) {
-    session old;
-    {
-      std::lock_guard lk(mu);
-      old = std::move(cur);
-      for (auto& [ino, n] : inodes) n.fids.clear();
-      inodes.at(FUSE_ROOT_ID).fids.push_back({uid, root});
-      cur = session{std::shared_ptr<client>(std::move(c)), old.gen + 1};
-    }
-    // old's client goes here, unless open files still hold it.
+  // request. Open files keep the old client and fail with EIO. Returns the old session,
+  // for the caller to let go of with no lock held (its client's destructor joins its
+  // reader thread, whose last callbacks may want locks).
+  session install(std::unique_ptr<client> c, std::uint32_t root) {
+    std::lock_guard lk(mu);
+    session old = std::move(cur);
+    for (auto& [ino, n] : inodes) n.fids.clear();
+    inodes.at(FUSE_ROOT_ID).fids.push_back({uid, root});
+    cur = session{std::shared_ptr<client>(std::move(c)), old.gen + 1};
+    return old;
   }
 
   // Gives node ino user u's fid f, made on session ss, unless u has one already (another
@@ -1301,10 +1300,13 @@ void redial_loop(state* s, const std::shared_ptr<redialer>& rd) {
       lk.lock();
       if (rd->stop) break;
       if (r) {
-        s->install(std::move(r->first), r->second);
+        session old = s->install(std::move(r->first), r->second);
         auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - lost_at).count();
         s->log(fmt::format("reconnected to {} after {:.1f} s ({} attempt{})", s->opts.fsname, secs, attempts,
                            attempts == 1 ? "" : "s"));
+        lk.unlock();
+        old = session{};  // the old client goes here, unless open files still hold it
+        lk.lock();
         break;
       }
       rd->cv.wait_for(lk, backoff, [&] { return rd->stop; });
