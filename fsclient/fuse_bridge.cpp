@@ -62,6 +62,7 @@
 
 #include <fuse_lowlevel.h>
 #include <grp.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <spawn.h>
 #include <sys/mount.h>
@@ -73,6 +74,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <condition_variable>
 #include <cstdarg>
 #include <cstdio>
@@ -1319,11 +1321,18 @@ void redial_loop(state* s, const std::shared_ptr<redialer>& rd) {
   rd->cv.notify_all();
 }
 
+// Starts the redialer (if there is opts.redial) with every signal blocked, so that the
+// SIGINT, SIGTERM or SIGHUP that ends the mount goes to libfuse's threads, never to one
+// that would not pass it on.
 void start_redialer(state& s) {
   if (!s.opts.redial || s.rd) return;
   s.rd = std::make_shared<redialer>();
   s.rd->redial = s.opts.redial;
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
   s.rd->thread = std::thread([p = &s, rd = s.rd] { redial_loop(p, rd); });
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
 // Stops the redialer; idempotent. A thread stuck in a dial (a host that does not answer
