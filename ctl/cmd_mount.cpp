@@ -1,5 +1,10 @@
 // galaxy mount / galaxy umount (ctl/cmd_mount.hpp).
 //
+// The mount outlives its connection: when the server hangs up (a scheduler restarted),
+// the bridge redials the same dial string and attaches as the same user again, with
+// backoff, for as long as it is mounted (fsclient/fuse_bridge.hpp); files open then fail
+// with EIO, and everything else works again once the server is back.
+//
 // A mount made by root with -o allow_other is per-user (fsclient/fuse_bridge.hpp): every
 // other local user's requests go out on attaches of their own login name, so nobody gets
 // root's rights through it. Any other mount is its mounting user's alone, as FUSE keeps
@@ -85,9 +90,10 @@ bool allows_others(const std::vector<std::string>& options) {
 int mount_and_serve(const mount_args& a, int report_fd) {
   fsclient::client::options copts = client_options();
   copts.msize = a.msize;
+  const std::string uname = a.uname.empty() ? login_name() : a.uname;
   auto c = fsclient::client::dial(a.addr, copts);
   if (!c) return fail(report_fd, c.error());
-  auto root = (*c)->attach(a.uname.empty() ? login_name() : a.uname, a.aname);
+  auto root = (*c)->attach(uname, a.aname);
   if (!root) return fail(report_fd, "attach " + a.addr + ": " + root.error());
 
   fsclient::fuse_options fo;
@@ -100,6 +106,16 @@ int mount_and_serve(const mount_args& a, int report_fd) {
   // -u's name, which stay the mounting user's own.
   fo.per_user = ::geteuid() == 0 && allows_others(a.options);
   fo.aname = a.aname;
+  // A lost connection (the scheduler restarted) is dialled and attached again, as here:
+  // same address, options and name, and a fresh credential.
+  fo.redial = [addr = a.addr, copts, uname, aname = a.aname]()
+      -> fsclient::result<std::pair<std::unique_ptr<fsclient::client>, std::uint32_t>> {
+    auto nc = fsclient::client::dial(addr, copts);
+    if (!nc) return std::unexpected(nc.error());
+    auto nroot = (*nc)->attach(uname, aname);
+    if (!nroot) return std::unexpected("attach " + addr + ": " + nroot.error());
+    return std::pair{std::move(*nc), *nroot};
+  };
   // The kernel answers a cached lookup or stat without asking the bridge, for whoever
   // asks: on a per-user mount one user's cache would show another the names and
   // attributes behind a directory they may not search. So by default it caches nothing

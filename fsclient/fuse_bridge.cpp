@@ -40,11 +40,29 @@
 // lookup, and a user who needs a fid by that path meanwhile gets ENOENT). After a
 // successful remove the qid.path is taken out of by_path, so that a server that reuses
 // paths cannot hand a new file the old node.
+//
+// Redialling. A connection and its generation make a `session`; each request takes the
+// current one when it starts (state::live) and does all its work on it, and the node
+// table holds fids of the current session only. When the server hangs up (the client's
+// reader sees end of file), every request waiting on it fails with "connection closed",
+// answered EIO, and the redialer thread (redial_loop, at the end) logs one line and calls
+// fuse_options::redial with backoff until it has a new connection and root fid. Until
+// then new requests fail at once with ENOTCONN. state::install then takes every fid off
+// every node (they died with the connection: nothing to clunk) and gives the root node
+// the new root fid; node ids, paths and lookup counts stay, so the kernel's nodes stay
+// valid: the next request on a node walks its path again from the caller's attach (other
+// users in per-user mode attach again on their first request, with a fresh credential,
+// since MUNGE refuses a replayed one). Open files and directories keep the client they
+// were opened on and fail with EIO until released. A request that started on the old
+// session and finishes after the install keeps none of its fids (keep_fid, add_lookup
+// check the generation). The redialer notices a hang-up within redial_check_ms even when
+// nobody uses the mount, or at once when a request sees it.
 #define FUSE_USE_VERSION 312
 #include "fsclient/fuse_bridge.hpp"
 
 #include <fuse_lowlevel.h>
 #include <grp.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <spawn.h>
 #include <sys/mount.h>
@@ -55,6 +73,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <csignal>
 #include <condition_variable>
 #include <cstdarg>
 #include <cstdio>
@@ -63,6 +83,7 @@
 #include <fmt/core.h>
 #include <mutex>
 #include <optional>
+#include <thread>
 #include <unordered_map>
 
 #include "srv9p/errors.hpp"
@@ -105,7 +126,7 @@ constexpr errno_entry errno_table[] = {
     {err::no_space, ENOSPC},
     {err::io, EIO},
     {err::interrupted, EINTR},
-    {err::hungup, ENOTCONN},
+    {err::hungup, EIO},  // the request's connection went: the mount redials (see "Redialling")
     {err::unknown_fid, EBADF},
     {err::not_open, EBADF},
     {err::already_open, EBUSY},
@@ -216,6 +237,7 @@ struct read_ahead {
 // An open file: fi->fh points at a std::shared_ptr<open_file>, shared with the
 // callbacks of its reads still in flight.
 struct open_file {
+  std::shared_ptr<client> c;         // the connection it was opened on (see "Redialling")
   std::uint32_t fid = srv9p::nofid;  // opened
   std::uint32_t iounit = 0;          // the most data one Tread/Twrite carries
   bool append = false;               // O_APPEND: each write goes to the current end
@@ -233,6 +255,7 @@ file_ref& file_of(fuse_file_info* fi) { return *reinterpret_cast<file_ref*>(fi->
 
 // An open directory: its entries, read whole at opendir and at each rewind.
 struct open_dir {
+  std::shared_ptr<client> c;         // the connection it was opened on
   std::uint32_t fid = srv9p::nofid;
   srv9p::qid qid;
   std::mutex mu;
@@ -240,16 +263,56 @@ struct open_dir {
   std::vector<srv9p::dir> entries;
 };
 
+// Clunks without waiting; the fid number is reused after Rclunk (or the hang-up).
+void clunk_later(client& c, std::uint32_t fid) {
+  client* cl = &c;
+  cl->send(srv9p::tclunk{fid}, [cl, fid](client::reply) { cl->release_fid(fid); });
+}
+
+// One connection to the server, as a request saw it: the client and its generation (1
+// for the connection mount() was given, one more for each redial). A request does all
+// its work on the session it started with; the node table holds fids of the current
+// generation only.
+struct session {
+  std::shared_ptr<client> c;
+  std::uint64_t gen = 0;
+
+  void clunk_later(std::uint32_t fid) const { fsclient::clunk_later(*c, fid); }
+};
+
+struct state;
+
+// The thread that redials a lost connection (see "Redialling" above), with what it
+// shares with serve(). Held by a shared_ptr, so that a thread still stuck in a dial when
+// the mount ends may be left to finish on its own: once stop is set it touches nothing
+// of the mount's.
+struct redialer {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stop = false;   // the mount is ending
+  bool woken = false;  // a request saw the connection gone: look now
+  bool done = false;   // the thread has returned
+  std::function<result<std::pair<std::unique_ptr<client>, std::uint32_t>>()> redial;
+  std::thread thread;
+
+  void wake() {
+    std::lock_guard lk(mu);
+    woken = true;
+    cv.notify_all();
+  }
+};
+
 struct state {
-  std::unique_ptr<client> c;
   fuse_options opts;
   fuse_session* se = nullptr;
   bool mounted = false;
   uid_t uid = 0;
   gid_t gid = 0;
   std::uint32_t io_bytes = 0;  // max_write and the largest read: min(iounit, FUSE's buffer)
+  std::shared_ptr<redialer> rd;  // null without opts.redial; set by serve() before any request
 
-  std::mutex mu;  // guards the node table
+  std::mutex mu;  // guards the session and the node table (taken after rd->mu, never before)
+  session cur;    // the current connection
   std::unordered_map<fuse_ino_t, inode> inodes;
   std::unordered_map<std::uint64_t, fuse_ino_t> by_path;  // qid.path → node id
   fuse_ino_t next_ino = FUSE_ROOT_ID + 1;
@@ -261,18 +324,43 @@ struct state {
   // The user a request acts for (see the opening comment).
   uid_t user_of(fuse_req_t req) const { return opts.per_user ? fuse_req_ctx(req)->uid : uid; }
 
-  // Clunks without waiting; the fid number is reused after Rclunk (or the hang-up).
-  void clunk_later(std::uint32_t fid) {
-    client* cl = c.get();
-    cl->send(srv9p::tclunk{fid}, [cl, fid](client::reply) { cl->release_fid(fid); });
+  // The session for a new request: the current one, if its connection is up. Else none
+  // (the caller answers ENOTCONN) and the redialer is told to look now.
+  std::optional<session> live() {
+    session ss;
+    {
+      std::lock_guard lk(mu);
+      ss = cur;
+    }
+    if (ss.c->connected()) return ss;
+    if (rd) rd->wake();
+    return std::nullopt;
   }
 
-  // Gives node ino user u's fid f, unless u has one already (another request of u's got
-  // there first): then f is clunked. Returns u's fid of the node.
-  std::uint32_t keep_fid(fuse_ino_t ino, uid_t u, std::uint32_t f) {
+  // A new connection replaces the lost one: every fid of the old session is dead with it
+  // (nothing to clunk), so each node keeps its path and loses its fids, which are walked
+  // again on the new session when next needed; the root keeps its node id and gets
+  // root, the mounting user's new attach fid. Other users attach again on their next
+  // request. Open files keep the old client and fail with EIO. Returns the old session,
+  // for the caller to let go of with no lock held (its client's destructor joins its
+  // reader thread, whose last callbacks may want locks).
+  session install(std::unique_ptr<client> c, std::uint32_t root) {
+    std::lock_guard lk(mu);
+    session old = std::move(cur);
+    for (auto& [ino, n] : inodes) n.fids.clear();
+    inodes.at(FUSE_ROOT_ID).fids.push_back({uid, root});
+    cur = session{std::shared_ptr<client>(std::move(c)), old.gen + 1};
+    return old;
+  }
+
+  // Gives node ino user u's fid f, made on session ss, unless u has one already (another
+  // request of u's got there first): then f is clunked. If ss is no longer current, f
+  // died with its connection and is not kept. Returns the fid the caller should use.
+  std::uint32_t keep_fid(const session& ss, fuse_ino_t ino, uid_t u, std::uint32_t f) {
     std::optional<std::uint32_t> had;
     {
       std::lock_guard lk(mu);
+      if (ss.gen != cur.gen) return f;
       auto it = inodes.find(ino);
       if (it == inodes.end()) {
         had = srv9p::nofid;  // forgotten meanwhile: cannot happen while a request uses it
@@ -281,14 +369,16 @@ struct state {
       }
     }
     if (!had) return f;
-    clunk_later(f);
+    ss.clunk_later(f);
     return *had;
   }
 
-  // User u's attach fid: attached on u's first request as u's login name, then kept.
-  result<std::uint32_t> user_root(uid_t u) {
+  // User u's attach fid on session ss: attached on u's first request (of the session) as
+  // u's login name, then kept. Errors: the name unknown, the attach refused, or ss gone.
+  result<std::uint32_t> user_root(const session& ss, uid_t u) {
     {
       std::lock_guard lk(mu);
+      if (ss.gen != cur.gen) return std::unexpected(std::string(err::hungup));
       if (auto f = inodes.at(FUSE_ROOT_ID).fid_of(u)) return *f;
     }
     std::string name;
@@ -301,24 +391,26 @@ struct state {
       }
       name = found->pw_name;
     }
-    auto f = c->attach(name, opts.aname);
+    auto f = ss.c->attach(name, opts.aname);
     if (!f) {
-      log(fmt::format("attach as {} (uid {}) refused: {}", name, u, f.error()));
+      if (f.error() != err::hungup) log(fmt::format("attach as {} (uid {}) refused: {}", name, u, f.error()));
       return std::unexpected(std::move(f.error()));
     }
-    return keep_fid(FUSE_ROOT_ID, u, *f);
+    return keep_fid(ss, FUSE_ROOT_ID, u, *f);
   }
 
-  // The fid of node ino for user u: the one u has, or one walked along the node's path
-  // from u's attach fid. The kernel asks only about nodes it has not forgotten, so an
+  // The fid of node ino for user u on session ss: the one u has, or one walked along the
+  // node's path from u's attach fid (so after a redial, a node the kernel still knows is
+  // found again by its path). The kernel asks only about nodes it has not forgotten, so an
   // unknown node is a kernel/bridge disagreement: EIO (logged) rather than a crash.
   // Errors: u's attach or walk refused, in the server's words (the walk's names the
-  // missing element).
-  result<std::uint32_t> fid_for(uid_t u, fuse_ino_t ino) {
+  // missing element); "connection closed" if ss is no longer current.
+  result<std::uint32_t> fid_for(const session& ss, uid_t u, fuse_ino_t ino) {
     std::string path;
     std::vector<std::string> names;
     {
       std::lock_guard lk(mu);
+      if (ss.gen != cur.gen) return std::unexpected(std::string(err::hungup));
       auto it = inodes.find(ino);
       if (it == inodes.end()) {
         log(fmt::format("FUSE asked about node {}, which the bridge does not know", ino));
@@ -329,31 +421,33 @@ struct state {
       names = it->second.path;
       for (const auto& n : names) path += (path.empty() ? "" : "/") + n;
     }
-    auto root = user_root(u);
+    auto root = user_root(ss, u);
     if (!root || ino == FUSE_ROOT_ID) return root;
-    auto f = c->walk(*root, path);
-    if (!f) return std::unexpected(why_walk_failed(*root, names, f.error()));
-    return keep_fid(ino, u, *f);
+    auto f = ss.c->walk(*root, path);
+    if (!f) return std::unexpected(why_walk_failed(ss, *root, names, f.error()));
+    return keep_fid(ss, ino, u, *f);
   }
 
   // Why a walk of names from fid failed. walk(5) answers a walk that stops after the
   // first name with an Rwalk of fewer qids, which gives no reason, so the names are
   // walked again one at a time, each from the last, until the server says what is wrong
   // (permission denied, rather than the file does not exist). Else: what the walk said.
-  std::string why_walk_failed(std::uint32_t fid, const std::vector<std::string>& names, std::string said) {
-    auto nf = c->alloc_fid();
-    if (!expect<srv9p::rwalk>(c->rpc(srv9p::twalk{fid, nf, {}}))) {
-      c->release_fid(nf);
+  std::string why_walk_failed(const session& ss, std::uint32_t fid, const std::vector<std::string>& names,
+                              std::string said) {
+    client& c = *ss.c;
+    auto nf = c.alloc_fid();
+    if (!expect<srv9p::rwalk>(c.rpc(srv9p::twalk{fid, nf, {}}))) {
+      c.release_fid(nf);
       return said;
     }
     for (const auto& n : names) {
-      auto w = expect<srv9p::rwalk>(c->rpc(srv9p::twalk{nf, nf, {n}}));
+      auto w = expect<srv9p::rwalk>(c.rpc(srv9p::twalk{nf, nf, {n}}));
       if (!w) {
         said = std::move(w.error());
         break;
       }
     }
-    clunk_later(nf);
+    ss.clunk_later(nf);
     return said;
   }
 
@@ -366,14 +460,17 @@ struct state {
     return p;
   }
 
-  // Counts one lookup, by user u, of the file that fid was just walked to along path (see
-  // the opening comment). Returns the node id; fid is u's fid of the node from now on, or
-  // clunked if u had one already.
-  fuse_ino_t add_lookup(uid_t u, std::uint32_t fid, const srv9p::qid& q, std::vector<std::string> path) {
+  // Counts one lookup, by user u on session ss, of the file that fid was just walked to
+  // along path (see the opening comment). Returns the node id; fid is u's fid of the node
+  // from now on, or clunked if u had one already, or dropped if ss is gone (the node is
+  // counted all the same: the kernel gets the entry).
+  fuse_ino_t add_lookup(const session& ss, uid_t u, std::uint32_t fid, const srv9p::qid& q,
+                        std::vector<std::string> path) {
     std::optional<std::uint32_t> spare;
     fuse_ino_t ino;
     {
       std::lock_guard lk(mu);
+      bool stale = ss.gen != cur.gen;
       auto it = by_path.find(q.path);
       if (it != by_path.end()) {
         ino = it->second;
@@ -381,24 +478,29 @@ struct state {
         n.nlookup++;
         n.qid = q;
         n.path = std::move(path);
-        if (n.fid_of(u)) {
+        if (stale) {
+          // fid died with its connection
+        } else if (n.fid_of(u)) {
           spare = fid;
         } else {
           n.fids.push_back({u, fid});
         }
       } else {
         ino = next_ino++;
-        inodes.emplace(ino, inode{q, 1, std::move(path), {{u, fid}}});
+        std::vector<user_fid> fids;
+        if (!stale) fids.push_back({u, fid});
+        inodes.emplace(ino, inode{q, 1, std::move(path), std::move(fids)});
         by_path.emplace(q.path, ino);
       }
     }
-    if (spare) clunk_later(*spare);
+    if (spare) ss.clunk_later(*spare);
     return ino;
   }
 
   // forget(ino, n): drops the node and clunks its fids when its count reaches zero.
   void forget(fuse_ino_t ino, std::uint64_t n) {
     std::vector<user_fid> gone;
+    std::shared_ptr<client> c;  // the fids' connection: the current one
     {
       std::lock_guard lk(mu);
       auto it = inodes.find(ino);
@@ -409,8 +511,9 @@ struct state {
       if (auto p = by_path.find(node.qid.path); p != by_path.end() && p->second == ino) by_path.erase(p);
       gone = std::move(node.fids);
       inodes.erase(it);
+      c = cur.c;
     }
-    for (const auto& f : gone) clunk_later(f.fid);
+    for (const auto& f : gone) clunk_later(*c, f.fid);
   }
 
   // parent/name was renamed to parent/newname through the mount: the paths of that node
@@ -497,12 +600,22 @@ state& of(fuse_req_t req) { return *static_cast<state*>(fuse_req_userdata(req));
 
 void reply_errno(fuse_req_t req, int code) { fuse_reply_err(req, code); }
 
-// Replies with the errno for a 9P error; text no table entry matches is logged.
+// Replies with the errno for a 9P error; text no table entry matches is logged. A
+// request whose connection hung up gets EIO, and the redialer is told.
 void reply_error(fuse_req_t req, std::string_view text) {
   bool known = true;
   int code = errno_of(text, &known);
   if (!known) of(req).log(fmt::format("9P error '{}' has no errno: answering EIO", text));
+  if (text == err::hungup && of(req).rd) of(req).rd->wake();
   fuse_reply_err(req, code);
+}
+
+// The session for a new request (state::live), or nullopt after answering ENOTCONN:
+// there is no connection until the redialer makes one.
+std::optional<session> live(fuse_req_t req) {
+  auto ss = of(req).live();
+  if (!ss) fuse_reply_err(req, ENOTCONN);
+  return ss;
 }
 
 // ---- Interruptible requests --------------------------------------------------------------
@@ -518,7 +631,7 @@ void reply_error(fuse_req_t req, std::string_view text) {
 // before the ticket is known is remembered and flushed right after the send.
 struct flushable {
   std::mutex mu;
-  client* c = nullptr;
+  std::shared_ptr<client> c;  // the connection the request went out on
   client::ticket ticket;
   bool sent = false;
   bool interrupted = false;
@@ -546,12 +659,12 @@ void on_interrupt(fuse_req_t, void* data) {
 // the server costs a tag, not a thread. done must reply to req and must not block.
 // libfuse runs a registered interrupt function under the request's lock, and
 // unregistering takes that lock, so the flushable outlives every on_interrupt.
-void send_interruptible(fuse_req_t req, message t, std::function<void(fuse_req_t, client::reply)> done) {
-  state& s = of(req);
+void send_interruptible(fuse_req_t req, const std::shared_ptr<client>& c, message t,
+                        std::function<void(fuse_req_t, client::reply)> done) {
   auto f = std::make_shared<flushable>();
-  f->c = s.c.get();
+  f->c = c;
   fuse_req_interrupt_func(req, on_interrupt, f.get());
-  auto ticket = s.c->send_ticket(std::move(t), [req, f, done = std::move(done)](client::reply r) {
+  auto ticket = c->send_ticket(std::move(t), [req, f, done = std::move(done)](client::reply r) {
     fuse_req_interrupt_func(req, nullptr, nullptr);
     done(req, std::move(r));
   });
@@ -559,19 +672,18 @@ void send_interruptible(fuse_req_t req, message t, std::function<void(fuse_req_t
 }
 
 // The blocking form, for handlers that have more to do after the reply (write).
-client::reply call(fuse_req_t req, message t) {
+client::reply call(fuse_req_t req, const std::shared_ptr<client>& c, message t) {
   struct waiter {
     std::mutex mu;
     std::condition_variable cv;
     bool done = false;
     client::reply r;
   };
-  state& s = of(req);
   auto w = std::make_shared<waiter>();
   auto f = std::make_shared<flushable>();
-  f->c = s.c.get();
+  f->c = c;
   fuse_req_interrupt_func(req, on_interrupt, f.get());
-  f->sent_as(s.c->send_ticket(std::move(t), [w](client::reply r) {
+  f->sent_as(c->send_ticket(std::move(t), [w](client::reply r) {
     std::lock_guard lk(w->mu);
     w->r = std::move(r);
     w->done = true;
@@ -589,17 +701,17 @@ client::reply call(fuse_req_t req, message t) {
 
 // Walks parent/name to a new fid and stats it: one round trip (Twalk and Tstat in one
 // write). Returns the fid and the entry, or the error text.
-result<std::pair<std::uint32_t, srv9p::dir>> walk_stat(state& s, std::uint32_t parent, const char* name) {
-  auto nf = s.c->alloc_fid();
-  auto rs = s.c->rpc_batch({srv9p::twalk{parent, nf, {name}}, srv9p::tstat{nf}});
+result<std::pair<std::uint32_t, srv9p::dir>> walk_stat(const session& ss, std::uint32_t parent, const char* name) {
+  auto nf = ss.c->alloc_fid();
+  auto rs = ss.c->rpc_batch({srv9p::twalk{parent, nf, {name}}, srv9p::tstat{nf}});
   auto w = expect<srv9p::rwalk>(std::move(rs[0]));
   if (!w || w->qids.size() != 1) {
-    s.c->release_fid(nf);  // walk(5): a failed walk makes no fid (and Tstat failed with it)
+    ss.c->release_fid(nf);  // walk(5): a failed walk makes no fid (and Tstat failed with it)
     return std::unexpected(w ? std::string(err::not_found) : std::move(w.error()));
   }
   auto st = expect<srv9p::rstat>(std::move(rs[1]));
   if (!st) {
-    s.clunk_later(nf);
+    ss.clunk_later(nf);
     return std::unexpected(std::move(st.error()));
   }
   return std::pair{nf, std::move(st->stat)};
@@ -607,20 +719,23 @@ result<std::pair<std::uint32_t, srv9p::dir>> walk_stat(state& s, std::uint32_t p
 
 // Replies with a new entry for fid (just walked from parent to its child name, which is
 // d); undoes the lookup if the kernel did not take the reply.
-void reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char* name, std::uint32_t fid, const srv9p::dir& d) {
+void reply_new_entry(fuse_req_t req, const session& ss, fuse_ino_t parent, const char* name, std::uint32_t fid,
+                     const srv9p::dir& d) {
   state& s = of(req);
-  fuse_ino_t ino = s.add_lookup(s.user_of(req), fid, d.qid, s.child_path(parent, name));
+  fuse_ino_t ino = s.add_lookup(ss, s.user_of(req), fid, d.qid, s.child_path(parent, name));
   fuse_entry_param e = s.entry(ino, d);
   if (fuse_reply_entry(req, &e) != 0) s.forget(ino, 1);
 }
 
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   state& s = of(req);
-  auto pf = s.fid_for(s.user_of(req), parent);
+  auto ss = live(req);
+  if (!ss) return;
+  auto pf = s.fid_for(*ss, s.user_of(req), parent);
   if (!pf) return reply_error(req, pf.error());
-  auto r = walk_stat(s, *pf, name);
+  auto r = walk_stat(*ss, *pf, name);
   if (!r) return reply_error(req, r.error());
-  reply_new_entry(req, parent, name, r->first, r->second);
+  reply_new_entry(req, *ss, parent, name, r->first, r->second);
 }
 
 void op_forget(fuse_req_t req, fuse_ino_t ino, std::uint64_t nlookup) {
@@ -638,9 +753,11 @@ void op_forget_multi(fuse_req_t req, std::size_t count, fuse_forget_data* forget
 
 void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   state& s = of(req);
-  auto f = s.fid_for(s.user_of(req), ino);
+  auto ss = live(req);
+  if (!ss) return;
+  auto f = s.fid_for(*ss, s.user_of(req), ino);
   if (!f) return reply_error(req, f.error());
-  auto r = expect<srv9p::rstat>(s.c->rpc(srv9p::tstat{*f}));
+  auto r = expect<srv9p::rstat>(ss->c->rpc(srv9p::tstat{*f}));
   if (!r) return reply_error(req, r.error());
   struct stat st = s.to_stat(r->stat);
   fuse_reply_attr(req, &st, s.opts.attr_timeout_s);
@@ -652,10 +769,13 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 // user, or in per-user mode the owner's local id) is EPERM.
 void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
   state& s = of(req);
-  auto f = s.fid_for(s.user_of(req), ino);
+  auto ss = live(req);
+  if (!ss) return;
+  client& c = *ss->c;
+  auto f = s.fid_for(*ss, s.user_of(req), ino);
   if (!f) return reply_error(req, f.error());
   if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
-    auto cur = expect<srv9p::rstat>(s.c->rpc(srv9p::tstat{*f}));
+    auto cur = expect<srv9p::rstat>(c.rpc(srv9p::tstat{*f}));
     if (!cur) return reply_error(req, cur.error());
     struct stat shown = s.to_stat(cur->stat);
     if (((to_set & FUSE_SET_ATTR_UID) && attr->st_uid != shown.st_uid) ||
@@ -672,7 +792,7 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
   }
   if (to_set & FUSE_SET_ATTR_MODE) {
     // The mode's dm* bits (directory, append, exclusive) stay as they are.
-    auto cur = expect<srv9p::rstat>(s.c->rpc(srv9p::tstat{*f}));
+    auto cur = expect<srv9p::rstat>(c.rpc(srv9p::tstat{*f}));
     if (!cur) return reply_error(req, cur.error());
     want.mode = (cur->stat.mode & ~0777u) | (static_cast<std::uint32_t>(attr->st_mode) & 0777u);
   }
@@ -680,7 +800,7 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
   bool changes = want != srv9p::dont_touch_dir();
   if (changes) batch.emplace_back(srv9p::twstat{*f, want});
   batch.emplace_back(srv9p::tstat{*f});
-  auto rs = s.c->rpc_batch(std::move(batch));
+  auto rs = c.rpc_batch(std::move(batch));
   if (changes) {
     if (auto w = expect<srv9p::rwstat>(std::move(rs[0])); !w) return reply_error(req, w.error());
   }
@@ -704,38 +824,42 @@ void op_statfs(fuse_req_t req, fuse_ino_t) {
 
 void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   state& s = of(req);
-  auto pf = s.fid_for(s.user_of(req), parent);
+  auto ss = live(req);
+  if (!ss) return;
+  auto pf = s.fid_for(*ss, s.user_of(req), parent);
   if (!pf) return reply_error(req, pf.error());
   // Clone the parent, create in the clone (which leaves it open on the new directory),
   // clunk it: one write.
-  auto of_ = s.c->alloc_fid();
-  auto rs = s.c->rpc_batch({srv9p::twalk{*pf, of_, {}},
+  auto of_ = ss->c->alloc_fid();
+  auto rs = ss->c->rpc_batch({srv9p::twalk{*pf, of_, {}},
                             srv9p::tcreate{of_, name, srv9p::dmdir | (mode & 0777), srv9p::oread},
                             srv9p::tclunk{of_}});
-  s.c->release_fid(of_);  // all three were answered: the clone is gone whatever happened
+  ss->c->release_fid(of_);  // all three were answered: the clone is gone whatever happened
   if (auto w = expect<srv9p::rwalk>(std::move(rs[0])); !w) return reply_error(req, w.error());
   if (auto c = expect<srv9p::rcreate>(std::move(rs[1])); !c) return reply_error(req, c.error());
-  auto r = walk_stat(s, *pf, name);
+  auto r = walk_stat(*ss, *pf, name);
   if (!r) return reply_error(req, r.error());
-  reply_new_entry(req, parent, name, r->first, r->second);
+  reply_new_entry(req, *ss, parent, name, r->first, r->second);
 }
 
 // unlink and rmdir: walk and stat the name, check it is the kind the caller meant (9P's
 // remove takes either), then Tremove, which also clunks the fid.
 void remove_name(fuse_req_t req, fuse_ino_t parent, const char* name, bool want_dir) {
   state& s = of(req);
-  auto pf = s.fid_for(s.user_of(req), parent);
+  auto ss = live(req);
+  if (!ss) return;
+  auto pf = s.fid_for(*ss, s.user_of(req), parent);
   if (!pf) return reply_error(req, pf.error());
-  auto r = walk_stat(s, *pf, name);
+  auto r = walk_stat(*ss, *pf, name);
   if (!r) return reply_error(req, r.error());
   auto [fid, d] = std::move(*r);
   bool is_dir = (d.mode & srv9p::dmdir) != 0;
   if (is_dir != want_dir) {
-    s.clunk_later(fid);
+    ss->clunk_later(fid);
     return reply_errno(req, is_dir ? EISDIR : ENOTDIR);
   }
-  auto rm = expect<srv9p::rremove>(s.c->rpc(srv9p::tremove{fid}));
-  s.c->release_fid(fid);  // remove(5): clunked even when the remove fails
+  auto rm = expect<srv9p::rremove>(ss->c->rpc(srv9p::tremove{fid}));
+  ss->c->release_fid(fid);  // remove(5): clunked even when the remove fails
   if (!rm) return reply_error(req, rm.error());
   s.removed(d.qid.path);
   fuse_reply_err(req, 0);
@@ -754,14 +878,17 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
   state& s = of(req);
   if (flags & RENAME_EXCHANGE) return reply_errno(req, EINVAL);
   if (newparent != parent) return reply_errno(req, EXDEV);
-  auto pf = s.fid_for(s.user_of(req), parent);
+  auto ss = live(req);
+  if (!ss) return;
+  client& c = *ss->c;
+  auto pf = s.fid_for(*ss, s.user_of(req), parent);
   if (!pf) return reply_error(req, pf.error());
-  auto rename_once = [&s, &pf, parent, name, newname]() -> result<void> {
-    auto nf = s.c->alloc_fid();
+  auto rename_once = [&s, &c, &pf, parent, name, newname]() -> result<void> {
+    auto nf = c.alloc_fid();
     srv9p::dir d = srv9p::dont_touch_dir();
     d.name = newname;
-    auto rs = s.c->rpc_batch({srv9p::twalk{*pf, nf, {name}}, srv9p::twstat{nf, d}, srv9p::tclunk{nf}});
-    s.c->release_fid(nf);
+    auto rs = c.rpc_batch({srv9p::twalk{*pf, nf, {name}}, srv9p::twstat{nf, d}, srv9p::tclunk{nf}});
+    c.release_fid(nf);
     auto w = expect<srv9p::rwalk>(std::move(rs[0]));
     if (!w) return std::unexpected(std::move(w.error()));
     if (w->qids.size() != 1) return std::unexpected(std::string(err::not_found));
@@ -774,19 +901,19 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
   if (r || errno_of(r.error()) != EEXIST || (flags & RENAME_NOREPLACE)) {
     return r ? reply_errno(req, 0) : reply_error(req, r.error());
   }
-  auto src = walk_stat(s, *pf, name);
+  auto src = walk_stat(*ss, *pf, name);
   if (!src) return reply_error(req, src.error());
-  s.clunk_later(src->first);
-  auto dst = walk_stat(s, *pf, newname);
+  ss->clunk_later(src->first);
+  auto dst = walk_stat(*ss, *pf, newname);
   if (!dst) return reply_error(req, dst.error());
   bool src_dir = (src->second.mode & srv9p::dmdir) != 0;
   bool dst_dir = (dst->second.mode & srv9p::dmdir) != 0;
   if (src_dir != dst_dir) {
-    s.clunk_later(dst->first);
+    ss->clunk_later(dst->first);
     return reply_errno(req, dst_dir ? EISDIR : ENOTDIR);
   }
-  auto rm = expect<srv9p::rremove>(s.c->rpc(srv9p::tremove{dst->first}));
-  s.c->release_fid(dst->first);
+  auto rm = expect<srv9p::rremove>(c.rpc(srv9p::tremove{dst->first}));
+  c.release_fid(dst->first);
   if (!rm) return reply_error(req, rm.error());
   s.removed(dst->second.qid.path);
   r = rename_once();
@@ -802,18 +929,18 @@ struct opened {
   std::optional<srv9p::dir> stat;
 };
 
-result<opened> open_clone(state& s, std::uint32_t fid, std::uint8_t mode, bool stat = false) {
-  auto nf = s.c->alloc_fid();
+result<opened> open_clone(const session& ss, std::uint32_t fid, std::uint8_t mode, bool stat = false) {
+  auto nf = ss.c->alloc_fid();
   std::vector<message> batch{srv9p::twalk{fid, nf, {}}, srv9p::topen{nf, mode}};
   if (stat) batch.emplace_back(srv9p::tstat{nf});
-  auto rs = s.c->rpc_batch(std::move(batch));
+  auto rs = ss.c->rpc_batch(std::move(batch));
   if (auto w = expect<srv9p::rwalk>(std::move(rs[0])); !w) {
-    s.c->release_fid(nf);
+    ss.c->release_fid(nf);
     return std::unexpected(std::move(w.error()));
   }
   auto o = expect<srv9p::ropen>(std::move(rs[1]));
   if (!o) {
-    s.clunk_later(nf);
+    ss.clunk_later(nf);
     return std::unexpected(std::move(o.error()));
   }
   opened out{nf, std::move(*o), std::nullopt};
@@ -823,9 +950,11 @@ result<opened> open_clone(state& s, std::uint32_t fid, std::uint8_t mode, bool s
   return out;
 }
 
-std::uint32_t file_iounit(const state& s, std::uint32_t server_iounit) {
-  // open(5): iounit 0 means "msize - IOHDRSZ"; never more than one FUSE request carries.
-  return server_iounit == 0 ? s.io_bytes : std::min(server_iounit, s.io_bytes);
+std::uint32_t file_iounit(const state& s, const client& c, std::uint32_t server_iounit) {
+  // open(5): iounit 0 means "msize - IOHDRSZ"; never more than one FUSE request carries
+  // (fixed at mount: a redialled connection may have a smaller msize, never a larger).
+  std::uint32_t most = std::min(s.io_bytes, c.iounit());
+  return server_iounit == 0 ? most : std::min(server_iounit, most);
 }
 
 // Every open is direct_io: the kernel caches no data and passes each read to us whatever
@@ -838,15 +967,18 @@ void finish_open(fuse_file_info* fi, file_ref f) {
 
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   state& s = of(req);
-  auto f = s.fid_for(s.user_of(req), ino);
+  auto ss = live(req);
+  if (!ss) return;
+  auto f = s.fid_for(*ss, s.user_of(req), ino);
   if (!f) return reply_error(req, f.error());
   std::uint8_t mode = open_mode(fi->flags);
   bool read_only = (mode & 3) == srv9p::oread && (mode & srv9p::otrunc) == 0;
-  auto o = open_clone(s, *f, mode, read_only);
+  auto o = open_clone(*ss, *f, mode, read_only);
   if (!o) return reply_error(req, o.error());
   auto h = std::make_shared<open_file>();
+  h->c = ss->c;
   h->fid = o->fid;
-  h->iounit = file_iounit(s, o->open.iounit);
+  h->iounit = file_iounit(s, *ss->c, o->open.iounit);
   h->append = (fi->flags & O_APPEND) != 0;
   // Synthetic files say length 0 (and append-only or exclusive files are not plain
   // data): only a plain file with a length is read ahead.
@@ -856,44 +988,47 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
   finish_open(fi, h);
   if (fuse_reply_open(req, fi) != 0) {  // interrupted: no release will come
-    s.clunk_later(h->fid);
+    ss->clunk_later(h->fid);
     delete &file_of(fi);
   }
 }
 
 void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
   state& s = of(req);
-  auto pf = s.fid_for(s.user_of(req), parent);
+  auto ss = live(req);
+  if (!ss) return;
+  auto pf = s.fid_for(*ss, s.user_of(req), parent);
   if (!pf) return reply_error(req, pf.error());
   // Clone the parent and create in the clone, which leaves it open on the new file.
-  auto of_ = s.c->alloc_fid();
-  auto rs = s.c->rpc_batch({srv9p::twalk{*pf, of_, {}},
+  auto of_ = ss->c->alloc_fid();
+  auto rs = ss->c->rpc_batch({srv9p::twalk{*pf, of_, {}},
                             srv9p::tcreate{of_, name, static_cast<std::uint32_t>(mode & 0777), open_mode(fi->flags)}});
   if (auto w = expect<srv9p::rwalk>(std::move(rs[0])); !w) {
-    s.c->release_fid(of_);
+    ss->c->release_fid(of_);
     return reply_error(req, w.error());
   }
   auto cr = expect<srv9p::rcreate>(std::move(rs[1]));
   if (!cr) {
-    s.clunk_later(of_);
+    ss->clunk_later(of_);
     return reply_error(req, cr.error());
   }
   // A second walk for the node: an open fid cannot be walked from (walk(5)).
-  auto r = walk_stat(s, *pf, name);
+  auto r = walk_stat(*ss, *pf, name);
   if (!r) {
-    s.clunk_later(of_);
+    ss->clunk_later(of_);
     return reply_error(req, r.error());
   }
-  fuse_ino_t ino = s.add_lookup(s.user_of(req), r->first, r->second.qid, s.child_path(parent, name));
+  fuse_ino_t ino = s.add_lookup(*ss, s.user_of(req), r->first, r->second.qid, s.child_path(parent, name));
   fuse_entry_param e = s.entry(ino, r->second);
   auto h = std::make_shared<open_file>();
+  h->c = ss->c;
   h->fid = of_;
-  h->iounit = file_iounit(s, cr->iounit);
+  h->iounit = file_iounit(s, *ss->c, cr->iounit);
   h->append = (fi->flags & O_APPEND) != 0;
   finish_open(fi, h);
   if (fuse_reply_create(req, &e, fi) != 0) {
     s.forget(ino, 1);
-    s.clunk_later(h->fid);
+    ss->clunk_later(h->fid);
     delete &file_of(fi);
   }
 }
@@ -943,12 +1078,12 @@ void start_read_ahead(state& s, const file_ref& h, std::uint64_t off, std::uint3
     a->off = off;
     a->count = count;
     a->flush = std::make_shared<flushable>();
-    a->flush->c = s.c.get();
+    a->flush->c = h->c;
     h->ahead = a;
     h->requested_end = off + count;
   }
   // Sent without the lock: with the connection gone, the callback runs inside send.
-  a->flush->sent_as(s.c->send_ticket(srv9p::tread{h->fid, off, count}, [&s, h, a](client::reply r) {
+  a->flush->sent_as(h->c->send_ticket(srv9p::tread{h->fid, off, count}, [&s, h, a](client::reply r) {
     read_ahead_done(s, h, a, std::move(r));
   }));
 }
@@ -975,25 +1110,24 @@ void op_read(fuse_req_t req, fuse_ino_t, std::size_t size, off_t off, fuse_file_
     if (h->ahead && h->ahead->done) h->ahead.reset();  // a piece nobody asked for
     h->requested_end = std::max(h->requested_end, o + count);
   }
-  send_interruptible(req, srv9p::tread{h->fid, o, count}, [&s, h, o, count](fuse_req_t rq, client::reply r) {
+  send_interruptible(req, h->c, srv9p::tread{h->fid, o, count}, [&s, h, o, count](fuse_req_t rq, client::reply r) {
     finish_read(s, h, rq, o, count, std::move(r));
   });
 }
 
 void op_write(fuse_req_t req, fuse_ino_t, const char* buf, std::size_t size, off_t off, fuse_file_info* fi) {
-  state& s = of(req);
   const file_ref& h = file_of(fi);
   auto offset = static_cast<std::uint64_t>(off);
   if (h->append) {
     // 9P2000 has no append mode for opens (only DMAPPEND files): write at the current end.
-    auto st = expect<srv9p::rstat>(s.c->rpc(srv9p::tstat{h->fid}));
+    auto st = expect<srv9p::rstat>(h->c->rpc(srv9p::tstat{h->fid}));
     if (!st) return reply_error(req, st.error());
     offset = st->stat.length;
   }
   std::size_t done = 0;
   while (done < size) {
     std::size_t n = std::min<std::size_t>(size - done, h->iounit);
-    auto r = expect<srv9p::rwrite>(call(req, srv9p::twrite{h->fid, offset + done, std::string(buf + done, n)}));
+    auto r = expect<srv9p::rwrite>(call(req, h->c, srv9p::twrite{h->fid, offset + done, std::string(buf + done, n)}));
     if (!r) {
       if (done > 0) break;  // report what was written; the next write sees the error
       return reply_error(req, r.error());
@@ -1010,7 +1144,6 @@ void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
 }
 
 void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  state& s = of(req);
   auto* holder = &file_of(fi);
   file_ref h = std::move(*holder);
   delete holder;
@@ -1022,7 +1155,7 @@ void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   }
   if (a) on_interrupt(nullptr, a->flush.get());  // flush a read-ahead still in flight
   // Wait for Rclunk: for a ctl file the clunk may be when the work happens.
-  (void)s.c->clunk(h->fid);
+  (void)h->c->clunk(h->fid);
   fuse_reply_err(req, 0);
 }
 
@@ -1030,26 +1163,29 @@ void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 
 void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   state& s = of(req);
-  auto f = s.fid_for(s.user_of(req), ino);
+  auto ss = live(req);
+  if (!ss) return;
+  auto f = s.fid_for(*ss, s.user_of(req), ino);
   if (!f) return reply_error(req, f.error());
-  auto o = open_clone(s, *f, srv9p::oread);
+  auto o = open_clone(*ss, *f, srv9p::oread);
   if (!o) return reply_error(req, o.error());
   auto* d = new open_dir;
+  d->c = ss->c;
   d->fid = o->fid;
   d->qid = o->open.qid;
   fi->fh = reinterpret_cast<std::uint64_t>(d);
   if (fuse_reply_open(req, fi) != 0) {
-    s.clunk_later(d->fid);
+    ss->clunk_later(d->fid);
     delete d;
   }
 }
 
 // Reads the whole directory from offset 0 (read(5): each Rread holds whole entries).
-result<std::vector<srv9p::dir>> read_whole_dir(state& s, std::uint32_t fid) {
+result<std::vector<srv9p::dir>> read_whole_dir(client& c, std::uint32_t fid) {
   std::vector<srv9p::dir> out;
   std::uint64_t offset = 0;
   for (;;) {
-    auto r = expect<srv9p::rread>(s.c->rpc(srv9p::tread{fid, offset, s.c->iounit()}));
+    auto r = expect<srv9p::rread>(c.rpc(srv9p::tread{fid, offset, c.iounit()}));
     if (!r) return std::unexpected(std::move(r.error()));
     if (r->data.empty()) return out;
     offset += r->data.size();
@@ -1062,11 +1198,10 @@ result<std::vector<srv9p::dir>> read_whole_dir(state& s, std::uint32_t fid) {
 // Entry i of the listing is ".", "..", then the server's entries; the offset FUSE hands
 // back to us is the index of the next entry. Offset 0 (a rewind) reads the directory anew.
 void op_readdir(fuse_req_t req, fuse_ino_t, std::size_t size, off_t off, fuse_file_info* fi) {
-  state& s = of(req);
   auto* d = reinterpret_cast<open_dir*>(fi->fh);
   std::lock_guard lk(d->mu);
   if (!d->loaded || off == 0) {
-    auto ents = read_whole_dir(s, d->fid);
+    auto ents = read_whole_dir(*d->c, d->fid);
     if (!ents) return reply_error(req, ents.error());
     d->entries = std::move(*ents);
     d->loaded = true;
@@ -1095,9 +1230,8 @@ void op_readdir(fuse_req_t req, fuse_ino_t, std::size_t size, off_t off, fuse_fi
 }
 
 void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  state& s = of(req);
   auto* d = reinterpret_cast<open_dir*>(fi->fh);
-  s.clunk_later(d->fid);
+  clunk_later(*d->c, d->fid);
   delete d;
   fuse_reply_err(req, 0);
 }
@@ -1141,6 +1275,88 @@ const fuse_lowlevel_ops ops = {
     .forget_multi = op_forget_multi,
 };
 
+// ---- Redialling ---------------------------------------------------------------------------------
+
+// The redialer's thread: looks at the connection every redial_check_ms, or at once when a
+// request saw it gone; when it is gone, logs one line, calls opts.redial every backoff
+// (redial_min_ms, doubling up to redial_max_ms) until it gives a connection, installs it
+// (state::install) and logs one line more. Stops when rd->stop is set; from then on it
+// touches nothing of s.
+void redial_loop(state* s, const std::shared_ptr<redialer>& rd) {
+  using ms = std::chrono::milliseconds;
+  std::unique_lock lk(rd->mu);
+  while (!rd->stop) {
+    rd->cv.wait_for(lk, ms(s->opts.redial_check_ms), [&] { return rd->stop || rd->woken; });
+    if (rd->stop) break;
+    rd->woken = false;
+    {
+      std::lock_guard slk(s->mu);
+      if (s->cur.c->connected()) continue;
+    }
+    s->log(fmt::format("lost the connection to {}; redialling (open files fail with EIO)", s->opts.fsname));
+    auto lost_at = std::chrono::steady_clock::now();
+    auto backoff = ms(s->opts.redial_min_ms);
+    for (unsigned attempts = 1;; attempts++) {
+      lk.unlock();
+      auto r = rd->redial();  // may block: a connect, Tversion, Tauth and Tattach
+      lk.lock();
+      if (rd->stop) break;
+      if (r) {
+        session old = s->install(std::move(r->first), r->second);
+        auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - lost_at).count();
+        s->log(fmt::format("reconnected to {} after {:.1f} s ({} attempt{})", s->opts.fsname, secs, attempts,
+                           attempts == 1 ? "" : "s"));
+        lk.unlock();
+        old = session{};  // the old client goes here, unless open files still hold it
+        lk.lock();
+        break;
+      }
+      rd->cv.wait_for(lk, backoff, [&] { return rd->stop; });
+      if (rd->stop) break;
+      backoff = std::min(backoff * 2, ms(std::max(s->opts.redial_max_ms, s->opts.redial_min_ms)));
+    }
+    rd->woken = false;
+  }
+  rd->done = true;
+  rd->cv.notify_all();
+}
+
+// Starts the redialer (if there is opts.redial) with every signal blocked, so that the
+// SIGINT, SIGTERM or SIGHUP that ends the mount goes to libfuse's threads, never to one
+// that would not pass it on.
+void start_redialer(state& s) {
+  if (!s.opts.redial || s.rd) return;
+  s.rd = std::make_shared<redialer>();
+  s.rd->redial = s.opts.redial;
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  s.rd->thread = std::thread([p = &s, rd = s.rd] { redial_loop(p, rd); });
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+}
+
+// Stops the redialer; idempotent. A thread stuck in a dial (a host that does not answer
+// SYNs) is waited for up to 2 s and then left to finish alone: it will not touch s again.
+// s.rd stays (stopped), since replies still arriving may wake() it.
+void stop_redialer(state& s) {
+  if (!s.rd || !s.rd->thread.joinable()) return;
+  std::shared_ptr<redialer> rd = s.rd;
+  bool done;
+  {
+    std::unique_lock lk(rd->mu);
+    rd->stop = true;
+    rd->cv.notify_all();
+    done = rd->cv.wait_for(lk, std::chrono::seconds(2), [&] { return rd->done; });
+  }
+  if (rd->thread.joinable()) {
+    if (done) {
+      rd->thread.join();
+    } else {
+      rd->thread.detach();
+    }
+  }
+}
+
 }  // namespace
 
 int errno_of(std::string_view ename, bool* known) {
@@ -1167,11 +1383,11 @@ result<std::unique_ptr<fuse_bridge>> fuse_bridge::mount(std::unique_ptr<client> 
   state& s = im->s;
   if (!opts.log) opts.log = [](std::string_view m) { fmt::print(stderr, "galaxy mount: {}\n", m); };
   s.opts = std::move(opts);
-  s.c = std::move(c);
+  s.cur = session{std::shared_ptr<client>(std::move(c)), 1};
   s.uid = ::getuid();
   s.gid = ::getgid();
-  s.io_bytes = std::min<std::uint32_t>(s.c->iounit(), 1u << 20);  // libfuse's buffer: 256 pages
-  auto rootdir = s.c->stat(root);
+  s.io_bytes = std::min<std::uint32_t>(s.cur.c->iounit(), 1u << 20);  // libfuse's buffer: 256 pages
+  auto rootdir = s.cur.c->stat(root);
   if (!rootdir) return std::unexpected("stat of the root: " + rootdir.error());
   s.inodes.emplace(FUSE_ROOT_ID, inode{rootdir->qid, 1, {}, {{s.uid, root}}});
   s.by_path.emplace(rootdir->qid.path, FUSE_ROOT_ID);
@@ -1216,11 +1432,13 @@ result<std::unique_ptr<fuse_bridge>> fuse_bridge::mount(std::unique_ptr<client> 
 int fuse_bridge::serve() {
   state& s = impl_->s;
   if (fuse_set_signal_handlers(s.se) != 0) return -EIO;
+  start_redialer(s);
   fuse_loop_config* cfg = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(cfg, s.opts.max_threads);
   fuse_loop_cfg_set_idle_threads(cfg, 16);
   int r = fuse_session_loop_mt(s.se, cfg);
   fuse_loop_cfg_destroy(cfg);
+  stop_redialer(s);
   fuse_remove_signal_handlers(s.se);
   fuse_session_unmount(s.se);
   s.mounted = false;
@@ -1229,6 +1447,7 @@ int fuse_bridge::serve() {
 
 fuse_bridge::~fuse_bridge() {
   state& s = impl_->s;
+  stop_redialer(s);
   if (s.se != nullptr) {
     if (s.mounted) fuse_session_unmount(s.se);
     fuse_session_destroy(s.se);
@@ -1239,7 +1458,7 @@ fuse_bridge::~fuse_bridge() {
   }
   // Closing the connection releases every fid on the server; the pending clunks' callbacks
   // run here, while the client still exists.
-  s.c->close();
+  s.cur.c->close();
 }
 
 result<void> fuse_unmount(const std::string& mountpoint, bool lazy) {

@@ -11,8 +11,14 @@
 // behave"): direct_io on every open (synthetic files of length 0 read to their end);
 // max_write up to msize - IOHDRSZ (writes are not cut into 4 KiB); FUSE_INTERRUPT becomes
 // Tflush (Ctrl-C on a blocked read returns at once with EINTR); 9P error strings map to
-// errno through one table (errno_of); readdir has `.` and `..`. When the server hangs up,
-// every operation fails at once with ENOTCONN and the mount can still be unmounted.
+// errno through one table (errno_of); readdir has `.` and `..`.
+//
+// When the server hangs up (a scheduler restarted, a network cut), the mount redials
+// (fuse_options::redial, with backoff, for as long as it is mounted) and attaches again.
+// Requests in flight then, and files open on the old connection, fail with EIO; new
+// requests before the new connection is up fail at once with ENOTCONN; afterwards every
+// name and node the kernel knows is walked again by its path, so `ls` in a shell whose
+// cwd is in the mount works again without an unmount (fuse_bridge.cpp, "Redialling").
 //
 // Per-user mode (fuse_options::per_user, for a mount made by root with allow_other):
 // every local user acts as themself, as with the kernel's v9fs `access=user`. The
@@ -28,6 +34,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "fsclient/client.hpp"
@@ -52,8 +59,17 @@ struct fuse_options {
   bool per_user = false;
   std::string aname;                       // the tree per-user attaches ask for
   // Where the bridge reports what a caller cannot see otherwise: 9P errors that mapped
-  // to no errno (with their text), libfuse's complaints. Default: standard error.
+  // to no errno (with their text), libfuse's complaints, a connection lost and regained.
+  // Default: standard error.
   std::function<void(std::string_view)> log;
+  // When the connection is lost: makes a new one and attaches as the mounting user
+  // again, returning it and its root fid (the rest of mount()'s arguments, anew). Called
+  // from the bridge's redialer thread, with backoff, until it succeeds or the mount ends.
+  // Empty: a lost connection stays lost, and every request fails with ENOTCONN.
+  std::function<result<std::pair<std::unique_ptr<client>, std::uint32_t>>()> redial;
+  std::uint32_t redial_min_ms = 100;    // the first wait after a failed redial, doubled each time
+  std::uint32_t redial_max_ms = 5000;   // ... up to this
+  std::uint32_t redial_check_ms = 500;  // how often an idle mount looks at its connection
 };
 
 // The errno for a 9P error string, from one table (fuse_bridge.cpp) that covers every

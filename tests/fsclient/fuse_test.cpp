@@ -1,6 +1,7 @@
-// The FUSE bridge end to end: the real `galaxy mount` over real galaxy-ramfs and
-// galaxy-node processes, used through the kernel by real programs (/bin/sh, ls, cat, cp,
-// dd) and by this process's own system calls, as a shell user would.
+// The FUSE bridge end to end: the real `galaxy mount` over real galaxy-ramfs,
+// galaxy-node and galaxy-sched processes, used through the kernel by real programs
+// (/bin/sh, ls, cat, cp, dd) and by this process's own system calls, as a shell user
+// would; and a mount that outlives a scheduler killed and restarted under it.
 //
 // Every test needs /dev/fuse; where it is absent each test skips and says so. CI runs as
 // root with /dev/fuse. A mount never outlives its test: the fixture unmounts lazily
@@ -15,6 +16,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -22,6 +24,7 @@
 
 #include "fsclient/client.hpp"
 #include "fsclient/fuse_bridge.hpp"
+#include "tests/testmunge.hpp"
 #include "tests/testutil.hpp"
 
 namespace {
@@ -34,6 +37,7 @@ using testutil::run;
 const std::string galaxy_bin = GALAXY_BINARY_DIR "/galaxy";
 const std::string ramfs_bin = GALAXY_BINARY_DIR "/galaxy-ramfs";
 const std::string node_bin = GALAXY_BINARY_DIR "/galaxy-node";
+const std::string sched_bin = GALAXY_BINARY_DIR "/galaxy-sched";
 
 // Waits for cond, checking every few milliseconds; false if it did not hold within limit.
 // (Not a speed assertion: the limit only turns a hang into a failure.)
@@ -67,9 +71,12 @@ int err_of(int rc) { return rc < 0 ? errno : 0; }
 struct mounted {
   testutil::temp_dir dir;
   std::string mp = dir.file("mnt");
+  testutil::daemon_handle node;    // behind a galaxy-sched server
   testutil::daemon_handle server;
   testutil::process bridge;
   std::string dial;
+  std::vector<std::string> sched_argv;  // how server was started, for restart_sched()
+  std::string bridge_log;               // non-empty: the bridge's stderr goes to this file
 
   mounted() {
     ::chmod(dir.path().c_str(), 0755);
@@ -113,10 +120,55 @@ struct mounted {
     return {};
   }
 
+  // galaxy-sched on TCP port 0 with its state in the test's directory, over one
+  // galaxy-node, both with auth (munged's socket) or --auth none.
+  std::string start_sched(const std::string& munge_socket = "") {
+    std::vector<std::string> auth{"--auth", "none"};
+    if (!munge_socket.empty()) auth = {"--auth", "munge", "--munge-socket", munge_socket};
+    std::vector<std::string> nargv{node_bin, "--listen", "tcp!127.0.0.1!0", "--spool", dir.file("spool"),
+                                   "--name", "n1"};
+    nargv.insert(nargv.end(), auth.begin(), auth.end());
+    auto n = testutil::start_daemon(nargv);
+    if (!n) return n.error();
+    node = std::move(*n);
+    sched_argv = {sched_bin, "--state", dir.file("state"), "--heartbeat", "0.2", "--node", "n1=" + node.dials.at(0)};
+    sched_argv.insert(sched_argv.end(), auth.begin(), auth.end());
+    std::vector<std::string> argv = sched_argv;
+    argv.insert(argv.end(), {"--listen", "tcp!127.0.0.1!0"});
+    auto h = testutil::start_daemon(argv);
+    if (!h) return h.error();
+    server = std::move(*h);
+    dial = server.dials.at(0);
+    return {};
+  }
+
+  // SIGKILLs the scheduler, and (restart_sched) starts it again on the same address with
+  // the same state directory, as systemd's Restart= would.
+  std::string kill_sched() {
+    server.proc.signal(SIGKILL);
+    if (!server.proc.wait(10s)) return "galaxy-sched did not die of SIGKILL";
+    return {};
+  }
+  std::string restart_sched() {
+    std::vector<std::string> argv = sched_argv;
+    argv.insert(argv.end(), {"--listen", dial});
+    auto h = testutil::start_daemon(argv);
+    if (!h) return h.error();
+    server = std::move(*h);
+    if (server.dials.at(0) != dial) return "restarted on " + server.dials.at(0) + ", not " + dial;
+    return {};
+  }
+
   // galaxy mount -f DIAL MP [extra]; returns once the mount is up.
-  std::string mount(std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv{galaxy_bin, "mount", "-f", dial, mp};
+  std::string mount(std::vector<std::string> extra = {}, std::vector<std::string> before_verb = {}) {
+    std::vector<std::string> argv{galaxy_bin};
+    argv.insert(argv.end(), before_verb.begin(), before_verb.end());
+    argv.insert(argv.end(), {"mount", "-f", dial, mp});
     argv.insert(argv.end(), extra.begin(), extra.end());
+    if (!bridge_log.empty()) {
+      // The shell becomes the bridge (exec), with its standard error in the file.
+      argv.insert(argv.begin(), {"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>>" + bridge_log});
+    }
     auto p = testutil::process::spawn(argv);
     if (!p) return p.error();
     bridge = std::move(*p);
@@ -174,7 +226,7 @@ TEST(FuseErrno, EveryServerStringMapsAndUnknownIsEio) {
   EXPECT_EQ(fsclient::errno_of("not a directory"), ENOTDIR);
   EXPECT_EQ(fsclient::errno_of("walk in non-directory"), ENOTDIR);
   EXPECT_EQ(fsclient::errno_of("directory not empty"), ENOTEMPTY);
-  EXPECT_EQ(fsclient::errno_of("connection closed"), ENOTCONN);
+  EXPECT_EQ(fsclient::errno_of("connection closed"), EIO);  // the request's connection went; the mount redials
   EXPECT_EQ(fsclient::errno_of("interrupted"), EINTR);
   EXPECT_EQ(fsclient::errno_of("no space left on device"), ENOSPC);
   // Context before the server's words does not hide them.
@@ -349,12 +401,14 @@ TEST(FuseRamfs, ServerKilledUnderTheMount) {
   ASSERT_GE(fd, 0);
   m.server.proc.signal(SIGKILL);
   ASSERT_TRUE(m.server.proc.wait(10s).has_value());
-  // The blocked read fails, and so does everything after, at once.
+  // The blocked read fails, and so does everything after, at once: the open file with
+  // EIO (its connection is gone for good), new requests with ENOTCONN while the mount
+  // redials in vain.
   auto st = cat->wait(20s);
   ASSERT_TRUE(st.has_value()) << "a read blocked in a dead server hung";
   EXPECT_EQ(*st, 1);
   char buf[16];
-  EXPECT_EQ(err_of(static_cast<int>(::read(fd, buf, sizeof buf))), ENOTCONN);
+  EXPECT_EQ(err_of(static_cast<int>(::read(fd, buf, sizeof buf))), EIO);
   ::close(fd);
   struct stat sb {};
   EXPECT_EQ(err_of(::stat(m.path("f").c_str(), &sb)), ENOTCONN);
@@ -728,6 +782,192 @@ TEST(FuseNode, ServerKilledUnderTheMount) {
   struct stat sb {};
   EXPECT_EQ(err_of(::stat(m.path("status").c_str(), &sb)), ENOTCONN);
   m.umount_and_check();
+}
+
+// ---- Over galaxy-sched: a mount that outlives a scheduler restart ----------------------------
+
+// Submits `exec sh -c SCRIPT` through the mount as a shell would (run by `as`, a prefix such
+// as setpriv's, or nothing); the job number, or "" with the shell's complaint in *why.
+std::string submit(const mounted& m, const std::string& script, const std::vector<std::string>& as = {},
+                   std::string* why = nullptr) {
+  std::vector<std::string> argv = as;
+  argv.insert(argv.end(), {"/bin/sh", "-c",
+                           "n=$(cat " + m.path("jobs/clone") + ") && echo \"exec sh -c '" + script + "'\" > " +
+                               m.path("jobs/") + "$n/ctl && echo $n"});
+  auto r = run(argv, {}, 30s, {"LC_ALL=C"});
+  if (why != nullptr) *why = r.err;
+  std::string n = r.out;
+  while (!n.empty() && n.back() == '\n') n.pop_back();
+  return r.status == 0 ? n : "";
+}
+
+// How many times text occurs in s.
+int count_of(const std::string& s, const std::string& text) {
+  int n = 0;
+  for (auto at = s.find(text); at != std::string::npos; at = s.find(text, at + 1)) n++;
+  return n;
+}
+
+// The scheduler is SIGKILLed under a mount and started again on the same address with
+// the same state: the mount redials by itself. A read in flight and a file open across
+// the restart fail with EIO; a job submitted before is there with its results; a shell
+// whose cwd is in the mount lists it again; new jobs run; one log line each for the
+// connection lost and regained.
+TEST(FuseSched, MountOutlivesASchedulerRestart) {
+  REQUIRE_FUSE();
+  mounted m;
+  ASSERT_EQ(m.start_sched(), "");
+  m.bridge_log = m.dir.file("bridge.log");
+  ASSERT_EQ(m.mount(), "");
+  ASSERT_TRUE(eventually([&] { return sh("cat " + m.path("status")).find("nodes_up=1 ") != std::string::npos; }))
+      << sh("cat " + m.path("status"));
+
+  // Before: a job that ends, and one that runs until killed.
+  std::string why;
+  auto done = submit(m, "echo before", {}, &why);
+  ASSERT_FALSE(done.empty()) << why;
+  EXPECT_EQ(sh("cat " + m.path("jobs/" + done + "/wait")), "exit 0\n");
+  EXPECT_EQ(sh("cat " + m.path("jobs/" + done + "/stdout")), "before\n");
+  auto running = submit(m, "exec sleep 1000", {}, &why);
+  ASSERT_FALSE(running.empty()) << why;
+  ASSERT_TRUE(eventually([&] {
+    return sh("cat " + m.path("jobs/" + running + "/status")).find("state=running") != std::string::npos;
+  })) << sh("cat " + m.path("jobs/" + running + "/status"));
+  // A read waiting in the scheduler when it dies.
+  auto wait = testutil::process::spawn({"/bin/cat", m.path("jobs/" + running + "/wait")},
+                                       {.capture_stderr = true, .env = {"LC_ALL=C"}});
+  ASSERT_TRUE(wait.has_value()) << wait.error();
+  // (Its open must be done before the kill, or it could fail as a new request: ENOTCONN.)
+  ASSERT_TRUE(eventually([&] {
+    std::error_code ec;
+    return std::filesystem::read_symlink("/proc/" + std::to_string(wait->pid()) + "/fd/3", ec).string() ==
+           m.path("jobs/" + running + "/wait");
+  })) << "cat did not open wait";
+  // A file open across the restart.
+  int fd = ::open(m.path("status").c_str(), O_RDONLY | O_CLOEXEC);  // not the restarted daemon's
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  char buf[4096];
+  ASSERT_GT(::pread(fd, buf, sizeof buf, 0), 0) << std::strerror(errno);
+  // A shell whose cwd is in the mount: it lists once told to (a line on its stdin).
+  auto shell = testutil::process::spawn(
+      {"/bin/sh", "-c", "cd " + m.path("jobs") + " || exit 9; echo in; while read x; do ls; echo \"ls=$?\"; done"},
+      {.pipe_stdin = true, .capture_stderr = true, .env = {"LC_ALL=C"}});
+  ASSERT_TRUE(shell.has_value()) << shell.error();
+  ASSERT_EQ(shell->read_line(20s).value_or("?"), "in");
+
+  ASSERT_EQ(m.kill_sched(), "");
+  // The waiting read fails with EIO, at once, not ENOTCONN and not a hang.
+  auto st = wait->wait(20s);
+  ASSERT_TRUE(st.has_value()) << "cat wait hung after the scheduler died";
+  EXPECT_EQ(*st, 1);
+  std::string err;
+  while (testutil::process::fill(wait->stderr_fd(), err, testutil::steady::now() + 5s) > 0) {
+  }  // to end of file: cat's complaint may come in several writes
+  EXPECT_NE(err.find("Input/output error"), std::string::npos) << err;
+  // The open file: EIO. New requests while the scheduler is away: ENOTCONN, at once.
+  EXPECT_EQ(err_of(static_cast<int>(::pread(fd, buf, sizeof buf, 0))), EIO);
+  struct stat sb {};
+  EXPECT_TRUE(eventually([&] { return err_of(::stat(m.path("queue").c_str(), &sb)) == ENOTCONN; }));
+
+  ASSERT_EQ(m.restart_sched(), "");
+  // The mount works again without an unmount: the job of before, with its results.
+  EXPECT_TRUE(eventually([&] {
+    int status = -1;
+    auto out = sh("ls " + m.path("jobs"), &status);
+    return status == 0 && out.find(done + "\n") != std::string::npos;
+  })) << sh("ls " + m.path("jobs") + " 2>&1");
+  EXPECT_EQ(sh("cat " + m.path("jobs/" + done + "/wait")), "exit 0\n");
+  EXPECT_EQ(sh("cat " + m.path("jobs/" + done + "/stdout")), "before\n");
+  // The file opened before stays dead (its fid was the old connection's); opened anew
+  // it reads.
+  EXPECT_EQ(err_of(static_cast<int>(::pread(fd, buf, sizeof buf, 0))), EIO);
+  ::close(fd);
+  EXPECT_NE(sh("cat " + m.path("status")).find("jobs_done="), std::string::npos);
+  // The shell in jobs/ lists it: its cwd's node is walked again by its path.
+  ASSERT_TRUE(shell->write_stdin("go\n"));
+  std::string listing;
+  for (;;) {
+    auto line = shell->read_line(20s);
+    ASSERT_TRUE(line.has_value()) << line.error();
+    if (line->starts_with("ls=")) {
+      EXPECT_EQ(*line, "ls=0");
+      break;
+    }
+    listing += *line + "\n";
+  }
+  EXPECT_NE(listing.find(done + "\n"), std::string::npos) << listing;
+  EXPECT_NE(listing.find("clone\n"), std::string::npos) << listing;
+  shell->close_stdin();
+  EXPECT_EQ(shell->wait(20s).value_or(-1), 0);
+  // New jobs run, and the old running one can be killed through the mount.
+  auto after = submit(m, "echo after", {}, &why);
+  ASSERT_FALSE(after.empty()) << why;
+  EXPECT_EQ(sh("cat " + m.path("jobs/" + after + "/wait") + " " + m.path("jobs/" + after + "/stdout")),
+            "exit 0\nafter\n");
+  EXPECT_EQ(sh("echo kill > " + m.path("jobs/" + running + "/ctl") + "; echo $?"), "0\n");
+  EXPECT_TRUE(eventually([&] {
+    return sh("cat " + m.path("jobs/" + running + "/status")).find("state=killed") != std::string::npos;
+  })) << sh("cat " + m.path("jobs/" + running + "/status"));
+
+  m.umount_and_check();
+  auto log = slurp(m.bridge_log);
+  EXPECT_EQ(count_of(log, "lost the connection to " + m.dial), 1) << log;
+  EXPECT_EQ(count_of(log, "reconnected to " + m.dial), 1) << log;
+}
+
+// The same over MUNGE on TCP, through root's per-user allow_other mount used by two
+// users: after the restart each user is attached again as themself (with a fresh
+// credential: munged refuses a replayed one), reads their own job's output, and still
+// cannot read the other's.
+TEST(FuseSched, PerUserMungeMountOutlivesASchedulerRestart) {
+  REQUIRE_FUSE();
+  REQUIRE_MUNGED();
+  if (::getuid() != 0) GTEST_SKIP() << "needs root to make users and to mount for others (CI runs as root)";
+  REQUIRE_USERS(alice, bob);
+  testmunge::munged munge;
+  mounted m;
+  ASSERT_EQ(m.start_sched(munge.socket()), "");
+  m.bridge_log = m.dir.file("bridge.log");
+  ASSERT_EQ(m.mount({"-o", "allow_other"}, {"--auth", "munge", "--munge-socket", munge.socket()}), "");
+  ASSERT_TRUE(eventually([&] { return sh("cat " + m.path("status")).find("nodes_up=1 ") != std::string::npos; }))
+      << sh("cat " + m.path("status"));
+  auto as = [](const std::pair<uid_t, gid_t>& u) {
+    return std::vector<std::string>{"/usr/bin/setpriv", fmt::format("--reuid={}", u.first),
+                                    fmt::format("--regid={}", u.second), "--clear-groups"};
+  };
+  auto cat_as = [&](const std::pair<uid_t, gid_t>& u, const std::string& rel) {
+    auto argv = as(u);
+    argv.insert(argv.end(), {"/bin/cat", m.path(rel)});
+    return run(argv, {}, 30s, {"LC_ALL=C"});
+  };
+  std::string why;
+  auto ja = submit(m, "echo alice", as(*alice), &why);
+  ASSERT_FALSE(ja.empty()) << why;
+  auto jb = submit(m, "echo bob", as(*bob), &why);
+  ASSERT_FALSE(jb.empty()) << why;
+  EXPECT_EQ(cat_as(*alice, "jobs/" + ja + "/wait").out, "exit 0\n");
+  EXPECT_EQ(cat_as(*bob, "jobs/" + jb + "/wait").out, "exit 0\n");
+  EXPECT_EQ(cat_as(*alice, "jobs/" + ja + "/stdout").out, "alice\n");
+  EXPECT_EQ(cat_as(*bob, "jobs/" + jb + "/stdout").out, "bob\n");
+
+  ASSERT_EQ(m.kill_sched(), "");
+  ASSERT_EQ(m.restart_sched(), "");
+  EXPECT_TRUE(eventually([&] { return cat_as(*alice, "jobs/" + ja + "/stdout").out == "alice\n"; }))
+      << cat_as(*alice, "jobs/" + ja + "/stdout").err;
+  EXPECT_EQ(cat_as(*bob, "jobs/" + jb + "/stdout").out, "bob\n") << cat_as(*bob, "jobs/" + jb + "/stdout").err;
+  // Each is still only themself: bob's attach is his own, not root's.
+  auto r = cat_as(*bob, "jobs/" + ja + "/stdout");
+  EXPECT_NE(r.status, 0) << r.out;
+  EXPECT_NE(r.err.find("Permission denied"), std::string::npos) << r.err;
+  // And a new job of bob's, made after the restart, is bob's.
+  auto jb2 = submit(m, "id -un", as(*bob), &why);
+  ASSERT_FALSE(jb2.empty()) << why;
+  EXPECT_EQ(cat_as(*bob, "jobs/" + jb2 + "/wait").out, "exit 0\n");
+  EXPECT_EQ(cat_as(*bob, "jobs/" + jb2 + "/stdout").out, "gx-bob\n");
+  m.umount_and_check();
+  auto log = slurp(m.bridge_log);
+  EXPECT_EQ(count_of(log, "lost the connection"), 1) << log;
+  EXPECT_EQ(count_of(log, "reconnected to"), 1) << log;
 }
 
 }  // namespace
