@@ -27,26 +27,39 @@ inline bool have_munged() { return ::access("/usr/sbin/munged", X_OK) == 0 && ::
 #define REQUIRE_MUNGED() \
   if (!testmunge::have_munged()) GTEST_SKIP() << "munged is not installed (Debian: apt-get install munge)"
 
-// One munged with a key of its own, in a temporary directory (0711: munged wants its
-// socket's directory searchable by all).
+// Writes a fresh random MUNGE key (1024 bytes, mode 0600) to path; false if it cannot.
+inline bool write_key(const std::string& path) {
+  std::ifstream rnd("/dev/urandom", std::ios::binary);
+  std::string key(1024, '\0');
+  rnd.read(key.data(), static_cast<std::streamsize>(key.size()));
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  bool ok = ::write(fd, key.data(), key.size()) == static_cast<ssize_t>(key.size());
+  ::close(fd);
+  return ok;
+}
+
+// One munged in a temporary directory of its own (0711: munged wants its socket's
+// directory searchable by all), with its own socket, pid, log and seed files. The default
+// makes a key of its own; munged(key_file, prefix) uses a key file made elsewhere (several
+// hosts of tests/testnet.hpp share one) and runs munged under prefix (nsenter into a
+// host's network namespace), which must exec it (its pid is munged's).
 class munged {
  public:
-  munged() {
+  munged() : munged("", {}) {}
+  munged(const std::string& key_file, const std::vector<std::string>& prefix) {
     ::chmod(dir_.path().c_str(), 0711);
-    {
-      std::ifstream rnd("/dev/urandom", std::ios::binary);
-      std::string key(1024, '\0');
-      rnd.read(key.data(), static_cast<std::streamsize>(key.size()));
-      int fd = ::open(dir_.file("key").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-      EXPECT_GE(fd, 0);
-      EXPECT_EQ(::write(fd, key.data(), key.size()), static_cast<ssize_t>(key.size()));
-      ::close(fd);
+    std::string key = key_file;
+    if (key.empty()) {
+      key = dir_.file("key");
+      EXPECT_TRUE(write_key(key)) << "cannot write " << key;
     }
     socket_ = dir_.file("sock");
-    auto p = testutil::process::spawn({"/usr/sbin/munged", "--foreground", "--socket=" + socket_,
-                                       "--key-file=" + dir_.file("key"), "--pid-file=" + dir_.file("pid"),
-                                       "--log-file=" + dir_.file("log"), "--seed-file=" + dir_.file("seed")},
-                                      {.capture_stderr = true});
+    std::vector<std::string> argv = prefix;
+    argv.insert(argv.end(), {"/usr/sbin/munged", "--foreground", "--socket=" + socket_, "--key-file=" + key,
+                             "--pid-file=" + dir_.file("pid"), "--log-file=" + dir_.file("log"),
+                             "--seed-file=" + dir_.file("seed")});
+    auto p = testutil::process::spawn(argv, {.capture_stderr = true});
     EXPECT_TRUE(p.has_value()) << (p ? "" : p.error());
     if (p) proc_ = std::move(*p);
     for (int i = 0; i < 500 && ::access(socket_.c_str(), F_OK) != 0; ++i) std::this_thread::sleep_for(10ms);
