@@ -507,12 +507,7 @@ TEST(Netns, LinkDownShorterThanTheTimeout) {
 // A node's link down for longer than the failure timeout (4 s down, 1 s allowed): its
 // jobs finish elsewhere; when the link comes back no job has run to completion twice,
 // and the node is up again by itself.
-//
-// DISABLED: fails with today's scheduler, which is issue 13's "no finished job runs
-// twice": the cut-off node finishes its copies while unreachable and the requeued copies
-// run too (each such job id is in "ran" twice). Branch `redup` fixes it; enable this test
-// when it is merged.
-TEST(Netns, DISABLED_LinkDownLongerThanTheTimeout) {
+TEST(Netns, LinkDownLongerThanTheTimeout) {
   MAKE(k);
   k.down_after = "1";
   START(k);
