@@ -1317,6 +1317,9 @@ std::expected<std::unique_ptr<task_runner>, std::string> task_runner::create(asi
     im->stack = s;
   }
 
+  // No helper process of start-up's look-ups may stay behind in the cgroup the daemon
+  // leaves for a leaf of its own (srv9p/nss.hpp).
+  srv9p::end_lookup_helper();
   im->contain = containment::probe(im->opts.use_cgroups, im->opts.log);
 
   ::signal(SIGPIPE, SIG_IGN);

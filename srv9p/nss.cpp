@@ -333,6 +333,18 @@ void lookup_helper_linger(asio::io_context& io, std::chrono::milliseconds linger
   arm(s);
 }
 
+void end_lookup_helper() {
+  helper_state& s = state();
+  std::lock_guard lock(s.mu);
+  end_helper(s);
+  for (pid_t p : s.ended) {
+    int st;
+    while (::waitpid(p, &st, 0) < 0 && errno == EINTR) {
+    }
+  }
+  s.ended.clear();
+}
+
 pid_t lookup_helper_pid() {
   helper_state& s = state();
   std::lock_guard lock(s.mu);

@@ -58,6 +58,13 @@ void lookups_in_helper();
 // closes its socket; the daemon reaps it). No effect without lookups_in_helper().
 void lookup_helper_linger(asio::io_context& io, std::chrono::milliseconds linger);
 
+// Ends the helper and waits until it has exited (it is idle: look-ups wait for their
+// answers), for a caller that needs no process of the helper's left, such as the node
+// moving itself into a cgroup leaf (a process left in the parent would keep the parent
+// from handing controllers to task cgroups: cgroups(7), "no internal processes"). The
+// next look-up starts a new helper, in the caller's new cgroup.
+void end_lookup_helper();
+
 // The helper's pid, or -1 when there is none (for tests).
 pid_t lookup_helper_pid();
 

@@ -68,6 +68,18 @@ TEST(Nss, AHelperThatDiedIsReplaced) {
   EXPECT_NE(srv9p::lookup_helper_pid(), first);
 }
 
+TEST(Nss, EndLookupHelperLeavesNoProcessBehind) {
+  srv9p::lookups_in_helper();
+  ASSERT_TRUE(account_by_uid(0).has_value());
+  pid_t p = srv9p::lookup_helper_pid();
+  ASSERT_GT(p, 0);
+  srv9p::end_lookup_helper();
+  EXPECT_EQ(srv9p::lookup_helper_pid(), -1);
+  // Gone, not even a zombie (its /proc entry goes when it is reaped).
+  EXPECT_NE(::access(("/proc/" + std::to_string(p) + "/stat").c_str(), F_OK), 0);
+  EXPECT_EQ(text(account_by_uid(0)).substr(0, 7), "root 0 ");
+}
+
 TEST(Nss, AnIdleHelperIsEndedAndReaped) {
   srv9p::lookups_in_helper();
   ASSERT_TRUE(account_by_uid(0).has_value());
