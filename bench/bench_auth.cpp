@@ -14,8 +14,13 @@
 //   (a) floor: munge_encode followed by munge_decode of the result in this process, over
 //       the same munged: the two round trips to munged that a MUNGE attach cannot avoid.
 //   (b) galaxy-node's resident memory (VmRSS, /proc/PID/status) on loopback TCP with
-//       --auth none and with --auth munge: just after start, and after one attach (with
-//       MUNGE the decoding worker thread exists from the first credential on).
+//       --auth none and with --auth munge: 300 ms after its listening line, and after one
+//       attach (with MUNGE the decoding worker thread exists from the first credential
+//       on); with --owner (run as root), also after --owner-tasks tasks run as that local
+//       user, once the NSS look-up helper they needed (srv9p/nss.hpp) has gone, with the
+//       helper's own memory read while it was there. --memory-only measures (b) alone,
+//       so that two builds (--node, --label) can be compared in one run
+//       (bench/run_node_memory.sh).
 //
 // munged is our own: a key of --key-bytes random bytes in a temporary directory and
 // `munged --foreground` on a socket there, so nothing depends on the machine's munged.
@@ -75,6 +80,10 @@ struct options {
   int reps = 5;
   int quiet_max = 20;
   int quiet_wait = 60;
+  bool memory_only = false;  // (b) only
+  std::string owner;         // (b): also run tasks as this local user
+  int owner_tasks = 20;
+  std::string label = "this build";
 };
 
 // Starts argv with stdout on a pipe; returns the pid and the first line it printed (none
@@ -122,6 +131,45 @@ std::uint64_t rss_kib(pid_t pid) {
     if (line.starts_with("VmRSS:")) return std::strtoull(line.c_str() + 6, nullptr, 10);
   }
   die(fmt::format("no VmRSS in /proc/{}/status", pid));
+}
+
+// A line of /proc/PID/smaps_rollup, KiB (0 when absent).
+std::uint64_t rollup_kib(pid_t pid, std::string_view key) {
+  std::ifstream f(fmt::format("/proc/{}/smaps_rollup", pid));
+  for (std::string line; std::getline(f, line);) {
+    if (line.starts_with(key)) return std::strtoull(line.c_str() + key.size(), nullptr, 10);
+  }
+  return 0;
+}
+
+// A line of /proc/PID/status, KiB (0 when absent: a zombie has no memory lines).
+std::uint64_t status_kib(pid_t pid, std::string_view key) {
+  std::ifstream f(fmt::format("/proc/{}/status", pid));
+  for (std::string line; std::getline(f, line);) {
+    if (line.starts_with(key)) return std::strtoull(line.c_str() + key.size(), nullptr, 10);
+  }
+  return 0;
+}
+
+// "anon A, file F, PSS P" in MiB (proc(5): RssAnon and RssFile of status, Pss of smaps_rollup).
+std::string mem_detail(pid_t pid) {
+  return fmt::format("anon {:.2f}, file {:.2f}, PSS {:.2f}", status_kib(pid, "RssAnon:") / 1024.0,
+                     status_kib(pid, "RssFile:") / 1024.0, rollup_kib(pid, "Pss:") / 1024.0);
+}
+
+// The child of pid named galaxy-nss (galaxy-node's look-up helper, srv9p/nss.hpp), zombie
+// or not, or -1.
+pid_t nss_helper_of(pid_t pid) {
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    std::ifstream f(e.path() / "stat");
+    std::string s;
+    std::getline(f, s);
+    auto lp = s.find('('), rp = s.rfind(')');
+    if (lp == std::string::npos || rp == std::string::npos || rp + 4 >= s.size()) continue;
+    if (s.substr(lp + 1, rp - lp - 1) != "galaxy-nss") continue;
+    if (std::strtol(s.c_str() + rp + 4, nullptr, 10) == pid) return static_cast<pid_t>(std::strtol(s.c_str(), nullptr, 10));
+  }
+  return -1;
 }
 
 std::string my_name() {
@@ -181,8 +229,12 @@ int main(int argc, char** argv) {
   app.add_option("--reps", o.reps, "repetitions of each rate")->capture_default_str();
   app.add_option("--quiet-max", o.quiet_max, "quiet gate: max % CPU of other tenants")->capture_default_str();
   app.add_option("--quiet-wait", o.quiet_wait, "quiet gate: max seconds to wait")->capture_default_str();
+  app.add_flag("--memory-only", o.memory_only, "measure only galaxy-node's memory (b), not the attach rates");
+  app.add_option("--owner", o.owner, "(b): a local user to run tasks as before the last reading (needs root)");
+  app.add_option("--owner-tasks", o.owner_tasks, "(b): how many tasks as --owner")->capture_default_str();
+  app.add_option("--label", o.label, "(b): what the galaxy-node binary is, for the table")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
-  if (o.attaches < 1 || o.reps < 1) die("bad option values");
+  if (o.attaches < 1 || o.reps < 1 || o.owner_tasks < 1) die("bad option values");
   ::signal(SIGPIPE, SIG_IGN);
 
   char tmpl[] = "/tmp/galaxy-bench-auth-XXXXXX";
@@ -208,16 +260,7 @@ int main(int argc, char** argv) {
   for (int i = 0; i < 500 && ::access(sock.c_str(), F_OK) != 0; i++) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   if (::access(sock.c_str(), F_OK) != 0) die("munged made no socket (is the munge package installed?)");
 
-  // (a) the servers: galaxy-ramfs on a Unix socket, on TCP with MUNGE, on TCP with none
-  // (one listener each, so the first line each prints is its address).
-  std::string unix_dial = "unix!" + scratch + "/ramfs.sock";
-  auto [ramfs_unix, lu] = start({o.ramfs, "--listen", unix_dial});
-  auto [ramfs_tcp_munge, lm] = start({o.ramfs, "--listen", "tcp!127.0.0.1!0", "--auth", "munge", "--munge-socket", sock});
-  auto [ramfs_tcp_none, ln] = start({o.ramfs, "--listen", "tcp!127.0.0.1!0", "--auth", "none"});
-  std::string unix_addr = dial_of(lu, "galaxy-ramfs"), munge_addr = dial_of(lm, "galaxy-ramfs"),
-              none_addr = dial_of(ln, "galaxy-ramfs");
   std::string me = my_name();
-
   auto dial = [&](const std::string& addr, bool munge) {
     fsclient::client::options copts;
     if (munge) copts.credential = [sock](std::string_view bind) { return srv9p::munge_credential(sock, bind); };
@@ -225,37 +268,73 @@ int main(int argc, char** argv) {
     if (!c) die(fmt::format("dial {}: {}", addr, c.error()));
     return std::move(*c);
   };
-  auto c_unix = dial(unix_addr, false), c_none = dial(none_addr, false), c_munge = dial(munge_addr, true);
 
-  struct kind {
-    std::string what;
-    fsclient::client* c;  // null: the munge floor
-  };
-  std::vector<kind> kinds = {
-      {"munge floor", nullptr}, {"unix", c_unix.get()}, {"tcp none", c_none.get()}, {"tcp munge", c_munge.get()}};
-  auto measure = [&](const kind& k, int n) { return k.c ? attach_rate(*k.c, n, me) : munge_rate(sock, n); };
-  for (const auto& k : kinds) measure(k, std::max(1, o.attaches / 10));  // warm-up
-  if (!c_munge->server_authenticates()) die("the MUNGE listener did not ask for a credential");
-  std::vector<std::vector<double>> got(kinds.size());
-  std::vector<int> loads;
-  for (int rep = 0; rep < o.reps; rep++) {
-    auto g = bench::quiet_gate(o.quiet_max, o.quiet_wait);
-    loads.push_back(g.load_pct);
-    say(fmt::format("round {} of {} (background load {}%)", rep + 1, o.reps, g.load_pct));
-    for (std::size_t i = 0; i < kinds.size(); i++) got[i].push_back(measure(kinds[i], o.attaches));
+  std::string rates_md;  // (a)'s table
+  if (!o.memory_only) {
+    // (a) the servers: galaxy-ramfs on a Unix socket, on TCP with MUNGE, on TCP with none
+    // (one listener each, so the first line each prints is its address).
+    std::string unix_dial = "unix!" + scratch + "/ramfs.sock";
+    auto [ramfs_unix, lu] = start({o.ramfs, "--listen", unix_dial});
+    auto [ramfs_tcp_munge, lm] = start({o.ramfs, "--listen", "tcp!127.0.0.1!0", "--auth", "munge", "--munge-socket", sock});
+    auto [ramfs_tcp_none, ln] = start({o.ramfs, "--listen", "tcp!127.0.0.1!0", "--auth", "none"});
+    std::string unix_addr = dial_of(lu, "galaxy-ramfs"), munge_addr = dial_of(lm, "galaxy-ramfs"),
+                none_addr = dial_of(ln, "galaxy-ramfs");
+    auto c_unix = dial(unix_addr, false), c_none = dial(none_addr, false), c_munge = dial(munge_addr, true);
+
+    struct kind {
+      std::string what;
+      fsclient::client* c;  // null: the munge floor
+    };
+    std::vector<kind> kinds = {
+        {"munge floor", nullptr}, {"unix", c_unix.get()}, {"tcp none", c_none.get()}, {"tcp munge", c_munge.get()}};
+    auto measure = [&](const kind& k, int n) { return k.c ? attach_rate(*k.c, n, me) : munge_rate(sock, n); };
+    for (const auto& k : kinds) measure(k, std::max(1, o.attaches / 10));  // warm-up
+    if (!c_munge->server_authenticates()) die("the MUNGE listener did not ask for a credential");
+    std::vector<std::vector<double>> got(kinds.size());
+    std::vector<int> loads;
+    for (int rep = 0; rep < o.reps; rep++) {
+      auto g = bench::quiet_gate(o.quiet_max, o.quiet_wait);
+      loads.push_back(g.load_pct);
+      say(fmt::format("round {} of {} (background load {}%)", rep + 1, o.reps, g.load_pct));
+      for (std::size_t i = 0; i < kinds.size(); i++) got[i].push_back(measure(kinds[i], o.attaches));
+    }
+    auto ratio = [&](std::size_t i, std::size_t j) {
+      std::vector<double> r;
+      for (std::size_t k = 0; k < got[i].size(); k++) r.push_back(got[i][k] / got[j][k]);
+      return median_of(r).median;
+    };
+    std::sort(loads.begin(), loads.end());
+    int bg = loads[loads.size() / 2];
+    c_unix.reset(), c_none.reset(), c_munge.reset();
+    stop(ramfs_unix), stop(ramfs_tcp_munge), stop(ramfs_tcp_none);
+
+    std::string n = fmt::format("{} attaches", o.attaches);
+    rates_md += "| measurement | median | min – max | unit | ratio | bg load % |\n|---|---:|---:|---|---|---:|\n";
+    auto row = [&](std::size_t i, const std::string& what, const std::string& vs) {
+      stats s = median_of(got[i]);
+      rates_md += fmt::format("| {} | {:.0f} | {:.0f} – {:.0f} | {} | {} | {} |\n", what, s.median, s.min, s.max,
+                              kinds[i].c ? "attaches/s" : "encode+decode/s", vs, bg);
+    };
+    row(0, "(a) munge_encode + munge_decode in one process, same munged — **floor** of a MUNGE attach", "");
+    row(1, "(a) attach + clunk, Unix socket (SO_PEERCRED), " + n, "");
+    row(2, "(a) attach + clunk, loopback TCP, `--auth none` (the name believed), " + n,
+        fmt::format("{:.2f} × Unix", ratio(2, 1)));
+    row(3, "(a) Tauth + credential + attach + clunks, loopback TCP, `--auth munge`, " + n,
+        fmt::format("{:.3f} × Unix, {:.2f} × the munge floor", ratio(3, 1), ratio(3, 0)));
   }
-  auto ratio = [&](std::size_t i, std::size_t j) {
-    std::vector<double> r;
-    for (std::size_t k = 0; k < got[i].size(); k++) r.push_back(got[i][k] / got[j][k]);
-    return median_of(r).median;
-  };
-  std::sort(loads.begin(), loads.end());
-  int bg = loads[loads.size() / 2];
-  c_unix.reset(), c_none.reset(), c_munge.reset();
-  stop(ramfs_unix), stop(ramfs_tcp_munge), stop(ramfs_tcp_none);
 
-  // (b) galaxy-node's memory with and without MUNGE.
+  // (b) galaxy-node's memory with and without MUNGE: VmRSS 300 ms after its listening
+  // line; again after one attach (as this process's user, reading /status); with
+  // --owner, again after --owner-tasks tasks as that user (`id -un`, each waited for),
+  // once the look-up helper those tasks needed has gone (waited for up to 20 s; its own
+  // memory is read while it is there).
+  struct node_memory {
+    std::uint64_t idle = 0, after_attach = 0, after_tasks = 0;
+    std::string idle_detail, tasks_detail, helper = "none seen";
+    double helper_gone_s = 0;
+  };
   auto node_rss = [&](bool munge) {
+    node_memory m;
     std::string spool = scratch + (munge ? "/spool-munge" : "/spool-none");
     std::vector<std::string> argv = {o.node, "--listen", "tcp!127.0.0.1!0", "--spool", spool, "--name", "bench",
                                      "--auth", munge ? "munge" : "none"};
@@ -263,45 +342,75 @@ int main(int argc, char** argv) {
     auto [pid, line] = start(argv);
     std::string addr = dial_of(line, "galaxy-node");
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    std::uint64_t idle = rss_kib(pid);
+    m.idle = rss_kib(pid);
+    m.idle_detail = mem_detail(pid);
     auto c = dial(addr, munge);
     auto root = c->attach(me);
     if (!root) die(fmt::format("node attach: {}", root.error()));
     if (auto s = c->read_file(*root, "status"); !s) die(fmt::format("node status: {}", s.error()));
-    c.reset();
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    std::uint64_t after = rss_kib(pid);
+    m.after_attach = rss_kib(pid);
+    if (!o.owner.empty()) {
+      auto as = c->attach(o.owner);  // this process is root: it may speak for others
+      if (!as) die(fmt::format("node attach as {}: {}", o.owner, as.error()));
+      for (int i = 0; i < o.owner_tasks; i++) {
+        auto n = c->read_file(*as, "task/clone");
+        if (!n) die(fmt::format("clone: {}", n.error()));
+        std::string id = n->substr(0, n->find('\n'));
+        if (auto ok = c->write_file(*as, "task/" + id + "/ctl", "exec id -un\n"); !ok) die(fmt::format("exec: {}", ok.error()));
+        auto w = c->read_file(*as, "task/" + id + "/wait");
+        auto out = c->read_file(*as, "task/" + id + "/stdout");
+        if (!w || *w != "exit 0\n" || !out || *out != o.owner + "\n") {
+          die(fmt::format("task {} as {}: wait '{}', stdout '{}'", id, o.owner, w ? *w : w.error(), out ? *out : out.error()));
+        }
+      }
+      auto t0 = steady::now();
+      if (pid_t h = nss_helper_of(pid); h > 0) {
+        m.helper = fmt::format("VmRSS {:.2f} MiB ({}; private {:.2f})", status_kib(h, "VmRSS:") / 1024.0, mem_detail(h),
+                               rollup_kib(h, "Private_Clean:") / 1024.0 + rollup_kib(h, "Private_Dirty:") / 1024.0);
+      }
+      while (nss_helper_of(pid) > 0 && since(t0) < 20) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      if (nss_helper_of(pid) > 0) die("the look-up helper was still there after 20 s");
+      m.helper_gone_s = since(t0);
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      m.after_tasks = rss_kib(pid);
+      m.tasks_detail = mem_detail(pid);
+    }
+    c.reset();
     stop(pid);
-    return std::pair{idle, after};
+    return m;
   };
-  auto [none_idle, none_after] = node_rss(false);
-  auto [munge_idle, munge_after] = node_rss(true);
+  node_memory none = node_rss(false), mung = node_rss(true);
 
   stop(munged);
   std::error_code ec;
   std::filesystem::remove_all(scratch, ec);
 
-  std::string n = fmt::format("{} attaches", o.attaches);
-  fmt::print("| measurement | median | min – max | unit | ratio | bg load % |\n|---|---:|---:|---|---|---:|\n");
-  auto row = [&](std::size_t i, const std::string& what, const std::string& vs) {
-    stats s = median_of(got[i]);
-    fmt::print("| {} | {:.0f} | {:.0f} – {:.0f} | {} | {} | {} |\n", what, s.median, s.min, s.max,
-               kinds[i].c ? "attaches/s" : "encode+decode/s", vs, bg);
-  };
-  row(0, "(a) munge_encode + munge_decode in one process, same munged — **floor** of a MUNGE attach", "");
-  row(1, "(a) attach + clunk, Unix socket (SO_PEERCRED), " + n, "");
-  row(2, "(a) attach + clunk, loopback TCP, `--auth none` (the name believed), " + n,
-      fmt::format("{:.2f} × Unix", ratio(2, 1)));
-  row(3, "(a) Tauth + credential + attach + clunks, loopback TCP, `--auth munge`, " + n,
-      fmt::format("{:.3f} × Unix, {:.2f} × the munge floor", ratio(3, 1), ratio(3, 0)));
+  if (!o.memory_only) {
+    fmt::print("{}", rates_md);
+    fmt::print("\n{} rounds, each measuring every rate once; medians, and ratios as the median of the per-round ratios;\n"
+               "bg load: the median over the rounds of what the quiet gate saw.\n\n",
+               o.reps);
+  }
   auto mib = [](std::uint64_t kib) { return fmt::format("{:.2f}", kib / 1024.0); };
-  fmt::print("\n| galaxy-node VmRSS, MiB | just after start | after one attach | target | met? |\n|---|---:|---:|---|---|\n");
-  fmt::print("| `--auth none` | {} | {} | ≤ 4 idle | {} |\n", mib(none_idle), mib(none_after),
-             std::max(none_idle, none_after) <= 4096 ? "met" : "missed");
-  fmt::print("| `--auth munge` | {} | {} | ≤ 4 idle | {} |\n", mib(munge_idle), mib(munge_after),
-             std::max(munge_idle, munge_after) <= 4096 ? "met" : "missed");
-  fmt::print("\n{} rounds, each measuring every rate once; medians, and ratios as the median of the per-round ratios;\n"
-             "bg load: the median over the rounds of what the quiet gate saw.\n",
-             o.reps);
+  std::string tasks_col = o.owner.empty() ? "" : fmt::format(" after {} tasks as `{}`, idle again |", o.owner_tasks, o.owner);
+  fmt::print("| galaxy-node VmRSS, MiB ({}) | just after start | after one attach |{} target | met? |\n|---|---:|---:|{}---|---|\n",
+             o.label, tasks_col, o.owner.empty() ? "" : "---:|");
+  for (const auto& [what, m] : {std::pair<std::string, const node_memory&>{"`--auth none`", none},
+                                std::pair<std::string, const node_memory&>{"`--auth munge`", mung}}) {
+    std::uint64_t worst = std::max({m.idle, m.after_attach, m.after_tasks});
+    fmt::print("| {} | {} | {} |{} ≤ 4 idle | {} |\n", what, mib(m.idle), mib(m.after_attach),
+               o.owner.empty() ? "" : " " + mib(m.after_tasks) + " |", worst <= 4096 ? "met" : "missed");
+  }
+  for (const auto& [what, m] : {std::pair<std::string, const node_memory&>{"--auth none", none},
+                                std::pair<std::string, const node_memory&>{"--auth munge", mung}}) {
+    fmt::print("\n- {}: just after start {}", what, m.idle_detail);
+    if (!o.owner.empty()) {
+      fmt::print("; after the tasks {}. Look-up helper while the tasks had just run: {}; gone {:.1f} s after the last task",
+                 m.tasks_detail, m.helper, m.helper_gone_s);
+    }
+  }
+  fmt::print("\n\nAnon: RssAnon; file: RssFile (pages of the binary and its shared libraries, shared with other\n"
+             "processes); PSS: smaps_rollup's Pss; private: Private_Clean + Private_Dirty. MiB.\n");
   return 0;
 }

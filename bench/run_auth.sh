@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds bench_auth and bench_node in Release (build-bench/) and measures, in one run, what
 # issue 12 (trust) costs: attaches/s over a Unix socket, TCP --auth none and TCP --auth
-# munge beside munge_encode+decode itself, galaxy-node's memory with MUNGE, and /bin/true
+# munge beside munge_encode+decode itself, galaxy-node's memory with MUNGE (also after
+# tasks as the owner; bench/run_node_memory.sh compares two builds), and /bin/true
 # tasks/s with tasks as their owner in a cgroup vs as nobody without one, beside xargs -P2
 # (bench_auth.cpp and bench_node.cpp say what each row measures). Prints markdown.
 #
@@ -36,9 +37,9 @@ gate=(--quiet-max "${QUIET_MAX:-20}" --quiet-wait "${QUIET_WAIT:-60}")
     "$( . /etc/os-release && echo "$PRETTY_NAME"), munge $(dpkg-query -W -f='${Version}' munge)"
   echo "- compiler: $(c++ --version | head -n 1); build: Release"
   echo "- load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "- commands: bench/run_auth.sh (build-bench/bench/bench_auth; build-bench/bench/bench_node --owner $owner --spool-in /tmp)"
+  echo "- commands: bench/run_auth.sh (build-bench/bench/bench_auth --owner $owner; build-bench/bench/bench_node --owner $owner --spool-in /tmp)"
   echo
-  build-bench/bench/bench_auth "${gate[@]}"
+  build-bench/bench/bench_auth "${gate[@]}" --owner "$owner"
   echo
   build-bench/bench/bench_node "${gate[@]}" --owner "$owner" --spool-in /tmp
 } | tee "$out"

@@ -24,6 +24,7 @@
 #include "node/tree.hpp"
 #include "srv9p/auth_options.hpp"
 #include "srv9p/daemon.hpp"
+#include "srv9p/nss.hpp"
 #include "srv9p/server.hpp"
 
 namespace {
@@ -37,6 +38,9 @@ std::string host_name() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // NSS look-ups (users, groups) run in a helper process, so that the daemon never maps
+  // NSS modules: its memory at rest (srv9p/nss.hpp, bench/RESULTS.md).
+  srv9p::lookups_in_helper();
   CLI::App app{"galaxy-node: this machine's CPUs, memory and tasks as a 9P file tree"};
   std::vector<std::string> listen{"tcp!127.0.0.1!5640"};
   std::string spool;
@@ -130,5 +134,6 @@ int main(int argc, char** argv) {
   if (auto ok = (*runner)->restore(); !ok) return fail("restoring the spool: " + ok.error());
 
   srv9p::server srv(io, tree, std::move(sopts));
+  srv9p::lookup_helper_linger(io, std::chrono::seconds(2));  // start-up's look-ups are done
   return srv9p::serve_until_signalled(io, srv, listen, "galaxy-node");
 }

@@ -63,6 +63,7 @@
 #include "node/resources.hpp"
 #include "node/safe_fs.hpp"
 #include "node/spec.hpp"
+#include "srv9p/nss.hpp"
 
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/post.hpp>
@@ -70,8 +71,6 @@
 #include <asio/thread_pool.hpp>
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <grp.h>
-#include <pwd.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/inotify.h>
@@ -181,35 +180,21 @@ struct run_identity {
   }
 };
 
-// The user name through NSS (getpwnam_r(3)) and its groups (getgrouplist(3)), in the
-// daemon, not in the child: NSS may load modules, allocate and talk to daemons, none of
-// which a CLONE_VM child may do. Returns nothing for a user NSS does not know. Errors:
-// NSS failing (an LDAP server away, say).
+// The user name through NSS (getpwnam_r(3)) and its groups (getgrouplist(3)), asked for by
+// the daemon, not by the child: NSS may load modules, allocate and talk to daemons, none
+// of which a CLONE_VM child may do. In galaxy-node the look-up itself runs in a helper
+// process (srv9p/nss.hpp), so that the daemon never maps NSS modules. Returns nothing for
+// a user NSS does not know. Errors: NSS failing (an LDAP server away, say).
 std::expected<std::optional<run_identity>, std::string> lookup_user(const std::string& name) {
-  std::vector<char> buf(16384);
-  struct passwd pw, *res = nullptr;
-  int e;
-  while ((e = ::getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &res)) == ERANGE && buf.size() < (1u << 20)) {
-    buf.resize(buf.size() * 2);
-  }
-  // getpwnam_r(3): "not found" may be 0, ENOENT, ESRCH, EBADF or EPERM.
-  if (e != 0 && e != ENOENT && e != ESRCH && e != EBADF && e != EPERM) {
-    return std::unexpected(fmt::format("looking up user '{}': {}", name, errno_text(e)));
-  }
-  if (res == nullptr) return std::optional<run_identity>{};
+  auto a = srv9p::account_by_name(name, true);
+  if (!a) return std::unexpected(a.error());
+  if (!*a) return std::optional<run_identity>{};
   run_identity id;
   id.drop = true;
-  id.uid = pw.pw_uid;
-  id.gid = pw.pw_gid;
+  id.uid = (*a)->uid;
+  id.gid = (*a)->gid;
   id.name = name;
-  int n = 32;
-  id.groups.resize(static_cast<std::size_t>(n));
-  while (::getgrouplist(name.c_str(), pw.pw_gid, id.groups.data(), &n) < 0) {
-    if (n > 65536) return std::unexpected(fmt::format("user '{}': too many groups", name));
-    n = std::max<int>(n, static_cast<int>(id.groups.size()) * 2);
-    id.groups.resize(static_cast<std::size_t>(n));
-  }
-  id.groups.resize(static_cast<std::size_t>(n));
+  id.groups = std::move((*a)->groups);
   return id;
 }
 
@@ -1259,11 +1244,8 @@ std::expected<std::unique_ptr<task_runner>, std::string> task_runner::create(asi
       }
     }
   } else {
-    std::vector<char> buf(16384);
-    struct passwd pw, *res = nullptr;
-    im->self_name = ::getpwuid_r(::geteuid(), &pw, buf.data(), buf.size(), &res) == 0 && res != nullptr
-                        ? std::string(pw.pw_name)
-                        : std::to_string(::geteuid());
+    auto self = srv9p::account_by_uid(::geteuid());
+    im->self_name = self && *self ? std::move((*self)->name) : std::to_string(::geteuid());
     im->run_as_id.name = im->self_name;
   }
 
@@ -1335,6 +1317,9 @@ std::expected<std::unique_ptr<task_runner>, std::string> task_runner::create(asi
     im->stack = s;
   }
 
+  // No helper process of start-up's look-ups may stay behind in the cgroup the daemon
+  // leaves for a leaf of its own (srv9p/nss.hpp).
+  srv9p::end_lookup_helper();
   im->contain = containment::probe(im->opts.use_cgroups, im->opts.log);
 
   ::signal(SIGPIPE, SIG_IGN);

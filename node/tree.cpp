@@ -19,9 +19,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <csignal>
 #include <dirent.h>
+#include <expected>
 #include <filesystem>
 
 #include "ctl/ctlmsg.hpp"
@@ -114,6 +116,29 @@ std::string disk_error(int e) {
     case EINVAL: return std::string(err::bad_name);
     default: return std::string(err::io);
   }
+}
+
+// Up to count bytes of fd from offset (pread(2)), in a buffer that grows with what is
+// there: a Tread's count is up to msize (1 MiB from fsclient), and a buffer of count
+// bytes, zero-filled, touched that much memory for a 7-byte stdout, which glibc kept
+// after the reply was sent (its mmap threshold rises to the largest block freed), so
+// the daemon's memory at rest grew by 1 MiB with the first task (bench/RESULTS.md).
+// A short read is the end of the file for now. Errors: pread's errno.
+std::expected<std::string, int> pread_upto(int fd, std::uint64_t offset, std::uint32_t count) {
+  constexpr std::size_t first = 16 * 1024;
+  std::string data;
+  std::size_t have = 0, want = std::min<std::size_t>(count, first);
+  for (;;) {
+    data.resize(want);
+    ssize_t n = ::pread(fd, data.data() + have, want - have, static_cast<off_t>(offset + have));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return std::unexpected(errno);
+    have += static_cast<std::size_t>(n);
+    if (have < want || want == count) break;
+    want = count;
+  }
+  data.resize(have);
+  return data;
 }
 
 }  // namespace
@@ -705,11 +730,9 @@ void node_tree::read(request r) {
       auto* o = dynamic_cast<disk_open*>(f.aux.get());
       if (o == nullptr) return r.error(err::not_open);
       const auto& m = r.get<srv9p::tread>();
-      std::string data(m.count, '\0');
-      ssize_t n = ::pread(o->fd, data.data(), m.count, static_cast<off_t>(m.offset));
-      if (n < 0) return r.error(disk_error(errno));
-      data.resize(static_cast<std::size_t>(n));
-      return r.respond(srv9p::rread{std::move(data)});
+      auto data = pread_upto(o->fd, m.offset, m.count);
+      if (!data) return r.error(disk_error(data.error()));
+      return r.respond(srv9p::rread{std::move(*data)});
     }
     default:
       return r.error(err::perm);
@@ -728,16 +751,14 @@ void node_tree::serve_output(request r, std::uint64_t id, bool is_err) {
   if (t == nullptr) return r.error("task removed");
   const auto& m = r.get<srv9p::tread>();
   auto path = is_err ? runner_->stderr_path(id) : runner_->stdout_path(id);
-  ssize_t n = 0;
   std::string data;
   if (int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC); fd >= 0) {
-    data.resize(m.count);
-    n = ::pread(fd, data.data(), m.count, static_cast<off_t>(m.offset));
+    auto got = pread_upto(fd, m.offset, m.count);
     ::close(fd);
-    if (n < 0) return r.error(err::io);
-    data.resize(static_cast<std::size_t>(n));
+    if (!got) return r.error(err::io);
+    data = std::move(*got);
   }
-  if (n == 0 && !t->finished()) {
+  if (data.empty() && !t->finished()) {
     // At the end of the data while the task runs: wait for more output or the end.
     return park(task_key(id, is_err ? k_tstderr : k_tstdout), std::move(r));
   }

@@ -3,7 +3,6 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -17,6 +16,7 @@
 #include <vector>
 
 #include "srv9p/errors.hpp"
+#include "srv9p/nss.hpp"
 
 namespace srv9p {
 
@@ -29,45 +29,18 @@ std::string_view proof_name(proof p) {
   return "none";
 }
 
-namespace {
-
-// getpw*_r wants a buffer; sysconf's size is a hint that may be -1 or too small.
-template <class Lookup>
-std::optional<passwd> lookup_pw(std::vector<char>& buf, Lookup lookup) {
-  long hint = ::sysconf(_SC_GETPW_R_SIZE_MAX);
-  buf.resize(hint > 0 ? static_cast<std::size_t>(hint) : 4096);
-  for (;;) {
-    passwd pw{};
-    passwd* out = nullptr;
-    int rc = lookup(&pw, buf.data(), buf.size(), &out);
-    if (rc == ERANGE && buf.size() < (1u << 20)) {
-      buf.resize(buf.size() * 2);
-      continue;
-    }
-    if (rc != 0 || out == nullptr) return std::nullopt;
-    return pw;
-  }
-}
-
-}  // namespace
-
+// Through srv9p/nss.hpp: in a helper process when the program asked for one (galaxy-node).
+// A look-up that fails (NSS or the helper) finds nobody, as a failing getpwnam_r did.
 std::optional<uid_t> local_uid(std::string_view uname) {
-  std::string name(uname);
-  std::vector<char> buf;
-  auto pw = lookup_pw(buf, [&](passwd* p, char* b, std::size_t n, passwd** out) {
-    return ::getpwnam_r(name.c_str(), p, b, n, out);
-  });
-  if (!pw) return std::nullopt;
-  return pw->pw_uid;
+  auto a = account_by_name(uname);
+  if (!a || !*a) return std::nullopt;
+  return (*a)->uid;
 }
 
 std::optional<std::string> local_name(uid_t uid) {
-  std::vector<char> buf;
-  auto pw = lookup_pw(buf, [&](passwd* p, char* b, std::size_t n, passwd** out) {
-    return ::getpwuid_r(uid, p, b, n, out);
-  });
-  if (!pw) return std::nullopt;
-  return std::string(pw->pw_name);
+  auto a = account_by_uid(uid);
+  if (!a || !*a) return std::nullopt;
+  return std::move((*a)->name);
 }
 
 std::expected<std::string, std::string> socket_binding(int fd, bool peer) {

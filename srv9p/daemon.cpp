@@ -1,7 +1,6 @@
 // srv9p/daemon.hpp: the start-up and shutdown every Galaxy daemon shares.
 #include "srv9p/daemon.hpp"
 
-#include <pwd.h>
 #include <unistd.h>
 
 #include <asio/signal_set.hpp>
@@ -11,6 +10,7 @@
 #include <cstdio>
 
 #include "srv9p/dial.hpp"
+#include "srv9p/nss.hpp"
 
 namespace srv9p {
 
@@ -58,7 +58,7 @@ int serve_until_signalled(asio::io_context& io, server& srv, std::span<const std
 }
 
 std::string daemon_user() {
-  if (const passwd* pw = ::getpwuid(::getuid()); pw != nullptr) return pw->pw_name;
+  if (auto a = account_by_uid(::getuid()); a && *a) return std::move((*a)->name);
   return "none";
 }
 

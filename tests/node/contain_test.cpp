@@ -266,6 +266,60 @@ TEST(NodeContain, ATaskRunsAsItsOwnerInDirectoriesTheOwnerOwns) {
 
 // The owner is in the spec: after a restart the task's files are still its owner's, and
 // the node still acts as that user below out/.
+// Whether /etc/nsswitch.conf has passwd or group look-ups go to an NSS module beyond
+// glibc's built-in files and dns (such as systemd, sss, ldap): only then is there a module
+// that the daemon could map.
+bool nss_uses_modules() {
+  std::ifstream f("/etc/nsswitch.conf");
+  for (std::string line; std::getline(f, line);) {
+    if (!line.starts_with("passwd:") && !line.starts_with("group:")) continue;
+    std::istringstream in(line.substr(line.find(':') + 1));
+    for (std::string w; in >> w;) {
+      if (w.starts_with('#')) break;
+      if (w.starts_with('[')) continue;  // [NOTFOUND=return]
+      if (w != "files" && w != "dns") return true;
+    }
+  }
+  return false;
+}
+
+// The children of pid named galaxy-nss (the look-up helper, srv9p/nss.hpp), zombies too.
+int nss_helpers_of(pid_t pid) {
+  int n = 0;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    std::string s = slurp(e.path() / "stat");
+    auto lp = s.find('('), rp = s.rfind(')');
+    if (lp == std::string::npos || rp == std::string::npos || rp + 4 >= s.size()) continue;
+    std::istringstream rest(s.substr(rp + 4));  // after ") S "
+    pid_t ppid = 0;
+    rest >> ppid;
+    if (ppid == pid && s.substr(lp + 1, rp - lp - 1) == "galaxy-nss") n++;
+  }
+  return n;
+}
+
+// The daemon resolves users and groups (at attach, clone and exec) in a helper process,
+// so it never maps an NSS module (its memory at rest, bench/RESULTS.md); the task still
+// gets its owner's supplementary groups, and the helper ends and is reaped once the
+// look-ups stop (after 2 s; waited for up to 20 s).
+TEST(NodeContain, TheDaemonLooksUsersUpInAHelperAndMapsNoNssModule) {
+  NEED_USERS();
+  if (!nss_uses_modules()) GTEST_SKIP() << "/etc/nsswitch.conf names no NSS module for passwd or group here";
+  const auto& u = users();
+  START(f);
+  auto alice = f.as(u.alice);
+  auto n = f.task(alice, {"exec id -Gn"});
+  ASSERT_TRUE(n.has_value()) << n.error();
+  EXPECT_EQ(f.read(alice, "task/" + *n + "/wait"), "exit 0\n");
+  EXPECT_NE(f.read(alice, "task/" + *n + "/stdout").find(u.group), std::string::npos);
+  pid_t pid = f.d.proc.pid();
+  std::string maps = slurp(fmt::format("/proc/{}/maps", pid));
+  EXPECT_EQ(maps.find("libnss_"), std::string::npos) << maps;
+  auto until = testutil::steady::now() + 20s;
+  while (nss_helpers_of(pid) > 0 && testutil::steady::now() < until) std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(nss_helpers_of(pid), 0);
+}
+
 TEST(NodeContain, OwnershipSurvivesARestart) {
   NEED_USERS();
   const auto& u = users();

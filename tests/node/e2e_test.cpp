@@ -111,6 +111,28 @@ TEST(NodeE2E, ResourceFilesDescribeTheMachine) {
   EXPECT_EQ(got, (std::vector<std::string>{"status", "arch", "cpu", "mem", "labels", "ctl", "events", "task"}));
 }
 
+// One Tread returns all it asks for that is there, beyond the first 16 KiB the node reads
+// before it grows its buffer (node/tree.cpp, pread_upto), from stdout and from out/.
+TEST(NodeE2E, OneReadReturnsAllItAsksForOfALargeOutput) {
+  START(f);
+  auto n = f.task({"exec sh -c 'seq 1 20000; seq 1 20000 > $GALAXY_OUT/big'"});
+  ASSERT_EQ(f.read("task/" + n + "/wait"), "exit 0\n");
+  std::string all;
+  for (int i = 1; i <= 20000; i++) all += std::to_string(i) + "\n";
+  for (const char* file : {"/stdout", "/out/big"}) {
+    auto fid = f.c->walk(f.root, "task/" + n + file);
+    ASSERT_TRUE(fid.has_value()) << file;
+    ASSERT_TRUE(f.c->open(*fid, srv9p::oread).has_value()) << file;
+    auto head = f.c->read(*fid, 0, 100000);
+    ASSERT_TRUE(head.has_value()) << head.error();
+    EXPECT_TRUE(*head == all.substr(0, 100000)) << file << ": " << head->size() << " bytes";
+    auto tail = f.c->read(*fid, 50000, 65536);  // runs past the end: the rest
+    ASSERT_TRUE(tail.has_value()) << tail.error();
+    EXPECT_TRUE(*tail == all.substr(50000)) << file << ": " << tail->size() << " bytes";
+    f.c->clunk(*fid);
+  }
+}
+
 TEST(NodeE2E, ATaskThroughCloneCtlWaitAndStdout) {
   START(f);
   auto n = f.task({"exec sh -c 'echo hello; echo oops >&2; exit 3'"});

@@ -184,6 +184,13 @@ TEST(Loadavg, OneMinute) {
   EXPECT_EQ(node::parse_loadavg("").error(), "/proc/loadavg: bad text ''");
   EXPECT_EQ(node::parse_loadavg("high\n").error(), "/proc/loadavg: bad text 'high'");
   EXPECT_FALSE(node::parse_loadavg("-1 0 0 1/1 1\n").has_value());
+  // Only what the kernel prints: digits, then '.' and digits (no from_chars: libm).
+  EXPECT_EQ(node::parse_loadavg("7 0 0 1/1 1\n"), 7.0);
+  EXPECT_EQ(node::parse_loadavg("0.1 0 0 1/1 1\n"), 0.1);  // correctly rounded, as from_chars gives it
+  EXPECT_EQ(node::parse_loadavg("123.456 0 0 1/1 1\n"), 123.456);
+  for (const char* bad : {"1e3", "inf", "nan", ".5", "5.", "+1.0", "1.2.3", "0x10", "1.-2"}) {
+    EXPECT_FALSE(node::parse_loadavg(std::string(bad) + " 0 0 1/1 1\n").has_value()) << bad;
+  }
 }
 
 TEST(Cpuinfo, Mhz) {
@@ -192,6 +199,10 @@ TEST(Cpuinfo, Mhz) {
   EXPECT_EQ(node::parse_cpuinfo_mhz(x86_cpuinfo, 2), 0u);
   EXPECT_EQ(node::parse_cpuinfo_mhz(pi_cpuinfo, 0), 0u);  // ARM kernels give no MHz
   EXPECT_EQ(node::parse_cpuinfo_mhz("", 0), 0u);
+  // Rounded half up, as lround did.
+  EXPECT_EQ(node::parse_cpuinfo_mhz("processor\t: 0\ncpu MHz\t\t: 2999.5\n", 0), 3000u);
+  EXPECT_EQ(node::parse_cpuinfo_mhz("processor\t: 0\ncpu MHz\t\t: 2999.499\n", 0), 2999u);
+  EXPECT_EQ(node::parse_cpuinfo_mhz("processor\t: 0\ncpu MHz\t\t: 1e3\n", 0), 0u);
 }
 
 TEST(Arch, PlanNineNames) {
