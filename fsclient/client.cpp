@@ -580,6 +580,27 @@ result<std::unique_ptr<client>> client::dial(std::string_view addr, options opts
   return c;
 }
 
+// ---- Joined connections (a stand-in until branch `links`' io_context client) ----------
+
+result<std::unique_ptr<client>> client::adopt(int fd, std::string binding, options opts) {
+  auto im = std::make_unique<impl>();
+  im->fd = fd;  // closed by impl's destructor on every error below
+  ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  int fl = ::fcntl(fd, F_GETFL);
+  if (fl >= 0) ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+  im->credential = std::move(opts.credential);
+  im->binding = std::move(binding);
+  auto v = im->negotiate(std::max(opts.msize, min_msize), opts.version_timeout_ms);
+  if (!v) return std::unexpected(v.error());
+  impl* raw = im.get();
+  std::unique_ptr<client> c(new client(std::move(im)));
+  raw->reader = std::thread([raw] {
+    raw->read_loop();
+    if (raw->orphaned) delete raw;
+  });
+  return c;
+}
+
 client::~client() {
   close();
   if (impl_->on_reader_thread()) {

@@ -48,6 +48,15 @@ class client {
   // speak 9P2000 ("server speaks 'X', not 9P2000").
   static result<std::unique_ptr<client>> dial(std::string_view addr, options opts);
   static result<std::unique_ptr<client>> dial(std::string_view addr) { return dial(addr, options{}); }
+  // ---- Joined connections (galaxy-node --join) -------------------------------------------
+  // Speaks 9P over fd, a socket connected already (the scheduler is handed one by a node
+  // that joined it, sched/tree.cpp's /join), and negotiates the version as dial() does.
+  // binding: what credentials on this connection are bound to, binding() from now on
+  // (srv9p::join_binding(NONCE)). Takes fd whatever the outcome (closed on error).
+  // Errors: those of dial()'s Tversion. (A thread-based stand-in: branch `links` brings
+  // the io_context form, client::adopt(io, fd, binding, options).)
+  static result<std::unique_ptr<client>> adopt(int fd, std::string binding, options opts);
+
   // Closes the connection; every call still waiting fails with "connection closed".
   ~client();
   client(const client&) = delete;

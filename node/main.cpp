@@ -1,13 +1,15 @@
 // galaxy-node: serves one machine's CPUs, memory and tasks as a 9P file tree
 // (man/man8/galaxy-node.8, the tree in man/man4/galaxy-node.4).
 //
-//   galaxy-node --listen DIAL --spool DIR [--name NAME] [--cpus N] [--mem BYTES]
+//   galaxy-node [--listen DIAL]... [--join DIAL] --spool DIR [--name NAME] [--cpus N] [--mem BYTES]
 //               [--label K=V]... [--run-as USER] [--unknown-user USER] [--allow-root-tasks]
 //               [--no-cgroups] [--keep-finished SECONDS] [--new-task-timeout SECONDS]
 //               [--max-new-tasks N] [--task-pids-max N] [--config FILE]
 //               [--auth munge|none] [--munge-socket PATH] [--trust USER]...
+//               [--join-retry SECONDS] [--join-retry-max SECONDS]
 //
-// Prints "listening on DIAL" per listener, then serves until SIGINT or SIGTERM. Tasks
+// Prints "listening on DIAL" per listener (none by default with --join) and "joining
+// DIAL as NAME" with --join (node/join.hpp), then serves until SIGINT or SIGTERM. Tasks
 // still running then are left alone; the next start finds them lost (the spool says
 // they were running) and kills what remains of them.
 #include <CLI/CLI.hpp>
@@ -20,6 +22,7 @@
 
 
 #include "ctl/ctlmsg.hpp"
+#include "node/join.hpp"
 #include "node/task.hpp"
 #include "node/tree.hpp"
 #include "srv9p/auth_options.hpp"
@@ -57,7 +60,13 @@ int main(int argc, char** argv) {
   node::node_options opts;
   opts.name = host_name();
   opts.admin = srv9p::daemon_user();
-  app.add_option("--listen,-l", listen, "dial string to listen on (repeatable; port 0 picks one)");
+  app.add_option("--listen,-l", listen,
+                 "dial string to listen on (repeatable; port 0 picks one; default tcp!127.0.0.1!5640, none with --join)");
+  std::string join;
+  std::string join_retry = "1", join_retry_max = "60";
+  app.add_option("--join", join, "dial the scheduler at DIAL and serve the tree on that connection");
+  app.add_option("--join-retry", join_retry, "seconds before the first new join after a failure (default 1; doubles)");
+  app.add_option("--join-retry-max", join_retry_max, "the most seconds between joins (default 60)");
   app.add_option("--spool", spool, "directory for tasks' specs, output and files")->required();
   app.add_option("--name", opts.name, "the node's name (default: the host name)");
   app.add_option("--cpus", opts.cpus, "CPUs to advertise (default: the online CPUs)");
@@ -103,9 +112,25 @@ int main(int argc, char** argv) {
   if (!keep_ms) return fail("--keep-finished: " + keep_ms.error());
   auto new_ms = ctl::parse_seconds_ms(new_task_timeout);
   if (!new_ms) return fail("--new-task-timeout: " + new_ms.error());
+  // A joined node needs no listener: --listen is none unless given.
+  if (!join.empty() && app.count("--listen") == 0) listen.clear();
+  if (!join.empty() && !ctl::valid_node_name(opts.name)) {
+    return fail(fmt::format("--name '{}': a joining node's name must be letters, digits, '-', '_' or '.'", opts.name));
+  }
+  auto retry_ms = ctl::parse_seconds_ms(join_retry);
+  if (!retry_ms) return fail("--join-retry: " + retry_ms.error());
+  auto retry_max_ms = ctl::parse_seconds_ms(join_retry_max);
+  if (!retry_max_ms) return fail("--join-retry-max: " + retry_max_ms.error());
   srv9p::server_options sopts{.log = srv9p::stderr_log("galaxy-node")};
   auto warnings = srv9p::configure_server(auth, listen, sopts);
   if (!warnings) return fail(warnings.error());
+  if (!join.empty()) {
+    // The joined connection is served as a listener's would be: the same policy.
+    std::string dials[] = {join};
+    auto joined = srv9p::check_listeners(dials, auth.auth());
+    if (!joined) return fail("--join: " + joined.error());
+    warnings->insert(warnings->end(), joined->begin(), joined->end());
+  }
   for (const auto& w : *warnings) fmt::print(stderr, "galaxy-node: {}\n", w);
   // One malloc arena for all threads: the io thread does nearly all the work, and the
   // worker thread's occasional deletions need no arena of their own (each costs RSS).
@@ -134,6 +159,32 @@ int main(int argc, char** argv) {
   if (auto ok = (*runner)->restore(); !ok) return fail("restoring the spool: " + ok.error());
 
   srv9p::server srv(io, tree, std::move(sopts));
+  std::unique_ptr<node::joiner> joiner;
+  if (!join.empty()) {
+    node::join_options jo;
+    jo.dial = join;
+    jo.uname = srv9p::daemon_user();
+    jo.credential = srv9p::credential_source(auth);
+    jo.retry_ms = static_cast<std::uint32_t>(*retry_ms);
+    jo.retry_max_ms = static_cast<std::uint32_t>(std::max(*retry_ms, *retry_max_ms));
+    jo.log = srv9p::stderr_log("galaxy-node");
+    jo.who.name = opts.name;
+    // What /status says (the CPUs and memory resolved from the machine when not given).
+    auto words = ctl::tokenize(tree.status_text());
+    for (const auto& w : words ? *words : std::vector<std::string>{}) {
+      auto kv = ctl::parse_kv(w);
+      if (!kv) continue;
+      if (kv->first == "arch") jo.who.arch = kv->second;
+      if (kv->first == "ncpu") jo.who.ncpu = static_cast<std::uint32_t>(std::strtoul(kv->second.c_str(), nullptr, 10));
+      if (kv->first == "mem") jo.who.mem_bytes = std::strtoull(kv->second.c_str(), nullptr, 10);
+    }
+    jo.who.labels = opts.labels;
+    joiner = std::make_unique<node::joiner>(io, srv, std::move(jo));
+    fmt::print("joining {} as {}\n", join, opts.name);
+  }
+  if (joiner) joiner->start();
   srv9p::lookup_helper_linger(io, std::chrono::seconds(2));  // start-up's look-ups are done
-  return srv9p::serve_until_signalled(io, srv, listen, "galaxy-node");
+  int status = srv9p::serve_until_signalled(io, srv, listen, "galaxy-node");
+  if (joiner) joiner->stop();
+  return status;
 }

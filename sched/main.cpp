@@ -2,7 +2,7 @@
 // (man/man8/galaxy-sched.8, the tree in man/man4/galaxy.4).
 //
 //   galaxy-sched --listen DIAL --state DIR [--node NAME=DIAL]... [--admin USER]... [--config FILE]
-//                [--auth munge|none] [--munge-socket PATH] [--trust USER]...
+//                [--auth munge|none] [--munge-socket PATH] [--trust USER]... [--join-user USER]...
 //                [--max-result-bytes N] [--max-result-files N]
 //                [--relay-fids N] [--relay-requests N] [--relay-fids-total N] [--relay-requests-total N]
 //
@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 
 #include "ctl/ctlmsg.hpp"
 #include "sched/scheduler.hpp"
@@ -51,6 +52,10 @@ int main(int argc, char** argv) {
   app.add_option("--relay-fids-total", relay.fids_total, "files all users together may hold open on one node");
   app.add_option("--relay-requests-total", relay.requests_total,
                  "requests all users together may have outstanding on one node");
+  std::vector<std::string> join_users;
+  app.add_option("--join-user", join_users,
+                 "a user (name or uid) whose nodes may join through /join (repeatable; root and the daemon's user "
+                 "always may)");
   srv9p::auth_config auth;
   srv9p::add_auth_options(app, auth, true);
   app.set_config("--config", "", "read options from this file (key = value lines)");
@@ -88,6 +93,17 @@ int main(int argc, char** argv) {
     auto eq = n.find('=');
     if (eq == std::string::npos || eq == 0) return fail(fmt::format("--node '{}': expected NAME=DIAL", n));
     opts.nodes.emplace_back(n.substr(0, eq), n.substr(eq + 1));
+  }
+  for (const auto& u : join_users) {
+    uid_t uid = 0;
+    auto [end, ec] = std::from_chars(u.data(), u.data() + u.size(), uid);
+    if (!u.empty() && ec == std::errc() && end == u.data() + u.size()) {
+      opts.join_uids.push_back(uid);
+    } else if (auto local = srv9p::local_uid(u)) {
+      opts.join_uids.push_back(*local);
+    } else {
+      return fail(fmt::format("--join-user {}: no such user on this host", u));
+    }
   }
   srv9p::server_options sopts{.log = srv9p::stderr_log("galaxy-sched")};
   auto warnings = srv9p::configure_server(auth, listen, sopts);

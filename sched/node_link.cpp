@@ -8,6 +8,8 @@
 #include <asio/post.hpp>
 #include <fmt/format.h>
 
+#include <unistd.h>
+
 #include <charconv>
 #include <optional>
 #include <thread>
@@ -95,7 +97,32 @@ void node_link::post(F f) {
   });
 }
 
-void node_link::start() { dial_async(); }
+node_link::node_link(asio::io_context& io, std::string name, joined_t, link_options opts, hooks h)
+    : io_(io), name_(std::move(name)), dial_("join"), opts_(std::move(opts)), hooks_(std::move(h)), timer_(io),
+      joined_(true) {}
+
+void node_link::start() {
+  if (!joined_) dial_async();
+}
+
+bool node_link::connected() const { return adopting_ || (up_ && conn_ && conn_->connected()); }
+
+void node_link::adopt(int fd, std::string binding) {
+  if (stopped_) {
+    ::close(fd);
+    return;
+  }
+  // The node came back on a new connection: the old one is done, and what ran there
+  // follows the rules for a node that went down.
+  if (up_ || conn_) mark_down("joined again on a new connection");
+  adopting_ = true;
+  connect_async([fd, binding = std::move(binding)](const link_options& opts) {
+    fsclient::client::options copts;
+    copts.version_timeout_ms = opts.dial_timeout_ms;
+    copts.credential = opts.credential;
+    return fsclient::client::adopt(fd, binding, copts);
+  });
+}
 
 void node_link::stop() {
   stopped_ = true;
@@ -106,15 +133,22 @@ void node_link::stop() {
 }
 
 void node_link::dial_async() {
+  connect_async([addr = dial_](const link_options& opts) {
+    fsclient::client::options copts;
+    copts.version_timeout_ms = opts.dial_timeout_ms;
+    copts.credential = opts.credential;
+    return fsclient::client::dial(addr, copts);
+  });
+}
+
+void node_link::connect_async(
+    std::function<fsclient::result<std::unique_ptr<fsclient::client>>(const link_options&)> make) {
   if (dialer_.joinable()) dialer_.join();
   std::weak_ptr<node_link> weak = weak_from_this();
-  dialer_ = std::thread([this, weak, addr = dial_, opts = opts_] {
+  dialer_ = std::thread([this, weak, make = std::move(make), opts = opts_] {
     // Blocking: dial, attach as the scheduler, open the files the link keeps open.
     auto result = [&]() -> fsclient::result<opened> {
-      fsclient::client::options copts;
-      copts.version_timeout_ms = opts.dial_timeout_ms;
-      copts.credential = opts.credential;
-      auto c = fsclient::client::dial(addr, copts);
+      auto c = make(opts);
       if (!c) return std::unexpected(c.error());
       auto conn = std::make_shared<node_conn>(std::move(*c));
       // This attach also learns whether the node authenticates (server_authenticates()).
@@ -135,6 +169,7 @@ void node_link::dial_async() {
     asio::post(io_, [weak, result = std::move(result)]() mutable {
       auto self = weak.lock();
       if (!self || self->stopped_) return;
+      self->adopting_ = false;
       if (!result) return self->mark_down(result.error());
       self->connected(std::move(*result));
     });
@@ -247,6 +282,7 @@ void node_link::mark_down(std::string why) {
     hooks_.down(std::move(why));
   }
   timer_.cancel();
+  if (joined_) return;  // a joined node comes back by joining again (adopt())
   timer_.expires_after(std::chrono::milliseconds(opts_.reconnect_ms));
   timer_.async_wait([weak = weak_from_this()](const asio::error_code& ec) {
     auto self = weak.lock();

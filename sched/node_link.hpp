@@ -104,7 +104,24 @@ class node_link : public std::enable_shared_from_this<node_link> {
   node_link(asio::io_context& io, std::string name, std::string dial, link_options opts, hooks h);
   ~node_link();
 
-  void start();  // begins dialling; call once
+  // ---- Joined links (galaxy-node --join) --------------------------------------------
+  // A link to a node that joined the scheduler: it never dials; adopt() gives it each
+  // connection the node makes, and when that one is lost the link stays down until the
+  // next. [A thread-based stand-in, kept apart: branch `links` brings the io_context
+  // form built from fsclient::client::adopt(io, fd, binding, options).]
+  struct joined_t {};
+  static constexpr joined_t joined_link{};
+  node_link(asio::io_context& io, std::string name, joined_t, link_options opts, hooks h);
+  bool joined() const { return joined_; }
+  // Serves as the link's connection the socket fd (taken; the node's 9P server speaks on
+  // it), whose credentials are bound to binding (srv9p::join_binding): Tversion, the
+  // scheduler's attach and the kept files, on the dialer thread, as a dial. A connection
+  // the link holds now is closed first.
+  void adopt(int fd, std::string binding);
+  // Whether the link holds a live connection (up, or being set up by adopt()).
+  bool connected() const;
+
+  void start();  // begins dialling; call once (nothing for a joined link)
   void stop();   // closes the connection; no reconnect, no more hooks
 
   const std::string& name() const { return name_; }
@@ -129,6 +146,8 @@ class node_link : public std::enable_shared_from_this<node_link> {
     std::uint32_t status_fid = 0, labels_fid = 0, events_fid = 0;
   };
   void dial_async();
+  // dial_async()'s work on the dialer thread, given how the client is made.
+  void connect_async(std::function<fsclient::result<std::unique_ptr<fsclient::client>>(const link_options&)> make);
   void connected(opened o);
   void heartbeat();
   void read_events();
@@ -147,6 +166,8 @@ class node_link : public std::enable_shared_from_this<node_link> {
   bool stopped_ = false;
   std::thread dialer_;
   bool heartbeat_pending_ = false;
+  bool joined_ = false;
+  bool adopting_ = false;  // a joined link's adopt() is setting up a connection
   std::uint64_t generation_ = 0;  // bumped at each new connection; stale replies are ignored
   std::chrono::steady_clock::time_point heartbeat_sent_;
   std::uint32_t status_fid_ = 0, labels_fid_ = 0, events_fid_ = 0;

@@ -71,6 +71,8 @@ struct sched_options {
   std::size_t copy_threads = 4;              // threads that copy results from nodes
   result_limits results;                     // the most one job's results may take (--max-result-*)
   std::function<void(std::string_view)> log;
+  // Uids that may join nodes through /join (--join-user), besides root and the daemon's.
+  std::vector<uid_t> join_uids;
 };
 
 // One job: its durable record and what was parsed from its spec.
@@ -138,6 +140,29 @@ class scheduler {
   bool drained(const std::string& name) const { return drained_.contains(name); }
   node_link* find_node(std::string_view name) const;
 
+  // ---- Joins (galaxy-node --join; the /join file of sched/tree.cpp) -------------------
+  // A joined node's link exists while the node is connected and after, listed down, until
+  // it joins again or `node rm`; a scheduler restart forgets it. Its jobs follow the rules
+  // of any node that goes down.
+  //
+  // Whether the attach name uname, local uid uid, may join nodes: root, the daemon's own
+  // uid, or one of sched_options::join_uids. Error: "join: uid 1001 (bob) may not join
+  // nodes" ("join: bob is not a user of this host" without a uid).
+  std::expected<void, std::string> may_join(std::optional<uid_t> uid, std::string_view uname) const;
+  // Holds name while a join's connection is handed over (the answer to the join write is
+  // being sent), so that a second join of it meanwhile is refused; let go when the last
+  // copy of the ticket goes. Errors: "join: node n1 is already connected", "join: node n1
+  // is dialled by the scheduler (--node or node add)", "join: node n1 is joining already".
+  using join_ticket = std::shared_ptr<const std::string>;
+  std::expected<join_ticket, std::string> reserve_join(const std::string& name);
+  // A node joined as name, saying info (its join line), and serves its tree on fd (taken),
+  // a connection whose credentials must be bound to binding (srv9p::join_binding(NONCE)):
+  // the node's link (made now, or the one it had) gets the connection and is up once its
+  // first heartbeat is answered. done gets success once the link has it, or why not (the
+  // checks of reserve_join, made again; the scheduler stopped); fd is closed then.
+  void join_node(std::string name, node_info info, int fd, std::string binding,
+                 std::function<void(std::expected<void, std::string>)> done);
+
   // ---- Jobs -----------------------------------------------------------------------------
   job& create_job(const std::string& owner);  // jobs/clone
   job* find(std::uint64_t id);
@@ -173,6 +198,8 @@ class scheduler {
   // permission decision of the scheduler and of its tree (admin_group) asks this.
   bool is_admin(std::string_view uname) const;
   asio::io_context& io() { return io_; }
+  // A line for the scheduler's log (sched_options::log).
+  void log_line(std::string_view line) const { log(line); }
 
  private:
   scheduler(asio::io_context& io, sched_options opts, hooks h);
@@ -185,6 +212,9 @@ class scheduler {
   void forget_job(job& j, std::function<void(std::expected<void, std::string>)> done);
 
   std::shared_ptr<node_link> make_link(const std::string& name, const std::string& dial);
+  node_link::hooks link_hooks(const std::string& name);
+  // Why name may not join now (reserve_join's checks but the reservation), or nothing.
+  std::optional<std::string> join_refusal(const std::string& name) const;
   void node_up(const std::string& name);
   void node_down(const std::string& name, const std::string& why);
   void node_event(const std::string& name, const std::string& line);
@@ -282,6 +312,8 @@ class scheduler {
   asio::steady_timer tick_timer_;      // a pass every second for time-based rules (reservations)
   std::map<std::string, std::shared_ptr<node_link>> links_;
   std::set<std::string> drained_;
+  // Names whose join is being handed over (reserve_join), shared with the tickets.
+  std::shared_ptr<std::set<std::string>> joining_ = std::make_shared<std::set<std::string>>();
   std::map<std::uint64_t, std::unique_ptr<job>> jobs_;
   std::map<std::pair<std::string, std::uint64_t>, std::uint64_t> by_task_;  // (node, task) → job
   std::map<std::pair<std::string, std::uint64_t>, std::string> early_exits_;  // exit seen before the start's answer

@@ -16,6 +16,7 @@
 #include <filesystem>
 
 #include "ctl/ctlmsg.hpp"
+#include "ctl/join.hpp"
 #include "srv9p/errors.hpp"
 
 namespace sched {
@@ -30,13 +31,17 @@ namespace {
 
 enum kind : std::uint16_t {
   k_root = 1, k_status, k_ctl, k_events, k_metrics, k_queue, k_usersdir, k_user, k_nodesdir, k_jobsdir,
-  k_clone, k_jdir, k_jctl, k_jstatus, k_jwait, k_jstdout, k_jstderr, k_jout, k_disk, k_relay,
+  k_clone, k_jdir, k_jctl, k_jstatus, k_jwait, k_jstdout, k_jstderr, k_jout, k_disk, k_relay, k_join,
 };
 
 constexpr dirtab_entry root_tab[] = {
     {"status", k_status, 0444},  {"ctl", k_ctl, 0660},     {"events", k_events, 0444},
     {"metrics", k_metrics, 0444}, {"queue", k_queue, 0444}, {"users", k_usersdir, srv9p::dmdir | 0555},
     {"nodes", k_nodesdir, srv9p::dmdir | 0555}, {"jobs", k_jobsdir, srv9p::dmdir | 0555},
+    // Written once by a joining node (galaxy-node --join): the answer turns the connection
+    // around (write()). Who may join is checked at open and write (scheduler::may_join),
+    // so that a refused user reads why rather than "permission denied".
+    {"join", k_join, 0222},
 };
 constexpr dirtab_entry clone_entry{"clone", k_clone, 0666};
 // A job's files belong to its owner and to the group admin_group, whose members are the
@@ -560,6 +565,9 @@ void sched_tree::open(request r) {
     case k_events:
       events_.open(f);
       break;
+    case k_join:
+      if (auto ok = sched_->may_join(f.who().uid, f.uname()); !ok) return r.error(ok.error());
+      break;
     default:
       break;
   }
@@ -830,7 +838,7 @@ void sched_tree::read(request r) {
       // The settings, as the commands that would make them.
       std::string text = sched_->cluster_status().find("policy=spread") != std::string::npos ? "policy spread\n" : "policy binpack\n";
       for (const auto& [name, l] : sched_->nodes()) {
-        text += fmt::format("node add {} {}\n", name, l->dial());
+        if (!l->joined()) text += fmt::format("node add {} {}\n", name, l->dial());  // (joined: no setting)
         if (sched_->drained(name)) text += "drain " + name + "\n";
       }
       return respond_text(r, text);
@@ -925,9 +933,47 @@ void sched_tree::run_lines(std::shared_ptr<line_run> run) {
   }
 }
 
+bool sched_tree::hands_off(const dir& f) const { return kind_of(f) == k_join; }
+
+void sched_tree::join_write(request r) {
+  // One write, one line (ctl/join.hpp), checked whole before the answer: an error leaves
+  // the connection as it was; success answers Rwrite and hands the connection to the
+  // scheduler, which from the next byte on is the client of the node's tree.
+  auto& f = r.fid();
+  if (auto ok = sched_->may_join(f.who().uid, f.uname()); !ok) return r.error(ok.error());
+  const auto& data = r.get<srv9p::twrite>().data;
+  if (r.get<srv9p::twrite>().offset != 0 || data.size() > 8192) {
+    return r.error("join: expected one join line in one write at offset 0");
+  }
+  auto line = std::string_view(data);
+  if (line.ends_with('\n')) line.remove_suffix(1);
+  if (line.find('\n') != std::string_view::npos) return r.error("join: expected one join line");
+  auto req = ctl::parse_join(line);
+  if (!req) return r.error(req.error());
+  auto ticket = sched_->reserve_join(req->name);
+  if (!ticket) return r.error(ticket.error());
+  node_info info;
+  info.arch = req->arch;
+  info.ncpu = req->ncpu;
+  info.mem_bytes = req->mem_bytes;
+  info.labels = req->labels;
+  auto count = static_cast<std::uint32_t>(data.size());
+  r.hand_off(srv9p::rwrite{count}, [s = sched_, ticket = std::move(*ticket), req = std::move(*req),
+                                     info = std::move(info)](srv9p::handoff h) mutable {
+    std::string name = req.name;
+    ticket.reset();  // join_node checks the name again, now for good
+    s->join_node(std::move(name), std::move(info), h.fd, srv9p::join_binding(req.nonce),
+                 [s, n = req.name](std::expected<void, std::string> ok) {
+                   if (!ok) s->log_line(fmt::format("node {}: {}", n, ok.error()));
+                 });
+  });
+}
+
 void sched_tree::write(request r) {
   auto& f = r.fid();
   switch (kind_of(f.file())) {
+    case k_join:
+      return join_write(std::move(r));
     case k_relay:
       return relay_write(std::move(r));
     case k_ctl:

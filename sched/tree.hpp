@@ -1,7 +1,7 @@
 #pragma once
 // galaxy-sched's unified tree (man/man4/galaxy.4), on the srv9p tree API:
 //
-//   /status /ctl /events /metrics /queue /users/NAME
+//   /status /ctl /events /metrics /queue /join /users/NAME
 //   /nodes/NAME/...                        each node's own tree, relayed
 //   /jobs/clone
 //   /jobs/N/{ctl,status,wait,stdout,stderr}  /jobs/N/out/
@@ -118,8 +118,11 @@ class sched_tree : public srv9p::tree {
   void stat(srv9p::request r) override;
   void wstat(srv9p::request r) override;
   void clunk(srv9p::fid& f) override;
+  // /join's writes take the connection (srv9p::request::hand_off).
+  bool hands_off(const srv9p::dir& f) const override;
 
  private:
+  void join_write(srv9p::request r);
   struct relay_entry {
     std::string node;
     std::string path;  // below the node's root, "" for the root, "task/3/ctl"

@@ -79,6 +79,10 @@ std::expected<std::string, std::string> socket_binding(int fd, bool peer) {
   }
 }
 
+std::string join_binding(std::string_view nonce) {
+  return fmt::format("{}join!{}", binding_prefix, nonce);
+}
+
 std::optional<std::string> binding_refusal(std::string_view bound_to, std::string_view ours) {
   if (!bound_to.starts_with(binding_prefix)) return std::string(err::cred_unbound);
   if (bound_to == ours) return std::nullopt;

@@ -18,6 +18,13 @@
 // translation (NAT, a forwarded port, a proxy) refuses every credential, because the
 // client sees another address than the server; dial it at the address it sees.
 //
+// A joined connection (galaxy-node --join: the node dials the scheduler and then serves
+// its own tree on that connection) is bound to the join instead of an address, because a
+// node behind NAT sees another address than the scheduler: the node puts a fresh random
+// nonce in its join line, written on the node's own authenticated attach, and its session
+// on the turned connection accepts only credentials bound to join_binding(NONCE), which
+// the scheduler alone learnt from that line.
+//
 // The session knows no credential format: an authenticator verifies one. The MUNGE one
 // lives in srv9p/munge.hpp (library srv9p_munge), so that srv9p itself links no libmunge.
 #include <sys/types.h>
@@ -55,8 +62,23 @@ struct credential_owner {
   std::string bound_to;  // the credential's payload: a socket_binding(), or "" if none
 };
 
+// What the transport says about the peer of a connection (srv9p/server.hpp).
+struct peer_info {
+  std::optional<uid_t> uid;  // a Unix-socket peer's uid (SO_PEERCRED)
+  // What a credential written on this connection must be bound to: for an accepted TCP
+  // connection the server's own end (srv9p::socket_binding(fd, false)); for a connection
+  // a node made by joining a scheduler and then serves (server::adopt), the join's
+  // binding, join_binding(NONCE). A credential bound elsewhere is refused. Empty for
+  // in-process sessions, which then refuse every credential.
+  std::string binding;
+};
+
 // The binding prefix of every credential a Galaxy client makes.
 inline constexpr std::string_view binding_prefix = "galaxy-9p ";
+
+// The binding of the credentials a scheduler presents on a connection that a node made
+// by joining it with nonce (hex, from the node's join line): "galaxy-9p join!NONCE".
+std::string join_binding(std::string_view nonce);
 
 // One end of a connected socket as a credential's binding: "galaxy-9p tcp!ADDR!PORT"
 // (IPv4-mapped IPv6 addresses written as IPv4) or "galaxy-9p unix!PATH". peer: the

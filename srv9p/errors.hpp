@@ -66,5 +66,9 @@ inline constexpr std::string_view read_only = "file is read-only";
 inline constexpr std::string_view write_only = "file is write-only";
 inline constexpr std::string_view bad_ctl = "unknown control message";
 inline constexpr std::string_view no_space = "no space left on device";
+// A Twrite that may take the connection (tree::hands_off) with bytes already behind it:
+// the client must wait for its answer before it sends anything more.
+inline constexpr std::string_view handoff_trailing = "botch: data sent after a hand-off write before its answer";
+inline constexpr std::string_view handoff_refused = "server botch: this connection cannot be handed off";
 
 }  // namespace srv9p::err

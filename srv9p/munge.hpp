@@ -7,6 +7,14 @@
 // libmunge. munge_decode and munge_encode block while they talk to munged over its Unix
 // socket: the authenticator runs them on one worker thread of its own, started at the
 // first credential, and reports on that thread.
+//
+// A credential's payload is its binding (srv9p/auth.hpp): the server endpoint the client
+// reached, "galaxy-9p tcp!ADDR!PORT", so that a credential captured by an impostor is
+// worth nothing elsewhere. On a joined connection (galaxy-node --join) the scheduler is
+// the client of a connection the node made, and addresses mean nothing behind NAT: there
+// the binding is "galaxy-9p join!NONCE" (join_binding), NONCE being the 16 random bytes,
+// in hex, that the node wrote in its join line over its own authenticated attach. The
+// node's session on the turned connection refuses any credential bound otherwise.
 #include <condition_variable>
 #include <deque>
 #include <expected>

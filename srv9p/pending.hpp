@@ -29,6 +29,7 @@ struct pending {
   message t;
   std::shared_ptr<srv9p::fid> fid;  // the fid named; null for Tversion/Tattach/Tflush
   bool done = false;
+  bool holds_input = false;  // a Twrite to a hand-off file: input stops until it is answered
   std::function<void()> flush_hook;
 };
 

@@ -25,6 +25,7 @@
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/generic/stream_protocol.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/ip/v6_only.hpp>
 #include <asio/local/stream_protocol.hpp>
 #include <asio/read.hpp>
 #include <asio/steady_timer.hpp>
@@ -135,6 +136,10 @@ bool session::fids_full() const {
 
 void session::complete(detail::pending& p) {
   p.done = true;
+  if (p.holds_input) {
+    p.holds_input = false;
+    --holding_;
+  }
   if (auto it = pending_.find(p.tag); it != pending_.end() && it->second.get() == &p) {
     pending_.erase(it);
   }
@@ -166,8 +171,18 @@ request session::start(std::uint16_t tag, message&& m, std::shared_ptr<fid> f) {
   return request(std::move(p));
 }
 
-std::expected<void, std::string> session::handle(std::span<const std::uint8_t> msg) {
+std::expected<void, std::string> session::handle(std::span<const std::uint8_t> msg, bool input_follows) {
   if (closed_) return std::unexpected(std::string(err::hungup));
+  // Only a Twrite dispatched from here, with nothing behind it, may take the connection
+  // (dispatch): one that waited for its fid was dispatched after later input was read.
+  struct in_handle {
+    session& s;
+    in_handle(session& s_, bool follows) : s(s_) {
+      s.in_handle_ = true;
+      s.input_follows_ = follows;
+    }
+    ~in_handle() { s.in_handle_ = s.input_follows_ = false; }
+  } guard(*this, input_follows);
   if (msg.size() < header_size || peek_size(msg) != msg.size()) {
     return std::unexpected(fmt::format("bad message size {} for {} bytes",
                                        msg.size() < 4 ? 0 : peek_size(msg), msg.size()));
@@ -336,6 +351,16 @@ void session::dispatch(std::uint16_t tag, message&& m) {
       if (!f->open_) return reply_error(tag, err::not_open);
       if (f->is_dir()) return reply_error(tag, err::is_dir);
       if (!mode_writes(f->mode_)) return reply_error(tag, err::read_only);
+      if (tree_.hands_off(f->file())) {
+        // It may take the connection: nothing after it may have been read, and nothing
+        // more is read until it is answered (request::hand_off).
+        if (!in_handle_ || input_follows_) return reply_error(tag, err::handoff_trailing);
+        auto r = start(tag, std::move(m), f);
+        pending_.at(tag)->holds_input = true;
+        ++holding_;
+        tree_.write(std::move(r));
+        return;
+      }
       tree_.write(start(tag, std::move(m), f));
       return;
     }
@@ -722,6 +747,22 @@ void session::finish_create(detail::pending& p, dir created) {
   send(fcall{p.tag, rcreate{q, 0}});
 }
 
+void session::finish_handoff(detail::pending& p, fcall reply, handoff_fn take) {
+  if (!p.holds_input || !on_handoff_ || type_of(reply.msg) != msg_type::rwrite) {
+    if (opts_.log && p.holds_input && on_handoff_) opts_.log("tree handed off a connection with a reply other than Rwrite");
+    return finish(p, fcall{p.tag, rerror{std::string(err::handoff_refused)}});
+  }
+  identity who = p.fid->who();
+  handed_off_ = true;  // input stays held from here on
+  finish(p, std::move(reply));
+  auto hook = std::move(on_handoff_);
+  on_handoff_ = nullptr;
+  // The answer is with the transport; everything else of the session ends now.
+  reset();
+  closed_ = true;
+  hook(std::move(take), std::move(who));
+}
+
 void session::reset() {
   // Abort every outstanding request, telling its handler; then clunk every fid.
   auto pend = pending_;  // abort() erases from pending_
@@ -789,7 +830,7 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
     if (opts.log) opts.log(line);
   }
 
-  void start_connection(generic_socket sock, peer_info peer);
+  void start_connection(generic_socket sock, peer_info peer, std::function<void()> on_close = {});
   // Accepts connections until stop(); Acceptor is a TCP or a Unix-socket acceptor.
   template <class Acceptor>
   asio::awaitable<void> accept(Acceptor& a);
@@ -811,6 +852,9 @@ class server::impl::connection : public std::enable_shared_from_this<connection>
                                            if (auto c = weak.lock()) c->enqueue(std::move(bytes));
                                          },
                                          peer_);
+    session_->on_handoff([weak](handoff_fn take, identity who) {
+      if (auto c = weak.lock()) c->begin_handoff(std::move(take), std::move(who));
+    });
     if (peer_.uid) {
       ++srv_->per_uid[*peer_.uid];
     } else {
@@ -852,13 +896,20 @@ class server::impl::connection : public std::enable_shared_from_this<connection>
     }
     session_->close();
     asio::error_code ignored;
-    sock_.shutdown(generic_socket::shutdown_both, ignored);
-    sock_.close(ignored);
+    if (sock_.is_open()) {  // (a handed-off socket was released: it is not ours to close)
+      sock_.shutdown(generic_socket::shutdown_both, ignored);
+      sock_.close(ignored);
+    }
     wake_writer_.cancel();
     wake_reader_.cancel();
     attach_timer_.cancel();
+    if (on_close_) asio::post(sock_.get_executor(), std::move(on_close_));
+    on_close_ = nullptr;
     srv_->conns.erase(shared_from_this());
   }
+
+  // Runs once the connection has ended (server::adopt).
+  void on_close(std::function<void()> f) { on_close_ = std::move(f); }
 
  private:
   void enqueue(std::vector<std::uint8_t> bytes) {
@@ -873,12 +924,43 @@ class server::impl::connection : public std::enable_shared_from_this<connection>
     wake_writer_.cancel_one();
   }
 
+  // The session handed the connection off (request::hand_off): the answer is queued;
+  // the writer sends it and then gives the socket away (finish_handoff).
+  void begin_handoff(handoff_fn take, identity who) {
+    if (stopped_) return;
+    handoff_take_ = std::move(take);
+    handoff_who_ = std::move(who);
+    handing_off_ = true;
+    wake_writer_.cancel_one();
+  }
+
+  // After the last queued byte has been written: releases the socket (without closing
+  // it), ends this connection and hands the socket to the tree's receiver.
+  void finish_handoff() {
+    asio::error_code ec;
+    int fd = sock_.release(ec);
+    if (ec) {
+      srv_->log(fmt::format("closing connection: hand-off: {}", ec.message()));
+      return stop();
+    }
+    auto take = std::move(handoff_take_);
+    handoff take_args{fd, peer_, std::move(handoff_who_)};
+    stop();
+    asio::post(srv_->io, [take = std::move(take), h = std::move(take_args)]() mutable { take(std::move(h)); });
+  }
+
   // Parses every whole message in the buffer and reads more; a framing error or EOF ends
-  // the connection.
+  // the connection. While the session holds input (a hand-off write outstanding) nothing
+  // is read, so no byte meant for whoever takes the connection is consumed here.
   asio::awaitable<void> reader([[maybe_unused]] std::shared_ptr<connection> self) {
     std::vector<std::uint8_t> buf(64 * 1024);
     std::size_t have = 0;
     while (!stopped_) {
+      if (session_->input_held()) {
+        if (session_->handed_off()) co_return;  // the writer ends the connection
+        co_await wake_reader_.async_wait(as_tuple_awaitable);
+        continue;
+      }
       if (queued_bytes_ > queue_high_water) {
         co_await wake_reader_.async_wait(as_tuple_awaitable);
         continue;
@@ -900,13 +982,15 @@ class server::impl::connection : public std::enable_shared_from_this<connection>
           if (size > buf.size()) buf.resize(std::max<std::size_t>(size, buf.size() * 2));
           break;
         }
-        auto ok = session_->handle(std::span(buf.data() + off, size));
+        auto ok = session_->handle(std::span(buf.data() + off, size), have - off > size);
         if (!ok) {
           srv_->log(fmt::format("closing connection: {}", ok.error()));
           stop();
           co_return;
         }
         off += size;
+        // A held message was the last one here (else handle() refused it): stop parsing.
+        if (session_->input_held()) break;
       }
       if (off > 0) {
         std::memmove(buf.data(), buf.data() + off, have - off);
@@ -922,6 +1006,10 @@ class server::impl::connection : public std::enable_shared_from_this<connection>
     std::vector<asio::const_buffer> bufs;
     while (!stopped_) {
       if (queue_.empty()) {
+        if (handing_off_) {
+          finish_handoff();
+          co_return;
+        }
         co_await wake_writer_.async_wait(as_tuple_awaitable);
         continue;
       }
@@ -936,7 +1024,7 @@ class server::impl::connection : public std::enable_shared_from_this<connection>
       if (ec) break;
       queued_bytes_ -= bytes;
       batch.clear();
-      wake_reader_.cancel_one();
+      wake_reader_.cancel_one();  // (also after a hand-off write's Rerror: input resumes)
     }
     stop();
   }
@@ -952,10 +1040,16 @@ class server::impl::connection : public std::enable_shared_from_this<connection>
   asio::steady_timer attach_timer_;
   bool stopped_ = false;
   bool counted_unattached_ = false;  // in srv_->unattached
+  std::function<void()> on_close_;
+  // A hand-off under way: the writer sends what is queued, then finish_handoff().
+  bool handing_off_ = false;
+  handoff_fn handoff_take_;
+  identity handoff_who_;
 };
 
-void server::impl::start_connection(generic_socket sock, peer_info peer) {
+void server::impl::start_connection(generic_socket sock, peer_info peer, std::function<void()> on_close) {
   auto c = std::make_shared<connection>(shared_from_this(), std::move(sock), peer);
+  if (on_close) c->on_close(std::move(on_close));
   conns.insert(c);
   c->start();
 }
@@ -1046,8 +1140,11 @@ std::expected<std::string, std::string> server::listen(std::string_view dial) {
 
   using tcp = asio::ip::tcp;
   tcp::endpoint ep;
-  if (addr->host == "*") {
-    ep = tcp::endpoint(tcp::v4(), addr->port);
+  bool every = addr->host == "*";
+  if (every) {
+    // announce(2)'s "*": every address of both families, through one IPv6 socket that
+    // also takes IPv4 (v6only off); IPv4 alone where the kernel has no IPv6.
+    ep = tcp::endpoint(tcp::v6(), addr->port);
   } else {
     tcp::resolver resolver(impl_->io);
     auto results = resolver.resolve(addr->host, std::to_string(addr->port),
@@ -1060,6 +1157,13 @@ std::expected<std::string, std::string> server::listen(std::string_view dial) {
   }
   auto a = std::make_unique<tcp::acceptor>(impl_->io);
   a->open(ep.protocol(), ec);
+  if (every && ec) {
+    ec.clear();
+    ep = tcp::endpoint(tcp::v4(), addr->port);
+    a->open(ep.protocol(), ec);
+  } else if (every) {
+    a->set_option(asio::ip::v6_only(false), ec);
+  }
   if (!ec) a->set_option(tcp::acceptor::reuse_address(true), ec);
   if (!ec) a->bind(ep, ec);
   if (!ec) a->listen(asio::socket_base::max_listen_connections, ec);
@@ -1073,6 +1177,33 @@ std::expected<std::string, std::string> server::listen(std::string_view dial) {
   impl_->tcp_acceptors.push_back(std::move(a));
   asio::co_spawn(impl_->io, impl_->accept(ref), asio::detached);
   return to_string(out);
+}
+
+std::expected<void, std::string> server::adopt(int fd, peer_info peer, std::function<void()> on_close) {
+  ::sockaddr_storage ss{};
+  ::socklen_t len = sizeof ss;
+  int type = 0;
+  ::socklen_t tlen = sizeof type;
+  if (::getsockname(fd, reinterpret_cast<::sockaddr*>(&ss), &len) != 0 ||
+      ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 || type != SOCK_STREAM ||
+      (ss.ss_family != AF_INET && ss.ss_family != AF_INET6 && ss.ss_family != AF_UNIX)) {
+    ::close(fd);
+    return std::unexpected(std::string("adopt: not a TCP or Unix stream socket"));
+  }
+  if (impl_->stopped) {
+    ::close(fd);
+    return std::unexpected(std::string("adopt: the server has stopped"));
+  }
+  int protocol = ss.ss_family == AF_UNIX ? 0 : IPPROTO_TCP;
+  asio::error_code ec;
+  generic_socket sock(impl_->io);
+  sock.assign(asio::generic::stream_protocol(ss.ss_family, protocol), fd, ec);
+  if (ec) {
+    ::close(fd);
+    return std::unexpected("adopt: " + ec.message());
+  }
+  impl_->start_connection(std::move(sock), std::move(peer), std::move(on_close));
+  return {};
 }
 
 void server::stop() {

@@ -74,15 +74,6 @@ struct server_options {
   std::size_t max_connections_per_uid = 256;
 };
 
-// What the transport says about the peer of a connection.
-struct peer_info {
-  std::optional<uid_t> uid;  // a Unix-socket peer's uid (SO_PEERCRED)
-  // The server's own end of a TCP connection as a credential's binding
-  // (srv9p::socket_binding(fd, false)); a credential bound elsewhere is refused. Empty
-  // for in-process sessions, which then refuse every credential.
-  std::string binding;
-};
-
 class session : public std::enable_shared_from_this<session> {
  public:
   // send is called on the executor with each encoded reply, in completion order.
@@ -98,8 +89,21 @@ class session : public std::enable_shared_from_this<session> {
   // Handles one whole message (size[4] first). A message whose body is malformed but
   // whose header is readable gets an Rerror naming the fault ("botch: ..."); an error
   // return means the framing itself is broken (bad size, not a T-message of 9P2000, size
-  // over msize) and the caller must close the connection.
-  std::expected<void, std::string> handle(std::span<const std::uint8_t> msg);
+  // over msize) and the caller must close the connection. input_follows: the transport
+  // already holds bytes received after this message (a Twrite that may hand the
+  // connection off is then refused, tree::hands_off).
+  std::expected<void, std::string> handle(std::span<const std::uint8_t> msg, bool input_follows = false);
+
+  // Hand-off (request::hand_off). The transport stops reading while input_held(): a
+  // Twrite to a hand-off file is outstanding, or the connection has been handed off.
+  bool input_held() const { return holding_ > 0 || handed_off_; }
+  bool handed_off() const { return handed_off_; }
+  // The transport's part of a hand-off, called once on the executor after the answer
+  // has been sent through the sender and the session closed: the transport writes what
+  // it has queued, reads nothing more, and gives take the socket. Without it, a
+  // hand-off is refused (err::handoff_refused).
+  using handoff_hook = std::function<void(handoff_fn take, identity who)>;
+  void on_handoff(handoff_hook h) { on_handoff_ = std::move(h); }
 
   // The largest message the peer may send now: max_msize before Tversion, then the
   // negotiated msize.
@@ -121,6 +125,7 @@ class session : public std::enable_shared_from_this<session> {
   void finish(detail::pending& p, fcall reply);
   void finish_walk(detail::pending& p, std::vector<dir> walked);
   void finish_create(detail::pending& p, dir created);
+  void finish_handoff(detail::pending& p, fcall reply, handoff_fn take);
 
  private:
   void reset();  // Tversion and close(): abort all requests, clunk all fids
@@ -174,6 +179,11 @@ class session : public std::enable_shared_from_this<session> {
   bool closed_ = false;
   bool attached_ = false;
   std::function<void()> on_attach_;
+  handoff_hook on_handoff_;
+  std::size_t holding_ = 0;   // outstanding Twrites to hand-off files (input_held)
+  bool handed_off_ = false;
+  bool input_follows_ = false;  // handle()'s argument, while it runs
+  bool in_handle_ = false;      // handle() is on the stack
   peer_info peer_;
   // Afids in fids_, the bytes of their unfinished credentials, credentials handed to the
   // authenticator whose answer has not come back (kept across Tversion: the answer
@@ -213,6 +223,16 @@ class server {
   // A Unix socket path that exists but has no listener is replaced; one with a listener
   // is an error. Errors: a bad dial string, or the bind/listen failure's text.
   std::expected<std::string, std::string> listen(std::string_view dial);
+
+  // Serves one session over a socket this process connected itself (a node that joined a
+  // scheduler serves its tree on the connection it dialled, as Plan 9's exportfs runs
+  // on the far side of an import). Takes fd (a connected TCP or Unix stream socket,
+  // blocking or not) whatever the outcome. peer: what the session is to know of the
+  // other end; for a joined connection binding = join_binding(NONCE). on_close runs on
+  // the executor once the connection has ended (either side hung up, stop(), the attach
+  // timeout). Call from io's thread or before it runs. Errors: fd is not a stream
+  // socket, or the server has been stopped.
+  std::expected<void, std::string> adopt(int fd, peer_info peer, std::function<void()> on_close = {});
 
   // Closes every listener and every connection (their sessions close(): requests
   // flushed, fids clunked). Unix socket files this server created are removed.

@@ -65,6 +65,12 @@ void request::respond_create(dir created) const {
   });
 }
 
+void request::hand_off(message r, handoff_fn take) const {
+  answer(p_, [r = std::move(r), take = std::move(take)](session& s, detail::pending& p) mutable {
+    s.finish_handoff(p, fcall{p.tag, std::move(r)}, std::move(take));
+  });
+}
+
 void request::on_flush(std::function<void()> hook) const { p_->flush_hook = std::move(hook); }
 
 // ---- permissions -----------------------------------------------------------------------

@@ -90,6 +90,16 @@ class fid {
   friend class tree;
 };
 
+// A connection a tree took from the server (request::hand_off), as Plan 9's import turns
+// a connection around: after the answer has been written, the session is over (its fids
+// clunked) and the socket is the receiver's.
+struct handoff {
+  int fd = -1;     // the connected socket, owned by the receiver (it may be non-blocking)
+  peer_info peer;  // what the transport said about the peer
+  identity who;    // who wrote the request that took it
+};
+using handoff_fn = std::function<void(handoff)>;
+
 // One outstanding request. A cheap handle: copies refer to the same request. Answer it
 // exactly once with respond*() or error(); an answer after a Tflush or after the
 // connection went away is dropped silently, so a tree never has to check.
@@ -115,6 +125,17 @@ class request {
   void respond_create(dir created) const;
   // Answers Rerror. Keep ename under errmax bytes; use the strings in srv9p/errors.hpp.
   void error(std::string_view ename) const;
+
+  // Twrite to a file for which tree::hands_off was true: answers with r (an Rwrite) and
+  // then takes the connection: once the answer has been written, the session ends (every
+  // other request aborted, every fid clunked, nothing more read) and take gets the
+  // socket, on the executor. No byte after the Twrite has been read (the server stops
+  // reading while such a write is outstanding, and refused it if any had arrived with
+  // it), so the connection may be spoken on at once by a new protocol. On a session
+  // without a transport (tests, the fuzzer) or for any other request, answers
+  // err::handoff_refused and take is never called; if the connection goes first, take
+  // is dropped and the socket closed.
+  void hand_off(message r, handoff_fn take) const;
 
   // Called on the executor if Tflush (or a hang-up, or Tversion) cancels the request
   // before it is answered: the tree should forget it (take it off its wait list).
@@ -162,6 +183,15 @@ class tree {
   // uid, group bits when in_group(uname, gid), else other bits. need: 4 read, 2 write,
   // 1 exec (search), ORed.
   bool permitted(const dir& f, std::string_view uname, std::uint32_t need) const;
+
+  // Whether a Twrite to f may take the connection (request::hand_off). While such a write
+  // is outstanding the server reads nothing more from the connection, and a Twrite to it
+  // that arrived with more bytes behind it is refused (err::handoff_trailing) before the
+  // tree sees it. Default: no file does.
+  virtual bool hands_off(const dir& f) const {
+    (void)f;
+    return false;
+  }
 
   // ---- Request handlers; the defaults build on the hooks ----------------------------
 

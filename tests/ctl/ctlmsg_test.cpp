@@ -511,3 +511,49 @@ TEST(HumanBytes, Units) {
 }
 
 }  // namespace
+
+// ---- The join line (ctl/join.hpp) ------------------------------------------------------
+
+#include "ctl/join.hpp"
+
+TEST(JoinLine, RoundTripsWithQuotedLabels) {
+  ctl::join_request r;
+  r.name = "pi-4.b";
+  r.nonce = "0123456789abcdef0123456789abcdef";
+  r.arch = "arm64";
+  r.ncpu = 4;
+  r.mem_bytes = 8ull << 30;
+  r.labels = {{"zone", "shed by the door"}, {"gpu", ""}};
+  auto line = ctl::format_join(r);
+  EXPECT_EQ(line, "join version=1 name=pi-4.b nonce=0123456789abcdef0123456789abcdef arch=arm64 ncpu=4 "
+                  "mem=8589934592 'label=zone=shed by the door' label=gpu=\n");
+  auto back = ctl::parse_join(line);
+  ASSERT_TRUE(back) << back.error();
+  EXPECT_EQ(back->name, r.name);
+  EXPECT_EQ(back->nonce, r.nonce);
+  EXPECT_EQ(back->ncpu, 4u);
+  EXPECT_EQ(back->mem_bytes, r.mem_bytes);
+  EXPECT_EQ(back->labels, r.labels);
+}
+
+TEST(JoinLine, ErrorsSayWhat) {
+  const std::string rest = " nonce=0123456789abcdef0123456789abcdef arch=amd64 ncpu=1 mem=1";
+  auto err = [](std::string_view l) {
+    auto r = ctl::parse_join(l);
+    return r ? std::string("ok") : r.error();
+  };
+  // The version is answered before anything else, whatever the rest says.
+  EXPECT_EQ(err("join version=2 name=../x whatever"), "join: version 2 not spoken here (1)");
+  EXPECT_EQ(err("join name=n1" + rest), "join: missing version=");
+  EXPECT_EQ(err("jion version=1"), "join: expected 'join' first");
+  EXPECT_EQ(err("join version=1 name=a/b" + rest), "join: bad name 'a/b': expected letters, digits, '-', '_' or '.'");
+  EXPECT_EQ(err("join version=1 name=.." + rest), "join: bad name '..': expected letters, digits, '-', '_' or '.'");
+  EXPECT_EQ(err("join version=1 name=n1 nonce=00 arch=amd64 ncpu=1 mem=1"),
+            "join: bad nonce: expected 32 lower-case hex digits");
+  EXPECT_EQ(err("join version=1 name=n1 name=n2" + rest), "join: name= given twice");
+  EXPECT_EQ(err("join version=1 name=n1 colour=red" + rest), "join: unknown word 'colour=red'");
+  EXPECT_EQ(err("join version=1 name=n1 nonce=0123456789abcdef0123456789abcdef arch=amd64 ncpu=0 mem=1"),
+            "join: bad ncpu '0': expected 1 to 65536");
+  EXPECT_EQ(err("join version=1 nonce=0123456789abcdef0123456789abcdef arch=amd64 ncpu=1 mem=1"), "join: missing name=");
+  EXPECT_TRUE(err("join version=1 name=n1" + rest + "\nexec rm -rf /").starts_with("join: line break in "));
+}
