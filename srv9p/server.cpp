@@ -1171,7 +1171,7 @@ std::expected<std::string, std::string> server::listen(std::string_view dial) {
   auto bound = a->local_endpoint(ec);
   dial_addr out;
   out.net = dial_addr::net_kind::tcp;
-  out.host = bound.address().to_string();
+  out.host = every ? std::string("*") : bound.address().to_string();  // announce(2) prints "*" back
   out.port = bound.port();
   auto& ref = *a;
   impl_->tcp_acceptors.push_back(std::move(a));

@@ -566,7 +566,7 @@ struct rootfs_cluster {
                                            (*k.net)["sched"].munge_socket()});
     if (!h) return h.error();
     k.sched = std::move(*h);
-    if (k.sched.dials.at(0) != "tcp!0.0.0.0!5641") return "the head listens on " + k.sched.dials.at(0);
+    if (k.sched.dials.at(0) != "tcp!*!5641") return "the head listens on " + k.sched.dials.at(0);
     k.sched_dial = (*k.net)["sched"].dial(5641);
     return k.connect();
   }
@@ -587,7 +587,7 @@ TEST(Netns, RootfsConfigsDialledNodes) {
   ASSERT_EQ(r.start_head(), "");
   for (const char* n : {"n1", "n2", "n3"}) {
     ASSERT_EQ(r.start_node(n, false), "");
-    EXPECT_EQ(k.nodes[n].dials.at(0), "tcp!0.0.0.0!5640");
+    EXPECT_EQ(k.nodes[n].dials.at(0), "tcp!*!5640");
     auto add = k.net->run("user",
                           {galaxy_binary, "write", "-a", k.sched_dial, "--auth", "munge", "--munge-socket",
                            (*k.net)["user"].munge_socket(), "-u", "root", "/ctl"},
@@ -602,9 +602,7 @@ TEST(Netns, RootfsConfigsDialledNodes) {
   k.expect_each_done_once(ids);
 }
 
-// DISABLED: galaxy-node has no --join yet (branch `join`), so node.conf's `join` line is
-// an unknown option today; enable it then.
-TEST(Netns, DISABLED_RootfsConfigsJoinedNodes) {
+TEST(Netns, RootfsConfigsJoinedNodes) {
   MAKE(k);
   rootfs_cluster r{k};
   ASSERT_EQ(r.start_head(), "");
@@ -617,9 +615,7 @@ TEST(Netns, DISABLED_RootfsConfigsJoinedNodes) {
 }
 
 // Nodes that join (galaxy-node --join, issue 13) appear under nodes/ and run jobs.
-//
-// DISABLED: galaxy-node has no --join yet (branch `join` builds it); enable it then.
-TEST(Netns, DISABLED_JoinedNodesRunJobs) {
+TEST(Netns, JoinedNodesRunJobs) {
   MAKE(k);
   ASSERT_EQ(k.start_sched(), "");
   for (const char* n : {"n1", "n2", "n3"}) ASSERT_EQ(k.start_node(n, node_mode::join), "");
