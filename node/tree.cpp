@@ -1054,7 +1054,12 @@ void node_tree::set_lease(std::uint32_t ms, const srv9p::fid& f) {
 
 void node_tree::renew_lease(const srv9p::fid& f) {
   if (lease_.ms == 0 || f.session_id() != lease_.session || f.uname() != lease_.uname) return;
-  lease_.renewed_ms = boot_ms();
+  std::int64_t now = boot_ms();
+  // A heartbeat that comes after the lease ran out (the daemon was stopped, or it sat in a
+  // buffer) may be one the scheduler has given up on: it renews nothing until the fence
+  // is done, or a stopped daemon's copies would outlive their requeue.
+  if (!lease_.fenced && now - lease_.renewed_ms >= lease_.ms) fence_now(now - lease_.renewed_ms);
+  lease_.renewed_ms = now;
   if (lease_.fenced) {
     // The scheduler speaks again on the same session (it rode out what made us fence).
     lease_.fenced = false;

@@ -27,7 +27,8 @@
 //     lost anyway). Tasks made by anyone else are never fenced;
 //   - MS milliseconds after the last renewal (CLOCK_BOOTTIME, so a suspended machine's
 //     sleep counts; a stopped daemon's time counts too, so it fences as soon as it runs
-//     again), every running task of the scheduler's is killed and becomes lost with
+//     again, before any renewal that waited in its socket meanwhile counts), every
+//     running task of the scheduler's is killed and becomes lost with
 //     error "fenced: no word from the scheduler for N ms", /events gets "fence N" and
 //     the log a line. A task of the scheduler's that starts after that is fenced at
 //     start. A later renewal on the same session (a network hiccup that the scheduler
