@@ -35,7 +35,7 @@ inline constexpr verb_spec task_verbs[] = {
 };
 
 // The node's /ctl, for its administrator (node admin verbs).
-enum class node_verb : int { drain, undrain, label, share, nice, maxtasks, kill };
+enum class node_verb : int { drain, undrain, label, share, nice, maxtasks, kill, lease };
 inline constexpr verb_spec node_verbs[] = {
     {int(node_verb::drain), "drain", 0, 0, "drain"},                  // take no new tasks
     {int(node_verb::undrain), "undrain", 0, 0, "undrain"},
@@ -44,6 +44,7 @@ inline constexpr verb_spec node_verbs[] = {
     {int(node_verb::nice), "nice", 1, 1, "nice N"},                   // parse_int
     {int(node_verb::maxtasks), "maxtasks", 1, 1, "maxtasks N"},       // parse_int
     {int(node_verb::kill), "kill", 1, 1, "kill all", "all"},          // kill every task
+    {int(node_verb::lease), "lease", 1, 1, "lease MS"},               // fencing: galaxy-node(4)
 };
 
 // jobs/N/ctl (scheduler): the task verbs in the same order (a job_verb below

@@ -137,6 +137,7 @@ int main(int argc, char** argv) {
   ::mallopt(M_ARENA_MAX, 1);
   // (task_runner::create ignores SIGPIPE, so a task closing its stdin cannot kill us.)
   asio::io_context io;
+  opts.log = srv9p::stderr_log("galaxy-node");
   node::node_tree tree(io, opts);
   node::runner_options ropts;
   // Absolute, so that tasks (which run in their own directories) get a usable $GALAXY_OUT.

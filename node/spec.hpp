@@ -53,6 +53,9 @@ struct task_extra {
   std::string mem_limit;        // "cgroup", "rlimit", "none"; empty: not started
   std::string cgroup;           // the task's cgroup directory while it may exist
   bool on_disk = false;         // the spec file has its first record (not persisted)
+  // Why the runner killed it by task_runner::fence, until it is reaped (not persisted:
+  // the reaped task's state and error carry it).
+  std::string fence_why;
 };
 
 // The first record, "format=1" first: the whole spec and state.

@@ -405,7 +405,7 @@ std::string task::wait_text() const {
       if (!error.empty()) return "error " + error;
       return fmt::format("exit {}", exit_code);
     case task_state::killed: return fmt::format("signal {}", signal);
-    case task_state::lost: return "lost";
+    case task_state::lost: return error.empty() ? "lost" : "lost " + error;
     default: return "";
   }
 }
@@ -1069,9 +1069,15 @@ void task_runner::impl::on_exit(std::uint64_t id, const asio::error_code& ec) {
     t->user_ms = ms(ru.ru_utime);
     t->sys_ms = ms(ru.ru_stime);
     t->maxrss_bytes = static_cast<std::uint64_t>(ru.ru_maxrss) * 1024;  // getrusage(2): KiB
+    const std::string& fence_why = extras[id].fence_why;
     if (WIFEXITED(status)) {
+      // A process that exited by itself keeps its exit, fenced or not: it ran to its end.
       t->exit_code = WEXITSTATUS(status);
       t->state = t->exit_code == 0 ? task_state::done : task_state::failed;
+    } else if (!fence_why.empty()) {
+      t->signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+      t->state = task_state::lost;
+      t->error = fence_why;
     } else {
       t->signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
       t->state = task_state::killed;
@@ -1498,6 +1504,15 @@ std::expected<void, std::string> task_runner::kill(task& t, int sig) {
   if (!cg.empty()) im.contain.signal(cg, sig);
   if (::kill(-it->second.pid, sig) < 0 && cg.empty()) return std::unexpected(fmt::format("kill: {}", errno_text(errno)));
   return {};
+}
+
+std::expected<void, std::string> task_runner::fence(task& t, std::string why) {
+  auto& im = *impl_;
+  if (!im.owns(t) || t.state != task_state::running || !im.procs.contains(t.id)) {
+    return std::unexpected("task is not running");
+  }
+  im.extras[t.id].fence_why = std::move(why);
+  return kill(t, SIGKILL);
 }
 
 void task_runner::kill_all() {

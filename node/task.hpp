@@ -91,7 +91,7 @@ struct task_spec {
 };
 
 // new → running → done | failed | killed;  new → failed (exec error);  running → lost
-// (the daemon died while it ran; found so by restore()).
+// (the daemon died while it ran, found so by restore(); or the node fenced it, fence()).
 enum class task_state : std::uint8_t { new_, running, done, failed, killed, lost };
 std::string_view state_name(task_state s);  // "new", "running", "done", ...
 
@@ -106,7 +106,9 @@ struct task {
   task_state state = task_state::new_;
   pid_t pid = 0;
   // How it ended: exit status (done: 0, failed: the code), the signal that killed it, or
-  // an error text for a task that never ran ("exec: /no/such: file does not exist").
+  // an error text for a task that never ran ("exec: /no/such: file does not exist"), or
+  // for a lost task, why it was lost when the node knows ("fenced: no word from the
+  // scheduler for 1203 ms").
   int exit_code = 0;
   int signal = 0;
   std::string error;
@@ -120,7 +122,8 @@ struct task {
     return state == task_state::done || state == task_state::failed || state == task_state::killed ||
            state == task_state::lost;
   }
-  // The text of the wait file: "exit 0", "exit 3", "signal 9", "error TEXT", "lost".
+  // The text of the wait file: "exit 0", "exit 3", "signal 9", "error TEXT", "lost", or
+  // "lost WHY" (a task the node fenced: "lost fenced: no word from the scheduler for 1203 ms").
   std::string wait_text() const;
   // The one line of the status file, without a newline:
   // "id=N state=running pid=123 exit=0 usertime=12 systime=3 maxrss=1048576
@@ -231,6 +234,12 @@ class task_runner {
   std::expected<void, std::string> kill(task& t, int sig);
   // Kills every running task (SIGKILL).
   void kill_all();
+  // Fencing (node/tree.hpp, the lease): kills a running task (SIGKILL to all of it) and
+  // records why, so that once reaped it is lost with error why ("fenced: no word from the
+  // scheduler for 1203 ms"): its run does not count, as a lost task's does not. A task
+  // whose process exited by itself before the signal keeps its own exit. Errors: "task is
+  // not running".
+  std::expected<void, std::string> fence(task& t, std::string why);
   // Forgets a finished or new task at once and deletes its spool directory: renamed into
   // SPOOL/trash/ here, deleted there by the worker thread (restore() finishes what a
   // previous daemon left). done, if given, is called on the io thread once the files are

@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <charconv>
 #include <csignal>
+#include <ctime>
 #include <dirent.h>
 #include <expected>
 #include <filesystem>
@@ -64,6 +65,14 @@ constexpr dirtab_entry task_tab[] = {
 
 std::uint64_t task_key(std::uint64_t id, std::uint16_t k) {
   return id * 4 + (k == k_twait ? 1 : k == k_tstdout ? 2 : 3);
+}
+
+// CLOCK_BOOTTIME in milliseconds: monotonic, and counting the time the machine slept
+// (the lease's clock: a scheduler counts a suspended node's sleep as silence too).
+std::int64_t boot_ms() {
+  struct timespec ts{};
+  ::clock_gettime(CLOCK_BOOTTIME, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 
 std::uint16_t kind_of(const dir& d) { return srv9p::qkind(d.qid.path); }
@@ -157,6 +166,7 @@ node_tree::node_tree(asio::io_context& io, node_options opts)
     : io_(io),
       opts_(std::move(opts)),
       start_unix_s_(static_cast<std::uint32_t>(::time(nullptr))),
+      lease_timer_(io),
       events_(opts_.event_backlog) {
   if (opts_.cpus == 0) opts_.cpus = static_cast<std::uint32_t>(::sysconf(_SC_NPROCESSORS_ONLN));
   if (opts_.mem_bytes == 0) {
@@ -187,6 +197,10 @@ void node_tree::wake(std::uint64_t key) {
 
 void node_tree::on_started(const task& t) {
   events_.post(fmt::format("start {} {}", t.id, t.pid));
+  if (lease_.fenced && leased_tasks_.contains(t.id) && runner_ != nullptr) {
+    // Its start was under way when the lease ran out (in/ being prepared): it is fenced too.
+    if (task* tt = runner_->find(t.id)) (void)runner_->fence(*tt, fence_why(lease_.fenced_silent_ms));
+  }
   auto it = stdin_.find(t.id);
   if (it == stdin_.end() || !t.spec.stdin_pipe || runner_ == nullptr) return;
   auto& st = *it->second;
@@ -484,6 +498,8 @@ void node_tree::open(request r) {
       // The task is the attach name's, and runs as that user (node/task.hpp).
       auto t = runner_->create_task(r.uname());
       if (!t) return r.error(t.error());
+      // Made on the session that holds the lease: the scheduler's, fenced with it.
+      if (lease_.ms > 0 && f.session_id() == lease_.session) leased_tasks_.insert((*t)->id);
       auto st = std::make_unique<ctl_open>();
       st->task = (*t)->id;
       f.aux = std::move(st);
@@ -634,7 +650,7 @@ void node_tree::clunk(srv9p::fid& f) {
     std::string rest = c->lines.take_rest();
     if (!rest.empty() && rest.find('\0') == std::string::npos) {
       if (c->task == 0) {
-        (void)node_ctl(rest, f.uname());
+        (void)node_ctl(rest, f);
       } else if (task* t = runner_ ? runner_->find(c->task) : nullptr) {
         (void)task_ctl(*t, rest, [](std::expected<void, std::string>) {});
       }
@@ -672,6 +688,7 @@ void node_tree::read(request r) {
   std::uint64_t inst = inst_of(f.file());
   switch (kind_of(f.file())) {
     case k_status:
+      renew_lease(f);
       return respond_text(r, status_text());
     case k_arch:
       return respond_text(r, read_arch() + "\n");
@@ -692,9 +709,10 @@ void node_tree::read(request r) {
     }
     case k_ctl:
       // The settings, as the commands that would make them.
-      return respond_text(r, fmt::format("{}\nshare {}\nnice {}\nmaxtasks {}\n", draining_ ? "drain" : "undrain",
-                                         share_pct_, runner_ ? runner_->default_nice() : 19,
-                                         runner_ ? runner_->max_tasks() : 0));
+      return respond_text(r, fmt::format("{}\nshare {}\nnice {}\nmaxtasks {}\nlease {}\n",
+                                         draining_ ? "drain" : "undrain", share_pct_,
+                                         runner_ ? runner_->default_nice() : 19, runner_ ? runner_->max_tasks() : 0,
+                                         lease_.ms));
     case k_events:
       return events_.read(std::move(r));
     case k_clone: {
@@ -846,7 +864,7 @@ void node_tree::run_ctl(request r, std::uint64_t task_id, std::shared_ptr<std::v
   for (; i < lines->size(); i++) {
     const std::string& line = (*lines)[i];
     if (task_id == 0) {
-      if (auto ok = node_ctl(line, r.uname()); !ok) return r.error(ok.error());
+      if (auto ok = node_ctl(line, r.fid()); !ok) return r.error(ok.error());
       continue;
     }
     task* t = runner_ ? runner_->find(task_id) : nullptr;
@@ -974,9 +992,10 @@ void node_tree::forget(std::uint64_t id) {
   // Reads parked on a task that never ran (wait, stdout, stderr of a new task removed by
   // rm or by --new-task-timeout) are answered "task removed" instead of waiting forever.
   for (auto k : {k_twait, k_tstdout, k_tstderr}) wake(task_key(id, k));
+  leased_tasks_.erase(id);
 }
 
-std::expected<void, std::string> node_tree::node_ctl(std::string_view line, std::string_view) {
+std::expected<void, std::string> node_tree::node_ctl(std::string_view line, const srv9p::fid& f) {
   auto cmd = ctl::parse(line, ctl::node_verbs);
   if (!cmd) return std::unexpected(cmd.error());
   using v = ctl::node_verb;
@@ -1026,8 +1045,85 @@ std::expected<void, std::string> node_tree::node_ctl(std::string_view line, std:
       if (a[0] != "all") return std::unexpected(fmt::format("bad kill '{}': expected 'kill all'", a[0]));
       runner_->kill_all();
       return {};
+    case v::lease: {
+      // At most a day: a lease is seconds to minutes; a longer one is a typo.
+      auto n = ctl::parse_int(a[0], 0, 86'400'000, "lease");
+      if (!n) return std::unexpected(n.error());
+      set_lease(static_cast<std::uint32_t>(*n), f);
+      return {};
+    }
   }
   return {};
+}
+
+// ---- The lease (fencing; see node/tree.hpp) ------------------------------------------------
+
+void node_tree::set_lease(std::uint32_t ms, const srv9p::fid& f) {
+  lease_.ms = ms;
+  lease_.session = f.session_id();
+  lease_.uname = f.uname();
+  lease_.renewed_ms = boot_ms();
+  lease_.fenced = false;
+  if (ms == 0) {
+    lease_timer_.cancel();
+    leased_tasks_.clear();  // fencing is off: nobody's tasks are fenced, now or later
+    return;
+  }
+  arm_lease();
+}
+
+void node_tree::renew_lease(const srv9p::fid& f) {
+  if (lease_.ms == 0 || f.session_id() != lease_.session || f.uname() != lease_.uname) return;
+  std::int64_t now = boot_ms();
+  // A heartbeat that comes after the lease ran out (the daemon was stopped, or it sat in a
+  // buffer) may be one the scheduler has given up on: it renews nothing until the fence
+  // is done, or a stopped daemon's copies would outlive their requeue.
+  if (!lease_.fenced && now - lease_.renewed_ms >= lease_.ms) fence_now(now - lease_.renewed_ms);
+  lease_.renewed_ms = now;
+  if (lease_.fenced) {
+    // The scheduler speaks again on the same session (it rode out what made us fence).
+    lease_.fenced = false;
+    if (opts_.log) opts_.log(fmt::format("lease: the scheduler ({}) speaks again; fencing re-armed", lease_.uname));
+    arm_lease();
+  }
+}
+
+void node_tree::arm_lease() {
+  // The timer wakes at the lease's end, or within a second: a steady_timer does not count
+  // a suspended machine's sleep, CLOCK_BOOTTIME (checked at each wake) does.
+  std::int64_t left = lease_.renewed_ms + lease_.ms - boot_ms();
+  lease_timer_.expires_after(std::chrono::milliseconds(std::clamp<std::int64_t>(left, 0, 1000)));
+  lease_timer_.async_wait([this](const asio::error_code& ec) {
+    if (!ec) check_lease();
+  });
+}
+
+void node_tree::check_lease() {
+  if (lease_.ms == 0 || lease_.fenced) return;
+  std::int64_t silent = boot_ms() - lease_.renewed_ms;
+  if (silent < lease_.ms) return arm_lease();
+  fence_now(silent);
+}
+
+std::string node_tree::fence_why(std::int64_t silent_ms) const {
+  return fmt::format("fenced: no word from the scheduler for {} ms", silent_ms);
+}
+
+void node_tree::fence_now(std::int64_t silent_ms) {
+  lease_.fenced = true;
+  lease_.fenced_silent_ms = silent_ms;
+  std::size_t killed = 0;
+  if (runner_ != nullptr) {
+    for (std::uint64_t id : leased_tasks_) {
+      task* t = runner_->find(id);
+      if (t != nullptr && t->state == task_state::running && runner_->fence(*t, fence_why(silent_ms))) ++killed;
+    }
+  }
+  events_.post(fmt::format("fence {}", silent_ms));
+  if (opts_.log) {
+    opts_.log(fmt::format("lease: no word from the scheduler ({}) for {} ms (lease {} ms): fenced, {} task{} killed",
+                          lease_.uname, silent_ms, lease_.ms, killed, killed == 1 ? "" : "s"));
+  }
 }
 
 }  // namespace node

@@ -9,13 +9,41 @@
 // task's spool directories on disk, reached only through node/safe_fs.hpp. Reads that must wait (events, wait, stdout and stderr
 // of a running task) are parked requests, woken by the task runner's hooks and cancelled
 // by Tflush. ctl input is taken by lines (ctl/ctlmsg.hpp line_buffer).
+//
+// Fencing (issue 13, "No finished job runs twice"; galaxy-node(4) `lease`, galaxy-node(8)
+// FENCING). The scheduler that marks a silent node down requeues its jobs elsewhere; the
+// node's copies must not run on to their end meanwhile, or a job completes twice. So the
+// scheduler gives the node a lease: it writes `lease MS` to /ctl on its own connection
+// (a 9P session, told apart by fid::session_id) and attach name. From then on:
+//   - the lease is renewed by every read of /status made on that session under that
+//     name: galaxy-sched's heartbeat, which sends one read at a time and marks the node
+//     down when one goes unanswered for --down-after. Nothing else renews it: not a local
+//     user's reads (another session), not the users' requests the scheduler relays on
+//     its session (their own attach names), not its other requests, which may be sent
+//     after the heartbeat it is waiting on and so would stretch the lease past its
+//     deadline (galaxy-sched(8) gives the rule that keeps MS below that deadline);
+//   - tasks made through task/clone on that session while the lease is in force are the
+//     scheduler's (leased_tasks_; not persisted: a daemon restart finds its running tasks
+//     lost anyway). Tasks made by anyone else are never fenced;
+//   - MS milliseconds after the last renewal (CLOCK_BOOTTIME, so a suspended machine's
+//     sleep counts; a stopped daemon's time counts too, so it fences as soon as it runs
+//     again, before any renewal that waited in its socket meanwhile counts), every
+//     running task of the scheduler's is killed and becomes lost with
+//     error "fenced: no word from the scheduler for N ms", /events gets "fence N" and
+//     the log a line. A task of the scheduler's that starts after that is fenced at
+//     start. A later renewal on the same session (a network hiccup that the scheduler
+//     rode out) puts the lease back in force; so does a new `lease` write, on any
+//     session, which takes the lease over. `lease 0` ends it: no fencing. A node whose
+//     scheduler never writes `lease` never fences.
 #include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
 #include <functional>
 #include <optional>
 #include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "node/task.hpp"
@@ -36,6 +64,8 @@ struct node_options {
   // All of one user's tasks' stdin held before exec: with --max-new-tasks new tasks each
   // holding stdin_buffer_bytes, one user could otherwise make the node hold a GiB.
   std::size_t stdin_buffer_bytes_per_user = 64 << 20;
+  // Where the tree writes a line about what it did on its own (a fence). Default: none.
+  std::function<void(std::string_view)> log;
 };
 
 class node_tree : public srv9p::tree {
@@ -77,7 +107,18 @@ class node_tree : public srv9p::tree {
   void on_output(const task& t);
 
   using ctl_done = std::function<void(std::expected<void, std::string>)>;
-  std::expected<void, std::string> node_ctl(std::string_view line, std::string_view uname);
+  // One /ctl command, written through fid f (its session and attach name matter to lease).
+  std::expected<void, std::string> node_ctl(std::string_view line, const srv9p::fid& f);
+
+  // The lease (see the top of this file). set_lease: `lease MS` written through f.
+  // renew_lease: a read of /status through f. check_lease: the timer; fences when due.
+  // fence_now: kills the scheduler's running tasks, silent_ms since the last renewal.
+  void set_lease(std::uint32_t ms, const srv9p::fid& f);
+  void renew_lease(const srv9p::fid& f);
+  void arm_lease();
+  void check_lease();
+  void fence_now(std::int64_t silent_ms);
+  std::string fence_why(std::int64_t silent_ms) const;
   // One task ctl command. Returns its result, or nothing when it finishes later (exec of
   // a task whose in/ the worker prepares; rm, whose files the worker deletes): done is
   // then called with the result on the io thread.
@@ -128,6 +169,20 @@ class node_tree : public srv9p::tree {
   bool draining_ = false;
   int share_pct_ = 100;
   std::map<std::string, std::string> labels_;
+
+  // The lease: its length (0: none), the session and attach name that hold it, when it
+  // was last renewed (CLOCK_BOOTTIME ms), whether it ran out (fenced) and when.
+  struct lease_state {
+    std::uint32_t ms = 0;
+    std::uint64_t session = 0;
+    std::string uname;
+    std::int64_t renewed_ms = 0;
+    bool fenced = false;
+    std::int64_t fenced_silent_ms = 0;
+  };
+  lease_state lease_;
+  asio::steady_timer lease_timer_;
+  std::unordered_set<std::uint64_t> leased_tasks_;  // the scheduler's tasks, by id
 
   srv9p::event_log events_;  // /events: start, exit, drain, ...
   // Parked reads of wait, stdout and stderr, by key (task id * 4 + 1, 2, 3).

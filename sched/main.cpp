@@ -40,6 +40,12 @@ int main(int argc, char** argv) {
   app.add_option("--down-after", down_after_s, "seconds a node may leave a heartbeat unanswered before it is down");
   app.add_option("--reconnect", reconnect_s, "seconds between dials of a node that is down");
   app.add_option("--new-job-timeout", new_job_timeout_s, "seconds a job made by clone may wait for exec");
+  double lease_s = 0;
+  bool no_fence = false;
+  app.add_option("--lease", lease_s,
+                 "seconds of silence after which a node kills the jobs it runs (fencing); default: --down-after "
+                 "minus two heartbeats, at least half of --down-after");
+  app.add_flag("--no-fence", no_fence, "give nodes no lease: a node cut off runs its jobs on (they may run twice)");
   app.add_option("--default-cpu", opts.default_cpu_millis, "millicores a job without 'cpu' takes");
   app.add_option("--max-result-bytes", opts.results.max_bytes,
                  "bytes of one job's results (stdout, stderr, out/) kept at most; the rest is not copied");
@@ -88,6 +94,14 @@ int main(int argc, char** argv) {
   opts.link.down_after_ms = static_cast<std::uint32_t>(down_after_s * 1000);
   opts.link.reconnect_ms = static_cast<std::uint32_t>(reconnect_s * 1000);
   opts.new_job_timeout_ms = static_cast<std::int64_t>(new_job_timeout_s * 1000);
+  if (no_fence && lease_s != 0) return fail("--lease and --no-fence: choose one");
+  if (lease_s != 0) {
+    // A lease as long as --down-after fences after the requeue: no protection at all.
+    if (!(lease_s > 0) || lease_s >= down_after_s) return fail("--lease must be above 0 and below --down-after");
+    opts.lease_ms = static_cast<std::uint32_t>(lease_s * 1000);
+  } else if (!no_fence) {
+    opts.lease_ms = sched::fence_lease_ms(opts.link.down_after_ms, opts.link.heartbeat_ms);
+  }
   opts.log = srv9p::stderr_log("galaxy-sched");
   for (const auto& n : nodes) {
     auto eq = n.find('=');

@@ -42,10 +42,35 @@
 // its cut-off copy would both run to the end. A copy on a node that is no longer
 // configured is forgotten at start.
 //
-// What the scheduler alone cannot prevent: two copies that both finish while the node is
-// cut off (the requeued one elsewhere, the cut-off one there) have both run to completion.
-// Only the node could stop that, by fencing itself: killing its tasks when it has heard
-// nothing from the scheduler for longer than down_after. That is not done here.
+// Fencing: what the scheduler alone cannot prevent. Two copies that both finish while the
+// node is cut off (the requeued one elsewhere, the cut-off one there) would both run to
+// completion; only the node can stop that, by killing its copies before they are
+// requeued. So every node is given a lease when its link comes up (node_up writes
+// `lease MS` to its /ctl, galaxy-node(4)): a node that hears no heartbeat for MS ms kills
+// the tasks the scheduler started there, and they become lost ("lost fenced: no word from
+// the scheduler for N ms"); read back here they are lost copies like any other, and the
+// requeue stands. The rule (fence_lease_ms) is MS = down_after − 2 × heartbeat, at least
+// down_after / 2, and it is safe because of how the two sides count:
+//   - the node renews its lease only when a heartbeat (a read of /status on the session
+//     and attach name that wrote `lease`) reaches it, nothing else (node/tree.hpp);
+//   - the link sends one heartbeat at a time and marks the node down only once the one in
+//     flight, sent at S, is unanswered at S + down_after (node_link.cpp); the requeue
+//     (node_down, lost) comes after that;
+//   - every heartbeat that reached the node was sent at or before S, and arrived at A ≥ S:
+//     the node fences by A + MS. So the node fences first whenever A − S, that heartbeat's
+//     one-way delay, plus the difference of the two clocks' rates over MS (parts per
+//     million) plus the kill itself (milliseconds), stay below down_after − MS: two
+//     heartbeat periods by default. The `lease` write itself renews too, and is sent just
+//     after a heartbeat was answered (node_up), so it is covered the same way.
+// What it does not cover: a copy that finished in the MS ms between the cut and the fence
+// has run to its end (reconcile.cpp settles it when the node returns, if its requeued
+// copy has not also finished); a heartbeat delayed longer than the margin; a node daemon
+// that is itself stopped (SIGSTOP; it fences as soon as it runs again, but its tasks ran
+// on meanwhile and may have finished: settled here on its return); a link that closes
+// rather than goes silent (node_down at once, before the lease can run out: its copies
+// are settled here); a node that does not know `lease` (logged; it never fences). A
+// restarted scheduler cannot renew the old connection's lease: its nodes fence after MS
+// unless it is back within MS, and the copies they killed are requeued by reconcile().
 //
 // A restarted scheduler's reconcile(), for jobs the store says were running or starting
 // on a node, is here too: it is the same question asked of a node after a restart.
@@ -148,7 +173,32 @@ std::expected<found_task, std::string> find_task(fsclient::client& c, const std:
 
 // ---- Going away and coming back ---------------------------------------------------------
 
+std::uint32_t fence_lease_ms(std::uint32_t down_after_ms, std::uint32_t heartbeat_ms) {
+  std::uint32_t margin = 2 * heartbeat_ms;
+  std::uint32_t floor = down_after_ms / 2;
+  return down_after_ms > margin && down_after_ms - margin > floor ? down_after_ms - margin : floor;
+}
+
+void scheduler::give_lease(const std::string& name) {
+  node_link* n = find_node(name);
+  if (n == nullptr || opts_.lease_ms == 0) return;
+  // On the link's own attach: the heartbeats that renew it are read there (node_link).
+  std::string line = fmt::format("lease {}\n", opts_.lease_ms);
+  n->batch(opts_.link.uname,
+           [line](node_conn& c, std::uint32_t root) {
+             std::uint32_t f = c.client().alloc_fid();
+             return std::vector<srv9p::message>{srv9p::twalk{root, f, {"ctl"}}, srv9p::topen{f, srv9p::owrite},
+                                                srv9p::twrite{f, 0, line}, srv9p::tclunk{f}};
+           },
+           [this, name](node_link::replies r) {
+             for (const auto& x : r) {
+               if (!x) return log(fmt::format("node {}: lease not taken ({}): it will not fence", name, x.error()));
+             }
+           });
+}
+
 void scheduler::node_up(const std::string& name) {
+  give_lease(name);  // first: the node's tasks started from now on are the lease's
   update_node(name);
   post_event("node up " + name);
   log("node " + name + " up");
@@ -334,6 +384,9 @@ void scheduler::settle_cut_off(const cut_off_key& key, std::uint64_t task, const
     // Both copies ran to the end while the node was cut off: the scheduler cannot undo it.
     post_event(fmt::format("duplicate {} {} {} finished", c.job, c.node, task));
     add_reconcile_note(*j, fmt::format("also finished on {} (task {}) while its node was cut off", c.node, task));
+  }
+  if (wait.starts_with("lost fenced") && j != nullptr) {
+    add_reconcile_note(*j, fmt::format("cut-off copy on {} (task {}) fenced by its node", c.node, task));
   }
   log(fmt::format("job {}: cut-off copy on {} (task {}) ended ({}) while cut off: {}", c.job, c.node, task,
                   wait.empty() ? state : wait, open ? "its requeue stands" : "the job has ended"));

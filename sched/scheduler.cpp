@@ -1424,7 +1424,9 @@ void scheduler::task_ended(const std::string& node, std::uint64_t task, std::str
     return;
   }
   bool ok = wait == "exit 0";
-  auto copy_outcome = wait == "lost" ? policy::outcome::lost : policy::outcome::failed;
+  // "lost", or "lost WHY" (a copy its node fenced, read back by reconcile).
+  bool was_lost = wait == "lost" || wait.starts_with("lost ");
+  auto copy_outcome = was_lost ? policy::outcome::lost : policy::outcome::failed;
   if (is_backup) {
     // The backup copy ended. First to succeed: it wins, and the job's other copy is
     // killed (the policy preempts it). Else only the backup ends.
@@ -1443,7 +1445,7 @@ void scheduler::task_ended(const std::string& node, std::uint64_t task, std::str
     }
     drop_backup(*j, true, policy::outcome::lost, false);  // still starting: no copy yet
   }
-  if (wait == "lost") return lost(*j, "the node lost the task");
+  if (was_lost) return lost(*j, wait == "lost" ? "the node lost the task" : "the node's task: " + wait);
   collect(*j, std::move(wait));
 }
 

@@ -17,7 +17,8 @@
 // that were running are reconciled with the node's task files too (adopted if still
 // running, collected if finished meanwhile, requeued if the node lost them), so a job
 // known to have finished never runs again (as Mesos rebuilds its state from the agents).
-// sched/reconcile.cpp holds all of "what happens when a node goes away and comes back".
+// sched/reconcile.cpp holds all of "what happens when a node goes away and comes back",
+// and the lease that makes a node cut off kill its copies before they are requeued.
 //
 // An array job (`array N`) runs nowhere itself: at exec it makes N jobs, its tasks, that
 // name it and their index (stored before it, so a restart that finds tasks without their
@@ -70,10 +71,19 @@ struct sched_options {
   std::int64_t new_job_timeout_ms = 600000;  // a cloned job never exec'd is dropped after this
   std::size_t copy_threads = 4;              // threads that copy results from nodes
   result_limits results;                     // the most one job's results may take (--max-result-*)
+  // The lease given to each node when its link comes up (`lease MS` on its /ctl; fencing,
+  // sched/reconcile.cpp): 0 gives none (--no-fence), and nodes never fence. fence_lease_ms
+  // says what galaxy-sched uses by default.
+  std::uint32_t lease_ms = 0;
   std::function<void(std::string_view)> log;
   // Uids that may join nodes through /join (--join-user), besides root and the daemon's.
   std::vector<uid_t> join_uids;
 };
+
+// The lease a node is given so that it fences before the scheduler requeues its jobs
+// (galaxy-sched(8), FENCING): down_after_ms − 2 × heartbeat_ms, but at least
+// down_after_ms / 2. Why that is safe is written in sched/reconcile.cpp.
+std::uint32_t fence_lease_ms(std::uint32_t down_after_ms, std::uint32_t heartbeat_ms);
 
 // One job: its durable record and what was parsed from its spec.
 struct job {
@@ -216,6 +226,9 @@ class scheduler {
   // Why name may not join now (reserve_join's checks but the reservation), or nothing.
   std::optional<std::string> join_refusal(const std::string& name) const;
   void node_up(const std::string& name);
+  // Writes `lease opts_.lease_ms` to the node's /ctl (fencing; reconcile.cpp). A refusal
+  // (an older node) is logged: that node will not fence.
+  void give_lease(const std::string& name);
   void node_down(const std::string& name, const std::string& why);
   void node_event(const std::string& name, const std::string& line);
 

@@ -19,6 +19,7 @@
 // connections per uid).
 #include "srv9p/server.hpp"
 
+#include <atomic>
 #include <asio/co_spawn.hpp>
 #include <asio/post.hpp>
 #include <asio/detached.hpp>
@@ -96,8 +97,16 @@ bool mode_writes(std::uint8_t mode) { return (mode & 3) == owrite || (mode & 3) 
 
 // ==== session ===========================================================================
 
+namespace {
+// Session numbers (fid::session_id): from 1, never reused in the process.
+std::uint64_t next_session_id() {
+  static std::atomic<std::uint64_t> next{1};
+  return next++;
+}
+}  // namespace
+
 session::session(asio::any_io_executor ex, tree& t, server_options opts, sender send, peer_info peer)
-    : ex_(std::move(ex)), tree_(t), opts_(std::move(opts)), send_(std::move(send)),
+    : ex_(std::move(ex)), id_(next_session_id()), tree_(t), opts_(std::move(opts)), send_(std::move(send)),
       msize_(opts_.max_msize), peer_(peer) {}
 
 session::~session() { close(); }
@@ -596,6 +605,7 @@ void session::attach_now(std::uint16_t tag, tattach& m) {
   auto f = std::make_shared<fid>();
   f->num_ = m.fid;
   f->who_ = std::move(*who);
+  f->session_id_ = id_;
   f->path_ = std::make_shared<detail::path_elem>(detail::path_elem{*root, nullptr});
   qid q = root->qid;
   fids_.emplace(m.fid, std::move(f));
@@ -646,6 +656,7 @@ void session::walk_now(std::uint16_t tag, message&& m) {
     auto nf = std::make_shared<fid>();
     nf->num_ = w.newfid;
     nf->who_ = f->who_;
+    nf->session_id_ = f->session_id_;
     nf->path_ = f->path_;
     fids_[w.newfid] = std::move(nf);
     send(fcall{tag, rwalk{}});
@@ -728,6 +739,7 @@ void session::finish_walk(detail::pending& p, std::vector<dir> walked) {
       auto nf = std::make_shared<fid>();
       nf->num_ = w.newfid;
       nf->who_ = p.fid->who_;
+      nf->session_id_ = p.fid->session_id_;
       nf->path_ = std::move(path);
       fids_[w.newfid] = std::move(nf);
     }

@@ -114,6 +114,8 @@ class session : public std::enable_shared_from_this<session> {
   void close();
 
   std::size_t fids() const { return fids_.size(); }
+  // This session's number, unique in the process (fid::session_id).
+  std::uint64_t id() const { return id_; }
   std::size_t outstanding() const { return pending_.size(); }
   // Whether a Tattach has succeeded on this connection (the unauthenticated-connection
   // timer in server stops caring once it has).
@@ -171,6 +173,7 @@ class session : public std::enable_shared_from_this<session> {
   void walk_done(std::uint32_t newfid);
 
   asio::any_io_executor ex_;
+  std::uint64_t id_;
   tree& tree_;
   server_options opts_;
   sender send_;

@@ -58,6 +58,10 @@ class fid {
   // Who attached: the name, the local uid if a local user, and how it was proven. Made
   // once at Tattach and copied to every fid walked from it.
   const identity& who() const { return who_; }
+  // The connection the fid belongs to: a number given to each session when it is made,
+  // never reused in this process. A tree tells one client's connection from another's by
+  // it (galaxy-node's lease is held by one connection, node/tree.hpp).
+  std::uint64_t session_id() const { return session_id_; }
   bool is_open() const { return open_; }
   std::uint8_t mode() const { return mode_; }  // the Topen mode, OTRUNC etc. included
   bool is_dir() const { return (file().qid.type & qtdir) != 0; }
@@ -75,6 +79,7 @@ class fid {
   int outstanding_ = 0;
   bool clunked_ = false;
   identity who_;
+  std::uint64_t session_id_ = 0;
   std::shared_ptr<const detail::path_elem> path_;
   // Set on an afid made by Tauth: its credential and verification (srv9p/server.cpp).
   // Trees never see such a fid.

@@ -151,7 +151,7 @@ TEST(Parse, UnknownCommand) {
   EXPECT_EQ(error_of(ctl::parse("EXEC ls", ctl::task_verbs)),
             "unknown command 'EXEC': expected exec, dir, env, cpu, mem, time, nice, kill, rm");
   EXPECT_EQ(error_of(ctl::parse("halt", ctl::node_verbs)),
-            "unknown command 'halt': expected drain, undrain, label, share, nice, maxtasks, kill");
+            "unknown command 'halt': expected drain, undrain, label, share, nice, maxtasks, kill, lease");
 }
 
 TEST(Parse, BadArgCount) {

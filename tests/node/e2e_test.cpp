@@ -2,6 +2,7 @@
 // the real 9P client, as the scheduler and shell users will drive it.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <csignal>
 #include <sys/stat.h>
 #include <filesystem>
@@ -680,9 +681,10 @@ TEST(NodeE2E, CtlTakesOtruncAndWstatOfLengthZero) {
 TEST(NodeE2E, NodeCtlCommands) {
   START(f);
   const std::string settings = f.read("ctl");
-  EXPECT_EQ(settings, "undrain\nshare 100\nnice 19\nmaxtasks 0\n");
+  EXPECT_EQ(settings, "undrain\nshare 100\nnice 19\nmaxtasks 0\nlease 0\n");
   for (const char* bad : {"share 0\n", "share 101\n", "nice 40\n", "maxtasks -1\n", "maxtasks x\n",
-                          "label novalue\n", "kill some\n", "kill\n", "drain now\n"}) {
+                          "label novalue\n", "kill some\n", "kill\n", "drain now\n", "lease -1\n", "lease 1s\n",
+                          "lease\n", "lease 86400001\n"}) {
     auto e = f.write("ctl", bad);
     EXPECT_FALSE(e.has_value()) << bad;
     EXPECT_EQ(f.read("ctl"), settings) << bad;
@@ -718,7 +720,7 @@ TEST(NodeE2E, NodeCtlCommands) {
   ASSERT_FALSE(e.has_value());
   EXPECT_NE(e.error().find("maxtasks 2"), std::string::npos) << e.error();
   EXPECT_NE(f.read("task/" + third + "/status").find("state=new"), std::string::npos);
-  EXPECT_EQ(f.read("ctl"), "undrain\nshare 40\nnice 7\nmaxtasks 2\n");
+  EXPECT_EQ(f.read("ctl"), "undrain\nshare 40\nnice 7\nmaxtasks 2\nlease 0\n");
 
   // kill all: both running tasks end by SIGKILL; then the third may run.
   ASSERT_TRUE(f.write("ctl", "kill all\n").has_value());
@@ -952,4 +954,93 @@ TEST(NodeE2E, ARestartKillsWhatWasRunning) {
     EXPECT_FALSE(alive(leader)) << "the task's process outlived the restart";
     EXPECT_FALSE(alive(child)) << "the task's child outlived the restart";
   }
+}
+
+// Fencing (node/tree.hpp, galaxy-node(4) `lease`). The fixture's connection plays the
+// scheduler: it writes `lease MS` and makes tasks, as the scheduler does, under the
+// admin's name and under a job owner's (nobody) on the same connection. A local user's
+// task is made on another connection. Nobody renews the lease but reads that must not
+// count: /status read on another connection, and on the scheduler's connection under
+// another attach name. Once MS has passed, the scheduler's tasks are lost ("fenced"),
+// the local user's runs on. Then: the scheduler's own /status reads do keep the lease,
+// and `lease 0` ends fencing.
+TEST(NodeE2E, ALeaseNotRenewedFencesTheSchedulersTasksOnly) {
+  START(f);
+  auto state = [&](const std::string& n) {
+    std::string s = f.read("task/" + n + "/status");
+    auto at = s.find("state=");
+    return at == std::string::npos ? s : s.substr(at + 6, s.find(' ', at) - at - 6);
+  };
+  // Until the task is no longer running, or 15 s.
+  auto ends = [&](const std::string& n) {
+    auto deadline = testutil::steady::now() + 15s;
+    while (state(n) == "running" && testutil::steady::now() < deadline) std::this_thread::sleep_for(20ms);
+    return state(n) != "running";
+  };
+  // A local user on a connection of its own, whose task is made before the lease exists.
+  auto local = fsclient::client::dial(f.d.dials.at(0));
+  ASSERT_TRUE(local.has_value()) << local.error();
+  auto lroot = (*local)->attach("root");
+  ASSERT_TRUE(lroot.has_value()) << lroot.error();
+  auto local_task = [&] {
+    auto n = (*local)->read_file(*lroot, "task/clone");
+    EXPECT_TRUE(n.has_value());
+    std::string id = n ? n->substr(0, n->find('\n')) : "";
+    EXPECT_TRUE((*local)->write_file(*lroot, "task/" + id + "/ctl", "exec sleep 100\n").has_value());
+    return id;
+  };
+  auto before = local_task();
+
+  ASSERT_TRUE(f.write("ctl", "lease 1500\n").has_value());
+  EXPECT_NE(f.read("ctl").find("\nlease 1500\n"), std::string::npos) << f.read("ctl");
+  auto mine = f.task({"env GALAXY_JOB=1", "exec sleep 100"});
+  // A job owner's task, made on the scheduler's connection under the owner's name.
+  auto nroot = f.c->attach("nobody");
+  ASSERT_TRUE(nroot.has_value()) << nroot.error();
+  auto owned = f.c->read_file(*nroot, "task/clone");
+  ASSERT_TRUE(owned.has_value()) << owned.error();
+  std::string theirs = owned->substr(0, owned->find('\n'));
+  ASSERT_TRUE(f.c->write_file(*nroot, "task/" + theirs + "/ctl", "exec sleep 100\n").has_value());
+  auto after = local_task();  // made while the lease is in force, but not by its holder
+
+  // Reads that must not renew it, every 100 ms, until the scheduler's tasks end.
+  std::atomic<bool> stop{false};
+  std::thread readers([&] {
+    while (!stop) {
+      (void)(*local)->read_file(*lroot, "status");
+      (void)f.c->read_file(*nroot, "status");
+      std::this_thread::sleep_for(100ms);
+    }
+  });
+  bool fenced = ends(mine) && ends(theirs);
+  stop = true;
+  readers.join();
+  ASSERT_TRUE(fenced) << "the lease ran out and nothing was fenced";
+  for (const auto& n : {mine, theirs}) {
+    auto wait = f.read("task/" + n + "/wait");
+    EXPECT_TRUE(wait.starts_with("lost fenced: no word from the scheduler for ")) << n << ": " << wait;
+    EXPECT_EQ(state(n), "lost");
+  }
+  EXPECT_EQ(state(before), "running");
+  EXPECT_EQ(state(after), "running");
+
+  // Renewed by the holder's /status reads (as galaxy-sched's heartbeat reads it): a task
+  // made now outlives three lease periods; then, unrenewed, it is fenced too.
+  ASSERT_TRUE(f.write("ctl", "lease 500\n").has_value());
+  auto renewed = f.task({"exec sleep 100"});
+  for (int i = 0; i < 15; ++i) {
+    ASSERT_NE(f.read("status").find("state=up"), std::string::npos);
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(state(renewed), "running") << "renewed by the holder's reads, yet fenced";
+  EXPECT_TRUE(ends(renewed));
+  EXPECT_TRUE(f.read("task/" + renewed + "/wait").starts_with("lost fenced")) << f.read("task/" + renewed + "/wait");
+
+  // lease 0: no fencing, whoever reads or does not.
+  ASSERT_TRUE(f.write("ctl", "lease 0\n").has_value());
+  auto unfenced = f.task({"exec sleep 100"});
+  std::this_thread::sleep_for(2s);
+  EXPECT_EQ(state(unfenced), "running");
+  EXPECT_EQ(state(before), "running");
+  EXPECT_EQ(state(after), "running");
 }

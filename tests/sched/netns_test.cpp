@@ -506,7 +506,12 @@ TEST(Netns, LinkDownShorterThanTheTimeout) {
 
 // A node's link down for longer than the failure timeout (4 s down, 1 s allowed): its
 // jobs finish elsewhere; when the link comes back no job has run to completion twice,
-// and the node is up again by itself.
+// and the node is up again by itself. What guarantees it is fencing: the node's lease
+// (1 s down-after less two 0.2 s heartbeats: 0.6 s, sched/reconcile.cpp) runs out before
+// the scheduler gives the node up, so n1 kills its copies (they are lost, "fenced")
+// before they are requeued; the jobs sleep 3 s, so none finishes within the 0.6 s
+// between the cut and the fence. With --no-fence this test fails: n1's copies finish
+// while cut off and so do their requeued copies.
 TEST(Netns, LinkDownLongerThanTheTimeout) {
   MAKE(k);
   k.down_after = "1";

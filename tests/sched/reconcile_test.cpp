@@ -4,6 +4,12 @@
 // (SIGSTOP): its tasks run on and finish by themselves, and SIGCONT brings the node back
 // with their results, as a link that was down would. Every task appends its job id to a
 // file only when it completes, so the file says how many runs of a job ran to the end.
+//
+// Fencing: a node daemon that runs again after its lease ran out fences at once (node/tree.hpp),
+// so a copy still running when it returns is found lost, not running (test 6). The tests
+// of copies still running on a returned node (2, 3) run the scheduler with --no-fence:
+// that is how such copies are met with fencing on too, from a node that does not know
+// `lease`, or whose connection closed rather than fell silent (node_down at once).
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -44,6 +50,7 @@ bool eventually(F pred, std::chrono::milliseconds timeout = 30s) {
 struct cluster {
   testutil::temp_dir dir;
   std::string down_after = "1";
+  std::vector<std::string> sched_extra;  // more galaxy-sched options (--no-fence)
   testutil::daemon_handle nodes[2];
   std::string node_dials[2];
   testutil::daemon_handle sched;
@@ -77,6 +84,7 @@ struct cluster {
     std::vector<std::string> argv{sched_binary, "--listen", "tcp!127.0.0.1!0", "--state", dir.file("state"),
                                   "--heartbeat", "0.2", "--down-after", down_after, "--reconnect", "0.3",
                                   "--admin", "root", "--node", "n1=" + node_dials[0], "--node", "n2=" + node_dials[1]};
+    argv.insert(argv.end(), sched_extra.begin(), sched_extra.end());
     auto h = testutil::start_daemon(argv);
     if (!h) return h.error();
     sched = std::move(*h);
@@ -236,9 +244,9 @@ TEST(SchedReconcile, ACopyThatFinishedWhileCutOffGivesTheJobItsResult) {
 }
 
 // (2) The cut-off copy still runs when its node returns, and the job was placed elsewhere
-// meanwhile: the returned copy is killed.
+// meanwhile: the returned copy is killed. (Fencing off: else the node kills it first, 6.)
 TEST(SchedReconcile, ACopyStillRunningIsKilledWhenTheJobRunsElsewhere) {
-  START(c);
+  START(c, c.sched_extra = {"--no-fence"});
   ASSERT_TRUE(c.write("ctl", "drain n1\n"));
   auto j = c.job({c.script("30", "3")});
   ASSERT_TRUE(c.running_on(j, "n2")) << c.read("jobs/" + j + "/status");
@@ -259,9 +267,9 @@ TEST(SchedReconcile, ACopyStillRunningIsKilledWhenTheJobRunsElsewhere) {
 
 // (3) The cut-off copy still runs when its node returns, and the job is still queued (the
 // other node is drained): the copy is taken back, the queue entry dropped, and the job
-// finishes once, as its first attempt.
+// finishes once, as its first attempt. (Fencing off: else the node kills it first, 6.)
 TEST(SchedReconcile, ACopyStillRunningIsTakenBackWhenTheJobIsQueued) {
-  START(c);
+  START(c, c.sched_extra = {"--no-fence"});
   ASSERT_TRUE(c.write("ctl", "drain n1\n"));
   auto j = c.job({c.script("4", "4")});
   ASSERT_TRUE(c.running_on(j, "n2")) << c.read("jobs/" + j + "/status");
@@ -316,6 +324,34 @@ TEST(SchedReconcile, ARestartedSchedulerStillKnowsTheCutOffCopies) {
   EXPECT_EQ(c.read("jobs/" + j + "/stdout"), "attempt 1\n");
   EXPECT_TRUE(c.has_event("recover " + j + " n2 " + first_task)) << c.all_events();
   EXPECT_EQ(c.read("nodes/n1/task/" + second_task + "/wait"), "signal 9\n");
+  EXPECT_EQ(c.completions(j), 1);
+}
+
+// (6) Fencing on (the default): the node's lease (1 s down-after, 0.2 s heartbeats: 0.6 s)
+// has run out while its daemon was stopped, so the daemon fences as soon as it runs again,
+// before the heartbeat that waited in its socket can renew anything: the copy still
+// running there is lost ("fenced"), not killed by the scheduler nor taken back, and the
+// job's requeue stands: it runs to its end once, as attempt 2.
+TEST(SchedReconcile, AStoppedNodeFencesItsCopiesWhenItRunsAgain) {
+  START(c);
+  ASSERT_TRUE(c.write("ctl", "drain n1\n"));
+  auto j = c.job({c.script("30", "3")});
+  ASSERT_TRUE(c.running_on(j, "n2")) << c.read("jobs/" + j + "/status");
+  auto first_task = c.status_field(j, "task");
+  ASSERT_TRUE(c.write("ctl", "undrain n1\n"));
+  c.nodes[1].proc.signal(SIGSTOP);
+  ASSERT_TRUE(c.running_on(j, "n1")) << c.read("jobs/" + j + "/status");
+  c.nodes[1].proc.signal(SIGCONT);
+  EXPECT_EQ(c.read("jobs/" + j + "/wait"), "exit 0\n") << c.read("jobs/" + j + "/status");
+  EXPECT_EQ(c.read("jobs/" + j + "/stdout"), "attempt 2\n");
+  EXPECT_TRUE(eventually([&] { return c.read("status").find("nodes_up=2 ") != std::string::npos; }));
+  auto wait = c.read("nodes/n2/task/" + first_task + "/wait");
+  EXPECT_TRUE(wait.starts_with("lost fenced: no word from the scheduler for ")) << wait;
+  EXPECT_FALSE(c.has_event("duplicate " + j + " n2 " + first_task + " killed")) << c.all_events();
+  EXPECT_TRUE(eventually([&] {
+    return c.status_field(j, "note").find("cut-off copy on n2 (task " + first_task + ") fenced by its node") !=
+           std::string::npos;
+  })) << c.read("jobs/" + j + "/status");
   EXPECT_EQ(c.completions(j), 1);
 }
 
