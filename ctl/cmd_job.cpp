@@ -7,7 +7,8 @@
 // exactly the file operations the man page documents, whichever way it reaches the tree.
 //
 // run and submit check what they can before they clone (argument syntax with ctl/'s typed
-// parsers, `need` labels against nodes/*/labels), so that bad input makes no job. A ctl
+// parsers, `need` labels against the labels the scheduler places by: nodes/*/labels and
+// node=NAME for every node listed in nodes/), so that bad input makes no job. A ctl
 // write refused after the clone removes the new job again (`rm`).
 //
 // run streams stdout and stderr on two threads while the main thread reads wait; the
@@ -272,12 +273,14 @@ std::optional<std::uint64_t> job_id(std::string_view s) {
   return v;
 }
 
-// The labels of every node (nodes/*/labels), as "k=v" strings.
+// The labels the scheduler places by, as "k=v" strings: every node's own (nodes/*/labels)
+// and the node=NAME that the scheduler gives each node itself (galaxy(4), need).
 std::set<std::string> node_labels(tree_access& t) {
   std::set<std::string> labels;
   auto nodes = t.list("nodes");
   if (!nodes) return labels;
   for (const auto& n : *nodes) {
+    labels.emplace("node=" + n);
     auto text = t.read("nodes/" + n + "/labels");
     if (!text) continue;
     std::string_view s = *text;
@@ -599,10 +602,64 @@ void add_spec(CLI::App* sub, job_options& o) {
   sub->add_option("--time", o.time, "kill the job after this many seconds");
   sub->add_option("--name", o.name, "a name for the job, shown by galaxy jobs");
   sub->add_option("--dir", o.dir, "the job's working directory on its node");
-  sub->add_option("command", o.command, "the command and its arguments, after --");
+  // Only for --help: split_command hands the command over, and CLI11 never sees its words.
+  sub->add_option("command", o.command, "the command and its arguments (after -- or after the last option)");
+}
+
+// The verbs whose last argument is a command of the user's (split_command).
+constexpr std::string_view command_verbs[] = {"run", "submit"};
+
+// Whether the option word arg (not `--`) takes the next word as its value: CLI11's option
+// of that name in scope (or, failing that, in app: --auth may follow the verb) expects at
+// least one item and arg does not carry it already (`--mem=1g`, `-eK=V`). A cluster of
+// short flags (`-qa DIAL`) takes a value when its last letter does. An unknown option
+// takes none: CLI11 refuses it later.
+bool takes_value(const CLI::App& scope, const CLI::App& app, std::string_view arg) {
+  auto find = [&](const std::string& name) {
+    const CLI::Option* o = scope.get_option_no_throw(name);
+    return o != nullptr ? o : app.get_option_no_throw(name);
+  };
+  auto wants = [](const CLI::Option* o) { return o != nullptr && o->get_items_expected_min() > 0; };
+  if (arg.starts_with("--")) {
+    return arg.find('=') == std::string_view::npos && wants(find(std::string(arg)));
+  }
+  for (std::size_t k = 1; k < arg.size(); k++) {
+    const CLI::Option* o = find(std::string("-") + arg[k]);
+    if (o == nullptr) return false;
+    if (wants(o)) return k + 1 == arg.size();  // else the rest of arg is its value
+  }
+  return false;
 }
 
 }  // namespace
+
+command_split split_command(const CLI::App& app, int argc, const char* const* argv) {
+  command_split out{argc, {}};
+  const CLI::App* verb = nullptr;
+  for (int i = 1; i < argc; i++) {
+    std::string_view a = argv[i];
+    if (verb == nullptr) {
+      if (a == "--") return out;
+      if (a.size() > 1 && a[0] == '-') {
+        if (takes_value(app, app, a)) i++;
+        continue;
+      }
+      // The verb: only those that take a command are cut; CLI11 reads every other whole.
+      if (std::ranges::find(command_verbs, a) == std::end(command_verbs)) return out;
+      auto subs = app.get_subcommands([&](const CLI::App* s) { return s->get_name() == a; });
+      if (subs.empty()) return out;
+      verb = subs.front();
+      continue;
+    }
+    if (a == "--" || a.size() < 2 || a[0] != '-') {
+      out.argc = i;
+      for (int k = a == "--" ? i + 1 : i; k < argc; k++) out.command.emplace_back(argv[k]);
+      return out;
+    }
+    if (takes_value(*verb, app, a)) i++;
+  }
+  return out;
+}
 
 int job_exit_status(std::string_view w) {
   auto number = [](std::string_view s) -> std::optional<int> {
@@ -623,22 +680,29 @@ int job_exit_status(std::string_view w) {
   return 1;
 }
 
-void add_job_commands(CLI::App& app, int& status) {
+void add_job_commands(CLI::App& app, int& status, const std::vector<std::string>& command) {
   auto o = std::make_shared<job_options>();
   int* st = &status;
+  const std::vector<std::string>* cmd = &command;
 
   auto* run = app.add_subcommand("run", "submit a job, stream its output, and exit as it did (like srun)");
   add_conn(run, *o);
   add_spec(run, *o);
   run->add_flag("-q,--quiet", o->quiet, "do not print the job's number on standard error");
-  run->callback([o, st] { *st = do_run(*o); });
+  run->callback([o, st, cmd] {
+    o->command = *cmd;
+    *st = do_run(*o);
+  });
 
   auto* submit = app.add_subcommand("submit", "submit a job and print its number (like sbatch)");
   add_conn(submit, *o);
   add_spec(submit, *o);
   submit->add_option("--array", o->array, "make N tasks, jobs/J/0..N-1, with $GALAXY_INDEX (like sbatch --array)");
   submit->add_flag("--speculate", o->speculate, "let a straggling task get a backup copy on another node");
-  submit->callback([o, st] { *st = do_submit(*o); });
+  submit->callback([o, st, cmd] {
+    o->command = *cmd;
+    *st = do_submit(*o);
+  });
 
   auto* jobs = app.add_subcommand("jobs", "list the jobs: id, owner, state, node, exit, name, note");
   add_conn(jobs, *o);

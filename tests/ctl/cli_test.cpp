@@ -1,10 +1,17 @@
 // The `galaxy` tool's 9P verbs, run as a user runs them: the real binary against a real
 // galaxy-ramfs on port 0, over TCP and over a Unix socket, checking what is printed, on
 // which stream, and the exit status.
+//
+// The job verbs' command lines (CommandLine below) need no daemon: `-m DIR` makes them
+// use plain files under DIR, so a directory laid out as the scheduler's tree (jobs/clone
+// holding "7", jobs/7/ctl, nodes/NAME/labels) records exactly the ctl lines written.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include "tests/testutil.hpp"
@@ -231,6 +238,142 @@ TEST(Cli, BadAddressAndUsage) {
   auto help = testutil::run({galaxy_bin, "--help"});
   EXPECT_EQ(help.status, 0);
   EXPECT_THAT(help.out, HasSubstr("ls"));
+}
+
+// ---- The job verbs' command lines, on a tree of plain files -----------------------------
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void put(const std::string& path, std::string_view text) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
+}
+
+class CommandLine : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    put(tree("jobs/clone"), "7\n");
+    put(tree("nodes/n1/labels"), "arch=amd64\nsite=lab\n");
+    put(tree("nodes/n3/labels"), "arch=arm64\n");
+    put(tree("jobs/7/stdout"), "");
+    put(tree("jobs/7/stderr"), "");
+    put(tree("jobs/7/wait"), "exit 0\n");
+  }
+  std::string tree(std::string_view path = {}) const { return dir_.file("tree") + "/" + std::string(path); }
+  // galaxy VERB -m TREE ARGS..., with jobs/7/ctl empty before; returns what it wrote there.
+  testutil::run_result galaxy(const std::string& verb, std::vector<std::string> args) {
+    put(tree("jobs/7/ctl"), "");
+    std::vector<std::string> argv{galaxy_bin, verb, "-m", tree()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return testutil::run(argv);
+  }
+  std::string ctl() const { return slurp(tree("jobs/7/ctl")); }
+
+  testutil::temp_dir dir_;
+};
+
+// The README's own example.
+TEST_F(CommandLine, TheReadmesSubmitParses) {
+  auto r = galaxy("submit", {"--cpu", "2", "--need", "arch=amd64", "--", "make", "-C", "/src"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "7\n");
+  EXPECT_EQ(ctl(), "cpu 2\nneed arch=amd64\nexec make -C /src\n");
+}
+
+// Every option that takes a value, repeatable or not, before commands whose own words
+// begin with dashes, with and without `--`, for run and submit alike: the command's words
+// are never galaxy's.
+TEST_F(CommandLine, EveryOptionBeforeCommandsThatTakeDashes) {
+  struct opt {
+    std::vector<std::string> args;
+    std::string line;
+  };
+  const std::vector<opt> opts{
+      {{"--need", "arch=amd64"}, "need arch=amd64\n"},
+      {{"--need", "arch=amd64", "--need", "site=lab"}, "need arch=amd64\nneed site=lab\n"},
+      {{"--after", "3"}, "after 3\n"},
+      {{"--after", "3", "--after", "4"}, "after 3 4\n"},
+      {{"-e", "A=1"}, "env A=1\n"},
+      {{"-e", "A=1", "--env", "B=x y"}, "env A=1\nenv 'B=x y'\n"},
+      {{"-eA=1"}, "env A=1\n"},
+      {{"--cpu", "2"}, "cpu 2\n"},
+      {{"--mem=1g"}, "mem 1g\n"},
+      {{"--time", "60"}, "time 60\n"},
+      {{"--name", "build"}, "name build\n"},
+      {{"--dir", "/tmp"}, "dir /tmp\n"},
+  };
+  struct cmd {
+    std::vector<std::string> words;  // as given after the options
+    std::string exec;
+  };
+  const std::vector<cmd> cmds{
+      {{"--", "make", "-C", "/src"}, "exec make -C /src\n"},
+      {{"make", "-C", "/src"}, "exec make -C /src\n"},
+      {{"sh", "-c", "echo hi"}, "exec sh -c 'echo hi'\n"},
+      {{"--", "sh", "-c", "echo hi"}, "exec sh -c 'echo hi'\n"},
+      {{"--", "-x"}, "exec -x\n"},
+      {{"--", "--need", "x"}, "exec --need x\n"},
+      // Words after the command that are galaxy's options elsewhere stay the command's.
+      {{"env", "--cpu", "3", "-e", "X=1", "--", "-a"}, "exec env --cpu 3 -e X=1 -- -a\n"},
+  };
+  for (std::string verb : {"submit", "run"}) {
+    for (const auto& o : opts) {
+      for (const auto& c : cmds) {
+        std::vector<std::string> args = o.args;
+        if (verb == "run") args.insert(args.begin(), "-q");
+        args.insert(args.end(), c.words.begin(), c.words.end());
+        auto r = galaxy(verb, args);
+        std::string said = verb + " " + testing::PrintToString(args);
+        EXPECT_EQ(r.status, 0) << said << "\n" << r.err;
+        EXPECT_EQ(ctl(), o.line + c.exec) << said;
+        EXPECT_EQ(r.out, verb == "submit" ? "7\n" : "") << said;
+      }
+    }
+  }
+}
+
+// Galaxy's options after the verb in any order, and its own --auth after the verb too.
+TEST_F(CommandLine, OptionsInAnyOrderAndAuthAfterTheVerb) {
+  auto r = galaxy("submit", {"--auth", "none", "-e", "A=1", "--need", "arch=arm64", "-e", "B=2", "--cpu", "500m",
+                             "printf", "%s\\n", "-e"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(ctl(), "env A=1\nenv B=2\ncpu 500m\nneed arch=arm64\nexec printf %s\\n -e\n");
+}
+
+TEST_F(CommandLine, NoCommandMakesNoJob) {
+  for (auto args : {std::vector<std::string>{"--cpu", "2"}, std::vector<std::string>{"--need", "arch=amd64", "--"}}) {
+    auto r = galaxy("submit", args);
+    EXPECT_EQ(r.status, 1);
+    EXPECT_THAT(r.err, HasSubstr("no command")) << r.err;
+    EXPECT_EQ(ctl(), "");
+  }
+  // An option the verb does not have is refused, not taken for the command.
+  auto bad = galaxy("submit", {"--bogus", "true"});
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_THAT(bad.err, HasSubstr("--bogus")) << bad.err;
+}
+
+// node=NAME is a label the scheduler gives every node (galaxy(4), need): the tool takes
+// it for each node in nodes/, and still refuses a label that no node has, naming those
+// that exist.
+TEST_F(CommandLine, NeedNodeNameIsALabel) {
+  auto r = galaxy("submit", {"--need", "node=n3", "--", "true"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(ctl(), "need node=n3\nexec true\n");
+  auto run = galaxy("run", {"-q", "--need", "node=n1", "--need", "site=lab", "true"});
+  EXPECT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(ctl(), "need node=n1\nneed site=lab\nexec true\n");
+  auto none = galaxy("submit", {"--need", "node=n9", "--", "true"});
+  EXPECT_EQ(none.status, 1);
+  EXPECT_THAT(none.err, HasSubstr("--need node=n9: no node has that label"));
+  EXPECT_THAT(none.err, HasSubstr("node=n1"));
+  EXPECT_THAT(none.err, HasSubstr("node=n3"));
+  EXPECT_EQ(ctl(), "");
 }
 
 }  // namespace
