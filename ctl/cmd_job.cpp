@@ -203,6 +203,7 @@ class mount_access final : public tree_access {
 struct conn_options {
   std::string addr;
   std::string mount;
+  std::string state;  // --state: a galaxy up state directory
   std::string uname;
 };
 
@@ -220,14 +221,16 @@ struct job_options {
 
 void complain(std::string_view verb, std::string_view text) { fmt::print(stderr, "galaxy: {}: {}\n", verb, text); }
 
+// The tree, wherever cluster::find finds it; errors are printed here.
 std::unique_ptr<tree_access> open_tree(std::string_view verb, const conn_options& o) {
-  if (!o.addr.empty() && !o.mount.empty()) {
-    complain(verb, "give -a DIAL or -m MOUNTPOINT, not both");
+  auto where = cluster::find({.addr = o.addr, .mount = o.mount, .state = o.state});
+  if (!where) {
+    complain(verb, where.error());
     return nullptr;
   }
-  if (!o.mount.empty()) {
+  if (!where->mount.empty()) {
     std::error_code ec;
-    auto dir = fs::absolute(o.mount, ec).lexically_normal().string();
+    auto dir = fs::absolute(where->mount, ec).lexically_normal().string();
     if (dir.size() > 1 && dir.back() == '/') dir.pop_back();
     if (!fs::exists(dir + "/jobs/clone", ec)) {
       complain(verb, fmt::format("-m {}: no Galaxy tree is mounted there (no jobs/clone)", o.mount));
@@ -235,10 +238,9 @@ std::unique_ptr<tree_access> open_tree(std::string_view verb, const conn_options
     }
     return std::make_unique<mount_access>(dir);
   }
-  std::string addr = o.addr.empty() ? cluster::default_addr() : o.addr;
-  auto a = native_access::connect(addr, o.uname);
+  auto a = native_access::connect(where->addr, o.uname);
   if (!a) {
-    complain(verb, a.error());
+    complain(verb, a.error().starts_with("attach ") ? a.error() : cluster::not_answering(*where, a.error()));
     return nullptr;
   }
   return std::move(*a);
@@ -587,10 +589,11 @@ int do_nodes(const job_options& o) {
 
 void add_conn(CLI::App* sub, job_options& o) {
   sub->add_option("-a,--addr", o.conn.addr,
-                  "the scheduler's dial string (default: $GALAXY_ADDR, else the cluster galaxy up started, "
-                  "else tcp!127.0.0.1!5641)");
+                  "the scheduler's dial string (default: $GALAXY_ADDR, $GALAXY_STATE's cluster, the cluster galaxy "
+                  "up started, else tcp!127.0.0.1!5641)");
   sub->add_option("-m,--mount", o.conn.mount, "use the tree mounted here instead of dialing");
-  sub->add_option("-u,--user", o.conn.uname, "the user name to attach as (default: $USER)");
+  sub->add_option("--state", o.conn.state, "use the cluster that galaxy up --state DIR started");
+  sub->add_option("-u,--uname", o.conn.uname, "the user name to attach as (default: $USER)");
 }
 
 void add_spec(CLI::App* sub, job_options& o) {

@@ -7,8 +7,8 @@
 //   galaxy submit [OPTS] -- CMD ARG...   like sbatch: prints the job id
 //   galaxy jobs | nodes | kill J [SIG] | wait J...
 //
-// Each works natively over 9P (-a DIAL; default ctl::cluster::default_addr()) or through a
-// mount (-m MOUNTPOINT, plain file I/O). Design: galaxy.md, "Command lines"; issue 7. The
+// Each works natively over 9P (-a DIAL, --state DIR, or as ctl::cluster::find finds the
+// cluster) or through a mount (-m MOUNTPOINT, plain file I/O). Design: galaxy.md, "Command lines"; issue 7. The
 // man page is man/man1/galaxy.1 (JOBS).
 #include <string>
 #include <string_view>

@@ -8,6 +8,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -238,6 +244,80 @@ TEST(Cli, BadAddressAndUsage) {
   auto help = testutil::run({galaxy_bin, "--help"});
   EXPECT_EQ(help.status, 0);
   EXPECT_THAT(help.out, HasSubstr("ls"));
+}
+
+// ---- Finding the cluster (cluster::find) -------------------------------------------------
+
+// Whether something accepts TCP connections on 127.0.0.1:port.
+bool listening(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<std::uint16_t>(port));
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// With nothing given and nothing up, every verb says what it tried, in order, and how to
+// say where a cluster is. Root's default state directory is always /tmp/galaxy-0, which
+// another cluster may use: as root the verbs run as a user of the test's own, whose
+// default is below $XDG_RUNTIME_DIR.
+TEST(Cli, NothingAnswersSaysWhatItTried) {
+  if (listening(5641)) GTEST_SKIP() << "something listens on galaxy-sched's default port 5641 here";
+  testutil::temp_dir d;
+  ::chmod(d.path().c_str(), 0755);
+  std::optional<testutil::local_user> user;
+  if (::getuid() == 0) {
+    auto u = testutil::local_user::make("fi");
+    ASSERT_TRUE(u.has_value()) << u.error();
+    user = std::move(*u);
+  }
+  std::string xdg = d.file("run");
+  const std::vector<std::string> env{"GALAXY_ADDR", "GALAXY_STATE", "XDG_RUNTIME_DIR=" + xdg};
+  auto galaxy = [&](std::vector<std::string> argv) {
+    argv.insert(argv.begin(), galaxy_bin);
+    return testutil::run(user ? user->as(argv) : argv, {}, 30s, env);
+  };
+  for (auto verb : {std::vector<std::string>{"jobs"}, std::vector<std::string>{"ls"},
+                    std::vector<std::string>{"run", "--", "true"}, std::vector<std::string>{"wait", "1"}}) {
+    auto r = galaxy(verb);
+    EXPECT_EQ(r.status, 1) << verb[0];
+    EXPECT_THAT(r.err, HasSubstr("no cluster answers: $GALAXY_ADDR is not set; $GALAXY_STATE is not set; "
+                                 "galaxy up's default state directory " + xdg + "/galaxy: no cluster is recorded "
+                                 "there; galaxy-sched's default address: dial tcp!127.0.0.1!5641: "))
+        << verb[0];
+    EXPECT_THAT(r.err, HasSubstr("start one with galaxy up, or say where one is: -a DIAL, -m MOUNTPOINT, "
+                                 "--state DIR, $GALAXY_ADDR or $GALAXY_STATE\n"))
+        << verb[0];
+  }
+  // A state directory given, by option or variable, is used alone: no record there is
+  // the error, whatever else might answer.
+  std::string empty = d.file("empty");
+  std::filesystem::create_directory(empty);
+  auto st = galaxy({"jobs", "--state", empty});
+  EXPECT_EQ(st.status, 1);
+  EXPECT_EQ(st.err, "galaxy: jobs: --state " + empty + ": no cluster is recorded there; galaxy up --state " + empty +
+                        " starts one there\n");
+  auto ls = galaxy({"ls", "--state", empty});
+  EXPECT_EQ(ls.status, 1);
+  EXPECT_THAT(ls.err, HasSubstr("--state " + empty + ": no cluster is recorded there"));
+  auto env_state = testutil::run(user ? user->as({galaxy_bin, "nodes"}) : std::vector<std::string>{galaxy_bin, "nodes"},
+                                 {}, 30s, {"GALAXY_ADDR", "GALAXY_STATE=" + empty, "XDG_RUNTIME_DIR=" + xdg});
+  EXPECT_EQ(env_state.status, 1);
+  EXPECT_THAT(env_state.err, HasSubstr("$GALAXY_STATE=" + empty + ": no cluster is recorded there"));
+  // $GALAXY_ADDR is used alone too, and named when it does not answer.
+  std::string none = "unix!" + d.file("none.sock");
+  auto env_addr = testutil::run(user ? user->as({galaxy_bin, "jobs"}) : std::vector<std::string>{galaxy_bin, "jobs"},
+                                {}, 30s, {"GALAXY_ADDR=" + none, "GALAXY_STATE=" + empty, "XDG_RUNTIME_DIR=" + xdg});
+  EXPECT_EQ(env_addr.status, 1);
+  EXPECT_THAT(env_addr.err, HasSubstr("dial " + none + ": "));
+  EXPECT_THAT(env_addr.err, HasSubstr("(from $GALAXY_ADDR=" + none + ")"));
+  // Two places at once.
+  auto two = galaxy({"jobs", "-a", none, "--state", empty});
+  EXPECT_EQ(two.status, 1);
+  EXPECT_THAT(two.err, HasSubstr("give one of -a DIAL, -m MOUNTPOINT and --state DIR"));
 }
 
 // ---- The job verbs' command lines, on a tree of plain files -----------------------------

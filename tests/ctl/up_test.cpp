@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "ctl/ctlmsg.hpp"
 #include "fsclient/client.hpp"
 #include "tests/testutil.hpp"
 
@@ -202,6 +203,71 @@ TEST_F(UpCluster, UpSaidWhereEverythingIsAndWhatToTry) {
   EXPECT_NE(nodes.out.find("\nn1 "), std::string::npos) << nodes.out;
   EXPECT_NE(nodes.out.find("\nn2 "), std::string::npos) << nodes.out;
   EXPECT_NE(nodes.out.find("arch="), std::string::npos) << nodes.out;
+}
+
+// One key=value word of a status line ("" when absent).
+std::string field(const std::string& text, const std::string& key) {
+  auto line = " " + text;
+  auto at = line.find(" " + key + "=");
+  if (at == std::string::npos) return {};
+  at += key.size() + 2;
+  return line.substr(at, line.find_first_of(" \n", at) - at);
+}
+
+// up prints the lines to export; with them, or --state, every verb finds this cluster
+// (it is not in the default state directory), and a place given is used alone, in the
+// order -a, -m, --state, $GALAXY_ADDR, $GALAXY_STATE.
+TEST_F(UpCluster, UpPrintsWhatToExportAndEveryVerbFindsTheClusterByIt) {
+  const std::string& state = dirs_->state;
+  EXPECT_NE(up_out_.find("\nexport GALAXY_STATE=" + state + "\n"), std::string::npos) << up_out_;
+  EXPECT_NE(up_out_.find("\nexport GALAXY_ADDR='" + addr_ + "'\n"), std::string::npos) << up_out_;
+  const std::vector<std::string> by_state{"GALAXY_ADDR", "GALAXY_STATE=" + state};
+  const std::vector<std::string> unset{"GALAXY_ADDR", "GALAXY_STATE"};
+  auto nodes = run({galaxy, "nodes"}, {}, 30s, by_state);
+  EXPECT_EQ(nodes.status, 0) << nodes.err;
+  EXPECT_NE(nodes.out.find("\nn2 "), std::string::npos) << nodes.out;
+  auto ls = run({galaxy, "ls", "--state", state, "nodes"}, {}, 30s, unset);
+  EXPECT_EQ(ls.status, 0) << ls.err;
+  EXPECT_EQ(ls.out, "n1\nn2\n");
+  auto r = run({galaxy, "run", "-q", "--state", state, "--", "echo", "found"}, {}, 60s, unset);
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "found\n");
+  auto s = run({galaxy, "submit", "--name", "by-addr", "--", "true"}, {}, 30s, {"GALAXY_STATE", "GALAXY_ADDR=" + addr_});
+  EXPECT_EQ(s.status, 0) << s.err;
+  auto w = run({galaxy, "wait", s.out.substr(0, s.out.find('\n'))}, {}, 60s, by_state);
+  EXPECT_EQ(w.status, 0) << w.out << w.err;
+  // $GALAXY_ADDR comes before $GALAXY_STATE, and --state before either.
+  testutil::temp_dir t;
+  std::string none = "unix!" + t.file("none.sock");
+  const std::vector<std::string> both{"GALAXY_ADDR=" + none, "GALAXY_STATE=" + state};
+  auto first = run({galaxy, "jobs"}, {}, 30s, both);
+  EXPECT_EQ(first.status, 1);
+  EXPECT_NE(first.err.find("(from $GALAXY_ADDR=" + none + ")"), std::string::npos) << first.err;
+  auto opt = run({galaxy, "jobs", "--state", state}, {}, 30s, both);
+  EXPECT_EQ(opt.status, 0) << opt.err;
+  EXPECT_NE(opt.out.find("by-addr"), std::string::npos) << opt.out;
+}
+
+// Every node of a local cluster has this machine's memory divided among the nodes, as
+// its CPUs are, so the cluster counts the machine's memory once.
+TEST_F(UpCluster, MemoryIsDividedAmongTheNodes) {
+  std::uint64_t total = 0;
+  {
+    std::ifstream in("/proc/meminfo");
+    std::string key, unit;
+    std::uint64_t kib = 0;
+    while (in >> key >> kib >> unit) {
+      if (key == "MemTotal:") total = kib << 10;
+    }
+  }
+  ASSERT_GT(total, 0u);
+  for (const std::string n : {"n1", "n2"}) {
+    auto st = slurp(mnt_ + "/nodes/" + n + "/status");
+    EXPECT_EQ(field(st, "mem"), std::to_string(total / 2)) << n << ": " << st;
+  }
+  auto st = slurp(mnt_ + "/status");
+  EXPECT_EQ(field(st, "mem_bytes_total"), std::to_string(total / 2 * 2)) << st;
+  EXPECT_NE(up_out_.find(ctl::human_bytes(total / 2)), std::string::npos) << up_out_;
 }
 
 // The main job on a small slice, through the mount; its table equals the local pipeline's,
