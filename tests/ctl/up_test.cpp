@@ -16,6 +16,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -436,6 +437,106 @@ TEST_F(UpCluster, SubmitAnArray) {
   EXPECT_EQ(bad.status, 1);
   EXPECT_NE(bad.err.find("--array"), std::string::npos) << bad.err;
   EXPECT_EQ(job_count(), before);
+}
+
+// galaxy jobs with Slurm's filters and squeue's -o; array tasks listed as J/I and usable
+// in jobs, wait and kill.
+TEST_F(UpCluster, JobsFiltersFormatAndArrayTasks) {
+  std::string tag = "f" + std::to_string(::getpid());
+  auto submit = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv{galaxy, "submit", "-a", addr_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto r = run(argv, {}, 30s);
+    EXPECT_EQ(r.status, 0) << r.err;
+    return r.out.substr(0, r.out.find('\n'));
+  };
+  auto jobs = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv{galaxy, "jobs", "-a", addr_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto r = run(argv, {}, 30s);
+    EXPECT_EQ(r.status, 0) << r.err;
+    return r.out;
+  };
+  auto state_of = [&](const std::string& id) { return field(slurp(mnt_ + "/jobs/" + id + "/status"), "state"); };
+  std::string a = submit({"--name", tag + "A", "--cpu", "10m", "--", "sleep", "600"});
+  std::string b = submit({"--name", tag + "B", "--", "true"});
+  std::string c = submit({"--name", tag + "C", "--array", "2", "--", "sh", "-c", "exit $GALAXY_INDEX"});
+  ASSERT_EQ(run({galaxy, "wait", "-a", addr_, b}, {}, 60s).status, 0);
+  auto wc = run({galaxy, "wait", "-a", addr_, c}, {}, 60s);
+  EXPECT_EQ(wc.status, 1) << wc.out << wc.err;
+  ASSERT_TRUE(eventually([&] { return state_of(a) == "running"; }));
+
+  // Names and states, as squeue -o prints them.
+  EXPECT_EQ(jobs({"--name", tag + "A," + tag + "B", "--noheader", "-o", "%i %T %j"}),
+            a + " running " + tag + "A\n" + b + " done " + tag + "B\n");
+  EXPECT_EQ(jobs({"--name", tag + "B", "-o", "%.8i|%4T|%3j|%x"}),
+            "   JOBID|STAT|NAM|EXIT\n" + std::string(8 - b.size(), ' ') + b + "|done|" + tag.substr(0, 3) +
+                "|exit 0\n");
+  // The array and its tasks, J/I after J; a filter applies to each.
+  EXPECT_EQ(jobs({"--name", tag + "C", "--noheader", "-o", "%i %T %x"}),
+            c + " failed error 1 of 2 tasks failed\n" + c + "/0 done exit 0\n" + c + "/1 failed exit 1\n");
+  EXPECT_EQ(jobs({"--name", tag + "C", "--states", "F", "--noheader", "-o", "%i"}), c + "\n" + c + "/1\n");
+  EXPECT_EQ(jobs({"--noheader", "-o", "%i %T", c + "/1", b}), c + "/1 failed\n" + b + " done\n");
+  auto table = jobs({c});
+  EXPECT_NE(table.find("\n" + c + "/0 "), std::string::npos) << table;
+  // wait on a task.
+  auto w0 = run({galaxy, "wait", "-a", addr_, c + "/0"}, {}, 60s);
+  EXPECT_EQ(w0.status, 0) << w0.err;
+  EXPECT_EQ(w0.out, "exit 0\n");
+  auto w1 = run({galaxy, "wait", "-m", mnt_, c + "/1"}, {}, 60s);
+  EXPECT_EQ(w1.status, 1) << w1.err;
+  EXPECT_EQ(w1.out, "exit 1\n");
+  // The node it ran on; time used.
+  std::string node = field(slurp(mnt_ + "/jobs/" + b + "/status"), "node");
+  ASSERT_FALSE(node.empty());
+  EXPECT_EQ(jobs({"--node", node, "--name", tag + "B", "--noheader", "-o", "%N %j"}), node + " " + tag + "B\n");
+  EXPECT_EQ(jobs({"--node", node == "n1" ? "n2" : "n1", "--name", tag + "B", "--noheader", "-o", "%j"}), "");
+  EXPECT_TRUE(std::regex_match(jobs({"--name", tag + "B", "--noheader", "-o", "%M %S"}),
+                               std::regex("0:0[0-9] 20[0-9-]+T[0-9:]+\n")));
+  // Owners: --user is a filter, -u still the attach name.
+  std::string me = field(slurp(mnt_ + "/jobs/" + b + "/status"), "owner");
+  EXPECT_EQ(jobs({"--user", me, "--name", tag + "B", "--noheader", "-o", "%u"}), me + "\n");
+  EXPECT_EQ(jobs({"--user", "no-" + me, "--name", tag + "B", "--noheader", "-o", "%u"}), "");
+  if (::getuid() == 0) {
+    auto u = testutil::local_user::make("jo");
+    ASSERT_TRUE(u.has_value()) << u.error();
+    std::string d = submit({"-u", u->name(), "--name", tag + "D", "--", "true"});
+    EXPECT_EQ(jobs({"--user", u->name(), "--noheader", "-o", "%i %u"}), d + " " + u->name() + "\n");
+    EXPECT_EQ(jobs({"-u", u->name(), "--name", tag + "D", "--noheader", "-o", "%u"}), u->name() + "\n");
+    ASSERT_EQ(run({galaxy, "wait", "-a", addr_, d}, {}, 60s).status, 0);
+  }
+  // Bad filters and formats: said, and nothing listed.
+  auto bad = run({galaxy, "jobs", "-a", addr_, "--states", "running,sleepy"});
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.err.find("'sleepy' is not a state"), std::string::npos) << bad.err;
+  auto badf = run({galaxy, "jobs", "-a", addr_, "-o", "%i %z"});
+  EXPECT_EQ(badf.status, 1);
+  EXPECT_NE(badf.err.find("'%z' at 4 is not a field"), std::string::npos) << badf.err;
+
+  // kill by name and state; an array's task by J/I.
+  std::string e1 = submit({"--name", tag + "E", "--cpu", "10m", "--", "sleep", "600"});
+  std::string e2 = submit({"--name", tag + "E", "--cpu", "10m", "--", "sleep", "600"});
+  std::string g = submit({"--name", tag + "G", "--cpu", "10m", "--array", "2", "--", "sleep", "600"});
+  ASSERT_TRUE(eventually([&] { return state_of(e1) == "running" && state_of(e2) == "running"; }));
+  ASSERT_TRUE(eventually([&] { return state_of(g + "/0") == "running" && state_of(g + "/1") == "running"; }));
+  auto k = run({galaxy, "kill", "-a", addr_, "--name", tag + "E"});
+  EXPECT_EQ(k.status, 0) << k.err;
+  for (const auto& id : {e1, e2}) EXPECT_EQ(run({galaxy, "wait", "-a", addr_, id}, {}, 60s).status, 128 + 9) << id;
+  EXPECT_EQ(state_of(a), "running");
+  auto kt = run({galaxy, "kill", "-a", addr_, g + "/1"});
+  EXPECT_EQ(kt.status, 0) << kt.err;
+  EXPECT_EQ(run({galaxy, "wait", "-a", addr_, g + "/1"}, {}, 60s).status, 128 + 9);
+  EXPECT_EQ(state_of(g + "/0"), "running");
+  auto ks = run({galaxy, "kill", "-a", addr_, "--states", "running", "--name", tag + "A," + tag + "G"});
+  EXPECT_EQ(ks.status, 0) << ks.err;
+  EXPECT_EQ(run({galaxy, "wait", "-a", addr_, a}, {}, 60s).status, 128 + 9);
+  EXPECT_EQ(run({galaxy, "wait", "-a", addr_, g + "/0"}, {}, 60s).status, 128 + 9);
+  auto none = run({galaxy, "kill", "-a", addr_});
+  EXPECT_EQ(none.status, 1);
+  EXPECT_NE(none.err.find("name the jobs"), std::string::npos) << none.err;
+  auto badname = run({galaxy, "kill", "-a", addr_, "3/x"});
+  EXPECT_EQ(badname.status, 1);
+  EXPECT_NE(badname.err.find("'3/x': expected a job number J, or J/I"), std::string::npos) << badname.err;
 }
 
 TEST_F(UpCluster, RunWithNoCommandSaysSoAndMakesNoJob) {
