@@ -11,9 +11,11 @@
 #include "ctl/cmd_job.hpp"
 #include "ctl/cmd_mount.hpp"
 #include "ctl/cmd_up.hpp"
+#include "ctl/version.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"galaxy: use a Galaxy file tree over 9P", "galaxy"};
+  ctl::add_version_flag(app, "galaxy");
   app.require_subcommand(1);
   // --auth and --munge-socket may also follow the verb.
   app.fallthrough();

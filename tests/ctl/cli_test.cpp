@@ -20,6 +20,7 @@
 #include <sstream>
 #include <thread>
 
+#include "ctl/version.hpp"
 #include "tests/testutil.hpp"
 
 namespace {
@@ -244,6 +245,17 @@ TEST(Cli, BadAddressAndUsage) {
   auto help = testutil::run({galaxy_bin, "--help"});
   EXPECT_EQ(help.status, 0);
   EXPECT_THAT(help.out, HasSubstr("ls"));
+}
+
+// Every program says its version and the git description of its source, the same for
+// all three (ctl/version.hpp), and exits 0 without needing its other options.
+TEST(Cli, EveryProgramSaysItsVersion) {
+  for (std::string program : {"galaxy", "galaxy-node", "galaxy-sched"}) {
+    auto r = testutil::run({GALAXY_BINARY_DIR "/" + program, "--version"});
+    EXPECT_EQ(r.status, 0) << program << ": " << r.err;
+    EXPECT_EQ(r.out, ctl::version_line(program) + "\n") << program;
+    EXPECT_THAT(r.out, MatchesRegex(program + " [0-9]+\\.[0-9]+\\.[0-9]+ \\(git [0-9a-z.-]+\\)\n"));
+  }
 }
 
 // ---- Finding the cluster (cluster::find) -------------------------------------------------
