@@ -5,7 +5,8 @@
 //   galaxy run    [OPTS] -- CMD ARG...   like srun: clone, write the ctl lines, exec;
 //                                        stream stdout and stderr; exit as the job did
 //   galaxy submit [OPTS] -- CMD ARG...   like sbatch: prints the job id
-//   galaxy jobs | nodes | kill J [SIG] | wait J...
+//   galaxy jobs [FILTERS] [-o FORMAT] [J...]   like squeue; array tasks as J/I
+//   galaxy nodes | kill [-s SIG] [FILTERS] [J...] | wait J...   (J or J/I)
 //
 // Each works natively over 9P (-a DIAL, --state DIR, or as ctl::cluster::find finds the
 // cluster) or through a mount (-m MOUNTPOINT, plain file I/O). Design: galaxy.md, "Command lines"; issue 7. The

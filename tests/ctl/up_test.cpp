@@ -531,6 +531,10 @@ TEST_F(UpCluster, JobsFiltersFormatAndArrayTasks) {
   EXPECT_EQ(ks.status, 0) << ks.err;
   EXPECT_EQ(run({galaxy, "wait", "-a", addr_, a}, {}, 60s).status, 128 + 9);
   EXPECT_EQ(run({galaxy, "wait", "-a", addr_, g + "/0"}, {}, 60s).status, 128 + 9);
+  // Chosen by filter, a job that has ended is left alone, as scancel leaves it.
+  auto ended = run({galaxy, "kill", "-a", addr_, "--name", tag + "B," + tag + "C"});
+  EXPECT_EQ(ended.status, 0) << ended.err;
+  EXPECT_EQ(ended.err, "");
   auto none = run({galaxy, "kill", "-a", addr_});
   EXPECT_EQ(none.status, 1);
   EXPECT_NE(none.err.find("name the jobs"), std::string::npos) << none.err;
