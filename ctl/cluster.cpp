@@ -23,6 +23,7 @@
 #include <map>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 namespace ctl::cluster {
 namespace fs = std::filesystem;
@@ -189,10 +190,88 @@ bool stop(const proc_id& p, std::chrono::milliseconds timeout) {
   return wait_until(std::chrono::steady_clock::now() + 5s);
 }
 
-std::string default_addr() {
-  if (const char* env = std::getenv("GALAXY_ADDR"); env != nullptr && *env != '\0') return env;
-  if (auto r = load(default_state_dir()); r && !r->sched_addr.empty() && alive(r->sched)) return r->sched_addr;
-  return "tcp!127.0.0.1!5641";
+namespace {
+
+constexpr const char* sched_default_addr = "tcp!127.0.0.1!5641";
+constexpr const char* say_where =
+    "start one with galaxy up, or say where one is: -a DIAL, -m MOUNTPOINT, --state DIR, "
+    "$GALAXY_ADDR or $GALAXY_STATE";
+
+// The scheduler recorded in state, or why there is none running.
+std::expected<std::string, std::string> recorded_sched(const std::string& state) {
+  auto r = load(state);
+  if (!r) {
+    if (r.error() == "no cluster record") return std::unexpected(std::string("no cluster is recorded there"));
+    return std::unexpected(r.error());
+  }
+  if (r->sched_addr.empty()) return std::unexpected(std::string("its record names no scheduler"));
+  if (!alive(r->sched)) {
+    return std::unexpected(fmt::format("the cluster recorded there is not running (its scheduler, pid {}, has ended)",
+                                       r->sched.pid));
+  }
+  return r->sched_addr;
+}
+
+std::string joined(const std::vector<std::string>& tried) {
+  std::string out;
+  for (const auto& t : tried) out += (out.empty() ? "" : "; ") + t;
+  return out;
+}
+
+}  // namespace
+
+std::expected<target, std::string> find(const given& g) {
+  int n = !g.addr.empty() + !g.mount.empty() + !g.state.empty();
+  if (n > 1) return std::unexpected(std::string("give one of -a DIAL, -m MOUNTPOINT and --state DIR, not several"));
+  target t;
+  if (!g.addr.empty()) {
+    t.addr = g.addr;
+    t.source = "-a";
+    return t;
+  }
+  if (!g.mount.empty()) {
+    t.mount = g.mount;
+    t.source = "-m";
+    return t;
+  }
+  auto from_state = [&](const std::string& state, const std::string& source) -> std::expected<target, std::string> {
+    auto a = recorded_sched(state);
+    if (!a) {
+      return std::unexpected(
+          fmt::format("{}: {}; galaxy up --state {} starts one there", source, a.error(), state));
+    }
+    t.addr = *a;
+    t.source = source;
+    return t;
+  };
+  if (!g.state.empty()) return from_state(g.state, "--state " + g.state);
+  if (const char* e = std::getenv("GALAXY_ADDR"); e != nullptr && *e != '\0') {
+    t.addr = e;
+    t.source = fmt::format("$GALAXY_ADDR={}", e);
+    return t;
+  }
+  t.tried.emplace_back("$GALAXY_ADDR is not set");
+  if (const char* e = std::getenv("GALAXY_STATE"); e != nullptr && *e != '\0') {
+    return from_state(e, fmt::format("$GALAXY_STATE={}", e));
+  }
+  t.tried.emplace_back("$GALAXY_STATE is not set");
+  std::string dflt = default_state_dir();
+  if (auto a = recorded_sched(dflt)) {
+    t.addr = *a;
+    t.source = fmt::format("the cluster galaxy up started in {}", dflt);
+    return t;
+  } else {
+    t.tried.push_back(fmt::format("galaxy up's default state directory {}: {}", dflt, a.error()));
+  }
+  t.addr = sched_default_addr;
+  t.source = "galaxy-sched's default address";
+  return t;
+}
+
+std::string not_answering(const target& t, const std::string& dial_error) {
+  if (t.source == "-a") return dial_error;
+  if (t.tried.empty()) return fmt::format("{} (from {})", dial_error, t.source);
+  return fmt::format("no cluster answers: {}; {}: {}; {}", joined(t.tried), t.source, dial_error, say_where);
 }
 
 std::optional<std::string> mount_type(const std::string& dir) {

@@ -61,10 +61,34 @@ bool alive(const proc_id& p);
 // timeout + 5 s). Returns true if it is gone; false if it was never alive.
 bool stop(const proc_id& p, std::chrono::milliseconds timeout);
 
-// The dial string the job verbs use when -a and -m are not given: $GALAXY_ADDR when set,
-// else the scheduler of a cluster up in the default state directory, else galaxy-sched's
-// default tcp!127.0.0.1!5641.
-std::string default_addr();
+// Where a verb finds the cluster: one way for every verb (galaxy(1), FINDING THE
+// CLUSTER), the first of
+//   -a DIAL, -m MOUNTPOINT, --state DIR    at most one may be given;
+//   $GALAXY_ADDR                           a dial string;
+//   $GALAXY_STATE                          a galaxy up state directory: its recorded scheduler;
+//   default_state_dir()                    if a cluster galaxy up started there still runs;
+//   tcp!127.0.0.1!5641                     galaxy-sched's own default.
+// A place that is given (an option, a variable set) is used alone: if its cluster is not
+// there, that is the error, without looking further.
+struct given {
+  std::string addr;   // -a
+  std::string mount;  // -m ("" where the verb has no -m)
+  std::string state;  // --state
+};
+struct target {
+  std::string addr;                // the dial string, or "" with mount
+  std::string mount;               // -m: the mount point
+  std::string source;              // how it was found: "-a", "$GALAXY_ADDR", "--state DIR", ...
+  std::vector<std::string> tried;  // the places looked at before it, each with why it did not serve
+};
+// Errors: two places given at once; a state directory (--state, $GALAXY_STATE) with no
+// cluster recorded or whose scheduler has ended, saying what was tried and what to do.
+std::expected<target, std::string> find(const given& g);
+
+// The message for a target whose dial failed with dial_error: for -a, dial_error alone;
+// else it names where the address came from and, for the last resort, what was tried
+// before and how to say where a cluster is.
+std::string not_answering(const target& t, const std::string& dial_error);
 
 // Whether dir is a mount point (/proc/self/mountinfo), and its file system type
 // ("fuse.galaxy"); nullopt if it is not one.

@@ -1,6 +1,7 @@
 // The `galaxy` tool's 9P verbs (ctl/cmd_9p.hpp), after plan9port's 9p(1).
 //
-// Every verb takes the same connection options (-a DIAL, -u UNAME, --aname A), dials,
+// Every verb takes the same connection options (-a DIAL or --state DIR, -u UNAME,
+// --aname A; the cluster is found by cluster::find), dials,
 // attaches, and works on paths relative to the attached root. Errors print as
 // "galaxy: PATH: <the server's error string>" and make the exit status 1; a verb given
 // several paths goes on with the next after a failure, as Plan 9's cat and rm do.
@@ -38,6 +39,7 @@ using fsclient::client;
 
 struct conn_options {
   std::string addr;
+  std::string state;  // --state: a galaxy up state directory
   std::string uname;
   std::string aname;
 };
@@ -62,11 +64,16 @@ std::string_view server_text(std::string_view e) {
 }
 
 std::unique_ptr<conn> connect(const conn_options& o) {
-  // No -a: $GALAXY_ADDR, else the cluster `galaxy up` started, else galaxy-sched's default.
-  std::string addr = o.addr.empty() ? cluster::default_addr() : o.addr;
+  // -a, --state, $GALAXY_ADDR, $GALAXY_STATE, galaxy up's default: cluster::find.
+  auto where = cluster::find({.addr = o.addr, .mount = {}, .state = o.state});
+  if (!where) {
+    fmt::print(stderr, "galaxy: {}\n", where.error());
+    return nullptr;
+  }
+  const std::string& addr = where->addr;
   auto c = client::dial(addr, client_options());
   if (!c) {
-    fmt::print(stderr, "galaxy: {}\n", c.error());
+    fmt::print(stderr, "galaxy: {}\n", cluster::not_answering(*where, c.error()));
     return nullptr;
   }
   auto root = (*c)->attach(o.uname.empty() ? login_name() : o.uname, o.aname);
@@ -348,8 +355,10 @@ struct verbs {
 CLI::App* add_verb(CLI::App& app, verbs& v, const char* name, const char* help) {
   auto* sub = app.add_subcommand(name, help);
   sub->add_option("-a,--addr", v.conn.addr,
-                  "the server's dial string (default: $GALAXY_ADDR, else the cluster galaxy up started, else tcp!127.0.0.1!5641)");
-  sub->add_option("-u,--user", v.conn.uname, "the user name to attach as (default: $USER)");
+                  "the server's dial string (default: $GALAXY_ADDR, $GALAXY_STATE's cluster, the cluster galaxy up "
+                  "started, else tcp!127.0.0.1!5641)");
+  sub->add_option("--state", v.conn.state, "use the cluster that galaxy up --state DIR started");
+  sub->add_option("-u,--uname", v.conn.uname, "the user name to attach as (default: $USER)");
   sub->add_option("--aname", v.conn.aname, "the tree to attach to (default: the server's main tree)");
   return sub;
 }

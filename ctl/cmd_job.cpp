@@ -7,7 +7,8 @@
 // exactly the file operations the man page documents, whichever way it reaches the tree.
 //
 // run and submit check what they can before they clone (argument syntax with ctl/'s typed
-// parsers, `need` labels against nodes/*/labels), so that bad input makes no job. A ctl
+// parsers, `need` labels against the labels the scheduler places by: nodes/*/labels and
+// node=NAME for every node listed in nodes/), so that bad input makes no job. A ctl
 // write refused after the clone removes the new job again (`rm`).
 //
 // run streams stdout and stderr on two threads while the main thread reads wait; the
@@ -22,7 +23,9 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cerrno>
+#include <cctype>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -199,9 +202,71 @@ class mount_access final : public tree_access {
 
 // ---- Options ---------------------------------------------------------------------------
 
+// The states a status line may say (galaxy(4), status), and Slurm's codes for the same
+// (squeue --states: PD pending, R running, CD completed, F failed, CA cancelled).
+constexpr std::string_view job_states[] = {"new", "starting", "queued", "running", "done", "failed", "killed", "lost"};
+constexpr std::pair<std::string_view, std::string_view> slurm_states[] = {
+    {"pd", "queued"}, {"pending", "queued"}, {"r", "running"}, {"cd", "done"}, {"completed", "done"},
+    {"f", "failed"}, {"ca", "killed"}, {"cancelled", "killed"}};
+
+bool has_ended(std::string_view state) { return state == "done" || state == "failed" || state == "killed"; }
+
+// Words of a comma-separated list, empty ones dropped.
+std::vector<std::string> comma_list(std::string_view s) {
+  std::vector<std::string> out;
+  for (;;) {
+    auto c = s.find(',');
+    if (!s.substr(0, c).empty()) out.emplace_back(s.substr(0, c));
+    if (c == std::string_view::npos) return out;
+    s.remove_prefix(c + 1);
+  }
+}
+
+// The filters of jobs and kill, Slurm's (squeue/scancel --user, --name, --states,
+// --nodelist): each a comma-separated list, a job matches when it matches every filter
+// given, and a filter matches when any of its words does.
+struct job_filter {
+  std::string users, names, nodes, states;
+
+  bool any() const { return !users.empty() || !names.empty() || !nodes.empty() || !states.empty(); }
+  // Checks --states and fills states_; the error names the states there are.
+  result<void> check() {
+    states_.clear();
+    for (auto w : comma_list(states)) {
+      std::ranges::transform(w, w.begin(), [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+      if (auto sl = std::ranges::find(slurm_states, w, &std::pair<std::string_view, std::string_view>::first);
+          sl != std::end(slurm_states)) {
+        w = sl->second;
+      }
+      if (std::ranges::find(job_states, w) == std::end(job_states)) {
+        return std::unexpected(fmt::format("--states {}: '{}' is not a state; expected a comma-separated list of "
+                                           "new, starting, queued, running, done, failed, killed, lost "
+                                           "(or Slurm's PD, R, CD, F, CA)",
+                                           states, w));
+      }
+      states_.push_back(w);
+    }
+    return {};
+  }
+  bool matches(std::map<std::string, std::string>& kv) const {
+    auto in = [](const std::string& list, const std::string& v) {
+      if (list.empty()) return true;
+      auto words = comma_list(list);
+      return std::ranges::find(words, v) != words.end();
+    };
+    if (!in(users, kv["owner"]) || !in(names, kv["name"]) || !in(nodes, kv["node"])) return false;
+    return states_.empty() || std::ranges::find(states_, kv["state"]) != states_.end();
+  }
+
+ private:
+  std::vector<std::string> states_;
+};
+
+
 struct conn_options {
   std::string addr;
   std::string mount;
+  std::string state;  // --state: a galaxy up state directory
   std::string uname;
 };
 
@@ -212,21 +277,26 @@ struct job_options {
   bool speculate = false;        // submit: `speculate`
   std::vector<std::string> needs, after, env;
   std::vector<std::string> command;
-  std::vector<std::string> ids;  // kill, wait
+  std::vector<std::string> ids;  // kill, wait, jobs: J or J/I
   std::string signal;            // kill
+  job_filter filter;             // jobs, kill
+  std::string format;            // jobs -o
+  bool noheader = false;         // jobs
   bool quiet = false;            // run: no "job N" line
 };
 
 void complain(std::string_view verb, std::string_view text) { fmt::print(stderr, "galaxy: {}: {}\n", verb, text); }
 
+// The tree, wherever cluster::find finds it; errors are printed here.
 std::unique_ptr<tree_access> open_tree(std::string_view verb, const conn_options& o) {
-  if (!o.addr.empty() && !o.mount.empty()) {
-    complain(verb, "give -a DIAL or -m MOUNTPOINT, not both");
+  auto where = cluster::find({.addr = o.addr, .mount = o.mount, .state = o.state});
+  if (!where) {
+    complain(verb, where.error());
     return nullptr;
   }
-  if (!o.mount.empty()) {
+  if (!where->mount.empty()) {
     std::error_code ec;
-    auto dir = fs::absolute(o.mount, ec).lexically_normal().string();
+    auto dir = fs::absolute(where->mount, ec).lexically_normal().string();
     if (dir.size() > 1 && dir.back() == '/') dir.pop_back();
     if (!fs::exists(dir + "/jobs/clone", ec)) {
       complain(verb, fmt::format("-m {}: no Galaxy tree is mounted there (no jobs/clone)", o.mount));
@@ -234,10 +304,9 @@ std::unique_ptr<tree_access> open_tree(std::string_view verb, const conn_options
     }
     return std::make_unique<mount_access>(dir);
   }
-  std::string addr = o.addr.empty() ? cluster::default_addr() : o.addr;
-  auto a = native_access::connect(addr, o.uname);
+  auto a = native_access::connect(where->addr, o.uname);
   if (!a) {
-    complain(verb, a.error());
+    complain(verb, a.error().starts_with("attach ") ? a.error() : cluster::not_answering(*where, a.error()));
     return nullptr;
   }
   return std::move(*a);
@@ -272,12 +341,14 @@ std::optional<std::uint64_t> job_id(std::string_view s) {
   return v;
 }
 
-// The labels of every node (nodes/*/labels), as "k=v" strings.
+// The labels the scheduler places by, as "k=v" strings: every node's own (nodes/*/labels)
+// and the node=NAME that the scheduler gives each node itself (galaxy(4), need).
 std::set<std::string> node_labels(tree_access& t) {
   std::set<std::string> labels;
   auto nodes = t.list("nodes");
   if (!nodes) return labels;
   for (const auto& n : *nodes) {
+    labels.emplace("node=" + n);
     auto text = t.read("nodes/" + n + "/labels");
     if (!text) continue;
     std::string_view s = *text;
@@ -458,13 +529,198 @@ int do_run(const job_options& o) {
   return status;
 }
 
+// ---- Jobs by name and by filter --------------------------------------------------------
+
+// A job's name below jobs/: "J", or "J/I" for task I of array J (galaxy(4): an array's
+// tasks live in its directory, not in jobs/).
+bool is_job_name(std::string_view s) {
+  auto slash = s.find('/');
+  if (slash == std::string_view::npos) return job_id(s).has_value();
+  return job_id(s.substr(0, slash)) && job_id(s.substr(slash + 1));
+}
+
+// One job as listed: its name below jobs/ and its status line's fields.
+struct job_row {
+  std::string id;
+  std::map<std::string, std::string> kv;
+};
+
+// The jobs named (each J or J/I), or every job in jobs/ when none is; an array job J is
+// followed by its tasks J/0, J/1, ... (jobs/J/ lists them). A name that does not exist is
+// complained about (and makes bad true); a job removed meanwhile is left out.
+std::vector<job_row> list_jobs(std::string_view verb, tree_access& t, const std::vector<std::string>& names,
+                               bool& bad) {
+  std::vector<job_row> rows;
+  auto numbers_in = [&](const std::string& dir) {
+    std::vector<std::uint64_t> ids;
+    if (auto ls = t.list(dir)) {
+      for (const auto& n : *ls) {
+        if (auto id = job_id(n)) ids.push_back(*id);
+      }
+    }
+    std::ranges::sort(ids);
+    return ids;
+  };
+  auto add = [&](const std::string& id, bool named) {
+    auto s = t.read("jobs/" + id + "/status");
+    if (!s) {
+      if (named) {
+        complain(verb, fmt::format("{}: {}", t.name("jobs/" + id), s.error()));
+        bad = true;
+      }
+      return;
+    }
+    rows.push_back({id, parse_status(*s)});
+    if (rows.back().kv.contains("tasks")) {
+      for (auto i : numbers_in("jobs/" + id)) {
+        auto ts = t.read(fmt::format("jobs/{}/{}/status", id, i));
+        if (ts) rows.push_back({fmt::format("{}/{}", id, i), parse_status(*ts)});
+      }
+    }
+  };
+  if (names.empty()) {
+    auto ls = t.list("jobs");
+    if (!ls) {
+      complain(verb, fmt::format("{}: {}", t.name("jobs"), ls.error()));
+      bad = true;
+      return rows;
+    }
+    for (auto id : numbers_in("jobs")) add(std::to_string(id), false);
+    return rows;
+  }
+  for (const auto& n : names) {
+    if (!is_job_name(n)) {
+      complain(verb, fmt::format("'{}': expected a job number J, or J/I for task I of array J", n));
+      bad = true;
+      continue;
+    }
+    add(n, true);
+  }
+  return rows;
+}
+
+// ---- squeue's -o FORMAT ----------------------------------------------------------------
+
+// A time in ms since 1970 as squeue prints one (local time, 2026-01-02T15:04:05); N/A for 0.
+std::string clock_time(const std::string& ms_text) {
+  auto ms = job_id(ms_text);
+  if (!ms || *ms == 0) return "N/A";
+  std::time_t t = static_cast<std::time_t>(*ms / 1000);
+  std::tm tm{};
+  ::localtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  return buf;
+}
+
+// How long a job has run, as squeue's %M: M:SS, H:MM:SS or D-HH:MM:SS; until it ended, or
+// until now while it runs; 0:00 before it started.
+std::string elapsed(std::map<std::string, std::string>& kv, std::uint64_t now_ms) {
+  auto started = job_id(kv["started"]).value_or(0), ended = job_id(kv["ended"]).value_or(0);
+  std::uint64_t s = 0;
+  if (started != 0) s = ((ended != 0 ? ended : std::max(now_ms, started)) - started) / 1000;
+  auto d = s / 86400, h = s / 3600 % 24, m = s / 60 % 60, sec = s % 60;
+  if (d > 0) return fmt::format("{}-{:02}:{:02}:{:02}", d, h, m, sec);
+  if (h > 0) return fmt::format("{}:{:02}:{:02}", h, m, sec);
+  return fmt::format("{}:{:02}", m, sec);
+}
+
+// The fields of -o FORMAT: squeue's letters, with squeue's headings, and %x (the exit,
+// Galaxy's own: squeue has none).
+struct format_field {
+  char letter;
+  std::string_view heading;
+};
+constexpr format_field format_fields[] = {
+    {'i', "JOBID"}, {'u', "USER"},        {'T', "STATE"},      {'N', "NODELIST"},
+    {'j', "NAME"},  {'M', "TIME"},        {'V', "SUBMIT_TIME"}, {'S', "START_TIME"},
+    {'e', "END_TIME"}, {'r', "REASON"},   {'Q', "PRIORITY"},   {'x', "EXIT"},
+};
+
+// One piece of a parsed FORMAT: literal text, or a field with squeue's %[.][size]: a
+// field is padded to size (on the left with '.', else on the right) and cut to it.
+struct format_piece {
+  std::string text;  // literal, when letter is 0
+  char letter = 0;
+  std::size_t size = 0;
+  bool right = false;
+};
+
+result<std::vector<format_piece>> parse_format(std::string_view f) {
+  std::vector<format_piece> out;
+  for (std::size_t i = 0; i < f.size();) {
+    if (f[i] != '%') {
+      if (out.empty() || out.back().letter != 0) out.emplace_back();
+      out.back().text += f[i++];
+      continue;
+    }
+    format_piece p;
+    std::size_t at = i++;
+    if (i < f.size() && f[i] == '%') {
+      if (out.empty() || out.back().letter != 0) out.emplace_back();
+      out.back().text += '%';
+      i++;
+      continue;
+    }
+    if (i < f.size() && f[i] == '.') {
+      p.right = true;
+      i++;
+    }
+    while (i < f.size() && f[i] >= '0' && f[i] <= '9' && p.size < 1000) p.size = p.size * 10 + (f[i++] - '0');
+    if (i >= f.size() || std::ranges::find(format_fields, f[i], &format_field::letter) == std::end(format_fields)) {
+      return std::unexpected(fmt::format("-o '{}': '{}' at {} is not a field; the fields are %i %u %T %N %j %M %V "
+                                         "%S %e %r %Q %x, each as %[.][size]LETTER",
+                                         f, f.substr(at, i + 1 - at), at + 1));
+    }
+    p.letter = f[i++];
+    out.push_back(p);
+  }
+  return out;
+}
+
+std::string field_text(char letter, job_row& r, std::uint64_t now_ms) {
+  auto& kv = r.kv;
+  switch (letter) {
+    case 'i': return r.id;
+    case 'u': return kv["owner"];
+    case 'T': return kv["state"];
+    case 'N': return kv["node"];
+    case 'j': return kv["name"];
+    case 'M': return elapsed(kv, now_ms);
+    case 'V': return clock_time(kv["submitted"]);
+    case 'S': return clock_time(kv["started"]);
+    case 'e': return clock_time(kv["ended"]);
+    case 'r': return kv["note"];
+    case 'Q': return kv["priority"];
+    case 'x': return kv["exit"];
+  }
+  return {};
+}
+
+std::string format_line(const std::vector<format_piece>& pieces, const std::function<std::string(char)>& text) {
+  std::string line;
+  for (const auto& p : pieces) {
+    if (p.letter == 0) {
+      line += p.text;
+      continue;
+    }
+    std::string v = text(p.letter);
+    if (p.size != 0 && v.size() > p.size) v.resize(p.size);
+    if (p.size != 0 && v.size() < p.size) v.insert(p.right ? 0 : v.size(), p.size - v.size(), ' ');
+    line += v;
+  }
+  return line + "\n";
+}
+
+// ---- The verbs, continued ------------------------------------------------------------------
+
 int do_wait(const job_options& o) {
   auto t = open_tree("wait", o.conn);
   if (!t) return 1;
   int status = 0;
   for (const auto& id : o.ids) {
-    if (!job_id(id)) {
-      complain("wait", fmt::format("'{}': expected a job number", id));
+    if (!is_job_name(id)) {
+      complain("wait", fmt::format("'{}': expected a job number J, or J/I for task I of array J", id));
       status = status != 0 ? status : 1;
       continue;
     }
@@ -482,9 +738,19 @@ int do_wait(const job_options& o) {
   return status;
 }
 
-int do_kill(const job_options& o) {
-  auto t = open_tree("kill", o.conn);
-  if (!t) return 1;
+// kill J... writes kill to each; with filters (scancel's --user, --name, --states,
+// --nodelist) it kills every job of those (or of the jobs named) that matches and has
+// not ended. An array job that matches takes its tasks with it; a task that matches
+// alone is killed alone.
+int do_kill(job_options o) {
+  if (o.ids.empty() && !o.filter.any()) {
+    complain("kill", "name the jobs (J or J/I), or choose them with --user, --name, --node or --states");
+    return 1;
+  }
+  if (auto ok = o.filter.check(); !ok) {
+    complain("kill", ok.error());
+    return 1;
+  }
   std::string line = "kill";
   if (!o.signal.empty()) {
     if (auto s = parse_signal(o.signal); !s) {
@@ -493,13 +759,32 @@ int do_kill(const job_options& o) {
     }
     line += " " + quote(o.signal);
   }
+  auto t = open_tree("kill", o.conn);
+  if (!t) return 1;
   int status = 0;
-  for (const auto& id : o.ids) {
-    if (!job_id(id)) {
-      complain("kill", fmt::format("'{}': expected a job number", id));
-      status = 1;
-      continue;
+  std::vector<std::string> targets;
+  if (!o.filter.any()) {
+    for (const auto& id : o.ids) {
+      if (!is_job_name(id)) {
+        complain("kill", fmt::format("'{}': expected a job number J, or J/I for task I of array J", id));
+        status = 1;
+        continue;
+      }
+      targets.push_back(id);
     }
+  } else {
+    bool bad = false;
+    auto rows = list_jobs("kill", *t, o.ids, bad);
+    if (bad) status = 1;
+    std::string killed_array;  // "J/" of the last array job chosen: its tasks go with it
+    for (auto& r : rows) {
+      if (!killed_array.empty() && r.id.starts_with(killed_array)) continue;
+      if (has_ended(r.kv["state"]) || !o.filter.matches(r.kv)) continue;
+      targets.push_back(r.id);
+      if (r.kv.contains("tasks")) killed_array = r.id + "/";
+    }
+  }
+  for (const auto& id : targets) {
     std::string ctl = "jobs/" + id + "/ctl";
     if (auto w = t->write_lines(ctl, {line}); !w) {
       complain("kill", fmt::format("{}: {}", t->name(ctl), w.error()));
@@ -528,28 +813,49 @@ void print_table(const std::vector<std::vector<std::string>>& rows) {
   write_all(STDOUT_FILENO, out);
 }
 
-int do_jobs(const job_options& o) {
-  auto t = open_tree("jobs", o.conn);
-  if (!t) return 1;
-  auto names = t->list("jobs");
-  if (!names) {
-    complain("jobs", fmt::format("{}: {}", t->name("jobs"), names.error()));
+// jobs [J...]: every job (or those named), array tasks as J/I after their array, those
+// that match the filters; as a table, or one line each in -o FORMAT (squeue's).
+int do_jobs(job_options o) {
+  if (auto ok = o.filter.check(); !ok) {
+    complain("jobs", ok.error());
     return 1;
   }
-  std::vector<std::uint64_t> ids;
-  for (const auto& n : *names) {
-    if (auto id = job_id(n)) ids.push_back(*id);
+  std::vector<format_piece> format;
+  if (!o.format.empty()) {
+    auto f = parse_format(o.format);
+    if (!f) {
+      complain("jobs", f.error());
+      return 1;
+    }
+    format = std::move(*f);
   }
-  std::ranges::sort(ids);
-  std::vector<std::vector<std::string>> rows{{"ID", "OWNER", "STATE", "NODE", "EXIT", "NAME", "NOTE"}};
-  for (auto id : ids) {
-    auto s = t->read(fmt::format("jobs/{}/status", id));
-    if (!s) continue;  // removed meanwhile
-    auto kv = parse_status(*s);
-    rows.push_back({std::to_string(id), kv["owner"], kv["state"], kv["node"], kv["exit"], kv["name"], kv["note"]});
+  auto t = open_tree("jobs", o.conn);
+  if (!t) return 1;
+  bool bad = false;
+  auto rows = list_jobs("jobs", *t, o.ids, bad);
+  std::erase_if(rows, [&](job_row& r) { return !o.filter.matches(r.kv); });
+  if (!format.empty()) {
+    auto now_ms = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                 std::chrono::system_clock::now().time_since_epoch())
+                                                 .count());
+    std::string out;
+    if (!o.noheader) {
+      out += format_line(format, [](char l) {
+        return std::string(std::ranges::find(format_fields, l, &format_field::letter)->heading);
+      });
+    }
+    for (auto& r : rows) out += format_line(format, [&](char l) { return field_text(l, r, now_ms); });
+    write_all(STDOUT_FILENO, out);
+    return bad ? 1 : 0;
   }
-  print_table(rows);
-  return 0;
+  std::vector<std::vector<std::string>> table;
+  if (!o.noheader) table.push_back({"ID", "OWNER", "STATE", "NODE", "EXIT", "NAME", "NOTE"});
+  for (auto& r : rows) {
+    auto& kv = r.kv;
+    table.push_back({r.id, kv["owner"], kv["state"], kv["node"], kv["exit"], kv["name"], kv["note"]});
+  }
+  print_table(table);
+  return bad ? 1 : 0;
 }
 
 int do_nodes(const job_options& o) {
@@ -584,10 +890,21 @@ int do_nodes(const job_options& o) {
 
 void add_conn(CLI::App* sub, job_options& o) {
   sub->add_option("-a,--addr", o.conn.addr,
-                  "the scheduler's dial string (default: $GALAXY_ADDR, else the cluster galaxy up started, "
-                  "else tcp!127.0.0.1!5641)");
+                  "the scheduler's dial string (default: $GALAXY_ADDR, $GALAXY_STATE's cluster, the cluster galaxy "
+                  "up started, else tcp!127.0.0.1!5641)");
   sub->add_option("-m,--mount", o.conn.mount, "use the tree mounted here instead of dialing");
-  sub->add_option("-u,--user", o.conn.uname, "the user name to attach as (default: $USER)");
+  sub->add_option("--state", o.conn.state, "use the cluster that galaxy up --state DIR started");
+  sub->add_option("-u,--uname", o.conn.uname, "the user name to attach as (default: $USER)");
+}
+
+// Slurm's filters (squeue, scancel). Long options only: -u is the attach name.
+void add_filters(CLI::App* sub, job_options& o) {
+  sub->add_option("--user", o.filter.users, "only jobs of these owners (comma-separated)");
+  sub->add_option("--name", o.filter.names, "only jobs of these names (comma-separated)");
+  sub->add_option("--node", o.filter.nodes, "only jobs on these nodes, their current or last (comma-separated)");
+  sub->add_option("--states", o.filter.states,
+                  "only jobs in these states (comma-separated: new, starting, queued, running, done, failed, killed, "
+                  "lost; or Slurm's PD, R, CD, F, CA)");
 }
 
 void add_spec(CLI::App* sub, job_options& o) {
@@ -599,10 +916,64 @@ void add_spec(CLI::App* sub, job_options& o) {
   sub->add_option("--time", o.time, "kill the job after this many seconds");
   sub->add_option("--name", o.name, "a name for the job, shown by galaxy jobs");
   sub->add_option("--dir", o.dir, "the job's working directory on its node");
-  sub->add_option("command", o.command, "the command and its arguments, after --");
+  // Only for --help: split_command hands the command over, and CLI11 never sees its words.
+  sub->add_option("command", o.command, "the command and its arguments (after -- or after the last option)");
+}
+
+// The verbs whose last argument is a command of the user's (split_command).
+constexpr std::string_view command_verbs[] = {"run", "submit"};
+
+// Whether the option word arg (not `--`) takes the next word as its value: CLI11's option
+// of that name in scope (or, failing that, in app: --auth may follow the verb) expects at
+// least one item and arg does not carry it already (`--mem=1g`, `-eK=V`). A cluster of
+// short flags (`-qa DIAL`) takes a value when its last letter does. An unknown option
+// takes none: CLI11 refuses it later.
+bool takes_value(const CLI::App& scope, const CLI::App& app, std::string_view arg) {
+  auto find = [&](const std::string& name) {
+    const CLI::Option* o = scope.get_option_no_throw(name);
+    return o != nullptr ? o : app.get_option_no_throw(name);
+  };
+  auto wants = [](const CLI::Option* o) { return o != nullptr && o->get_items_expected_min() > 0; };
+  if (arg.starts_with("--")) {
+    return arg.find('=') == std::string_view::npos && wants(find(std::string(arg)));
+  }
+  for (std::size_t k = 1; k < arg.size(); k++) {
+    const CLI::Option* o = find(std::string("-") + arg[k]);
+    if (o == nullptr) return false;
+    if (wants(o)) return k + 1 == arg.size();  // else the rest of arg is its value
+  }
+  return false;
 }
 
 }  // namespace
+
+command_split split_command(const CLI::App& app, int argc, const char* const* argv) {
+  command_split out{argc, {}};
+  const CLI::App* verb = nullptr;
+  for (int i = 1; i < argc; i++) {
+    std::string_view a = argv[i];
+    if (verb == nullptr) {
+      if (a == "--") return out;
+      if (a.size() > 1 && a[0] == '-') {
+        if (takes_value(app, app, a)) i++;
+        continue;
+      }
+      // The verb: only those that take a command are cut; CLI11 reads every other whole.
+      if (std::ranges::find(command_verbs, a) == std::end(command_verbs)) return out;
+      auto subs = app.get_subcommands([&](const CLI::App* s) { return s->get_name() == a; });
+      if (subs.empty()) return out;
+      verb = subs.front();
+      continue;
+    }
+    if (a == "--" || a.size() < 2 || a[0] != '-') {
+      out.argc = i;
+      for (int k = a == "--" ? i + 1 : i; k < argc; k++) out.command.emplace_back(argv[k]);
+      return out;
+    }
+    if (takes_value(*verb, app, a)) i++;
+  }
+  return out;
+}
 
 int job_exit_status(std::string_view w) {
   auto number = [](std::string_view s) -> std::optional<int> {
@@ -623,25 +994,40 @@ int job_exit_status(std::string_view w) {
   return 1;
 }
 
-void add_job_commands(CLI::App& app, int& status) {
+void add_job_commands(CLI::App& app, int& status, const std::vector<std::string>& command) {
   auto o = std::make_shared<job_options>();
   int* st = &status;
+  const std::vector<std::string>* cmd = &command;
 
   auto* run = app.add_subcommand("run", "submit a job, stream its output, and exit as it did (like srun)");
   add_conn(run, *o);
   add_spec(run, *o);
   run->add_flag("-q,--quiet", o->quiet, "do not print the job's number on standard error");
-  run->callback([o, st] { *st = do_run(*o); });
+  run->callback([o, st, cmd] {
+    o->command = *cmd;
+    *st = do_run(*o);
+  });
 
   auto* submit = app.add_subcommand("submit", "submit a job and print its number (like sbatch)");
   add_conn(submit, *o);
   add_spec(submit, *o);
   submit->add_option("--array", o->array, "make N tasks, jobs/J/0..N-1, with $GALAXY_INDEX (like sbatch --array)");
   submit->add_flag("--speculate", o->speculate, "let a straggling task get a backup copy on another node");
-  submit->callback([o, st] { *st = do_submit(*o); });
+  submit->callback([o, st, cmd] {
+    o->command = *cmd;
+    *st = do_submit(*o);
+  });
 
-  auto* jobs = app.add_subcommand("jobs", "list the jobs: id, owner, state, node, exit, name, note");
+  auto* jobs = app.add_subcommand(
+      "jobs", "list the jobs (array tasks as J/I): id, owner, state, node, exit, name, note; or -o FORMAT (like squeue)");
   add_conn(jobs, *o);
+  add_filters(jobs, *o);
+  jobs->add_option("-o,--format", o->format,
+                   "one line per job in squeue's format: %i id, %u user, %T state, %N node, %j name, %M time used, "
+                   "%V submitted, %S started, %e ended, %r note, %Q priority, %x exit; %[.][size]LETTER pads to size "
+                   "(right-justified with .) and cuts to it");
+  jobs->add_flag("--noheader", o->noheader, "print no heading line");
+  jobs->add_option("job", o->ids, "only these jobs: J, or J/I for task I of array J");
   jobs->callback([o, st] { *st = do_jobs(*o); });
 
   auto* nodes = app.add_subcommand("nodes", "list the nodes that are up: state, CPUs, memory, load, labels");
@@ -651,12 +1037,13 @@ void add_job_commands(CLI::App& app, int& status) {
   auto* kill = app.add_subcommand("kill", "kill jobs (writes kill to jobs/J/ctl)");
   add_conn(kill, *o);
   kill->add_option("-s,--signal", o->signal, "the signal (default KILL)");
-  kill->add_option("job", o->ids, "job numbers")->required();
+  add_filters(kill, *o);
+  kill->add_option("job", o->ids, "jobs: J, or J/I for task I of array J (with filters: those of them that match)");
   kill->callback([o, st] { *st = do_kill(*o); });
 
   auto* wait = app.add_subcommand("wait", "wait for jobs to end; print how; exit as the first that failed");
   add_conn(wait, *o);
-  wait->add_option("job", o->ids, "job numbers")->required();
+  wait->add_option("job", o->ids, "jobs: J, or J/I for task I of array J")->required();
   wait->callback([o, st] { *st = do_wait(*o); });
 }
 

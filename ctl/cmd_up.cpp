@@ -55,6 +55,7 @@ using steady = std::chrono::steady_clock;
 struct up_args {
   int nodes = 2;
   unsigned cpus = 0;  // per node; 0: the machine's CPUs divided among the nodes
+  std::string mem;    // per node, BYTES[k|m|g]; "": the machine's memory divided among the nodes
   std::string state;
   std::string mount;
   bool no_mount = false;
@@ -202,6 +203,19 @@ std::string path_for_tasks() {
     p.remove_prefix(colon + 1);
   }
   return out.empty() ? "/usr/bin:/bin" : out;
+}
+
+// The machine's memory in bytes, as galaxy-node counts it (proc(5) /proc/meminfo MemTotal,
+// in KiB); 0 if it cannot be read.
+std::uint64_t machine_mem_bytes() {
+  std::ifstream f("/proc/meminfo");
+  std::string key, unit;
+  std::uint64_t kib = 0;
+  while (f >> key >> kib) {
+    std::getline(f, unit);
+    if (key == "MemTotal:") return kib << 10;
+  }
+  return 0;
 }
 
 // The last lines of a log, for an error message.
@@ -434,6 +448,15 @@ int do_up(up_args a) {
     say(verb, fmt::format("--nodes {}: expected 1 to 64", a.nodes));
     return 1;
   }
+  std::uint64_t mem_given = 0;
+  if (!a.mem.empty()) {
+    auto m = parse_bytes(a.mem);
+    if (!m || *m == 0) {
+      say(verb, fmt::format("--mem {}: {}", a.mem, m ? std::string("expected more than 0 bytes") : m.error()));
+      return 1;
+    }
+    mem_given = *m;
+  }
   auto bins = bin_dir();
   if (!bins) {
     say(verb, bins.error());
@@ -591,6 +614,9 @@ int do_up(up_args a) {
   }
   unsigned ncpu = static_cast<unsigned>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
   unsigned cpus = a.cpus != 0 ? a.cpus : std::max(1u, ncpu / static_cast<unsigned>(a.nodes));
+  // Memory is divided as the CPUs are: every node on this machine would otherwise
+  // advertise all of it, and the cluster would count it once per node.
+  std::uint64_t mem_bytes = mem_given != 0 ? mem_given : machine_mem_bytes() / static_cast<unsigned>(a.nodes);
   auto timeout = std::chrono::milliseconds(static_cast<long>(a.timeout_s * 1000));
 
   std::string task_path = path_for_tasks();
@@ -611,6 +637,10 @@ int do_up(up_args a) {
     auto from = file_size_or_0(log);
     std::vector<std::string> argv{node_bin, "--listen", listen_on(name), "--spool", spool, "--name", name, "--cpus",
                                   std::to_string(cpus)};
+    if (mem_bytes != 0) {
+      argv.push_back("--mem");
+      argv.push_back(std::to_string(mem_bytes));
+    }
     argv.insert(argv.end(), auth_args.begin(), auth_args.end());
     argv.insert(argv.end(), node_args.begin(), node_args.end());
     auto p = spawn_detached(argv, log, task_path);
@@ -692,15 +722,17 @@ int do_up(up_args a) {
                               : ", mounted on " + r.mount + " for you alone");
   fmt::print("  scheduler  {:<24} pid {}, state {}/sched\n", r.sched_addr, r.sched.pid, a.state);
   for (const auto& n : r.nodes) {
-    fmt::print("  node {:<5} {:<24} pid {}, {} CPU{}, spool {}/{}\n", n.name, n.addr, n.proc.pid, cpus,
-               cpus == 1 ? "" : "s", a.state, n.name);
+    fmt::print("  node {:<5} {:<24} pid {}, {} CPU{}, {}, spool {}/{}\n", n.name, n.addr, n.proc.pid, cpus,
+               cpus == 1 ? "" : "s", mem_bytes != 0 ? human_bytes(mem_bytes) : "all memory", a.state, n.name);
   }
   if (!r.mount.empty()) fmt::print("  mount      {:<24} pid {}\n", r.mount, r.mount_proc.pid);
   fmt::print("  logs       {}/\n", logs);
-  if (!mount_note.empty()) {
-    fmt::print("{}; the cluster runs without a mount: use it natively with galaxy -a DIAL, e.g.\n", mount_note);
-    fmt::print("  export GALAXY_ADDR={}\n", sh_quote(r.sched_addr));
-  }
+  if (!mount_note.empty()) fmt::print("{}; the cluster runs without a mount: use it natively\n", mount_note);
+  // Every verb finds this cluster with these set (cluster::find), in any shell; the
+  // state directory outlives a restart, whose TCP port may change.
+  fmt::print("For every galaxy verb in other shells{}:\n", default_state ? " (it finds this one by itself)" : "");
+  fmt::print("export GALAXY_STATE={}\n", sh_quote(a.state));
+  fmt::print("export GALAXY_ADDR={}\n", sh_quote(r.sched_addr));
   fmt::print("Try:\n");
   if (!r.mount.empty()) {
     std::string m = sh_quote(r.mount);
@@ -760,6 +792,8 @@ void add_up_commands(CLI::App& app, int& status) {
   auto* up = app.add_subcommand("up", "start a local cluster (a scheduler, N nodes) and mount its tree");
   up->add_option("--nodes,-n", a->nodes, "how many galaxy-node processes (default 2)");
   up->add_option("--cpus", a->cpus, "CPUs each node advertises (default: this machine's, divided among the nodes)");
+  up->add_option("--mem", a->mem,
+                 "memory each node advertises, BYTES[k|m|g] (default: this machine's, divided among the nodes)");
   up->add_option("--state", a->state,
                  "directory for the daemons' state, spools, logs and the cluster record "
                  "(default: $XDG_RUNTIME_DIR/galaxy, or /tmp/galaxy-UID)");

@@ -3,15 +3,19 @@
 // ctl/cmd_mount.cpp: mount, umount; ctl/cmd_up.cpp: up, down; ctl/cmd_job.cpp: run, submit,
 // jobs, nodes, kill, wait).
 #include <CLI/CLI.hpp>
+#include <string>
+#include <vector>
 
 #include "ctl/auth.hpp"
 #include "ctl/cmd_9p.hpp"
 #include "ctl/cmd_job.hpp"
 #include "ctl/cmd_mount.hpp"
 #include "ctl/cmd_up.hpp"
+#include "ctl/version.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"galaxy: use a Galaxy file tree over 9P", "galaxy"};
+  ctl::add_version_flag(app, "galaxy");
   app.require_subcommand(1);
   // --auth and --munge-socket may also follow the verb.
   app.fallthrough();
@@ -20,9 +24,13 @@ int main(int argc, char** argv) {
   ctl::add_9p_commands(app, status);
   ctl::add_mount_commands(app, status);
   ctl::add_up_commands(app, status);
-  ctl::add_job_commands(app, status);
+  // run's and submit's command is cut off first: CLI11 would read its words as options.
+  std::vector<std::string> command;
+  ctl::add_job_commands(app, status, command);
+  auto split = ctl::split_command(app, argc, argv);
+  command = std::move(split.command);
   try {
-    app.parse(argc, argv);
+    app.parse(split.argc, argv);
   } catch (const CLI::ParseError& e) {
     // Usage errors and --help: CLI11 prints them; any failure exits 1, as the verbs do.
     return app.exit(e) == 0 ? 0 : 1;

@@ -23,6 +23,7 @@
 
 #include "ctl/ctlmsg.hpp"
 #include "node/join.hpp"
+#include "ctl/version.hpp"
 #include "node/task.hpp"
 #include "node/tree.hpp"
 #include "srv9p/auth_options.hpp"
@@ -92,6 +93,7 @@ int main(int argc, char** argv) {
   srv9p::auth_config auth;
   srv9p::add_auth_options(app, auth, true);
   app.set_config("--config", "", "read options from this file (key = value lines)");
+  ctl::add_version_flag(app, "galaxy-node");
   CLI11_PARSE(app, argc, argv);
 
   auto fail = [](const std::string& why) {

@@ -17,6 +17,7 @@
 #include <charconv>
 
 #include "ctl/ctlmsg.hpp"
+#include "ctl/version.hpp"
 #include "sched/scheduler.hpp"
 #include "sched/tree.hpp"
 #include "srv9p/auth_options.hpp"
@@ -65,6 +66,7 @@ int main(int argc, char** argv) {
   srv9p::auth_config auth;
   srv9p::add_auth_options(app, auth, true);
   app.set_config("--config", "", "read options from this file (key = value lines)");
+  ctl::add_version_flag(app, "galaxy-sched");
   CLI11_PARSE(app, argc, argv);
 
   auto fail = [](const std::string& why) {

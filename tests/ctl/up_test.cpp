@@ -16,10 +16,12 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "ctl/ctlmsg.hpp"
 #include "fsclient/client.hpp"
 #include "tests/testutil.hpp"
 
@@ -204,6 +206,71 @@ TEST_F(UpCluster, UpSaidWhereEverythingIsAndWhatToTry) {
   EXPECT_NE(nodes.out.find("arch="), std::string::npos) << nodes.out;
 }
 
+// One key=value word of a status line ("" when absent).
+std::string field(const std::string& text, const std::string& key) {
+  auto line = " " + text;
+  auto at = line.find(" " + key + "=");
+  if (at == std::string::npos) return {};
+  at += key.size() + 2;
+  return line.substr(at, line.find_first_of(" \n", at) - at);
+}
+
+// up prints the lines to export; with them, or --state, every verb finds this cluster
+// (it is not in the default state directory), and a place given is used alone, in the
+// order -a, -m, --state, $GALAXY_ADDR, $GALAXY_STATE.
+TEST_F(UpCluster, UpPrintsWhatToExportAndEveryVerbFindsTheClusterByIt) {
+  const std::string& state = dirs_->state;
+  EXPECT_NE(up_out_.find("\nexport GALAXY_STATE=" + state + "\n"), std::string::npos) << up_out_;
+  EXPECT_NE(up_out_.find("\nexport GALAXY_ADDR='" + addr_ + "'\n"), std::string::npos) << up_out_;
+  const std::vector<std::string> by_state{"GALAXY_ADDR", "GALAXY_STATE=" + state};
+  const std::vector<std::string> unset{"GALAXY_ADDR", "GALAXY_STATE"};
+  auto nodes = run({galaxy, "nodes"}, {}, 30s, by_state);
+  EXPECT_EQ(nodes.status, 0) << nodes.err;
+  EXPECT_NE(nodes.out.find("\nn2 "), std::string::npos) << nodes.out;
+  auto ls = run({galaxy, "ls", "--state", state, "nodes"}, {}, 30s, unset);
+  EXPECT_EQ(ls.status, 0) << ls.err;
+  EXPECT_EQ(ls.out, "n1\nn2\n");
+  auto r = run({galaxy, "run", "-q", "--state", state, "--", "echo", "found"}, {}, 60s, unset);
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "found\n");
+  auto s = run({galaxy, "submit", "--name", "by-addr", "--", "true"}, {}, 30s, {"GALAXY_STATE", "GALAXY_ADDR=" + addr_});
+  EXPECT_EQ(s.status, 0) << s.err;
+  auto w = run({galaxy, "wait", s.out.substr(0, s.out.find('\n'))}, {}, 60s, by_state);
+  EXPECT_EQ(w.status, 0) << w.out << w.err;
+  // $GALAXY_ADDR comes before $GALAXY_STATE, and --state before either.
+  testutil::temp_dir t;
+  std::string none = "unix!" + t.file("none.sock");
+  const std::vector<std::string> both{"GALAXY_ADDR=" + none, "GALAXY_STATE=" + state};
+  auto first = run({galaxy, "jobs"}, {}, 30s, both);
+  EXPECT_EQ(first.status, 1);
+  EXPECT_NE(first.err.find("(from $GALAXY_ADDR=" + none + ")"), std::string::npos) << first.err;
+  auto opt = run({galaxy, "jobs", "--state", state}, {}, 30s, both);
+  EXPECT_EQ(opt.status, 0) << opt.err;
+  EXPECT_NE(opt.out.find("by-addr"), std::string::npos) << opt.out;
+}
+
+// Every node of a local cluster has this machine's memory divided among the nodes, as
+// its CPUs are, so the cluster counts the machine's memory once.
+TEST_F(UpCluster, MemoryIsDividedAmongTheNodes) {
+  std::uint64_t total = 0;
+  {
+    std::ifstream in("/proc/meminfo");
+    std::string key, unit;
+    std::uint64_t kib = 0;
+    while (in >> key >> kib >> unit) {
+      if (key == "MemTotal:") total = kib << 10;
+    }
+  }
+  ASSERT_GT(total, 0u);
+  for (const std::string n : {"n1", "n2"}) {
+    auto st = slurp(mnt_ + "/nodes/" + n + "/status");
+    EXPECT_EQ(field(st, "mem"), std::to_string(total / 2)) << n << ": " << st;
+  }
+  auto st = slurp(mnt_ + "/status");
+  EXPECT_EQ(field(st, "mem_bytes_total"), std::to_string(total / 2 * 2)) << st;
+  EXPECT_NE(up_out_.find(ctl::human_bytes(total / 2)), std::string::npos) << up_out_;
+}
+
 // The main job on a small slice, through the mount; its table equals the local pipeline's,
 // computed here again independently of the script's own check.
 TEST_F(UpCluster, MainJobOnASliceEqualsTheLocalPipeline) {
@@ -370,6 +437,110 @@ TEST_F(UpCluster, SubmitAnArray) {
   EXPECT_EQ(bad.status, 1);
   EXPECT_NE(bad.err.find("--array"), std::string::npos) << bad.err;
   EXPECT_EQ(job_count(), before);
+}
+
+// galaxy jobs with Slurm's filters and squeue's -o; array tasks listed as J/I and usable
+// in jobs, wait and kill.
+TEST_F(UpCluster, JobsFiltersFormatAndArrayTasks) {
+  std::string tag = "f" + std::to_string(::getpid());
+  auto submit = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv{galaxy, "submit", "-a", addr_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto r = run(argv, {}, 30s);
+    EXPECT_EQ(r.status, 0) << r.err;
+    return r.out.substr(0, r.out.find('\n'));
+  };
+  auto jobs = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv{galaxy, "jobs", "-a", addr_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto r = run(argv, {}, 30s);
+    EXPECT_EQ(r.status, 0) << r.err;
+    return r.out;
+  };
+  auto state_of = [&](const std::string& id) { return field(slurp(mnt_ + "/jobs/" + id + "/status"), "state"); };
+  std::string a = submit({"--name", tag + "A", "--cpu", "10m", "--", "sleep", "600"});
+  std::string b = submit({"--name", tag + "B", "--", "true"});
+  std::string c = submit({"--name", tag + "C", "--array", "2", "--", "sh", "-c", "exit $GALAXY_INDEX"});
+  ASSERT_EQ(run({galaxy, "wait", "-a", addr_, b}, {}, 60s).status, 0);
+  auto wc = run({galaxy, "wait", "-a", addr_, c}, {}, 60s);
+  EXPECT_EQ(wc.status, 1) << wc.out << wc.err;
+  ASSERT_TRUE(eventually([&] { return state_of(a) == "running"; }));
+
+  // Names and states, as squeue -o prints them.
+  EXPECT_EQ(jobs({"--name", tag + "A," + tag + "B", "--noheader", "-o", "%i %T %j"}),
+            a + " running " + tag + "A\n" + b + " done " + tag + "B\n");
+  EXPECT_EQ(jobs({"--name", tag + "B", "-o", "%.8i|%4T|%3j|%x"}),
+            "   JOBID|STAT|NAM|EXIT\n" + std::string(8 - b.size(), ' ') + b + "|done|" + tag.substr(0, 3) +
+                "|exit 0\n");
+  // The array and its tasks, J/I after J; a filter applies to each.
+  EXPECT_EQ(jobs({"--name", tag + "C", "--noheader", "-o", "%i %T %x"}),
+            c + " failed error 1 of 2 tasks failed\n" + c + "/0 done exit 0\n" + c + "/1 failed exit 1\n");
+  EXPECT_EQ(jobs({"--name", tag + "C", "--states", "F", "--noheader", "-o", "%i"}), c + "\n" + c + "/1\n");
+  EXPECT_EQ(jobs({"--noheader", "-o", "%i %T", c + "/1", b}), c + "/1 failed\n" + b + " done\n");
+  auto table = jobs({c});
+  EXPECT_NE(table.find("\n" + c + "/0 "), std::string::npos) << table;
+  // wait on a task.
+  auto w0 = run({galaxy, "wait", "-a", addr_, c + "/0"}, {}, 60s);
+  EXPECT_EQ(w0.status, 0) << w0.err;
+  EXPECT_EQ(w0.out, "exit 0\n");
+  auto w1 = run({galaxy, "wait", "-m", mnt_, c + "/1"}, {}, 60s);
+  EXPECT_EQ(w1.status, 1) << w1.err;
+  EXPECT_EQ(w1.out, "exit 1\n");
+  // The node it ran on; time used.
+  std::string node = field(slurp(mnt_ + "/jobs/" + b + "/status"), "node");
+  ASSERT_FALSE(node.empty());
+  EXPECT_EQ(jobs({"--node", node, "--name", tag + "B", "--noheader", "-o", "%N %j"}), node + " " + tag + "B\n");
+  EXPECT_EQ(jobs({"--node", node == "n1" ? "n2" : "n1", "--name", tag + "B", "--noheader", "-o", "%j"}), "");
+  EXPECT_TRUE(std::regex_match(jobs({"--name", tag + "B", "--noheader", "-o", "%M %S"}),
+                               std::regex("0:0[0-9] 20[0-9-]+T[0-9:]+\n")));
+  // Owners: --user is a filter, -u still the attach name.
+  std::string me = field(slurp(mnt_ + "/jobs/" + b + "/status"), "owner");
+  EXPECT_EQ(jobs({"--user", me, "--name", tag + "B", "--noheader", "-o", "%u"}), me + "\n");
+  EXPECT_EQ(jobs({"--user", "no-" + me, "--name", tag + "B", "--noheader", "-o", "%u"}), "");
+  if (::getuid() == 0) {
+    auto u = testutil::local_user::make("jo");
+    ASSERT_TRUE(u.has_value()) << u.error();
+    std::string d = submit({"-u", u->name(), "--name", tag + "D", "--", "true"});
+    EXPECT_EQ(jobs({"--user", u->name(), "--noheader", "-o", "%i %u"}), d + " " + u->name() + "\n");
+    EXPECT_EQ(jobs({"-u", u->name(), "--name", tag + "D", "--noheader", "-o", "%u"}), u->name() + "\n");
+    ASSERT_EQ(run({galaxy, "wait", "-a", addr_, d}, {}, 60s).status, 0);
+  }
+  // Bad filters and formats: said, and nothing listed.
+  auto bad = run({galaxy, "jobs", "-a", addr_, "--states", "running,sleepy"});
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.err.find("'sleepy' is not a state"), std::string::npos) << bad.err;
+  auto badf = run({galaxy, "jobs", "-a", addr_, "-o", "%i %z"});
+  EXPECT_EQ(badf.status, 1);
+  EXPECT_NE(badf.err.find("'%z' at 4 is not a field"), std::string::npos) << badf.err;
+
+  // kill by name and state; an array's task by J/I.
+  std::string e1 = submit({"--name", tag + "E", "--cpu", "10m", "--", "sleep", "600"});
+  std::string e2 = submit({"--name", tag + "E", "--cpu", "10m", "--", "sleep", "600"});
+  std::string g = submit({"--name", tag + "G", "--cpu", "10m", "--array", "2", "--", "sleep", "600"});
+  ASSERT_TRUE(eventually([&] { return state_of(e1) == "running" && state_of(e2) == "running"; }));
+  ASSERT_TRUE(eventually([&] { return state_of(g + "/0") == "running" && state_of(g + "/1") == "running"; }));
+  auto k = run({galaxy, "kill", "-a", addr_, "--name", tag + "E"});
+  EXPECT_EQ(k.status, 0) << k.err;
+  for (const auto& id : {e1, e2}) EXPECT_EQ(run({galaxy, "wait", "-a", addr_, id}, {}, 60s).status, 128 + 9) << id;
+  EXPECT_EQ(state_of(a), "running");
+  auto kt = run({galaxy, "kill", "-a", addr_, g + "/1"});
+  EXPECT_EQ(kt.status, 0) << kt.err;
+  EXPECT_EQ(run({galaxy, "wait", "-a", addr_, g + "/1"}, {}, 60s).status, 128 + 9);
+  EXPECT_EQ(state_of(g + "/0"), "running");
+  auto ks = run({galaxy, "kill", "-a", addr_, "--states", "running", "--name", tag + "A," + tag + "G"});
+  EXPECT_EQ(ks.status, 0) << ks.err;
+  EXPECT_EQ(run({galaxy, "wait", "-a", addr_, a}, {}, 60s).status, 128 + 9);
+  EXPECT_EQ(run({galaxy, "wait", "-a", addr_, g + "/0"}, {}, 60s).status, 128 + 9);
+  // Chosen by filter, a job that has ended is left alone, as scancel leaves it.
+  auto ended = run({galaxy, "kill", "-a", addr_, "--name", tag + "B," + tag + "C"});
+  EXPECT_EQ(ended.status, 0) << ended.err;
+  EXPECT_EQ(ended.err, "");
+  auto none = run({galaxy, "kill", "-a", addr_});
+  EXPECT_EQ(none.status, 1);
+  EXPECT_NE(none.err.find("name the jobs"), std::string::npos) << none.err;
+  auto badname = run({galaxy, "kill", "-a", addr_, "3/x"});
+  EXPECT_EQ(badname.status, 1);
+  EXPECT_NE(badname.err.find("'3/x': expected a job number J, or J/I"), std::string::npos) << badname.err;
 }
 
 TEST_F(UpCluster, RunWithNoCommandSaysSoAndMakesNoJob) {
