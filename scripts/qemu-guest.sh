@@ -81,6 +81,7 @@ if [[ -z $kernel ]]; then
   kernel=$(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1 || true)
   [[ -n $kernel ]] || skip "no kernel in /boot (Debian: linux-image-amd64)"
 fi
+[[ -e $kernel ]] || skip "$kernel does not exist"
 [[ -r $kernel ]] || skip "$kernel is not readable (run as root)"
 kver=${kernel##*/vmlinuz-}
 kver=${kver##*/vmlinux-}
@@ -227,7 +228,7 @@ if [[ $(head -c 4 "$kernel" | od -An -c | tr -d ' ') != '177ELF' ]] && command -
   cache=${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/galaxy-qemu
   vmlinux=$cache/vmlinux-$kver-$(stat -c %Y-%s "$kernel")
   if [[ ! -s $vmlinux ]] && mkdir -p "$cache" 2>/dev/null; then
-    off=$(grep -abo $'\xfd7zXZ\x00' "$kernel" | head -n 1 | cut -d: -f1 || true)
+    off=$(LC_ALL=C grep -abo $'\xfd7zXZ\x00' "$kernel" | head -n 1 | cut -d: -f1 || true)
     if [[ -n $off ]]; then
       # xz complains of the bzImage's bytes after the stream: the ELF is whole all the same.
       tail -c +$((off + 1)) "$kernel" | xz -dc >"$vmlinux.$$" 2>/dev/null || true
@@ -250,6 +251,7 @@ set +e
 timeout -k 10 "$timeout_s" "${qemu[@]}" </dev/null 2> >(grep -v "should be prefixed with \"opt/\"" >&2) | sed -u 's/\r$//' | tee "$console"
 rc=${PIPESTATUS[0]}
 set -e
+[[ -s $console && -n $(tail -c 1 "$console") ]] && echo  # the kernel's last line has no newline
 if ((rc == 124)); then
   echo "qemu-guest: timed out after ${timeout_s}s" >&2
   exit 124
