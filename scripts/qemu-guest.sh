@@ -39,6 +39,18 @@
 #   --keep DIR                   leave the initramfs tree and the console log in DIR.
 #   -v                           show the kernel's boot messages too.
 #
+# Examples:
+#   scripts/qemu-guest.sh -- 'cat /sys/fs/cgroup/cgroup.subtree_control'
+#   scripts/qemu-guest.sh --file build/galaxy-node:/usr/local/bin/galaxy-node \
+#     --file t.sh:/root/t.sh -- sh /root/t.sh
+#   # the kernel's 9P client mounting a daemon that listens on the host's 127.0.0.1:PORT
+#   # (trans=tcp lives in 9pnet_fd; trans=virtio in 9pnet_virtio):
+#   scripts/qemu-guest.sh --net --module 9p --module 9pnet_fd -- \
+#     'mkdir /mnt/g && mount -t 9p -o trans=tcp,port=PORT,version=9p2000 10.0.2.2 /mnt/g && ls -l /mnt/g'
+#
+# Boot time (TCG, -smp 1): about 1.6 s of guest time to the command, 2.5 s of wall time
+# for `-- true` on an idle machine; 6 s with the machine's 2 cores busy.
+#
 # Exit status: the command's; 124 when the time limit ended the guest; 125 when the
 # guest could not be built or ended without the exit line (the console log's end is
 # printed); 77 when qemu-system-x86_64, a kernel in /boot or busybox is missing (the
