@@ -22,7 +22,8 @@
 #
 # Options:
 #   --file HOSTPATH[:GUESTPATH]  copy a file or directory in (default: the same path);
-#                                repeatable. ELF files bring their libraries.
+#                                repeatable. ELF files bring their libraries, and lose
+#                                their debug sections in the guest (symbols stay).
 #   --module NAME                load a kernel module (e.g. 9p, 9pnet_virtio, virtio_net)
 #                                and what it depends on; built-in ones are skipped;
 #                                repeatable.
@@ -122,17 +123,23 @@ copy_elf_libs() {
 is_elf() { [[ -f $1 && $(head -c 4 "$1" | od -An -c | tr -d ' ') == '177ELF' ]]; }
 
 # add HOSTPATH GUESTPATH: copies a file or a directory tree, with the libraries of its ELFs.
+# The guest's copies lose their debug sections (symbols stay): the initramfs is unpacked
+# into the guest's memory, and a sanitizer build's binaries are 100 MB with them.
 add() {
   local src=$1 dst=$2 f
   [[ -e $src ]] || fail "--file $src: no such file"
   mkdir -p "$root$(dirname "$dst")"
   cp -a -L --remove-destination "$src" "$root$dst"
   if [[ -d $src ]]; then
-    while IFS= read -r -d '' f; do is_elf "$f" && copy_elf_libs "$f"; done < <(find "$src" -type f -print0)
+    while IFS= read -r -d '' f; do
+      is_elf "$f" && { copy_elf_libs "$f"; strip_debug "$root$dst/${f#"$src"/}"; }
+    done < <(find "$src" -type f -print0)
   elif is_elf "$src"; then
     copy_elf_libs "$src"
+    strip_debug "$root$dst"
   fi
 }
+strip_debug() { command -v strip >/dev/null && strip --strip-debug "$1" 2>/dev/null || true; }
 
 add "$busybox" /usr/bin/busybox
 # Its applets as links in /usr/bin, made here in one go rather than in the slow guest.
