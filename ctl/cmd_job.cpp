@@ -987,7 +987,10 @@ int job_exit_status(std::string_view w) {
     return 1;
   }
   if (w.starts_with("signal ")) {
-    if (auto n = number(w.substr(7)); n && *n > 0 && *n < 128) return 128 + *n;
+    // "signal 9", or "signal 9 out of memory" from a node's OOM-killed task.
+    std::string_view sig = w.substr(7);
+    if (auto sp = sig.find(' '); sp != std::string_view::npos) sig = sig.substr(0, sp);
+    if (auto n = number(sig); n && *n > 0 && *n < 128) return 128 + *n;
     return 1;
   }
   if (w == "killed") return 128 + SIGKILL;

@@ -139,6 +139,17 @@ containment containment::probe(bool use_cgroups, const std::function<void(std::s
   return c;
 }
 
+std::string containment::limits_name() const {
+  std::string s;
+  if (!cgroups()) return "none";
+  for (auto [on, name] : {std::pair{memory_, "memory"}, {cpu_, "cpu"}, {pids_, "pids"}}) {
+    if (!on) continue;
+    if (!s.empty()) s += ',';
+    s += name;
+  }
+  return s.empty() ? "none" : s;
+}
+
 std::expected<task_cgroup, std::string> containment::make(std::uint64_t id, std::uint64_t mem_bytes,
                                                           std::uint32_t cpu_millis, std::uint64_t pids_max) {
   if (!parent_) return std::unexpected("no cgroup");
@@ -192,6 +203,26 @@ void containment::signal(const fs::path& cg, int sig) {
     if (nl == std::string_view::npos) break;
     s.remove_prefix(nl + 1);
   }
+}
+
+std::uint64_t containment::oom_kills(const fs::path& cg) const {
+  auto text = read_small_file((cg / "memory.events").string());
+  if (!text) return 0;
+  // Lines "key value"; cgroup-v2.rst: oom_kill is the number of processes killed by any
+  // kind of OOM killer in the cgroup.
+  std::string_view s = *text;
+  while (!s.empty()) {
+    auto nl = s.find('\n');
+    std::string_view line = s.substr(0, nl);
+    if (line.starts_with("oom_kill ")) {
+      std::uint64_t n = 0;
+      std::from_chars(line.data() + 9, line.data() + line.size(), n);
+      return n;
+    }
+    if (nl == std::string_view::npos) break;
+    s.remove_prefix(nl + 1);
+  }
+  return 0;
 }
 
 void containment::kill_and_remove(const fs::path& cg) {

@@ -8,7 +8,8 @@
 // logins), so it is not set.
 // Where no cgroup v2 can be had, the process group is all there is (a task's own
 // session, killed with kill(-pgid)); the mode is decided once, at start-up, logged, and
-// shown in /status as contain=cgroup or contain=pgroup.
+// shown in /status as contain=cgroup or contain=pgroup, and the limits a task's cgroup can
+// have as limits=memory,cpu,pids (or fewer, or none).
 //
 // Where the cgroups go (cgroups(7), the kernel's cgroup-v2.rst): beside the daemon, in
 // the cgroup the daemon was started in (/proc/self/cgroup on the cgroup2 mount). The
@@ -49,6 +50,9 @@ class containment {
   bool has_memory() const { return memory_; }
   bool has_cpu() const { return cpu_; }
   bool has_pids() const { return pids_; }
+  // The limits task cgroups get, as /status shows them: "memory,cpu,pids" (those of the
+  // three whose controllers are delegated, in that order), or "none".
+  std::string limits_name() const;
 
   // A cgroup for task id: memory.max = mem_bytes (0: none), cpu.max for cpu_millis (0:
   // none) and pids.max = pids_max (0: none) where the controllers are there. Errors: the
@@ -60,6 +64,9 @@ class containment {
   void kill_and_remove(const std::filesystem::path& cg);
   // Sends sig to every process in the cgroup (cgroup.procs); SIGKILL is cgroup.kill.
   void signal(const std::filesystem::path& cg, int sig);
+  // How many processes of the cgroup the OOM killer has killed (memory.events oom_kill);
+  // 0 where it cannot be read.
+  std::uint64_t oom_kills(const std::filesystem::path& cg) const;
   // Removes the cgroups kill_and_remove could not yet.
   void retry();
   // Kills and removes task cgroups of daemons no longer running (galaxy-PID-N whose PID

@@ -88,6 +88,7 @@ std::string encode_update(const task& t, const task_extra& x) {
   kv("signal", t.signal);
   kv("error", escape(t.error));
   kv("timedout", t.timed_out ? 1 : 0);
+  kv("oom", t.oom_killed ? 1 : 0);
   kv("usertime", t.user_ms);
   kv("systime", t.sys_ms);
   kv("maxrss", t.maxrss_bytes);
@@ -187,6 +188,9 @@ std::expected<void, std::string> decode_spec(std::string_view text, task& t, tas
       ok = parse_num(v, t.signal);
     } else if (k == "error") {
       str(t.error);
+    } else if (k == "oom") {
+      ok = v == "0" || v == "1";
+      t.oom_killed = v == "1";
     } else if (k == "timedout") {
       ok = v == "0" || v == "1";
       t.timed_out = v == "1";

@@ -404,7 +404,7 @@ std::string task::wait_text() const {
     case task_state::failed:
       if (!error.empty()) return "error " + error;
       return fmt::format("exit {}", exit_code);
-    case task_state::killed: return fmt::format("signal {}", signal);
+    case task_state::killed: return fmt::format("signal {}{}", signal, oom_killed ? " out of memory" : "");
     case task_state::lost: return error.empty() ? "lost" : "lost " + error;
     default: return "";
   }
@@ -1084,6 +1084,13 @@ void task_runner::impl::on_exit(std::uint64_t id, const asio::error_code& ec) {
     }
   }
   t->end_unix_ms = now_unix_ms();
+  // The kernel's OOM killer sends SIGKILL to the whole task (memory.oom.group) when it
+  // reaches memory.max, and counts it in its cgroup's memory.events: read before the
+  // cgroup goes, so that the wait can say why.
+  if (auto x = extras.find(id); x != extras.end() && x->second.mem_limit == "cgroup" &&
+                                 t->state == task_state::killed && t->signal == SIGKILL) {
+    t->oom_killed = contain.oom_kills(x->second.cgroup) > 0;
+  }
   release(id);
   write_spec_or_log(*t);
   // The hooks may remove the task: look it up again after each.
@@ -1539,6 +1546,7 @@ std::expected<int, int> task_runner::open_below(std::uint64_t id, bool out, std:
 fs_identity task_runner::identity(std::uint64_t id) const { return impl_->fs_of(id); }
 
 std::string_view task_runner::containment_mode() const { return impl_->contain.mode_name(); }
+std::string task_runner::containment_limits() const { return impl_->contain.limits_name(); }
 
 std::expected<void, std::string> task_runner::remove(std::uint64_t id,
                                                      std::function<void(std::expected<void, std::string>)> done) {

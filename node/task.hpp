@@ -113,6 +113,7 @@ struct task {
   int signal = 0;
   std::string error;
   bool timed_out = false;                // killed by its time limit
+  bool oom_killed = false;               // killed by the OOM killer at its cgroup's memory.max
   std::uint64_t user_ms = 0, sys_ms = 0;  // CPU time used, from wait4's rusage
   std::uint64_t maxrss_bytes = 0;
   std::int64_t start_unix_ms = 0, end_unix_ms = 0;  // wall-clock times; 0: not yet
@@ -122,8 +123,9 @@ struct task {
     return state == task_state::done || state == task_state::failed || state == task_state::killed ||
            state == task_state::lost;
   }
-  // The text of the wait file: "exit 0", "exit 3", "signal 9", "error TEXT", "lost", or
-  // "lost WHY" (a task the node fenced: "lost fenced: no word from the scheduler for 1203 ms").
+  // The text of the wait file: "exit 0", "exit 3", "signal 9", "signal 9 out of memory"
+  // (the OOM killer ended it at its mem), "error TEXT", "lost", or "lost WHY" (a task the
+  // node fenced: "lost fenced: no word from the scheduler for 1203 ms").
   std::string wait_text() const;
   // The one line of the status file, without a newline:
   // "id=N state=running pid=123 exit=0 usertime=12 systime=3 maxrss=1048576
@@ -264,6 +266,8 @@ class task_runner {
   fs_identity identity(std::uint64_t id) const;
   // "cgroup" or "pgroup" (node/contain.hpp).
   std::string_view containment_mode() const;
+  // The limits a task's cgroup gets: "memory,cpu,pids", fewer, or "none".
+  std::string containment_limits() const;
 
   // Paths inside a task's spool directory.
   std::filesystem::path dir_of(std::uint64_t id) const;

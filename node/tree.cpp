@@ -238,7 +238,7 @@ void node_tree::on_finished(const task& t) {
       }
       break;
     case task_state::killed:
-      events_.post(fmt::format("signal {} {}", t.id, t.signal));
+      events_.post(fmt::format("signal {} {}{}", t.id, t.signal, t.oom_killed ? " out of memory" : ""));
       break;
     case task_state::lost:
       events_.post(fmt::format("lost {}", t.id));
@@ -676,10 +676,11 @@ std::string node_tree::status_text() const {
   if (auto m = read_mem()) memfree = m->available_bytes;
   if (auto l = read_load()) load = *l;
   auto arch = read_arch();
-  return fmt::format("name={} arch={} ncpu={} share={} mem={} memfree={} load={:.2f} tasks={} state={} contain={}\n",
+  return fmt::format("name={} arch={} ncpu={} share={} mem={} memfree={} load={:.2f} tasks={} state={} contain={} limits={}\n",
                      ctl::quote(opts_.name), arch.substr(0, arch.find(' ')), opts_.cpus, share_pct_,
                      opts_.mem_bytes, memfree, load, runner_ ? runner_->running() : 0,
-                     draining_ ? "draining" : "up", runner_ ? runner_->containment_mode() : "pgroup");
+                     draining_ ? "draining" : "up", runner_ ? runner_->containment_mode() : "pgroup",
+                     runner_ ? runner_->containment_limits() : "none");
 }
 
 void node_tree::read(request r) {

@@ -15,6 +15,8 @@ packages=(
   mandoc                                                # man page lint
   clang-16 libclang-rt-16-dev                           # libFuzzer targets in fuzz/
   hyperfine parallel                                    # bench/ and the peer comparisons
+  qemu-system-x86 linux-image-amd64 busybox-static cpio # scripts/qemu-guest.sh (a kernel for
+                                                        # tests: cgroup limits, 9p mounts)
 )
 
 missing=()
