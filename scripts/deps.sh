@@ -15,16 +15,24 @@ packages=(
   mandoc                                                # man page lint
   clang-16 libclang-rt-16-dev                           # libFuzzer targets in fuzz/
   hyperfine parallel                                    # bench/ and the peer comparisons
-  qemu-system-x86 linux-image-amd64 busybox-static cpio # scripts/qemu-guest.sh (a kernel for
-                                                        # tests: cgroup limits, 9p mounts)
+  qemu-system-x86 busybox-static cpio kmod              # scripts/qemu-guest.sh (its kernel: below)
 )
+
+# The guest kernel of scripts/qemu-guest.sh (tests: cgroup limits, 9p mounts) is Debian's
+# linux-image-amd64, unpacked into $kernel_root rather than installed: installing it runs
+# update-initramfs, which took minutes on a fresh machine, and puts a kernel in /boot
+# that the machine does not need. Skipped when /boot already has one.
+kernel_root=/var/cache/galaxy-kernel
+kernel_wanted() {
+  ! compgen -G '/boot/vmlinuz-*' >/dev/null && ! compgen -G "$kernel_root/boot/vmlinuz-*" >/dev/null
+}
 
 missing=()
 for p in "${packages[@]}"; do
   # dpkg -s succeeds for removed-but-configured packages too; ask for the real state.
   [[ $(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null) == installed ]] || missing+=("$p")
 done
-((${#missing[@]} == 0)) && exit 0
+((${#missing[@]} == 0)) && ! kernel_wanted && exit 0
 
 if ((EUID == 0)); then
   as_root=()
@@ -36,14 +44,37 @@ else
   exit 1
 fi
 
-echo "deps.sh: installing ${missing[*]}"
 log=$(mktemp /tmp/galaxy-deps.XXXXXX)
 export DEBIAN_FRONTEND=noninteractive
-if ! { "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
-       "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-         --no-install-recommends "${missing[@]}"; } </dev/null >"$log" 2>&1; then
-  tail -n 30 "$log" >&2
-  echo "deps.sh: apt-get failed (full log: $log)" >&2
-  exit 1
+if ((${#missing[@]} > 0)); then
+  echo "deps.sh: installing ${missing[*]}"
+  if ! { "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+         "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+           --no-install-recommends "${missing[@]}"; } </dev/null >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    echo "deps.sh: apt-get failed (full log: $log)" >&2
+    exit 1
+  fi
+fi
+if kernel_wanted; then
+  # linux-image-amd64 is a meta-package: the kernel is the package it depends on.
+  echo "deps.sh: unpacking Debian's kernel into $kernel_root (for scripts/qemu-guest.sh)"
+  dl=$(mktemp -d /tmp/galaxy-kernel.XXXXXX)
+  chmod 755 "$dl"   # apt-get download runs as _apt
+  pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '$1 == "Depends:" && $2 ~ /^linux-image-/ {print $2; exit}')
+  if [[ -z $pkg ]]; then
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null >>"$log" 2>&1 || true
+    pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '$1 == "Depends:" && $2 ~ /^linux-image-/ {print $2; exit}')
+  fi
+  if [[ -z $pkg ]] || ! (cd "$dl" && apt-get download -q "$pkg" </dev/null >>"$log" 2>&1) ||
+     ! "${as_root[@]}" mkdir -p "$kernel_root" ||
+     ! "${as_root[@]}" dpkg-deb -x "$dl"/"$pkg"_*.deb "$kernel_root" ||
+     ! "${as_root[@]}" depmod -b "$kernel_root" "${pkg#linux-image-}"; then  # modules.dep: made at install
+    tail -n 30 "$log" >&2
+    echo "deps.sh: could not unpack the kernel package '${pkg:-?}' (full log: $log)" >&2
+    rm -rf "$dl"
+    exit 1
+  fi
+  rm -rf "$dl"
 fi
 rm -f "$log"

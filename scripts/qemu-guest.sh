@@ -3,7 +3,7 @@
 #
 #   scripts/qemu-guest.sh [OPTION]... -- COMMAND [ARG]...
 #
-# The guest is Debian's own kernel (linux-image-amd64, from /boot) under
+# The guest is Debian's own kernel (linux-image-amd64: /boot's, else the copy scripts/deps.sh unpacks into /var/cache/galaxy-kernel) under
 # qemu-system-x86_64 with TCG (no KVM needed), booted straight into an initramfs made on
 # the fly: busybox (busybox-static) for a shell and its tools, the files given with
 # --file (an ELF binary brings the shared libraries `ldd` lists, and its loader), the
@@ -57,7 +57,7 @@
 # printed); 77 when qemu-system-x86_64, a kernel in /boot or busybox is missing (the
 # message says which): tests use it as ctest's SKIP_RETURN_CODE.
 #
-# Needs: qemu-system-x86 linux-image-amd64 busybox-static cpio (scripts/deps.sh). The
+# Needs: qemu-system-x86 busybox-static cpio and a kernel (scripts/deps.sh gets them all). The
 # kernel image in /boot must be readable (it is 0644 on Debian; some distributions make
 # it 0600: run as root there).
 set -euo pipefail
@@ -91,14 +91,21 @@ busybox=""
 for b in /bin/busybox /usr/bin/busybox; do [[ -x $b ]] && { busybox=$b; break; }; done
 [[ -n $busybox ]] || skip "busybox is not installed (Debian: busybox-static)"
 if [[ -z $kernel ]]; then
+  # /boot's, else the one scripts/deps.sh unpacked from Debian's linux-image-amd64.
   kernel=$(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1 || true)
-  [[ -n $kernel ]] || skip "no kernel in /boot (Debian: linux-image-amd64)"
+  [[ -n $kernel ]] || kernel=$(ls -1 /var/cache/galaxy-kernel/boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1 || true)
+  [[ -n $kernel ]] || skip "no kernel in /boot nor /var/cache/galaxy-kernel/boot (scripts/deps.sh unpacks one)"
 fi
 [[ -e $kernel ]] || skip "$kernel does not exist"
 [[ -r $kernel ]] || skip "$kernel is not readable (run as root)"
 kver=${kernel##*/vmlinuz-}
 kver=${kver##*/vmlinux-}
-moddir=/lib/modules/$kver
+# The modules beside the kernel: PREFIX/lib/modules/VERSION for PREFIX/boot/vmlinuz-VERSION
+# (the guest has them at /lib/modules/VERSION either way).
+kprefix=$(dirname "$(dirname "$(readlink -f "$kernel")")")
+[[ $kprefix == / ]] && kprefix=""
+moddir=$kprefix/lib/modules/$kver
+guest_moddir=/lib/modules/$kver
 ((${#modules[@]} == 0 && net == 0)) || [[ -f $moddir/modules.dep ]] || skip "no $moddir/modules.dep for $kernel"
 
 work=$(mktemp -d /tmp/qemu-guest.XXXXXX)
@@ -184,14 +191,14 @@ resolve() {  # resolve NAME: appends NAME's dependencies, then NAME, to mod_orde
 for m in "${modules[@]}"; do resolve "$m"; done
 : >"$root/etc/modules-load"
 for p in "${mod_order[@]}"; do
-  mkdir -p "$root$moddir/$(dirname "$p")"
+  mkdir -p "$root$guest_moddir/$(dirname "$p")"
   case $p in
-    *.ko) cp "$moddir/$p" "$root$moddir/$p" ;;
-    *.ko.xz) xz -dc "$moddir/$p" >"$root$moddir/${p%.xz}"; p=${p%.xz} ;;
-    *.ko.zst) zstd -qdc "$moddir/$p" >"$root$moddir/${p%.zst}"; p=${p%.zst} ;;
-    *.ko.gz) gzip -dc "$moddir/$p" >"$root$moddir/${p%.gz}"; p=${p%.gz} ;;
+    *.ko) cp "$moddir/$p" "$root$guest_moddir/$p" ;;
+    *.ko.xz) xz -dc "$moddir/$p" >"$root$guest_moddir/${p%.xz}"; p=${p%.xz} ;;
+    *.ko.zst) zstd -qdc "$moddir/$p" >"$root$guest_moddir/${p%.zst}"; p=${p%.zst} ;;
+    *.ko.gz) gzip -dc "$moddir/$p" >"$root$guest_moddir/${p%.gz}"; p=${p%.gz} ;;
   esac
-  echo "$moddir/$p" >>"$root/etc/modules-load"
+  echo "$guest_moddir/$p" >>"$root/etc/modules-load"
 done
 
 # ---- the given files and the command --------------------------------------------------
