@@ -88,7 +88,35 @@ std::string default_state_dir() {
 
 std::string record_path(const std::string& state) { return state + "/cluster"; }
 
+// Why what state holds may have been written by someone else, or nothing. A record names
+// processes that down signals, a mount it unmounts and the address every verb dials, and
+// down creates STATE/lock: a directory or record that another user owns or may write in
+// (another user's /tmp/galaxy-0 made before root's first up, $GALAXY_STATE pointing into
+// another user's home) would let them choose those. Ours or root's, and writable by
+// neither group nor others; the record a regular file, not a symbolic link. A directory
+// that does not exist is not refused (there is no record in it).
+std::optional<std::string> untrusted(const std::string& state) {
+  auto why = [](const std::string& path, const struct stat& st) -> std::optional<std::string> {
+    if (st.st_uid != ::geteuid() && st.st_uid != 0) {
+      return fmt::format("{}: owned by uid {}, not by us (uid {}) or root; not trusted", path, st.st_uid,
+                         ::geteuid());
+    }
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+      return fmt::format("{}: mode {:04o} lets others write in it; not trusted", path, st.st_mode & 07777);
+    }
+    return std::nullopt;
+  };
+  struct stat st {};
+  if (::stat(state.c_str(), &st) != 0) return std::nullopt;
+  if (auto bad = why(state, st)) return bad;
+  std::string rec = record_path(state);
+  if (::lstat(rec.c_str(), &st) != 0) return std::nullopt;
+  if (!S_ISREG(st.st_mode)) return fmt::format("{}: not a regular file; not trusted", rec);
+  return why(rec, st);
+}
+
 std::expected<record, std::string> load(const std::string& state) {
+  if (auto bad = untrusted(state)) return std::unexpected(std::move(*bad));
   std::ifstream f(record_path(state));
   if (!f) {
     if (errno == ENOENT) return std::unexpected(std::string("no cluster record"));

@@ -47,7 +47,11 @@ std::string default_state_dir();
 std::string record_path(const std::string& state);
 
 // Reads STATE/cluster. Errors: "no cluster record" when the file does not exist (nothing
-// was started there), or the file's problem ("line 3: expected key=value").
+// was started there), "STATE: owned by uid 1001, not by us (uid 0) or root; not trusted"
+// and "...: mode 0777 lets others write in it; not trusted" (for the directory or the
+// record, which must also be a regular file: another user could name the processes down
+// stops and the address every verb dials), or the file's problem ("line 3: expected
+// key=value").
 std::expected<record, std::string> load(const std::string& state);
 // Writes STATE/cluster atomically (a temporary file renamed over it).
 std::expected<void, std::string> save(const record& r);

@@ -362,7 +362,8 @@ std::optional<std::string> fuse_unavailable() {
 class state_lock {
  public:
   std::expected<void, std::string> take(const std::string& state) {
-    fd_ = ::open((state + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    // O_NOFOLLOW: a link there is never followed to create or open another file.
+    fd_ = ::open((state + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd_ < 0) return std::unexpected(fmt::format("{}/lock: {}", state, std::strerror(errno)));
     if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
       return std::unexpected(fmt::format("another galaxy up or down is working on {}", state));

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -751,6 +752,72 @@ TEST(UpDown, DownWithNothingEverUpSaysSo) {
   auto r = run({galaxy, "down", "--state", t.file("never")});
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("nothing is up in " + t.file("never")), std::string::npos) << r.err;
+}
+
+// A state directory someone else controls is never believed (the attack: another user
+// makes /tmp/galaxy-0 before root's first up, or $GALAXY_STATE points into their home,
+// with a record naming a process of root's and a lock linked to a file to create). down
+// refuses it and signals nothing, creates nothing through the link; the verbs that find
+// the cluster by --state or $GALAXY_STATE dial nothing it names. Also a directory of ours
+// that others may write in, and a record that is a symbolic link.
+TEST(UpDown, AStateDirectoryOthersControlIsRefused) {
+  if (::getuid() != 0) GTEST_SKIP() << "needs root (a directory owned by another user)";
+  testutil::temp_dir t;
+  auto victim = testutil::process::spawn({"/bin/sleep", "300"});
+  ASSERT_TRUE(victim) << victim.error();
+  // Its start time, proc(5) stat field 22 (20 fields after the state, which follows ')').
+  std::ifstream st("/proc/" + std::to_string(victim->pid()) + "/stat");
+  std::string stat_text((std::istreambuf_iterator<char>(st)), std::istreambuf_iterator<char>());
+  std::istringstream fields(stat_text.substr(stat_text.rfind(')') + 2));
+  std::string field;
+  for (int i = 0; i < 20; i++) fields >> field;
+  auto ticks = &field;
+  auto plant = [&](const std::string& dir) {
+    std::ofstream(dir + "/cluster") << fmt::format("state={}\nsched_addr=tcp!127.0.0.1!1\nsched_pid={}\n"
+                                                   "sched_start={}\nnodes=0\n",
+                                                   dir, victim->pid(), *ticks);
+  };
+  std::string theirs = t.file("theirs");
+  std::filesystem::create_directory(theirs);
+  plant(theirs);
+  std::filesystem::create_symlink(t.file("created"), theirs + "/lock");
+  ASSERT_EQ(::chown(theirs.c_str(), 65534, 65534), 0);
+  ASSERT_EQ(::lchown((theirs + "/cluster").c_str(), 65534, 65534), 0);
+
+  auto d = run({galaxy, "down", "--state", theirs, "--timeout", "1"});
+  EXPECT_EQ(d.status, 1);
+  EXPECT_NE(d.err.find(theirs + ": owned by uid 65534, not by us (uid 0) or root; not trusted"), std::string::npos)
+      << d.err;
+  EXPECT_TRUE(running(victim->pid()));
+  EXPECT_FALSE(std::filesystem::exists(std::filesystem::symlink_status(t.file("created"))));
+  const std::vector<std::string> unset{"GALAXY_ADDR", "GALAXY_STATE"};
+  auto j = run({galaxy, "jobs", "--state", theirs}, {}, 30s, unset);
+  EXPECT_NE(j.status, 0);
+  EXPECT_NE(j.err.find("not trusted"), std::string::npos) << j.err;
+  auto e = run({galaxy, "jobs"}, {}, 30s, {"GALAXY_ADDR", "GALAXY_STATE=" + theirs});
+  EXPECT_NE(e.status, 0);
+  EXPECT_NE(e.err.find("not trusted"), std::string::npos) << e.err;
+
+  // Ours, but others may write in it.
+  std::string open = t.file("open");
+  std::filesystem::create_directory(open);
+  plant(open);
+  ::chmod(open.c_str(), 0777);
+  auto o = run({galaxy, "down", "--state", open, "--timeout", "1"});
+  EXPECT_EQ(o.status, 1);
+  EXPECT_NE(o.err.find("mode 0777 lets others write in it"), std::string::npos) << o.err;
+  EXPECT_TRUE(running(victim->pid()));
+
+  // Ours, with a record that is a link to another's file.
+  std::string linked = t.file("linked");
+  std::filesystem::create_directory(linked);
+  ::chmod(linked.c_str(), 0700);
+  plant(theirs);
+  std::filesystem::create_symlink(theirs + "/cluster", linked + "/cluster");
+  auto l = run({galaxy, "down", "--state", linked, "--timeout", "1"});
+  EXPECT_EQ(l.status, 1);
+  EXPECT_NE(l.err.find("not a regular file"), std::string::npos) << l.err;
+  EXPECT_TRUE(running(victim->pid()));
 }
 
 // Up again on the same state after down: the jobs of the first run are still there.
