@@ -838,10 +838,15 @@ TEST(FuseSched, MountOutlivesASchedulerRestart) {
                                        {.capture_stderr = true, .env = {"LC_ALL=C"}});
   ASSERT_TRUE(wait.has_value()) << wait.error();
   // (Its open must be done before the kill, or it could fail as a new request: ENOTCONN.)
+  // (Any descriptor: cat's file is not always its fd 3, e.g. under ctest, which may pass
+  // descriptors of its own down.)
   ASSERT_TRUE(eventually([&] {
     std::error_code ec;
-    return std::filesystem::read_symlink("/proc/" + std::to_string(wait->pid()) + "/fd/3", ec).string() ==
-           m.path("jobs/" + running + "/wait");
+    for (const auto& fd : std::filesystem::directory_iterator("/proc/" + std::to_string(wait->pid()) + "/fd", ec)) {
+      std::error_code ec2;
+      if (std::filesystem::read_symlink(fd.path(), ec2).string() == m.path("jobs/" + running + "/wait")) return true;
+    }
+    return false;
   })) << "cat did not open wait";
   // A file open across the restart.
   int fd = ::open(m.path("status").c_str(), O_RDONLY | O_CLOEXEC);  // not the restarted daemon's
