@@ -626,7 +626,8 @@ TEST(Netns, JoinedNodesRunJobs) {
   for (const char* n : {"n1", "n2", "n3"}) ASSERT_EQ(k.start_node(n, node_mode::join), "");
   ASSERT_TRUE(k.wait_up(3)) << k.read("status");
   std::vector<std::string> ids;
-  for (int i = 0; i < 6; ++i) ids.push_back(k.submit(k.counted("0.5")));
+  // Six one-CPU jobs of 3 s on three two-CPU nodes: placed before any ends, they need all three.
+  for (int i = 0; i < 6; ++i) ids.push_back(k.submit(k.counted("3")));
   ASSERT_EQ(k.wait_all(ids), 0);
   std::set<std::string> where;
   k.expect_each_done_once(ids, &where);
