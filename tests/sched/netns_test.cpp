@@ -370,10 +370,14 @@ TEST(Netns, MainJobThroughAMountOnTheUserHost) {
   EXPECT_NE(r.out.find("result: match"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("jobs: 7 (6 map, 1 reduce)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("on 3 nodes"), std::string::npos) << r.out;
-  // Which nodes ran the jobs depends on how fast the maps end; at least two did.
+  // Which nodes ran the jobs depends on how fast the maps end: map jobs over 24 small
+  // files end in milliseconds, so even spread may put each on the same empty node (seen
+  // in CI: "n3 ran 7"). Every node is another host than the user's, which is what this
+  // test is about; JobsFromTheUserHostRunOnTheNodeHosts and JoinedNodesRunJobs show jobs
+  // on all three.
   int used = 0;
   for (const char* n : {"n1 ran ", "n2 ran ", "n3 ran "}) used += r.out.find(n) != std::string::npos;
-  EXPECT_GE(used, 2) << r.out;
+  EXPECT_GE(used, 1) << r.out;
   // The table, computed here once more, independently of the script's own check.
   auto local = testutil::run({"/bin/sh", "-c",
                               "export LC_ALL=C; ls -d /usr/share/doc/*/copyright | head -n 24 | xargs cat -- | "
