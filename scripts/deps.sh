@@ -61,10 +61,10 @@ if kernel_wanted; then
   echo "deps.sh: unpacking Debian's kernel into $kernel_root (for scripts/qemu-guest.sh)"
   dl=$(mktemp -d /tmp/galaxy-kernel.XXXXXX)
   chmod 755 "$dl"   # apt-get download runs as _apt
-  pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '$1 == "Depends:" && $2 ~ /^linux-image-/ {print $2; exit}')
+  pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '$1 == "Depends:" && $2 ~ /^linux-image-/ {print $2; exit}' || true)
   if [[ -z $pkg ]]; then
     "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null >>"$log" 2>&1 || true
-    pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '$1 == "Depends:" && $2 ~ /^linux-image-/ {print $2; exit}')
+    pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '$1 == "Depends:" && $2 ~ /^linux-image-/ {print $2; exit}' || true)
   fi
   if [[ -z $pkg ]] || ! (cd "$dl" && apt-get download -q "$pkg" </dev/null >>"$log" 2>&1) ||
      ! "${as_root[@]}" mkdir -p "$kernel_root" ||
