@@ -7,6 +7,7 @@
 //   sched_addr=tcp!127.0.0.1!41234   sched_pid=...   sched_start=...
 //   nodes=2   node1_name=n1   node1_addr=...   node1_pid=...   node1_start=...
 //   mount=/galaxy   mount_pid=...   mount_start=...
+#include "ctl/ctlmsg.hpp"
 #include "ctl/cluster.hpp"
 
 #include <signal.h>
@@ -30,13 +31,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::optional<std::uint64_t> to_u64(std::string_view s) {
-  std::uint64_t v = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size() || s.empty()) return std::nullopt;
-  return v;
-}
-
 // /proc/PID/stat: "pid (comm) S ppid ...": comm may hold blanks and parentheses, so the
 // fields are counted from the last ')'. Returns the state letter and field 22.
 std::optional<std::pair<char, std::uint64_t>> proc_stat(pid_t pid) {
@@ -53,7 +47,7 @@ std::optional<std::pair<char, std::uint64_t>> proc_stat(pid_t pid) {
   for (int i = 4; i <= 22; i++) {
     if (!(in >> field)) return std::nullopt;
   }
-  auto t = to_u64(field);
+  auto t = ctl::parse_u64(field);
   if (!t) return std::nullopt;
   return std::pair{state, *t};
 }
@@ -140,15 +134,15 @@ std::expected<record, std::string> load(const std::string& state) {
   };
   auto proc = [&](const std::string& prefix) {
     proc_id p;
-    p.pid = static_cast<pid_t>(to_u64(get(prefix + "_pid")).value_or(0));
-    p.start_ticks = to_u64(get(prefix + "_start")).value_or(0);
+    p.pid = static_cast<pid_t>(ctl::parse_u64(get(prefix + "_pid")).value_or(0));
+    p.start_ticks = ctl::parse_u64(get(prefix + "_start")).value_or(0);
     return p;
   };
   record r;
   r.state = get("state").empty() ? state : get("state");
   r.sched_addr = get("sched_addr");
   r.sched = proc("sched");
-  auto count = to_u64(get("nodes")).value_or(0);
+  auto count = ctl::parse_u64(get("nodes")).value_or(0);
   if (count > 1024) return std::unexpected(fmt::format("{}: nodes={}: too many", record_path(state), count));
   for (std::uint64_t i = 1; i <= count; i++) {
     auto k = fmt::format("node{}", i);

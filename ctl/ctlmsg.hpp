@@ -12,6 +12,7 @@
 // quoted back is cut with "..." to fit.
 #include <cstdint>
 #include <expected>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -99,6 +100,11 @@ class line_buffer {
 };
 
 // ---- Typed arguments -------------------------------------------------------------------
+
+// A whole string of decimal digits as a number (file contents and names that the daemons
+// read from each other: task ids, node status fields). Nullopt for an empty string, any
+// other character (sign, blank, newline) or a value over 2^64-1.
+std::optional<std::uint64_t> parse_u64(std::string_view s);
 
 // Bytes: "4096", "64k", "512m", "2g", "1t" (binary multiples, case-insensitive; a
 // trailing "b" or "ib" is allowed: "64KiB", "512B"). A fraction is allowed with a

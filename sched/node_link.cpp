@@ -19,17 +19,6 @@
 
 namespace sched {
 
-namespace {
-
-std::optional<std::uint64_t> to_u64(std::string_view s) {
-  std::uint64_t v = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size() || s.empty()) return std::nullopt;
-  return v;
-}
-
-}  // namespace
-
 std::expected<void, std::string> parse_node_status(std::string_view line, node_info& info) {
   auto words = ctl::tokenize(line);
   if (!words) return std::unexpected(words.error());
@@ -41,13 +30,13 @@ std::expected<void, std::string> parse_node_status(std::string_view line, node_i
     if (k == "arch") {
       info.arch = v;
     } else if (k == "ncpu") {
-      if (auto n = to_u64(v)) info.ncpu = static_cast<std::uint32_t>(*n), have_cpu = true;
+      if (auto n = ctl::parse_u64(v)) info.ncpu = static_cast<std::uint32_t>(*n), have_cpu = true;
     } else if (k == "share") {
-      if (auto n = to_u64(v)) info.share_pct = static_cast<std::uint32_t>(*n);
+      if (auto n = ctl::parse_u64(v)) info.share_pct = static_cast<std::uint32_t>(*n);
     } else if (k == "mem") {
-      if (auto n = to_u64(v)) info.mem_bytes = *n, have_mem = true;
+      if (auto n = ctl::parse_u64(v)) info.mem_bytes = *n, have_mem = true;
     } else if (k == "memfree") {
-      if (auto n = to_u64(v)) info.memfree_bytes = *n;
+      if (auto n = ctl::parse_u64(v)) info.memfree_bytes = *n;
     } else if (k == "state") {
       info.draining = v == "draining";
     }

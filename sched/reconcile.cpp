@@ -88,18 +88,6 @@ namespace sched {
 
 namespace {
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-std::optional<std::uint64_t> to_u64(std::string_view s) {
-  std::uint64_t v = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size() || s.empty()) return std::nullopt;
-  return v;
-}
-
 std::unexpected<std::string> fail(std::string s) { return std::unexpected(std::move(s)); }
 
 // What a node's task status line says: "id=3 state=running pid=..." → the state word.
@@ -136,7 +124,7 @@ std::expected<found_task, std::string> find_task(fsclient::client& c, const std:
     std::string job_line = fmt::format("env GALAXY_JOB={}", job);
     std::string attempt_line = fmt::format("env GALAXY_ATTEMPT={}", attempt);
     for (const auto& d : *tasks) {
-      auto n = to_u64(d.name);
+      auto n = ctl::parse_u64(d.name);
       if (!n) continue;
       auto spec = c.read_file(*root, fmt::format("task/{}/ctl", *n));
       if (!spec) continue;

@@ -35,18 +35,6 @@ using done_fn = std::function<void(std::expected<void, std::string>)>;
 
 namespace {
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-std::optional<std::uint64_t> to_u64(std::string_view s) {
-  std::uint64_t v = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size() || s.empty()) return std::nullopt;
-  return v;
-}
-
 bool valid_node_name(std::string_view n) { return ctl::valid_node_name(n); }
 
 std::unexpected<std::string> fail(std::string s) { return std::unexpected(std::move(s)); }
@@ -521,7 +509,7 @@ void scheduler::node_event(const std::string& name, const std::string& line) {
   std::string_view verb(line.data(), sp);
   std::string_view rest(line.data() + sp + 1, line.size() - sp - 1);
   auto sp2 = rest.find(' ');
-  auto id = to_u64(rest.substr(0, sp2));
+  auto id = ctl::parse_u64(rest.substr(0, sp2));
   if (!id) return;
   std::string arg = sp2 == std::string_view::npos ? "" : std::string(rest.substr(sp2 + 1));
   if (verb == "exit") return task_ended(name, *id, "exit " + arg);
@@ -633,7 +621,7 @@ std::expected<void, std::string> scheduler::apply_spec_line(job& j, std::string_
     case v::after: {
       std::vector<std::uint64_t> ids;
       for (const auto& s : a) {
-        auto n = to_u64(s);
+        auto n = ctl::parse_u64(s);
         if (!n || *n == 0) return fail(fmt::format("bad after '{}': expected job numbers", s));
         if (!replay) {
           if (*n == j.rec.id) return fail(fmt::format("after: {} is this job", *n));
@@ -1092,7 +1080,7 @@ void scheduler::start_on(job& j, node_link& n) {
                    if (!r[i]) return start_failed(id, r[i].error());
                  }
                  if (r.size() < 4) return start_failed(id, "short reply");
-                 auto task = to_u64(std::get<srv9p::rread>(*r[2]).data.substr(
+                 auto task = ctl::parse_u64(std::get<srv9p::rread>(*r[2]).data.substr(
                      0, std::get<srv9p::rread>(*r[2]).data.find('\n')));
                  if (!task) return start_failed(id, "clone gave no task number");
                  if (!r[3]) {
@@ -1149,7 +1137,7 @@ void scheduler::start_backup(job& j, node_link& n) {
             std::optional<std::uint64_t> task;
             if (r.size() == 5 && r[2]) {
               const auto& data = std::get<srv9p::rread>(*r[2]).data;
-              task = to_u64(data.substr(0, data.find('\n')));
+              task = ctl::parse_u64(data.substr(0, data.find('\n')));
             }
             bool ok = task && r[3];
             job* j = find(id);
@@ -1634,7 +1622,7 @@ void scheduler::admin_ctl(std::string line, std::string_view uname, done_fn done
       schedule();
       return done({});
     case v::priority: {
-      auto id = to_u64(a[0]);
+      auto id = ctl::parse_u64(a[0]);
       job* j = id ? find(*id) : nullptr;
       if (j == nullptr) return done(fail(fmt::format("no job {}", a[0])));
       return job_ctl(*j, "priority " + a[1], uname, std::move(done));

@@ -31,6 +31,7 @@
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/thread_pool.hpp>
+#include <chrono>
 #include <cstdint>
 #include <expected>
 #include <filesystem>
@@ -59,6 +60,12 @@ inline constexpr std::string_view admin_group = "admin";
 // variables of its env lines.
 inline constexpr std::size_t max_spec_bytes = 256 * 1024;
 inline constexpr std::size_t max_env_vars = 1024;
+
+// Now as Unix time in milliseconds (the unit of every time in job records and status).
+inline std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 struct sched_options {
   std::filesystem::path state;          // the state directory: sched.db and jobs/J/ results
