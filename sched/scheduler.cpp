@@ -46,11 +46,6 @@ std::optional<std::uint64_t> to_u64(std::string_view s) {
   return v;
 }
 
-bool valid_node_name(std::string_view n) {
-  if (n.empty() || n.size() > 64 || n == "." || n == "..") return false;
-  return std::all_of(n.begin(), n.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.'; });
-}
-
 std::unexpected<std::string> fail(std::string s) { return std::unexpected(std::move(s)); }
 
 // What a node's task status line says: "id=3 state=running pid=..." → the state word.
@@ -446,64 +441,7 @@ void scheduler::sweep() {
 }
 
 // ---- Nodes -----------------------------------------------------------------------------
-
-std::shared_ptr<node_link> scheduler::make_link(const std::string& name, const std::string& dial) {
-  node_link::hooks h{
-      .up = [this, name] { node_up(name); },
-      .down = [this, name](std::string why) { node_down(name, why); },
-      .event = [this, name](std::string line) { node_event(name, line); },
-      .info = [this, name] {
-        update_node(name);
-        schedule();
-      },
-  };
-  return std::make_shared<node_link>(io_, name, dial, opts_.link, std::move(h));
-}
-
-node_link* scheduler::find_node(std::string_view name) const {
-  auto it = links_.find(std::string(name));
-  return it == links_.end() ? nullptr : it->second.get();
-}
-
-void scheduler::add_node(std::string name, std::string dial, done_fn done) {
-  if (!valid_node_name(name)) {
-    return done(fail(fmt::format("bad node name '{}': expected letters, digits, '-', '_' or '.'", name)));
-  }
-  if (links_.contains(name)) return done(fail(fmt::format("node {} exists", name)));
-  if (auto d = srv9p::parse_dial(dial); !d) return done(fail(d.error()));
-  store_->put_node(node_record{name, dial}, [this, name, dial, done](std::expected<void, std::string> ok) {
-    asio::post(io_, [this, name, dial, done, ok] {
-      if (!ok) return done(ok);
-      if (!links_.contains(name) && !stopped_) {
-        links_[name] = make_link(name, dial);
-        links_[name]->start();
-        post_event("node add " + name);
-      }
-      done({});
-    });
-  });
-}
-
-void scheduler::remove_node(const std::string& name, done_fn done) {
-  auto it = links_.find(name);
-  if (it == links_.end()) return done(fail(fmt::format("no node {}", name)));
-  it->second->stop();
-  links_.erase(it);
-  drained_.erase(name);
-  for (auto& [id, j] : jobs_) {
-    if (j->rec.node == name && (j->rec.state == job_state::running || j->starting || j->reconcile) &&
-        !j->collecting) {
-      lost(*j, "node " + name + " removed");
-    }
-    if (j->backup && j->backup->node == name) drop_backup(*j, true, policy::outcome::lost, true);
-  }
-  policy_.remove_node(name);
-  post_event("node rm " + name);
-  store_->remove_node(name, [this, done](std::expected<void, std::string> ok) {
-    asio::post(io_, [done, ok] { done(ok); });
-  });
-  schedule();
-}
+// Links, adding and removing nodes: sched/membership.cpp.
 
 std::expected<void, std::string> scheduler::drain(const std::string& name, bool on) {
   if (!links_.contains(name)) return fail(fmt::format("no node {}", name));

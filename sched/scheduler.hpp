@@ -50,6 +50,9 @@ namespace sched {
 // members are the admins (scheduler::is_admin), so group permission is admin permission.
 inline constexpr std::string_view admin_group = "admin";
 
+// A node name: 1 to 64 letters, digits, '-', '_' or '.', not "." or "..".
+bool valid_node_name(std::string_view n);
+
 // What a job's spec may hold, so that one client cannot make the scheduler store (and
 // send to a node, in one write) without bound: bytes of the spec as stored, and
 // variables of its env lines.
@@ -131,6 +134,13 @@ class scheduler {
   const std::map<std::string, std::shared_ptr<node_link>>& nodes() const { return links_; }
   bool drained(const std::string& name) const { return drained_.contains(name); }
   node_link* find_node(std::string_view name) const;
+  // A node that joined (galaxy-node --join): c is the connection it made, in io mode on
+  // io() and through Tversion (fsclient::client::adopt), on which the scheduler is the 9P
+  // client. It becomes NAME's link, which attaches at once, is never stored and never
+  // dials; a joined link that went down is replaced. Errors: a bad name, "node NAME is
+  // dialled by the scheduler" (--node, node add), "node NAME is already connected", "join:
+  // no connection". (sched/membership.cpp)
+  std::expected<void, std::string> join_node(std::string name, std::unique_ptr<fsclient::client> c);
 
   // ---- Jobs -----------------------------------------------------------------------------
   job& create_job(const std::string& owner);  // jobs/clone
@@ -178,7 +188,8 @@ class scheduler {
   void kill_job(job& j, int sig, std::function<void(std::expected<void, std::string>)> done);
   void forget_job(job& j, std::function<void(std::expected<void, std::string>)> done);
 
-  std::shared_ptr<node_link> make_link(const std::string& name, const std::string& dial);
+  std::shared_ptr<node_link> make_link(const std::string& name, const std::string& dial);  // sched/membership.cpp
+  node_link::hooks link_hooks(const std::string& name);
   void node_up(const std::string& name);
   void node_down(const std::string& name, const std::string& why);
   void node_event(const std::string& name, const std::string& line);
