@@ -123,7 +123,9 @@ class client {
   // socket as this side sees it (srv9p::socket_binding(fd, peer), e.g.
   // "galaxy-9p tcp!127.0.0.1!5641"), learnt at dial.
   const std::string& binding() const;
-  void close();                     // shuts the connection down; idempotent
+  // Shuts the connection down; idempotent. Calls still waiting fail with "connection
+  // closed" at once, their callbacks run on the thread that calls close() (in io mode too).
+  void close();
 
   // ---- Core ---------------------------------------------------------------------------
   // Sends one T-message (its tag is chosen here) and calls cb with the reply on the
