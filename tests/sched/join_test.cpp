@@ -310,7 +310,14 @@ std::string attach_through_join(const std::string& bound, std::string& status) {
     } else {
       std::string b = bound;
       if (auto at = b.find("NONCE"); at != std::string::npos) b.replace(at, 5, req->nonce);
-      auto cl = fsclient::client::adopt(h.fd, b, munge_opts(m.socket()));
+      // On io (an io-mode client); the blocking calls below run on this thread.
+      std::promise<fsclient::result<std::unique_ptr<fsclient::client>>> adopted;
+      asio::post(io, [&io, &adopted, fd = h.fd, b, opts = munge_opts(m.socket())] {
+        fsclient::client::adopt(io, fd, b, opts, [&adopted](fsclient::result<std::unique_ptr<fsclient::client>> c) {
+          adopted.set_value(std::move(c));
+        });
+      });
+      auto cl = adopted.get_future().get();
       if (!cl) {
         result = "adopt: " + cl.error();
       } else {
