@@ -903,7 +903,7 @@ TEST(SchedE2E, OnlyTheOwnerAndTheAdminsReadAJobOrKillIt) {
   auto j = trim(c.c->read_file(alice, "jobs/clone").value_or(""));
   ASSERT_FALSE(j.empty());
   ASSERT_TRUE(c.c->write_file(alice, "jobs/" + j + "/ctl", "env SECRET=s3cr3t\n").has_value());
-  ASSERT_TRUE(c.c->write_file(alice, "jobs/" + j + "/ctl", "exec sh -c 'echo out; echo f > $GALAXY_OUT/f; exec sleep 30'\n").has_value());
+  ASSERT_TRUE(c.c->write_file(alice, "jobs/" + j + "/ctl", "exec sh -c 'echo f > $GALAXY_OUT/f; echo out; exec sleep 30'\n").has_value());
   c.wait_state(j, "running");
   std::string dir = "jobs/" + j + "/";
   // bob: neither the spec (its env), nor the output, nor out/; no kill, no /ctl.
@@ -929,7 +929,8 @@ TEST(SchedE2E, OnlyTheOwnerAndTheAdminsReadAJobOrKillIt) {
   // The owner and every admin may read; an admin kills it.
   EXPECT_NE(c.c->read_file(alice, dir + "ctl").value_or("").find("SECRET"), std::string::npos);
   EXPECT_NE(c.c->read_file(carol, dir + "ctl").value_or("").find("SECRET"), std::string::npos);
-  // (One read: the whole file would block until the job ends.)
+  // (One read: the whole file would block until the job ends. "out" comes after out/f is
+  // written, so the kill below cannot come before it.)
   auto out = c.c->walk(dave, dir + "stdout");
   ASSERT_TRUE(out.has_value()) << out.error();
   ASSERT_TRUE(c.c->open(*out, srv9p::oread).has_value());
