@@ -15,18 +15,35 @@
 // Hang-up. When the reader sees end of file or a framing error, or close() is called,
 // every waiting request fails with err::hungup and later sends fail at once; close()
 // shuts the socket down so that the reader wakes, and the destructor joins it.
+//
+// io mode (async_dial, adopt). The socket is an asio generic stream socket on the given
+// io_context (asio sends with MSG_NOSIGNAL, so a reset peer is an error, not SIGPIPE).
+// Reads: one async_read_some at a time into rbuf, parsed and delivered as the reader
+// thread does, on io's thread. Writes: submit() appends the encoded batch to outq under
+// out_mu and, if no write is in progress, posts write_next(), which moves outq to
+// inflight and async_writes it; so callers on any thread never touch the socket, and a
+// server that stops reading makes the queue grow, up to max_queue_bytes, then the
+// connection is closed. Pending handlers hold a shared_ptr to impl, so the client may go
+// away while they are outstanding; the socket's descriptor is closed only when impl is
+// destroyed, so close() from another thread can never shut down a reused descriptor.
 #include "fsclient/client.hpp"
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <asio/connect.hpp>
+#include <asio/generic/stream_protocol.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/local/stream_protocol.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/write.hpp>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -140,9 +157,26 @@ bool write_all(int fd, const std::uint8_t* p, std::size_t n) {
   return true;
 }
 
+// Turns on TCP keepalive (socket(7), tcp(7)); nothing for a Unix socket or keepalive_s 0.
+void set_keepalive(int fd, std::uint32_t keepalive_s) {
+  if (keepalive_s == 0) return;
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return;
+  if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) return;
+  int on = 1;
+  int idle = static_cast<int>(std::min<std::uint32_t>(keepalive_s, 32767));
+  int intvl = std::max(1, idle / 3);
+  int cnt = 3;
+  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+}
+
 }  // namespace
 
-struct client::impl {
+struct client::impl : std::enable_shared_from_this<client::impl> {
   // One tag's state.
   struct slot {
     enum class kind : std::uint8_t { free, callback, waiter, flush };
@@ -181,17 +215,101 @@ struct client::impl {
 
   std::thread reader;
   std::atomic<std::thread::id> reader_id{};
-  bool orphaned = false;  // reader thread only: the client is gone; delete impl at exit
 
-  // Reader thread only (and dial() before it starts).
+  // Reader thread only (and dial() before it starts); in io mode, io's thread only.
   std::vector<std::uint8_t> rbuf;
   std::size_t rlen = 0;
 
+  std::string why;  // under mu: the first reason the connection closed
+
+  // io mode: the socket (which owns fd) and the outbound queue.
+  asio::io_context* io = nullptr;
+  std::unique_ptr<asio::generic::stream_protocol::socket> sock;
+  std::mutex out_mu;
+  std::vector<std::uint8_t> outq;      // under out_mu: written by callers, not yet handed to a write
+  std::vector<std::uint8_t> inflight;  // being written by async_write (resized under out_mu only)
+  bool writing = false;                // under out_mu: write_next() is posted or a write is in flight
+  std::size_t max_queue_bytes = 0;
+  std::function<void(std::string_view)> log;
+
   ~impl() {
-    if (fd >= 0) ::close(fd);
+    if (sock) {
+      asio::error_code ec;
+      sock->close(ec);  // owns fd
+    } else if (fd >= 0) {
+      ::close(fd);
+    }
   }
 
-  bool on_reader_thread() const { return reader_id.load() == std::this_thread::get_id(); }
+  // Where replies are delivered: the reader thread, or io's thread in io mode. A blocking
+  // call from there would wait for itself.
+  bool on_reader_thread() const {
+    if (io != nullptr) return io->get_executor().running_in_this_thread();
+    return reader_id.load() == std::this_thread::get_id();
+  }
+
+  // Writes bytes of whole messages: at once under write_mu (thread mode), or through the
+  // outbound queue (io mode). False when they cannot go (the connection is being closed:
+  // the hang-up fails what they carried).
+  bool transmit(const std::uint8_t* p, std::size_t n) {
+    if (io == nullptr) {
+      bool ok;
+      {
+        std::lock_guard lk(write_mu);
+        ok = write_all(fd, p, n);
+      }
+      if (!ok) ::shutdown(fd, SHUT_RDWR);  // the reader sees it, and the hang-up fails the rest
+      return ok;
+    }
+    std::unique_lock lk(out_mu);
+    if (closed) return false;
+    if (outq.size() + inflight.size() + n > max_queue_bytes) {
+      lk.unlock();
+      fail_connection("outbound queue over " + std::to_string(max_queue_bytes) + " bytes: the server is not reading");
+      return false;
+    }
+    outq.insert(outq.end(), p, p + n);
+    if (!writing) {
+      writing = true;
+      asio::post(*io, [self = shared_from_this()] { self->write_next(); });
+    }
+    return true;
+  }
+
+  // io's thread: hands what is queued to one async_write; again when it has gone.
+  void write_next() {
+    {
+      std::lock_guard lk(out_mu);
+      inflight.clear();
+      if (outq.empty() || closed) {
+        writing = false;
+        return;
+      }
+      inflight.swap(outq);
+    }
+    asio::async_write(*sock, asio::buffer(inflight), [self = shared_from_this()](const asio::error_code& ec, std::size_t) {
+      if (ec) {
+        {
+          std::lock_guard lk(self->out_mu);
+          self->writing = false;
+        }
+        return self->fail_connection("write: " + ec.message());
+      }
+      self->write_next();
+    });
+  }
+
+  // Closes the connection for a reason worth logging (io mode: the reads end, every
+  // waiting request fails).
+  void fail_connection(const std::string& reason) {
+    {
+      std::lock_guard lk(mu);
+      if (why.empty()) why = reason;
+    }
+    if (log && !closed.load()) log(reason);
+    ::shutdown(fd, SHUT_RDWR);
+    hangup();
+  }
 
   // A free tag, or none if the connection is gone, or if all 65535 are in flight and the
   // caller is the reader thread (which must not wait for itself).
@@ -279,6 +397,7 @@ struct client::impl {
       if (hung) return;
       hung = true;
       closed = true;
+      if (why.empty()) why = srv9p::err::hungup;
       for (auto& s : slots) {
         if (s.k != slot::kind::free && s.k != slot::kind::flush && !s.answered) {
           complete(s, fail(srv9p::err::hungup), done);
@@ -377,15 +496,8 @@ struct client::impl {
       if (offsets[i] == SIZE_MAX) fail_now(reqs[i], "message too large for msize");
     }
 
-    if (!buf.empty()) {
-      bool ok;
-      {
-        std::lock_guard lk(write_mu);
-        ok = write_all(fd, buf.data(), buf.size());
-      }
-      // The reader sees the shutdown, and the hang-up fails what was just registered.
-      if (!ok) ::shutdown(fd, SHUT_RDWR);
-    }
+    // On failure the hang-up fails what was just registered.
+    if (!buf.empty()) transmit(buf.data(), buf.size());
     for (auto& c : failed) c.deliver();
   }
 
@@ -412,12 +524,7 @@ struct client::impl {
     }
     std::vector<std::uint8_t> buf;
     srv9p::encode(srv9p::fcall{ft, srv9p::tflush{oldtag}}, buf);
-    bool ok;
-    {
-      std::lock_guard lk(write_mu);
-      ok = write_all(fd, buf.data(), buf.size());
-    }
-    if (!ok) ::shutdown(fd, SHUT_RDWR);
+    transmit(buf.data(), buf.size());
   }
 
   // Reads until a whole message sits at the front of rbuf; for Tversion, before the reader
@@ -453,10 +560,15 @@ struct client::impl {
     rbuf.resize(initial_read_buffer);
     auto n = read_one(static_cast<int>(timeout_ms));
     if (!n) return std::unexpected(n.error());
-    auto f = srv9p::decode(std::span(rbuf.data(), *n));
+    return take_rversion(*n, want);
+  }
+
+  // The Rversion at the front of rbuf (n bytes): sets msize, or says why not.
+  result<void> take_rversion(std::size_t n, std::uint32_t want) {
+    auto f = srv9p::decode(std::span(rbuf.data(), n));
     if (!f) return std::unexpected(botch(f.error()));
-    std::memmove(rbuf.data(), rbuf.data() + *n, rlen - *n);
-    rlen -= *n;
+    std::memmove(rbuf.data(), rbuf.data() + n, rlen - n);
+    rlen -= n;
     if (auto* e = std::get_if<srv9p::rerror>(&f->msg)) return std::unexpected(e->ename);
     auto* v = std::get_if<srv9p::rversion>(&f->msg);
     if (v == nullptr) return fail(botch("Tversion answered by " + std::string(srv9p::type_name(srv9p::type_of(f->msg)))));
@@ -467,12 +579,12 @@ struct client::impl {
     return {};
   }
 
-  void read_loop() {
-    reader_id = std::this_thread::get_id();
-    std::vector<srv9p::fcall> decoded;
-    std::vector<completion> done;
-    for (;;) {
-      // Parse every whole message in the buffer.
+  // Decodes every whole message in rbuf and delivers their completions (no lock held),
+  // keeping a partial one at the front. False on a framing error.
+  bool parse_and_deliver() {
+    thread_local std::vector<srv9p::fcall> decoded;
+    thread_local std::vector<completion> done;
+    {
       std::size_t pos = 0;
       bool broken = false;
       while (rlen - pos >= 4) {
@@ -500,14 +612,25 @@ struct client::impl {
           for (auto& f : decoded) on_reply(f, done);
         }
         decoded.clear();
-        for (auto& c : done) c.deliver();
-        done.clear();
+        // A callback may send (and so parse nothing here) but not re-enter this function:
+        // replies are parsed only by the one reader, so done is not reused under us.
+        std::vector<completion> batch;
+        batch.swap(done);
+        for (auto& c : batch) c.deliver();
       }
-      if (broken) break;
+      if (broken) return false;
       if (pos > 0) {
         std::memmove(rbuf.data(), rbuf.data() + pos, rlen - pos);
         rlen -= pos;
       }
+    }
+    return true;
+  }
+
+  void read_loop() {
+    reader_id = std::this_thread::get_id();
+    for (;;) {
+      if (!parse_and_deliver()) break;
       ssize_t got = ::recv(fd, rbuf.data() + rlen, rbuf.size() - rlen, 0);
       if (got < 0 && errno == EINTR) continue;
       if (got <= 0) break;
@@ -516,6 +639,132 @@ struct client::impl {
     ::shutdown(fd, SHUT_RDWR);
     hangup();
   }
+
+  // ---- io mode ------------------------------------------------------------------------
+
+  // One read at a time on io's thread; the replies are delivered right here.
+  void start_read() {
+    if (rbuf.size() - rlen < 4096) rbuf.resize(rbuf.size() * 2);
+    sock->async_read_some(asio::buffer(rbuf.data() + rlen, rbuf.size() - rlen),
+                          [self = shared_from_this()](const asio::error_code& ec, std::size_t n) {
+                            if (ec) {
+                              if (ec == asio::error::eof || ec == asio::error::operation_aborted || self->closed) {
+                                ::shutdown(self->fd, SHUT_RDWR);
+                                return self->hangup();
+                              }
+                              return self->fail_connection("read: " + ec.message());
+                            }
+                            self->rlen += n;
+                            if (!self->parse_and_deliver()) return self->fail_connection(botch("bad message from server"));
+                            if (self->closed) return self->hangup();
+                            self->start_read();
+                          });
+  }
+
+  // send() on the impl, for callbacks that must not hold the client.
+  void send_one(message m, callback cb) {
+    outgoing o{&m, &cb, nullptr, 0};
+    std::uint16_t tag;
+    submit(std::span(&o, 1), std::span(&tag, 1));
+  }
+
+  void release_fid(std::uint32_t f) {
+    if (f == srv9p::nofid) return;
+    std::lock_guard lk(fid_mu);
+    free_fids.push_back(f);
+  }
+
+  // Makes the io-mode state around a connected stream socket (family AF_INET, AF_INET6 or
+  // AF_UNIX); fd becomes the socket's.
+  static std::shared_ptr<impl> make_io(asio::io_context& io, int fd, int family, const options& opts) {
+    auto im = std::make_shared<impl>();
+    ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    if (family != AF_UNIX) {
+      int on = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);  // small requests must not wait for Nagle
+    }
+    set_keepalive(fd, opts.keepalive_s);
+    im->fd = fd;
+    im->io = &io;
+    asio::error_code ec;
+    im->sock = std::make_unique<asio::generic::stream_protocol::socket>(io);
+    im->sock->assign(asio::generic::stream_protocol(family, 0), fd, ec);
+    if (ec) {
+      im->sock.reset();  // ~impl closes fd
+    }
+    im->credential = opts.credential;
+    im->max_queue_bytes = std::max<std::size_t>(opts.max_queue_bytes, 64 * 1024);
+    im->log = opts.log;
+    return im;
+  }
+
+  // Tversion and its answer on io, within timeout_ms; then the reads start and done gets
+  // the client.
+  struct version_op : std::enable_shared_from_this<version_op> {
+    std::shared_ptr<impl> im;
+    asio::steady_timer timer;
+    connect_callback done;
+    std::uint32_t want = 0;
+    std::vector<std::uint8_t> out;
+    bool finished = false;
+
+    version_op(std::shared_ptr<impl> i, connect_callback d, std::uint32_t w)
+        : im(std::move(i)), timer(*im->io), done(std::move(d)), want(w) {}
+
+    void finish(result<void> r) {
+      if (finished) return;
+      finished = true;
+      timer.cancel();
+      if (!r) {
+        asio::error_code ec;
+        im->sock->cancel(ec);
+        im->closed = true;
+        im->hangup();
+        return done(std::unexpected(std::move(r.error())));
+      }
+      im->start_read();
+      done(std::unique_ptr<client>(new client(im)));
+    }
+
+    void read() {
+      auto& i = *im;
+      i.sock->async_read_some(asio::buffer(i.rbuf.data() + i.rlen, i.rbuf.size() - i.rlen),
+                              [op = shared_from_this()](const asio::error_code& ec, std::size_t n) {
+                                if (op->finished) return;
+                                if (ec) return op->finish(fail(ec == asio::error::eof ? srv9p::err::hungup : ec.message()));
+                                auto& i = *op->im;
+                                i.rlen += n;
+                                if (i.rlen >= 4) {
+                                  std::uint32_t size = srv9p::peek_size(i.rbuf);
+                                  if (size < srv9p::header_size || size > i.rbuf.size()) {
+                                    return op->finish(fail(botch("bad message size")));
+                                  }
+                                  if (i.rlen >= size) return op->finish(i.take_rversion(size, op->want));
+                                }
+                                op->read();
+                              });
+    }
+
+    static void start(std::shared_ptr<impl> im, std::uint32_t want, std::uint32_t timeout_ms, connect_callback done) {
+      if (!im->sock) {
+        auto d = std::move(done);
+        asio::post(*im->io, [d = std::move(d)] { d(fail("not a stream socket")); });
+        return;
+      }
+      auto op = std::make_shared<version_op>(std::move(im), std::move(done), want);
+      op->im->rbuf.resize(initial_read_buffer);
+      op->timer.expires_after(std::chrono::milliseconds(timeout_ms));
+      op->timer.async_wait([op](const asio::error_code& ec) {
+        if (!ec) op->finish(fail("no answer to Tversion"));
+      });
+      op->out = srv9p::encode(srv9p::fcall{srv9p::notag, srv9p::tversion{want, std::string(srv9p::version_9p2000)}});
+      asio::async_write(*op->im->sock, asio::buffer(op->out), [op](const asio::error_code& ec, std::size_t) {
+        if (op->finished) return;
+        if (ec) return op->finish(fail(ec.message()));
+        op->read();
+      });
+    }
+  };
 };
 
 namespace {
@@ -554,15 +803,16 @@ result<int> connect_fd(const srv9p::dial_addr& a, std::string_view addr) {
 
 }  // namespace
 
-client::client(std::unique_ptr<impl> i) : impl_(std::move(i)) { impl_->self = this; }
+client::client(std::shared_ptr<impl> i) : impl_(std::move(i)) { impl_->self = this; }
 
 result<std::unique_ptr<client>> client::dial(std::string_view addr, options opts) {
   auto a = srv9p::parse_dial(addr, default_port);
   if (!a) return std::unexpected(a.error());
   auto fd = connect_fd(*a, addr);
   if (!fd) return std::unexpected(fd.error());
-  auto im = std::make_unique<impl>();
+  auto im = std::make_shared<impl>();
   im->fd = *fd;
+  set_keepalive(im->fd, opts.keepalive_s);
   im->credential = std::move(opts.credential);
   if (im->credential) {
     auto b = srv9p::socket_binding(im->fd, true);
@@ -572,43 +822,196 @@ result<std::unique_ptr<client>> client::dial(std::string_view addr, options opts
   auto v = im->negotiate(std::max(opts.msize, min_msize), opts.version_timeout_ms);
   if (!v) return std::unexpected(v.error());
   impl* raw = im.get();
-  std::unique_ptr<client> c(new client(std::move(im)));
-  raw->reader = std::thread([raw] {
-    raw->read_loop();
-    if (raw->orphaned) delete raw;  // the client went away inside a callback of ours
-  });
+  std::unique_ptr<client> c(new client(im));
+  // The reader holds the state too, so that it outlives a client destroyed in a callback.
+  raw->reader = std::thread([im = std::move(im)] { im->read_loop(); });
   return c;
 }
 
-// ---- Joined connections (a stand-in until branch `links`' io_context client) ----------
-
-result<std::unique_ptr<client>> client::adopt(int fd, std::string binding, options opts) {
-  auto im = std::make_unique<impl>();
-  im->fd = fd;  // closed by impl's destructor on every error below
-  ::fcntl(fd, F_SETFD, FD_CLOEXEC);
-  int fl = ::fcntl(fd, F_GETFL);
-  if (fl >= 0) ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-  im->credential = std::move(opts.credential);
+void client::adopt(asio::io_context& io, int fd, std::string binding, options opts, connect_callback done) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  int type = 0;
+  socklen_t tlen = sizeof type;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0 ||
+      ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 || type != SOCK_STREAM ||
+      (ss.ss_family != AF_INET && ss.ss_family != AF_INET6 && ss.ss_family != AF_UNIX)) {
+    if (fd >= 0) ::close(fd);
+    asio::post(io, [done = std::move(done)] { done(fail("adopt: not a connected stream socket")); });
+    return;
+  }
+  auto im = impl::make_io(io, fd, ss.ss_family, opts);
   im->binding = std::move(binding);
-  auto v = im->negotiate(std::max(opts.msize, min_msize), opts.version_timeout_ms);
-  if (!v) return std::unexpected(v.error());
-  impl* raw = im.get();
-  std::unique_ptr<client> c(new client(std::move(im)));
-  raw->reader = std::thread([raw] {
-    raw->read_loop();
-    if (raw->orphaned) delete raw;
+  impl::version_op::start(std::move(im), std::max(opts.msize, min_msize), opts.version_timeout_ms, std::move(done));
+}
+
+namespace {
+
+// An async_dial in progress: resolve, connect (under one timer), then Tversion.
+struct dial_op : std::enable_shared_from_this<dial_op> {
+  asio::io_context& io;
+  std::string addr;
+  client::options opts;
+  client::connect_callback done;
+  asio::steady_timer timer;
+  asio::ip::tcp::resolver resolver;
+  asio::ip::tcp::socket tcp;
+  asio::local::stream_protocol::socket local;
+  bool finished = false;
+
+  dial_op(asio::io_context& i, std::string a, client::options o, client::connect_callback d)
+      : io(i), addr(std::move(a)), opts(std::move(o)), done(std::move(d)), timer(i), resolver(i), tcp(i), local(i) {}
+
+  void fail_with(const std::string& why) {
+    if (finished) return;
+    finished = true;
+    timer.cancel();
+    done(std::unexpected("dial " + addr + ": " + why));
+  }
+};
+
+}  // namespace
+
+void client::async_dial(asio::io_context& io, std::string_view addr, options opts, connect_callback done) {
+  auto a = srv9p::parse_dial(addr, default_port);
+  if (a && a->net != srv9p::dial_addr::net_kind::unix_socket && a->host == "*") {
+    a = std::unexpected("dial " + std::string(addr) + ": '*' names no host");
+  }
+  if (!a) {
+    asio::post(io, [done = std::move(done), e = a.error()] { done(std::unexpected(e)); });
+    return;
+  }
+  auto op = std::make_shared<dial_op>(io, std::string(addr), std::move(opts), std::move(done));
+  // Connected: the descriptor leaves asio's socket for the client's own.
+  auto connected = [op](int fd, int family) {
+    if (op->finished) {
+      ::close(fd);
+      return;
+    }
+    op->finished = true;
+    op->timer.cancel();
+    auto im = impl::make_io(op->io, fd, family, op->opts);
+    if (im->credential && im->sock) {
+      auto b = srv9p::socket_binding(fd, true);
+      if (!b) {
+        auto d = std::move(op->done);
+        return d(std::unexpected("dial " + op->addr + ": " + b.error()));
+      }
+      im->binding = std::move(*b);
+    }
+    impl::version_op::start(std::move(im), std::max(op->opts.msize, min_msize), op->opts.version_timeout_ms,
+                            std::move(op->done));
+  };
+  op->timer.expires_after(std::chrono::milliseconds(op->opts.version_timeout_ms));
+  op->timer.async_wait([op](const asio::error_code& ec) {
+    if (ec || op->finished) return;
+    asio::error_code ignored;
+    op->resolver.cancel();
+    op->tcp.close(ignored);
+    op->local.close(ignored);
+    op->fail_with("timed out");
   });
-  return c;
+  if (a->net == srv9p::dial_addr::net_kind::unix_socket) {
+    op->local.async_connect(asio::local::stream_protocol::endpoint(a->path), [op, connected](const asio::error_code& ec) {
+      if (op->finished) return;
+      if (ec) return op->fail_with(ec.message());
+      asio::error_code e2;
+      int fd = op->local.release(e2);
+      if (e2) return op->fail_with(e2.message());
+      connected(fd, AF_UNIX);
+    });
+    return;
+  }
+  op->resolver.async_resolve(a->host, std::to_string(a->port),
+                             [op, connected](const asio::error_code& ec, asio::ip::tcp::resolver::results_type eps) {
+                               if (op->finished) return;
+                               if (ec) return op->fail_with(ec.message());
+                               asio::async_connect(op->tcp, eps, [op, connected](const asio::error_code& ec2,
+                                                                                 const asio::ip::tcp::endpoint& ep) {
+                                 if (op->finished) return;
+                                 if (ec2) return op->fail_with(ec2.message());
+                                 asio::error_code e3;
+                                 int fd = op->tcp.release(e3);
+                                 if (e3) return op->fail_with(e3.message());
+                                 connected(fd, ep.address().is_v6() ? AF_INET6 : AF_INET);
+                               });
+                             });
+}
+
+void client::async_attach(std::string uname, std::string aname, std::function<void(result<std::uint32_t>)> done) {
+  auto im = impl_;
+  auto f = alloc_fid();
+  // Tattach with NOFID: no authentication.
+  auto plain = [im, f, uname, aname, done]() {
+    im->send_one(srv9p::tattach{f, srv9p::nofid, uname, aname}, [im, f, done](reply r) {
+      auto a = expect<srv9p::rattach>(std::move(r));
+      if (!a) {
+        im->release_fid(f);
+        return done(std::unexpected(std::move(a.error())));
+      }
+      done(f);
+    });
+  };
+  if (!im->credential) return plain();
+  auto af = alloc_fid();
+  // attach(5): Tauth; a server that needs no authentication answers it with Rerror.
+  im->send_one(srv9p::tauth{af, uname, aname}, [im, f, af, uname, aname, done, plain](reply r) {
+    if (!expect<srv9p::rauth>(std::move(r))) {
+      im->release_fid(af);
+      if (im->closed.load()) return done(fail(srv9p::err::hungup));
+      return plain();
+    }
+    im->server_auth = true;
+    auto cred = im->credential(im->binding);
+    if (!cred) {
+      im->send_one(srv9p::tclunk{af}, [im, af](reply) { im->release_fid(af); });
+      im->release_fid(f);
+      return done(std::unexpected(std::move(cred.error())));
+    }
+    // Twrite of the credential, Tattach naming the afid, Tclunk of it: one write.
+    struct state {
+      std::vector<reply> rs = std::vector<reply>(3);
+      int left = 3;
+    };
+    auto st = std::make_shared<state>();
+    auto one = [im, f, af, st, done](std::size_t i) {
+      return [im, f, af, st, done, i](reply r) {
+        st->rs[i] = std::move(r);
+        if (--st->left > 0) return;
+        im->release_fid(af);
+        for (std::size_t k = 0; k < 2; ++k) {
+          if (!st->rs[k]) {
+            im->release_fid(f);
+            return done(std::unexpected(std::move(st->rs[k].error())));
+          }
+        }
+        done(f);
+      };
+    };
+    std::vector<outgoing> os(3);
+    srv9p::message ms[3] = {srv9p::twrite{af, 0, std::move(*cred)}, srv9p::tattach{f, af, uname, aname},
+                            srv9p::tclunk{af}};
+    callback cbs[3] = {one(0), one(1), one(2)};
+    for (std::size_t i = 0; i < 3; ++i) os[i] = outgoing{&ms[i], &cbs[i], nullptr, 0};
+    std::uint16_t tags[3];
+    im->submit(os, tags);
+  });
+}
+
+bool client::io_mode() const { return impl_->io != nullptr; }
+
+std::string client::hangup_reason() const {
+  std::lock_guard lk(impl_->mu);
+  return impl_->why;
 }
 
 client::~client() {
   close();
+  if (impl_->io != nullptr) return;  // io's pending handlers hold the state; the last one frees it
   if (impl_->on_reader_thread()) {
     // Destroyed from one of its own reply callbacks (the last owner let go there): the
     // reader cannot join itself, so it finishes on its own and frees the state.
-    impl_->orphaned = true;
     impl_->reader.detach();
-    impl_.release();
     return;
   }
   if (impl_->reader.joinable()) impl_->reader.join();

@@ -1,14 +1,26 @@
 #pragma once
 // The 9P2000 client: one connection, many tags in flight, usable from many threads.
 //
-// Arrangement: callers encode and write their requests themselves under a write mutex
-// (one write() for a whole batch), and one reader thread decodes replies and completes
-// the waiting call by tag, so a thread blocked on a long read never stalls another
-// thread's walk. Every call has a blocking form (returns std::expected) and the core has
-// an asynchronous one (send() with a callback, run on the reader thread) for pipelining
-// and for daemons that must not block. Errors are the server's Rerror text, or
-// err::hungup ("connection closed") once the connection is gone; a flushed call gets
-// err::interrupted ("interrupted").
+// Two modes, one interface:
+//   - thread mode (dial()): callers encode and write their requests themselves under a
+//     write mutex (one write() for a whole batch), and one reader thread per connection
+//     decodes replies and completes the waiting call by tag, so a thread blocked on a long
+//     read never stalls another thread's walk. For the tool and the FUSE bridge, which
+//     make blocking calls.
+//   - io mode (async_dial(), adopt()): the connection lives on a given asio::io_context
+//     and has no thread of its own. Reads are async reads on it and reply callbacks run on
+//     its thread; writes go to an outbound queue drained by async writes, so a server that
+//     stops reading never blocks the caller. The queue is bounded (options::
+//     max_queue_bytes): past the bound the connection is closed, with the reason logged
+//     and kept (hangup_reason()). For daemons (galaxy-sched's node links) holding many
+//     connections on one thread.
+// Every call has a blocking form (returns std::expected) and the core has an asynchronous
+// one (send() with a callback) for pipelining and for daemons that must not block. In io
+// mode the blocking forms work from any thread but the io_context's own: there they fail
+// at once ("blocking call from a reply callback") instead of waiting for the thread that
+// must deliver their reply. Errors are the server's Rerror text, or err::hungup
+// ("connection closed") once the connection is gone; a flushed call gets err::interrupted
+// ("interrupted").
 #include <cstdint>
 #include <expected>
 #include <functional>
@@ -20,6 +32,10 @@
 #include <vector>
 
 #include "srv9p/fcall.hpp"
+
+namespace asio {
+class io_context;
+}
 
 namespace fsclient {
 
@@ -38,6 +54,18 @@ class client {
     // gives a MUNGE one; fsclient itself links no libmunge). Empty: attach never sends
     // Tauth.
     std::function<result<std::string>(std::string_view bind)> credential;
+    // TCP keepalive (socket(7) SO_KEEPALIVE, tcp(7) TCP_KEEPIDLE/KEEPINTVL/KEEPCNT): after
+    // this many idle seconds the kernel probes the peer every keepalive_s / 3 seconds (at
+    // least 1) and resets the connection after 3 probes go unanswered. 0: off. Unix
+    // sockets ignore it.
+    std::uint32_t keepalive_s = 0;
+    // io mode: the most bytes the outbound queue may hold (requests written by callers and
+    // not yet taken by the kernel). A request that would pass it closes the connection
+    // instead: the server has stopped reading, and holding more would only grow memory.
+    std::size_t max_queue_bytes = 64u << 20;
+    // io mode: where the reason for closing the connection goes (queue over its bound, a
+    // broken message, a reset), one line each. Empty: nowhere (hangup_reason() has it).
+    std::function<void(std::string_view)> log;
   };
   // The reply to one request: its R-message, or the error (Rerror's text, hang-up, flush).
   using reply = result<srv9p::message>;
@@ -48,16 +76,36 @@ class client {
   // speak 9P2000 ("server speaks 'X', not 9P2000").
   static result<std::unique_ptr<client>> dial(std::string_view addr, options opts);
   static result<std::unique_ptr<client>> dial(std::string_view addr) { return dial(addr, options{}); }
-  // ---- Joined connections (galaxy-node --join) -------------------------------------------
-  // Speaks 9P over fd, a socket connected already (the scheduler is handed one by a node
-  // that joined it, sched/tree.cpp's /join), and negotiates the version as dial() does.
-  // binding: what credentials on this connection are bound to, binding() from now on
-  // (srv9p::join_binding(NONCE)). Takes fd whatever the outcome (closed on error).
-  // Errors: those of dial()'s Tversion. (A thread-based stand-in: branch `links` brings
-  // the io_context form, client::adopt(io, fd, binding, options).)
-  static result<std::unique_ptr<client>> adopt(int fd, std::string binding, options opts);
 
-  // Closes the connection; every call still waiting fails with "connection closed".
+  // ---- io mode --------------------------------------------------------------------------
+  // done gets the connected client, or the error; it runs on io's thread, never before
+  // async_dial() or adopt() has returned.
+  using connect_callback = std::function<void(result<std::unique_ptr<client>>)>;
+  // dial() without blocking, for io mode: resolves, connects and negotiates the version on
+  // io, each of connecting and Tversion's answer within options::version_timeout_ms.
+  // Errors as for dial(), and "dial ADDR: timed out" for a connect that does not finish.
+  static void async_dial(asio::io_context& io, std::string_view addr, options opts, connect_callback done);
+  // Takes an already-connected stream socket (the connection a node made when it joined
+  // the scheduler, which then acts as the 9P client on it), negotiates the version on io,
+  // and gives the client to done. fd becomes the client's (closed on every error too).
+  // binding is what credentials for attaches on this connection are bound to (binding()):
+  // for a joined connection it is not the socket address this side sees, so the caller
+  // says it. Errors as for dial()'s Tversion ("no answer to Tversion", "server speaks 'X',
+  // not 9P2000"), or a descriptor that is not a stream socket.
+  static void adopt(asio::io_context& io, int fd, std::string binding, options opts, connect_callback done);
+  // attach() without blocking (io mode or thread mode): done gets the root fid or the
+  // error, on the thread that delivers replies (io's thread in io mode). Learns
+  // server_authenticates() as attach() does.
+  void async_attach(std::string uname, std::string aname, std::function<void(result<std::uint32_t>)> done);
+  bool io_mode() const;  // made by async_dial() or adopt()
+  // Why the connection closed ("" while it is open): "connection closed" by close() or the
+  // peer, a reset's text, "outbound queue over N bytes: the server is not reading", ...
+  std::string hangup_reason() const;
+
+  // Closes the connection; every call still waiting fails with "connection closed". In io
+  // mode the socket itself is closed once io's pending operations on it have ended (they
+  // hold its state), so a client may be destroyed on any thread, inside its own callbacks
+  // too.
   ~client();
   client(const client&) = delete;
   client& operator=(const client&) = delete;
@@ -75,11 +123,13 @@ class client {
   // socket as this side sees it (srv9p::socket_binding(fd, peer), e.g.
   // "galaxy-9p tcp!127.0.0.1!5641"), learnt at dial.
   const std::string& binding() const;
-  void close();                     // shuts the connection down; idempotent
+  // Shuts the connection down; idempotent. Calls still waiting fail with "connection
+  // closed" at once, their callbacks run on the thread that calls close() (in io mode too).
+  void close();
 
   // ---- Core ---------------------------------------------------------------------------
   // Sends one T-message (its tag is chosen here) and calls cb with the reply on the
-  // reader thread (or at once, on the calling thread, if the connection is already
+  // reader thread, or io's thread in io mode (or at once, on the calling thread, if the connection is already
   // closed). Rerror arrives as an error. Returns the tag, for flush(), or NOTAG when cb
   // has already been called with an error (connection closed, message over msize).
   // cb runs with no lock held and may call send(); it must not block, since no other
@@ -153,8 +203,9 @@ class client {
 
  private:
   struct impl;
-  explicit client(std::unique_ptr<impl> i);
-  std::unique_ptr<impl> impl_;
+  explicit client(std::shared_ptr<impl> i);
+  // Shared with the reader thread (thread mode) or io's pending handlers (io mode).
+  std::shared_ptr<impl> impl_;
 };
 
 // Splits "a/b//c/" into {"a","b","c"}.

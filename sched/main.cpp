@@ -5,6 +5,7 @@
 //                [--auth munge|none] [--munge-socket PATH] [--trust USER]... [--join-user USER]...
 //                [--max-result-bytes N] [--max-result-files N]
 //                [--relay-fids N] [--relay-requests N] [--relay-fids-total N] [--relay-requests-total N]
+//                [--heartbeat S] [--down-after S] [--reconnect S] [--keepalive S] [--link-queue-bytes N]
 //
 // Prints "listening on DIAL" per listener, then serves until SIGINT or SIGTERM.
 #include <CLI/CLI.hpp>
@@ -28,7 +29,10 @@ int main(int argc, char** argv) {
   CLI::App app{"galaxy-sched: one 9P tree over every node; jobs that are never lost"};
   std::vector<std::string> listen{"tcp!127.0.0.1!5641"};
   std::vector<std::string> nodes;
-  double heartbeat_s = 0.5, down_after_s = 3, reconnect_s = 1, new_job_timeout_s = 600;
+  // Failure detection (galaxy-sched(8), FAILURE DETECTION): a heartbeat a second, down
+  // after 30 s of silence; a closed connection is down at once.
+  double heartbeat_s = 1, down_after_s = 30, reconnect_s = 1, new_job_timeout_s = 600;
+  std::uint32_t keepalive_s = 10;
   sched::sched_options opts;
   std::vector<std::string> admins;
   app.add_option("--listen,-l", listen, "dial string to listen on (repeatable; port 0 picks one)");
@@ -40,6 +44,9 @@ int main(int argc, char** argv) {
   app.add_option("--heartbeat", heartbeat_s, "seconds between reads of each node's status");
   app.add_option("--down-after", down_after_s, "seconds a node may leave a heartbeat unanswered before it is down");
   app.add_option("--reconnect", reconnect_s, "seconds between dials of a node that is down");
+  app.add_option("--keepalive", keepalive_s, "idle seconds before TCP keepalive probes on node links (0: off)");
+  app.add_option("--link-queue-bytes", opts.link.max_queue_bytes,
+                 "bytes queued for a node that is not reading before its link is closed and the node marked down");
   app.add_option("--new-job-timeout", new_job_timeout_s, "seconds a job made by clone may wait for exec");
   double lease_s = 0;
   bool no_fence = false;
@@ -76,6 +83,10 @@ int main(int argc, char** argv) {
   for (double s : {heartbeat_s, down_after_s, reconnect_s, new_job_timeout_s}) {
     if (!(s > 0) || s > 1e6) return fail("times must be seconds above 0");
   }
+  if (down_after_s < heartbeat_s) return fail("--down-after must be at least --heartbeat");
+  if (opts.link.max_queue_bytes < (1u << 20) + 64) {
+    return fail("--link-queue-bytes must be at least 1 MiB and 64 bytes (one message of the largest msize)");
+  }
   if (opts.results.max_bytes == 0 || opts.results.max_files < 2) {
     return fail("--max-result-bytes must be at least 1 and --max-result-files at least 2 (stdout and stderr)");
   }
@@ -95,6 +106,8 @@ int main(int argc, char** argv) {
   opts.link.heartbeat_ms = static_cast<std::uint32_t>(heartbeat_s * 1000);
   opts.link.down_after_ms = static_cast<std::uint32_t>(down_after_s * 1000);
   opts.link.reconnect_ms = static_cast<std::uint32_t>(reconnect_s * 1000);
+  opts.link.keepalive_s = keepalive_s;
+  opts.link.log = srv9p::stderr_log("galaxy-sched");
   opts.new_job_timeout_ms = static_cast<std::int64_t>(new_job_timeout_s * 1000);
   if (no_fence && lease_s != 0) return fail("--lease and --no-fence: choose one");
   if (lease_s != 0) {

@@ -1,18 +1,16 @@
 // galaxy-sched's link to one node (see sched/node_link.hpp).
 //
-// Threads: everything here runs on the io_context except the dial, which blocks and so
-// runs on its own thread (joined before the next one starts and at destruction), and the
-// fsclient's reader thread, whose callbacks only post to the io_context.
+// Threads: none of its own. The connection is an io-mode fsclient on the scheduler's
+// io_context, so the dial, the attach and every reply callback run on the io_context's
+// thread; callbacks post their work (rather than doing it in place) because a send on a
+// closed connection calls its callback at once, inside the caller.
 #include "sched/node_link.hpp"
 
 #include <asio/post.hpp>
 #include <fmt/format.h>
 
-#include <unistd.h>
-
 #include <charconv>
 #include <optional>
-#include <thread>
 
 #include "ctl/ctlmsg.hpp"
 #include "srv9p/errors.hpp"
@@ -72,45 +70,21 @@ node_link::node_link(asio::io_context& io, std::string name, std::string dial, l
     : io_(io), name_(std::move(name)), dial_(std::move(dial)), opts_(std::move(opts)), hooks_(std::move(h)),
       timer_(io) {}
 
+node_link::node_link(asio::io_context& io, std::string name, std::unique_ptr<fsclient::client> c, link_options opts,
+                     hooks h)
+    : io_(io), name_(std::move(name)), opts_(std::move(opts)), hooks_(std::move(h)), timer_(io),
+      joined_client_(std::move(c)), joined_(true) {}
+
 node_link::~node_link() {
   stopped_ = true;
   if (conn_) conn_->client().close();
-  if (dialer_.joinable()) dialer_.join();
+  if (attaching_) attaching_->client().close();
 }
-
-template <class F>
-void node_link::post(F f) {
-  std::weak_ptr<node_link> weak = weak_from_this();
-  asio::post(io_, [weak, f = std::move(f)]() mutable {
-    if (auto self = weak.lock(); self && !self->stopped_) f(*self);
-  });
-}
-
-node_link::node_link(asio::io_context& io, std::string name, joined_t, link_options opts, hooks h)
-    : io_(io), name_(std::move(name)), dial_("join"), opts_(std::move(opts)), hooks_(std::move(h)), timer_(io),
-      joined_(true) {}
 
 void node_link::start() {
-  if (!joined_) dial_async();
-}
-
-bool node_link::connected() const { return adopting_ || (up_ && conn_ && conn_->connected()); }
-
-void node_link::adopt(int fd, std::string binding) {
-  if (stopped_) {
-    ::close(fd);
-    return;
-  }
-  // The node came back on a new connection: the old one is done, and what ran there
-  // follows the rules for a node that went down.
-  if (up_ || conn_) mark_down("joined again on a new connection");
-  adopting_ = true;
-  connect_async([fd, binding = std::move(binding)](const link_options& opts) {
-    fsclient::client::options copts;
-    copts.version_timeout_ms = opts.dial_timeout_ms;
-    copts.credential = opts.credential;
-    return fsclient::client::adopt(fd, binding, copts);
-  });
+  if (!joined_) return dial_async();
+  if (!joined_client_) return mark_down("no connection");
+  attach_async(std::move(joined_client_));
 }
 
 void node_link::stop() {
@@ -119,49 +93,89 @@ void node_link::stop() {
   up_ = false;
   if (conn_) conn_->client().close();
   conn_.reset();
+  if (attaching_) attaching_->client().close();
+  attaching_.reset();
 }
 
 void node_link::dial_async() {
-  connect_async([addr = dial_](const link_options& opts) {
-    fsclient::client::options copts;
-    copts.version_timeout_ms = opts.dial_timeout_ms;
-    copts.credential = opts.credential;
-    return fsclient::client::dial(addr, copts);
-  });
+  if (dialing_ || stopped_) return;
+  dialing_ = true;
+  fsclient::client::options copts;
+  copts.version_timeout_ms = opts_.dial_timeout_ms;
+  copts.credential = opts_.credential;
+  copts.keepalive_s = opts_.keepalive_s;
+  copts.max_queue_bytes = opts_.max_queue_bytes;
+  copts.log = opts_.log;
+  fsclient::client::async_dial(io_, dial_, std::move(copts),
+                               [weak = weak_from_this()](fsclient::result<std::unique_ptr<fsclient::client>> c) {
+                                 auto self = weak.lock();
+                                 if (!self || self->stopped_) return;
+                                 if (!c) {
+                                   self->dialing_ = false;
+                                   return self->mark_down(c.error());
+                                 }
+                                 self->attach_async(std::move(*c));
+                               });
 }
 
-void node_link::connect_async(
-    std::function<fsclient::result<std::unique_ptr<fsclient::client>>(const link_options&)> make) {
-  if (dialer_.joinable()) dialer_.join();
+// Attaches as the scheduler on c and opens the files the link keeps open: Tattach (after
+// Tauth and the credential, when the node authenticates), then one write of three Twalk
+// and Topen pairs.
+void node_link::attach_async(std::unique_ptr<fsclient::client> c) {
+  dialing_ = true;
+  auto conn = std::make_shared<node_conn>(std::move(c));
+  attaching_ = conn;
   std::weak_ptr<node_link> weak = weak_from_this();
-  dialer_ = std::thread([this, weak, make = std::move(make), opts = opts_] {
-    // Blocking: dial, attach as the scheduler, open the files the link keeps open.
-    auto result = [&]() -> fsclient::result<opened> {
-      auto c = make(opts);
-      if (!c) return std::unexpected(c.error());
-      auto conn = std::make_shared<node_conn>(std::move(*c));
-      // This attach also learns whether the node authenticates (server_authenticates()).
-      auto r = conn->client().attach(opts.uname);
-      if (!r) return std::unexpected("attach: " + r.error());
-      std::uint32_t root = *r;
-      conn->set_root(opts.uname, root);
-      std::uint32_t fids[3];
-      const char* files[3] = {"status", "labels", "events"};
-      for (int i = 0; i < 3; ++i) {
-        auto f = conn->client().walk(root, files[i]);
-        if (!f) return std::unexpected(f.error());
-        if (auto o = conn->client().open(*f, srv9p::oread); !o) return std::unexpected(o.error());
-        fids[i] = *f;
-      }
-      return opened{std::move(conn), fids[0], fids[1], fids[2]};
-    }();
-    asio::post(io_, [weak, result = std::move(result)]() mutable {
+  auto failed = [weak, conn](std::string why) {
+    // Posted: a callback may run inside the send that failed at once.
+    auto self = weak.lock();
+    if (!self) return;
+    asio::post(self->io_, [weak, conn, why = std::move(why)]() mutable {
       auto self = weak.lock();
-      if (!self || self->stopped_) return;
-      self->adopting_ = false;
-      if (!result) return self->mark_down(result.error());
-      self->connected(std::move(*result));
+      if (!self || self->stopped_ || self->attaching_ != conn) return;
+      self->attaching_.reset();
+      self->dialing_ = false;
+      conn->client().close();
+      self->mark_down(std::move(why));
     });
+  };
+  // This attach also learns whether the node authenticates (server_authenticates()).
+  conn->client().async_attach(opts_.uname, "", [weak, conn, failed](fsclient::result<std::uint32_t> root) {
+    if (!root) return failed("attach: " + root.error());
+    auto self = weak.lock();
+    if (!self || self->stopped_) return;
+    conn->set_root(self->opts_.uname, *root);
+    struct state {
+      std::vector<fsclient::client::reply> rs = std::vector<fsclient::client::reply>(6);
+      std::size_t left = 6;
+      std::uint32_t fids[3] = {};
+    };
+    auto st = std::make_shared<state>();
+    static constexpr const char* files[3] = {"status", "labels", "events"};
+    std::vector<std::pair<srv9p::message, fsclient::client::callback>> b;
+    for (int i = 0; i < 3; ++i) st->fids[i] = conn->client().alloc_fid();
+    for (std::size_t k = 0; k < 6; ++k) {
+      std::size_t i = k / 2;
+      srv9p::message m = k % 2 == 0 ? srv9p::message(srv9p::twalk{*root, st->fids[i], {files[i]}})
+                                    : srv9p::message(srv9p::topen{st->fids[i], srv9p::oread});
+      b.emplace_back(std::move(m), [weak, conn, st, failed, k](fsclient::client::reply r) {
+        st->rs[k] = std::move(r);
+        if (--st->left > 0) return;
+        for (std::size_t j = 0; j < 6; ++j) {
+          if (!st->rs[j]) return failed(fmt::format("{}: {}", files[j / 2], st->rs[j].error()));
+        }
+        auto self = weak.lock();
+        if (!self) return;
+        asio::post(self->io_, [weak, conn, st] {
+          auto self = weak.lock();
+          if (!self || self->stopped_ || self->attaching_ != conn) return;
+          self->attaching_.reset();
+          self->dialing_ = false;
+          self->connected(opened{conn, st->fids[0], st->fids[1], st->fids[2]});
+        });
+      });
+    }
+    conn->client().send_batch(std::move(b));
   });
 }
 
@@ -177,6 +191,13 @@ void node_link::connected(opened o) {
   heartbeat();
 }
 
+// Fencing depends on these rules (sched/reconcile.cpp, "Fencing"; node/tree.hpp): one
+// heartbeat in flight at a time, the node marked down only when the one in flight, sent
+// at S, is still unanswered at S + down_after_ms (checked at each tick, so at or after
+// it); the up hook (which gives the lease) only after a heartbeat was answered; and the
+// heartbeat's /status read made through the root attached as opts_.uname on this
+// connection, the session and attach name on which node_up writes `lease` (batch() with
+// the same uname uses the same root), since only those reads renew it.
 void node_link::heartbeat() {
   if (stopped_ || !conn_) return;
   auto now = std::chrono::steady_clock::now();
@@ -191,8 +212,11 @@ void node_link::heartbeat() {
     std::uint64_t gen = generation_;
     auto replies = std::make_shared<std::vector<fsclient::client::reply>>(2);
     auto count = std::make_shared<std::atomic<int>>(2);
-    auto done = [this, gen, replies]() {
-      post([gen, replies](node_link& self) {
+    auto done = [io = &io_, weak = weak_from_this(), gen, replies]() {
+      asio::post(*io, [weak, gen, replies] {
+        auto held = weak.lock();
+        if (!held || held->stopped_) return;
+        node_link& self = *held;
         if (gen != self.generation_) return;
         self.heartbeat_pending_ = false;
         for (auto& r : *replies) {
@@ -239,8 +263,11 @@ void node_link::heartbeat() {
 void node_link::read_events() {
   if (!conn_) return;
   std::uint64_t gen = generation_;
-  conn_->client().send(srv9p::tread{events_fid_, 0, 8192}, [this, gen](fsclient::client::reply r) {
-    post([gen, r = std::move(r)](node_link& self) {
+  conn_->client().send(srv9p::tread{events_fid_, 0, 8192}, [io = &io_, weak = weak_from_this(), gen](fsclient::client::reply r) {
+    asio::post(*io, [weak, gen, r = std::move(r)] {
+      auto held = weak.lock();
+      if (!held || held->stopped_) return;
+      node_link& self = *held;
       if (gen != self.generation_) return;
       if (!r) return self.mark_down(r.error());
       self.events_partial_ += std::get<srv9p::rread>(*r).data;
@@ -264,14 +291,21 @@ void node_link::mark_down(std::string why) {
   bool was_up = up_;
   up_ = false;
   heartbeat_pending_ = false;
-  if (conn_) conn_->client().close();
+  if (conn_) {
+    // A hang-up's callers all say "connection closed"; the client knows why it closed
+    // (a reset, the outbound queue over its bound).
+    if (why == srv9p::err::hungup) {
+      if (auto r = conn_->client().hangup_reason(); !r.empty()) why = std::move(r);
+    }
+    conn_->client().close();
+  }
   conn_.reset();
   if ((was_up || !reported_down_) && hooks_.down) {
     reported_down_ = true;
     hooks_.down(std::move(why));
   }
   timer_.cancel();
-  if (joined_) return;  // a joined node comes back by joining again (adopt())
+  if (joined_ || stopped_) return;  // a joined node comes back by joining again
   timer_.expires_after(std::chrono::milliseconds(opts_.reconnect_ms));
   timer_.async_wait([weak = weak_from_this()](const asio::error_code& ec) {
     auto self = weak.lock();
@@ -307,7 +341,7 @@ void node_link::batch(const std::string& uname, builder build, std::function<voi
   msgs.insert(msgs.end(), std::make_move_iterator(body.begin()), std::make_move_iterator(body.end()));
   auto out = std::make_shared<replies>(msgs.size());
   auto count = std::make_shared<std::atomic<std::size_t>>(msgs.size());
-  auto finish = [this, out, attach_added, done = std::move(done), conn, uname, released]() mutable {
+  auto finish = [io = &io_, out, attach_added, done = std::move(done), conn, uname, released]() mutable {
     for (auto f : released) conn->client().release_fid(f);
     if (attach_added > 0) {
       // The attach went first: a refused attach must not leave a dead root behind, and
@@ -321,7 +355,7 @@ void node_link::batch(const std::string& uname, builder build, std::function<voi
         }
       }
       fsclient::client::reply attach = std::move((*out)[said]);
-      if (!attach) asio::post(io_, [conn, uname] { conn->forget_root(uname); });
+      if (!attach) asio::post(*io, [conn, uname] { conn->forget_root(uname); });
       out->erase(out->begin(), out->begin() + static_cast<std::ptrdiff_t>(attach_added));
       if (!attach) {
         // Every request of the batch used the root the attach did not make, so each one's
@@ -329,7 +363,7 @@ void node_link::batch(const std::string& uname, builder build, std::function<voi
         for (auto& r : *out) r = std::unexpected("attach: " + attach.error());
       }
     }
-    asio::post(io_, [done = std::move(done), out]() mutable { done(std::move(*out)); });
+    asio::post(*io, [done = std::move(done), out]() mutable { done(std::move(*out)); });
   };
   auto shared_finish = std::make_shared<decltype(finish)>(std::move(finish));
   std::vector<std::pair<srv9p::message, fsclient::client::callback>> b;

@@ -2,14 +2,27 @@
 // galaxy-sched's connection to one galaxy-node: a pipelined 9P client (fsclient), kept
 // alive, watched and re-established (design: "The unified tree", "Node failure").
 //
-// What a link does on its own, on the scheduler's io_context:
-//   - dials the node on a worker thread (a dial blocks), attaches as the scheduler's
-//     admin, opens /status, /labels and /events and keeps them open;
+// What a link does on its own, all of it as asynchronous chains on the scheduler's
+// io_context (a link has no thread: its connection is an io-mode fsclient, so 1 000
+// links cost 1 000 sockets, not 2 000 threads):
+//   - dials the node (resolve, connect, Tversion, each under dial_timeout_ms), attaches as
+//     the scheduler's admin (Tauth, Twrite of a credential, Tattach, pipelined), opens
+//     /status, /labels and /events in one write and keeps them open;
 //   - reads /status and /labels every heartbeat_ms: that is the node's resources and the
-//     proof that it is alive. A heartbeat unanswered for down_after_ms, or a hang-up,
-//     marks the node down: the connection is closed (every call still waiting fails at
-//     once, so nobody hangs on a dead node) and a new dial is tried every reconnect_ms;
+//     proof that it is alive;
 //   - keeps one read of /events outstanding and hands every line to the event hook.
+// Failure detection has two signals (galaxy-sched(8), FAILURE DETECTION). Silence: a
+// heartbeat unanswered for down_after_ms marks the node down (default 30 s, to ride out a
+// Wi-Fi hiccup). A closed connection (reset, end of file, a refused dial, the outbound
+// queue over its bound because the node stopped reading) marks it down at once: its fids
+// and its /events stream are gone, so exits in the gap would be missed. Either way the
+// connection is closed (every call still waiting fails at once, so nobody hangs on a dead
+// node). TCP keepalive is on (keepalive_s) for connections that go quiet.
+//
+// Two kinds of link. A dialled link (--node NAME=DIAL, node add) dials again every
+// reconnect_ms while down. A joined link is made from a connection the node made to us
+// (galaxy-node --join; fsclient::client::adopt): it never dials; once down it stays down
+// (up() false, conn() null) until the scheduler replaces it with the node's next join.
 //
 // Everyone else talks to the node through batch(): 9P messages written in one go (the
 // node starts them in arrival order, so a walk to a new fid, its open and its read can
@@ -25,7 +38,6 @@
 #include <map>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "fsclient/client.hpp"
@@ -35,10 +47,16 @@ namespace sched {
 
 struct link_options {
   std::string uname = "sched";           // the scheduler's own attach name
-  std::uint32_t heartbeat_ms = 500;      // how often /status is read
-  std::uint32_t down_after_ms = 3000;    // a heartbeat unanswered this long: node down
-  std::uint32_t reconnect_ms = 1000;     // delay between dials while down
-  std::uint32_t dial_timeout_ms = 2000;  // Tversion's answer, for a node that accepts but hangs
+  std::uint32_t heartbeat_ms = 1000;     // how often /status is read (--heartbeat)
+  std::uint32_t down_after_ms = 30000;   // a heartbeat unanswered this long: node down (--down-after)
+  std::uint32_t reconnect_ms = 1000;     // delay between dials while down (--reconnect)
+  // A connect, and then Tversion's answer, each within this (a node that accepts but hangs).
+  std::uint32_t dial_timeout_ms = 5000;
+  std::uint32_t keepalive_s = 10;        // TCP keepalive idle seconds on node connections; 0: off
+  // Bytes the scheduler may have queued for one node that is not reading (relayed writes,
+  // starts); past this the connection is closed and the node marked down (--link-queue-bytes).
+  std::size_t max_queue_bytes = 64u << 20;
+  std::function<void(std::string_view)> log;  // why a connection was closed
   // A fresh credential per attach, bound to the node's endpoint as the link sees it
   // (srv9p::credential_source); empty: no Tauth.
   std::function<fsclient::result<std::string>(std::string_view bind)> credential;
@@ -101,32 +119,25 @@ class node_link : public std::enable_shared_from_this<node_link> {
     std::function<void()> info;                    // info() changed (a heartbeat saw new labels, share, drain)
   };
 
+  // A dialled link: dials dial (srv9p/dial.hpp) at start() and whenever it is down.
   node_link(asio::io_context& io, std::string name, std::string dial, link_options opts, hooks h);
+  // A joined link: the connection the node made, already through Tversion (fsclient::
+  // client::adopt on io). start() attaches on it; the link never dials. c must be in io
+  // mode on io.
+  node_link(asio::io_context& io, std::string name, std::unique_ptr<fsclient::client> c, link_options opts,
+            hooks h);
   ~node_link();
 
-  // ---- Joined links (galaxy-node --join) --------------------------------------------
-  // A link to a node that joined the scheduler: it never dials; adopt() gives it each
-  // connection the node makes, and when that one is lost the link stays down until the
-  // next. [A thread-based stand-in, kept apart: branch `links` brings the io_context
-  // form built from fsclient::client::adopt(io, fd, binding, options).]
-  struct joined_t {};
-  static constexpr joined_t joined_link{};
-  node_link(asio::io_context& io, std::string name, joined_t, link_options opts, hooks h);
-  bool joined() const { return joined_; }
-  // Serves as the link's connection the socket fd (taken; the node's 9P server speaks on
-  // it), whose credentials are bound to binding (srv9p::join_binding): Tversion, the
-  // scheduler's attach and the kept files, on the dialer thread, as a dial. A connection
-  // the link holds now is closed first.
-  void adopt(int fd, std::string binding);
-  // Whether the link holds a live connection (up, or being set up by adopt()).
-  bool connected() const;
-
-  void start();  // begins dialling; call once (nothing for a joined link)
+  void start();  // begins dialling (or attaching, when joined); call once
   void stop();   // closes the connection; no reconnect, no more hooks
 
   const std::string& name() const { return name_; }
-  const std::string& dial() const { return dial_; }
+  const std::string& dial() const { return dial_; }  // "" for a joined link
+  bool joined() const { return joined_; }
   bool up() const { return up_; }
+  // Whether the link holds a live connection: up and not hung up, or being attached.
+  // (A joined node that is connected may not join again; sched/membership.cpp.)
+  bool connected() const { return attaching_ != nullptr || (up_ && conn_ && conn_->connected()); }
   const node_info& info() const { return info_; }
   // The live connection, or null while down. Holders keep it for the fids they took.
   std::shared_ptr<node_conn> conn() const { return up_ ? conn_ : nullptr; }
@@ -146,14 +157,11 @@ class node_link : public std::enable_shared_from_this<node_link> {
     std::uint32_t status_fid = 0, labels_fid = 0, events_fid = 0;
   };
   void dial_async();
-  // dial_async()'s work on the dialer thread, given how the client is made.
-  void connect_async(std::function<fsclient::result<std::unique_ptr<fsclient::client>>(const link_options&)> make);
+  void attach_async(std::unique_ptr<fsclient::client> c);
   void connected(opened o);
   void heartbeat();
   void read_events();
   void mark_down(std::string why);
-  template <class F>
-  void post(F f);
 
   asio::io_context& io_;
   std::string name_, dial_;
@@ -161,13 +169,14 @@ class node_link : public std::enable_shared_from_this<node_link> {
   hooks hooks_;
   asio::steady_timer timer_;     // heartbeat and reconnect
   std::shared_ptr<node_conn> conn_;
+  std::unique_ptr<fsclient::client> joined_client_;  // a joined link's connection, until start()
+  bool joined_ = false;
   bool up_ = false;
   bool reported_down_ = false;  // down was reported since the node was last up
   bool stopped_ = false;
-  std::thread dialer_;
+  bool dialing_ = false;         // a dial or attach is in flight
+  std::shared_ptr<node_conn> attaching_;  // the connection being attached, closed by stop()
   bool heartbeat_pending_ = false;
-  bool joined_ = false;
-  bool adopting_ = false;  // a joined link's adopt() is setting up a connection
   std::uint64_t generation_ = 0;  // bumped at each new connection; stale replies are ignored
   std::chrono::steady_clock::time_point heartbeat_sent_;
   std::uint32_t status_fid_ = 0, labels_fid_ = 0, events_fid_ = 0;

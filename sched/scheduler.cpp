@@ -35,8 +35,6 @@ using done_fn = std::function<void(std::expected<void, std::string>)>;
 
 namespace {
 
-bool valid_node_name(std::string_view n) { return ctl::valid_node_name(n); }
-
 std::unexpected<std::string> fail(std::string s) { return std::unexpected(std::move(s)); }
 
 // Streams the node's file path into a new file name below dir (sched/results.hpp), as
@@ -379,114 +377,7 @@ void scheduler::sweep() {
 }
 
 // ---- Nodes -----------------------------------------------------------------------------
-
-std::shared_ptr<node_link> scheduler::make_link(const std::string& name, const std::string& dial) {
-  return std::make_shared<node_link>(io_, name, dial, opts_.link, link_hooks(name));
-}
-
-node_link::hooks scheduler::link_hooks(const std::string& name) {
-  return node_link::hooks{
-      .up = [this, name] { node_up(name); },
-      .down = [this, name](std::string why) { node_down(name, why); },
-      .event = [this, name](std::string line) { node_event(name, line); },
-      .info = [this, name] {
-        update_node(name);
-        schedule();
-      },
-  };
-}
-
-// ---- Joins -----------------------------------------------------------------------------
-
-std::expected<void, std::string> scheduler::may_join(std::optional<uid_t> uid, std::string_view uname) const {
-  if (!uid) return fail(fmt::format("join: {} is not a user of this host", uname.substr(0, 64)));
-  if (*uid == 0 || *uid == ::getuid() ||
-      std::find(opts_.join_uids.begin(), opts_.join_uids.end(), *uid) != opts_.join_uids.end()) {
-    return {};
-  }
-  return fail(fmt::format("join: uid {} ({}) may not join nodes", *uid, uname.substr(0, 64)));
-}
-
-std::optional<std::string> scheduler::join_refusal(const std::string& name) const {
-  if (stopped_) return "join: the scheduler is stopping";
-  if (!ctl::valid_node_name(name)) return fmt::format("join: bad node name '{}'", name.substr(0, 64));
-  auto it = links_.find(name);
-  if (it == links_.end()) return std::nullopt;
-  if (!it->second->joined()) return fmt::format("join: node {} is dialled by the scheduler (--node or node add)", name);
-  if (it->second->connected()) return fmt::format("join: node {} is already connected", name);
-  return std::nullopt;
-}
-
-std::expected<scheduler::join_ticket, std::string> scheduler::reserve_join(const std::string& name) {
-  if (auto why = join_refusal(name)) return fail(std::move(*why));
-  if (joining_->contains(name)) return fail(fmt::format("join: node {} is joining already", name));
-  joining_->insert(name);
-  std::weak_ptr<std::set<std::string>> set = joining_;
-  return join_ticket(new std::string(name), [set](const std::string* n) {
-    if (auto s = set.lock()) s->erase(*n);
-    delete n;
-  });
-}
-
-void scheduler::join_node(std::string name, node_info info, int fd, std::string binding, done_fn done) {
-  if (auto why = join_refusal(name)) {
-    ::close(fd);
-    return done(fail(std::move(*why)));
-  }
-  auto& l = links_[name];
-  bool known = l != nullptr;
-  if (!l) l = std::make_shared<node_link>(io_, name, node_link::joined_link, opts_.link, link_hooks(name));
-  log(fmt::format("node {} joined{}: arch={} ncpu={} mem={}", name, known ? " again" : "", info.arch, info.ncpu,
-                  info.mem_bytes));
-  post_event("node join " + name);
-  l->adopt(fd, std::move(binding));
-  done({});
-}
-
-node_link* scheduler::find_node(std::string_view name) const {
-  auto it = links_.find(std::string(name));
-  return it == links_.end() ? nullptr : it->second.get();
-}
-
-void scheduler::add_node(std::string name, std::string dial, done_fn done) {
-  if (!valid_node_name(name)) {
-    return done(fail(fmt::format("bad node name '{}': expected letters, digits, '-', '_' or '.'", name)));
-  }
-  if (links_.contains(name)) return done(fail(fmt::format("node {} exists", name)));
-  if (auto d = srv9p::parse_dial(dial); !d) return done(fail(d.error()));
-  store_->put_node(node_record{name, dial}, [this, name, dial, done](std::expected<void, std::string> ok) {
-    asio::post(io_, [this, name, dial, done, ok] {
-      if (!ok) return done(ok);
-      if (!links_.contains(name) && !stopped_) {
-        links_[name] = make_link(name, dial);
-        links_[name]->start();
-        post_event("node add " + name);
-      }
-      done({});
-    });
-  });
-}
-
-void scheduler::remove_node(const std::string& name, done_fn done) {
-  auto it = links_.find(name);
-  if (it == links_.end()) return done(fail(fmt::format("no node {}", name)));
-  it->second->stop();
-  links_.erase(it);
-  drained_.erase(name);
-  for (auto& [id, j] : jobs_) {
-    if (j->rec.node == name && (j->rec.state == job_state::running || j->starting || j->reconcile) &&
-        !j->collecting) {
-      lost(*j, "node " + name + " removed");
-    }
-    if (j->backup && j->backup->node == name) drop_backup(*j, true, policy::outcome::lost, true);
-  }
-  policy_.remove_node(name);
-  post_event("node rm " + name);
-  store_->remove_node(name, [this, done](std::expected<void, std::string> ok) {
-    asio::post(io_, [done, ok] { done(ok); });
-  });
-  schedule();
-}
+// Links, adding and removing nodes: sched/membership.cpp.
 
 std::expected<void, std::string> scheduler::drain(const std::string& name, bool on) {
   if (!links_.contains(name)) return fail(fmt::format("no node {}", name));

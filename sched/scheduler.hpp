@@ -55,6 +55,9 @@ namespace sched {
 // members are the admins (scheduler::is_admin), so group permission is admin permission.
 inline constexpr std::string_view admin_group = "admin";
 
+// A node name: 1 to 64 letters, digits, '-', '_' or '.', not "." or "..".
+bool valid_node_name(std::string_view n);
+
 // What a job's spec may hold, so that one client cannot make the scheduler store (and
 // send to a node, in one write) without bound: bytes of the spec as stored, and
 // variables of its env lines.
@@ -158,9 +161,9 @@ class scheduler {
   node_link* find_node(std::string_view name) const;
 
   // ---- Joins (galaxy-node --join; the /join file of sched/tree.cpp) -------------------
-  // A joined node's link exists while the node is connected and after, listed down, until
-  // it joins again or `node rm`; a scheduler restart forgets it. Its jobs follow the rules
-  // of any node that goes down.
+  // (sched/membership.cpp.) A joined node's link exists while the node is connected and
+  // after, listed down, until it joins again (a new link replaces it) or `node rm`; a
+  // scheduler restart forgets it. Its jobs follow the rules of any node that goes down.
   //
   // Whether the attach name uname, local uid uid, may join nodes: root, the daemon's own
   // uid, or one of sched_options::join_uids. Error: "join: uid 1001 (bob) may not join
@@ -173,10 +176,14 @@ class scheduler {
   using join_ticket = std::shared_ptr<const std::string>;
   std::expected<join_ticket, std::string> reserve_join(const std::string& name);
   // A node joined as name, saying info (its join line), and serves its tree on fd (taken),
-  // a connection whose credentials must be bound to binding (srv9p::join_binding(NONCE)):
-  // the node's link (made now, or the one it had) gets the connection and is up once its
-  // first heartbeat is answered. done gets success once the link has it, or why not (the
-  // checks of reserve_join, made again; the scheduler stopped); fd is closed then.
+  // a connection whose credentials must be bound to binding (srv9p::join_binding(NONCE)).
+  // The name stays reserved (reserve_join) while the connection is adopted on io() as an
+  // io-mode fsclient (fsclient::client::adopt: Tversion within link_options::
+  // dial_timeout_ms); then it becomes name's link (node_link's joined constructor), which
+  // attaches at once, is never stored and never dials, replaces a joined link of that name
+  // that is down, and is up once its first heartbeat is answered. done gets success once
+  // the link is made, or why not (the checks of reserve_join, made again; Tversion's
+  // error; the scheduler stopped); fd is closed then.
   void join_node(std::string name, node_info info, int fd, std::string binding,
                  std::function<void(std::expected<void, std::string>)> done);
 
@@ -228,8 +235,10 @@ class scheduler {
   void kill_job(job& j, int sig, std::function<void(std::expected<void, std::string>)> done);
   void forget_job(job& j, std::function<void(std::expected<void, std::string>)> done);
 
-  std::shared_ptr<node_link> make_link(const std::string& name, const std::string& dial);
+  std::shared_ptr<node_link> make_link(const std::string& name, const std::string& dial);  // sched/membership.cpp
   node_link::hooks link_hooks(const std::string& name);
+  // link_options for name's link: the scheduler's, with its log lines prefixed "node NAME: ".
+  link_options link_options_for(const std::string& name) const;
   // Why name may not join now (reserve_join's checks but the reservation), or nothing.
   std::optional<std::string> join_refusal(const std::string& name) const;
   void node_up(const std::string& name);

@@ -838,7 +838,7 @@ void sched_tree::read(request r) {
       // The settings, as the commands that would make them.
       std::string text = sched_->cluster_status().find("policy=spread") != std::string::npos ? "policy spread\n" : "policy binpack\n";
       for (const auto& [name, l] : sched_->nodes()) {
-        if (!l->joined()) text += fmt::format("node add {} {}\n", name, l->dial());  // (joined: no setting)
+        if (!l->joined()) text += fmt::format("node add {} {}\n", name, l->dial());  // a joined node comes by itself
         if (sched_->drained(name)) text += "drain " + name + "\n";
       }
       return respond_text(r, text);
