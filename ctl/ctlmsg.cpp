@@ -17,8 +17,6 @@
 namespace ctl {
 namespace {
 
-__extension__ typedef unsigned __int128 u128;
-
 // ---- Error text ------------------------------------------------------------------------
 
 // Cuts s to at most room bytes, ending in "..." when cut, without splitting a UTF-8
@@ -96,8 +94,38 @@ struct scaled {
   bool exact = true;        // nothing was rounded away
 };
 
+// q = ⌊a × b / d⌋ and whether a × b / d is a whole number, for a < d (so q < b): binary
+// long multiplication modulo d over b's bits, in 64 bits with no overflow (r < d stays
+// below 2^64 and is never doubled or added to past d), so that it works where there is
+// no 128-bit integer (32-bit ARM).
+struct mul_div_result {
+  std::uint64_t q = 0;
+  bool exact = true;
+};
+mul_div_result mul_div(std::uint64_t a, std::uint64_t b, std::uint64_t d) {
+  std::uint64_t q = 0, r = 0;  // a × (b's bits so far) = q × d + r, r < d
+  for (int bit = 63; bit >= 0; bit--) {
+    q <<= 1;  // (q, r) × 2
+    if (r >= d - r) {
+      r -= d - r;
+      q++;
+    } else {
+      r += r;
+    }
+    if ((b >> bit) & 1) {  // + a
+      if (r >= d - a) {
+        r -= d - a;
+        q++;
+      } else {
+        r += a;
+      }
+    }
+  }
+  return {q, r == 0};
+}
+
 // d × mult exactly (mult ≤ 2^40), rounded down. Fraction digits past the 19th are
-// dropped, marking the result inexact: 10^19 × 2^40 still fits in 128 bits.
+// dropped, marking the result inexact (10^19 still fits in 64 bits).
 std::expected<scaled, num_error> scale(const decimal& d, std::uint64_t mult) {
   std::string_view f = d.frac;
   while (!f.empty() && f.back() == '0') f.remove_suffix(1);
@@ -106,16 +134,17 @@ std::expected<scaled, num_error> scale(const decimal& d, std::uint64_t mult) {
     r.exact = false;
     f = f.substr(0, 19);
   }
-  u128 num = 0, den = 1;
+  std::uint64_t num = 0, den = 1;  // the fraction is num / den, num < den ≤ 10^19
   for (char c : f) {
     num = num * 10 + static_cast<unsigned>(c - '0');
     den *= 10;
   }
-  u128 part = num * mult;
-  if (part % den != 0) r.exact = false;
-  u128 v = static_cast<u128>(d.whole) * mult + part / den;
-  if (v > std::numeric_limits<std::uint64_t>::max()) return std::unexpected(num_error::range);
-  r.value = static_cast<std::uint64_t>(v);
+  mul_div_result part = mul_div(num, mult, den);
+  if (!part.exact) r.exact = false;
+  std::uint64_t whole = 0;
+  if (__builtin_mul_overflow(d.whole, mult, &whole) || __builtin_add_overflow(whole, part.q, &r.value)) {
+    return std::unexpected(num_error::range);
+  }
   return r;
 }
 
@@ -462,9 +491,12 @@ std::string human_bytes(std::uint64_t bytes) {
   // rounds up to 1024 of a unit is shown as 1 of the next ("1 MiB", not "1024 KiB").
   std::size_t u = 1;
   while (u + 1 < std::size(units) && bytes >= (std::uint64_t{1} << (10 * (u + 1)))) ++u;
+  // ⌊(bytes × 10 + 2^(k-1)) / 2^k⌋ for k = 10 × unit ≤ 60, in 64 bits: the whole units
+  // and the remainder apart (rem × 10 + 2^(k-1) < 2^64).
   auto tenths = [&](std::size_t unit) {
-    u128 div = u128{1} << (10 * unit);
-    return static_cast<std::uint64_t>((u128{bytes} * 10 + div / 2) / div);
+    unsigned k = 10 * static_cast<unsigned>(unit);
+    std::uint64_t rem = bytes & ((std::uint64_t{1} << k) - 1);
+    return (bytes >> k) * 10 + ((rem * 10 + (std::uint64_t{1} << (k - 1))) >> k);
   };
   std::uint64_t t = tenths(u);
   if (t >= 10240 && u + 1 < std::size(units)) t = tenths(++u);

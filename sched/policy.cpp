@@ -44,7 +44,6 @@ namespace {
 
 using u64 = std::uint64_t;
 using i64 = std::int64_t;
-__extension__ typedef unsigned __int128 u128;
 
 // ---------------------------------------------------------------------------------------
 // node_treap: a treap of node indexes keyed by (cpu, mem, index) with the largest mem of
@@ -474,9 +473,12 @@ std::string human_bytes(std::int64_t bytes) {
   // rounds up to 1024 of a unit is shown as 1 of the next, as ctl::human_bytes.
   std::size_t u = 1;
   while (u + 1 < std::size(units) && b >= (u64{1} << (10 * (u + 1)))) ++u;
+  // ⌊(b × 10 + 2^(k-1)) / 2^k⌋ for k = 10 × unit ≤ 60, in 64 bits (32-bit ARM has no
+  // 128-bit integer): the whole units and the remainder apart (rem × 10 + 2^(k-1) < 2^64).
   auto tenths = [&](std::size_t unit) {
-    u128 div = u128{1} << (10 * unit);
-    return static_cast<u64>((u128{b} * 10 + div / 2) / div);
+    unsigned k = 10 * static_cast<unsigned>(unit);
+    u64 rem = b & ((u64{1} << k) - 1);
+    return (b >> k) * 10 + ((rem * 10 + (u64{1} << (k - 1))) >> k);
   };
   u64 t = tenths(u);
   if (t >= 10240 && u + 1 < std::size(units)) t = tenths(++u);

@@ -387,6 +387,20 @@ TEST(ParseBytes, Multiples) {
   EXPECT_EQ(bytes("16777215t"), 16777215ull << 40);
 }
 
+// Fractions to the 19th digit, whose products with the multiple need more than 64 bits
+// before the division (ctlmsg.cpp's mul_div, which does without a 128-bit integer on
+// 32-bit ARM), and results at the top of the range.
+TEST(ParseBytes, LongFractions) {
+  EXPECT_EQ(bytes("16777215.9999999999999999999t"), UINT64_MAX);
+  EXPECT_EQ(bytes("16777215.99999999999999999999999t"), UINT64_MAX);  // past 19 digits: dropped
+  EXPECT_EQ(bytes("7.1234567890123456789g"), 7648753485u);
+  EXPECT_EQ(bytes("0.0000000000000000001t"), 0u);
+  EXPECT_EQ(error_of(ctl::parse_bytes("1.0000000000000000001")), "bad size '1.0000000000000000001': not a whole number of bytes");
+  EXPECT_EQ(error_of(ctl::parse_bytes("16777216.0000000000000000001t")), "bad size '16777216.0000000000000000001t': too large");
+  EXPECT_EQ(ctl::parse_seconds_ms("18446744073709551.615"), UINT64_MAX);
+  EXPECT_EQ(error_of(ctl::parse_seconds_ms("18446744073709551.616")), "bad time '18446744073709551.616': too large");
+}
+
 TEST(ParseBytes, Errors) {
   EXPECT_EQ(error_of(ctl::parse_bytes("12q")),
             "bad size '12q': expected a number of bytes with an optional k, m, g or t suffix");
