@@ -27,10 +27,17 @@ kernel_wanted() {
   ! compgen -G '/boot/vmlinuz-*' >/dev/null && ! compgen -G "$kernel_root/boot/vmlinuz-*" >/dev/null
 }
 
+# Whether package $1 is installed for this machine's architecture (or is arch all). dpkg -s
+# succeeds for removed-but-configured packages too, so ask for the real state; and once
+# other architectures are added (scripts/cross-deps.sh), a name matches one instance per
+# architecture, so look for the native one.
+native=$(dpkg --print-architecture)
+is_installed() {
+  dpkg-query -W -f='${Architecture} ${db:Status-Status}\n' "$1" 2>/dev/null | grep -Ex "($native|all) installed" >/dev/null
+}
 missing=()
 for p in "${packages[@]}"; do
-  # dpkg -s succeeds for removed-but-configured packages too; ask for the real state.
-  [[ $(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null) == installed ]] || missing+=("$p")
+  is_installed "$p" || missing+=("$p")
 done
 ((${#missing[@]} == 0)) && ! kernel_wanted && exit 0
 
