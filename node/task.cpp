@@ -42,7 +42,8 @@
 // A process: clone(CLONE_VM) runs child_main on a stack of the runner's own until the
 // child execs (as glibc's posix_spawn does, but without CLONE_VFORK, so that the parent
 // can write the spec record while the child waits; the parent then waits for the exec by
-// reading the error pipe, so the shared memory is not freed under the child). The parent
+// reading the error pipe, so the shared memory is not freed under the child). ASan builds,
+// and any run where clone(CLONE_VM) is refused (qemu-user), fork instead. The parent
 // blocks every signal from before the clone until then, so that none of its handlers runs
 // in the child and no call of the parent's is interrupted while the child shares its
 // thread's errno. The child resets signal dispositions, makes its session, joins its
@@ -69,6 +70,7 @@
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/thread_pool.hpp>
+#include <atomic>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sched.h>
@@ -331,6 +333,9 @@ constexpr bool fork_spawn = true;
 #else
 constexpr bool fork_spawn = false;
 #endif
+
+// Set once clone(CLONE_VM) has failed with EINVAL (see launch): every later start forks.
+std::atomic<bool> clone_vm_refused{false};
 
 constexpr std::size_t child_stack_size = 64 * 1024;
 
@@ -863,12 +868,25 @@ std::expected<void, std::string> task_runner::impl::launch(task& t) {
   sigset_t all;
   sigfillset(&all);
   sigmask_guard mask(all);
-  pid_t pid;
+  pid_t pid = -1;
   if constexpr (fork_spawn) {
     pid = ::fork();
     if (pid == 0) child_main(&a);
   } else {
-    pid = ::clone(child_main, static_cast<char*>(stack) + child_stack_size, CLONE_VM | SIGCHLD, &a);
+    if (!clone_vm_refused.load(std::memory_order_relaxed)) {
+      pid = ::clone(child_main, static_cast<char*>(stack) + child_stack_size, CLONE_VM | SIGCHLD, &a);
+      if (pid < 0 && errno == EINVAL) {
+        // qemu-user (ARM builds run on another machine through binfmt_misc, as
+        // scripts/test-arch.sh does) refuses CLONE_VM without CLONE_THREAD; Linux never
+        // does. Fork then, as the ASan build does: the same child code and error pipe.
+        clone_vm_refused = true;
+        log("clone(CLONE_VM) refused (EINVAL: an emulator?): tasks start with fork from now on");
+      }
+    }
+    if (clone_vm_refused.load(std::memory_order_relaxed)) {
+      pid = ::fork();
+      if (pid == 0) child_main(&a);
+    }
   }
   int clone_errno = errno;
   // The child has its own copies of these (no CLONE_FILES).
