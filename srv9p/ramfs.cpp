@@ -228,7 +228,9 @@ void ramfs::wstat(request r) {
   if (want.length != keep.length) {
     if (n->d.qid.type & qtdir) return r.error(err::is_dir);
     if (!permitted(n->d, user, 2)) return r.error(err::perm);
-    if (want.length > n->data.size() && bytes_used_ - n->data.size() + want.length > opts_.max_bytes) {
+    // max_size(): on 32-bit ARM a length past 4 GiB would be cut by std::string::resize.
+    if (want.length > n->data.size() && (want.length > n->data.max_size() ||
+                                         bytes_used_ - n->data.size() + want.length > opts_.max_bytes)) {
       return r.error(err::no_space);
     }
   }
@@ -259,7 +261,7 @@ void ramfs::wstat(request r) {
 
 bool ramfs::resize(node& n, std::uint64_t length) {
   std::uint64_t others = bytes_used_ - n.data.size();
-  if (length > opts_.max_bytes || others + length > opts_.max_bytes) return false;
+  if (length > opts_.max_bytes || others + length > opts_.max_bytes || length > n.data.max_size()) return false;
   n.data.resize(length);
   n.d.length = length;
   bytes_used_ = others + length;
