@@ -70,8 +70,16 @@ if ((node_only)); then
   targets=(galaxy-node srv9p_test nss_test ctl_test node_test)
   tests=(-L '^(srv9p_test|nss_test|ctl_test|node_test)$')
 fi
+# The toolchain file counts only when a build tree is made (CMake warns about it after).
+toolchain=()
+if [[ ! -f $build/CMakeCache.txt ]]; then
+  toolchain=(-DCMAKE_TOOLCHAIN_FILE="cmake/toolchain-$arch.cmake")
+elif ! grep -q "^CMAKE_TOOLCHAIN_FILE:.*toolchain-$arch.cmake" "$build/CMakeCache.txt"; then
+  echo "test-arch.sh: $build was not configured with cmake/toolchain-$arch.cmake; remove it" >&2
+  finish 0 0 "build $build"
+fi
 build_start=$SECONDS
-if ! { cmake -S . -B "$build" -G Ninja -DCMAKE_TOOLCHAIN_FILE="cmake/toolchain-$arch.cmake" \
+if ! { cmake -S . -B "$build" -G Ninja "${toolchain[@]}" \
          -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGALAXY_BENCH=OFF "${launcher[@]}" &&
        cmake --build "$build" -j "$JOBS" --target "${targets[@]}"; }; then
   finish 0 0 "build $build"
