@@ -19,6 +19,8 @@
 # and node_test, with the programs they start (galaxy, galaxy-ramfs, galaxy-sched).
 #
 # Tests that cannot run under emulation, with why (the list is also in the README):
+#   - TaskTest.MemoryLimit where the limit is RLIMIT_AS: qemu-user ignores setrlimit of
+#     RLIMIT_AS; the test checks this and skips, saying so.
 #   - node_qemu_cgroup_limits: scripts/qemu-guest.sh boots an amd64 guest kernel (TCG),
 #     which cannot run the ARM galaxy-node; tests/CMakeLists.txt registers it as a test
 #     that says so and exits 77 (skipped) in cross builds.
