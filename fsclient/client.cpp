@@ -144,6 +144,18 @@ result<R> expect(client::reply r) {
   return std::unexpected(botch("unexpected reply " + std::string(srv9p::type_name(srv9p::type_of(*r)))));
 }
 
+// The credential for an afid whose challenge read answered r (srv9p/auth.hpp): made by
+// credential bound to binding and the challenge. Errors: the read's, the challenge's
+// format, the credential function's.
+result<std::string> credential_for(const std::function<result<std::string>(std::string_view)>& credential,
+                                   const std::string& binding, client::reply r) {
+  auto text = expect<srv9p::rread>(std::move(r));
+  if (!text) return std::unexpected("reading the afid's challenge: " + text.error());
+  auto challenge = srv9p::parse_challenge(text->data);
+  if (!challenge) return std::unexpected(std::move(challenge.error()));
+  return credential(srv9p::credential_payload(binding, *challenge));
+}
+
 bool write_all(int fd, const std::uint8_t* p, std::size_t n) {
   while (n > 0) {
     ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL);
@@ -954,15 +966,21 @@ void client::async_attach(std::string uname, std::string aname, std::function<vo
   };
   if (!im->credential) return plain();
   auto af = alloc_fid();
-  // attach(5): Tauth; a server that needs no authentication answers it with Rerror.
-  im->send_one(srv9p::tauth{af, uname, aname}, [im, f, af, uname, aname, done, plain](reply r) {
-    if (!expect<srv9p::rauth>(std::move(r))) {
+  // attach(5): Tauth; a server that needs no authentication answers it with Rerror. The
+  // Tread of the afid's challenge (srv9p/auth.hpp) goes in the same write.
+  struct first {
+    reply auth, challenge;
+    int left = 2;
+  };
+  auto fst = std::make_shared<first>();
+  auto both = [im, f, af, uname, aname, done, plain, fst]() {
+    if (!expect<srv9p::rauth>(std::move(fst->auth))) {
       im->release_fid(af);
       if (im->closed.load()) return done(fail(srv9p::err::hungup));
       return plain();
     }
     im->server_auth = true;
-    auto cred = im->credential(im->binding);
+    auto cred = fsclient::credential_for(im->credential, im->binding, std::move(fst->challenge));
     if (!cred) {
       im->send_one(srv9p::tclunk{af}, [im, af](reply) { im->release_fid(af); });
       im->release_fid(f);
@@ -995,7 +1013,20 @@ void client::async_attach(std::string uname, std::string aname, std::function<vo
     for (std::size_t i = 0; i < 3; ++i) os[i] = outgoing{&ms[i], &cbs[i], nullptr, 0};
     std::uint16_t tags[3];
     im->submit(os, tags);
-  });
+  };
+  std::vector<outgoing> os(2);
+  srv9p::message ms[2] = {srv9p::tauth{af, uname, aname}, srv9p::tread{af, 0, challenge_read_bytes}};
+  callback cbs[2] = {[fst, both](reply r) {
+                       fst->auth = std::move(r);
+                       if (--fst->left == 0) both();
+                     },
+                     [fst, both](reply r) {
+                       fst->challenge = std::move(r);
+                       if (--fst->left == 0) both();
+                     }};
+  for (std::size_t i = 0; i < 2; ++i) os[i] = outgoing{&ms[i], &cbs[i], nullptr, 0};
+  std::uint16_t tags[2];
+  im->submit(os, tags);
 }
 
 bool client::io_mode() const { return impl_->io != nullptr; }
@@ -1119,15 +1150,23 @@ const std::function<result<std::string>(std::string_view)>& client::credential()
 
 const std::string& client::binding() const { return impl_->binding; }
 
+result<std::string> client::credential_for(reply challenge_read) const {
+  return fsclient::credential_for(impl_->credential, impl_->binding, std::move(challenge_read));
+}
+
 result<std::uint32_t> client::attach(std::string_view uname, std::string_view aname) {
   auto f = alloc_fid();
   if (impl_->credential) {
     // attach(5): Tauth; a server that needs no authentication answers it with Rerror.
+    // Tauth and the Tread of the afid's challenge (srv9p/auth.hpp) in one write; the
+    // Tread fails too when the server refuses the Tauth.
     auto af = alloc_fid();
-    auto a = expect<srv9p::rauth>(rpc(srv9p::tauth{af, std::string(uname), std::string(aname)}));
+    auto ar = rpc_batch({srv9p::tauth{af, std::string(uname), std::string(aname)},
+                         srv9p::tread{af, 0, challenge_read_bytes}});
+    auto a = expect<srv9p::rauth>(std::move(ar[0]));
     if (a) {
       impl_->server_auth = true;
-      auto cred = impl_->credential(impl_->binding);
+      auto cred = fsclient::credential_for(impl_->credential, impl_->binding, std::move(ar[1]));
       if (!cred) {
         (void)clunk(af);
         release_fid(f);

@@ -49,10 +49,10 @@ class client {
     // How long dial() waits for the answer to Tversion (a peer that accepts but does not
     // speak 9P must not hang the caller), milliseconds.
     std::uint32_t version_timeout_ms = 10000;
-    // Makes a fresh credential for each attach, bound to its argument: the server
-    // endpoint this connection reached, as binding() gives it (srv9p::credential_source
-    // gives a MUNGE one; fsclient itself links no libmunge). Empty: attach never sends
-    // Tauth.
+    // Makes a fresh credential for each attach with its argument as payload: the server
+    // endpoint this connection reached, as binding() gives it, and the afid's challenge
+    // (srv9p::credential_payload; srv9p::credential_source gives a MUNGE one; fsclient
+    // itself links no libmunge). Empty: attach never sends Tauth.
     std::function<result<std::string>(std::string_view bind)> credential;
     // TCP keepalive (socket(7) SO_KEEPALIVE, tcp(7) TCP_KEEPIDLE/KEEPINTVL/KEEPCNT): after
     // this many idle seconds the kernel probes the peer every keepalive_s / 3 seconds (at
@@ -117,8 +117,17 @@ class client {
   // of an attach() made with a credential function. False before the first such attach.
   bool server_authenticates() const;
   // The credential function given at dial (empty if none), for callers that build their
-  // own Tauth, Twrite, Tattach batches; call it with binding().
+  // own Tauth, Tread, Twrite, Tattach batches (see credential_for).
   const std::function<result<std::string>(std::string_view)>& credential() const;
+  // How many bytes to ask for in the Tread of an afid's challenge (srv9p/auth.hpp: the
+  // text is 43 bytes).
+  static constexpr std::uint32_t challenge_read_bytes = 64;
+  // The credential for an afid, given the reply to its Tread{afid, 0,
+  // challenge_read_bytes}: the credential function called with
+  // srv9p::credential_payload(binding(), challenge). Errors: the read's ("reading the
+  // afid's challenge: WHY"), a bad challenge (srv9p::parse_challenge), the credential
+  // function's.
+  result<std::string> credential_for(reply challenge_read) const;
   // What a credential for this connection must be bound to: the server's end of the
   // socket as this side sees it (srv9p::socket_binding(fd, peer), e.g.
   // "galaxy-9p tcp!127.0.0.1!5641"), learnt at dial.
@@ -166,10 +175,11 @@ class client {
   void release_fid(std::uint32_t f);  // back to the pool (after clunk or remove)
 
   // ---- Blocking operations on fids (intro(5) names) -----------------------------------
-  // attach(5); returns the new root fid. With options::credential: Tauth first; if the
-  // server answers it with an error ("authentication not required"), Tattach with NOFID;
-  // else the credential is written to the afid, Tattach names it, and the afid is
-  // clunked. Errors: the credential function's error, or the server's refusal
+  // attach(5); returns the new root fid. With options::credential: Tauth and a Tread of
+  // the afid's challenge first, in one write; if the server answers Tauth with an error
+  // ("authentication not required"), Tattach with NOFID; else a credential bound to
+  // binding() and the challenge is written to the afid, Tattach names it, and the afid is
+  // clunked (two round trips either way). Errors: the credential function's error, or the server's refusal
   // ("authentication required", "credential expired", "uid 1001 (bob) may not attach as
   // alice", ...).
   result<std::uint32_t> attach(std::string_view uname, std::string_view aname = "");

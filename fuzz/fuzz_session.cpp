@@ -20,6 +20,7 @@
 #include <set>
 #include <unistd.h>
 
+#include "srv9p/auth.hpp"
 #include "srv9p/fcall.hpp"
 #include "srv9p/ramfs.hpp"
 #include "srv9p/server.hpp"
@@ -45,19 +46,20 @@ class fuzz_authenticator : public srv9p::authenticator {
   }
   std::size_t max_bytes() const override { return 64; }
   // Answers every held verification: the fuzzer's own uid (trusted, so it may attach as
-  // anyone), bound to the session's endpoint, for the good credential, a refusal for any
-  // other.
+  // anyone), bound to the session's endpoint and the last challenge an afid's Tread
+  // returned (srv9p/auth.hpp), for the good credential, a refusal for any other.
   void answer_all() {
     auto held = std::move(held_);
     held_.clear();
     for (auto& [c, done] : held) {
       if (c == good_credential) {
-        done(srv9p::credential_owner{::getuid(), ::getgid(), std::string(fuzz_binding)});
+        done(srv9p::credential_owner{::getuid(), ::getgid(), srv9p::credential_payload(fuzz_binding, last_challenge)});
       } else {
         done(std::unexpected(std::string("credential invalid (not from this cluster's key?)")));
       }
     }
   }
+  std::string last_challenge;  // from the last Rread that held one
 
  private:
   std::vector<std::pair<std::string, std::function<void(verified)>>> held_;
@@ -78,6 +80,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                                        check(f.has_value(), "the server sent an undecodable reply");
                                        check(!is_request(type_of(f->msg)), "the server sent a T-message");
                                        check(sent_tags.contains(f->tag), "a reply to a tag never sent");
+                                       if (auto* r = std::get_if<rread>(&f->msg)) {
+                                         if (auto c = parse_challenge(r->data)) auth->last_challenge = *c;
+                                       }
                                      },
                                      peer_info{.binding = std::string(fuzz_binding)});
   auto feed = [&](std::span<const std::uint8_t> msg) {
@@ -94,6 +99,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   };
   feed(encode(fcall{notag, tversion{8192, "9P2000"}}));
   feed(encode(fcall{2, tauth{100, "glenda", ""}}));
+  feed(encode(fcall{2, tread{100, 0, 64}}));
   feed(encode(fcall{2, twrite{100, 0, std::string(good_credential)}}));
   feed(encode(fcall{2, tattach{0, 100, "glenda", ""}}));
   check(s->attached(), "the fixed attach failed");

@@ -205,11 +205,17 @@ std::expected<int, std::string> join_once(const join_options& opts, const std::s
   if (opts.credential) {
     auto bind = srv9p::socket_binding(s.fd, true);
     if (!bind) return fail(bind.error());
-    auto cred = opts.credential(*bind);
-    if (!cred) return fail(cred.error());
     auto a = x.rpc(srv9p::tauth{afid, opts.uname, ""});
     if (a) {
       if (!std::holds_alternative<srv9p::rauth>(*a)) return fail("Tauth answered by something else");
+      // The credential carries the afid's challenge (srv9p/auth.hpp), so that one written
+      // to a squatter on the scheduler's port is worth nothing at the real scheduler.
+      auto r = expect<srv9p::rread>(x.rpc(srv9p::tread{afid, 0, 64}), "Tread of the afid's challenge");
+      if (!r) return fail(r.error());
+      auto challenge = srv9p::parse_challenge(r->data);
+      if (!challenge) return fail(challenge.error());
+      auto cred = opts.credential(srv9p::credential_payload(*bind, *challenge));
+      if (!cred) return fail(cred.error());
       auto w = expect<srv9p::rwrite>(x.rpc(srv9p::twrite{afid, 0, std::move(*cred)}), "Twrite");
       if (!w) return fail(w.error());
       attach_afid = afid;

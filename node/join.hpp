@@ -38,7 +38,8 @@ struct join_options {
   std::string dial;        // the scheduler's listener
   ctl::join_request who;   // the line to write; its nonce is made afresh for each join
   std::string uname;       // the attach name: the node's daemon user
-  // A fresh credential bound to its argument (srv9p::credential_source); empty: no Tauth
+  // A fresh credential with its argument as payload (srv9p::credential_source): the
+  // scheduler's address and the afid's challenge (srv9p::credential_payload); empty: no Tauth
   // (--auth none).
   std::function<std::expected<std::string, std::string>(std::string_view bind)> credential;
   std::uint32_t timeout_ms = 10000;      // connect, and each reply of the exchange

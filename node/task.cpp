@@ -302,6 +302,13 @@ int child_main(void* arg) {
   // not there, as a shell passes it over, so that a program found nowhere else is "file
   // does not exist", not "permission denied". A program named by a path is not searched
   // for: its own error stands.
+  // Nothing of the daemon's goes to the task: its listeners and its clients'
+  // connections (asio's sockets are not close-on-exec, so a task could otherwise speak
+  // 9P on another user's attached connection), or any other descriptor. 0, 1, 2 stay,
+  // and the error pipe (close-on-exec) until the exec. The child has its own descriptor
+  // table (no CLONE_FILES).
+  if (a.err_fd > 3) ::close_range(3, static_cast<unsigned>(a.err_fd) - 1, 0);
+  ::close_range(static_cast<unsigned>(a.err_fd) + 1, ~0u, 0);
   bool denied = false;
   for (char* const* p = a.paths; *p != nullptr; p++) {
     ::execve(*p, a.argv, a.envp);

@@ -45,25 +45,62 @@ std::expected<void, std::string> parse_node_status(std::string_view line, node_i
   return {};
 }
 
-fsclient::result<node_conn::attach_prefix> node_conn::root(const std::string& uname,
-                                                          std::vector<srv9p::message>& msgs) {
-  auto it = roots_.find(uname);
-  if (it != roots_.end()) return attach_prefix{it->second, 0};
+void node_conn::root(const std::string& uname, root_callback got) {
+  if (auto it = roots_.find(uname); it != roots_.end()) return got(attach_prefix{it->second, 0}, {});
+  if (auto w = authenticating_.find(uname); w != authenticating_.end()) {
+    w->second.push_back(std::move(got));
+    return;
+  }
   if (!client_->server_authenticates()) {
     std::uint32_t fid = client_->alloc_fid();
     roots_.emplace(uname, fid);
-    msgs.insert(msgs.begin(), srv9p::tattach{fid, srv9p::nofid, uname, ""});
-    return attach_prefix{fid, 1};
+    std::vector<srv9p::message> prefix;
+    prefix.emplace_back(srv9p::tattach{fid, srv9p::nofid, uname, ""});
+    return got(attach_prefix{fid, 1}, std::move(prefix));
   }
-  auto cred = client_->credential()(client_->binding());
-  if (!cred) return std::unexpected(std::move(cred.error()));
-  std::uint32_t fid = client_->alloc_fid();
+  // Tauth and the challenge's Tread in one write; the credential waits for the challenge.
   std::uint32_t afid = client_->alloc_fid();
-  roots_.emplace(uname, fid);
-  std::vector<srv9p::message> attach{srv9p::tauth{afid, uname, ""}, srv9p::twrite{afid, 0, std::move(*cred)},
-                                     srv9p::tattach{fid, afid, uname, ""}, srv9p::tclunk{afid}};
-  msgs.insert(msgs.begin(), std::make_move_iterator(attach.begin()), std::make_move_iterator(attach.end()));
-  return attach_prefix{fid, attach.size(), afid};
+  authenticating_[uname].push_back(std::move(got));
+  struct first {
+    fsclient::client::reply auth, challenge;
+    int left = 2;
+  };
+  auto st = std::make_shared<first>();
+  // Holds the connection until both replies are in (a close answers them at once).
+  auto both = [self = shared_from_this(), st, uname, afid] {
+    auto waiting = std::move(self->authenticating_[uname]);
+    self->authenticating_.erase(uname);
+    auto refuse = [&](const std::string& why) {
+      for (auto& w : waiting) w(std::unexpected(why), {});
+    };
+    if (!st->auth) {
+      self->client_->release_fid(afid);
+      return refuse(st->auth.error());
+    }
+    auto cred = self->client_->credential_for(std::move(st->challenge));
+    if (!cred) {
+      self->client_->send(srv9p::tclunk{afid}, [self, afid](fsclient::client::reply) { self->client_->release_fid(afid); });
+      return refuse(cred.error());
+    }
+    std::uint32_t fid = self->client_->alloc_fid();
+    self->roots_.emplace(uname, fid);
+    std::vector<srv9p::message> prefix;
+    prefix.emplace_back(srv9p::twrite{afid, 0, std::move(*cred)});
+    prefix.emplace_back(srv9p::tattach{fid, afid, uname, ""});
+    prefix.emplace_back(srv9p::tclunk{afid});
+    waiting.front()(attach_prefix{fid, 3, afid}, std::move(prefix));
+    for (std::size_t i = 1; i < waiting.size(); ++i) waiting[i](attach_prefix{fid, 0}, {});
+  };
+  std::vector<std::pair<srv9p::message, fsclient::client::callback>> b;
+  b.emplace_back(srv9p::tauth{afid, uname, ""}, [st, both](fsclient::client::reply r) {
+    st->auth = std::move(r);
+    if (--st->left == 0) both();
+  });
+  b.emplace_back(srv9p::tread{afid, 0, fsclient::client::challenge_read_bytes}, [st, both](fsclient::client::reply r) {
+    st->challenge = std::move(r);
+    if (--st->left == 0) both();
+  });
+  client_->send_batch(std::move(b));
 }
 
 node_link::node_link(asio::io_context& io, std::string name, std::string dial, link_options opts, hooks h)
@@ -321,12 +358,19 @@ void node_link::batch(const std::string& uname, builder build, std::function<voi
     asio::post(io_, [done = std::move(done), r = std::move(r)]() mutable { done(std::move(r)); });
     return;
   }
-  std::vector<srv9p::message> msgs;
-  auto prefix = conn->root(uname, msgs);
+  conn->root(uname, [io = &io_, conn, uname, build = std::move(build), done = std::move(done)](
+                        fsclient::result<node_conn::attach_prefix> prefix, std::vector<srv9p::message> msgs) mutable {
+    send_batch(*io, conn, uname, prefix, std::move(msgs), build, std::move(done));
+  });
+}
+
+void node_link::send_batch(asio::io_context& io, const std::shared_ptr<node_conn>& conn, const std::string& uname,
+                           const fsclient::result<node_conn::attach_prefix>& prefix, std::vector<srv9p::message> msgs,
+                           const builder& build, std::function<void(replies)> done) {
   if (!prefix) {
     replies r;
     r.push_back(std::unexpected("attach: " + prefix.error()));
-    asio::post(io_, [done = std::move(done), r = std::move(r)]() mutable { done(std::move(r)); });
+    asio::post(io, [done = std::move(done), r = std::move(r)]() mutable { done(std::move(r)); });
     return;
   }
   std::size_t attach_added = prefix->count;
@@ -341,14 +385,14 @@ void node_link::batch(const std::string& uname, builder build, std::function<voi
   msgs.insert(msgs.end(), std::make_move_iterator(body.begin()), std::make_move_iterator(body.end()));
   auto out = std::make_shared<replies>(msgs.size());
   auto count = std::make_shared<std::atomic<std::size_t>>(msgs.size());
-  auto finish = [io = &io_, out, attach_added, done = std::move(done), conn, uname, released]() mutable {
+  auto finish = [io = &io, out, attach_added, done = std::move(done), conn, uname, released]() mutable {
     for (auto f : released) conn->client().release_fid(f);
     if (attach_added > 0) {
       // The attach went first: a refused attach must not leave a dead root behind, and
       // the caller sees only the replies to its own messages. The first error among
-      // Tauth, Twrite, Tattach says why (the afid's Tclunk adds nothing).
-      std::size_t said = attach_added == 1 ? 0 : 2;  // the Tattach's reply
-      for (std::size_t i = 0; i < std::min<std::size_t>(attach_added, 3); ++i) {
+      // Twrite and Tattach says why (the afid's Tclunk adds nothing).
+      std::size_t said = attach_added == 1 ? 0 : 1;  // the Tattach's reply
+      for (std::size_t i = 0; i < said; ++i) {
         if (!(*out)[i]) {
           said = i;
           break;

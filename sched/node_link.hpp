@@ -6,7 +6,8 @@
 // io_context (a link has no thread: its connection is an io-mode fsclient, so 1 000
 // links cost 1 000 sockets, not 2 000 threads):
 //   - dials the node (resolve, connect, Tversion, each under dial_timeout_ms), attaches as
-//     the scheduler's admin (Tauth, Twrite of a credential, Tattach, pipelined), opens
+//     the scheduler's admin (Tauth and the read of the afid's challenge, then Twrite of a
+//     credential bound to it, Tattach, each group pipelined), opens
 //     /status, /labels and /events in one write and keeps them open;
 //   - reads /status and /labels every heartbeat_ms: that is the node's resources and the
 //     proof that it is alive;
@@ -57,8 +58,8 @@ struct link_options {
   // starts); past this the connection is closed and the node marked down (--link-queue-bytes).
   std::size_t max_queue_bytes = 64u << 20;
   std::function<void(std::string_view)> log;  // why a connection was closed
-  // A fresh credential per attach, bound to the node's endpoint as the link sees it
-  // (srv9p::credential_source); empty: no Tauth.
+  // A fresh credential per attach, with payload the node's endpoint as the link sees it
+  // and the afid's challenge (srv9p::credential_source); empty: no Tauth.
   std::function<fsclient::result<std::string>(std::string_view bind)> credential;
 };
 
@@ -83,22 +84,30 @@ struct node_info {
 std::expected<void, std::string> parse_node_status(std::string_view line, node_info& info);
 
 // One connection to a node. The fsclient and the attaches made on it.
-class node_conn {
+class node_conn : public std::enable_shared_from_this<node_conn> {
  public:
   explicit node_conn(std::unique_ptr<fsclient::client> c) : client_(std::move(c)) {}
   fsclient::client& client() { return *client_; }
   bool connected() const { return client_->connected(); }
-  // The root fid attached as uname, and how many messages were put at the front of msgs
-  // for a new user's attach, so that it travels in the same write as the requests that
-  // use it: Tattach alone, or, when the node authenticates, Tauth, Twrite of a fresh
-  // credential (MUNGE refuses a replayed one), Tattach and Tclunk of the afid (then
-  // afid is set, for release once answered). Errors: the credential function's.
+  // The root fid attached as uname, and the messages to put at the front of the first
+  // batch that uses it, so that the attach travels in the same write as the requests
+  // that use it: none when uname is attached already; Tattach alone when the node does
+  // not authenticate; when it does, Tauth and the Tread of the afid's challenge go first,
+  // on their own (srv9p/auth.hpp: the credential needs the challenge), and the prefix is
+  // then the Twrite of a fresh credential bound to it (MUNGE refuses a replayed one),
+  // Tattach and Tclunk of the afid (afid is then set, for release once answered).
+  // Batches for uname asked for while its Tauth is out wait for it and get, in the order
+  // asked, the same root with no prefix (the first one carries the attach). got runs on
+  // the io_context's thread, or at once when the root is known or the connection is
+  // closed. Errors: the Tauth's or the challenge read's refusal, the credential
+  // function's.
   struct attach_prefix {
     std::uint32_t root = 0;
     std::size_t count = 0;
     std::uint32_t afid = srv9p::nofid;
   };
-  fsclient::result<attach_prefix> root(const std::string& uname, std::vector<srv9p::message>& msgs);
+  using root_callback = std::function<void(fsclient::result<attach_prefix>, std::vector<srv9p::message> prefix)>;
+  void root(const std::string& uname, root_callback got);
   // Records a root attached by a blocking attach (the dial's).
   void set_root(const std::string& uname, std::uint32_t fid) { roots_[uname] = fid; }
   // After a refused attach: the next request for uname attaches again.
@@ -107,6 +116,7 @@ class node_conn {
  private:
   std::unique_ptr<fsclient::client> client_;
   std::map<std::string, std::uint32_t> roots_;
+  std::map<std::string, std::vector<root_callback>> authenticating_;  // Tauth out for uname
 };
 
 class node_link : public std::enable_shared_from_this<node_link> {
@@ -143,7 +153,9 @@ class node_link : public std::enable_shared_from_this<node_link> {
   std::shared_ptr<node_conn> conn() const { return up_ ? conn_ : nullptr; }
 
   // Sends the messages that build(conn, root fid of uname) returns, in one write, and
-  // calls done with every reply, in order, on the io_context. Fids that the batch clunks
+  // calls done with every reply, in order, on the io_context. Batches go out in the order
+  // asked, except that those of a user not yet attached on the connection, when the node
+  // authenticates, wait one round trip for the afid's challenge (node_conn::root). Fids that the batch clunks
   // or removes go back to the connection's pool once the replies are in. When the node
   // is down, build is not called and done gets a single error ("node NAME is down"), so
   // callers check the number of replies before indexing them.
@@ -162,6 +174,10 @@ class node_link : public std::enable_shared_from_this<node_link> {
   void heartbeat();
   void read_events();
   void mark_down(std::string why);
+  // batch() once the root is known: prefix (node_conn::root's), then build's messages.
+  static void send_batch(asio::io_context& io, const std::shared_ptr<node_conn>& conn, const std::string& uname,
+                         const fsclient::result<node_conn::attach_prefix>& prefix, std::vector<srv9p::message> msgs,
+                         const builder& build, std::function<void(replies)> done);
 
   asio::io_context& io_;
   std::string name_, dial_;

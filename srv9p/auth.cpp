@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/random.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -91,6 +92,66 @@ std::optional<std::string> binding_refusal(std::string_view bound_to, std::strin
     return b.empty() ? std::string_view("no socket") : b.substr(0, 48);
   };
   return fmt::format(fmt::runtime(err::cred_other_server), shown(bound_to), shown(ours));
+}
+
+std::expected<std::string, std::string> make_challenge() {
+  unsigned char bytes[challenge_hex_chars / 2];
+  std::size_t got = 0;
+  while (got < sizeof bytes) {
+    ::ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return std::unexpected(fmt::format("getrandom: {}", std::strerror(errno)));
+    got += static_cast<std::size_t>(n);
+  }
+  std::string hex;
+  hex.reserve(challenge_hex_chars);
+  for (unsigned char b : bytes) hex += fmt::format("{:02x}", b);
+  return hex;
+}
+
+std::string challenge_text(std::string_view challenge) {
+  return fmt::format("{}{}\n", challenge_word, challenge);
+}
+
+namespace {
+
+bool is_challenge(std::string_view s) {
+  return s.size() == challenge_hex_chars &&
+         std::ranges::all_of(s, [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+}  // namespace
+
+std::expected<std::string, std::string> parse_challenge(std::string_view text) {
+  if (text.empty()) return std::unexpected(std::string(err::no_challenge_given));
+  std::string_view c = text;
+  if (c.starts_with(challenge_word) && c.ends_with('\n')) {
+    c.remove_prefix(challenge_word.size());
+    c.remove_suffix(1);
+    if (is_challenge(c)) return std::string(c);
+  }
+  std::string shown;
+  for (char ch : text.substr(0, 48)) shown += (ch >= 0x20 && ch < 0x7f) ? ch : '?';
+  return std::unexpected(fmt::format(fmt::runtime(err::bad_challenge), shown));
+}
+
+std::string credential_payload(std::string_view binding, std::string_view challenge) {
+  return fmt::format("{} {}", binding, challenge);
+}
+
+std::optional<std::string> credential_refusal(std::string_view bound_to, std::string_view ours,
+                                              std::string_view challenge) {
+  std::string_view bind = bound_to, theirs;
+  // The challenge is the last word; the binding before it may hold spaces (a Unix path).
+  if (auto sp = bound_to.rfind(' '); sp != std::string_view::npos && sp >= binding_prefix.size() &&
+                                     is_challenge(bound_to.substr(sp + 1))) {
+    bind = bound_to.substr(0, sp);
+    theirs = bound_to.substr(sp + 1);
+  }
+  if (auto why = binding_refusal(bind, ours)) return why;
+  if (theirs.empty()) return std::string(err::cred_no_challenge);
+  if (theirs != challenge) return std::string(err::cred_other_challenge);
+  return std::nullopt;
 }
 
 std::expected<void, std::string> check_uname(std::string_view uname) {

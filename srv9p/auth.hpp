@@ -25,6 +25,20 @@
 // on the turned connection accepts only credentials bound to join_binding(NONCE), which
 // the scheduler alone learnt from that line.
 //
+// A credential is also bound to the one afid it was made for (a server challenge): on
+// Tauth the session gives the afid 16 fresh random bytes (getrandom(2)), which a Tread of
+// the afid returns as the text "challenge HEX32\n" (32 lower-case hex digits and a
+// newline, 43 bytes; a read at an offset returns the rest of that text, at the end
+// nothing). The client puts it after the binding, one space between:
+// "galaxy-9p tcp!10.0.0.5!5641 HEX32" (credential_payload), and the session refuses a
+// credential whose challenge is not its afid's, or that has none. Without it, a local
+// user who binds the server's port while the server is down (a restart) keeps the
+// credential a client writes to it, which is bound to the right address, and presents
+// it to the real server once that is back, within the credential's lifetime. With it,
+// such a credential names a challenge no afid of the real server ever gave. Cost: the
+// client reads the challenge before it can make its credential; fsclient sends Tauth and
+// that Tread in one write, so a blocking attach still takes two round trips.
+//
 // The session knows no credential format: an authenticator verifies one. The MUNGE one
 // lives in srv9p/munge.hpp (library srv9p_munge), so that srv9p itself links no libmunge.
 #include <sys/types.h>
@@ -91,6 +105,31 @@ std::expected<std::string, std::string> socket_binding(int fd, bool peer);
 // "credential not bound to a server address", "credential was made for tcp!A!P, not
 // this server (tcp!B!Q)".
 std::optional<std::string> binding_refusal(std::string_view bound_to, std::string_view ours);
+
+// The server challenge of an afid (see above): 16 random bytes from getrandom(2), as 32
+// lower-case hex digits. Errors: getrandom's text.
+inline constexpr std::size_t challenge_hex_chars = 32;
+std::expected<std::string, std::string> make_challenge();
+
+// What a Tread of an afid returns: "challenge HEX32\n".
+inline constexpr std::string_view challenge_word = "challenge ";
+std::string challenge_text(std::string_view challenge);
+
+// The challenge in the text a client read from its afid (challenge_text's). Errors:
+// "server gave no challenge (read of the afid was empty)", "bad challenge from server:
+// 'TEXT'".
+std::expected<std::string, std::string> parse_challenge(std::string_view text);
+
+// A credential's payload for a server reached at binding (socket_binding(fd, true), or a
+// join_binding) that gave challenge: "BINDING CHALLENGE".
+std::string credential_payload(std::string_view binding, std::string_view challenge);
+
+// Why a verified credential's payload (bound_to) does not fit this afid, or nothing if
+// it does: it must be credential_payload(ours, challenge). Errors: binding_refusal's,
+// err::cred_no_challenge (none after the binding), err::cred_other_challenge (another
+// afid's, or one an impostor chose).
+std::optional<std::string> credential_refusal(std::string_view bound_to, std::string_view ours,
+                                              std::string_view challenge);
 
 // Checks a name a client asks to attach as, where the identity is made: not longer than
 // max_uname_bytes, and no NUL, '/', or control characters (a name is resolved through

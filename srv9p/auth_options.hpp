@@ -38,9 +38,9 @@ std::expected<std::vector<std::string>, std::string> configure_server(const auth
                                                                       std::span<const std::string> dials,
                                                                       server_options& opts);
 
-// For a client: a function that returns a fresh MUNGE credential bound to its argument
-// (the server endpoint the client is connected to, srv9p::socket_binding) each time it
-// is called (for fsclient::client::options::credential), or an empty function for
+// For a client: a function that returns a fresh MUNGE credential with its argument as
+// payload (the server endpoint the client is connected to, srv9p::socket_binding, and
+// the afid's challenge: srv9p::credential_payload) each time it is called (for fsclient::client::options::credential), or an empty function for
 // --auth none.
 std::function<std::expected<std::string, std::string>(std::string_view bind)> credential_source(
     const auth_config& c);

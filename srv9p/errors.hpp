@@ -48,6 +48,12 @@ inline constexpr std::string_view munged_unreachable = "munged unreachable at {}
 inline constexpr std::string_view may_not_attach = "uid {} ({}) may not attach as {}";
 inline constexpr std::string_view cred_unbound = "credential not bound to a server address";
 inline constexpr std::string_view cred_other_server = "credential was made for {}, not this server ({})";
+// The server challenge (srv9p/auth.hpp): the server's refusals, then the client's.
+inline constexpr std::string_view cred_no_challenge =
+    "credential has no challenge: read the afid's challenge first and put it in the credential";
+inline constexpr std::string_view cred_other_challenge = "credential was made for another challenge (replayed or captured?)";
+inline constexpr std::string_view no_challenge_given = "server gave no challenge (read of the afid was empty)";
+inline constexpr std::string_view bad_challenge = "bad challenge from server: '{}'";
 inline constexpr std::string_view bad_uname = "bad attach name: {}";
 inline constexpr std::string_view too_many_afids = "too many authentication fids on this connection: limit {}";
 inline constexpr std::string_view cred_bytes_held =

@@ -8,9 +8,10 @@
 // socket: the authenticator runs them on one worker thread of its own, started at the
 // first credential, and reports on that thread.
 //
-// A credential's payload is its binding (srv9p/auth.hpp): the server endpoint the client
-// reached, "galaxy-9p tcp!ADDR!PORT", so that a credential captured by an impostor is
-// worth nothing elsewhere. On a joined connection (galaxy-node --join) the scheduler is
+// A credential's payload is its binding and its afid's challenge (srv9p/auth.hpp): the
+// server endpoint the client reached and the 32 hex digits a Tread of the afid returned,
+// "galaxy-9p tcp!ADDR!PORT HEX32", so that a credential captured by an impostor is worth
+// nothing elsewhere, nor at the same address later. On a joined connection (galaxy-node --join) the scheduler is
 // the client of a connection the node made, and addresses mean nothing behind NAT: there
 // the binding is "galaxy-9p join!NONCE" (join_binding), NONCE being the 16 random bytes,
 // in hex, that the node wrote in its join line over its own authenticated attach. The
@@ -67,13 +68,15 @@ class munge_authenticator final : public authenticator {
 
 // How long a client's credential stays good, seconds (MUNGE_OPT_TTL; munged's default is
 // 300). It bounds how long a credential captured by an impostor could be presented at
-// the endpoint it is bound to, should the real server come back there; it must exceed
+// the endpoint it is bound to, should the real server come back there (the afid's
+// challenge refuses it there too, srv9p/auth.hpp); it must exceed
 // the clock difference between hosts.
 inline constexpr int munge_credential_ttl_s = 60;
 
 // A fresh credential for the calling process's uid and gid, from munged at socket ("":
-// libmunge's default), bound to bind (its payload: the server endpoint the client is
-// connected to, socket_binding(fd, true)); blocks while munged answers. MUNGE rejects a
+// libmunge's default), with payload bind (credential_payload: the server endpoint the
+// client is connected to, socket_binding(fd, true), and the afid's challenge); blocks
+// while munged answers. MUNGE rejects a
 // credential decoded twice, so every attach needs its own. Errors: "munged unreachable
 // at PATH: WHY", or "munge: WHY".
 std::expected<std::string, std::string> munge_credential(const std::string& socket, std::string_view bind);

@@ -39,6 +39,7 @@ struct pending {
 struct auth_state {
   enum class phase : std::uint8_t { collecting, verifying, verified, refused };
   std::string uname, aname;
+  std::string challenge;  // 32 hex digits: the credential's payload must end with it
   std::string credential;
   phase state = phase::collecting;
   std::optional<credential_owner> owner;  // verified

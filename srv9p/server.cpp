@@ -13,7 +13,8 @@
 // authenticator has verified it, off this thread. do_attach is the one place where an
 // identity is made (srv9p/auth.hpp), from the afid, the Unix-socket peer's uid, or
 // nothing on an --auth none listener. A verified credential must be bound to this
-// connection's server end (peer_info::binding). What an unauthenticated peer can make
+// connection's server end (peer_info::binding) and to its afid's challenge, which a
+// Tread of the afid returns. What an unauthenticated peer can make
 // the server hold or do is bounded (server_options: afids, unfinished credential bytes,
 // one verification at a time per session, TCP connections not yet attached, Unix-socket
 // connections per uid).
@@ -423,10 +424,14 @@ void session::do_auth(std::uint16_t tag, tauth& m) {
   if (fids_full()) return reply_error(tag, fmt::format(fmt::runtime(err::too_many_fids), opts_.max_fids));
   std::size_t afid_limit = attached_ ? opts_.max_afids : opts_.max_afids_unattached;
   if (afids_ >= afid_limit) return reply_error(tag, fmt::format(fmt::runtime(err::too_many_afids), afid_limit));
+  // The afid's own challenge, which its credential must carry (srv9p/auth.hpp).
+  auto challenge = make_challenge();
+  if (!challenge) return reply_error(tag, challenge.error());
   ++afids_;
   auto f = std::make_shared<fid>();
   f->num_ = m.afid;
   f->auth_ = std::make_shared<detail::auth_state>();
+  f->auth_->challenge = std::move(*challenge);
   f->auth_->uname = std::move(m.uname);
   f->auth_->aname = std::move(m.aname);
   dir d = afid_dir(m.afid, f->auth_->uname);
@@ -444,9 +449,13 @@ void session::do_afid(std::uint16_t tag, message&& m, const std::shared_ptr<fid>
       f->open_ = true;
       f->mode_ = std::get<topen>(m).mode;
       return send(fcall{tag, ropen{f->file().qid, 0}});
-    case msg_type::tread:
-      // The credential goes one way: there is nothing to read back.
-      return send(fcall{tag, rread{}});
+    case msg_type::tread: {
+      // The afid's challenge, "challenge HEX32\n" (srv9p/auth.hpp); from offset on.
+      const auto& r = std::get<tread>(m);
+      std::string text = challenge_text(a.challenge);
+      if (r.offset >= text.size()) return send(fcall{tag, rread{}});
+      return send(fcall{tag, rread{text.substr(static_cast<std::size_t>(r.offset), r.count)}});
+    }
     case msg_type::tstat:
       return send(fcall{tag, rstat{f->file()}});
     case msg_type::twrite: {
@@ -522,9 +531,9 @@ void session::verified(std::uint32_t num, const std::shared_ptr<detail::auth_sta
   --verifying_;
   if (closed_) return;
   if (v) {
-    // The credential must have been made for this server, as the client reached it
-    // (srv9p/auth.hpp, channel binding): else it was captured by an impostor.
-    if (auto why = binding_refusal(v->bound_to, peer_.binding)) v = std::unexpected(std::move(*why));
+    // The credential must have been made for this server, as the client reached it, and
+    // for this afid's challenge (srv9p/auth.hpp): else it was captured by an impostor.
+    if (auto why = credential_refusal(v->bound_to, peer_.binding, a->challenge)) v = std::unexpected(std::move(*why));
   }
   if (v) {
     a->state = detail::auth_state::phase::verified;

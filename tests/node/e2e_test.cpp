@@ -146,6 +146,16 @@ TEST(NodeE2E, ATaskThroughCloneCtlWaitAndStdout) {
   EXPECT_NE(f.read("task/" + n + "/ctl").find("exec sh -c"), std::string::npos);
 }
 
+TEST(NodeE2E, ATaskInheritsNoDescriptorOfTheDaemon) {
+  // The node's listener and its clients' connections (this test's among them, open while
+  // the task runs) must not reach the task: with one, a task could speak 9P on a
+  // connection another user (or the scheduler) has attached.
+  START(f);
+  auto n = f.task({"exec sh -c 'ls /proc/$$/fd; true'"});
+  EXPECT_EQ(f.read("task/" + n + "/wait"), "exit 0\n");
+  EXPECT_EQ(f.read("task/" + n + "/stdout"), "0\n1\n2\n");
+}
+
 TEST(NodeE2E, CloneHeldOpenIsTheTasksCtl) {
   START(f);
   auto fid = f.c->walk(f.root, "task/clone");

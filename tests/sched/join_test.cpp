@@ -5,12 +5,15 @@
 // whose credential is bound to another join). Node side: a fake scheduler in this process
 // (srv9p::server with a /join that hands the connection to the test).
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
+#include <filesystem>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include "ctl/join.hpp"
@@ -349,6 +352,98 @@ TEST(Join, TheNodeAcceptsOnlyCredentialsBoundToItsJoin) {
   EXPECT_TRUE(status.empty());
   auto addr = attach_through_join("galaxy-9p tcp!127.0.0.1!5640", status);
   EXPECT_NE(addr.find("credential was made for tcp!127.0.0.1!5640"), std::string::npos) << addr;
+}
+
+// A squatter's server: keeps the credential written to an afid and refuses it.
+class capturing_authenticator : public srv9p::authenticator {
+ public:
+  bool complete(std::string_view c) const override { return srv9p::munge_authenticator().complete(c); }
+  void verify(std::string c, std::shared_ptr<const std::atomic<bool>>, std::function<void(verified)> done) override {
+    {
+      std::lock_guard lk(mu);
+      captured = std::move(c);
+    }
+    done(std::unexpected(std::string("captured")));
+  }
+  std::size_t max_bytes() const override { return srv9p::munge_max_credential_bytes; }
+  std::string taken() {
+    std::lock_guard lk(mu);
+    return captured;
+  }
+  std::mutex mu;
+  std::string captured;
+};
+
+TEST(Join, ACredentialCapturedOnTheSchedulersPortIsRefusedThere) {
+  // The attack on a restart: while galaxy-sched is down, local user bob listens on its
+  // port; a galaxy-node --join (root) dials him and writes its credential, bound to that
+  // address; once the real scheduler is back on the port, bob presents it as root. The
+  // credential names the challenge of bob's afid, which the scheduler never gave.
+  REQUIRE_MUNGED();
+  testmunge::munged m;
+  testutil::temp_dir dir;
+  ::chmod(dir.path().c_str(), 0711);
+  auto trap = std::make_shared<capturing_authenticator>();
+  std::string port_dial;
+  std::string stolen;
+  testutil::process node;
+  {
+    asio::io_context io;
+    fake_sched t;
+    srv9p::server_options o;
+    o.auth = trap;
+    srv9p::server squatter(io, t, std::move(o));
+    auto d = squatter.listen("tcp!127.0.0.1!0");
+    ASSERT_TRUE(d) << d.error();
+    port_dial = *d;
+    std::thread io_thread([&] {
+      auto guard = asio::make_work_guard(io);
+      io.run();
+    });
+    // Bob's listener is his alone (asio's sockets are not close-on-exec): in this test he
+    // and the node share a process, so the node must not inherit it.
+    for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+      int fd = std::stoi(e.path().filename().string());
+      if (fd > 2) ::fcntl(fd, F_SETFD, ::fcntl(fd, F_GETFD) | FD_CLOEXEC);
+    }
+    auto p = testutil::process::spawn({node_binary, "--join", port_dial, "--auth", "munge", "--munge-socket",
+                                       m.socket(), "--spool", dir.file("spool"), "--name", "n1", "--join-retry", "0.2",
+                                       "--join-retry-max", "1"});
+    EXPECT_TRUE(p) << (p ? "" : p.error());
+    if (p) node = std::move(*p);
+    for (int i = 0; i < 400 && (stolen = trap->taken()).empty(); ++i) std::this_thread::sleep_for(50ms);
+    asio::post(io, [&] {
+      squatter.stop();
+      io.stop();
+    });
+    io_thread.join();
+  }  // bob lets the port go
+  ASSERT_TRUE(stolen.starts_with("MUNGE:")) << stolen;
+  auto s = testutil::start_daemon({sched_binary, "--listen", port_dial, "--auth", "munge", "--munge-socket",
+                                   m.socket(), "--state", dir.file("state"), "--heartbeat", "0.2", "--admin", "root"});
+  ASSERT_TRUE(s) << s.error();
+  ASSERT_EQ(s->dials.at(0), port_dial);
+  // Bob, on a new afid of the real scheduler, as root: the address is right, MUNGE has
+  // never decoded the credential, root's uid may be anyone; the challenge refuses it.
+  auto bob = fsclient::client::dial(port_dial);
+  ASSERT_TRUE(bob);
+  auto rs = (*bob)->rpc_batch({srv9p::tauth{1, "root", ""}, srv9p::twrite{1, 0, stolen}, srv9p::tattach{0, 1, "root", ""}});
+  ASSERT_TRUE(rs[0]) << rs[0].error();
+  ASSERT_FALSE(rs[2]) << "bob attached as root with the node's credential";
+  EXPECT_EQ(rs[2].error(), "credential was made for another challenge (replayed or captured?)");
+  // The node itself joins the real scheduler, reading its challenge.
+  auto c = fsclient::client::dial(port_dial, munge_opts(m.socket()));
+  ASSERT_TRUE(c);
+  auto root = (*c)->attach("root");
+  ASSERT_TRUE(root) << root.error();
+  std::string st;
+  for (int i = 0; i < 400; ++i) {
+    auto r = (*c)->read_file(*root, "status");
+    st = r ? *r : r.error();
+    if (st.find("nodes_up=1 ") != std::string::npos) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_NE(st.find("nodes_up=1 "), std::string::npos) << st;
 }
 
 }  // namespace

@@ -17,6 +17,8 @@
 
 #include "fsclient/client.hpp"
 #include "sched/node_link.hpp"
+#include "srv9p/munge.hpp"
+#include "tests/testmunge.hpp"
 #include "tests/testutil.hpp"
 
 namespace {
@@ -331,6 +333,68 @@ TEST(JoinedLink, AnAdoptedConnectionServesAsALinkAndStaysDownOnceClosedOrSilent)
   }
   on(t.io, [&] {
     for (auto& l : links) l->stop();
+    return 0;
+  });
+}
+
+// On a node that authenticates, the first request for a user waits for the challenge of
+// that user's afid (sched::node_conn::root: Tauth and Tread, then Twrite, Tattach and the
+// request in one write). Requests for the same user asked meanwhile wait behind it and
+// share its one attach; a refused attach is every request's error.
+TEST(Links, BatchesForANewUserOnAnAuthenticatingNodeShareOneAttach) {
+  REQUIRE_MUNGED();
+  testmunge::munged m;
+  testutil::temp_dir dir;
+  ::chmod(dir.path().c_str(), 0711);
+  auto node = testutil::start_daemon({node_binary, "--listen", "tcp!127.0.0.1!0", "--spool", dir.file("n1"), "--name",
+                                      "n1", "--auth", "munge", "--munge-socket", m.socket(), "--unknown-user", "nobody"});
+  ASSERT_TRUE(node) << node.error();
+  io_thread t;
+  sched::link_options lo;
+  lo.uname = "root";
+  lo.heartbeat_ms = 100;
+  lo.credential = [sock = m.socket()](std::string_view bind) { return srv9p::munge_credential(sock, bind); };
+  link_watch w;
+  auto l = std::make_shared<sched::node_link>(t.io, "n1", node->dials.at(0), lo, w.hooks());
+  on(t.io, [&] {
+    l->start();
+    return 0;
+  });
+  ASSERT_TRUE(w.wait([&] { return w.ups == 1; })) << "n1 never came up";
+  auto read_status = [](sched::node_conn& c, std::uint32_t root) {
+    std::uint32_t f = c.client().alloc_fid();
+    return std::vector<srv9p::message>{srv9p::twalk{root, f, {"status"}}, srv9p::topen{f, srv9p::oread},
+                                       srv9p::tread{f, 0, 8192}, srv9p::tclunk{f}};
+  };
+  std::promise<sched::node_link::replies> got[3], bad;
+  on(t.io, [&] {
+    for (auto& g : got) l->batch("nobody", read_status, [&g](sched::node_link::replies r) { g.set_value(std::move(r)); });
+    l->batch("no/body", read_status, [&bad](sched::node_link::replies r) { bad.set_value(std::move(r)); });
+    return 0;
+  });
+  for (auto& g : got) {
+    auto r = g.get_future().get();
+    ASSERT_EQ(r.size(), 4u);
+    ASSERT_TRUE(r[2]) << r[2].error();
+    EXPECT_NE(std::get<srv9p::rread>(*r[2]).data.find("name=n1"), std::string::npos);
+  }
+  auto r = bad.get_future().get();
+  ASSERT_EQ(r.size(), 4u);
+  for (auto& e : r) {
+    ASSERT_FALSE(e);
+    EXPECT_EQ(e.error(), "attach: bad attach name: contains '/'");
+  }
+  // The user's attach is kept: a later request uses it.
+  std::promise<sched::node_link::replies> later;
+  on(t.io, [&] {
+    l->batch("nobody", read_status, [&later](sched::node_link::replies r) { later.set_value(std::move(r)); });
+    return 0;
+  });
+  auto lr = later.get_future().get();
+  ASSERT_EQ(lr.size(), 4u);
+  EXPECT_TRUE(lr[2]) << lr[2].error();
+  on(t.io, [&] {
+    l->stop();
     return 0;
   });
 }

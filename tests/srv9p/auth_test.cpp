@@ -61,15 +61,23 @@ class held_authenticator : public authenticator {
     cancels.push_back(std::move(cancelled));
   }
   std::size_t max_bytes() const override { return 64; }
-  // Answers the oldest held credential: its uid if it reads "uid N", bound to `bind`,
-  // else refused.
-  void answer(std::string_view refusal = "", std::string bind = test_binding) {
+  // Answers the oldest held credential: its uid if it reads "uid N", with payload `bind`
+  // (by default the right one: test_binding and the oldest challenge the test read,
+  // auth_harness::challenge), else refused.
+  void answer(std::string_view refusal = "", std::optional<std::string> bind = std::nullopt) {
     auto [c, done] = std::move(held.front());
     held.erase(held.begin());
     cancels.erase(cancels.begin());
+    std::string challenge;
+    if (!challenges.empty()) {
+      challenge = std::move(challenges.front());
+      challenges.erase(challenges.begin());
+    }
     if (!refusal.empty()) return done(std::unexpected(std::string(refusal)));
-    done(credential_owner{static_cast<uid_t>(std::stoul(c.substr(4))), 0, std::move(bind)});
+    if (!bind) bind = challenge.empty() ? test_binding : credential_payload(test_binding, challenge);
+    done(credential_owner{static_cast<uid_t>(std::stoul(c.substr(4))), 0, std::move(*bind)});
   }
+  std::vector<std::string> challenges;  // read by the test, oldest first
   std::vector<std::pair<std::string, std::function<void(verified)>>> held;
   std::vector<std::shared_ptr<const std::atomic<bool>>> cancels;  // each held one's flag
 };
@@ -86,6 +94,19 @@ struct auth_harness : harness {
         auth(std::move(a)) {
     send(notag, tversion{8192, "9P2000"});
     next();
+  }
+  // Reads afid's challenge (srv9p/auth.hpp) and queues it for the authenticator's next
+  // default answer; returns it ("" and a failure if the read did not give one).
+  std::string challenge(std::uint32_t afid) {
+    send(60, tread{afid, 0, 64});
+    auto r = next();
+    auto* rd = std::get_if<rread>(&r.msg);
+    EXPECT_TRUE(rd != nullptr) << to_string(r);
+    if (rd == nullptr) return "";
+    auto c = parse_challenge(rd->data);
+    EXPECT_TRUE(c.has_value()) << rd->data;
+    auth->challenges.push_back(c.value_or(""));
+    return c.value_or("");
   }
 };
 
@@ -129,8 +150,15 @@ TEST(Auth, PipelinedAuthWriteAttachWaitsForVerification) {
   auto r = h.next();
   ASSERT_TRUE(std::holds_alternative<rauth>(r.msg)) << to_string(r);
   EXPECT_EQ(std::get<rauth>(r.msg).aqid.type, qtauth);
-  // Reading an afid gives nothing; walking from it is refused.
+  // Reading an afid gives its challenge (and a read past its end, nothing); walking from
+  // it is refused.
+  auto c = h.challenge(5);
+  EXPECT_EQ(c.size(), 32u);
   h.send(2, tread{5, 0, 100});
+  EXPECT_EQ(std::get<rread>(h.next().msg).data, "challenge " + c + "\n");
+  h.send(2, tread{5, 10, 4});
+  EXPECT_EQ(std::get<rread>(h.next().msg).data, c.substr(0, 4));
+  h.send(2, tread{5, 43, 100});
   EXPECT_EQ(std::get<rread>(h.next().msg).data, "");
   h.send(3, twalk{5, 6, {}});
   EXPECT_EQ(error_of(h.next()), err::auth_fid);
@@ -171,6 +199,7 @@ TEST(Auth, RefusedCredentialIsTheWritesAndTheAttachsError) {
   auth_harness h(a);
   h.send(1, tauth{5, "nobody", ""});
   h.next();
+  h.challenge(5);
   h.send(2, twrite{5, 0, "uid 1\n"});
   a->answer(err::cred_expired);
   h.run();
@@ -185,6 +214,7 @@ TEST(Auth, VerifiedUidMustBeTheNamesUid) {
   auth_harness h(a);
   h.send(1, tauth{5, "root", ""});
   h.next();
+  h.challenge(5);
   h.send(2, twrite{5, 0, "uid 65534\n"});
   a->answer();
   h.run();
@@ -201,6 +231,7 @@ TEST(Auth, TrustedUidMaySpeakForOthers) {
   auth_harness h(a, server_options{.trusted = {65534}});
   h.send(1, tauth{5, "glenda", ""});
   h.next();
+  h.challenge(5);
   h.send(2, twrite{5, 0, "uid 65534\n"});
   a->answer();
   h.run();
@@ -215,6 +246,7 @@ TEST(Auth, FlushOfCompletingWriteAndOfWaitingAttach) {
   auth_harness h(a);
   h.send(1, tauth{5, "nobody", ""});
   h.next();
+  h.challenge(5);
   h.send(2, twrite{5, 0, "uid 65534\n"});
   h.send(3, tattach{0, 5, "nobody", ""});
   h.send(30, twalk{0, 1, {}});  // waits for the attach's fid
@@ -236,6 +268,7 @@ TEST(Auth, HangUpOrVersionWhileVerifying) {
   auth_harness h(a);
   h.send(1, tauth{5, "nobody", ""});
   h.next();
+  h.challenge(5);
   h.send(2, twrite{5, 0, "uid 65534\n"});
   h.send(3, tattach{0, 5, "nobody", ""});
   // Tversion: every request aborted and every fid clunked; the late answer changes nothing.
@@ -250,6 +283,7 @@ TEST(Auth, HangUpOrVersionWhileVerifying) {
   // A hang-up while verifying: nothing is sent after it.
   h.send(5, tauth{6, "nobody", ""});
   h.next();
+  h.challenge(6);
   h.send(6, twrite{6, 0, "uid 65534\n"});
   h.s->close();
   a->answer();
@@ -264,6 +298,7 @@ TEST(Auth, OversizedCredentialIsRefusedAndChangesNothing) {
   auth_harness h(a);
   h.send(1, tauth{5, "nobody", ""});
   h.next();
+  h.challenge(5);
   h.send(2, twrite{5, 0, std::string(65, 'x')});
   EXPECT_EQ(error_of(h.next()), "credential too long: 65 bytes; a MUNGE credential is at most 64 bytes");
   h.send(3, twrite{5, 0, "uid 65534\n"});
@@ -282,6 +317,7 @@ TEST(Auth, CredentialBoundElsewhereOrUnboundIsRefused) {
   auth_harness h(std::make_shared<held_authenticator>());
   h.send(1, tauth{5, "nobody", ""});
   h.next();
+  h.challenge(5);
   h.send(2, twrite{5, 0, "uid 65534\n"});
   h.auth->answer("", "galaxy-9p tcp!127.0.0.1!9999");
   h.run();
@@ -291,6 +327,7 @@ TEST(Auth, CredentialBoundElsewhereOrUnboundIsRefused) {
   EXPECT_EQ(error_of(h.next()), elsewhere);
   h.send(4, tauth{6, "nobody", ""});
   h.next();
+  h.challenge(6);
   h.send(5, twrite{6, 0, "uid 65534\n"});
   h.auth->answer("", "");
   h.run();
@@ -301,6 +338,7 @@ TEST(Auth, CredentialBoundElsewhereOrUnboundIsRefused) {
   // The right binding attaches.
   h.send(7, tauth{7, "nobody", ""});
   h.next();
+  h.challenge(7);
   h.send(8, twrite{7, 0, "uid 65534\n"});
   h.auth->answer();
   h.run();
@@ -309,11 +347,72 @@ TEST(Auth, CredentialBoundElsewhereOrUnboundIsRefused) {
   EXPECT_TRUE(std::holds_alternative<rattach>(h.next().msg));
 }
 
+TEST(Auth, CredentialMustCarryItsAfidsChallenge) {
+  // A credential bound to the right server is still refused unless its payload ends with
+  // the challenge of the afid it is written to (srv9p/auth.hpp).
+  auth_harness h(std::make_shared<held_authenticator>());
+  h.send(1, tauth{5, "nobody", ""});
+  h.next();
+  h.send(2, tauth{6, "nobody", ""});
+  h.next();
+  auto c5 = h.challenge(5), c6 = h.challenge(6);
+  EXPECT_NE(c5, c6);  // each afid its own
+  h.auth->challenges.clear();
+  // Afid 5's challenge, written to afid 6.
+  h.send(3, twrite{6, 0, "uid 65534\n"});
+  h.auth->answer("", credential_payload(test_binding, c5));
+  h.run();
+  EXPECT_EQ(error_of(h.next()), err::cred_other_challenge);
+  h.send(4, tattach{0, 6, "nobody", ""});
+  EXPECT_EQ(error_of(h.next()), err::cred_other_challenge);
+  // No challenge at all (a client that did not read the afid): the binding alone.
+  h.send(5, twrite{5, 0, "uid 65534\n"});
+  h.auth->answer("", test_binding);
+  h.run();
+  EXPECT_EQ(error_of(h.next()), "credential has no challenge: read the afid's challenge first and put it in the credential");
+  h.send(6, tattach{0, 5, "nobody", ""});
+  EXPECT_EQ(error_of(h.next()), err::cred_no_challenge);
+  // One the client made up, of the right shape.
+  h.send(7, tauth{7, "nobody", ""});
+  h.next();
+  h.send(8, twrite{7, 0, "uid 65534\n"});
+  h.auth->answer("", credential_payload(test_binding, std::string(32, '0')));
+  h.run();
+  EXPECT_EQ(error_of(h.next()), err::cred_other_challenge);
+  EXPECT_FALSE(h.s->attached());
+  // Its own challenge attaches.
+  h.send(9, tauth{8, "nobody", ""});
+  h.next();
+  h.challenge(8);
+  h.send(10, twrite{8, 0, "uid 65534\n"});
+  h.auth->answer();
+  h.run();
+  EXPECT_TRUE(std::holds_alternative<rwrite>(h.next().msg));
+  h.send(11, tattach{0, 8, "nobody", ""});
+  EXPECT_TRUE(std::holds_alternative<rattach>(h.next().msg));
+}
+
+TEST(Auth, ChallengeTextAndPayload) {
+  auto c = make_challenge();
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->size(), 32u);
+  EXPECT_NE(*c, make_challenge().value_or(""));
+  EXPECT_EQ(challenge_text(*c), "challenge " + *c + "\n");
+  EXPECT_EQ(parse_challenge(challenge_text(*c)).value_or(""), *c);
+  EXPECT_EQ(parse_challenge("").error(), "server gave no challenge (read of the afid was empty)");
+  EXPECT_EQ(parse_challenge("challenge XYZ\n").error(), "bad challenge from server: 'challenge XYZ?'");
+  // A Unix path with a space: the challenge is the last word.
+  EXPECT_EQ(credential_refusal(credential_payload("galaxy-9p unix!/a b", *c), "galaxy-9p unix!/a b", *c),
+            std::nullopt);
+  EXPECT_EQ(credential_refusal("galaxy-9p unix!/a b", "galaxy-9p unix!/a b", *c), std::string(err::cred_no_challenge));
+}
+
 TEST(Auth, OneCredentialPerConnectionIsVerifiedAtATime) {
   auth_harness h(std::make_shared<held_authenticator>());
   for (std::uint32_t f = 1; f <= 3; ++f) {
     h.send(static_cast<std::uint16_t>(f), tauth{f, "nobody", ""});
     h.next();
+    h.challenge(f);
   }
   for (std::uint32_t f = 1; f <= 3; ++f) h.send(static_cast<std::uint16_t>(10 + f), twrite{f, 0, "uid 65534\n"});
   ASSERT_EQ(h.auth->held.size(), 1u);  // the others wait in the session, not in the authenticator
@@ -337,6 +436,7 @@ TEST(Auth, HangUpCancelsTheCredentialBeingVerified) {
   auth_harness h(std::make_shared<held_authenticator>());
   h.send(1, tauth{1, "nobody", ""});
   h.next();
+  h.challenge(1);
   h.send(2, twrite{1, 0, "uid 65534\n"});
   ASSERT_EQ(h.auth->cancels.size(), 1u);
   EXPECT_FALSE(h.auth->cancels[0]->load());
@@ -425,6 +525,7 @@ TEST(AuthLimits, TauthFloodIsBounded) {
   h.send(22, tauth{4, "nobody", ""});
   EXPECT_TRUE(std::holds_alternative<rauth>(h.next().msg));
   // Once attached, the limit is max_afids, and max_fids still holds above it.
+  h.challenge(1);
   h.send(23, twrite{1, 0, "uid 65534\n"});
   h.auth->answer();
   h.run();
@@ -519,7 +620,34 @@ server_options munge_opts(const std::string& socket) {
   return o;
 }
 
-// Tauth, Twrite(cred), Tattach as uname on a fresh connection; the attach's answer.
+// Makes a credential with the payload it is given.
+using cred_maker = std::function<std::string(const std::string& payload)>;
+
+// A cred_maker: `munge` at socket, run as uid/gid when given (testmunge::credential).
+cred_maker munge_as(const std::string& socket, std::optional<std::pair<uid_t, gid_t>> as = {},
+                    std::vector<std::string> extra = {}) {
+  return [=](const std::string& payload) { return credential(socket, payload, as, extra); };
+}
+
+// On a fresh connection: Tauth as uname and the Tread of the afid's challenge; then
+// Twrite of make(payload), payload being what an honest client binds its credential to
+// (the binding of addr and the challenge), and Tattach as uname. The attach's answer.
+std::string attach_with(const std::string& addr, const cred_maker& make, const std::string& uname) {
+  auto c = fsclient::client::dial(addr);
+  if (!c) return "dial: " + c.error();
+  auto first = (*c)->rpc_batch({tauth{1, uname, ""}, tread{1, 0, 64}});
+  if (!first[0]) return "Tauth: " + first[0].error();
+  if (!first[1]) return "Tread: " + first[1].error();
+  auto challenge = parse_challenge(std::get<rread>(*first[1]).data);
+  if (!challenge) return "challenge: " + challenge.error();
+  auto cred = make(credential_payload(testmunge::bound_to(addr), *challenge));
+  auto rs = (*c)->rpc_batch({twrite{1, 0, cred}, tattach{0, 1, uname, ""}});
+  if (!rs[1]) return rs[1].error();
+  return "ok";
+}
+
+// The same with a credential made beforehand (captured, replayed, garbage), written
+// without reading the challenge.
 std::string attach_with(const std::string& addr, const std::string& cred, const std::string& uname) {
   auto c = fsclient::client::dial(addr);
   if (!c) return "dial: " + c.error();
@@ -565,26 +693,30 @@ TEST(Munge, CredentialFromAnotherKeyIsInvalid) {
   REQUIRE_MUNGED();
   munged ours, theirs;
   served s(munge_opts(ours.socket()));
-  EXPECT_EQ(attach_with(s.tcp, credential(theirs.socket(), testmunge::bound_to(s.tcp)), "root"),
+  EXPECT_EQ(attach_with(s.tcp, munge_as(theirs.socket()), "root"),
             "credential invalid (not from this cluster's key?)");
-  EXPECT_EQ(attach_with(s.tcp, credential(ours.socket(), testmunge::bound_to(s.tcp)), "root"), "ok");
+  EXPECT_EQ(attach_with(s.tcp, munge_as(ours.socket()), "root"), "ok");
 }
 
 TEST(Munge, ExpiredCredential) {
   REQUIRE_MUNGED();
   munged m;
   served s(munge_opts(m.socket()));
-  auto cred = credential(m.socket(), testmunge::bound_to(s.tcp), {}, {"--ttl=1"});
-  std::this_thread::sleep_for(2200ms);
-  EXPECT_EQ(attach_with(s.tcp, cred, "root"), "credential expired");
+  auto stale = [&](const std::string& payload) {
+    auto cred = credential(m.socket(), payload, {}, {"--ttl=1"});
+    std::this_thread::sleep_for(2200ms);
+    return cred;
+  };
+  EXPECT_EQ(attach_with(s.tcp, stale, "root"), "credential expired");
 }
 
 TEST(Munge, ReplayedCredential) {
   REQUIRE_MUNGED();
   munged m;
   served s(munge_opts(m.socket()));
-  auto cred = credential(m.socket(), testmunge::bound_to(s.tcp));
-  EXPECT_EQ(attach_with(s.tcp, cred, "root"), "ok");
+  std::string cred;
+  auto keep = [&](const std::string& payload) { return cred = credential(m.socket(), payload); };
+  EXPECT_EQ(attach_with(s.tcp, keep, "root"), "ok");
   EXPECT_EQ(attach_with(s.tcp, cred, "root"), "credential replayed");
 }
 
@@ -594,7 +726,7 @@ TEST(Munge, GarbageAndUnreachableMunged) {
   served s(munge_opts(m.socket()));
   EXPECT_EQ(attach_with(s.tcp, "hello\n", "root"), "credential malformed: not a MUNGE credential");
   served lost(munge_opts("/nonexistent/munge.sock"));
-  auto e = attach_with(lost.tcp, credential(m.socket(), testmunge::bound_to(lost.tcp)), "root");
+  auto e = attach_with(lost.tcp, munge_as(m.socket()), "root");
   EXPECT_TRUE(e.starts_with("munged unreachable at /nonexistent/munge.sock: ")) << e;
   EXPECT_LT(e.size(), errmax);
 }
@@ -604,16 +736,16 @@ TEST(Munge, UidOfOneUserCannotAttachAsAnother) {
   REQUIRE_USERS(alice, bob);
   munged m;
   served s(munge_opts(m.socket()));
-  EXPECT_EQ(attach_with(s.tcp, credential(m.socket(), testmunge::bound_to(s.tcp), alice), "gx-bob"),
+  EXPECT_EQ(attach_with(s.tcp, munge_as(m.socket(), alice), "gx-bob"),
             fmt::format("uid {} (gx-alice) may not attach as gx-bob", alice->first));
-  EXPECT_EQ(attach_with(s.tcp, credential(m.socket(), testmunge::bound_to(s.tcp), alice), "gx-alice"), "ok");
+  EXPECT_EQ(attach_with(s.tcp, munge_as(m.socket(), alice), "gx-alice"), "ok");
   // The server goes on serving the others.
-  EXPECT_EQ(attach_with(s.tcp, credential(m.socket(), testmunge::bound_to(s.tcp), bob), "gx-bob"), "ok");
+  EXPECT_EQ(attach_with(s.tcp, munge_as(m.socket(), bob), "gx-bob"), "ok");
   // A uid given with --trust speaks for anyone.
   server_options o = munge_opts(m.socket());
   o.trusted = {alice->first};
   served trusting(std::move(o));
-  EXPECT_EQ(attach_with(trusting.tcp, credential(m.socket(), testmunge::bound_to(trusting.tcp), alice), "gx-bob"), "ok");
+  EXPECT_EQ(attach_with(trusting.tcp, munge_as(m.socket(), alice), "gx-bob"), "ok");
 }
 
 TEST(Munge, AuthFloodOnOneConnectionLeavesOthersServed) {
@@ -635,7 +767,7 @@ TEST(Munge, AuthFloodOnOneConnectionLeavesOthersServed) {
   auto big = (*c)->rpc(twrite{0, 0, std::string(5000, 'M')});
   ASSERT_FALSE(big);
   EXPECT_EQ(big.error(), "credential too long: 5000 bytes; a MUNGE credential is at most 4096 bytes");
-  EXPECT_EQ(attach_with(s.tcp, credential(m.socket(), testmunge::bound_to(s.tcp)), "root"), "ok");
+  EXPECT_EQ(attach_with(s.tcp, munge_as(m.socket()), "root"), "ok");
 }
 
 TEST(Munge, ConnectionThatNeverAttachesIsClosed) {
@@ -715,6 +847,41 @@ TEST(Munge, CredentialCapturedByAnImpostorIsRefusedByTheRealServer) {
   EXPECT_NE(std::find_if(real.logged.begin(), real.logged.end(),
                          [](const std::string& l) { return l.find("not this server") != std::string::npos; }),
             real.logged.end());
+}
+
+TEST(Munge, CredentialReadForOneAfidIsRefusedOnAnother) {
+  REQUIRE_MUNGED();
+  munged m;
+  served s(munge_opts(m.socket()));
+  auto c = fsclient::client::dial(s.tcp);
+  ASSERT_TRUE(c);
+  auto rs = (*c)->rpc_batch({tauth{1, "root", ""}, tread{1, 0, 64}, tauth{2, "root", ""}});
+  ASSERT_TRUE(rs[0] && rs[1] && rs[2]);
+  auto c1 = parse_challenge(std::get<rread>(*rs[1]).data);
+  ASSERT_TRUE(c1) << c1.error();
+  // A good credential, from this cluster's key, for this server, with afid 1's challenge:
+  // written to afid 2, it is refused, and afid 2 attaches nobody.
+  auto cred = credential(m.socket(), credential_payload(testmunge::bound_to(s.tcp), *c1));
+  auto w = (*c)->rpc_batch({twrite{2, 0, cred}, tattach{0, 2, "root", ""}});
+  ASSERT_FALSE(w[0]);
+  EXPECT_EQ(w[0].error(), "credential was made for another challenge (replayed or captured?)");
+  ASSERT_FALSE(w[1]);
+  EXPECT_EQ(w[1].error(), "credential was made for another challenge (replayed or captured?)");
+  // Afid 1 with a fresh credential of its own attaches (the one above was decoded once).
+  auto mine = credential(m.socket(), credential_payload(testmunge::bound_to(s.tcp), *c1));
+  auto ok = (*c)->rpc_batch({twrite{1, 0, mine}, tattach{0, 1, "root", ""}});
+  EXPECT_TRUE(ok[0] && ok[1]) << (ok[1] ? "" : ok[1].error());
+}
+
+TEST(Munge, CredentialWithoutChallengeIsRefused) {
+  // A client that writes a credential without reading the afid (the binding alone, as
+  // clients made them before the challenge).
+  REQUIRE_MUNGED();
+  munged m;
+  served s(munge_opts(m.socket()));
+  EXPECT_EQ(attach_with(s.tcp, credential(m.socket(), testmunge::bound_to(s.tcp)), "root"),
+            "credential has no challenge: read the afid's challenge first and put it in the credential");
+  EXPECT_EQ(attach_with(s.tcp, munge_as(m.socket()), "root"), "ok");
 }
 
 TEST(Munge, CancelledCredentialIsNotSentToMunged) {
@@ -882,6 +1049,58 @@ TEST(MungeDaemon, RamfsAndGalaxyToolAsRealUsers) {
   // The daemon still serves root over TCP with a credential.
   auto root_ok = testutil::run({bin_dir + "/galaxy", "--munge-socket", m.socket(), "ls", "-a", tcp, "/"});
   EXPECT_EQ(root_ok.status, 0) << root_ok.err;
+}
+
+TEST(MungeDaemon, PortSquatterCannotReplayACapturedCredential) {
+  // The attack: while the real server is down (a restart), local user bob listens on its
+  // port; alice's galaxy tool dials it, authenticates and writes a fresh credential
+  // bound to that address; bob keeps it, and once the real server is back on the same
+  // port, presents it within its lifetime. The afid's challenge (srv9p/auth.hpp) must
+  // make it worthless there: bob's afid had a challenge the real server never gave.
+  REQUIRE_MUNGED();
+  REQUIRE_USERS(alice, bob);
+  (void)bob;  // played by this test
+  munged m;
+  auto trap = std::make_shared<capturing_authenticator>();
+  std::string port_dial;
+  {
+    server_options io;
+    io.auth = trap;
+    served squatter(std::move(io));
+    port_dial = squatter.tcp;
+    auto victim = testutil::run({"/usr/bin/setpriv", fmt::format("--reuid={}", alice->first),
+                                 fmt::format("--regid={}", alice->second), "--clear-groups", bin_dir + "/galaxy",
+                                 "--munge-socket", m.socket(), "ls", "-a", port_dial, "-u", "gx-alice", "/"});
+    EXPECT_NE(victim.status, 0);
+    EXPECT_NE(victim.err.find("captured"), std::string::npos) << victim.err;
+  }  // bob lets the port go: the real server comes back on it
+  std::string stolen;
+  {
+    std::lock_guard lk(trap->mu);
+    stolen = trap->captured;
+  }
+  ASSERT_TRUE(stolen.starts_with("MUNGE:")) << stolen;
+  auto d = testutil::start_daemon(
+      {bin_dir + "/galaxy-ramfs", "--listen", port_dial, "--munge-socket", m.socket(), "--auth", "munge"});
+  ASSERT_TRUE(d) << d.error();
+  ASSERT_EQ(d->dials[0], port_dial);
+  // Bob presents alice's credential on a new afid of the real server, as gx-alice; the
+  // binding matches (same address), MUNGE has never seen it (not replayed), alice's uid
+  // is gx-alice's: only the challenge tells.
+  EXPECT_EQ(attach_with(port_dial, stolen, "gx-alice"), "credential was made for another challenge (replayed or captured?)");
+  // Reading the real afid's challenge first changes nothing: the credential is sealed.
+  auto c = fsclient::client::dial(port_dial);
+  ASSERT_TRUE(c);
+  auto rs = (*c)->rpc_batch({tauth{1, "gx-alice", ""}, tread{1, 0, 64}, twrite{1, 0, stolen},
+                             tattach{0, 1, "gx-alice", ""}});
+  ASSERT_TRUE(rs[1]);
+  ASSERT_FALSE(rs[3]);
+  EXPECT_EQ(rs[3].error(), "credential replayed");  // the attempt above decoded it once
+  // Alice herself attaches to the real server.
+  auto ok = testutil::run({"/usr/bin/setpriv", fmt::format("--reuid={}", alice->first),
+                           fmt::format("--regid={}", alice->second), "--clear-groups", bin_dir + "/galaxy",
+                           "--munge-socket", m.socket(), "ls", "-a", port_dial, "-u", "gx-alice", "/"});
+  EXPECT_EQ(ok.status, 0) << ok.err;
 }
 
 TEST(MungeDaemon, ListenerPolicy) {
