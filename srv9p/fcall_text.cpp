@@ -262,7 +262,7 @@ std::expected<std::vector<field>, std::string> tokenize(std::string_view line) {
   fields.reserve(8);
   for (skip(); i < n; skip()) {
     start = i;
-    while (i < n && line[i] >= 'a' && line[i] <= 'z') i++;
+    while (i < n && ((line[i] >= 'a' && line[i] <= 'z') || line[i] == '_')) i++;  // n_uname, atime_sec
     if (i == start || i == n || line[i] != '=') {
       std::size_t end = start;
       while (end < n && !is_space(line[end])) end++;
