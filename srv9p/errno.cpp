@@ -72,8 +72,9 @@ constexpr errno_entry table[] = {
     {stem(err::bad_uname), EINVAL},
     {stem(err::too_many_afids), EMFILE},
     {stem(err::cred_bytes_held), EAGAIN},
-    {stem(err::uid_no_name), EINVAL},
-    {" may not attach as ", EPERM},  // err::may_not_attach: "uid {} ({}) may not attach as {}"
+    // Formats that start with a number: matched by their middle.
+    {" may not attach as ", EPERM},            // err::may_not_attach
+    {" has no user name on this host", EINVAL},  // err::uid_no_name
     // Malformed messages ("botch: ..."): an unknown type is an operation we lack.
     {"botch: unknown message type", EOPNOTSUPP},
     {err::botch, EPROTO},

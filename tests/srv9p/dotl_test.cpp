@@ -426,6 +426,7 @@ TEST(Dotl, EveryServerErrorHasAnErrno) {
     EXPECT_TRUE(known) << e;
   }
   EXPECT_EQ(errno_of("uid 5 (bob) may not attach as root"), EPERM);
+  EXPECT_EQ(errno_of("uid 5 has no user name on this host"), EINVAL);
   EXPECT_EQ(errno_of("too many fids on this connection: limit 9"), EMFILE);
   EXPECT_EQ(errno_of("botch: unknown message type 3"), EOPNOTSUPP);
   EXPECT_EQ(errno_of("botch: Tstat: field runs past end of message"), EPROTO);
