@@ -325,6 +325,112 @@ TEST(Dotl, ReaddirOffsetsStayValidWhileTheDirectoryGrows) {
   EXPECT_EQ(errno_of_reply(h.next()), EBADF);
 }
 
+// Directory reads answered later, as galaxy-sched's nodes/NAME relay answers them (after
+// its own 9P2000 round trip to the node), and in small pieces.
+class relaying_ramfs : public ramfs {
+ public:
+  using ramfs::ramfs;
+  void read(request r) override {
+    if (!r.fid().is_dir()) return ramfs::read(std::move(r));
+    held.push_back(std::move(r));
+  }
+  // Answers the held reads (each with at most two entries, as a small msize would).
+  void release() {
+    auto h = std::move(held);
+    held.clear();
+    for (auto& r : h) {
+      if (r.done()) continue;
+      auto all = list(r.fid().file(), r.uname());
+      ASSERT_TRUE(all);
+      std::uint64_t off = r.get<tread>().offset;
+      // Entries by offset: the relay's far end keeps its own cursor; here offsets are
+      // byte sums over whole entries, as read(5) requires.
+      std::vector<std::uint8_t> out;
+      std::uint64_t at = 0;
+      int taken = 0;
+      for (const auto& d : *all) {
+        std::size_t n = dir_size(d);
+        if (at >= off && taken < 2) {
+          encode_dir(d, out);
+          ++taken;
+        }
+        at += n;
+      }
+      r.respond(rread{std::string(out.begin(), out.end())});
+    }
+  }
+  std::vector<request> held;
+};
+
+TEST(Dotl, ReaddirThroughARelayThatAnswersLater) {
+  asio::io_context io;
+  relaying_ramfs fs{ramfs_options{.owner = "glenda", .big_bytes = 100}};
+  std::deque<fcall> out;
+  auto s = std::make_shared<session>(io.get_executor(), fs, server_options{}, [&out](std::vector<std::uint8_t> b) {
+    auto f = decode(b, dialect::p9_2000_l);
+    ASSERT_TRUE(f) << f.error();
+    out.push_back(std::move(*f));
+  });
+  auto run = [&] {
+    io.poll();
+    io.restart();
+  };
+  auto send = [&](std::uint16_t tag, message m) {
+    ASSERT_TRUE(s->handle(encode(fcall{tag, std::move(m)}, dialect::p9_2000_l)));
+    run();
+  };
+  auto next = [&] {
+    EXPECT_FALSE(out.empty());
+    fcall f = out.empty() ? fcall{} : out.front();
+    if (!out.empty()) out.pop_front();
+    return f;
+  };
+  send(notag, tversion{8192, "9P2000.L"});
+  next();
+  send(1, tattach{0, nofid, "glenda", "", nofid});
+  next();
+  for (auto name : {"a", "b", "c"}) {
+    send(2, twalk{0, 1, {}});
+    next();
+    send(3, tlcreate{1, name, 0, 0644, 0});
+    next();
+    send(4, tclunk{1});
+    next();
+  }
+  send(5, twalk{0, 1, {}});
+  next();
+  send(6, tlopen{1, 0});
+  next();
+  send(7, treaddir{1, 0, 8000});
+  // Five entries two at a time, then the empty read: four reads of the tree, each held.
+  int rounds = 0;
+  while (out.empty() && rounds < 10) {
+    ASSERT_EQ(fs.held.size(), 1u);
+    fs.release();
+    run();
+    ++rounds;
+  }
+  EXPECT_EQ(rounds, 4);
+  auto r = next();
+  ASSERT_TRUE(std::holds_alternative<rreaddir>(r.msg)) << to_string(r);
+  std::vector<std::string> names;
+  for (const auto& e : entries(std::get<rreaddir>(r.msg))) names.push_back(e.name);
+  EXPECT_EQ(names, (std::vector<std::string>{".", "..", "events", "big", "a", "b", "c"}));
+  // A Tflush while the listing is being read: answered at once, and nothing follows.
+  send(8, treaddir{1, 0, 8000});
+  ASSERT_EQ(fs.held.size(), 1u);
+  fs.release();
+  run();
+  send(9, tflush{8});
+  r = next();
+  EXPECT_TRUE(std::holds_alternative<rflush>(r.msg)) << to_string(r);
+  EXPECT_TRUE(fs.held.empty() || fs.held.front().done());
+  fs.release();
+  run();
+  EXPECT_TRUE(out.empty()) << to_string(out.front());
+  s->close();
+}
+
 TEST(Dotl, FlushOfAParkedReadIsAnsweredAtOnce) {
   harness h;
   start_l(h);
