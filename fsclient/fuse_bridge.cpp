@@ -86,6 +86,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "srv9p/errno.hpp"
 #include "srv9p/errors.hpp"
 
 extern char** environ;
@@ -98,66 +99,7 @@ namespace err = srv9p::err;
 
 // ---- Errors ---------------------------------------------------------------------------
 
-struct errno_entry {
-  std::string_view text;
-  int code;
-};
-
-// 9P error strings and the errno a Linux program expects for each. Our servers' strings
-// (srv9p/errors.hpp) first, then the Plan 9 kernel's and lib9p's wordings of the same
-// conditions (sys/src/9/port/error.h, lib9p/srv.c), as Linux's net/9p/error.c does.
-constexpr errno_entry errno_table[] = {
-    {err::not_found, ENOENT},
-    {err::perm, EACCES},
-    {err::exists, EEXIST},
-    {err::is_dir, EISDIR},
-    {err::not_dir, ENOTDIR},
-    {err::walk_no_dir, ENOTDIR},
-    {err::not_empty, ENOTEMPTY},
-    {err::no_create, EPERM},
-    {err::no_remove, EPERM},
-    {err::no_wstat, EPERM},
-    {err::bad_name, EINVAL},
-    {err::read_only, EACCES},
-    {err::write_only, EACCES},
-    {err::bad_mode, EINVAL},
-    {err::bad_offset, EINVAL},
-    {err::bad_ctl, EINVAL},
-    {err::no_space, ENOSPC},
-    {err::io, EIO},
-    {err::interrupted, EINTR},
-    {err::hungup, EIO},  // the request's connection went: the mount redials (see "Redialling")
-    {err::unknown_fid, EBADF},
-    {err::not_open, EBADF},
-    {err::already_open, EBUSY},
-    {err::walk_open, EBUSY},
-    {err::fid_in_use, EBUSY},
-    {err::auth_required, EACCES},
-    {err::botch, EIO},
-    // The Plan 9 kernel's and lib9p's wordings.
-    {"file exists", EEXIST},
-    {"file is a directory", EISDIR},
-    {"file not found", ENOENT},
-    {"no such file or directory", ENOENT},
-    {"create in non-directory", ENOTDIR},
-    {"mounted directory forbids creation", EPERM},
-    {"read-only file system", EROFS},
-    {"file system full", ENOSPC},
-    {"file name too long", ENAMETOOLONG},
-    {"device or object already in use", EBUSY},
-    {"file in use", EBUSY},
-    {"exclusive lock", EBUSY},
-    {"i/o on hungup channel", ENOTCONN},
-    {"read or write too large", EFBIG},
-    {"bad arg in system call", EINVAL},
-    // ctl files (ctl/ctlmsg.cpp): a command the file does not take.
-    {"unknown command", EINVAL},
-    {"bad # args", EINVAL},
-    {"bad argument", EINVAL},
-    // The client's own (fsclient/client.cpp).
-    {"message too large for msize", EFBIG},
-    {"too many requests in flight", EAGAIN},
-};
+// 9P error strings become errnos through srv9p's one table (srv9p/errno.hpp).
 
 // ---- Small helpers ----------------------------------------------------------------------
 
@@ -1359,17 +1301,7 @@ void stop_redialer(state& s) {
 
 }  // namespace
 
-int errno_of(std::string_view ename, bool* known) {
-  if (known != nullptr) *known = true;
-  for (const auto& e : errno_table) {
-    if (ename == e.text) return e.code;
-  }
-  for (const auto& e : errno_table) {
-    if (ename.find(e.text) != std::string_view::npos) return e.code;
-  }
-  if (known != nullptr) *known = false;
-  return EIO;
-}
+int errno_of(std::string_view ename, bool* known) { return srv9p::errno_of(ename, known); }
 
 struct fuse_bridge::impl {
   state s;

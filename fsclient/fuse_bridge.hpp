@@ -72,8 +72,8 @@ struct fuse_options {
   std::uint32_t redial_check_ms = 500;  // how often an idle mount looks at its connection
 };
 
-// The errno for a 9P error string, from one table (fuse_bridge.cpp) that covers every
-// string in srv9p/errors.hpp plus the Plan 9 kernel's wordings of the same errors.
+// The errno for a 9P error string, from srv9p's one table (srv9p/errno.hpp) that covers
+// every string in srv9p/errors.hpp plus the Plan 9 kernel's wordings of the same errors.
 // An exact match wins; then the table's phrases are looked for inside the text (servers
 // prefix context: "'a/b': file does not exist"). Unknown text is EIO and *known is set
 // false, so that the caller logs it.

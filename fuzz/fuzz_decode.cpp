@@ -1,7 +1,7 @@
-// libFuzzer target for the 9P2000 codec (srv9p/fcall.cpp, srv9p/fcall_text.cpp).
+// libFuzzer target for the 9P2000 and 9P2000.L codec (srv9p/fcall.cpp, srv9p/fcall_text.cpp).
 //
-// The input is tried three ways: as one whole message, as a directory-read buffer, and as
-// a line of the text form. Whatever decodes must survive the trip back: decode() is
+// The input is tried as one whole message in each dialect, as a directory-read buffer, as
+// an Rreaddir buffer, and as a line of the text form. Whatever decodes must survive the trip back: decode() is
 // canonical (a message that decodes re-encodes to the very same bytes), and the text form
 // round-trips through to_string() and parse(). A mismatch aborts with both sides printed.
 // Seed corpus: fuzz/corpus/decode/, written by the FcallCorpus.Write test.
@@ -45,13 +45,13 @@ bool too_long_walk(const srv9p::fcall& f) {
   return false;
 }
 
-void fuzz_message(std::span<const std::uint8_t> in) {
+void fuzz_message(std::span<const std::uint8_t> in, srv9p::dialect d) {
   if (in.size() >= 4) (void)srv9p::peek_size(in);
-  auto f = srv9p::decode(in);
+  auto f = srv9p::decode(in, d);
   if (!f) return;
-  std::vector<std::uint8_t> again = srv9p::encode(*f);
+  std::vector<std::uint8_t> again = srv9p::encode(*f, d);
   if (!same(again, in)) fail("encode(decode(b)) != b", srv9p::to_string(*f));
-  auto g = srv9p::decode(again);
+  auto g = srv9p::decode(again, d);
   if (!g) fail("re-encoded message does not decode: " + g.error(), srv9p::to_string(*f));
   if (*g != *f) fail("decode(encode(f)) != f", srv9p::to_string(*f));
   check_text(*f);
@@ -65,14 +65,27 @@ void fuzz_dirs(std::span<const std::uint8_t> in) {
   if (!same(again, in)) fail("encode_dir(decode_dirs(b)) != b", "");
 }
 
+void fuzz_dirents(std::span<const std::uint8_t> in) {
+  auto ents = srv9p::decode_dirents(in);
+  if (!ents) return;
+  std::vector<std::uint8_t> again;
+  for (const auto& e : *ents) srv9p::encode_dirent(e, again);
+  if (!same(again, in)) fail("encode_dirent(decode_dirents(b)) != b", "");
+}
+
 void fuzz_text(std::string_view text) {
   auto f = srv9p::parse(text);
   if (!f) return;
   check_text(*f);
   // Text can say what the wire cannot (17 walk names, a 70000-byte string), so only a
   // message within the wire's limits must come back from its bytes unchanged.
-  auto b = srv9p::encode(*f);
-  auto g = srv9p::decode(b);
+  // .L messages, and Tauth/Tattach with an n_uname, exist on the wire only in 9P2000.L.
+  auto d = srv9p::dialect::p9_2000;
+  if (srv9p::is_dotl(srv9p::type_of(f->msg))) d = srv9p::dialect::p9_2000_l;
+  if (auto* a = std::get_if<srv9p::tauth>(&f->msg); a && a->n_uname != srv9p::nofid) d = srv9p::dialect::p9_2000_l;
+  if (auto* a = std::get_if<srv9p::tattach>(&f->msg); a && a->n_uname != srv9p::nofid) d = srv9p::dialect::p9_2000_l;
+  auto b = srv9p::encode(*f, d);
+  auto g = srv9p::decode(b, d);
   if (!g) {
     if (too_long_walk(*f)) return;
     fail("encoded parse() result does not decode: " + g.error(), std::string(text));
@@ -85,8 +98,10 @@ void fuzz_text(std::string_view text) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::span<const std::uint8_t> in(data, size);
-  fuzz_message(in);
+  fuzz_message(in, srv9p::dialect::p9_2000);
+  fuzz_message(in, srv9p::dialect::p9_2000_l);
   fuzz_dirs(in);
+  fuzz_dirents(in);
   fuzz_text(std::string_view(reinterpret_cast<const char*>(data), size));
   return 0;
 }

@@ -1,32 +1,40 @@
 #pragma once
 // The error strings Galaxy's 9P servers send, worded as Plan 9 words them
-// (lib9p srv.c, the kernel's Exxx strings in port/error.h). One place, so that the FUSE
-// bridge's errno table (and 9P2000.L's Rlerror later) can map every one of them.
-// Each stays under errmax (128) bytes, Linux's P9_ERRMAX.
+// (lib9p srv.c, the kernel's Exxx strings in port/error.h). One place, so that the one
+// errno table (srv9p/errno.hpp) maps every one of them, for 9P2000.L's Rlerror and for
+// the FUSE bridge. Each stays under errmax (128) bytes, Linux's P9_ERRMAX.
+//
+// In 9P2000 the Linux kernel maps an Rerror's string to an errno only when it equals one
+// of net/9p/error.c's strings exactly (p9_errstr2errno: no prefix, no substring; any
+// other string is ESERVERFAULT, "Unknown error 526"). So where that table has a Plan 9
+// wording (its "errors from fossil, vacfs, and u9fs") of the same condition, ours is
+// worded exactly so: marked [linux] below, with the errno the kernel gives. The others
+// keep their words and reach Linux programs as errno 526 in 9P2000; a 9P2000.L mount
+// gets the errno of srv9p/errno.hpp's table instead.
 #include <string_view>
 
 namespace srv9p::err {
 
 inline constexpr std::string_view botch = "9P protocol botch";
-inline constexpr std::string_view unknown_fid = "unknown fid";
-inline constexpr std::string_view fid_in_use = "fid in use";
+inline constexpr std::string_view unknown_fid = "fid unknown or out of range";  // [linux] EBADF
+inline constexpr std::string_view fid_in_use = "fid already in use";  // [linux] EBADF
 inline constexpr std::string_view dup_tag = "duplicate tag";
 inline constexpr std::string_view walk_open = "cannot walk from an open fid";
 inline constexpr std::string_view walk_no_dir = "walk in non-directory";
 inline constexpr std::string_view too_many_wnames = "too many names in walk";
-inline constexpr std::string_view not_found = "file does not exist";
-inline constexpr std::string_view exists = "file already exists";
-inline constexpr std::string_view perm = "permission denied";
+inline constexpr std::string_view not_found = "file does not exist";  // [linux] ENOENT
+inline constexpr std::string_view exists = "file already exists";  // [linux] EEXIST
+inline constexpr std::string_view perm = "permission denied";  // [linux] EACCES
 inline constexpr std::string_view is_dir = "is a directory";
-inline constexpr std::string_view not_dir = "not a directory";
+inline constexpr std::string_view not_dir = "not a directory";  // [linux] ENOTDIR
 inline constexpr std::string_view not_open = "fid not open";
 inline constexpr std::string_view already_open = "fid already open";
-inline constexpr std::string_view bad_offset = "bad offset in directory read";
-inline constexpr std::string_view bad_mode = "bad open mode";
-inline constexpr std::string_view not_empty = "directory not empty";
+inline constexpr std::string_view bad_offset = "bad offset in directory read";  // [linux] ESPIPE
+inline constexpr std::string_view bad_mode = "illegal mode";  // [linux] EINVAL
+inline constexpr std::string_view not_empty = "directory is not empty";  // [linux] ENOTEMPTY
 inline constexpr std::string_view no_create = "create prohibited";
 inline constexpr std::string_view no_remove = "remove prohibited";
-inline constexpr std::string_view no_wstat = "wstat prohibited";
+inline constexpr std::string_view no_wstat = "wstat prohibited";  // [linux] EPERM
 inline constexpr std::string_view bad_name = "bad character in file name";
 inline constexpr std::string_view no_auth = "authentication not required";
 inline constexpr std::string_view auth_required = "authentication required";
@@ -67,11 +75,11 @@ inline constexpr std::string_view not_version = "first message must be Tversion"
 inline constexpr std::string_view no_attach = "fid not attached";
 inline constexpr std::string_view interrupted = "interrupted";
 inline constexpr std::string_view hungup = "connection closed";
-inline constexpr std::string_view io = "i/o error";
+inline constexpr std::string_view io = "i/o error";  // [linux] EIO
 inline constexpr std::string_view read_only = "file is read-only";
 inline constexpr std::string_view write_only = "file is write-only";
 inline constexpr std::string_view bad_ctl = "unknown control message";
-inline constexpr std::string_view no_space = "no space left on device";
+inline constexpr std::string_view no_space = "file system is full";  // [linux] ENOSPC
 // A Twrite that may take the connection (tree::hands_off) with bytes already behind it:
 // the client must wait for its answer before it sends anything more.
 inline constexpr std::string_view handoff_trailing = "botch: data sent after a hand-off write before its answer";

@@ -1,5 +1,6 @@
-// The 9P2000 wire codec: decode() and encode() for every message of intro(5), and the
-// stat(5) directory entries they carry.
+// The 9P wire codec: decode() and encode() for every message of intro(5) and of 9P2000.L
+// (Linux net/9p/client.c and protocol.c give the layouts), and the stat(5) directory
+// entries and Rreaddir entries they carry.
 //
 // Arrangement: a reader (a bounds-checked cursor over the message) and a writer (a raw
 // pointer into a buffer already sized for the message), then one read() and one put()
@@ -420,12 +421,63 @@ bool read(cursor&, rwstat&) { return true; }
 void put(writer&, const rwstat&) {}
 std::size_t body_size(const rwstat&) { return 0; }
 
+// ---- 9P2000.L ----
+// Tauth and Tattach add n_uname[4] (net/9p/client.c: "dssd", "ddssd").
+bool read_l(cursor& c, tauth& m) { return read(c, m) && c.u32(m.n_uname); }
+bool read_l(cursor& c, tattach& m) { return read(c, m) && c.u32(m.n_uname); }
+
+// The structs with tie(): every field in wire order, each of a wire type.
+template <class M>
+concept tied = requires(M m) { m.tie(); };
+
+bool read_field(cursor& c, std::uint8_t& v) { return c.u8(v); }
+bool read_field(cursor& c, std::uint32_t& v) { return c.u32(v); }
+bool read_field(cursor& c, std::uint64_t& v) { return c.u64(v); }
+bool read_field(cursor& c, std::string& v) { return c.str(v); }
+bool read_field(cursor& c, qid& v) { return c.get_qid(v); }
+void put_field(writer& w, std::uint8_t v) { w.u8(v); }
+void put_field(writer& w, std::uint32_t v) { w.u32(v); }
+void put_field(writer& w, std::uint64_t v) { w.u64(v); }
+void put_field(writer& w, const std::string& v) { w.str(v, str_len(v)); }
+void put_field(writer& w, const qid& v) { w.put_qid(v); }
+template <class T>
+std::size_t field_size(const T&) { return sizeof(T); }
+std::size_t field_size(const std::string& v) { return 2 + str_len(v); }
+std::size_t field_size(const qid&) { return qid_size; }
+
+template <tied M>
+bool read(cursor& c, M& m) {
+  return std::apply([&c](auto&... f) { return (read_field(c, f) && ...); }, m.tie());
+}
+template <tied M>
+void put(writer& w, const M& m) {
+  std::apply([&w](const auto&... f) { (put_field(w, f), ...); }, m.tie());
+}
+template <tied M>
+std::size_t body_size(const M& m) {
+  return std::apply([](const auto&... f) { return (std::size_t{0} + ... + field_size(f)); }, m.tie());
+}
+
+bool read(cursor& c, rreaddir& m) { return read_data(c, m.data); }
+void put(writer& w, const rreaddir& m) {
+  std::size_t n = data_len(m.data);
+  w.u32(static_cast<std::uint32_t>(n));
+  w.bytes(std::string_view(m.data).substr(0, n));
+}
+std::size_t body_size(const rreaddir& m) { return 4 + data_len(m.data); }
+
 // Decodes the body of a message of type M; the cursor covers everything after the header.
 template <class M>
-std::expected<fcall, std::string> decode_body(cursor& c, std::uint16_t tag) {
+std::expected<fcall, std::string> decode_body(cursor& c, std::uint16_t tag, dialect d = dialect::p9_2000) {
   fcall f{.tag = tag, .msg = message(std::in_place_type<M>)};
   M& m = *std::get_if<M>(&f.msg);
-  if (!read(c, m)) return std::unexpected(fmt::format("{}: {}", type_name(type_of(f.msg)), c.fault()));
+  bool ok = false;
+  if constexpr (std::is_same_v<M, tauth> || std::is_same_v<M, tattach>) {
+    ok = d == dialect::p9_2000_l ? read_l(c, m) : read(c, m);
+  } else {
+    ok = read(c, m);
+  }
+  if (!ok) return std::unexpected(fmt::format("{}: {}", type_name(type_of(f.msg)), c.fault()));
   if (c.left() != 0)
     return std::unexpected(fmt::format("{}: {} trailing bytes", type_name(type_of(f.msg)), c.left()));
   return f;
@@ -437,6 +489,44 @@ constexpr std::string_view names[] = {
     "Tcreate",  "Rcreate",  "Tread",  "Rread",  "Twrite",  "Rwrite",  "Tclunk",
     "Rclunk",   "Tremove",  "Rremove", "Tstat", "Rstat",   "Twstat",  "Rwstat",
 };
+
+// The 9P2000.L types, in the variant's order after the 9P2000 ones.
+constexpr std::pair<msg_type, std::string_view> dotl_types[] = {
+    {msg_type::rlerror, "Rlerror"},         {msg_type::tstatfs, "Tstatfs"},
+    {msg_type::rstatfs, "Rstatfs"},         {msg_type::tlopen, "Tlopen"},
+    {msg_type::rlopen, "Rlopen"},           {msg_type::tlcreate, "Tlcreate"},
+    {msg_type::rlcreate, "Rlcreate"},       {msg_type::tsymlink, "Tsymlink"},
+    {msg_type::rsymlink, "Rsymlink"},       {msg_type::tmknod, "Tmknod"},
+    {msg_type::rmknod, "Rmknod"},           {msg_type::trename, "Trename"},
+    {msg_type::rrename, "Rrename"},         {msg_type::treadlink, "Treadlink"},
+    {msg_type::rreadlink, "Rreadlink"},     {msg_type::tgetattr, "Tgetattr"},
+    {msg_type::rgetattr, "Rgetattr"},       {msg_type::tsetattr, "Tsetattr"},
+    {msg_type::rsetattr, "Rsetattr"},       {msg_type::txattrwalk, "Txattrwalk"},
+    {msg_type::rxattrwalk, "Rxattrwalk"},   {msg_type::txattrcreate, "Txattrcreate"},
+    {msg_type::rxattrcreate, "Rxattrcreate"}, {msg_type::treaddir, "Treaddir"},
+    {msg_type::rreaddir, "Rreaddir"},       {msg_type::tfsync, "Tfsync"},
+    {msg_type::rfsync, "Rfsync"},           {msg_type::tlock, "Tlock"},
+    {msg_type::rlock, "Rlock"},             {msg_type::tgetlock, "Tgetlock"},
+    {msg_type::rgetlock, "Rgetlock"},       {msg_type::tlink, "Tlink"},
+    {msg_type::rlink, "Rlink"},             {msg_type::tmkdir, "Tmkdir"},
+    {msg_type::rmkdir, "Rmkdir"},           {msg_type::trenameat, "Trenameat"},
+    {msg_type::rrenameat, "Rrenameat"},     {msg_type::tunlinkat, "Tunlinkat"},
+    {msg_type::runlinkat, "Runlinkat"},
+};
+constexpr std::size_t p9_2000_alternatives = 27;
+static_assert(p9_2000_alternatives + std::size(dotl_types) == std::variant_size_v<message>);
+
+// Decodes a 9P2000.L message of type t (one of dotl_types) by its variant index.
+template <std::size_t... I>
+std::expected<fcall, std::string> decode_dotl(cursor& c, std::uint16_t tag, std::size_t k,
+                                              std::index_sequence<I...>) {
+  using fn = std::expected<fcall, std::string> (*)(cursor&, std::uint16_t);
+  static constexpr fn table[] = {
+      [](cursor& c2, std::uint16_t t2) {
+        return decode_body<std::variant_alternative_t<p9_2000_alternatives + I, message>>(c2, t2);
+      }...};
+  return table[k](c, tag);
+}
 
 }  // namespace
 
@@ -453,13 +543,20 @@ dir dont_touch_dir() {
 }
 
 msg_type type_of(const message& m) {
-  // The variant follows msg_type with one gap: there is no Terror (106) alternative.
+  // The 9P2000 part follows msg_type with one gap: there is no Terror (106) alternative.
   std::size_t i = m.index();
+  if (i >= p9_2000_alternatives) return dotl_types[i - p9_2000_alternatives].first;
   return static_cast<msg_type>(i < 6 ? 100 + i : 101 + i);
+}
+
+bool is_dotl(msg_type t) {
+  return std::any_of(std::begin(dotl_types), std::end(dotl_types), [t](const auto& e) { return e.first == t; });
 }
 
 std::string_view type_name(msg_type t) {
   auto v = static_cast<unsigned>(t);
+  for (const auto& [type, name] : dotl_types)
+    if (type == t) return name;
   if (v < 100 || v - 100 >= std::size(names) || v == 106) return "unknown";
   return names[v - 100];
 }
@@ -474,7 +571,7 @@ std::uint32_t peek_size(std::span<const std::uint8_t> bytes) {
          std::uint32_t(bytes[3]) << 24;
 }
 
-std::expected<fcall, std::string> decode(std::span<const std::uint8_t> bytes, dialect) {
+std::expected<fcall, std::string> decode(std::span<const std::uint8_t> bytes, dialect d) {
   if (bytes.size() < header_size)
     return std::unexpected(fmt::format("message of {} bytes is shorter than its header", bytes.size()));
   std::uint32_t size = peek_size(bytes);
@@ -485,9 +582,9 @@ std::expected<fcall, std::string> decode(std::span<const std::uint8_t> bytes, di
   switch (static_cast<msg_type>(type)) {
     case msg_type::tversion: return decode_body<tversion>(c, tag);
     case msg_type::rversion: return decode_body<rversion>(c, tag);
-    case msg_type::tauth: return decode_body<tauth>(c, tag);
+    case msg_type::tauth: return decode_body<tauth>(c, tag, d);
     case msg_type::rauth: return decode_body<rauth>(c, tag);
-    case msg_type::tattach: return decode_body<tattach>(c, tag);
+    case msg_type::tattach: return decode_body<tattach>(c, tag, d);
     case msg_type::rattach: return decode_body<rattach>(c, tag);
     case msg_type::rerror: return decode_body<rerror>(c, tag);
     case msg_type::tflush: return decode_body<tflush>(c, tag);
@@ -510,13 +607,27 @@ std::expected<fcall, std::string> decode(std::span<const std::uint8_t> bytes, di
     case msg_type::rstat: return decode_body<rstat>(c, tag);
     case msg_type::twstat: return decode_body<twstat>(c, tag);
     case msg_type::rwstat: return decode_body<rwstat>(c, tag);
+    default: break;
+  }
+  if (d == dialect::p9_2000_l) {
+    for (std::size_t k = 0; k < std::size(dotl_types); k++) {
+      if (static_cast<std::uint8_t>(dotl_types[k].first) == type)
+        return decode_dotl(c, tag, k, std::make_index_sequence<std::size(dotl_types)>());
+    }
   }
   // Includes Terror (106), which intro(5) declares illegal.
   return std::unexpected(fmt::format("unknown message type {}", type));
 }
 
-void encode(const fcall& f, std::vector<std::uint8_t>& out) {
-  std::size_t body = std::visit([](const auto& m) { return body_size(m); }, f.msg);
+void encode(const fcall& f, std::vector<std::uint8_t>& out, dialect d) {
+  const bool l = d == dialect::p9_2000_l;
+  std::size_t body = std::visit(
+      [l](const auto& m) {
+        using M = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<M, tauth> || std::is_same_v<M, tattach>) return body_size(m) + (l ? 4 : 0);
+        else return body_size(m);
+      },
+      f.msg);
   std::size_t size = header_size + body;
   std::size_t start = out.size();
   out.resize(start + size);
@@ -524,12 +635,44 @@ void encode(const fcall& f, std::vector<std::uint8_t>& out) {
   w.u32(static_cast<std::uint32_t>(size));
   w.u8(static_cast<std::uint8_t>(type_of(f.msg)));
   w.u16(f.tag);
-  std::visit([&w](const auto& m) { put(w, m); }, f.msg);
+  std::visit(
+      [&w, l](const auto& m) {
+        put(w, m);
+        using M = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<M, tauth> || std::is_same_v<M, tattach>) {
+          if (l) w.u32(m.n_uname);
+        }
+      },
+      f.msg);
 }
 
-std::vector<std::uint8_t> encode(const fcall& f) {
+std::vector<std::uint8_t> encode(const fcall& f, dialect d) {
   std::vector<std::uint8_t> out;
-  encode(f, out);
+  encode(f, out, d);
+  return out;
+}
+
+std::size_t dirent_size(const dirent& d) { return qid_size + 8 + 1 + 2 + str_len(d.name); }
+
+void encode_dirent(const dirent& d, std::vector<std::uint8_t>& out) {
+  std::size_t start = out.size();
+  out.resize(start + dirent_size(d));
+  writer w(out.data() + start);
+  w.put_qid(d.qid);
+  w.u64(d.offset);
+  w.u8(d.type);
+  w.str(d.name, str_len(d.name));
+}
+
+std::expected<std::vector<dirent>, std::string> decode_dirents(std::span<const std::uint8_t> bytes) {
+  std::vector<dirent> out;
+  cursor c(bytes, "readdir data");
+  while (c.left() > 0) {
+    dirent d;
+    if (!(c.get_qid(d.qid) && c.u64(d.offset) && c.u8(d.type) && c.str(d.name)))
+      return std::unexpected(fmt::format("entry {}: {}", out.size(), c.fault()));
+    out.push_back(std::move(d));
+  }
   return out;
 }
 

@@ -152,6 +152,7 @@ void print(printer& p, const tauth& m) {
   p.num("afid", m.afid);
   p.str("uname", m.uname);
   p.str("aname", m.aname);
+  if (m.n_uname != nofid) p.num("n_uname", m.n_uname);
 }
 void print(printer& p, const rauth& m) { p.qid("aqid", m.aqid); }
 void print(printer& p, const tattach& m) {
@@ -159,6 +160,7 @@ void print(printer& p, const tattach& m) {
   p.num("afid", m.afid);
   p.str("uname", m.uname);
   p.str("aname", m.aname);
+  if (m.n_uname != nofid) p.num("n_uname", m.n_uname);
 }
 void print(printer& p, const rattach& m) { p.qid("qid", m.qid); }
 void print(printer& p, const rerror& m) { p.str("ename", m.ename); }
@@ -203,6 +205,25 @@ void print(printer& p, const rstat& m) { p.dir(m.stat, false); }
 void print(printer& p, const twstat& m) { p.num("fid", m.fid); p.dir(m.stat, true); }
 void print(printer&, const rwstat&) {}
 
+// 9P2000.L: the fields in wire order, mode in octal.
+template <class M>
+concept tied = requires(M m) { m.tie(); };
+void print_field(printer& p, std::string_view key, std::uint64_t v) {
+  if (key == "mode") {
+    p.oct(key, v);
+  } else {
+    p.num(key, v);
+  }
+}
+void print_field(printer& p, std::string_view key, const std::string& v) { p.str(key, v); }
+void print_field(printer& p, std::string_view key, const qid& v) { p.qid(key, v); }
+template <tied M>
+void print(printer& p, const M& m) {
+  std::size_t i = 0;
+  std::apply([&](const auto&... f) { (print_field(p, M::field_names[i++], f), ...); }, m.tie());
+}
+void print(printer& p, const rreaddir& m) { p.num("count", m.data.size()); p.str("data", m.data); }
+
 // ---- parse ----
 
 // One key=value of a line. A qid's value is the text between its parentheses.
@@ -241,7 +262,7 @@ std::expected<std::vector<field>, std::string> tokenize(std::string_view line) {
   fields.reserve(8);
   for (skip(); i < n; skip()) {
     start = i;
-    while (i < n && line[i] >= 'a' && line[i] <= 'z') i++;
+    while (i < n && ((line[i] >= 'a' && line[i] <= 'z') || line[i] == '_')) i++;  // n_uname, atime_sec
     if (i == start || i == n || line[i] != '=') {
       std::size_t end = start;
       while (end < n && !is_space(line[end])) end++;
@@ -444,10 +465,14 @@ class reader {
 
 bool fields(reader& r, tversion& m) { return r.num("msize", m.msize) && r.str("version", m.version); }
 bool fields(reader& r, rversion& m) { return r.num("msize", m.msize) && r.str("version", m.version); }
-bool fields(reader& r, tauth& m) { return r.num("afid", m.afid) && r.str("uname", m.uname) && r.str("aname", m.aname); }
+bool fields(reader& r, tauth& m) {
+  return r.num("afid", m.afid) && r.str("uname", m.uname) && r.str("aname", m.aname) &&
+         r.num("n_uname", m.n_uname, true);
+}
 bool fields(reader& r, rauth& m) { return r.get_qid("aqid", m.aqid); }
 bool fields(reader& r, tattach& m) {
-  return r.num("fid", m.fid) && r.num("afid", m.afid) && r.str("uname", m.uname) && r.str("aname", m.aname);
+  return r.num("fid", m.fid) && r.num("afid", m.afid) && r.str("uname", m.uname) && r.str("aname", m.aname) &&
+         r.num("n_uname", m.n_uname, true);
 }
 bool fields(reader& r, rattach& m) { return r.get_qid("qid", m.qid); }
 bool fields(reader& r, rerror& m) { return r.str("ename", m.ename); }
@@ -488,6 +513,20 @@ bool fields(reader& r, twstat& m) {
 }
 bool fields(reader&, rwstat&) { return true; }
 
+bool field(reader& r, std::string_view key, std::string& v) { return r.str(key, v); }
+bool field(reader& r, std::string_view key, qid& v) { return r.get_qid(key, v); }
+template <class T>
+bool field(reader& r, std::string_view key, T& v) { return r.num(key, v); }
+template <tied M>
+bool fields(reader& r, M& m) {
+  std::size_t i = 0;
+  return std::apply([&](auto&... f) { return (field(r, M::field_names[i++], f) && ...); }, m.tie());
+}
+bool fields(reader& r, rreaddir& m) {
+  std::uint32_t ignored = 0;
+  return r.num("count", ignored, true) && r.str("data", m.data);
+}
+
 // A default-constructed message of alternative i.
 template <std::size_t... I>
 message make_message(std::size_t i, std::index_sequence<I...>) {
@@ -515,10 +554,9 @@ std::expected<fcall, std::string> parse(std::string_view line) {
   std::string_view name = line.substr(start, end - start);
   if (name.empty()) return std::unexpected("empty line");
 
-  // The variant's alternatives follow msg_type, skipping Terror.
   std::size_t index = std::variant_size_v<message>;
   for (std::size_t i = 0; i < std::variant_size_v<message>; i++) {
-    if (type_name(static_cast<msg_type>(i < 6 ? 100 + i : 101 + i)) == name) {
+    if (type_name(type_of(make_message(i, std::make_index_sequence<std::variant_size_v<message>>()))) == name) {
       index = i;
       break;
     }

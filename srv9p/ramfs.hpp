@@ -29,7 +29,7 @@ struct ramfs_options {
   // Events kept for readers that fall behind; older ones are dropped.
   std::size_t event_backlog = 4096;
   // The most data all files together may hold, bytes. A write or wstat that would pass
-  // it (a write far past the end of a file, say) fails with "no space left on device".
+  // it (a write far past the end of a file, say) fails with "file system is full".
   std::uint64_t max_bytes = 1ull << 30;
 };
 

@@ -115,7 +115,11 @@ session::~session() { close(); }
 void session::send(const fcall& f) {
   if (closed_) return;
   std::vector<std::uint8_t> out;
-  encode(f, out);
+  if (dialect_ == dialect::p9_2000_l) {
+    encode(to_dotl(f), out, dialect_);
+  } else {
+    encode(f, out);
+  }
   send_(std::move(out));
 }
 
@@ -166,6 +170,7 @@ void session::abort(const std::shared_ptr<detail::pending>& p) {
   if (p->done) return;
   auto hook = std::move(p->flush_hook);
   complete(*p);
+  forget_lreq(p->tag);
   if (hook) hook();
 }
 
@@ -202,7 +207,7 @@ std::expected<void, std::string> session::handle(std::span<const std::uint8_t> m
   }
   auto type = static_cast<msg_type>(msg[4]);
   std::uint16_t tag = static_cast<std::uint16_t>(msg[5] | (msg[6] << 8));
-  auto decoded = decode(msg);
+  auto decoded = decode(msg, dialect_);
   if (!decoded) {
     // The header is sound, so the peer can be told what was wrong and keep its connection.
     reply_error(tag, fmt::format("botch: {}", decoded.error()));
@@ -216,6 +221,13 @@ std::expected<void, std::string> session::handle(std::span<const std::uint8_t> m
     reply_error(tag, err::not_version);
     return {};
   }
+  if (dialect_ == dialect::p9_2000_l && (type == msg_type::topen || type == msg_type::tcreate ||
+                                         type == msg_type::tstat || type == msg_type::twstat)) {
+    // A session speaks one dialect; these four have .L replacements (Tlopen, Tlcreate,
+    // Tgetattr, Tsetattr).
+    reply_error(tag, fmt::format("botch: unknown message type {} in 9P2000.L", type_name(type)));
+    return {};
+  }
   if (type != msg_type::tversion && (pending_.contains(tag) || deferred_tags_.contains(tag))) {
     reply_error(tag, err::dup_tag);
     return {};
@@ -225,6 +237,8 @@ std::expected<void, std::string> session::handle(std::span<const std::uint8_t> m
     reply_error(tag, fmt::format(fmt::runtime(err::too_many_requests), opts_.max_outstanding));
     return {};
   }
+  // The tag is free: whatever a flushed .L request left under it goes.
+  if (type != msg_type::tversion) forget_lreq(tag);
   if (type == msg_type::tflush && deferred_tags_.contains(std::get<tflush>(decoded->msg).oldtag)) {
     // flush(5) of a request still waiting for its walk: it never starts.
     std::uint16_t old = std::get<tflush>(decoded->msg).oldtag;
@@ -289,6 +303,7 @@ void session::walk_done(std::uint32_t newfid) {
 }
 
 void session::dispatch(std::uint16_t tag, message&& m) {
+  if (dialect_ == dialect::p9_2000_l && is_dotl(type_of(m))) return dispatch_l(tag, std::move(m));
   switch (type_of(m)) {
     case msg_type::tversion:
       do_version(tag, std::get<tversion>(m));
@@ -406,13 +421,17 @@ void session::do_version(std::uint16_t tag, tversion& m) {
     return;
   }
   msize_ = std::min(m.msize, opts_.max_msize);
-  // "9P2000.L" and "9P2000.u" are answered "9P2000" until those dialects exist; any
-  // version not starting with "9P2000" is "unknown".
+  // version(5): "9P2000.L" gets 9P2000.L; any other "9P2000.x" (9P2000.u among them) is
+  // answered "9P2000", the base it extends; a version not of 9P2000 is "unknown".
   std::string_view v = m.version;
+  bool dotl = v == version_9p2000_l;
   bool ours = v.starts_with(version_9p2000) &&
               (v.size() == version_9p2000.size() || v[version_9p2000.size()] == '.');
   versioned_ = ours;
-  send(fcall{tag, rversion{msize_, ours ? std::string(version_9p2000) : std::string("unknown")}});
+  dialect_ = dotl ? dialect::p9_2000_l : dialect::p9_2000;
+  send(fcall{tag, rversion{msize_, dotl   ? std::string(version_9p2000_l)
+                                   : ours ? std::string(version_9p2000)
+                                          : std::string("unknown")}});
 }
 
 void session::do_auth(std::uint16_t tag, tauth& m) {
@@ -420,6 +439,8 @@ void session::do_auth(std::uint16_t tag, tauth& m) {
   // client attaches with NOFID. Unix-socket peers are known by SO_PEERCRED instead.
   if (peer_.uid || !opts_.auth) return reply_error(tag, err::no_auth);
   if (m.afid == nofid) return reply_error(tag, err::nofid_afid);
+  // 9P2000.L: the afid is for n_uname's user when given (the Tattach resolves the same).
+  if (auto ok = resolve_n_uname(m.uname, m.n_uname); !ok) return reply_error(tag, ok.error());
   if (fids_.contains(m.afid) || walking_.contains(m.afid)) return reply_error(tag, err::fid_in_use);
   if (fids_full()) return reply_error(tag, fmt::format(fmt::runtime(err::too_many_fids), opts_.max_fids));
   std::size_t afid_limit = attached_ ? opts_.max_afids : opts_.max_afids_unattached;
@@ -581,6 +602,7 @@ void session::do_attach(std::uint16_t tag, tattach& m) {
 void session::attach_now(std::uint16_t tag, tattach& m) {
   if (fids_.contains(m.fid)) return reply_error(tag, err::fid_in_use);
   if (fids_full()) return reply_error(tag, fmt::format(fmt::runtime(err::too_many_fids), opts_.max_fids));
+  if (auto ok = resolve_n_uname(m.uname, m.n_uname); !ok) return reply_error(tag, ok.error());
   // The one place an identity is made: from the Unix-socket peer, the afid's verified
   // credential, or (--auth none) from nothing but the name, which must be one a user
   // can have (a NUL would cut it where NSS reads it).
@@ -690,6 +712,7 @@ void session::do_clunk(std::uint16_t tag, const tclunk& m) {
 }
 
 void session::finish(detail::pending& p, fcall reply) {
+  if (dialect_ == dialect::p9_2000_l && readdir_step(p, reply)) return;
   msg_type want = static_cast<msg_type>(static_cast<int>(type_of(p.t)) + 1);
   msg_type got = type_of(reply.msg);
   if (got != want && got != msg_type::rerror) {
@@ -807,6 +830,10 @@ void session::reset() {
   deferred_tags_.clear();
   for (auto& [num, f] : fids) clunk_fid(*f);
   versioned_ = false;
+  auto lreqs = std::move(lreqs_);  // (aborting the requests above forgot theirs)
+  lreqs_.clear();
+  for (auto& [tag, l] : lreqs)
+    if (l.made) clunk_fid(*l.made);
 }
 
 void session::close() {

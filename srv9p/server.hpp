@@ -17,6 +17,12 @@
 // by SO_PEERCRED; a TCP connection's by a credential written to the afid of a Tauth when
 // server_options::auth is set (MUNGE), or not at all when it is null (--auth none).
 // Either way session::do_attach makes the fid's identity, and trees read only that.
+//
+// Dialects: a session speaks 9P2000 or 9P2000.L, as its Tversion chose. The .L requests
+// are translated into the 9P2000 requests trees already answer (Tgetattr into Tstat,
+// Tlopen into Topen, Treaddir into directory Treads, Tsetattr and Trename into Twstat ...)
+// and the answers translated back, errors into Rlerror through srv9p/errno.hpp; what
+// trees see is unchanged (srv9p/server_dotl.cpp, and galaxy(4) for the mapping).
 #include <asio/any_io_executor.hpp>
 #include <asio/io_context.hpp>
 #include <cstdint>
@@ -171,6 +177,32 @@ class session : public std::enable_shared_from_this<session> {
   // An outstanding walk that makes newfid (or open/create of it) has ended: start what
   // waited for it.
   void walk_done(std::uint32_t newfid);
+
+  // ---- 9P2000.L (srv9p/server_dotl.cpp) ----
+  // A .L request: answered here, or translated and dispatched as a 9P2000 one with an
+  // lreq under its tag saying how to translate the answer.
+  void dispatch_l(std::uint16_t tag, message&& m);
+  // The uname a .L Tauth or Tattach means: n_uname's user when it is not ~0, else uname.
+  std::expected<void, std::string> resolve_n_uname(std::string& uname, std::uint32_t& n_uname) const;
+  // The .L form of a reply about to be sent (Rerror into Rlerror, Rstat into Rgetattr ...).
+  fcall to_dotl(const fcall& f);
+  // A Treaddir's directory Tread answered: read on, or answer from the listing. True if
+  // it took the answer.
+  bool readdir_step(detail::pending& p, fcall& reply);
+  void answer_readdir(std::uint16_t tag, fid& f, std::uint64_t offset, std::uint32_t count);
+  // uid and gid numbers for a stat's uid and gid names (Rgetattr).
+  std::pair<std::uint32_t, std::uint32_t> ids_of(const std::string& uid, const std::string& gid);
+  struct lreq {
+    msg_type kind;                      // the .L T-message
+    std::uint64_t offset = 0;           // Treaddir
+    std::uint32_t count = 0;            // Treaddir
+    std::string listing;                // Treaddir: the directory's stat entries read so far
+    std::shared_ptr<fid> made;          // Tmkdir: the fid the Tcreate ran on (no number)
+  };
+  void forget_lreq(std::uint16_t tag);
+  dialect dialect_ = dialect::p9_2000;
+  std::unordered_map<std::uint16_t, lreq> lreqs_;
+  std::unordered_map<std::string, std::uint32_t> uid_cache_, gid_cache_;
 
   asio::any_io_executor ex_;
   std::uint64_t id_;

@@ -92,6 +92,10 @@ class fid {
   std::vector<dir> dir_entries_;
   std::uint64_t dir_next_offset_ = 0;
   std::size_t dir_next_index_ = 0;
+  // 9P2000.L Treaddir (srv9p/server_dotl.cpp): the listing taken at offset 0, "." and ".."
+  // first; an entry's offset[8] is its index + 1 in it.
+  std::vector<dirent> dirents_;
+  bool dirents_valid_ = false;
   friend class tree;
 };
 

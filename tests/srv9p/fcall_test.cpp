@@ -23,8 +23,8 @@ using srv9p::testing::samples;
 using bytes = std::vector<std::uint8_t>;
 
 // The error decode() gives, or "" when it succeeds.
-std::string decode_error(const bytes& b) {
-  auto r = decode(b);
+std::string decode_error(const bytes& b, dialect d = dialect::p9_2000) {
+  auto r = decode(b, d);
   return r ? "" : r.error();
 }
 
@@ -50,16 +50,26 @@ TEST(Fcall, SamplesCoverEveryMessageType) {
 TEST(Fcall, GoldenEncode) {
   for (const auto& s : samples()) {
     SCOPED_TRACE(s.name);
-    EXPECT_EQ(encode(s.call), from_hex(s.hex));
+    EXPECT_EQ(encode(s.call, s.d), from_hex(s.hex));
   }
 }
 
 TEST(Fcall, GoldenDecode) {
   for (const auto& s : samples()) {
     SCOPED_TRACE(s.name);
-    auto r = decode(from_hex(s.hex));
+    auto r = decode(from_hex(s.hex), s.d);
     ASSERT_TRUE(r) << r.error();
     EXPECT_EQ(*r, s.call);
+    // 9P2000 does not know the .L types; .L decodes everything 9P2000 has.
+    if (s.d == dialect::p9_2000_l && is_dotl(type_of(s.call.msg))) {
+      EXPECT_FALSE(decode(from_hex(s.hex)));
+    }
+    if (s.d == dialect::p9_2000 && !std::holds_alternative<tauth>(s.call.msg) &&
+        !std::holds_alternative<tattach>(s.call.msg)) {
+      auto l = decode(from_hex(s.hex), dialect::p9_2000_l);
+      ASSERT_TRUE(l) << l.error();
+      EXPECT_EQ(*l, s.call);
+    }
   }
 }
 
@@ -102,16 +112,18 @@ TEST(Fcall, TypeOfNameAndDirection) {
 // Every prefix of a message fails, whether its size[4] then lies or is rewritten to match.
 TEST(FcallMalformed, EveryPrefixFails) {
   for (auto name : {"tversion", "tattach", "twalk", "rwalk", "tcreate", "rread", "twrite", "rstat",
-                    "twstat", "rerror"}) {
+                    "twstat", "rerror", "tattach_l", "tauth_l", "rgetattr", "tsetattr", "tlcreate",
+                    "rreaddir", "tlock", "rgetlock", "trenameat", "rstatfs"}) {
     SCOPED_TRACE(name);
     auto whole = from_hex(sample_named(name).hex);
+    dialect d = sample_named(name).d;
     for (std::size_t n = 0; n < whole.size(); n++) {
       SCOPED_TRACE(n);
       bytes prefix(whole.begin(), whole.begin() + static_cast<std::ptrdiff_t>(n));
-      EXPECT_NE(decode_error(prefix), "");
+      EXPECT_NE(decode_error(prefix, d), "");
       if (n >= 4) {
         fix_size(prefix);
-        EXPECT_NE(decode_error(prefix), "");
+        EXPECT_NE(decode_error(prefix, d), "");
       }
     }
   }
@@ -180,7 +192,7 @@ TEST(FcallMalformed, CountSmallerThanMessage) {
 
 TEST(FcallMalformed, TrailingBytes) {
   for (const auto& s : samples()) {
-    if (s.name.starts_with("rread") || s.name == "twrite") continue;  // data takes the rest
+    if (s.name.starts_with("rread") || s.name == "twrite") continue;  // data takes the rest (rreaddir too)
     SCOPED_TRACE(s.name);
     auto b = from_hex(s.hex);
     b.push_back(0);
@@ -189,7 +201,7 @@ TEST(FcallMalformed, TrailingBytes) {
     // In Rstat and Twstat the stat's n[2] must reach the end of the message.
     if (s.name == "rstat") want = "Rstat: n 61 but 62 bytes left in message";
     if (s.name == "twstat") want = "Twstat: n 49 but 50 bytes left in message";
-    EXPECT_EQ(decode_error(b), want);
+    EXPECT_EQ(decode_error(b, s.d), want);
   }
 }
 
@@ -359,9 +371,9 @@ TEST(FcallRandom, RoundTrip) {
     std::size_t index = rng() % std::variant_size_v<message>;
     fcall f = testing::random_fcall(rng, index);
     buf.clear();
-    encode(f, buf);
+    encode(f, buf, testing::dialect_of(index));
     ASSERT_EQ(peek_size(buf), buf.size());
-    auto r = decode(buf);
+    auto r = decode(buf, testing::dialect_of(index));
     ASSERT_TRUE(r) << r.error();
     ASSERT_EQ(*r, f) << "message " << type_name(type_of(f.msg));
   }
@@ -372,13 +384,15 @@ TEST(FcallRandom, RoundTrip) {
 TEST(FcallRandom, CorruptedMessages) {
   std::mt19937_64 rng(99);
   for (int i = 0; i < 20000; i++) {
-    auto b = encode(testing::random_fcall(rng, rng() % std::variant_size_v<message>));
+    std::size_t index = rng() % std::variant_size_v<message>;
+    dialect d = testing::dialect_of(index);
+    auto b = encode(testing::random_fcall(rng, index), d);
     int flips = 1 + static_cast<int>(rng() % 3);
     for (int k = 0; k < flips; k++) b[rng() % b.size()] = static_cast<std::uint8_t>(rng());
     if (rng() % 2) fix_size(b);
-    auto r = decode(b);
+    auto r = decode(b, d);
     if (r) {
-      ASSERT_EQ(encode(*r), b);
+      ASSERT_EQ(encode(*r, d), b);
     }
   }
 }

@@ -56,6 +56,7 @@ struct harness {
   std::shared_ptr<session> s;
   std::deque<fcall> out;
   std::vector<std::string> log;
+  dialect d = dialect::p9_2000;  // what the session's last Rversion chose; send() encodes in it
 
   harness() : harness(server_options{}) {}
   // opts: limits and authentication (its log is replaced by one that fills `log`).
@@ -63,8 +64,12 @@ struct harness {
   explicit harness(server_options opts, peer_info peer = {}) {
     opts.log = [this](std::string_view l) { log.emplace_back(l); };
     s = std::make_shared<session>(io.get_executor(), fs, opts, [this](std::vector<std::uint8_t> b) {
-      auto f = decode(b);
+      // Replies decode in 9P2000.L whichever dialect the session speaks (a superset).
+      auto f = decode(b, dialect::p9_2000_l);
       ASSERT_TRUE(f.has_value()) << "server sent an undecodable reply: " << f.error();
+      if (auto* v = std::get_if<rversion>(&f->msg)) {
+        d = v->version == version_9p2000_l ? dialect::p9_2000_l : dialect::p9_2000;
+      }
       out.push_back(std::move(*f));
     }, peer);
   }
@@ -76,7 +81,7 @@ struct harness {
     return r;
   }
   void send(std::uint16_t tag, message m) {
-    auto bytes = encode(fcall{tag, std::move(m)});
+    auto bytes = encode(fcall{tag, std::move(m)}, d);
     auto r = send_bytes(bytes);
     ASSERT_TRUE(r.has_value()) << r.error();
   }

@@ -53,7 +53,9 @@ TEST(Session, VersionNegotiatesMsizeAndDialect) {
   h.send(notag, tversion{1u << 30, "9P2000.L"});
   auto r = std::get<rversion>(h.next().msg);
   EXPECT_EQ(r.msize, max_msize);
-  EXPECT_EQ(r.version, "9P2000");
+  EXPECT_EQ(r.version, "9P2000.L");
+  h.send(notag, tversion{8192, "9P2000.u"});
+  EXPECT_EQ(std::get<rversion>(h.next().msg).version, "9P2000");
   h.send(notag, tversion{8192, "9P1999"});
   EXPECT_EQ(std::get<rversion>(h.next().msg).version, "unknown");
   h.send(notag, tversion{100, "9P2000"});

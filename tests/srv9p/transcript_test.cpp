@@ -94,7 +94,7 @@ TEST_P(Transcript, Replays) {
     } else if (line[0] == 'T') {
       auto f = parse(line);
       ASSERT_TRUE(f.has_value()) << f.error();
-      last_closed = !h.send_bytes(encode(*f)).has_value();
+      last_closed = !h.send_bytes(encode(*f, h.d)).has_value();  // in the dialect the session chose
     } else if (line[0] == 'R') {
       ASSERT_FALSE(h.out.empty()) << "expected a reply, none came";
       std::string got = to_string(h.next());
