@@ -376,8 +376,10 @@ void session::dispatch(std::uint16_t tag, message&& m) {
     case msg_type::tremove: {
       // remove(5): the fid is clunked even if the remove fails.
       fids_.erase(num);
-      auto parent = f->path_->parent ? tree_.stat1(f->parent()) : std::unexpected(std::string(err::perm));
-      if (!parent || !tree_.permitted(*parent, f->uname(), 2)) {
+      // Who may remove is the tree's rule (tree::may_remove; by default remove(5)'s,
+      // write permission on the parent), asked with the parent as it is now.
+      auto parent = tree_.stat1(f->parent());
+      if (!parent || !tree_.may_remove(*f, *parent)) {
         clunk_fid(*f);
         return reply_error(tag, err::perm);
       }
