@@ -18,6 +18,8 @@
 #     and the server keeps serving
 #   - task/ listed while it grows: every listing succeeds, no name twice
 #   - remove: rm -r of task/N and jobs/N, refused while running and for another user
+#   - galaxy mount --kernel (when galaxy is in /usr/local/bin): the tool's attach, then
+#     mount -t 9p -o trans=fd on its socket
 #   - cache=loose: a length-0 file reads as empty there (checked, and documented)
 # Prints "ok NAME" or "FAIL NAME: why" per check, then "N passed, M failed"; exits 1 if
 # any failed.
@@ -28,6 +30,9 @@ ok() { echo "ok   $*"; passes=$((passes + 1)); }
 bad() { echo "FAIL $*"; fails=$((fails + 1)); }
 expect() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1: got '$2', want '$3'"; fi; }
 t0=$(date +%s)
+# A read that would block for ever on a broken server (a wait of a task that never
+# started) gives up after a minute, so a failing run fails rather than hangs.
+w() { timeout 60 cat "$@"; }
 
 opts="trans=tcp,version=$V,cache=none"
 mkdir -p /mnt/n /mnt/s /mnt/o /mnt/nl
@@ -59,14 +64,14 @@ if [ -d "/mnt/n/task/$n" ]; then ok "cat task/clone made task $n"; else bad "cat
 if echo "env GREETING=hello" > "/mnt/n/task/$n/ctl"; then ok "echo ... > task/$n/ctl (O_TRUNC)"
 else bad "echo ... > task/$n/ctl failed"; fi
 echo "exec sh -c 'echo \$GREETING from the node'" >> "/mnt/n/task/$n/ctl" || bad "echo exec >> task/$n/ctl failed"
-expect "cat task/$n/wait" "$(cat /mnt/n/task/$n/wait)" "exit 0"
+expect "cat task/$n/wait" "$(w /mnt/n/task/$n/wait)" "exit 0"
 expect "cat task/$n/stdout" "$(cat /mnt/n/task/$n/stdout)" "hello from the node"
 
 j=$(cat /mnt/s/jobs/clone)
 if [ -d "/mnt/s/jobs/$j" ]; then ok "cat jobs/clone made job $j"; else bad "cat jobs/clone: '$j'"; fi
 if echo 'exec echo hello from a job' > "/mnt/s/jobs/$j/ctl"; then ok "echo exec ... > jobs/$j/ctl (O_TRUNC)"
 else bad "echo ... > jobs/$j/ctl failed"; fi
-expect "cat jobs/$j/wait" "$(cat /mnt/s/jobs/$j/wait)" "exit 0"
+expect "cat jobs/$j/wait" "$(w /mnt/s/jobs/$j/wait)" "exit 0"
 expect "cat jobs/$j/stdout" "$(cat /mnt/s/jobs/$j/stdout)" "hello from a job"
 
 # ---- 5 MiB of output, its sha256 -------------------------------------------------------
@@ -74,11 +79,11 @@ big='yes galaxy-kernel-9p | head -c 5242880'
 want=$(sh -c "$big" | sha256sum | cut -d' ' -f1)
 n5=$(cat /mnt/n/task/clone)
 echo "exec sh -c '$big'" > "/mnt/n/task/$n5/ctl"
-expect "5 MiB task: wait" "$(cat /mnt/n/task/$n5/wait)" "exit 0"
+expect "5 MiB task: wait" "$(w /mnt/n/task/$n5/wait)" "exit 0"
 expect "5 MiB task: sha256 of stdout read through the kernel" "$(sha256sum < /mnt/n/task/$n5/stdout | cut -d' ' -f1)" "$want"
 j5=$(cat /mnt/s/jobs/clone)
 echo "exec sh -c '$big'" > "/mnt/s/jobs/$j5/ctl"
-expect "5 MiB job: wait" "$(cat /mnt/s/jobs/$j5/wait)" "exit 0"
+expect "5 MiB job: wait" "$(w /mnt/s/jobs/$j5/wait)" "exit 0"
 expect "5 MiB job: sha256 of stdout" "$(sha256sum < /mnt/s/jobs/$j5/stdout | cut -d' ' -f1)" "$want"
 
 # ---- Ctrl-C on a blocked cat wait ------------------------------------------------------
@@ -121,7 +126,7 @@ if rm -r "/mnt/s/jobs/$js" 2>/dev/null; then bad "rm -r of a running job succeed
 else ok "rm -r of a running job is refused"; fi
 echo kill >> "/mnt/n/task/$ns/ctl"
 echo kill >> "/mnt/s/jobs/$js/ctl"
-expect "a killed task's wait" "$(cat /mnt/n/task/$ns/wait)" "signal 9"
+expect "a killed task's wait" "$(w /mnt/n/task/$ns/wait)" "signal 9"
 
 # ---- task/ listed while it grows -----------------------------------------------------------
 before=$(ls /mnt/n/task | grep -c '^[0-9]')
@@ -138,6 +143,32 @@ expect "listings of task/ while it grows: failed" "$lsfail" "0"
 expect "listings of task/ while it grows: with a name twice" "$dup" "0"
 expect "task/ after 60 more clones lists them all" "$(ls /mnt/n/task | grep -c '^[0-9]')" "$((before + 60))"
 [ -s /tmp/grow.err ] && bad "clones while listing: $(cat /tmp/grow.err)"
+
+# ---- galaxy mount --kernel: the connection attached by the tool, then the kernel's ---------
+# (Against --auth none here: the guest has no munged. The tool's Tversion and Tattach,
+# then mount -t 9p -o trans=fd on the same socket, whose Tversion and Tattach the server
+# answers anew.)
+if [ -x /usr/local/bin/galaxy ]; then
+  mkdir -p /mnt/k
+  if out=$(galaxy mount --kernel -u nobody "tcp!10.0.2.2!$NP" /mnt/k 2>&1); then
+    ok "galaxy mount --kernel (trans=fd)"
+    # A single-user mount (access=UID of nobody): root is kept out, nobody gets in.
+    if cat /mnt/k/status >/dev/null 2>&1; then bad "root read the --kernel mount of nobody"
+    else ok "the --kernel mount is nobody's alone (root is refused)"; fi
+    nb() { su -s /bin/sh nobody -c "$1"; }
+    case $(nb 'cat /mnt/k/status') in *"name=n1 "*) ok "cat status through the --kernel mount, as nobody" ;;
+      *) bad "cat /mnt/k/status as nobody: $(nb 'cat /mnt/k/status' 2>&1)" ;; esac
+    nk=$(nb 'cat /mnt/k/task/clone')
+    nb "echo 'exec echo via fd' > /mnt/k/task/$nk/ctl"
+    expect "a task through the --kernel mount" "$(nb "timeout 60 cat /mnt/k/task/$nk/wait /mnt/k/task/$nk/stdout")" "exit 0
+via fd"
+    grep -q ' /mnt/k 9p .*trans=fd' /proc/mounts && ok "/proc/mounts shows /mnt/k as 9p, trans=fd" ||
+      bad "/proc/mounts: $(grep /mnt/k /proc/mounts)"
+    umount /mnt/k
+  else
+    bad "galaxy mount --kernel: $out"
+  fi
+fi
 
 # ---- cache=loose: a length-0 file ------------------------------------------------------
 if mount -t 9p -o "trans=tcp,version=$V,cache=loose,port=$NP" 10.0.2.2 /mnt/nl; then

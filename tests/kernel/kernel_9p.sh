@@ -84,7 +84,7 @@ done
 
 start_s=$SECONDS
 "$src/scripts/qemu-guest.sh" --net --module 9p --module 9pnet_fd --timeout 500 --mem 512 \
-  --file "$here/guest_9p.sh:/root/guest_9p.sh" -- sh /root/guest_9p.sh "$version" "$node_port" "$sched_port"
+  --file "$here/guest_9p.sh:/root/guest_9p.sh" --file "$build/galaxy:/usr/local/bin/galaxy" -- sh /root/guest_9p.sh "$version" "$node_port" "$sched_port"
 rc=$?
 echo "kernel_9p: the guest took $((SECONDS - start_s)) s of wall time (boot included)"
 ((rc == 77)) && exit 77
