@@ -21,7 +21,13 @@
 // (tests/fsclient/fuse_test.cpp does, and checks that no report appears), or use -f.
 #include "ctl/cmd_mount.hpp"
 
+#include <asio/io_context.hpp>
 #include <fcntl.h>
+#include <netdb.h>
+#include <pwd.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <syslog.h>
@@ -41,6 +47,8 @@
 #include "ctl/cmd_9p.hpp"
 #include "fsclient/client.hpp"
 #include "fsclient/fuse_bridge.hpp"
+#include "srv9p/auth.hpp"
+#include "srv9p/dial.hpp"
 
 namespace ctl {
 namespace {
@@ -57,6 +65,7 @@ struct mount_args {
   bool foreground = false;
   bool debug = false;
   bool lazy = false;  // umount -z
+  bool kernel = false;  // --kernel: the kernel's 9P client on a connection attached here
 };
 
 // Where a failure before serving goes: to the parent through the pipe when there is
@@ -145,6 +154,126 @@ int mount_and_serve(const mount_args& a, int report_fd) {
   return r == 0 ? 0 : 1;
 }
 
+// A connected stream socket to a dial string (TCP: each address of the host in turn),
+// blocking, close-on-exec. Errors: the dial string's, or the last connect's.
+std::expected<int, std::string> connect_dial(const std::string& dial) {
+  auto addr = srv9p::parse_dial(dial, 5640);
+  if (!addr) return std::unexpected(addr.error());
+  if (addr->net == srv9p::dial_addr::net_kind::unix_socket) {
+    ::sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    if (addr->path.size() >= sizeof sa.sun_path) return std::unexpected(dial + ": path too long");
+    std::memcpy(sa.sun_path, addr->path.c_str(), addr->path.size() + 1);
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || ::connect(fd, reinterpret_cast<::sockaddr*>(&sa), sizeof sa) != 0) {
+      std::string why = fmt::format("dial {}: {}", dial, std::strerror(errno));
+      if (fd >= 0) ::close(fd);
+      return std::unexpected(why);
+    }
+    return fd;
+  }
+  ::addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  ::addrinfo* res = nullptr;
+  if (int e = ::getaddrinfo(addr->host.c_str(), std::to_string(addr->port).c_str(), &hints, &res); e != 0) {
+    return std::unexpected(fmt::format("dial {}: {}", dial, ::gai_strerror(e)));
+  }
+  std::string why = "no address";
+  int fd = -1;
+  for (auto* ai = res; ai != nullptr && fd < 0; ai = ai->ai_next) {
+    fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd >= 0 && ::connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+      why = std::strerror(errno);
+      ::close(fd);
+      fd = -1;
+    }
+  }
+  ::freeaddrinfo(res);
+  if (fd < 0) return std::unexpected(fmt::format("dial {}: {}", dial, why));
+  return fd;
+}
+
+// galaxy mount --kernel, as diod's mount.diod: Tversion, Tauth (MUNGE) and Tattach here,
+// in user space, with fsclient; the root fid clunked; then mount(2) of type 9p with
+// trans=fd on the same socket. The kernel sends its own Tversion (ending that session)
+// and a Tattach without afid for the same uname, which the server takes because the
+// connection proved that name (srv9p/server.cpp, attach_now). A single-user mount
+// (access=UID of the name): other local users are kept out by the kernel. Needs root
+// (mount(2)). Returns the exit status.
+int mount_kernel(const mount_args& a) {
+  if (::geteuid() != 0) {
+    fmt::print(stderr, "galaxy: mount: --kernel needs root (mount(2) of type 9p)\n");
+    return 1;
+  }
+  const std::string uname = a.uname.empty() ? login_name() : a.uname;
+  const ::passwd* pw = ::getpwnam(uname.c_str());
+  if (pw == nullptr) {
+    fmt::print(stderr, "galaxy: mount: --kernel: '{}' is not a user of this machine (the mount is that user's alone)\n", uname);
+    return 1;
+  }
+  uid_t access_uid = pw->pw_uid;
+  gid_t access_gid = pw->pw_gid;
+  auto fd = connect_dial(a.addr);
+  if (!fd) {
+    fmt::print(stderr, "galaxy: mount: {}\n", fd.error());
+    return 1;
+  }
+  // The kernel's copy: the client's own descriptor is left to it (and never shut down).
+  int kfd = ::fcntl(*fd, F_DUPFD_CLOEXEC, 3);
+  auto binding = srv9p::socket_binding(*fd, true);
+  if (kfd < 0 || !binding) {
+    fmt::print(stderr, "galaxy: mount: {}\n", binding ? std::strerror(errno) : binding.error());
+    return 1;
+  }
+  fsclient::client::options copts = client_options();
+  copts.msize = a.msize;
+  asio::io_context io;
+  std::unique_ptr<fsclient::client> cl;
+  std::string why;
+  fsclient::client::adopt(io, *fd, *binding, copts, [&](fsclient::result<std::unique_ptr<fsclient::client>> c) {
+    if (!c) {
+      why = c.error();
+      return io.stop();
+    }
+    cl = std::move(*c);
+    cl->async_attach(uname, a.aname, [&](const fsclient::result<std::uint32_t>& root) {
+      if (!root.has_value()) {
+        why = "attach " + a.addr + ": " + root.error();
+        return io.stop();
+      }
+      const std::uint32_t rootfid = *root;
+      // Nothing is outstanding once Rclunk is in: no byte the kernel's Tversion brings
+      // back can be read here: io stops, and a read made meanwhile finds nothing yet.
+      cl->send(srv9p::tclunk{rootfid}, [&](fsclient::client::reply) { io.stop(); });
+    });
+  });
+  io.run();
+  if (!cl || !why.empty()) {
+    fmt::print(stderr, "galaxy: mount: {}\n", why.empty() ? "no connection" : why);
+    return 1;
+  }
+  // 9P2000 has no numeric owners: the kernel shows every file as dfltuid:dfltgid and
+  // checks modes against them, so on this one user's mount they are that user's (the
+  // server still checks by name).
+  std::string opts = fmt::format(
+      "trans=fd,rfdno={0},wfdno={0},version=9p2000,msize={1},uname={2},access={3},dfltuid={3},dfltgid={4},cache=none",
+      kfd, cl->msize(), uname, access_uid, access_gid);
+  if (!a.aname.empty()) opts += ",aname=" + a.aname;
+  for (const auto& o : a.options) opts += "," + o;
+  // The kernel wants the descriptors non-blocking (as mount.diod sets them).
+  ::fcntl(kfd, F_SETFL, ::fcntl(kfd, F_GETFL) | O_NONBLOCK);
+  if (::mount(a.addr.c_str(), a.mountpoint.c_str(), "9p", 0, opts.c_str()) != 0) {
+    int e = errno;
+    fmt::print(stderr, "galaxy: mount: mount -t 9p -o {} {} {}: {}{}\n", opts, a.addr, a.mountpoint, std::strerror(e),
+               e == ENODEV ? " (no 9p module: modprobe 9p 9pnet_fd)" : "");
+    return 1;
+  }
+  // Done: the kernel holds the connection. No destructor may run now: the client's would
+  // shut the shared socket down under the kernel.
+  std::fflush(nullptr);
+  std::_Exit(0);
+}
+
 int run_mount(mount_args a) {
   std::error_code ec;
   auto abs = std::filesystem::absolute(a.mountpoint, ec);
@@ -158,6 +287,7 @@ int run_mount(mount_args a) {
     fmt::print(stderr, "galaxy: mount: --attr-timeout {}: expected seconds >= 0\n", a.attr_timeout_s);
     return 1;
   }
+  if (a.kernel) return mount_kernel(a);
   if (a.foreground || a.debug) return mount_and_serve(a, -1);
 
   int p[2];
@@ -213,6 +343,9 @@ void add_mount_commands(CLI::App& app, int& status) {
   auto* attr_timeout = m->add_option("--attr-timeout", a->attr_timeout_s,
                                      "seconds the kernel may cache attributes and names "
                                      "(default 1, or 0 on root's per-user allow_other mount; 0: never)");
+  m->add_flag("--kernel", a->kernel,
+              "attach here (MUNGE), then give the connection to the kernel's 9P client "
+              "(mount -t 9p -o trans=fd; root only; -o adds 9p mount options)");
   m->add_flag("-f,--foreground", a->foreground, "stay in the foreground, reporting to standard error");
   m->add_flag("-d,--debug", a->debug, "trace every FUSE request on standard error (implies -f)");
   m->callback([a, st, attr_timeout] {

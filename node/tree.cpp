@@ -630,17 +630,54 @@ void node_tree::remove(request r) {
     if (err != 0) return r.error(disk_error(err));
     return r.respond(srv9p::rremove{});
   }
-  if (kind_of(f) == k_tdir && runner_ != nullptr) {
-    // rm -r of task/N is the ctl command rm, answered once the files are gone.
-    auto ok = runner_->remove(inst, [r](std::expected<void, std::string> done) {
-      if (!done) return r.error(done.error());
-      r.respond(srv9p::rremove{});
-    });
-    if (!ok) return r.error(ok.error());
-    forget(inst);
-    return;
+  if (runner_ == nullptr) return r.error(err::no_remove);
+  if (kind_of(f) != k_tdir) {
+    // A file of the task (or in/, out/, or what is below out/): it goes with task/N, so a
+    // remove of it succeeds without effect when task/N could be removed now (rm -r).
+    if (kind_of(f) == k_disk && fe == nullptr) return r.error(err::not_found);
+    std::uint64_t id = fe != nullptr ? fe->task : inst;
+    switch (kind_of(f)) {
+      case k_tctl: case k_tstatus: case k_twait: case k_tstdin: case k_tstdout: case k_tstderr:
+      case k_tin: case k_tout: case k_disk:
+        break;
+      default:
+        return r.error(err::no_remove);
+    }
+    task* t = runner_->find(id);
+    if (t == nullptr) return r.error(err::not_found);
+    if (t->state == task_state::running) return r.error("task is running");
+    if (runner_->starting(id)) return r.error("task is being started");
+    return r.respond(srv9p::rremove{});
   }
-  r.error(err::no_remove);
+  // task/N is the ctl command rm, answered once the files are gone.
+  auto ok = runner_->remove(inst, [r](std::expected<void, std::string> done) {
+    if (!done) return r.error(done.error());
+    r.respond(srv9p::rremove{});
+  });
+  if (!ok) return r.error(ok.error());
+  forget(inst);
+}
+
+bool node_tree::may_remove(const srv9p::fid& f, const dir& parent) const {
+  std::uint64_t id = 0;
+  switch (kind_of(f.file())) {
+    case k_tdir: case k_tctl: case k_tstatus: case k_twait: case k_tstdin: case k_tstdout: case k_tstderr:
+    case k_tin: case k_tout:
+      id = inst_of(f.file());
+      break;
+    case k_disk: {
+      const disk_entry* e = disk_at(inst_of(f.file()));
+      if (e == nullptr) return false;
+      if (e->writable) return tree::may_remove(f, parent);  // in/'s own files: remove(5)'s rule
+      id = e->task;
+      break;
+    }
+    default:
+      return tree::may_remove(f, parent);
+  }
+  // The task's owner and the admin: write permission on task/N (0775, owner and admin).
+  task* t = runner_ != nullptr ? runner_->find(id) : nullptr;
+  return t != nullptr && permitted(task_file(k_tdir, *t), f.uname(), 2);
 }
 
 void node_tree::clunk(srv9p::fid& f) {

@@ -88,7 +88,14 @@ class node_tree : public srv9p::tree {
   void create(srv9p::request r) override;
   void read(srv9p::request r) override;
   void write(srv9p::request r) override;
+  // task/N is removed as the ctl command rm does, by its owner or the admin (write
+  // permission on task/N itself; task/ is 0555 and says nothing). Inside it, in/'s files
+  // and directories are removed for real (write permission on their parent); every
+  // other file, and in/ and out/ themselves, answer a remove with success and do nothing
+  // while the task may be removed (not running), so that `rm -r task/N` ends by removing
+  // task/N, which takes them all; while it runs they are refused ("task is running").
   void remove(srv9p::request r) override;
+  bool may_remove(const srv9p::fid& f, const srv9p::dir& parent) const override;
   void clunk(srv9p::fid& f) override;
 
   // The one-line text of /status.

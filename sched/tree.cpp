@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <ctime>
 #include <filesystem>
 
 #include "ctl/ctlmsg.hpp"
@@ -154,7 +155,8 @@ void relay_quota::give_back(what w, const std::string& user, const std::string& 
 }
 
 sched_tree::sched_tree(std::size_t event_backlog, relay_limits limits)
-    : quota_(std::make_shared<relay_quota>(limits)), events_(event_backlog) {}
+    : start_unix_s_(static_cast<std::uint32_t>(::time(nullptr))),
+      quota_(std::make_shared<relay_quota>(limits)), events_(event_backlog) {}
 
 relay_slot sched_tree::take(relay_quota::what w, const request& r, const std::string& node, std::size_t n) {
   auto s = quota_->take(w, r.uname(), node, n);
@@ -261,12 +263,32 @@ bool sched_tree::in_group(std::string_view uname, std::string_view gid) const {
   return uname == gid;
 }
 
-std::expected<dir, std::string> sched_tree::attach(std::string_view, std::string_view aname) {
-  if (!aname.empty()) return std::unexpected(std::string(err::not_found));
-  return srv9p::dirtab_dir({"/", k_root, srv9p::dmdir | 0555}, 0, sched_->admin(), admin_group);
+dir sched_tree::stamp(dir d) const {
+  if (d.mtime == 0) d.mtime = start_unix_s_;
+  if (d.atime == 0) d.atime = d.mtime;
+  return d;
 }
 
-std::expected<dir, std::string> sched_tree::walk1(const dir& parent, std::string_view name, std::string_view) {
+std::expected<dir, std::string> sched_tree::attach(std::string_view, std::string_view aname) {
+  if (!aname.empty()) return std::unexpected(std::string(err::not_found));
+  return stamp(srv9p::dirtab_dir({"/", k_root, srv9p::dmdir | 0555}, 0, sched_->admin(), admin_group));
+}
+
+std::expected<dir, std::string> sched_tree::walk1(const dir& parent, std::string_view name, std::string_view uname) {
+  auto d = walk1_unstamped(parent, name, uname);
+  if (d) *d = stamp(std::move(*d));
+  return d;
+}
+
+std::expected<std::vector<dir>, std::string> sched_tree::list(const dir& d, std::string_view uname) {
+  auto out = list_unstamped(d, uname);
+  if (out) {
+    for (auto& e : *out) e = stamp(std::move(e));
+  }
+  return out;
+}
+
+std::expected<dir, std::string> sched_tree::walk1_unstamped(const dir& parent, std::string_view name, std::string_view) {
   const std::string& admin = sched_->admin();
   switch (kind_of(parent)) {
     case k_root:
@@ -345,7 +367,7 @@ std::expected<dir, std::string> sched_tree::walk1(const dir& parent, std::string
   }
 }
 
-std::expected<std::vector<dir>, std::string> sched_tree::list(const dir& d, std::string_view uname) {
+std::expected<std::vector<dir>, std::string> sched_tree::list_unstamped(const dir& d, std::string_view uname) {
   const std::string& admin = sched_->admin();
   std::vector<dir> out;
   switch (kind_of(d)) {
@@ -499,7 +521,7 @@ void sched_tree::walk(request r) {
                  d = std::get<srv9p::rstat>(*rep[1]).stat;
                  d.name = full[k];
                }
-               walked.push_back(relay_dir(relay_id(e.node, path), std::move(d)));
+               walked.push_back(stamp(relay_dir(relay_id(e.node, path), std::move(d))));
              }
              if (walked.empty()) return r.error(err::not_found);
              r.respond_walk(std::move(walked));
@@ -647,16 +669,47 @@ void sched_tree::remove(request r) {
                       r.respond(srv9p::rremove{});
                     });
   }
-  if (kind_of(f) == k_jdir) {
-    // rm -r of jobs/N is the ctl command rm.
-    job* j = sched_->find(inst_of(f));
-    if (j == nullptr) return r.error(err::not_found);
+  job* j = job_of(f);
+  if (j == nullptr) return r.error(kind_of(f) == k_jdir || kind_of(f) == k_disk ? err::not_found : err::no_remove);
+  // A task of an array goes with its array job: its directory is one of the array's files.
+  if (j->rec.array != 0) {
+    if (job* a = sched_->find(j->rec.array)) j = a;
+  }
+  if (kind_of(f) == k_jdir && inst_of(f) == j->rec.id) {
+    // jobs/N itself is the ctl command rm.
     return sched_->job_ctl(*j, "rm", r.uname(), [r](std::expected<void, std::string> ok) {
       if (!ok) return r.error(ok.error());
       r.respond(srv9p::rremove{});
     });
   }
-  r.error(err::no_remove);
+  // One of its files: it goes with jobs/N (rm -r), so nothing is done, if jobs/N could go.
+  if (!is_final(j->rec.state) && j->rec.state != job_state::new_) {
+    return r.error(fmt::format("job {} has not ended: kill it first", j->rec.id));
+  }
+  r.respond(srv9p::rremove{});
+}
+
+job* sched_tree::job_of(const dir& f) const {
+  switch (kind_of(f)) {
+    case k_jdir: case k_jctl: case k_jstatus: case k_jwait: case k_jstdout: case k_jstderr: case k_jout:
+      return sched_->find(inst_of(f));
+    case k_disk:
+      return inst_of(f) < disk_.size() ? sched_->find(disk_[inst_of(f)].job) : nullptr;
+    default:
+      return nullptr;
+  }
+}
+
+bool sched_tree::may_remove(const srv9p::fid& f, const dir& parent) const {
+  switch (kind_of(f.file())) {
+    case k_jdir: case k_jctl: case k_jstatus: case k_jwait: case k_jstdout: case k_jstderr: case k_jout: case k_disk: {
+      // The job's owner and the admins, as for its ctl (scheduler::job_ctl says it again).
+      job* j = job_of(f.file());
+      return j != nullptr && (f.uname() == j->rec.owner || sched_->is_admin(f.uname()));
+    }
+    default:
+      return tree::may_remove(f, parent);
+  }
 }
 
 void sched_tree::stat(request r) {

@@ -114,7 +114,13 @@ class sched_tree : public srv9p::tree {
   void create(srv9p::request r) override;
   void read(srv9p::request r) override;
   void write(srv9p::request r) override;
+  // jobs/N is removed as the ctl command rm does (its owner or an admin; jobs/ is 0555
+  // and says nothing). The files inside it, out/ and what is below, and the directories
+  // of an array's tasks answer a remove with success and do nothing while the job may be
+  // removed (it has ended or was never submitted), so that `rm -r jobs/N` ends by
+  // removing jobs/N, which takes them all; else the refusal rm would give.
   void remove(srv9p::request r) override;
+  bool may_remove(const srv9p::fid& f, const srv9p::dir& parent) const override;
   void stat(srv9p::request r) override;
   void wstat(srv9p::request r) override;
   void clunk(srv9p::fid& f) override;
@@ -156,6 +162,19 @@ class sched_tree : public srv9p::tree {
   // write after the last or at the first error. Iterates; see tree.cpp.
   void run_lines(std::shared_ptr<line_run> run);
 
+  // walk1 and list without the times: the public ones stamp what has none (stamp()).
+  std::expected<srv9p::dir, std::string> walk1_unstamped(const srv9p::dir& parent, std::string_view name,
+                                                std::string_view uname);
+  std::expected<std::vector<srv9p::dir>, std::string> list_unstamped(const srv9p::dir& d, std::string_view uname);
+  // A file made up by the tree (the fixed files, users/NAME, nodes/NAME and the
+  // directories the relay walks through) has no time of its own: it gets the server's
+  // start as atime and mtime, not 1970. Files with times (jobs, out/) keep theirs.
+  srv9p::dir stamp(srv9p::dir d) const;
+  // The job a file of jobs/N (or below its out/) belongs to, or null; and whether it may
+  // be removed now: the error rm would answer, or nothing.
+  job* job_of(const srv9p::dir& f) const;
+
+  std::uint32_t start_unix_s_;  // when the tree was made: the time of the fixed files
   scheduler* sched_ = nullptr;
   std::shared_ptr<relay_quota> quota_;
   srv9p::event_log events_;

@@ -392,8 +392,10 @@ void session::dispatch(std::uint16_t tag, message&& m) {
     case msg_type::tremove: {
       // remove(5): the fid is clunked even if the remove fails.
       fids_.erase(num);
-      auto parent = f->path_->parent ? tree_.stat1(f->parent()) : std::unexpected(std::string(err::perm));
-      if (!parent || !tree_.permitted(*parent, f->uname(), 2)) {
+      // Who may remove is the tree's rule (tree::may_remove; by default remove(5)'s,
+      // write permission on the parent), asked with the parent as it is now.
+      auto parent = tree_.stat1(f->parent());
+      if (!parent || !tree_.may_remove(*f, *parent)) {
         clunk_fid(*f);
         return reply_error(tag, err::perm);
       }
@@ -611,8 +613,17 @@ void session::attach_now(std::uint16_t tag, tattach& m) {
   if (peer_.uid) {
     if (m.afid != nofid) return reply_error(tag, err::no_auth);
     who = authorize(*peer_.uid, m.uname, proof::peercred, opts_.trusted);
+  } else if (opts_.auth && m.afid == nofid) {
+    // A kernel mount made by `galaxy mount --kernel` (as diod's mount.diod does): the
+    // tool authenticated this connection with MUNGE in user space, then gave the socket
+    // to the kernel, whose Tversion ended that session and whose Tattach has no afid.
+    // The connection keeps what it proved (proven_, kept across Tversion), for that name
+    // only: whoever writes on it holds the socket the credential was bound to, and could
+    // have gone on from the root fid it already had; a name the credential did not
+    // prove still needs one of its own.
+    if (!proven_ || proven_->uname != m.uname) return reply_error(tag, err::auth_required);
+    who = *proven_;
   } else if (opts_.auth) {
-    if (m.afid == nofid) return reply_error(tag, err::auth_required);
     auto af = lookup(m.afid);
     if (!af) return reply_error(tag, err::unknown_fid);
     if (!af->auth_) return reply_error(tag, err::not_afid);
@@ -633,6 +644,7 @@ void session::attach_now(std::uint16_t tag, tattach& m) {
   }
   auto root = tree_.attach(who->uname, m.aname);
   if (!root) return reply_error(tag, root.error());
+  if (who->how == proof::munge && m.afid != nofid) proven_ = *who;
   auto f = std::make_shared<fid>();
   f->num_ = m.fid;
   f->who_ = std::move(*who);

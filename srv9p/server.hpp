@@ -220,6 +220,10 @@ class session : public std::enable_shared_from_this<session> {
   bool input_follows_ = false;  // handle()'s argument, while it runs
   bool in_handle_ = false;      // handle() is on the stack
   peer_info peer_;
+  // The identity the last attach with a verified credential proved on this connection;
+  // kept across Tversion, so that a Tattach without afid by the same name (a kernel
+  // mount given this socket, `galaxy mount --kernel`) is that identity (attach_now).
+  std::optional<identity> proven_;
   // Afids in fids_, the bytes of their unfinished credentials, credentials handed to the
   // authenticator whose answer has not come back (kept across Tversion: the answer
   // still comes), and afids whose complete credential waits its turn.

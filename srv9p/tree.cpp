@@ -169,6 +169,12 @@ void tree::write(request r) { r.error(err::perm); }
 
 void tree::remove(request r) { r.error(err::no_remove); }
 
+bool tree::may_remove(const srv9p::fid& f, const dir& parent) const {
+  // remove(5): "requires write permission in the parent directory". The root has none.
+  if (&f.parent() == &f.file()) return false;
+  return this->permitted(parent, f.uname(), 2);
+}
+
 void tree::stat(request r) {
   auto d = stat1(r.fid().file());
   if (!d) {
@@ -183,7 +189,12 @@ void tree::wstat(request r) {
   dir keep = dont_touch_dir();
   bool truncate_only = false;
   if (want.length == 0 && !r.fid().is_dir()) {
+    // A truncation may carry the times the client's kernel stamps on it (Linux sets
+    // mtime to now with every O_TRUNC): they are accepted and ignored, a synthetic
+    // file's times being the server's.
     keep.length = 0;
+    keep.atime = want.atime;
+    keep.mtime = want.mtime;
     truncate_only = true;
   }
   if (want != keep) {

@@ -220,14 +220,22 @@ class tree {
   // Twrite. The framework has checked the fid is open for writing and is not a directory.
   // Default: err::perm.
   virtual void write(request r);
-  // Tremove. The fid is clunked whatever the answer. The framework has checked write
-  // permission on the parent. Default: err::no_remove.
+  // Tremove. The fid is clunked whatever the answer. The framework has checked
+  // may_remove(). Default: err::no_remove.
   virtual void remove(request r);
+  // Whether the user of fid f may remove its file, asked by the framework before
+  // remove(); false is err::perm (the fid clunked all the same). parent is the file's
+  // parent as stat1 gives it now (the file itself at the root). Default: remove(5)'s
+  // rule, write permission on the parent. A tree whose removable directories sit in a
+  // read-only directory (galaxy-node's task/N in task/, 0555) overrides it with its own
+  // rule, and must then keep the rule at least as strict for everyone else.
+  virtual bool may_remove(const srv9p::fid& f, const dir& parent) const;
   // Tstat. Default: Rstat with stat1(fid.file()).
   virtual void stat(request r);
-  // Twstat. Default: a wstat that changes nothing, or only truncates a writable file to
-  // length 0 (shells open ctl files with O_TRUNC), succeeds and does nothing; anything
-  // else is err::no_wstat.
+  // Twstat. Default: a wstat that changes nothing, or that truncates a writable file to
+  // length 0 and at most sets its atime and mtime too, succeeds and does nothing (shells
+  // open ctl files with O_TRUNC; Linux's v9fs then sends a Twstat of length 0 with mtime
+  // set to now, fs/9p/vfs_inode.c v9fs_vfs_setattr); anything else is err::no_wstat.
   virtual void wstat(request r);
   // A fid is going away (Tclunk, Tremove, Tversion, hang-up). Release per-fid resources;
   // fid.aux is destroyed after this returns. Default: nothing.

@@ -687,6 +687,94 @@ TEST(NodeE2E, CtlTakesOtruncAndWstatOfLengthZero) {
   f.c->clunk(*nctl);
 }
 
+// Linux's v9fs truncates at open(O_TRUNC) with a Twstat of length 0 that also sets mtime
+// to now (and a touch may add atime): accepted, on a task's ctl and the node's. Length 0
+// with anything else (mode, name, owner) is refused and changes nothing.
+TEST(NodeE2E, CtlTakesATruncationThatSetsTheTimes) {
+  START(f);
+  auto n = f.task({});
+  for (const auto& path : std::vector<std::string> {"task/" + n + "/ctl", std::string("ctl")}) {
+    auto ctl = f.c->walk(f.root, path);
+    ASSERT_TRUE(ctl.has_value());
+    auto d = srv9p::dont_touch_dir();
+    d.length = 0;
+    d.mtime = 1700000000;
+    EXPECT_TRUE(f.c->wstat(*ctl, d).has_value()) << path << ": length 0 and mtime";
+    d.atime = 1700000001;
+    EXPECT_TRUE(f.c->wstat(*ctl, d).has_value()) << path << ": length 0, mtime and atime";
+    auto mode = d;
+    mode.mode = 0777;
+    auto e = f.c->wstat(*ctl, mode);
+    ASSERT_FALSE(e.has_value()) << path << ": length 0 and mode";
+    EXPECT_EQ(e.error(), srv9p::err::no_wstat);
+    auto name = d;
+    name.name = "x";
+    EXPECT_FALSE(f.c->wstat(*ctl, name).has_value()) << path << ": length 0 and name";
+    auto len = srv9p::dont_touch_dir();
+    len.length = 1;
+    len.mtime = 1700000000;
+    EXPECT_FALSE(f.c->wstat(*ctl, len).has_value()) << path << ": length 1";
+    auto times_only = srv9p::dont_touch_dir();
+    times_only.mtime = 1700000000;
+    EXPECT_FALSE(f.c->wstat(*ctl, times_only).has_value()) << path << ": mtime alone";
+    f.c->clunk(*ctl);
+  }
+  ASSERT_TRUE(f.write("task/" + n + "/ctl", "exec echo still\n").has_value());
+  EXPECT_EQ(f.read("task/" + n + "/wait"), "exit 0\n");
+}
+
+// Removing task/N: by its owner or the admin (task/ is 0555: its mode says nothing about
+// it), refused while the task runs; the files inside answer success and do nothing while
+// the task could be removed, so that rm -r gets to task/N, and refuse it while it runs.
+TEST(NodeE2E, RemovingATaskDirectoryAndItsFiles) {
+  START(f);
+  auto remove = [&](std::uint32_t root, const std::string& path) -> fsclient::result<void> {
+    auto fid = f.c->walk(root, path);
+    if (!fid) return std::unexpected(fid.error());
+    return f.c->remove(*fid);
+  };
+  auto nobody = f.c->attach("nobody");
+  ASSERT_TRUE(nobody.has_value());
+  auto running = f.task({"exec sleep 30"});
+  auto done = f.task({"exec echo hi"});
+  EXPECT_EQ(f.read("task/" + done + "/wait"), "exit 0\n");
+  // Another user: neither the directory nor a file in it.
+  auto e = remove(*nobody, "task/" + done);
+  ASSERT_FALSE(e.has_value());
+  EXPECT_EQ(e.error(), srv9p::err::perm);
+  e = remove(*nobody, "task/" + done + "/stdout");
+  ASSERT_FALSE(e.has_value());
+  EXPECT_EQ(e.error(), srv9p::err::perm);
+  // A running task: neither.
+  e = remove(f.root, "task/" + running);
+  ASSERT_FALSE(e.has_value());
+  EXPECT_EQ(e.error(), "task is running");
+  e = remove(f.root, "task/" + running + "/ctl");
+  ASSERT_FALSE(e.has_value());
+  EXPECT_EQ(e.error(), "task is running");
+  EXPECT_NE(f.read("task/" + running + "/status").find("state=running"), std::string::npos);
+  // The fixed files are not removable, by anyone.
+  e = remove(f.root, "status");
+  ASSERT_FALSE(e.has_value());
+  e = remove(f.root, "task/clone");
+  ASSERT_FALSE(e.has_value());
+  // A finished task's files: success, nothing done.
+  for (const char* file : {"/ctl", "/status", "/wait", "/stdout", "/stderr", "/stdin", "/in", "/out"}) {
+    EXPECT_TRUE(remove(f.root, "task/" + done + file).has_value()) << file;
+  }
+  EXPECT_EQ(f.read("task/" + done + "/stdout"), "hi\n");
+  // The directory: gone.
+  ASSERT_TRUE(remove(f.root, "task/" + done).has_value());
+  EXPECT_FALSE(f.c->walk(f.root, "task/" + done).has_value());
+  // The owner (not the admin) removes a task of its own.
+  auto num = f.c->read_file(*nobody, "task/clone");
+  ASSERT_TRUE(num.has_value());
+  std::string m = *num;
+  while (!m.empty() && m.back() == '\n') m.pop_back();
+  EXPECT_TRUE(remove(*nobody, "task/" + m).has_value());
+  ASSERT_TRUE(f.write("task/" + running + "/ctl", "kill\n").has_value());
+}
+
 // The node's ctl: every command does what it says, and a bad one changes nothing.
 TEST(NodeE2E, NodeCtlCommands) {
   START(f);

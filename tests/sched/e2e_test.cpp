@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <ctime>
 #include <future>
 #include <map>
 #include <set>
@@ -302,6 +303,56 @@ TEST(SchedE2E, OnlyTheOwnerOrAdminChangesAJob) {
   EXPECT_EQ(c.status_field(j, "state"), "running");
   ASSERT_TRUE(c.write("jobs/" + j + "/ctl", "kill\n").has_value());  // root is the admin
   EXPECT_EQ(c.read("jobs/" + j + "/wait"), "signal 9\n");
+}
+
+// Removing jobs/N: by its owner or an admin (jobs/ is 0555: its mode says nothing about
+// it), refused while the job runs; its files answer success and do nothing while the job
+// could be removed (so that rm -r gets to jobs/N), and refuse it while it runs. The
+// synthetic files have the scheduler's start as their time, not 1970.
+TEST(SchedE2E, RemovingAJobDirectoryAndItsFiles) {
+  auto before = static_cast<std::uint32_t>(::time(nullptr));
+  START(c, 1);
+  auto remove = [&](std::uint32_t root, const std::string& path) -> fsclient::result<void> {
+    auto fid = c.c->walk(root, path);
+    if (!fid) return std::unexpected(fid.error());
+    return c.c->remove(*fid);
+  };
+  for (const char* path : {"", "status", "ctl", "jobs", "jobs/clone", "nodes", "nodes/n1", "users"}) {
+    auto d = c.c->stat_path(c.root, path);
+    ASSERT_TRUE(d.has_value()) << path;
+    EXPECT_GE(d->mtime, before) << path;
+  }
+  auto bob = c.c->attach("bob");
+  ASSERT_TRUE(bob.has_value());
+  auto running = c.job({"exec sleep 30"});
+  auto done = c.job({"exec echo hi"});
+  EXPECT_EQ(c.read("jobs/" + done + "/wait"), "exit 0\n");
+  c.wait_state(running, "running");
+  auto e = remove(*bob, "jobs/" + done);
+  ASSERT_FALSE(e.has_value());
+  EXPECT_EQ(e.error(), srv9p::err::perm);
+  e = remove(*bob, "jobs/" + done + "/stdout");
+  ASSERT_FALSE(e.has_value());
+  EXPECT_EQ(e.error(), srv9p::err::perm);
+  e = remove(c.root, "jobs/" + running);
+  ASSERT_FALSE(e.has_value());
+  EXPECT_EQ(e.error(), "job " + running + " has not ended: kill it first");
+  e = remove(c.root, "jobs/" + running + "/ctl");
+  ASSERT_FALSE(e.has_value());
+  EXPECT_EQ(e.error(), "job " + running + " has not ended: kill it first");
+  EXPECT_FALSE(remove(c.root, "status").has_value());
+  EXPECT_FALSE(remove(c.root, "jobs/clone").has_value());
+  for (const char* file : {"/ctl", "/status", "/wait", "/stdout", "/stderr", "/out"}) {
+    EXPECT_TRUE(remove(c.root, "jobs/" + done + file).has_value()) << file;
+  }
+  EXPECT_EQ(c.read("jobs/" + done + "/stdout"), "hi\n");
+  ASSERT_TRUE(remove(c.root, "jobs/" + done).has_value());
+  EXPECT_FALSE(c.c->walk(c.root, "jobs/" + done).has_value());
+  // The owner, not an admin, removes a job of its own.
+  auto bobs = c.c->read_file(*bob, "jobs/clone");
+  ASSERT_TRUE(bobs.has_value());
+  EXPECT_TRUE(remove(*bob, "jobs/" + trim(*bobs)).has_value());
+  ASSERT_TRUE(c.write("jobs/" + running + "/ctl", "kill\n").has_value());
 }
 
 TEST(SchedE2E, DependenciesRunInOrderAndFailuresPropagate) {

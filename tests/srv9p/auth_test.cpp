@@ -226,6 +226,35 @@ TEST(Auth, VerifiedUidMustBeTheNamesUid) {
   EXPECT_EQ(error_of(h.next()), err::afid_other_name);
 }
 
+// galaxy mount --kernel: after an attach with a verified credential, the connection is
+// handed to the kernel, which sends its own Tversion and a Tattach without afid. That
+// attach gets the proven identity, for the proven name only; a connection that proved
+// nothing still needs a credential.
+TEST(Auth, ConnectionKeepsItsProvenNameAcrossTversion) {
+  auto a = std::make_shared<held_authenticator>();
+  auth_harness h(a);
+  h.send(1, tattach{0, nofid, "nobody", ""});
+  EXPECT_EQ(error_of(h.next()), err::auth_required) << "nothing proven yet";
+  h.send(2, tauth{5, "nobody", ""});
+  h.next();
+  h.send(3, twrite{5, 0, "uid 65534\n"});
+  a->answer();
+  h.run();
+  h.next();
+  h.send(4, tattach{0, 5, "nobody", ""});
+  ASSERT_TRUE(std::holds_alternative<rattach>(h.next().msg));
+  h.send(5, tclunk{5});
+  h.next();
+  h.send(notag, tversion{8192, "9P2000"});
+  ASSERT_TRUE(std::holds_alternative<rversion>(h.next().msg));
+  EXPECT_EQ(h.s->fids(), 0u);
+  h.send(6, tattach{1, nofid, "root", ""});
+  EXPECT_EQ(error_of(h.next()), err::auth_required) << "another name than the proven one";
+  h.send(7, tattach{1, nofid, "nobody", ""});
+  ASSERT_TRUE(std::holds_alternative<rattach>(h.next().msg));
+  EXPECT_EQ(owner_seen(h, 1, "f"), "nobody");
+}
+
 TEST(Auth, TrustedUidMaySpeakForOthers) {
   auto a = std::make_shared<held_authenticator>();
   auth_harness h(a, server_options{.trusted = {65534}});
