@@ -490,4 +490,24 @@ TEST(Join, AClosedConnectionHoldsItsJobsUntilTheLeaseHasRunOut) {
   EXPECT_NE(status.find("node=" + other + " "), std::string::npos) << status;
 }
 
+// A held job (its node's connection closed, its lease not yet over) that is killed ends
+// at once; its copy on the node is remembered, to be killed when the node returns.
+TEST(Join, AHeldJobThatIsKilledEndsAtOnce) {
+  REQUIRE_MUNGED();
+  join_cluster k;
+  ASSERT_EQ(k.start(), "");  // --down-after 30: held for about 30 s
+  auto n1 = k.node("n1", "n1");
+  ASSERT_TRUE(k.wait_for("status", "nodes_up=1 ")) << k.read("status");
+  auto j = k.submit("sleep 60");
+  ASSERT_TRUE(k.wait_for("jobs/" + j + "/status", "state=running")) << k.read("jobs/" + j + "/status");
+  n1.signal(SIGKILL);
+  n1.wait();
+  ASSERT_TRUE(k.wait_for("status", "nodes_up=0 nodes_down=1 ")) << k.read("status");
+  auto kill = k.c->write_file(k.root, "jobs/" + j + "/ctl", "kill\n");
+  EXPECT_TRUE(kill.has_value()) << kill.error();
+  auto status = k.read("jobs/" + j + "/status");
+  EXPECT_NE(status.find("state=killed"), std::string::npos) << status;
+  EXPECT_NE(status.find("killed while its node n1 was down"), std::string::npos) << status;
+}
+
 }  // namespace
