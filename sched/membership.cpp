@@ -12,13 +12,23 @@
 // connection. The way in is sched/tree.cpp's /join: may_join (who may), reserve_join (the
 // name, held while the connection is handed over), then join_node(), which adopts the
 // connection as an io-mode fsclient and makes the node's link from it (node_link's
-// joined constructor): never stored and never dialled; when it goes down its link stays
-// down until the node joins again, and the new join replaces the old link.
+// joined constructor): never dialled; when it goes down its link stays down until the
+// node joins again, and the new join replaces the old link.
+//
+// Joined nodes are stored (nodes table, dial "" and join_uid): the name and the uid that
+// joined it. So a restarted scheduler knows them: each gets a joined link that is down
+// until the node joins again (node_link with no connection), and the jobs the store says
+// ran there are held like a cut-off node's (sched/reconcile.cpp, "Held") instead of
+// being lost before the node could rejoin. And a name is the uid's that joined it first:
+// a join under it by any other uid is refused (the node logs why), so a --join-user
+// cannot take the name, and with it the jobs and results, of another uid's node that is
+// down. `node rm NAME` (an admin, /ctl) forgets the node and frees its name.
 //
 // Failure detection (galaxy-sched(8), FAILURE DETECTION) is the links': a node is marked
 // down after --down-after of silence (heartbeats unanswered; default 30 s, to ride out a
 // Wi-Fi hiccup) or at once when its connection closes; the down hook (node_down) then
-// loses its jobs.
+// loses its jobs at once after silence, and after a close once the node's lease has run
+// out (sched/reconcile.cpp).
 #include <asio/post.hpp>
 #include <fmt/format.h>
 
@@ -46,7 +56,9 @@ bool valid_node_name(std::string_view n) { return ctl::valid_node_name(n); }
 node_link::hooks scheduler::link_hooks(const std::string& name) {
   return node_link::hooks{
       .up = [this, name] { node_up(name); },
-      .down = [this, name](std::string why) { node_down(name, why); },
+      .down = [this, name](std::string why, std::chrono::steady_clock::time_point lost_after) {
+        node_down(name, why, lost_after);
+      },
       .event = [this, name](std::string line) { node_event(name, line); },
       .info = [this, name] {
         update_node(name);
@@ -76,18 +88,23 @@ std::expected<void, std::string> scheduler::may_join(std::optional<uid_t> uid, s
   return fail(fmt::format("join: uid {} ({}) may not join nodes", *uid, uname.substr(0, 64)));
 }
 
-std::optional<std::string> scheduler::join_refusal(const std::string& name) const {
+std::optional<std::string> scheduler::join_refusal(const std::string& name, uid_t uid) const {
   if (stopped_) return "join: the scheduler is stopping";
   if (!valid_node_name(name)) return fmt::format("join: bad node name '{}'", name.substr(0, 64));
   auto it = links_.find(name);
   if (it == links_.end()) return std::nullopt;
   if (!it->second->joined()) return fmt::format("join: node {} is dialled by the scheduler (--node or node add)", name);
   if (it->second->connected()) return fmt::format("join: node {} is already connected", name);
+  if (auto u = join_uids_.find(name); u != join_uids_.end() && u->second != uid) {
+    return fmt::format("join: node {} was joined by uid {}; uid {} may not take its name (an admin frees it with "
+                       "`node rm {}`)",
+                       name, u->second, uid, name);
+  }
   return std::nullopt;
 }
 
-std::expected<scheduler::join_ticket, std::string> scheduler::reserve_join(const std::string& name) {
-  if (auto why = join_refusal(name)) return fail(std::move(*why));
+std::expected<scheduler::join_ticket, std::string> scheduler::reserve_join(const std::string& name, uid_t uid) {
+  if (auto why = join_refusal(name, uid)) return fail(std::move(*why));
   if (joining_->contains(name)) return fail(fmt::format("join: node {} is joining already", name));
   joining_->insert(name);
   std::weak_ptr<std::set<std::string>> set = joining_;
@@ -97,10 +114,10 @@ std::expected<scheduler::join_ticket, std::string> scheduler::reserve_join(const
   });
 }
 
-void scheduler::join_node(std::string name, node_info info, int fd, std::string binding, done_fn done) {
+void scheduler::join_node(std::string name, uid_t uid, node_info info, int fd, std::string binding, done_fn done) {
   // The caller's ticket is gone: the name is taken again, now until the link is made, so
   // that a second join of it during Tversion is refused.
-  auto ticket = reserve_join(name);
+  auto ticket = reserve_join(name, uid);
   if (!ticket) {
     ::close(fd);
     return done(fail(std::move(ticket.error())));
@@ -116,13 +133,24 @@ void scheduler::join_node(std::string name, node_info info, int fd, std::string 
   std::weak_ptr<std::set<std::string>> alive = joining_;
   fsclient::client::adopt(
       io_, fd, std::move(binding), std::move(copts),
-      [this, alive, name, info = std::move(info), lo = std::move(lo), ticket = std::move(*ticket),
+      [this, alive, name, uid, info = std::move(info), lo = std::move(lo), ticket = std::move(*ticket),
        done = std::move(done)](fsclient::result<std::unique_ptr<fsclient::client>> c) mutable {
         if (alive.expired()) return;
         ticket.reset();
         if (!c) return done(fail(fmt::format("join: {}", c.error())));
         // Checked again: a `node add` of the name, or the scheduler stopping, meanwhile.
-        if (auto why = join_refusal(name)) return done(fail(std::move(*why)));
+        if (auto why = join_refusal(name, uid)) return done(fail(std::move(*why)));
+        if (!join_uids_.contains(name)) {
+          // Stored before anything can be started there: the store commits in call order,
+          // so a job record naming this node never outlives the node's own record.
+          join_uids_[name] = uid;
+          store_->put_node(node_record{name, "", static_cast<std::int64_t>(uid)},
+                           [this, name](std::expected<void, std::string> ok) {
+                             if (!ok) asio::post(io_, [this, name, e = ok.error()] {
+                               log(fmt::format("node {}: storing the join: {}", name, e));
+                             });
+                           });
+        }
         bool known = false;
         if (auto it = links_.find(name); it != links_.end()) {
           // The node's earlier connection, down (what ran there followed the rules for a
@@ -172,6 +200,11 @@ void scheduler::remove_node(const std::string& name, done_fn done) {
   it->second->stop();
   links_.erase(it);
   drained_.erase(name);
+  join_uids_.erase(name);  // a joined node's name is free again
+  for (auto h = held_.begin(); h != held_.end();) {
+    job* j = find(*h++);
+    if (j != nullptr && j->rec.node == name) end_hold(*j);  // lost below, at once
+  }
   for (auto& [id, j] : jobs_) {
     if (j->rec.node == name && (j->rec.state == job_state::running || j->starting || j->reconcile) &&
         !j->collecting) {

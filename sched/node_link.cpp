@@ -120,7 +120,7 @@ node_link::~node_link() {
 
 void node_link::start() {
   if (!joined_) return dial_async();
-  if (!joined_client_) return mark_down("no connection");
+  if (!joined_client_) return mark_down("not joined since the scheduler started");
   attach_async(std::move(joined_client_));
 }
 
@@ -339,7 +339,7 @@ void node_link::mark_down(std::string why) {
   conn_.reset();
   if ((was_up || !reported_down_) && hooks_.down) {
     reported_down_ = true;
-    hooks_.down(std::move(why));
+    hooks_.down(std::move(why), heartbeat_sent_ + std::chrono::milliseconds(opts_.down_after_ms));
   }
   timer_.cancel();
   if (joined_ || stopped_) return;  // a joined node comes back by joining again

@@ -19,6 +19,11 @@
 // and its /events stream are gone, so exits in the gap would be missed. Either way the
 // connection is closed (every call still waiting fails at once, so nobody hangs on a dead
 // node). TCP keepalive is on (keepalive_s) for connections that go quiet.
+// The down hook also says when the node's copies are certainly fenced: the last heartbeat
+// sent (or the link's creation, for a link that never sent one) plus down_after_ms, the
+// same instant at which silence would have marked the node down. After silence that is
+// now; after a close it is up to down_after_ms later, and the scheduler holds the node's
+// jobs until then (sched/reconcile.cpp, "Held").
 //
 // Two kinds of link. A dialled link (--node NAME=DIAL, node add) dials again every
 // reconnect_ms while down. A joined link is made from a connection the node made to us
@@ -124,7 +129,8 @@ class node_link : public std::enable_shared_from_this<node_link> {
   using replies = std::vector<fsclient::client::reply>;
   struct hooks {
     std::function<void()> up;                      // connected and the first heartbeat answered
-    std::function<void(std::string why)> down;     // marked down
+    // Marked down; the node's lease has run out by lost_after (≤ now after silence).
+    std::function<void(std::string why, std::chrono::steady_clock::time_point lost_after)> down;
     std::function<void(std::string line)> event;   // one line of the node's /events
     std::function<void()> info;                    // info() changed (a heartbeat saw new labels, share, drain)
   };
@@ -133,7 +139,8 @@ class node_link : public std::enable_shared_from_this<node_link> {
   node_link(asio::io_context& io, std::string name, std::string dial, link_options opts, hooks h);
   // A joined link: the connection the node made, already through Tversion (fsclient::
   // client::adopt on io). start() attaches on it; the link never dials. c must be in io
-  // mode on io.
+  // mode on io. A null c makes a joined link that is down from start() on (a stored joined
+  // node after a scheduler restart, until it joins again).
   node_link(asio::io_context& io, std::string name, std::unique_ptr<fsclient::client> c, link_options opts,
             hooks h);
   ~node_link();
@@ -194,7 +201,8 @@ class node_link : public std::enable_shared_from_this<node_link> {
   std::shared_ptr<node_conn> attaching_;  // the connection being attached, closed by stop()
   bool heartbeat_pending_ = false;
   std::uint64_t generation_ = 0;  // bumped at each new connection; stale replies are ignored
-  std::chrono::steady_clock::time_point heartbeat_sent_;
+  // The last heartbeat sent on any connection, or the link's creation (fencing's clock).
+  std::chrono::steady_clock::time_point heartbeat_sent_ = std::chrono::steady_clock::now();
   std::uint32_t status_fid_ = 0, labels_fid_ = 0, events_fid_ = 0;
   std::string events_partial_;
   node_info info_;

@@ -4,6 +4,7 @@
 //
 // Going away. A node link (sched/node_link.hpp) that hears nothing for down_after_ms, or
 // whose connection closes, calls node_down: every job running or starting there is lost
+// (after a close, once the node's lease has run out: "Held", below)
 // (lost()): requeued while attempts ≤ retries, else failed; a backup copy there is
 // dropped. The copy given up is not forgotten: it is remembered as a cut-off copy (node,
 // task, job, owner, attempt) in cut_off_ and in the store's cut_off table, because a
@@ -66,9 +67,9 @@
 // has run to its end (reconcile.cpp settles it when the node returns, if its requeued
 // copy has not also finished); a heartbeat delayed longer than the margin; a node daemon
 // that is itself stopped (SIGSTOP; it fences as soon as it runs again, but its tasks ran
-// on meanwhile and may have finished: settled here on its return); a link that closes
-// rather than goes silent (node_down at once, before the lease can run out: its copies
-// are settled here); a node that does not know `lease` (logged; it never fences). A
+// on meanwhile and may have finished: settled here on its return); a node daemon that
+// is dead (its tasks outlive it, and nobody fences them: its jobs are held until the
+// lease would have run out, "Held" below, then requeued); a node that does not know `lease` (logged; it never fences). A
 // restarted scheduler cannot renew the old connection's lease: its nodes fence after MS
 // unless it is back within MS, and the copies they killed are requeued by reconcile().
 //
@@ -192,21 +193,125 @@ void scheduler::node_up(const std::string& name) {
   log("node " + name + " up");
   read_cut_offs(name);
   for (auto& [id, j] : jobs_) {
-    if (j->reconcile && j->rec.node == name) reconcile(*j);
+    if (j->reconcile && j->rec.node == name) {
+      reconcile(*j);
+    } else if (j->held_until && j->rec.node == name) {
+      recheck_held(*j);
+    }
   }
   schedule();
 }
 
-void scheduler::node_down(const std::string& name, const std::string& why) {
+// ---- Held -------------------------------------------------------------------------------
+//
+// A node whose connection closed (rather than fell silent) may still run its copies: a
+// closed connection says nothing about the tasks (a node daemon that was killed leaves
+// them running until its next start kills them; a reset or a rejoin leaves them running
+// under a live daemon), and the node fences them only when its lease runs out. So its
+// jobs are not lost at once: they are held, still running as far as the policy and the
+// job's status say, until lost_after (the link's last heartbeat sent plus down_after,
+// when the lease has run out by fencing's rule above), and only then lost and requeued.
+// The same holds after a scheduler restart for a node not yet back (the new process's
+// first instant stands for the old one's last heartbeat). A node that returns before
+// then has its held jobs' tasks read (recheck_held, reconcile after a restart): still
+// running, they go on; ended, they end with that result (the exits sent while it was
+// away were missed); unknown to the node, lost. So a short reconnect (a rejoin after a
+// Wi-Fi drop, a reset connection) loses nothing and runs nothing twice. Silence
+// (down_after without an answer) gives lost_after ≤ now: lost at once, as before. A held
+// job that is killed ends at once; its copy is killed when the node returns.
+
+void scheduler::hold(job& j, std::chrono::steady_clock::time_point lost_after, const std::string& why) {
+  j.held_until = lost_after;
+  j.held_why = why;
+  held_.insert(j.rec.id);
+  post_event(fmt::format("held {} {}", j.rec.id, j.rec.node));
+  changed(j);
+}
+
+void scheduler::end_hold(job& j) {
+  if (!j.held_until) return;
+  j.held_until.reset();
+  j.held_why.clear();
+  held_.erase(j.rec.id);
+}
+
+void scheduler::expire_holds() {
+  auto now = std::chrono::steady_clock::now();
+  std::vector<std::uint64_t> due;
+  for (auto id : held_) {
+    job* j = find(id);
+    if (j == nullptr || !j->held_until) continue;
+    node_link* n = find_node(j->rec.node);
+    // A node that is back is being read (recheck_held, reconcile): that decides.
+    if (*j->held_until <= now && (n == nullptr || !n->up()) && !j->collecting) due.push_back(id);
+  }
+  for (auto id : due) {
+    job* j = find(id);
+    if (j == nullptr || !j->held_until) continue;
+    std::string why = j->held_why;
+    lost(*j, fmt::format("node {} down: {}; its lease has run out", j->rec.node, why));
+  }
+  if (!due.empty()) {
+    open_gate();
+    schedule();
+  }
+}
+
+void scheduler::recheck_held(job& j) {
+  node_link* n = find_node(j.rec.node);
+  auto conn = n ? n->conn() : nullptr;
+  if (!conn) return;
+  std::uint64_t id = j.rec.id;
+  std::string node = j.rec.node;
+  std::uint64_t task = j.rec.task;
+  asio::post(pool_, [this, conn, id, node, owner = j.rec.owner, task, attempt = j.rec.attempts] {
+    auto found = find_task(conn->client(), owner, id, attempt, task);
+    if (!conn->connected()) found = fail("the node went down again");
+    asio::post(io_, [this, id, node, task, found] {
+      job* j = find(id);
+      if (j == nullptr || !j->held_until || j->rec.node != node || j->rec.task != task) return;
+      if (!found) return;  // down again: node_down held it anew
+      if (found->task == 0) return lost(*j, "its node returned without the task");
+      end_hold(*j);
+      log(fmt::format("job {}: task {} on {} is {} after its node returned", id, task, node, found->state));
+      if (found->state == "new" || found->state == "running") {
+        if (auto e = early_exits_.find({node, task}); e != early_exits_.end()) {
+          std::string wait = e->second;
+          early_exits_.erase(e);
+          return task_ended(node, task, wait);
+        }
+        return changed(*j);
+      }
+      task_ended(node, task, found->wait.empty() ? "lost" : found->wait);
+    });
+  });
+}
+
+void scheduler::node_down(const std::string& name, const std::string& why,
+                          std::chrono::steady_clock::time_point lost_after) {
   post_event(fmt::format("node down {} {}", name, ctl::quote(why)));
-  log(fmt::format("node {} down: {}", name, why));
+  bool fenced = lost_after <= std::chrono::steady_clock::now();
+  auto wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(lost_after - std::chrono::steady_clock::now());
+  log(fmt::format("node {} down: {}{}", name, why,
+                  fenced ? "" : fmt::format("; its jobs are held {} ms, until its lease has run out", wait_ms.count())));
   std::vector<job*> hit;
   for (auto& [id, j] : jobs_) {
     if (j->rec.node == name && (j->rec.state == job_state::running || j->starting || j->reconcile) && !j->collecting) {
       hit.push_back(j.get());
     }
   }
-  for (job* j : hit) lost(*j, "node " + name + " down: " + why);
+  for (job* j : hit) {
+    // Held: a copy that runs on a known task (or, after a restart, the store's word that
+    // it ran), with no backup elsewhere (the backup carries on, lost() below). A start
+    // still in flight is lost now: its answer never comes, and its copy is remembered.
+    bool holdable = (j->reconcile && !j->starting) ||
+                    (j->rec.state == job_state::running && j->rec.task != 0 && !j->starting && !j->backup);
+    if (!fenced && holdable) {
+      hold(*j, lost_after, why);
+    } else {
+      lost(*j, "node " + name + " down: " + why);
+    }
+  }
   for (auto& [id, j] : jobs_) {
     if (j->backup && j->backup->node == name) {
       // A backup still starting (task 0) has no marker of its own to be found by: its
@@ -222,6 +327,7 @@ void scheduler::node_down(const std::string& name, const std::string& why) {
 }
 
 void scheduler::lost(job& j, const std::string& why) {
+  end_hold(j);
   if (j.backup && j.backup->task != 0 && j.rec.state == job_state::running && !j.collecting) {
     // The job's copy is lost, its backup carries on as the job's copy.
     post_event(fmt::format("lost {} {}", j.rec.id, j.rec.node));
@@ -498,6 +604,7 @@ void scheduler::reconcile(job& j) {
       if (j == nullptr || !j->reconcile || j->rec.node != node) return;
       if (!found) return;  // the node went down meanwhile: node_down handles the job
       if (found->task == 0) return lost(*j, "the node has no such task");
+      end_hold(*j);
       j->reconcile = false;
       j->rec.task = found->task;
       if (j->rec.state != job_state::running) {
@@ -515,7 +622,17 @@ void scheduler::reconcile(job& j) {
       save(*j);
       log(fmt::format("job {}: found task {} on {} ({})", id, found->task, node, found->state));
       if (found->state == "new" || found->state == "running") {
-        j->adopted = true;
+        if (gate_open_ && !in_policy_.contains(id)) {
+          // Held while the gate opened (its node came back late): it enters the policy
+          // queued and is adopted where it runs, taking its room there at once.
+          to_policy(*j);
+          if (!in_policy_.contains(id)) return;  // to_policy ended it or defers it
+          if (auto ok = policy_.adopt(id, node, now_ms()); !ok) {
+            log(fmt::format("job {}: adopting it on {}: policy: {}", id, node, ok.error()));
+          }
+        } else {
+          j->adopted = true;
+        }
         if (auto e = early_exits_.find({node, found->task}); e != early_exits_.end()) {
           std::string wait = e->second;
           early_exits_.erase(e);

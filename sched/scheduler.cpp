@@ -294,7 +294,15 @@ std::expected<std::unique_ptr<scheduler>, std::string> scheduler::create(asio::i
     s->links_[name] = s->make_link(name, dial);
   }
   for (const auto& n : *nodes) {
-    if (!s->links_.contains(n.name)) s->links_[n.name] = s->make_link(n.name, n.dial);
+    if (s->links_.contains(n.name)) continue;
+    if (n.join_uid >= 0) {
+      // A joined node: known, down until it joins again (sched/membership.cpp).
+      s->join_uids_[n.name] = static_cast<uid_t>(n.join_uid);
+      s->links_[n.name] = std::make_shared<node_link>(io, n.name, std::unique_ptr<fsclient::client>{},
+                                                      s->link_options_for(n.name), s->link_hooks(n.name));
+    } else {
+      s->links_[n.name] = s->make_link(n.name, n.dial);
+    }
   }
   return s;
 }
@@ -351,6 +359,7 @@ void scheduler::save(job& j) {
 void scheduler::tick() {
   // Reservations and speculation depend on time passing, not only on events.
   retry_cut_offs();
+  expire_holds();
   schedule();
   tick_timer_.expires_after(std::chrono::seconds(1));
   tick_timer_.async_wait([this](const asio::error_code& ec) {
@@ -776,6 +785,17 @@ void scheduler::kill_job(job& j, int sig, done_fn done) {
     finish(j, job_state::killed, "killed", "killed before it ran");
     return done({});
   }
+  if (j.held_until) {
+    // Its node is down (sched/reconcile.cpp, "Held"): the job ends now, and its copy there
+    // is remembered, to be killed when the node returns (settle_cut_off).
+    std::string node = j.rec.node;
+    end_hold(j);
+    remember_cut_off(j, node, j.rec.task,
+                     j.rec.state == job_state::running ? j.rec.attempts : j.rec.attempts + 1);
+    finish(j, job_state::killed, "killed",
+           fmt::format("killed while its node {} was down; its copy there is killed when the node returns", node));
+    return done({});
+  }
   j.kill_requested = true;
   j.kill_signal = sig;
   if (j.rec.state != job_state::running || j.rec.task == 0) return done({});  // sent once started
@@ -1134,8 +1154,9 @@ void scheduler::to_policy(job& j) {
   auto deps = deps_of(j);
   for (auto dep : deps) {
     job* p = find(dep);
-    if (p != nullptr && p->collecting) {
-      // Its results are being copied: j enters the policy once they are in.
+    if (p != nullptr && (p->collecting || (p->held_until && !in_policy_.contains(dep)))) {
+      // Its results are being copied, or it is held for its node after a restart (the
+      // policy does not know it yet): j enters the policy once it has ended (finish()).
       after_collect_[dep].push_back(j.rec.id);
       return;
     }
@@ -1182,7 +1203,9 @@ void scheduler::update_node(const std::string& name) {
 void scheduler::open_gate() {
   if (gate_open_ || stopped_) return;
   for (const auto& [id, j] : jobs_) {
-    if (j->reconcile || j->collecting) return;  // not yet known where it stands
+    // Not yet known where it stands. A held job (its node down after a restart) does not
+    // wait here: it enters the policy when its node is back or it is lost.
+    if ((j->reconcile && !j->held_until) || j->collecting) return;
   }
   gate_open_ = true;
   // Adopted jobs first, alone, so that the first pass puts each back on its node.
@@ -1199,7 +1222,9 @@ void scheduler::open_gate() {
       auto [cur, deps_fed] = stack.back();
       stack.pop_back();
       if (deps_fed) {
-        if (cur->rec.state == job_state::queued && !in_policy_.contains(cur->rec.id)) to_policy(*cur);
+        if (cur->rec.state == job_state::queued && !cur->held_until && !in_policy_.contains(cur->rec.id)) {
+          to_policy(*cur);
+        }
         continue;
       }
       if (!seen.insert(cur->rec.id).second) continue;
@@ -1296,6 +1321,7 @@ void scheduler::task_ended(const std::string& node, std::uint64_t task, std::str
   job* j = find(it->second);
   by_task_.erase(it);
   if (j == nullptr || j->rec.state != job_state::running) return;
+  if (j->rec.node == node && j->rec.task == task) end_hold(*j);  // its node is back and told
   bool is_backup = j->backup && j->backup->node == node && j->backup->task == task;
   if (j->collecting) {
     // The other copy already succeeded, and the policy has ended the job with it.
@@ -1419,6 +1445,7 @@ void scheduler::collected(std::uint64_t id, std::string wait, std::string note) 
 }
 
 void scheduler::finish(job& j, job_state s, std::string exit, std::string note) {
+  end_hold(j);
   policy_end(j, outcome_of(s));
   release(j);
   if (j.rec.task != 0) by_task_.erase({j.rec.node, j.rec.task});

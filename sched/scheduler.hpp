@@ -112,6 +112,10 @@ struct job {
   std::int64_t created_ms = 0;
   bool starting = false;        // a start on rec.node is in flight
   bool reconcile = false;       // after a restart: must be checked against rec.node's tasks
+  // Its node is down but its copy there may still run until the node's lease has run out
+  // (sched/reconcile.cpp, "Held"): lost only at this time, unless the node is back first.
+  std::optional<std::chrono::steady_clock::time_point> held_until;
+  std::string held_why;         // why its node went down, for the note when it is lost
   bool kill_requested = false;  // kill asked while running or starting
   int kill_signal = 9;
   bool collecting = false;      // results are being copied from the node
@@ -161,9 +165,11 @@ class scheduler {
   node_link* find_node(std::string_view name) const;
 
   // ---- Joins (galaxy-node --join; the /join file of sched/tree.cpp) -------------------
-  // (sched/membership.cpp.) A joined node's link exists while the node is connected and
-  // after, listed down, until it joins again (a new link replaces it) or `node rm`; a
-  // scheduler restart forgets it. Its jobs follow the rules of any node that goes down.
+  // (sched/membership.cpp.) A joined node is stored (its name and the uid that joined it)
+  // and its link exists while the node is connected and after, listed down, until it joins
+  // again (a new link replaces it) or `node rm` (which also frees the name); a restarted
+  // scheduler starts with every stored joined node down, waiting for it to join again.
+  // Its jobs follow the rules of any node that goes down.
   //
   // Whether the attach name uname, local uid uid, may join nodes: root, the daemon's own
   // uid, or one of sched_options::join_uids. Error: "join: uid 1001 (bob) may not join
@@ -171,20 +177,22 @@ class scheduler {
   std::expected<void, std::string> may_join(std::optional<uid_t> uid, std::string_view uname) const;
   // Holds name while a join's connection is handed over (the answer to the join write is
   // being sent), so that a second join of it meanwhile is refused; let go when the last
-  // copy of the ticket goes. Errors: "join: node n1 is already connected", "join: node n1
-  // is dialled by the scheduler (--node or node add)", "join: node n1 is joining already".
+  // copy of the ticket goes. uid: who joins (may_join's). Errors: "join: node n1 is already
+  // connected", "join: node n1 is dialled by the scheduler (--node or node add)", "join:
+  // node n1 is joining already", "join: node n1 was joined by uid 1000; uid 1001 may not
+  // take its name (an admin frees it with `node rm n1`)".
   using join_ticket = std::shared_ptr<const std::string>;
-  std::expected<join_ticket, std::string> reserve_join(const std::string& name);
+  std::expected<join_ticket, std::string> reserve_join(const std::string& name, uid_t uid);
   // A node joined as name, saying info (its join line), and serves its tree on fd (taken),
   // a connection whose credentials must be bound to binding (srv9p::join_binding(NONCE)).
   // The name stays reserved (reserve_join) while the connection is adopted on io() as an
   // io-mode fsclient (fsclient::client::adopt: Tversion within link_options::
   // dial_timeout_ms); then it becomes name's link (node_link's joined constructor), which
-  // attaches at once, is never stored and never dials, replaces a joined link of that name
+  // attaches at once, is stored (name and uid) and never dials, replaces a joined link of that name
   // that is down, and is up once its first heartbeat is answered. done gets success once
   // the link is made, or why not (the checks of reserve_join, made again; Tversion's
   // error; the scheduler stopped); fd is closed then.
-  void join_node(std::string name, node_info info, int fd, std::string binding,
+  void join_node(std::string name, uid_t uid, node_info info, int fd, std::string binding,
                  std::function<void(std::expected<void, std::string>)> done);
 
   // ---- Jobs -----------------------------------------------------------------------------
@@ -240,12 +248,14 @@ class scheduler {
   // link_options for name's link: the scheduler's, with its log lines prefixed "node NAME: ".
   link_options link_options_for(const std::string& name) const;
   // Why name may not join now (reserve_join's checks but the reservation), or nothing.
-  std::optional<std::string> join_refusal(const std::string& name) const;
+  std::optional<std::string> join_refusal(const std::string& name, uid_t uid) const;
   void node_up(const std::string& name);
   // Writes `lease opts_.lease_ms` to the node's /ctl (fencing; reconcile.cpp). A refusal
   // (an older node) is logged: that node will not fence.
   void give_lease(const std::string& name);
-  void node_down(const std::string& name, const std::string& why);
+  // The node's link went down (why); its copies may run until lost_after (its lease has
+  // certainly run out by then): running jobs are held until then (sched/reconcile.cpp).
+  void node_down(const std::string& name, const std::string& why, std::chrono::steady_clock::time_point lost_after);
   void node_event(const std::string& name, const std::string& line);
 
   void schedule();   // posts one placement pass (coalesced)
@@ -260,6 +270,13 @@ class scheduler {
   void finish(job& j, job_state s, std::string exit, std::string note);
   void lost(job& j, const std::string& why);
   void reconcile(job& j);
+  // Held jobs (sched/reconcile.cpp, "Held"): hold until lost_after; end_hold forgets the
+  // hold (nothing else); expire_holds loses those whose time has come (each tick);
+  // recheck_held reads a held job's task on its returned node.
+  void hold(job& j, std::chrono::steady_clock::time_point lost_after, const std::string& why);
+  void end_hold(job& j);
+  void expire_holds();
+  void recheck_held(job& j);
   // Copies given up while their node was cut off (sched/reconcile.cpp).
   using cut_off_key = std::tuple<std::string, std::uint64_t, std::uint64_t>;  // node, task, job
   void remember_cut_off(const job& j, const std::string& node, std::uint64_t task, int attempt);
@@ -343,6 +360,8 @@ class scheduler {
   std::set<std::string> drained_;
   // Names whose join is being handed over (reserve_join), shared with the tickets.
   std::shared_ptr<std::set<std::string>> joining_ = std::make_shared<std::set<std::string>>();
+  std::map<std::string, uid_t> join_uids_;  // joined nodes (stored): the uid that joined each
+  std::set<std::uint64_t> held_;            // jobs with held_until set
   std::map<std::uint64_t, std::unique_ptr<job>> jobs_;
   std::map<std::pair<std::string, std::uint64_t>, std::uint64_t> by_task_;  // (node, task) → job
   std::map<std::pair<std::string, std::uint64_t>, std::string> early_exits_;  // exit seen before the start's answer

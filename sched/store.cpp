@@ -105,6 +105,11 @@ CREATE TABLE cut_off (
   PRIMARY KEY (node, task, job)
 ) WITHOUT ROWID;
 )sql",
+    // 4: joined nodes (galaxy-node --join) are stored too, with the uid that joined them;
+    // -1 (and a dial string) for a node the scheduler dials.
+    R"sql(
+ALTER TABLE nodes ADD COLUMN join_uid INTEGER NOT NULL DEFAULT -1;
+)sql",
 };
 
 constexpr std::string_view job_columns =
@@ -477,7 +482,7 @@ class job_store::impl {
     std::vector<node_record> out;
     for (int rc; (rc = st.step()) != SQLITE_DONE;) {
       if (rc != SQLITE_ROW) return std::unexpected("load nodes: " + errtext(db_));
-      out.push_back({st.column_text(0), st.column_text(1)});
+      out.push_back({st.column_text(0), st.column_text(1), st.column_int(2)});
     }
     return out;
   }
@@ -548,12 +553,12 @@ class job_store::impl {
                                       "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
                                       cols)},
         {&stmts_.remove_job, "DELETE FROM jobs WHERE id = ?1"},
-        {&stmts_.put_node, "INSERT OR REPLACE INTO nodes (name, dial) VALUES (?1, ?2)"},
+        {&stmts_.put_node, "INSERT OR REPLACE INTO nodes (name, dial, join_uid) VALUES (?1, ?2, ?3)"},
         {&stmts_.remove_node, "DELETE FROM nodes WHERE name = ?1"},
         {&stmts_.put_quota,
          "INSERT OR REPLACE INTO quotas (user, cpu_millis, mem_bytes, weight) VALUES (?1, ?2, ?3, ?4)"},
         {&stmts_.load_jobs, fmt::format("SELECT {} FROM jobs ORDER BY id", cols)},
-        {&stmts_.load_nodes, "SELECT name, dial FROM nodes ORDER BY name"},
+        {&stmts_.load_nodes, "SELECT name, dial, join_uid FROM nodes ORDER BY name"},
         {&stmts_.load_quotas, "SELECT user, cpu_millis, mem_bytes, weight FROM quotas ORDER BY user"},
         {&stmts_.put_cut_off, "INSERT OR REPLACE INTO cut_off (node, task, job, owner, attempt) VALUES (?1, ?2, ?3, ?4, ?5)"},
         {&stmts_.remove_cut_off, "DELETE FROM cut_off WHERE node = ?1 AND task = ?2 AND job = ?3"},
@@ -618,6 +623,7 @@ class job_store::impl {
               auto u = st.use();
               int rc = st.bind(1, std::string_view(n.name));
               if (rc == SQLITE_OK) rc = st.bind(2, std::string_view(n.dial));
+              if (rc == SQLITE_OK) rc = st.bind(3, n.join_uid);
               auto r = step_done(st, rc);
               if (!r) return std::unexpected(fmt::format("put node {}: {}", n.name, r.error()));
               return {};

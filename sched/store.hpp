@@ -13,7 +13,7 @@
 // 1984), and PostgreSQL's WAL writer with commit_delay = 0: the next batch is whatever
 // arrived while the previous one was being made durable; nobody waits for a timer.
 //
-// Schema (sched/store.cpp, `migrations`): tables jobs, nodes, quotas and cut_off, one row per
+// Schema (sched/store.cpp, `migrations`): tables jobs, nodes (dialled and joined), quotas and cut_off, one row per
 // record, columns named as the record fields. Migrations are one append-only array;
 // PRAGMA user_version says how many have run (as Chromium sql::MetaTable and Core
 // Lightning's wallet/db.c do). A file written by a newer program (user_version greater
@@ -73,7 +73,10 @@ struct job_record {
 
 struct node_record {
   std::string name;  // non-empty
-  std::string dial;  // as given to `node add NAME DIAL`; the store does not parse it
+  std::string dial;  // as given to `node add NAME DIAL`; the store does not parse it; "" for a joined node
+  // A joined node (galaxy-node --join): the uid that joined it, the only one that may join
+  // under its name until `node rm` (sched/membership.cpp). -1: a node the scheduler dials.
+  std::int64_t join_uid = -1;
   bool operator==(const node_record&) const = default;
 };
 

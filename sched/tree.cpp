@@ -1003,7 +1003,8 @@ void sched_tree::join_write(request r) {
   if (line.find('\n') != std::string_view::npos) return r.error("join: expected one join line");
   auto req = ctl::parse_join(line);
   if (!req) return r.error(req.error());
-  auto ticket = sched_->reserve_join(req->name);
+  uid_t uid = *f.who().uid;  // may_join refuses a join without one
+  auto ticket = sched_->reserve_join(req->name, uid);
   if (!ticket) return r.error(ticket.error());
   node_info info;
   info.arch = req->arch;
@@ -1011,11 +1012,11 @@ void sched_tree::join_write(request r) {
   info.mem_bytes = req->mem_bytes;
   info.labels = req->labels;
   auto count = static_cast<std::uint32_t>(data.size());
-  r.hand_off(srv9p::rwrite{count}, [s = sched_, ticket = std::move(*ticket), req = std::move(*req),
+  r.hand_off(srv9p::rwrite{count}, [s = sched_, uid, ticket = std::move(*ticket), req = std::move(*req),
                                      info = std::move(info)](srv9p::handoff h) mutable {
     std::string name = req.name;
     ticket.reset();  // join_node checks the name again, now for good
-    s->join_node(std::move(name), std::move(info), h.fd, srv9p::join_binding(req.nonce),
+    s->join_node(std::move(name), uid, std::move(info), h.fd, srv9p::join_binding(req.nonce),
                  [s, n = req.name](std::expected<void, std::string> ok) {
                    if (!ok) s->log_line(fmt::format("node {}: {}", n, ok.error()));
                  });

@@ -11,9 +11,12 @@
 
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include "ctl/join.hpp"
@@ -53,9 +56,13 @@ struct join_cluster {
   std::unique_ptr<fsclient::client> c;
   std::uint32_t root = 0;
 
+  std::vector<std::string> extra_;
+  // Starts the scheduler (again, on the same port and state, after the first start).
   std::string start(const std::vector<std::string>& extra = {}) {
     ::chmod(dir.path().c_str(), 0711);
-    std::vector<std::string> argv{sched_binary, "--listen", "tcp!127.0.0.1!0", "--auth", "munge", "--munge-socket",
+    std::string listen = sched.dials.empty() ? "tcp!127.0.0.1!0" : sched.dials.at(0);
+    extra_ = extra;
+    std::vector<std::string> argv{sched_binary, "--listen", listen, "--auth", "munge", "--munge-socket",
                                   m.socket(), "--state", dir.file("state"), "--heartbeat", "0.2", "--admin", "root"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     auto s = testutil::start_daemon(argv);
@@ -81,6 +88,20 @@ struct join_cluster {
     auto line = p->read_line(10s);
     EXPECT_TRUE(line && line->starts_with("joining ")) << (line ? *line : line.error());
     return std::move(*p);
+  }
+  // Kills the scheduler with SIGKILL and starts it again on the same port and state.
+  std::string restart() {
+    sched.proc.signal(SIGKILL);
+    sched.proc.wait();
+    c.reset();
+    return start(extra_);
+  }
+  std::string submit(const std::string& cmd) {
+    auto n = read("jobs/clone");
+    while (!n.empty() && n.back() == '\n') n.pop_back();
+    auto ok = c->write_file(root, "jobs/" + n + "/ctl", "exec " + cmd + "\n");
+    EXPECT_TRUE(ok.has_value()) << (ok ? "" : ok.error());
+    return n;
   }
   std::string read(const std::string& path) {
     auto r = c->read_file(root, path);
@@ -444,6 +465,144 @@ TEST(Join, ACredentialCapturedOnTheSchedulersPortIsRefusedThere) {
     std::this_thread::sleep_for(50ms);
   }
   EXPECT_NE(st.find("nodes_up=1 "), std::string::npos) << st;
+}
+
+}  // namespace
+
+namespace {
+
+// A directory every task user may append to, and how many lines a file there has.
+std::string marks_dir(join_cluster& k) {
+  auto d = k.dir.file("marks");
+  ::mkdir(d.c_str(), 0777);
+  ::chmod(d.c_str(), 0777);
+  return d;
+}
+std::string file_text(const std::string& file) {
+  std::ifstream in(file);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+std::size_t lines_of(const std::string& file) {
+  std::string text = file_text(file);
+  return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
+}
+
+// Issue 13: joined nodes are stored. The scheduler is killed while a joined node runs a
+// job, and restarted: the node is known (down) at once, the job waits for it instead of
+// being lost, the node rejoins by itself, and the job ends once, on its first attempt.
+TEST(Join, ARestartedSchedulerWaitsForItsJoinedNodeAndRunsNothingTwice) {
+  REQUIRE_MUNGED();
+  join_cluster k;
+  ASSERT_EQ(k.start(), "");
+  auto marks = marks_dir(k);
+  auto n1 = k.node("n1", "n1");
+  ASSERT_TRUE(k.wait_for("status", "nodes_up=1 ")) << k.read("status");
+  std::string mark = marks + "/job";
+  auto j = k.submit("sh -c 'sleep 3; echo ran >> " + mark + "; echo done'");
+  ASSERT_TRUE(k.wait_for("jobs/" + j + "/status", "state=running")) << k.read("jobs/" + j + "/status");
+  ASSERT_EQ(k.restart(), "");
+  // Known at once, from the store: down until it joins again, its job still running.
+  EXPECT_NE(k.read("status").find("nodes_down=1 "), std::string::npos) << k.read("status");
+  EXPECT_NE(k.read("jobs/" + j + "/status").find("state=running"), std::string::npos)
+      << k.read("jobs/" + j + "/status");
+  ASSERT_TRUE(k.wait_for("status", "nodes_up=1 ")) << k.read("status");
+  ASSERT_TRUE(k.wait_for("jobs/" + j + "/status", "state=done", 30s)) << k.read("jobs/" + j + "/status");
+  auto status = k.read("jobs/" + j + "/status");
+  EXPECT_NE(status.find("attempts=1 "), std::string::npos) << status;
+  EXPECT_EQ(k.read("jobs/" + j + "/stdout"), "done\n");
+  EXPECT_EQ(lines_of(mark), 1u) << file_text(mark);
+  // And the node still runs new work.
+  EXPECT_EQ(k.run_job("echo after"), "after\n");
+}
+
+// A stored joined name is the joining uid's: a --join-user of another uid may not take it
+// while the node is down, not even after a restart; `node rm` frees it.
+TEST(Join, AStoredNameIsRefusedToAnotherUidUntilNodeRm) {
+  REQUIRE_MUNGED();
+  REQUIRE_USERS(alice, bob);
+  join_cluster k;
+  ASSERT_EQ(k.start({"--join-user", "gx-bob"}), "");
+  {
+    auto n1 = k.node("n1", "n1");
+    ASSERT_TRUE(k.wait_for("status", "nodes_up=1 ")) << k.read("status");
+    n1.signal(SIGKILL);
+    n1.wait();
+  }
+  ASSERT_TRUE(k.wait_for("status", "nodes_up=0 nodes_down=1 ")) << k.read("status");
+  fsclient::client::options o;
+  o.credential = [sock = k.m.socket(), bob = *bob](std::string_view bind) -> fsclient::result<std::string> {
+    return testmunge::credential(sock, std::string(bind), bob);
+  };
+  std::string refusal = fmt::format(
+      "join: node n1 was joined by uid {}; uid {} may not take its name (an admin frees it with `node rm n1`)",
+      ::getuid(), bob->first);
+  for (bool restarted : {false, true}) {
+    SCOPED_TRACE(restarted ? "after a restart" : "before");
+    if (restarted) ASSERT_EQ(k.restart(), "");
+    auto cl = fsclient::client::dial(k.sched.dials.at(0), o);
+    ASSERT_TRUE(cl);
+    EXPECT_EQ(k.write_join(**cl, "gx-bob", line("n1")), refusal);
+    EXPECT_NE(k.read("status").find("nodes_up=0 nodes_down=1 "), std::string::npos) << k.read("status");
+  }
+  // The admin forgets the node: the name is free, for anyone allowed to join.
+  auto rm = k.c->write_file(k.root, "ctl", "node rm n1\n");
+  ASSERT_TRUE(rm) << rm.error();
+  auto cl = fsclient::client::dial(k.sched.dials.at(0), o);
+  ASSERT_TRUE(cl);
+  EXPECT_EQ(k.write_join(**cl, "gx-bob", line("n1")), "");
+}
+
+// A closed connection says nothing about the node's tasks: galaxy-node killed with SIGKILL
+// leaves them running (its next start kills them), and a live node fences them only when
+// its lease runs out. So a job whose node's connection closed is held, still running,
+// until --down-after after the link's last heartbeat, and only then requeued.
+TEST(Join, AClosedConnectionHoldsItsJobsUntilTheLeaseHasRunOut) {
+  REQUIRE_MUNGED();
+  join_cluster k;
+  ASSERT_EQ(k.start({"--down-after", "4"}), "");
+  auto n1 = k.node("n1", "n1");
+  auto n2 = k.node("n2", "n2");
+  ASSERT_TRUE(k.wait_for("status", "nodes_up=2 ")) << k.read("status");
+  auto j = k.submit("sh -c 'sleep 5; echo ok'");
+  ASSERT_TRUE(k.wait_for("jobs/" + j + "/status", "state=running")) << k.read("jobs/" + j + "/status");
+  auto status = k.read("jobs/" + j + "/status");
+  bool on_n1 = status.find("node=n1 ") != std::string::npos;
+  auto& victim = on_n1 ? n1 : n2;
+  std::string other = on_n1 ? "n2" : "n1";
+  victim.signal(SIGKILL);
+  victim.wait();
+  ASSERT_TRUE(k.wait_for("status", "nodes_up=1 nodes_down=1 ")) << k.read("status");
+  // Down, but its copy may still run: held, not requeued.
+  status = k.read("jobs/" + j + "/status");
+  EXPECT_NE(status.find("state=running"), std::string::npos) << status;
+  EXPECT_NE(status.find("attempts=1 "), std::string::npos) << status;
+  // Once the lease has run out: lost, requeued, and done on the other node.
+  ASSERT_TRUE(k.wait_for("jobs/" + j + "/status", "state=done", 40s)) << k.read("jobs/" + j + "/status");
+  status = k.read("jobs/" + j + "/status");
+  EXPECT_NE(status.find("attempts=2 "), std::string::npos) << status;
+  EXPECT_NE(status.find("node=" + other + " "), std::string::npos) << status;
+}
+
+// A held job (its node's connection closed, its lease not yet over) that is killed ends
+// at once; its copy on the node is remembered, to be killed when the node returns.
+TEST(Join, AHeldJobThatIsKilledEndsAtOnce) {
+  REQUIRE_MUNGED();
+  join_cluster k;
+  ASSERT_EQ(k.start(), "");  // --down-after 30: held for about 30 s
+  auto n1 = k.node("n1", "n1");
+  ASSERT_TRUE(k.wait_for("status", "nodes_up=1 ")) << k.read("status");
+  auto j = k.submit("sleep 60");
+  ASSERT_TRUE(k.wait_for("jobs/" + j + "/status", "state=running")) << k.read("jobs/" + j + "/status");
+  n1.signal(SIGKILL);
+  n1.wait();
+  ASSERT_TRUE(k.wait_for("status", "nodes_up=0 nodes_down=1 ")) << k.read("status");
+  auto kill = k.c->write_file(k.root, "jobs/" + j + "/ctl", "kill\n");
+  EXPECT_TRUE(kill.has_value()) << kill.error();
+  auto status = k.read("jobs/" + j + "/status");
+  EXPECT_NE(status.find("state=killed"), std::string::npos) << status;
+  EXPECT_NE(status.find("killed while its node n1 was down"), std::string::npos) << status;
 }
 
 }  // namespace

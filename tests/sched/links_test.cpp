@@ -234,7 +234,7 @@ struct link_watch {
               std::lock_guard lk(m);
               ++ups;
             },
-            .down = [this](std::string why) {
+            .down = [this](std::string why, std::chrono::steady_clock::time_point) {
               std::lock_guard lk(m);
               downs.push_back(why);
             }};

@@ -638,4 +638,175 @@ TEST(Netns, JoinedNodesRunJobs) {
   EXPECT_EQ(where, (std::set<std::string>{"n1", "n2", "n3"}));
 }
 
+// README.md's "Several machines", run literally: its three ```sh blocks, taken from the
+// file at test time, run in the hosts (the first on the head "sched", the second on n1, n2
+// and n3, the third on n1, a machine with the key and munged that is also a node). Only
+// what cannot run in a network namespace on one machine is replaced, mechanically, and
+// always the same way (readme::common and readme::as_root below):
+//   - each host's own files: an absolute path of the machine (after a space or a ':':
+//     /etc/, /usr/local/bin/) is put under the host's root directory R, and so are the
+//     `= /var/...` paths of the installed configuration files;
+//   - the user is gx-alice (a test user, known on every host), whose home is a directory
+//     under n1's R; every host sees that mount, at the same path, as a shared home would;
+//   - HEAD=head.lan becomes the head's address;
+//   - apt install munge: what Debian's package does (a key in /etc/munge owned by munge,
+//     munged started as munge), once; systemctl restart munge: munged again, as munge;
+//   - scp root@$HEAD:PATH DEST: cp from the head's root directory;
+//   - systemctl daemon-reload: nothing; systemctl enable --now UNIT: the unit's ExecStart
+//     with its paths under R, plus --munge-socket (the host's munged) and, for a node,
+//     --name HOST (every namespace shares one hostname), started in the background;
+//   - galaxy VERB: the same with --munge-socket (the host's munged); galaxy mount's output
+//     goes to a file (it forks and would hold the test's pipe);
+//   - the shell has a root login's umask, 022 (the test's own may be stricter).
+// Between the node blocks and the user block the test waits until the head has 3 nodes up.
+namespace readme {
+
+// The ```sh blocks of the section "## Several machines", in order.
+std::vector<std::string> blocks() {
+  std::string text = slurp(GALAXY_SOURCE_DIR "/README.md");
+  auto start = text.find("\n## Several machines\n");
+  if (start == std::string::npos) return {};
+  auto end = text.find("\n## ", start + 1);
+  std::string sec = text.substr(start, end == std::string::npos ? std::string::npos : end - start);
+  std::vector<std::string> out;
+  for (auto at = sec.find("```sh\n"); at != std::string::npos; at = sec.find("```sh\n", at)) {
+    auto body = at + 6;
+    auto close = sec.find("```", body);
+    if (close == std::string::npos) break;
+    out.push_back(sec.substr(body, close - body));
+    at = close + 3;
+  }
+  return out;
+}
+
+// The paths of the machine, put under $R (after a space or a ':' only).
+std::string under_root(std::string b, const std::string& head_ip) {
+  for (const std::string from : {"/etc/", "/usr/local/bin/"}) {
+    std::string outb;
+    for (std::size_t i = 0; i < b.size();) {
+      if (b.compare(i, from.size(), from) == 0 && i > 0 && (b[i - 1] == ' ' || b[i - 1] == ':')) {
+        outb += "$R" + from;
+        i += from.size();
+      } else {
+        outb += b[i++];
+      }
+    }
+    b = outb;
+  }
+  auto h = b.find("HEAD=head.lan");
+  if (h != std::string::npos) b.replace(h, 13, "HEAD=" + head_ip);
+  return b;
+}
+
+// Every block: the host's programs and munged, the checkout, and galaxy VERB.
+const char* common = R"sh(set -e
+umask 022
+export PATH="$R/usr/local/bin:$PATH"
+SOCK=$R/run/munge/munge.socket.2
+cd "$WORK"
+galaxy() {
+  v=$1; shift
+  if [ "$v" = mount ]; then
+    command galaxy mount --munge-socket "$SOCK" "$@" </dev/null >/dev/null 2>&1
+  else
+    command galaxy "$v" --munge-socket "$SOCK" "$@"
+  fi
+}
+)sh";
+
+// The blocks run as root (head, nodes): the machine's packages and services.
+const char* as_root = R"sh(mkdir -p "$R/usr/local/bin" "$R/etc/systemd/system" "$R/tmp" "$R/var/lib" "$R/var/spool" "$R/var/log"
+start_munged() {
+  runuser -u munge -- /usr/sbin/munged --socket="$SOCK" --key-file="$R/etc/munge/munge.key" \
+    --pid-file="$R/run/munge/munged.pid" --log-file="$R/var/log/munge/munged.log" \
+    --seed-file="$R/var/lib/munge/munge.seed" </dev/null >/dev/null 2>&1
+}
+stop_munged() { kill "$(cat "$R/run/munge/munged.pid")"; while [ -e "$SOCK" ]; do sleep 0.05; done; }
+apt() {
+  [ "$1 $2" = "install munge" ] || { echo "apt: only 'install munge' is replaced here" >&2; return 1; }
+  command -v munged >/dev/null || { echo "apt: munge is not installed on this machine" >&2; return 1; }
+  [ -e "$R/etc/munge/munge.key" ] && return 0
+  mkdir -p "$R/etc/munge" "$R/run/munge" "$R/var/log/munge" "$R/var/lib/munge"
+  chown munge:munge "$R/etc/munge" "$R/run/munge" "$R/var/log/munge" "$R/var/lib/munge"
+  chmod 700 "$R/etc/munge"
+  dd if=/dev/urandom of="$R/etc/munge/munge.key" bs=1024 count=1 2>/dev/null
+  chown munge:munge "$R/etc/munge/munge.key"; chmod 400 "$R/etc/munge/munge.key"
+  start_munged
+}
+scp() { p=${1#*:}; p=${p#"$R"}; cp "$HEADROOT$p" "$2"; }
+start_unit() {
+  cmd=$(sed -n 's/^ExecStart=//p' "$R/etc/systemd/system/$1.service" | sed "s#/usr/local/bin/#$R/usr/local/bin/#g; s#/etc/#$R/etc/#g")
+  for f in "$R"/etc/galaxy/*.conf; do sed -i "s#= /var/#= $R/var/#" "$f"; done
+  extra="--munge-socket $SOCK"
+  [ "$1" = galaxy-node ] && extra="$extra --name $NAME"
+  setsid $cmd $extra </dev/null >"$R/var/log/$1.log" 2>&1 &
+  i=0
+  until grep -q "^listening on\|^joining" "$R/var/log/$1.log"; do
+    i=$((i + 1)); [ $i -lt 200 ] || { cat "$R/var/log/$1.log" >&2; return 1; }; sleep 0.05
+  done
+}
+systemctl() {
+  case "$1" in
+    daemon-reload) ;;
+    restart) [ "$2" = munge ] && { stop_munged; start_munged; } ;;
+    enable) shift; [ "$1" = --now ] && shift; start_unit "$1" ;;
+    *) echo "systemctl $1: not replaced here" >&2; return 1 ;;
+  esac
+}
+)sh";
+
+}  // namespace readme
+
+TEST(Netns, ReadmeSeveralMachinesRunsLiterally) {
+  REQUIRE_FUSE();
+  REQUIRE_USERS(alice, bob);
+  MAKE(k);
+  auto bl = readme::blocks();
+  ASSERT_EQ(bl.size(), 3u) << "README.md's \"Several machines\" should have three sh blocks (head, node, user)";
+  std::string work = k.dir.file("work");
+  ::mkdir(work.c_str(), 0755);
+  ASSERT_EQ(::symlink(GALAXY_BINARY_DIR, (work + "/build").c_str()), 0);
+  ASSERT_EQ(::symlink(GALAXY_SOURCE_DIR "/rootfs", (work + "/rootfs").c_str()), 0);
+  ASSERT_EQ(::symlink(GALAXY_SOURCE_DIR "/examples", (work + "/examples").c_str()), 0);
+  std::string head_ip = (*k.net)["sched"].ip4;
+  auto root_of = [&](const std::string& h) { return k.dir.file("root-" + h); };
+  for (const char* h : {"sched", "n1", "n2", "n3"}) {
+    ::mkdir(root_of(h).c_str(), 0755);
+    ::chmod(root_of(h).c_str(), 0755);  // a machine's / is 0755
+  }
+  std::string home = root_of("n1") + "/home";
+  ::mkdir(home.c_str(), 0755);
+  home += "/gx-alice";
+  ::mkdir(home.c_str(), 0755);
+  ASSERT_EQ(::chown(home.c_str(), alice->first, alice->second), 0);
+  k.mnt = home + "/galaxy";  // unmounted by the fixture at the end
+  auto run = [&](const std::string& host, const std::string& block, bool user = false) {
+    std::string script = "R='" + root_of(host) + "'\nHEADROOT='" + root_of("sched") + "'\nNAME='" + host +
+                         "'\nWORK='" + work + "'\n" + readme::common + (user ? "" : readme::as_root) +
+                         readme::under_root(block, head_ip);
+    if (!user) return k.net->run(host, {"/bin/sh", "-c", script}, {}, 240s);
+    return k.net->run(host, {"/usr/sbin/runuser", "-u", "gx-alice", "--", "/usr/bin/env", "HOME=" + home,
+                             "USER=gx-alice", "/bin/sh", "-c", script},
+                      {}, 240s);
+  };
+  auto head = run("sched", bl[0]);
+  ASSERT_EQ(head.status, 0) << head.out << head.err;
+  EXPECT_NE(slurp(root_of("sched") + "/var/log/galaxy-sched.log").find("listening on tcp!*!5641"), std::string::npos);
+  for (const char* n : {"n1", "n2", "n3"}) {
+    auto r = run(n, bl[1]);
+    ASSERT_EQ(r.status, 0) << n << ": " << r.out << r.err;
+  }
+  // The head counts its nodes (the test's own look, not the README's).
+  std::string sock = root_of("n1") + "/run/munge/munge.socket.2";
+  auto up = [&] {
+    auto st = k.net->run("n1", {galaxy_binary, "cat", "--munge-socket", sock, "-a", head_ip + ":5641", "status"});
+    return field(st.out, "nodes_up");
+  };
+  ASSERT_TRUE(eventually([&] { return up() == "3"; }, 30s)) << up();
+  auto user = run("n1", bl[2], true);
+  EXPECT_EQ(user.status, 0) << user.out << user.err;
+  for (const char* n : {"n1", "n2", "n3"}) EXPECT_NE(user.out.find(n), std::string::npos) << user.out;
+  EXPECT_NE(user.out.find("result: match"), std::string::npos) << user.out << user.err;
+}
+
 }  // namespace

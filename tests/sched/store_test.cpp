@@ -366,20 +366,23 @@ TEST(JobStore, NodesAndQuotasPersistReplaceAndRemove) {
     s->put_node({"n1", "unix!/run/galaxy/n1"}, note);
     s->put_node({"n3", "tcp!h3!5640"}, note);
     s->put_node({"n2", "tcp!10.0.0.22!5640"}, note);  // replaces
+    s->put_node({"pi4", "", 1001}, note);              // a joined node, with the uid that joined it
     s->remove_node("n3", note);
     s->remove_node("nope", note);
     s->put_quota({"glenda", 4000, 8LL << 30, 0.1}, note);
     s->put_quota({"rob", 1500, 1LL << 30, 2.5}, note);
     s->put_quota({"glenda", 6000, 16LL << 30, 3.0}, note);  // replaces
     s->flush();
-    ASSERT_EQ(got.size(), 9u);
+    ASSERT_EQ(got.size(), 10u);
     for (auto& r : got) EXPECT_EQ(r, result{});
   }
   auto s = open_ok(file);
   ASSERT_TRUE(s);
   auto nodes = s->load_nodes();
   ASSERT_TRUE(nodes.has_value()) << nodes.error();
-  EXPECT_EQ(*nodes, (std::vector<sched::node_record>{{"n1", "unix!/run/galaxy/n1"}, {"n2", "tcp!10.0.0.22!5640"}}));
+  EXPECT_EQ(*nodes, (std::vector<sched::node_record>{{"n1", "unix!/run/galaxy/n1", -1},
+                                                      {"n2", "tcp!10.0.0.22!5640", -1},
+                                                      {"pi4", "", 1001}}));
   auto quotas = s->load_quotas();
   ASSERT_TRUE(quotas.has_value()) << quotas.error();
   EXPECT_EQ(*quotas, (std::vector<sched::quota_record>{{"glenda", 6000, 16LL << 30, 3.0},
