@@ -1306,7 +1306,7 @@ void scheduler::start_failed(std::uint64_t id, const std::string& why) {
   std::string lower = why;
   for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   bool full = lower.find("no space left on device") != std::string::npos;
-  std::string reason = full ? fmt::format("{}'s spool is full ({})", node, why) : why;
+  std::string reason = full ? fmt::format("the spool of {} is full ({})", node, why) : why;
   j->rec.note = fmt::format("start on {} failed: {}", node, reason);
   // Do not ask the same node again at once: the policy sees it drained, 1 s after the
   // first refusal, doubling up to max_backoff_ms while it goes on refusing (exponential
@@ -1360,8 +1360,8 @@ std::string scheduler::backoff_note() const {
   std::int64_t now = now_ms();
   for (const auto& [name, b] : backoff_) {
     if (b.released) continue;
-    out += fmt::format("{}{} ({}, {} refusals, next try in {} s)", out.empty() ? "" : ", ", name, b.why, b.refusals,
-                       (b.until_ms - now + 999) / 1000);
+    out += fmt::format("{}{} ({}; {} refusals, backoff {} s, next try in {} s)", out.empty() ? "" : ", ", name, b.why,
+                       b.refusals, b.delay_ms / 1000, (b.until_ms - now + 999) / 1000);
   }
   return out.empty() ? out : "waiting for nodes that refused starts: " + out;
 }

@@ -338,7 +338,8 @@ class scheduler {
   static constexpr std::int64_t max_backoff_ms = 30000;
   std::map<std::string, node_backoff> backoff_;
   void arm_backoff();  // the backoff timer, for the next node to release
-  // "waiting for nodes that refused starts: n1 (spool full: ..., next try in 4 s)", or "".
+  // "waiting for nodes that refused starts: n1 (spool full: ...; 3 refusals, backoff 4 s,
+  // next try in 3 s)", or "".
   std::string backoff_note() const;
   std::string policy_mode_ = "binpack";
   policy::scheduler policy_;

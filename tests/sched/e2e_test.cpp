@@ -2,7 +2,13 @@
 // port 0 in a temporary directory, driven through the real 9P client as users and the
 // `galaxy` tool drive them.
 #include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <atomic>
 #include <csignal>
@@ -395,6 +401,48 @@ TEST(SchedE2E, RmOfAJobReachesTheNodesCopy) {
     EXPECT_FALSE(c.c->stat_path(c.root, "nodes/n1/task/" + t).has_value()) << t;
     EXPECT_FALSE(fs::exists(c.dir.file("n1") + "/task/" + t)) << t;
   }
+}
+
+// A node whose spool is full (a 512 KiB tmpfs, filled) refuses starts: the job's note
+// names the node and its full spool, the scheduler backs off that node exponentially (the
+// note's "next try in" grows past the old fixed second), and once space is freed the job
+// runs. Needs root for the tmpfs; skips without.
+TEST(SchedE2E, SpoolFullIsSaidAndBackedOff) {
+  cluster c;
+  std::string spool = c.dir.file("n1");
+  fs::create_directories(spool);
+  if (::mount("tmpfs", spool.c_str(), "tmpfs", 0, "size=512k,mode=0755") != 0) {
+    GTEST_SKIP() << "mount tmpfs: " << std::strerror(errno) << " (needs root)";
+  }
+  struct unmount {
+    std::string p;
+    ~unmount() { ::umount2(p.c_str(), MNT_DETACH); }
+  } um{spool};
+  ASSERT_EQ(c.start(1), "");
+  {
+    int fd = ::open((spool + "/fill").c_str(), O_WRONLY | O_CREAT, 0600);
+    ASSERT_GE(fd, 0);
+    std::string block(4096, 'x');
+    while (::write(fd, block.data(), block.size()) > 0) {
+    }
+    ::close(fd);
+  }
+  auto j = c.job({"exec true"});
+  auto note_has = [&](const std::string& what) {
+    return c.read("jobs/" + j + "/status").find(what) != std::string::npos;
+  };
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  // Three refusals in a row: the third backs off 4 s, not 1.
+  while (!note_has("backoff 4 s") && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  auto st = c.read("jobs/" + j + "/status");
+  EXPECT_NE(st.find("start on n1 failed: the spool of n1 is full ("), std::string::npos) << st;
+  EXPECT_NE(st.find("waiting for nodes that refused starts: n1 (spool full: "), std::string::npos) << st;
+  EXPECT_NE(st.find("3 refusals, backoff 4 s"), std::string::npos) << st;
+  EXPECT_EQ(st.find("unschedulable: no nodes"), std::string::npos) << st;
+  fs::remove(spool + "/fill");
+  EXPECT_EQ(c.read("jobs/" + j + "/wait"), "exit 0\n") << c.read("jobs/" + j + "/status");
 }
 
 TEST(SchedE2E, OnlyTheOwnerOrAdminChangesAJob) {
