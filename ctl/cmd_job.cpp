@@ -275,6 +275,7 @@ struct job_options {
   std::string cpu, mem, time, name, dir;
   std::string array;             // submit: `array N`
   bool speculate = false;        // submit: `speculate`
+  bool queue_anyway = false;     // run, submit: `queue-anyway` (no refusal of what cannot run yet)
   std::vector<std::string> needs, after, env;
   std::vector<std::string> command;
   std::vector<std::string> ids;  // kill, wait, jobs: J or J/I
@@ -405,6 +406,7 @@ result<std::vector<std::string>> job_lines(const job_options& o) {
     lines.push_back("array " + o.array);
   }
   if (o.speculate) lines.push_back("speculate");
+  if (o.queue_anyway) lines.push_back("queue-anyway");
   lines.push_back("exec " + join(o.command));
   return lines;
 }
@@ -416,7 +418,7 @@ std::optional<std::string> submit_job(std::string_view verb, tree_access& t, con
     complain(verb, lines.error());
     return std::nullopt;
   }
-  if (!o.needs.empty()) {
+  if (!o.needs.empty() && !o.queue_anyway) {
     auto labels = node_labels(t);
     for (const auto& n : o.needs) {
       if (labels.contains(n)) continue;
@@ -440,7 +442,9 @@ std::optional<std::string> submit_job(std::string_view verb, tree_access& t, con
   }
   std::string ctl = "jobs/" + j + "/ctl";
   if (auto w = t.write_lines(ctl, *lines); !w) {
-    complain(verb, fmt::format("{}: {}", t.name(ctl), w.error()));
+    // The scheduler's refusal of what no node can run (galaxy(4), exec) gets the tool's escape.
+    std::string more = w.error().starts_with("cannot run: ") ? "; --queue-anyway queues it for nodes to come" : "";
+    complain(verb, fmt::format("{}: {}{}", t.name(ctl), w.error(), more));
     (void)t.write_lines(ctl, {"rm"});  // the job never started: drop it
     return std::nullopt;
   }
@@ -513,6 +517,15 @@ int do_run(const job_options& o) {
   std::thread out([&] { pump("stdout", STDOUT_FILENO, out_err); });
   std::thread err([&] { pump("stderr", STDERR_FILENO, err_err); });
   auto wait = t->read(dir + "wait");
+  if (wait && wait->starts_with("cannot run: ")) {
+    // The job is still queued (its last node went): its output never comes and the
+    // threads reading it stay blocked, so leave without them.
+    std::string w = *wait;
+    while (!w.empty() && w.back() == '\n') w.pop_back();
+    complain("run", fmt::format("job {}: {}", *j, w));
+    std::fflush(stdout);
+    std::_Exit(1);
+  }
   out.join();
   err.join();
   for (const auto& e : {out_err, err_err}) {
@@ -916,6 +929,8 @@ void add_spec(CLI::App* sub, job_options& o) {
   sub->add_option("--time", o.time, "kill the job after this many seconds");
   sub->add_option("--name", o.name, "a name for the job, shown by galaxy jobs");
   sub->add_option("--dir", o.dir, "the job's working directory on its node");
+  sub->add_flag("--queue-anyway", o.queue_anyway,
+                "queue the job even if no node known now can run it (nodes that join later may)");
   // Only for --help: split_command hands the command over, and CLI11 never sees its words.
   sub->add_option("command", o.command, "the command and its arguments (after -- or after the last option)");
 }

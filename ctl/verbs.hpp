@@ -51,7 +51,7 @@ inline constexpr verb_spec node_verbs[] = {
 // task_verb_count means the same as that task_verb), then the scheduler's own.
 enum class job_verb : int {
   exec, dir, env, cpu, mem, time, nice, kill, rm,
-  need, after, priority, retries, preemptible, name, array, speculate,
+  need, after, priority, retries, preemptible, name, array, speculate, queue_anyway,
 };
 inline constexpr int task_verb_count = 9;
 inline constexpr verb_spec job_verbs[] = {
@@ -65,6 +65,7 @@ inline constexpr verb_spec job_verbs[] = {
     {int(job_verb::name), "name", 1, 1, "name NAME"},                   // a user-visible name
     {int(job_verb::array), "array", 1, 1, "array N"},                   // N tasks jobs/J/0..N-1, $GALAXY_INDEX
     {int(job_verb::speculate), "speculate", 0, 0, "speculate"},         // a backup copy when it straggles
+    {int(job_verb::queue_anyway), "queue-anyway", 0, 0, "queue-anyway"},  // exec queues what no node can run yet
 };
 
 // The scheduler's /ctl, for the cluster's administrator.

@@ -100,7 +100,9 @@ def main():
     for i, share in enumerate(shares):
         line = "exec python3 -c " + quote(MAP) + " " + " ".join(quote(f) for f in share)
         ids.append(submit(mount, [f"name map{i}", line]))
-    r = submit(mount, ["name reduce", "after " + " ".join(ids),
+    # queue-anyway: a map that failed already would make the reduce refused at exec;
+    # queued, it fails with "dependency J failed", and the failed map is reported.
+    r = submit(mount, ["name reduce", "after " + " ".join(ids), "queue-anyway",
                        "exec python3 -c " + quote(REDUCE) + " " + quote(mount) + " " + " ".join(ids)])
     outcome = read(f"{mount}/jobs/{r}/wait").strip()
     elapsed = time.monotonic() - start

@@ -100,7 +100,9 @@ while [ "$i" -lt "$maps" ]; do
   i=$((i + 1))
 done
 ids=${ids# }
-r=$(submit "name reduce" "after $ids" "exec sh -c $(q "$REDUCE") reduce $(q "$mount") $ids")
+# queue-anyway: a map that failed already would make the reduce refused at exec; queued,
+# it fails with "dependency J failed", and the failed map is reported below.
+r=$(submit "name reduce" "after $ids" "queue-anyway" "exec sh -c $(q "$REDUCE") reduce $(q "$mount") $ids")
 outcome=$(cat "$mount/jobs/$r/wait")
 end=$(date +%s%N)
 

@@ -214,6 +214,11 @@ void scheduler::remove_node(const std::string& name, done_fn done) {
   }
   policy_.remove_node(name);
   post_event("node rm " + name);
+  // Queued jobs may have lost the last node that could run them: their status and
+  // waiting readers are told (cannot_run).
+  for (auto& [id, j] : jobs_) {
+    if (j->rec.state == job_state::queued) changed(*j);
+  }
   store_->remove_node(name, [this, done](std::expected<void, std::string> ok) {
     asio::post(io_, [done, ok] { done(ok); });
   });

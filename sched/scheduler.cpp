@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <chrono>
 #include <csignal>
@@ -308,6 +309,7 @@ std::expected<std::unique_ptr<scheduler>, std::string> scheduler::create(asio::i
 }
 
 void scheduler::start() {
+  started_ms_ = now_ms();
   for (auto& [name, l] : links_) l->start();
   sweep();
   // Jobs waiting for a node that is not configured any more are lost now.
@@ -573,6 +575,9 @@ std::expected<void, std::string> scheduler::apply_spec_line(job& j, std::string_
     case v::speculate:
       j.speculate = true;
       break;
+    case v::queue_anyway:
+      j.queue_anyway = true;
+      break;
     case v::kill:
     case v::rm:
       return fail(fmt::format("'{}' is not part of a job's spec", cmd->name));
@@ -634,16 +639,26 @@ void scheduler::job_ctl(job& j, std::string line, std::string_view uname, done_f
 }
 
 void scheduler::submit(job& j, done_fn done) {
+  // A refused exec leaves the job new, as before the exec line.
+  auto refuse = [&j, &done](std::string why) {
+    j.argv.clear();
+    auto nl = j.rec.spec.rfind("exec ");
+    if (nl != std::string::npos) j.rec.spec.erase(nl);
+    return done(fail(std::move(why)));
+  };
   // after names jobs that are submitted (the policy orders only what it holds), as
   // Slurm's --dependency names existing jobs.
   for (auto dep : j.rec.after) {
     job* p = find(dep);
     if (p != nullptr && p->rec.state == job_state::new_) {
-      j.argv.clear();
-      auto nl = j.rec.spec.rfind("exec ");
-      if (nl != std::string::npos) j.rec.spec.erase(nl);
-      return done(fail(fmt::format("after: job {} has not been submitted (no exec yet)", dep)));
+      return refuse(fmt::format("after: job {} has not been submitted (no exec yet)", dep));
     }
+  }
+  // What can never run is refused here, as sbatch refuses a job no partition can hold,
+  // unless the job asked to wait for nodes that come later (Slurm's dynamic nodes).
+  if (!j.queue_anyway) {
+    // Short: an Rerror is cut at 127 bytes (srv9p::errmax).
+    if (auto why = cannot_run(j)) return refuse("cannot run: " + *why);
   }
   if (j.array_size > 0) return submit_array(j, std::move(done));
   j.rec.state = job_state::queued;
@@ -828,9 +843,15 @@ void scheduler::forget_job(job& j, done_fn done) {
     return done(fail(fmt::format("job {} is task {} of array job {}: remove the array job", j.rec.id, j.rec.index,
                                  j.rec.array)));
   }
+  // The node's copy goes too (its task directory and spooled output): the scheduler
+  // has its results in its own spool.
+  auto rm_copy = [this](const job& x) {
+    if (x.rec.task != 0 && !x.rec.node.empty()) rm_task(x.rec.node, x.rec.owner, x.rec.task);
+  };
   for (auto t : j.tasks) {  // an array's tasks go with it; all have ended
     if (in_policy_.erase(t) > 0) policy_.forget(t);
     if (job* tj = find(t)) {
+      rm_copy(*tj);
       changed(*tj);
       jobs_.erase(t);
     }
@@ -838,6 +859,7 @@ void scheduler::forget_job(job& j, done_fn done) {
     fs::remove_all(spool(t), ec);
     store_->remove(t, nullptr);
   }
+  rm_copy(j);
   std::uint64_t id = j.rec.id;
   if (in_policy_.erase(id) > 0) policy_.forget(id);
   awaited_.erase(id);
@@ -996,16 +1018,7 @@ void scheduler::start_on(job& j, node_link& n) {
                  if (!task) return start_failed(id, "clone gave no task number");
                  if (!r[3]) {
                    // The node refused the spec (draining, too many tasks): forget its task.
-                   if (node_link* n = find_node(node)) {
-                     n->batch(find(id) ? find(id)->rec.owner : opts_.link.uname,
-                              [t = *task](node_conn& c, std::uint32_t root) {
-                                std::uint32_t f = c.client().alloc_fid();
-                                return std::vector<srv9p::message>{
-                                    srv9p::twalk{root, f, {"task", std::to_string(t), "ctl"}},
-                                    srv9p::topen{f, srv9p::owrite}, srv9p::twrite{f, 0, "rm\n"}, srv9p::tclunk{f}};
-                              },
-                              [](node_link::replies) {});
-                   }
+                   rm_task(node, find(id) ? find(id)->rec.owner : opts_.link.uname, *task);
                    return start_failed(id, r[3].error());
                  }
                  started(id, node, *task);
@@ -1025,6 +1038,29 @@ void scheduler::kill_task(const std::string& node, const std::string& owner, std
                                                 srv9p::twrite{f, 0, fmt::format("kill {}\n", sig)}, srv9p::tclunk{f}};
            },
            [](node_link::replies) {});
+}
+
+void scheduler::rm_task(const std::string& node, const std::string& owner, std::uint64_t task) {
+  node_link* n = find_node(node);
+  if (n == nullptr || !n->up()) {
+    if (n != nullptr) log(fmt::format("node {} is down: its task {} stays in its spool", node, task));
+    return;
+  }
+  n->batch(owner,
+           [task](node_conn& c, std::uint32_t root) {
+             std::uint32_t f = c.client().alloc_fid();
+             return std::vector<srv9p::message>{srv9p::twalk{root, f, {"task", std::to_string(task), "ctl"}},
+                                                srv9p::topen{f, srv9p::owrite}, srv9p::twrite{f, 0, "rm\n"},
+                                                srv9p::tclunk{f}};
+           },
+           [this, node, task](node_link::replies r) {
+             for (auto& x : r) {
+               if (x) continue;
+               // A task the node has forgotten already (its own rm, a lost spool) is gone.
+               if (x.error() != srv9p::err::not_found) log(fmt::format("node {}: rm of task {}: {}", node, task, x.error()));
+               return;
+             }
+           });
 }
 
 void scheduler::start_backup(job& j, node_link& n) {
@@ -1196,7 +1232,7 @@ void scheduler::update_node(const std::string& name) {
   spec.labels = n->info().labels;
   spec.labels.emplace_back("node", name);  // `need node=NAME` picks a node (Slurm's --nodelist)
   auto b = backoff_.find(name);
-  spec.drained = drained_.contains(name) || n->info().draining || (b != backoff_.end() && b->second > now_ms());
+  spec.drained = drained_.contains(name) || n->info().draining || (b != backoff_.end() && !b->second.released);
   if (auto ok = policy_.set_node(std::move(spec)); !ok) log(fmt::format("node {}: policy: {}", name, ok.error()));
 }
 
@@ -1260,6 +1296,12 @@ void scheduler::started(std::uint64_t id, std::string node, std::uint64_t task) 
   j->rec.attempts++;
   j->rec.started_ms = now_ms();
   by_task_[{node, task}] = id;
+  if (auto b = backoff_.find(node); b != backoff_.end()) {
+    log(fmt::format("node {}: starts again after {} refusals", node, b->second.refusals));
+    bool drained = !b->second.released;
+    backoff_.erase(b);
+    if (drained) update_node(node);
+  }
   save(*j);
   post_event(fmt::format("start {} {} {}", id, node, task));
   changed(*j);
@@ -1284,27 +1326,69 @@ void scheduler::start_failed(std::uint64_t id, const std::string& why) {
   j->starting = false;
   j->rec.node.clear();
   j->rec.task = 0;
-  j->rec.note = fmt::format("start on {} failed: {}", node, why);
-  // Do not ask the same node again at once: the policy sees it drained for a second.
-  backoff_[node] = now_ms() + 1000;
-  update_node(node);
+  // A full spool (ENOSPC while the node stages the task) is said in words: it is the
+  // node's disk, not the job, and it lasts until someone frees it.
+  std::string lower = why;
+  for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  bool full = lower.find("no space left on device") != std::string::npos;
+  std::string reason = full ? fmt::format("the spool of {} is full ({})", node, why) : why;
+  j->rec.note = fmt::format("start on {} failed: {}", node, reason);
+  // Do not ask the same node again at once: the policy sees it drained, 1 s after the
+  // first refusal, doubling up to max_backoff_ms while it goes on refusing (exponential
+  // backoff per node). Logged when the node starts refusing or its reason changes.
+  if (!node.empty()) {
+    auto& b = backoff_[node];
+    b.delay_ms = b.delay_ms == 0 ? 1000 : std::min(b.delay_ms * 2, max_backoff_ms);
+    b.until_ms = now_ms() + b.delay_ms;
+    b.released = false;
+    ++b.refusals;
+    std::string short_why = full ? "spool full: " + why : why;
+    if (short_why != b.why) {
+      log(fmt::format("node {}: refuses starts ({}); trying it again after 1 s, doubling up to {} s", node, short_why,
+                      max_backoff_ms / 1000));
+      b.why = short_why;
+    }
+    update_node(node);
+    arm_backoff();
+  }
   save(*j);
   changed(*j);
-  backoff_timer_.expires_after(std::chrono::milliseconds(1000));
+  schedule();
+}
+
+void scheduler::arm_backoff() {
+  std::int64_t next = 0;
+  for (const auto& [name, b] : backoff_) {
+    if (!b.released && (next == 0 || b.until_ms < next)) next = b.until_ms;
+  }
+  if (next == 0) return;
+  backoff_timer_.expires_after(std::chrono::milliseconds(std::max<std::int64_t>(next - now_ms(), 1)));
   backoff_timer_.async_wait([this](const asio::error_code& ec) {
     if (ec || stopped_) return;
     std::int64_t now = now_ms();
-    std::vector<std::string> over;
-    for (const auto& [name, until] : backoff_) {
-      if (until <= now) over.push_back(name);
-    }
-    for (const auto& name : over) {
-      backoff_.erase(name);
+    for (auto& [name, b] : backoff_) {
+      if (b.released || b.until_ms > now) continue;
+      b.released = true;
       update_node(name);
+    }
+    arm_backoff();
+    // Queued jobs' notes name the nodes in backoff: readers see the change.
+    for (auto& [id, j] : jobs_) {
+      if (j->rec.state == job_state::queued) changed(*j);
     }
     schedule();
   });
-  schedule();
+}
+
+std::string scheduler::backoff_note() const {
+  std::string out;
+  std::int64_t now = now_ms();
+  for (const auto& [name, b] : backoff_) {
+    if (b.released) continue;
+    out += fmt::format("{}{} ({}; {} refusals, backoff {} s, next try in {} s)", out.empty() ? "" : ", ", name, b.why,
+                       b.refusals, b.delay_ms / 1000, (b.until_ms - now + 999) / 1000);
+  }
+  return out.empty() ? out : "waiting for nodes that refused starts: " + out;
 }
 
 // ---- Ends ------------------------------------------------------------------------------
@@ -1557,8 +1641,17 @@ std::string scheduler::status_line(const job& j) const {
   // GiB", "waiting for 3", "over quota: ..."), after any note of its own (a requeue).
   std::string note = j.rec.note;
   auto add = [&note](const std::string& more) { note = note.empty() ? more : note + "; " + more; };
-  if (j.rec.state == job_state::queued && !j.starting && in_policy_.contains(j.rec.id)) {
+  // One that can never run says so instead (cannot_run; its wait file answers then).
+  std::optional<std::string> never;
+  if (j.rec.state == job_state::queued && !j.queue_anyway && !j.starting && !j.reconcile) never = cannot_run(j);
+  if (never) {
+    add("cannot run: " + *never);
+  } else if (j.rec.state == job_state::queued && !j.starting && in_policy_.contains(j.rec.id)) {
     std::string p = policy_.note(j.rec.id);
+    // Nodes in backoff look drained to the policy ("unschedulable: no nodes"): say why.
+    if (p.starts_with("unschedulable")) {
+      if (std::string b = backoff_note(); !b.empty()) p = b;
+    }
     if (p != "queued" && !p.empty()) add(p);
   }
   if (j.backup) add("backup on " + j.backup->node);
@@ -1586,7 +1679,62 @@ std::string scheduler::status_line(const job& j) const {
       j.rec.task, j.rec.priority, ctl::quote(note.empty() ? "-" : note), array);
 }
 
+std::optional<std::string> scheduler::cannot_run(const job& j) const {
+  for (auto dep : j.rec.after) {
+    const job* p = jobs_.contains(dep) ? jobs_.at(dep).get() : nullptr;
+    if (p == nullptr) continue;
+    if (p->rec.state == job_state::failed) return fmt::format("after: job {} failed", dep);
+    if (p->rec.state == job_state::killed) return fmt::format("after: job {} was killed", dep);
+  }
+  if (links_.empty()) {
+    // Right after a start, nodes joined before it have not come back yet.
+    if (now_ms() - started_ms_ < static_cast<std::int64_t>(opts_.link.down_after_ms)) return std::nullopt;
+    return std::string("no nodes in the cluster");
+  }
+  std::int64_t cpu = j.cpu_millis ? j.cpu_millis : opts_.default_cpu_millis;
+  auto mem = static_cast<std::int64_t>(j.mem_bytes);
+  auto needs = j.needs;
+  std::sort(needs.begin(), needs.end());
+  needs.erase(std::unique(needs.begin(), needs.end()), needs.end());
+  bool labelled = false;                  // some node has the labels
+  std::int64_t most_cpu = 0, most_mem = 0;  // the largest of those
+  for (const auto& [name, l] : links_) {
+    const node_info& in = l->info();
+    if (in.ncpu == 0) return std::nullopt;  // not heard from yet: it could hold anything
+    auto labels = in.labels;
+    labels.emplace_back("node", name);
+    std::sort(labels.begin(), labels.end());
+    if (!std::includes(labels.begin(), labels.end(), needs.begin(), needs.end())) continue;
+    labelled = true;
+    std::int64_t c = node_cpu_capacity(*l);
+    auto m = static_cast<std::int64_t>(in.mem_bytes);
+    if (c >= cpu && m >= mem) return std::nullopt;
+    most_cpu = std::max(most_cpu, c);
+    most_mem = std::max(most_mem, m);
+  }
+  std::string which;
+  for (const auto& [k, v] : needs) which += (which.empty() ? "" : " ") + k + "=" + v;
+  if (!labelled) return fmt::format("no node has {}", which);
+  std::string who = needs.empty() ? "no node" : "no node with " + which;
+  std::vector<std::string> short_of;
+  if (most_cpu < cpu) {
+    short_of.push_back(fmt::format("{} (largest {})", policy::human_cpus(cpu), policy::human_cpus(most_cpu)));
+  }
+  if (most_mem < mem || short_of.empty()) {
+    short_of.push_back(fmt::format("{} memory (largest {})", policy::human_bytes(mem), policy::human_bytes(most_mem)));
+  }
+  if (short_of.size() == 1) return fmt::format("{} has {}", who, short_of[0]);
+  // Each alone may fit on some node, but not both on one.
+  if (most_cpu >= cpu || most_mem >= mem) {
+    return fmt::format("{} has both {} and {}", who, policy::human_cpus(cpu), policy::human_bytes(mem));
+  }
+  return fmt::format("{} has {} or {}", who, short_of[0], short_of[1]);
+}
+
 std::string scheduler::wait_text(const job& j) const {
+  if (j.rec.state == job_state::queued && !j.queue_anyway && !j.starting && !j.reconcile) {
+    if (auto why = cannot_run(j)) return "cannot run: " + *why;
+  }
   if (!is_final(j.rec.state) || !j.collected) return "";
   if (j.rec.state == job_state::killed && j.rec.exit == "killed") return "killed";
   if (j.rec.state == job_state::failed &&

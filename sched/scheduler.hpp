@@ -107,6 +107,7 @@ struct job {
   std::size_t env_vars = 0;      // variables set by env lines (at most max_env_vars)
   std::uint32_t array_size = 0;  // `array N`: this job is an array of N tasks (jobs/J/0..N-1)
   bool speculate = false;        // `speculate`: may get a backup copy when it straggles
+  bool queue_anyway = false;     // `queue-anyway`: exec queues it though no node known can run it
   // Run time only:
   std::vector<std::uint64_t> tasks;  // an array job's tasks (their job ids), by index
   std::int64_t created_ms = 0;
@@ -212,8 +213,18 @@ class scheduler {
   // The status line of jobs/J/status: id owner state node attempts exit submitted started
   // ended (and name, task, note), key=value with ctl quoting.
   std::string status_line(const job& j) const;
+  // Why job j can never run on the nodes the scheduler knows, or nothing (galaxy(4), "JOBS
+  // THAT CANNOT RUN"): no node, even empty, has its CPUs or memory or the labels it needs
+  // (a node whose resources are not known yet could hold anything); there are no nodes at
+  // all (once the first down_after_ms since start() have passed, in which nodes that were
+  // joined before a restart come back); or an `after` job failed or was killed. exec is
+  // refused with this reason unless the job has `queue-anyway`; a queued job without
+  // queue-anyway that comes to this (its last node was removed) shows it in its note and
+  // its wait file answers "cannot run: REASON".
+  std::optional<std::string> cannot_run(const job& j) const;
   // jobs/J/wait's text once the job ended ("exit 0", "signal 9", "error TEXT", "killed",
-  // "failed: REASON"), or "" while it has not.
+  // "failed: REASON"), "cannot run: REASON" for a queued job that cannot_run says will
+  // never run (not queue-anyway), or "" while it has not ended.
   std::string wait_text(const job& j) const;
   // Where the job's copied results live.
   std::filesystem::path spool(std::uint64_t id) const;
@@ -304,6 +315,9 @@ class scheduler {
   // The backup becomes the job's copy (rec.node/rec.task) and the old copy its backup.
   void promote_backup(job& j);
   void kill_task(const std::string& node, const std::string& owner, std::uint64_t task, int sig);
+  // Writes rm to the node's task/N/ctl (its directory and spooled output go); a node that
+  // is down keeps it (logged).
+  void rm_task(const std::string& node, const std::string& owner, std::uint64_t task);
   std::string task_spec(const job& j, bool backup) const;  // what a start writes to the task's ctl
   void save(job& j);  // store.put without waiting
   void changed(job& j);
@@ -328,7 +342,22 @@ class scheduler {
   asio::thread_pool pool_;
   asio::steady_timer sweep_timer_;
   asio::steady_timer backoff_timer_;   // a placement pass after a node refused a start
-  std::map<std::string, std::int64_t> backoff_;  // node → drained for the policy until then (Unix ms): it refused a start
+  // Nodes that refused starts (start_failed): drained for the policy until until_ms (Unix
+  // ms), then tried again; each refusal in a row doubles delay_ms from 1 s up to
+  // max_backoff_ms, and a start that works forgets it (started()).
+  struct node_backoff {
+    std::int64_t until_ms = 0;
+    std::int64_t delay_ms = 0;
+    int refusals = 0;
+    std::string why;       // the last refusal, as shown in notes ("spool full: ...")
+    bool released = false;  // until_ms has passed: the policy may use the node again
+  };
+  static constexpr std::int64_t max_backoff_ms = 30000;
+  std::map<std::string, node_backoff> backoff_;
+  void arm_backoff();  // the backoff timer, for the next node to release
+  // "waiting for nodes that refused starts: n1 (spool full: ...; 3 refusals, backoff 4 s,
+  // next try in 3 s)", or "".
+  std::string backoff_note() const;
   std::string policy_mode_ = "binpack";
   policy::scheduler policy_;
   std::set<std::uint64_t> in_policy_;  // jobs the policy holds (queued, running, or ended and not forgotten)
@@ -372,6 +401,7 @@ class scheduler {
   int lock_fd_ = -1;  // flock on STATE/lock, held for the scheduler's life
   int jobs_fd_ = -1;  // STATE/jobs: results are made relative to it (sched/results.hpp)
   bool pass_posted_ = false;
+  std::int64_t started_ms_ = 0;  // when start() ran (cannot_run's grace for "no nodes")
   bool stopped_ = false;
   std::uint64_t submitted_total_ = 0;
   std::map<std::string, std::uint64_t> finished_total_;  // by final state

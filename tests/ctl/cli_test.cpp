@@ -466,6 +466,10 @@ TEST_F(CommandLine, NeedNodeNameIsALabel) {
   EXPECT_THAT(none.err, HasSubstr("node=n1"));
   EXPECT_THAT(none.err, HasSubstr("node=n3"));
   EXPECT_EQ(ctl(), "");
+  // --queue-anyway: for nodes to come, so no label check; the scheduler is told.
+  auto later = galaxy("submit", {"--queue-anyway", "--need", "node=n9", "--", "true"});
+  EXPECT_EQ(later.status, 0) << later.err;
+  EXPECT_EQ(ctl(), "need node=n9\nqueue-anyway\nexec true\n");
 }
 
 }  // namespace

@@ -2,11 +2,18 @@
 // port 0 in a temporary directory, driven through the real 9P client as users and the
 // `galaxy` tool drive them.
 #include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <atomic>
 #include <csignal>
 #include <ctime>
+#include <filesystem>
 #include <future>
 #include <map>
 #include <set>
@@ -20,6 +27,7 @@
 namespace {
 
 using namespace std::chrono_literals;
+namespace fs = std::filesystem;
 const std::string node_binary = GALAXY_BINARY_DIR "/galaxy-node";
 const std::string sched_binary = GALAXY_BINARY_DIR "/galaxy-sched";
 
@@ -267,11 +275,14 @@ TEST(SchedE2E, BadInputAnswersAnErrorAndChangesNothing) {
   EXPECT_EQ(c.read(ctl), "");  // nothing was taken
   EXPECT_EQ(err("jobs/" + k + "/ctl", "exec true"), "after: job " + j + " has not been submitted (no exec yet)");
   EXPECT_EQ(c.status_field(k, "state"), "new");
-  // Too big for every node: accepted, with a note.
-  ASSERT_TRUE(c.write(ctl, "mem 64g\n").has_value());
+  // Too big for every node: refused at exec, unless queue-anyway; then queued with a note.
+  ASSERT_TRUE(c.write(ctl, "mem 64t\n").has_value());
+  EXPECT_EQ(err(ctl, "exec true").rfind("cannot run: no node has 64 TiB memory (largest ", 0), 0u) << err(ctl, "exec true");
+  EXPECT_EQ(c.status_field(j, "state"), "new");
+  ASSERT_TRUE(c.write(ctl, "queue-anyway\n").has_value());
   ASSERT_TRUE(c.write(ctl, "exec true\n").has_value());
   EXPECT_EQ(c.status_field(j, "state"), "queued");
-  EXPECT_NE(c.read("jobs/" + j + "/status").find("note='unschedulable: no node has 64 GiB'"), std::string::npos)
+  EXPECT_NE(c.read("jobs/" + j + "/status").find("note='unschedulable: no node has 64 TiB'"), std::string::npos)
       << c.read("jobs/" + j + "/status");
   EXPECT_EQ(err(ctl, "env A=b"), "job " + j + " already submitted: 'env' must come before exec");
   EXPECT_EQ(err("ctl", "node add n9 udp!x!1").rfind("bad dial string", 0), 0u) << err("ctl", "node add n9 udp!x!1");
@@ -285,6 +296,154 @@ TEST(SchedE2E, BadInputAnswersAnErrorAndChangesNothing) {
   // Killing the queued job works; it never ran.
   ASSERT_TRUE(c.write(ctl, "kill\n").has_value());
   EXPECT_EQ(c.read("jobs/" + j + "/wait"), "killed\n");
+}
+
+// What no node, even empty, could run is refused at exec with the reason (galaxy(4),
+// "JOBS THAT CANNOT RUN"): too many CPUs, too much memory, a label no node has, after a
+// job that failed or was killed. The job stays new, and takes its exec once fixed.
+TEST(SchedE2E, ImpossibleJobsAreRefusedAtExec) {
+  START(c);
+  auto err = [&](const std::string& path, const std::string& data) {
+    auto r = c.write(path, data + "\n");
+    return r ? std::string("<no error>") : r.error();
+  };
+  auto j = trim(c.read("jobs/clone"));
+  std::string ctl = "jobs/" + j + "/ctl";
+  ASSERT_TRUE(c.write(ctl, "cpu 64\n").has_value());
+  EXPECT_EQ(err(ctl, "exec true"), "cannot run: no node has 64 CPUs (largest 2 CPUs)");
+  EXPECT_EQ(c.status_field(j, "state"), "new");
+  EXPECT_EQ(c.read(ctl), "cpu 64\n");  // the refused exec is not kept
+  ASSERT_TRUE(c.write(ctl, "cpu 2\n").has_value());
+  ASSERT_TRUE(c.write(ctl, "need arch=riscv\n").has_value());
+  EXPECT_EQ(err(ctl, "exec true"), "cannot run: no node has arch=riscv");
+  // Both at once, with a label that exists: no node with it has them.
+  auto k = c.job({"cpu 3", "mem 64t", "need node=n2"});
+  EXPECT_EQ(err("jobs/" + k + "/ctl", "exec true").rfind("cannot run: no node with node=n2 has 3 CPUs (largest 2 CPUs) or 64 TiB memory", 0), 0u)
+      << err("jobs/" + k + "/ctl", "exec true");
+  // after a job that failed, or was killed.
+  auto f = c.job({"exec false"});
+  EXPECT_EQ(c.read("jobs/" + f + "/wait"), "exit 1\n");
+  auto a = c.job({"after " + f});
+  EXPECT_EQ(err("jobs/" + a + "/ctl", "exec true"), "cannot run: after: job " + f + " failed");
+  auto q = c.job({"queue-anyway", "cpu 64", "exec true"});
+  ASSERT_TRUE(c.write("jobs/" + q + "/ctl", "kill\n").has_value());
+  EXPECT_EQ(c.read("jobs/" + q + "/wait"), "killed\n");
+  auto b = c.job({"after " + q});
+  EXPECT_EQ(err("jobs/" + b + "/ctl", "exec true"), "cannot run: after: job " + q + " was killed");
+  // Fits: runs.
+  auto ok = c.job({"cpu 2", "need node=n1", "exec true"});
+  EXPECT_EQ(c.read("jobs/" + ok + "/wait"), "exit 0\n");
+}
+
+// A queued job whose last possible node is removed cannot run: its note says so and its
+// wait file, read before, answers "cannot run: REASON" (the job stays queued, so a node
+// with the label may still come). With queue-anyway the wait goes on.
+TEST(SchedE2E, AJobThatLostItsLastNodeCannotRun) {
+  START(c, 2);
+  auto hog = c.job({"cpu 2", "need node=n1", "exec sleep 30"});
+  c.wait_state(hog, "running");
+  auto j = c.job({"cpu 2", "need node=n1", "exec true"});
+  auto patient = c.job({"queue-anyway", "cpu 2", "need node=n1", "exec true"});
+  EXPECT_EQ(c.status_field(j, "state"), "queued");
+  auto f = c.c->walk(c.root, "jobs/" + j + "/wait");
+  ASSERT_TRUE(f.has_value());
+  ASSERT_TRUE(c.c->open(*f, srv9p::oread).has_value());
+  std::promise<fsclient::result<std::string>> got;
+  auto fut = got.get_future();
+  std::thread reader([&] { got.set_value(c.c->read(*f, 0, 1000)); });
+  EXPECT_EQ(fut.wait_for(300ms), std::future_status::timeout);  // blocks: n1 may free up
+  ASSERT_TRUE(c.write("ctl", "node rm n1\n").has_value());
+  bool answered = fut.wait_for(10s) == std::future_status::ready;
+  if (!answered) c.sched.proc.signal(SIGKILL);  // the reader's read ends with an error
+  reader.join();
+  ASSERT_TRUE(answered) << "the wait read did not return after the node was removed";
+  auto w = fut.get();
+  ASSERT_TRUE(w.has_value()) << w.error();
+  EXPECT_EQ(*w, "cannot run: no node has node=n1\n");
+  EXPECT_EQ(c.status_field(j, "state"), "queued");
+  EXPECT_NE(c.read("jobs/" + j + "/status").find("note='cannot run: no node has node=n1'"), std::string::npos)
+      << c.read("jobs/" + j + "/status");
+  EXPECT_EQ(c.read("jobs/" + patient + "/status").find("cannot run"), std::string::npos)
+      << c.read("jobs/" + patient + "/status");
+  (void)c.c->clunk(*f);
+}
+
+// rm of a job on the scheduler removes the node's copy too: its task/N on the node and
+// the task's directory in the node's spool (with its output), for a job and for each task
+// of an array.
+TEST(SchedE2E, RmOfAJobReachesTheNodesCopy) {
+  START(c, 1);
+  auto j = c.job({"exec sh -c 'echo hello; echo x > $GALAXY_OUT/f'"});
+  EXPECT_EQ(c.read("jobs/" + j + "/wait"), "exit 0\n");
+  auto a = c.job({"array 2", "exec true"});
+  EXPECT_EQ(c.read("jobs/" + a + "/wait"), "exit 0\n");
+  std::vector<std::string> tasks{c.status_field(j, "task"), c.status_field(a + "/0", "task"),
+                                 c.status_field(a + "/1", "task")};
+  for (const auto& t : tasks) {
+    ASSERT_FALSE(t.empty() || t == "0") << c.read("jobs/" + j + "/status");
+    EXPECT_TRUE(c.c->stat_path(c.root, "nodes/n1/task/" + t).has_value()) << t;
+    EXPECT_TRUE(fs::exists(c.dir.file("n1") + "/task/" + t)) << t;
+  }
+  EXPECT_EQ(c.read("jobs/" + j + "/stdout"), "hello\n");
+  ASSERT_TRUE(c.write("jobs/" + j + "/ctl", "rm\n").has_value());
+  ASSERT_TRUE(c.write("jobs/" + a + "/ctl", "rm\n").has_value());
+  // The node answers the rm after the scheduler's: poll a little.
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  auto gone = [&] {
+    for (const auto& t : tasks) {
+      if (c.c->stat_path(c.root, "nodes/n1/task/" + t).has_value() || fs::exists(c.dir.file("n1") + "/task/" + t)) {
+        return false;
+      }
+    }
+    return true;
+  };
+  while (!gone() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
+  for (const auto& t : tasks) {
+    EXPECT_FALSE(c.c->stat_path(c.root, "nodes/n1/task/" + t).has_value()) << t;
+    EXPECT_FALSE(fs::exists(c.dir.file("n1") + "/task/" + t)) << t;
+  }
+}
+
+// A node whose spool is full (a 512 KiB tmpfs, filled) refuses starts: the job's note
+// names the node and its full spool, the scheduler backs off that node exponentially (the
+// note's "next try in" grows past the old fixed second), and once space is freed the job
+// runs. Needs root for the tmpfs; skips without.
+TEST(SchedE2E, SpoolFullIsSaidAndBackedOff) {
+  cluster c;
+  std::string spool = c.dir.file("n1");
+  fs::create_directories(spool);
+  if (::mount("tmpfs", spool.c_str(), "tmpfs", 0, "size=512k,mode=0755") != 0) {
+    GTEST_SKIP() << "mount tmpfs: " << std::strerror(errno) << " (needs root)";
+  }
+  struct unmount {
+    std::string p;
+    ~unmount() { ::umount2(p.c_str(), MNT_DETACH); }
+  } um{spool};
+  ASSERT_EQ(c.start(1), "");
+  {
+    int fd = ::open((spool + "/fill").c_str(), O_WRONLY | O_CREAT, 0600);
+    ASSERT_GE(fd, 0);
+    std::string block(4096, 'x');
+    while (::write(fd, block.data(), block.size()) > 0) {
+    }
+    ::close(fd);
+  }
+  auto j = c.job({"exec true"});
+  auto note_has = [&](const std::string& what) {
+    return c.read("jobs/" + j + "/status").find(what) != std::string::npos;
+  };
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  // Three refusals in a row: the third backs off 4 s, not 1.
+  while (!note_has("backoff 4 s") && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  auto st = c.read("jobs/" + j + "/status");
+  EXPECT_NE(st.find("start on n1 failed: the spool of n1 is full ("), std::string::npos) << st;
+  EXPECT_NE(st.find("waiting for nodes that refused starts: n1 (spool full: "), std::string::npos) << st;
+  EXPECT_NE(st.find("3 refusals, backoff 4 s"), std::string::npos) << st;
+  EXPECT_EQ(st.find("unschedulable: no nodes"), std::string::npos) << st;
+  fs::remove(spool + "/fill");
+  EXPECT_EQ(c.read("jobs/" + j + "/wait"), "exit 0\n") << c.read("jobs/" + j + "/status");
 }
 
 TEST(SchedE2E, OnlyTheOwnerOrAdminChangesAJob) {
@@ -360,8 +519,10 @@ TEST(SchedE2E, DependenciesRunInOrderAndFailuresPropagate) {
   auto a = c.job({"exec sh -c 'sleep 0.3; echo a > $GALAXY_OUT/x'"});
   auto b = c.job({"after " + a, "exec true"});
   auto bad = c.job({"exec false"});
-  auto child = c.job({"after " + bad, "exec true"});
-  auto grandchild = c.job({"after " + child, "exec true"});
+  // queue-anyway: bad may have failed before child's exec, which would refuse it
+  // (ImpossibleJobsAreRefusedAtExec); queued, the failure reaches it through the policy.
+  auto child = c.job({"after " + bad, "queue-anyway", "exec true"});
+  auto grandchild = c.job({"after " + child, "queue-anyway", "exec true"});
   EXPECT_EQ(c.read("jobs/" + b + "/wait"), "exit 0\n");
   EXPECT_GE(std::stoll(c.status_field(b, "started")), std::stoll(c.status_field(a, "ended")));
   EXPECT_EQ(c.read("jobs/" + grandchild + "/wait"), "error dependency " + child + " failed\n");
@@ -597,7 +758,12 @@ TEST(SchedE2E, ArrayFailuresDependenciesKillAndBadInput) {
   for (int i = 0; i < 4; ++i) {
     EXPECT_GE(std::stoll(c.status_field(d, "started")), std::stoll(c.status_field(a + "/" + std::to_string(i), "ended")));
   }
-  auto after_failed = c.job({"after " + f, "exec true"});
+  // After an array that failed: refused at exec; queued anyway, it fails as a dependent.
+  auto refused = c.job({"after " + f});
+  auto why = c.write("jobs/" + refused + "/ctl", "exec true\n");
+  ASSERT_FALSE(why.has_value());
+  EXPECT_EQ(why.error(), "cannot run: after: job " + f + " failed");
+  auto after_failed = c.job({"after " + f, "queue-anyway", "exec true"});
   EXPECT_EQ(c.read("jobs/" + after_failed + "/wait").rfind("error dependency", 0), 0u);
   // kill on the array kills every task; the array ends killed.
   auto k = c.job({"array 8", "exec sleep 30"});
