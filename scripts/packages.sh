@@ -60,6 +60,13 @@ for arch in "${archs[@]}"; do
       tail -n 20 "$log" >&2
       results+=("$arch: cross-deps.sh failed ($log)"); status=1; continue
     fi
+    # TRIPLET-pkg-config, which debhelper's cmake names for a cross build, is pkgconf:ARCH
+    # (Multi-Arch: same, beside the native one); cross-deps.sh does not install it.
+    if [[ $(dpkg-query -W -f='${db:Status-Status}' "pkgconf:$arch" 2>/dev/null) != installed ]]; then
+      DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600 install -y \
+        --no-install-recommends "pkgconf:$arch" >>"$log" 2>&1 \
+        || { results+=("$arch: apt-get install pkgconf:$arch failed ($log)"); status=1; continue; }
+    fi
     flags=(-a "$arch" -d -us -uc -B)
     env_extra=(GALAXY_MUNGE_SYSROOT="$sysroot")
   fi
