@@ -51,6 +51,7 @@ fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
 check() { local what=$1; shift; if "$@"; then ok "$what"; else fail "$what"; fi; }
 
 root=$(mktemp -d /var/tmp/galaxy-install-test.XXXXXX)
+chmod 755 "$root"   # the root's /: mktemp's 0700 would shut out munge's postinst (su munge)
 mounted=()
 cleanup() {
   # munged and the node run in their own network namespace, started from a shell that
@@ -95,6 +96,9 @@ in_root() { chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root 
 apt_root() { in_root apt-get -q -y -o APT::Sandbox::User=root "$@" >>"$root/apt.log" 2>&1 \
   || { tail -n 20 "$root/apt.log"; return 1; }; }
 apt_root update || { echo "FAIL: apt-get update in the root"; exit 1; }
+# systemd (not running: its units, for systemd-analyze verify --root below); part of the
+# baseline, as on any Debian machine with units to verify.
+apt_root install --no-install-recommends systemd || { echo "FAIL: apt-get install systemd in the root"; exit 1; }
 
 # The root's files, less what changes by itself (apt's and dpkg's records, caches, logs).
 snapshot() {
@@ -150,9 +154,12 @@ rm -f "$root/node-test.sh" "$root/node-test.out"
 
 # 4. The units.
 apt_root install "./debs/$s" || fail "apt install ./$s"
+for m in man1/galaxy.1 man4/galaxy.4 man4/galaxy-node.4 man8/galaxy-node.8 man8/galaxy-sched.8; do
+  [[ -f $root/usr/share/man/$m.gz ]] || fail "the man page $m (Documentation= of the units) is not installed"
+done
 for u in galaxy-node galaxy-sched; do
   f=/lib/systemd/system/$u.service
-  if [[ -f $root$f ]] && out=$(systemd-analyze verify --root="$root" "$f" 2>&1) && [[ -z $out ]]; then
+  if [[ -f $root$f ]] && out=$(systemd-analyze verify --man=no --root="$root" "$f" 2>&1) && [[ -z $out ]]; then
     ok "systemd-analyze verify $f"
   else
     fail "systemd-analyze verify $f: ${out:-missing}"
@@ -171,7 +178,10 @@ apt_root install "./debs/$n" "./debs/$t" "./debs/$s" || fail "apt install of the
 echo "made by hand" >"$root/var/spool/galaxy/admin-file"   # state the admin or node left
 apt_root remove galaxy galaxy-node galaxy-sched || fail "apt remove"
 after=$(snapshot)
-extra=$(comm -13 <(echo "$before") <(echo "$after") | grep -vE '^\./(etc/galaxy|var/spool/galaxy|var/lib/galaxy)(/|$)')
+# Allowed: the config, the state, and deb-systemd-helper's record of the units, which
+# debhelper's postrm keeps until purge for every package with units.
+extra=$(comm -13 <(echo "$before") <(echo "$after") \
+  | grep -vE '^\./(etc/galaxy|var/spool/galaxy|var/lib/galaxy)(/|$)|^\./var/lib/systemd/deb-systemd-helper-enabled/galaxy-(node|sched)\.service\.dsh-also$')
 gone=$(comm -23 <(echo "$before") <(echo "$after"))
 kept=$(comm -13 <(echo "$before") <(echo "$after") | tr '\n' ' ')
 if [[ -z $extra && -z $gone ]]; then ok "apt remove leaves only config and state: $kept"
