@@ -124,7 +124,7 @@ TEST_P(CliTest, MkdirAndRm) {
   ASSERT_EQ(galaxy("write", {name("mkd") + "/inner"}, "x").status, 0);
   auto notempty = galaxy("rm", {name("mkd")});
   EXPECT_EQ(notempty.status, 1);
-  EXPECT_EQ(notempty.err, "galaxy: " + name("mkd") + ": directory not empty\n");
+  EXPECT_EQ(notempty.err, "galaxy: " + name("mkd") + ": directory is not empty\n");
   auto rm = galaxy("rm", {name("mkd") + "/inner", name("mkd")});
   EXPECT_EQ(rm.status, 0) << rm.err;
   EXPECT_THAT(galaxy("ls", {}).out, ::testing::Not(HasSubstr(name("mkd") + "\n")));

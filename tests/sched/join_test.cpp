@@ -540,7 +540,9 @@ TEST(Join, AStoredNameIsRefusedToAnotherUidUntilNodeRm) {
       ::getuid(), bob->first);
   for (bool restarted : {false, true}) {
     SCOPED_TRACE(restarted ? "after a restart" : "before");
-    if (restarted) ASSERT_EQ(k.restart(), "");
+    if (restarted) {
+      ASSERT_EQ(k.restart(), "");
+    }
     auto cl = fsclient::client::dial(k.sched.dials.at(0), o);
     ASSERT_TRUE(cl);
     EXPECT_EQ(k.write_join(**cl, "gx-bob", line("n1")), refusal);

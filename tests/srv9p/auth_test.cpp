@@ -237,6 +237,7 @@ TEST(Auth, ConnectionKeepsItsProvenNameAcrossTversion) {
   EXPECT_EQ(error_of(h.next()), err::auth_required) << "nothing proven yet";
   h.send(2, tauth{5, "nobody", ""});
   h.next();
+  h.challenge(5);
   h.send(3, twrite{5, 0, "uid 65534\n"});
   a->answer();
   h.run();
