@@ -391,7 +391,12 @@ TEST(Netns, MainJobThroughAMountOnTheUserHost) {
 // with the right output. The scheduler's failure timeout rides out the slow link (5 s).
 TEST(Netns, LossAndDelayOnANodeLink) {
   MAKE(k);
-  k.down_after = "5";
+  // 30 % loss in each direction makes TCP's retransmission timer back off: a run of four
+  // lost segments stalls the link for 6 s or more (200 ms delay, RTO doubling from
+  // 0.4 s), which a 5 s down-after once took for a dead node under CI's load. What this
+  // test shows is that a lossy, slow link loses and repeats nothing; the cut-off node is
+  // LinkDownLongerThanTheTimeout's.
+  k.down_after = "15";
   START(k);
   ASSERT_EQ(k.net->impair("n2", 30, 200ms), "");
   std::cout << "[ impaired with " << k.net->how() << " ]\n";
