@@ -166,7 +166,7 @@ void session::complete(detail::pending& p) {
   if (type_of(p.t) == msg_type::tcreate) walk_done(std::get<tcreate>(p.t).fid);
 }
 
-void session::abort(const std::shared_ptr<detail::pending>& p) {
+void session::abort(std::shared_ptr<detail::pending> p) {
   if (p->done) return;
   auto hook = std::move(p->flush_hook);
   complete(*p);

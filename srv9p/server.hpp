@@ -146,7 +146,9 @@ class session : public std::enable_shared_from_this<session> {
   // Ends an outstanding request, answered or not: off the table, off its fid's count.
   void complete(detail::pending& p);
   // Aborts an outstanding request (Tflush, reset): completes it and tells its handler.
-  void abort(const std::shared_ptr<detail::pending>& p);
+  // Takes its own reference: complete() erases p's entry from pending_, which may be
+  // where the caller's reference lives (do_flush).
+  void abort(std::shared_ptr<detail::pending> p);
   // Registers an outstanding request on fid f; the caller hands it to the tree.
   request start(std::uint16_t tag, message&& m, std::shared_ptr<fid> f);
 
