@@ -651,6 +651,31 @@ TEST(NodeE2E, InFilesOfARemovedTaskAreForgotten) {
   f.c->clunk(*old);
 }
 
+// truncate(2) through a mount is a wstat of length 0 (9P2000) or a Tsetattr of size 0
+// (9P2000.L): on a file below in/ it empties the file. It was answered success and the
+// file kept its bytes (the ctl files' rule, a truncation taken without effect). Below
+// out/, read-only, it is refused.
+TEST(NodeE2E, WstatOfLengthZeroTruncatesAnInFile) {
+  START(f);
+  auto n = f.task({});
+  auto in = f.c->walk(f.root, "task/" + n + "/in");
+  ASSERT_TRUE(in.has_value());
+  ASSERT_TRUE(f.c->create(*in, "a", 0600, srv9p::owrite).has_value());
+  ASSERT_TRUE(f.c->write(*in, 0, "stale input").has_value());
+  ASSERT_TRUE(f.c->clunk(*in).has_value());
+  auto a = f.c->walk(f.root, "task/" + n + "/in/a");
+  ASSERT_TRUE(a.has_value());
+  srv9p::dir d = srv9p::dont_touch_dir();
+  d.length = 0;
+  auto ok = f.c->wstat(*a, d);
+  ASSERT_TRUE(ok.has_value()) << ok.error();
+  EXPECT_EQ(f.read("task/" + n + "/in/a"), "");
+  auto st = f.c->stat(*a);
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(st->length, 0u);
+  f.c->clunk(*a);
+}
+
 // kill SIGNAL goes to the whole process group: a group that ignores SIGTERM survives it
 // unchanged, and the default SIGKILL ends every member.
 TEST(NodeE2E, KillReachesChildrenThatIgnoreTerm) {
