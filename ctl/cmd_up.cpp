@@ -43,6 +43,7 @@
 #include "ctl/ctlmsg.hpp"
 #include "fsclient/client.hpp"
 #include "fsclient/fuse_bridge.hpp"
+#include "srv9p/close_fds.hpp"
 
 namespace ctl {
 namespace {
@@ -252,7 +253,7 @@ std::expected<proc_id, std::string> spawn_detached(const std::vector<std::string
     if (nul >= 0) ::dup2(nul, 0);
     ::dup2(fd, 1);
     ::dup2(fd, 2);
-    ::close_range(3, ~0u, 0);
+    if (!srv9p::close_descriptors(3, ~0u)) ::_exit(127);
     if (!path_env.empty()) ::setenv("PATH", path_env.c_str(), 1);
     ::execv(cargv[0], cargv.data());
     std::string why = fmt::format("exec {}: {}\n", argv[0], std::strerror(errno));

@@ -64,6 +64,7 @@
 #include "node/resources.hpp"
 #include "node/safe_fs.hpp"
 #include "node/spec.hpp"
+#include "srv9p/close_fds.hpp"
 #include "srv9p/nss.hpp"
 
 #include <asio/posix/stream_descriptor.hpp>
@@ -306,9 +307,10 @@ int child_main(void* arg) {
   // connections (asio's sockets are not close-on-exec, so a task could otherwise speak
   // 9P on another user's attached connection), or any other descriptor. 0, 1, 2 stay,
   // and the error pipe (close-on-exec) until the exec. The child has its own descriptor
-  // table (no CLONE_FILES).
-  if (a.err_fd > 3) ::close_range(3, static_cast<unsigned>(a.err_fd) - 1, 0);
-  ::close_range(static_cast<unsigned>(a.err_fd) + 1, ~0u, 0);
+  // table (no CLONE_FILES). Where close_range(2) is missing, one close at a time
+  // (srv9p/close_fds.hpp); a task whose descriptors could not be closed does not run.
+  if (a.err_fd > 3 && !srv9p::close_descriptors(3, static_cast<unsigned>(a.err_fd) - 1)) child_fail(a, st_exec, EMFILE);
+  if (!srv9p::close_descriptors(static_cast<unsigned>(a.err_fd) + 1, ~0u)) child_fail(a, st_exec, EMFILE);
   bool denied = false;
   for (char* const* p = a.paths; *p != nullptr; p++) {
     ::execve(*p, a.argv, a.envp);

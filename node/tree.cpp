@@ -658,6 +658,36 @@ void node_tree::remove(request r) {
   forget(inst);
 }
 
+void node_tree::wstat(request r) {
+  const dir& f = r.fid().file();
+  const dir& want = r.get<srv9p::twstat>().stat;
+  dir truncation = srv9p::dont_touch_dir();
+  truncation.length = 0;
+  truncation.atime = want.atime;  // the times a kernel stamps on a truncation: ignored
+  truncation.mtime = want.mtime;
+  if (kind_of(f) != k_disk || r.fid().is_dir() || want != truncation) return tree::wstat(std::move(r));
+  // srv9p::tree::wstat would answer it without effect (right for ctl files, which
+  // take a truncation before their commands): a file the task reads must really be empty.
+  const disk_entry* ep = disk_at(inst_of(f));
+  if (ep == nullptr) return r.error(err::not_found);
+  if (!ep->writable || !permitted(f, r.uname(), 2)) return r.error(err::perm);
+  auto fd = open_disk(ep->task, true, ep->rel, O_WRONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW);
+  if (!fd) return r.error(disk_error(fd.error()));
+  struct ::stat st{};
+  int err = 0;
+  if (::fstat(*fd, &st) != 0) {
+    err = errno;
+  } else if (!S_ISREG(st.st_mode)) {
+    err = EPERM;  // only files are served (open's rule)
+  } else if (::ftruncate(*fd, 0) != 0) {
+    err = errno;
+  }
+  ::close(*fd);
+  if (err == EPERM) return r.error(err::perm);
+  if (err != 0) return r.error(disk_error(err));
+  r.respond(srv9p::rwstat{});
+}
+
 bool node_tree::may_remove(const srv9p::fid& f, const dir& parent) const {
   std::uint64_t id = 0;
   switch (kind_of(f.file())) {

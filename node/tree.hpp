@@ -95,6 +95,9 @@ class node_tree : public srv9p::tree {
   // while the task may be removed (not running), so that `rm -r task/N` ends by removing
   // task/N, which takes them all; while it runs they are refused ("task is running").
   void remove(srv9p::request r) override;
+  // A wstat of length 0 (truncate(2); the kernel's O_TRUNC, with its times) on a file
+  // below in/ empties it, as the task's user; other wstats are srv9p::tree's.
+  void wstat(srv9p::request r) override;
   bool may_remove(const srv9p::fid& f, const srv9p::dir& parent) const override;
   void clunk(srv9p::fid& f) override;
 

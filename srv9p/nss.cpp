@@ -7,6 +7,8 @@
 // ngroups[4] text_len[4] text (the name, or the error) then ngroups × gid[4].
 #include "srv9p/nss.hpp"
 
+#include "srv9p/close_fds.hpp"
+
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
@@ -135,8 +137,8 @@ std::string encode_reply(const lookup_result& r) {
   for (int sig = 1; sig < NSIG; sig++) ::sigaction(sig, &dfl, nullptr);  // SIGKILL, SIGSTOP: refused, harmless
   // Nothing of the daemon's: its sockets, spool and cgroup descriptors are closed (a
   // client's connection must end when the daemon closes it), stdio is /dev/null.
-  if (fd > 3) ::close_range(3, static_cast<unsigned>(fd) - 1, 0);
-  if (::close_range(static_cast<unsigned>(fd) + 1, ~0u, 0) < 0) ::_exit(1);
+  if (fd > 3 && !close_descriptors(3, static_cast<unsigned>(fd) - 1)) ::_exit(1);
+  if (!close_descriptors(static_cast<unsigned>(fd) + 1, ~0u)) ::_exit(1);
   int null = ::open("/dev/null", O_RDWR);
   if (null < 0) ::_exit(1);
   for (int i = 0; i < 3; i++) {

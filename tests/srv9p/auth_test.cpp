@@ -256,6 +256,54 @@ TEST(Auth, ConnectionKeepsItsProvenNameAcrossTversion) {
   EXPECT_EQ(owner_seen(h, 1, "f"), "nobody");
 }
 
+TEST(Auth, DotlNunameCannotChangeWhoIsProven) {
+  // 9P2000.L's n_uname names the user by number; it must prove no more than a name does.
+  auto a = std::make_shared<held_authenticator>();
+  auth_harness h(a);
+  h.send(notag, tversion{8192, "9P2000.L"});
+  h.next();
+  // Tauth for root by number; a credential of nobody's verifies, and cannot attach as root
+  // whichever way the Tattach names it.
+  h.send(1, tauth{5, "nobody", "", 0});
+  ASSERT_TRUE(std::holds_alternative<rauth>(h.next().msg));
+  h.challenge(5);
+  h.send(2, twrite{5, 0, "uid 65534\n"});
+  a->answer();
+  h.run();
+  ASSERT_TRUE(std::holds_alternative<rwrite>(h.next().msg));
+  h.send(3, tattach{0, 5, "nobody", "", nofid});
+  EXPECT_TRUE(std::holds_alternative<rlerror>(h.next().msg)) << "the afid is root's, not nobody's";
+  h.send(4, tattach{0, 5, "", "", 0});
+  EXPECT_TRUE(std::holds_alternative<rlerror>(h.next().msg)) << "nobody's credential attached as root";
+  EXPECT_EQ(h.s->fids(), 1u);
+  // Nobody's own afid, proven; then, after a Tversion, root by number is still refused.
+  h.send(5, tauth{6, "", "", 65534});
+  h.next();
+  h.challenge(6);
+  h.send(6, twrite{6, 0, "uid 65534\n"});
+  a->answer();
+  h.run();
+  h.next();
+  h.send(7, tattach{0, 6, "nobody", "", nofid});
+  ASSERT_TRUE(std::holds_alternative<rattach>(h.next().msg));
+  h.send(notag, tversion{8192, "9P2000.L"});
+  h.next();
+  h.send(8, tattach{1, nofid, "nobody", "", 0});
+  EXPECT_TRUE(std::holds_alternative<rlerror>(h.next().msg)) << "proven nobody became root by n_uname";
+  h.send(9, tattach{1, nofid, "root", "", 65534});
+  ASSERT_TRUE(std::holds_alternative<rattach>(h.next().msg)) << "n_uname is the name";
+}
+
+TEST(Auth, DotlNunameUnderPeerCred) {
+  harness h(server_options{}, peer_info{65534});
+  h.send(notag, tversion{8192, "9P2000.L"});
+  h.next();
+  h.send(1, tattach{0, nofid, "nobody", "", 0});
+  EXPECT_TRUE(std::holds_alternative<rlerror>(h.next().msg)) << "peer nobody attached as uid 0";
+  h.send(2, tattach{0, nofid, "root", "", 65534});
+  ASSERT_TRUE(std::holds_alternative<rattach>(h.next().msg));
+}
+
 TEST(Auth, TrustedUidMaySpeakForOthers) {
   auto a = std::make_shared<held_authenticator>();
   auth_harness h(a, server_options{.trusted = {65534}});
