@@ -186,7 +186,11 @@ expect "task/ after 60 more clones lists them all" "$(ls /mnt/n/task | grep -c '
 # ---- galaxy mount --kernel: the connection attached by the tool, then the kernel's ---------
 # (Against --auth none here: the guest has no munged. The tool's Tversion and Tattach,
 # then mount -t 9p -o trans=fd on the same socket, whose Tversion and Tattach the server
-# answers anew.)
+# answers anew. A MUNGE node would not do through QEMU's user network even with a munged
+# here: the credential binds to the address the client dialled, tcp!10.0.2.2!PORT, and
+# the server compares it, exactly (srv9p binding_refusal), with its own end of the
+# accepted socket, which slirp connects from the host to 127.0.0.1:PORT; any NAT between
+# the two ends refuses it. That test needs a routed link (a tap device) instead.)
 if [ -x /usr/local/bin/galaxy ]; then
   mkdir -p /mnt/k
   if out=$(galaxy mount --kernel -u nobody "tcp!10.0.2.2!$NP" /mnt/k 2>&1); then
