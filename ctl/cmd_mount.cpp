@@ -252,11 +252,16 @@ int mount_kernel(const mount_args& a) {
     fmt::print(stderr, "galaxy: mount: {}\n", why.empty() ? "no connection" : why);
     return 1;
   }
-  // 9P2000 has no numeric owners: the kernel shows every file as dfltuid:dfltgid and
-  // checks modes against them, so on this one user's mount they are that user's (the
-  // server still checks by name).
+  // 9P2000.L: the kernel's Tattach carries n_uname = access's uid, which the server
+  // turns into a name with its own user database (srv9p resolve_n_uname) and which
+  // must then be the name proven here (attach_now), or the mount is refused: a uid that
+  // names another user on the server's machine gets no further. Rgetattr gives numeric
+  // owners. dfltuid and dfltgid serve a server that answers 9P2000 (or -o version=9p2000,
+  // which comes later and so wins): 9P2000 has no numeric owners, the kernel shows every
+  // file as dfltuid:dfltgid and checks modes against them, so on this one user's mount
+  // they are that user's (the server still checks by name).
   std::string opts = fmt::format(
-      "trans=fd,rfdno={0},wfdno={0},version=9p2000,msize={1},uname={2},access={3},dfltuid={3},dfltgid={4},cache=none",
+      "trans=fd,rfdno={0},wfdno={0},version=9p2000.L,msize={1},uname={2},access={3},dfltuid={3},dfltgid={4},cache=none",
       kfd, cl->msize(), uname, access_uid, access_gid);
   if (!a.aname.empty()) opts += ",aname=" + a.aname;
   for (const auto& o : a.options) opts += "," + o;
@@ -345,7 +350,8 @@ void add_mount_commands(CLI::App& app, int& status) {
                                      "(default 1, or 0 on root's per-user allow_other mount; 0: never)");
   m->add_flag("--kernel", a->kernel,
               "attach here (MUNGE), then give the connection to the kernel's 9P client "
-              "(mount -t 9p -o trans=fd; root only; -o adds 9p mount options)");
+              "(mount -t 9p -o trans=fd,version=9p2000.L; root only; -o adds 9p mount "
+              "options, and -o version=9p2000 the legacy dialect)");
   m->add_flag("-f,--foreground", a->foreground, "stay in the foreground, reporting to standard error");
   m->add_flag("-d,--debug", a->debug, "trace every FUSE request on standard error (implies -f)");
   m->callback([a, st, attr_timeout] {
