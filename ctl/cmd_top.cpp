@@ -319,8 +319,8 @@ snapshot collect(top_tree& t, std::map<std::string, kv_map>& ended) {
       if (auto ms = number(kv[key]); ms && *ms != 0) s.job_events.push_back({*ms, std::move(text)});
     };
     ev("submitted", fmt::format("submit {} {}", r.id, kv["owner"]));
-    ev("started", fmt::format("start {} {}", r.id, kv["node"]));
-    ev("ended", fmt::format("end {} {} {}", r.id, kv["state"], quote(kv["exit"])));
+    ev("started", fmt::format("start {} {} on {}", r.id, kv["owner"], kv["node"]));
+    ev("ended", fmt::format("end {} {} {} {}", r.id, kv["owner"], kv["state"], quote(kv["exit"])));
     if (!has_ended(kv["state"]) && !kv.contains("tasks")) s.jobs.push_back(r);
   }
   std::ranges::stable_sort(s.job_events, {}, &event_row::ms);
@@ -406,14 +406,14 @@ std::vector<line> render(snapshot s, const view& v, const std::vector<event_row>
                              clock_text(s.taken_ms), where, st["nodes_up"], st["nodes_down"], st["jobs_running"],
                              st["jobs_queued"], st["policy"])});
   double cpu_total = real(st["cpu_millis_total"]), mem_total = real(st["mem_bytes_total"]);
-  out.push_back({fmt::format("cpu {} {:.1f}/{:.1f} given to jobs   mem {} {}/{}   sort: nodes by {}, jobs by {}{}",
-                             bar(cpu_total > 0 ? real(st["cpu_millis_used"]) / cpu_total : 0, 20),
+  out.push_back({fmt::format("cpu {} {:.1f}/{:.1f}  mem {} {}/{}  sort: nodes by {}, jobs by {}{}",
+                             bar(cpu_total > 0 ? real(st["cpu_millis_used"]) / cpu_total : 0, 10),
                              real(st["cpu_millis_used"]) / 1000, cpu_total / 1000,
-                             bar(mem_total > 0 ? real(st["mem_bytes_used"]) / mem_total : 0, 20),
+                             bar(mem_total > 0 ? real(st["mem_bytes_used"]) / mem_total : 0, 10),
                              bytes_text(st["mem_bytes_used"]), bytes_text(st["mem_bytes_total"]),
                              v.nodes == node_sort::name ? "name" : v.nodes == node_sort::cpu ? "cpu" : "mem",
                              v.jobs == job_sort::id ? "number" : v.jobs == job_sort::user ? "user" : "time",
-                             v.filter.empty() ? "" : "   filter: " + v.filter)});
+                             v.filter.empty() ? "" : "  filter: " + v.filter)});
   if (!s.error.empty()) out.push_back({"error: " + s.error});
 
   // Jobs that match the filter, and the nodes they are on (or whose names match).
@@ -431,7 +431,7 @@ std::vector<line> render(snapshot s, const view& v, const std::vector<event_row>
   if (v.nodes == node_sort::cpu) std::ranges::stable_sort(nodes, std::greater<>{}, cpu_frac);
   if (v.nodes == node_sort::mem) std::ranges::stable_sort(nodes, std::greater<>{}, mem_frac);
   out.push_back({});
-  out.push_back({fmt::format("{:<10} {:<9} {:<34} {:<34} {:>6} {:>5}", "NODE", "STATE", "CPU (load/cpus)",
+  out.push_back({fmt::format("{:<10} {:<9} {:<34} {:<43} {:>6} {:>5}", "NODE", "STATE", "CPU (load/cpus)",
                              "MEM (used/total)", "LOAD", "TASKS"),
                  true});
   for (auto& n : nodes) {
@@ -443,7 +443,7 @@ std::vector<line> render(snapshot s, const view& v, const std::vector<event_row>
     auto used = fmt::format("{}/{}", bytes_text(std::to_string(static_cast<std::uint64_t>(
                                          std::max(0.0, real(kv["mem"]) - real(kv["memfree"]))))),
                             bytes_text(kv["mem"]));
-    out.push_back({fmt::format("{:<10} {:<9} {} {:<11} {} {:<11} {:>6} {:>5}", n.name, kv["state"], bar(cpu_frac(n), 20),
+    out.push_back({fmt::format("{:<10} {:<9} {} {:<11} {} {:<20} {:>6} {:>5}", n.name, kv["state"], bar(cpu_frac(n), 20),
                                kv["load"] + "/" + kv["ncpu"], bar(mem_frac(n), 20), used, kv["load"], kv["tasks"])});
   }
 
