@@ -1,7 +1,7 @@
 // galaxy: the user's tool. main only builds the command line and runs the chosen verb;
 // the verbs live beside it (ctl/cmd_9p.cpp: ls, cat, write, stat, rm, mkdir;
 // ctl/cmd_mount.cpp: mount, umount; ctl/cmd_up.cpp: up, down; ctl/cmd_job.cpp: run, submit,
-// jobs, nodes, kill, wait).
+// jobs, nodes, kill, wait; ctl/cmd_top.cpp: top).
 #include <CLI/CLI.hpp>
 #include <string>
 #include <vector>
@@ -10,6 +10,7 @@
 #include "ctl/cmd_9p.hpp"
 #include "ctl/cmd_job.hpp"
 #include "ctl/cmd_mount.hpp"
+#include "ctl/cmd_top.hpp"
 #include "ctl/cmd_up.hpp"
 #include "ctl/version.hpp"
 
@@ -24,6 +25,7 @@ int main(int argc, char** argv) {
   ctl::add_9p_commands(app, status);
   ctl::add_mount_commands(app, status);
   ctl::add_up_commands(app, status);
+  ctl::add_top_command(app, status);
   // run's and submit's command is cut off first: CLI11 would read its words as options.
   std::vector<std::string> command;
   ctl::add_job_commands(app, status, command);

@@ -12,6 +12,7 @@ packages=(
   libfuse3-dev fuse3                                    # the FUSE bridge (galaxy mount)
   libsqlite3-dev libssl-dev                             # the job store, the cluster key
   munge libmunge-dev                                    # authentication (srv9p/munge.*)
+  libncurses-dev tmux                                   # galaxy top, and its test in a real terminal
   mandoc                                                # man page lint
   clang-16 libclang-rt-16-dev                           # libFuzzer targets in fuzz/
   hyperfine parallel                                    # bench/ and the peer comparisons
