@@ -1005,6 +1005,10 @@ TEST(UpDown, JobsOutliveDownAndUp) {
   auto up = d.up({"--nodes", "1"});
   ASSERT_EQ(up.status, 0) << up.out << up.err;
   EXPECT_EQ(slurp(d.mnt + "/jobs/1/stdout"), "kept\n");
+  // Its accounting too (the scheduler's store keeps it): echo's resident set is not 0.
+  auto h = run({galaxy, "history", "-a", d.addr(), "--noheader", "-o", "%i %z", "1"});
+  EXPECT_EQ(h.status, 0) << h.err;
+  EXPECT_TRUE(h.out.starts_with("1 ") && h.out != "1 0K\n") << h.out;
   ASSERT_EQ(d.down().status, 0);
 }
 
