@@ -684,9 +684,9 @@ TEST_F(UpCluster, JobsFiltersFormatAndArrayTasks) {
   auto bad = run({galaxy, "jobs", "-a", addr_, "--states", "running,sleepy"});
   EXPECT_EQ(bad.status, 1);
   EXPECT_NE(bad.err.find("'sleepy' is not a state"), std::string::npos) << bad.err;
-  auto badf = run({galaxy, "jobs", "-a", addr_, "-o", "%i %z"});
+  auto badf = run({galaxy, "jobs", "-a", addr_, "-o", "%i %Z"});
   EXPECT_EQ(badf.status, 1);
-  EXPECT_NE(badf.err.find("'%z' at 4 is not a field"), std::string::npos) << badf.err;
+  EXPECT_NE(badf.err.find("'%Z' at 4 is not a field"), std::string::npos) << badf.err;
 
   // kill by name and state; an array's task by J/I.
   std::string e1 = submit({"--name", tag + "E", "--cpu", "10m", "--", "sleep", "600"});
