@@ -26,6 +26,7 @@
 #include <cctype>
 #include <charconv>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -35,6 +36,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -638,8 +640,31 @@ std::string elapsed(std::map<std::string, std::string>& kv, std::uint64_t now_ms
   return fmt::format("{}:{:02}", m, sec);
 }
 
-// The fields of -o FORMAT: squeue's letters, with squeue's headings, and %x (the exit,
-// Galaxy's own: squeue has none).
+// CPU time in ms as sacct's TotalCPU: [D-][H:]M:SS.mmm.
+std::string cpu_time(std::uint64_t ms) {
+  auto s = ms / 1000, d = s / 86400, h = s / 3600 % 24, m = s / 60 % 60, sec = s % 60;
+  if (d > 0) return fmt::format("{}-{:02}:{:02}:{:02}.{:03}", d, h, m, sec, ms % 1000);
+  if (h > 0) return fmt::format("{}:{:02}:{:02}.{:03}", h, m, sec, ms % 1000);
+  return fmt::format("{}:{:02}.{:03}", m, sec, ms % 1000);
+}
+
+// A job's CPU time (usertime + systime of its status, galaxy(4)) as cpu_time; "" when the
+// status has none (a scheduler older than the field).
+std::string job_cpu(std::map<std::string, std::string>& kv) {
+  if (!kv.contains("usertime")) return "";
+  auto user = job_id(kv["usertime"]).value_or(0), sys = job_id(kv["systime"]).value_or(0);
+  return cpu_time(sys > UINT64_MAX - user ? UINT64_MAX : user + sys);
+}
+
+// A job's largest resident set (maxrss, bytes) in KiB with sacct's K: "65536K".
+std::string job_maxrss(std::map<std::string, std::string>& kv) {
+  if (!kv.contains("maxrss")) return "";
+  return fmt::format("{}K", job_id(kv["maxrss"]).value_or(0) / 1024);
+}
+
+// The fields of -o FORMAT: squeue's letters, with squeue's headings, and %x (the exit),
+// %y (CPU time) and %z (max RSS), Galaxy's own (squeue has none; the letters are
+// squeue's %y nice and %z S:C:T, which mean nothing here).
 struct format_field {
   char letter;
   std::string_view heading;
@@ -648,6 +673,7 @@ constexpr format_field format_fields[] = {
     {'i', "JOBID"}, {'u', "USER"},        {'T', "STATE"},      {'N', "NODELIST"},
     {'j', "NAME"},  {'M', "TIME"},        {'V', "SUBMIT_TIME"}, {'S', "START_TIME"},
     {'e', "END_TIME"}, {'r', "REASON"},   {'Q', "PRIORITY"},   {'x', "EXIT"},
+    {'y', "TOTALCPU"}, {'z', "MAXRSS"},
 };
 
 // One piece of a parsed FORMAT: literal text, or a field with squeue's %[.][size]: a
@@ -682,7 +708,7 @@ result<std::vector<format_piece>> parse_format(std::string_view f) {
     while (i < f.size() && f[i] >= '0' && f[i] <= '9' && p.size < 1000) p.size = p.size * 10 + (f[i++] - '0');
     if (i >= f.size() || std::ranges::find(format_fields, f[i], &format_field::letter) == std::end(format_fields)) {
       return std::unexpected(fmt::format("-o '{}': '{}' at {} is not a field; the fields are %i %u %T %N %j %M %V "
-                                         "%S %e %r %Q %x, each as %[.][size]LETTER",
+                                         "%S %e %r %Q %x %y %z, each as %[.][size]LETTER",
                                          f, f.substr(at, i + 1 - at), at + 1));
     }
     p.letter = f[i++];
@@ -706,6 +732,8 @@ std::string field_text(char letter, job_row& r, std::uint64_t now_ms) {
     case 'r': return kv["note"];
     case 'Q': return kv["priority"];
     case 'x': return kv["exit"];
+    case 'y': return job_cpu(kv);
+    case 'z': return job_maxrss(kv);
   }
   return {};
 }
@@ -727,25 +755,146 @@ std::string format_line(const std::vector<format_piece>& pieces, const std::func
 
 // ---- The verbs, continued ------------------------------------------------------------------
 
+// The progress line of a wait on a terminal: "galaxy: wait: 3/10 done, 2 running, 5
+// queued, 0:42", redrawn once a second on standard error with \r, as a thread of its own
+// that reads each job's status (galaxy(4)) while the caller blocks on the wait files.
+// A job counts as done once it has ended (done, failed, killed), as running while its
+// status says running, and as queued otherwise. The line is erased (blanks, then \r)
+// before each result line the caller prints and when the wait ends, so nothing of it is
+// left. Only when standard error is a terminal (isatty(3)): a pipe gets nothing extra.
+class wait_progress {
+ public:
+  // Draws the line once before returning (so even a short wait shows it), then once a
+  // second from a thread of its own.
+  wait_progress(tree_access& t, std::vector<std::string> ids)
+      : t_(t), ids_(std::move(ids)), start_(std::chrono::steady_clock::now()) {
+    show(line());
+    thread_ = std::thread([this] { run(); });
+  }
+  ~wait_progress() {
+    {
+      std::lock_guard lock(m_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+    std::lock_guard lock(m_);
+    erase();
+  }
+  // Job id has ended (its wait answered); f prints its line, with the progress line erased.
+  void ended(const std::string& id, const std::function<void()>& f) {
+    std::lock_guard lock(m_);
+    ended_.insert(id);
+    erase();
+    f();
+    std::fflush(stdout);
+  }
+
+ private:
+  void run() {
+    std::unique_lock lock(m_);
+    for (;;) {
+      cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_; });
+      if (stop_) return;
+      lock.unlock();
+      std::string l = line();
+      lock.lock();
+      if (stop_) return;
+      show_locked(l);
+    }
+  }
+  // The line as of now, from the jobs' status files. Takes m_ only to copy ended_.
+  std::string line() {
+    std::set<std::string> ended;
+    {
+      std::lock_guard lock(m_);
+      ended = ended_;
+    }
+    std::size_t done = 0, running = 0, queued = 0;
+    for (const auto& id : ids_) {
+      if (ended.contains(id)) {
+        done++;
+        continue;
+      }
+      auto s = t_.read("jobs/" + id + "/status");
+      auto state = s ? parse_status(*s)["state"] : std::string();
+      if (has_ended(state)) {
+        done++;
+      } else if (state == "running") {
+        running++;
+      } else {
+        queued++;
+      }
+    }
+    auto secs = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - start_).count();
+    return fmt::format("galaxy: wait: {}/{} done, {} running, {} queued, {}:{:02}", done, ids_.size(), running, queued,
+                       secs / 60, secs % 60);
+  }
+  void show(const std::string& l) {
+    std::lock_guard lock(m_);
+    show_locked(l);
+  }
+  // Draws l over the line shown (blanks past its end). Under m_.
+  void show_locked(const std::string& l) {
+    std::string out = "\r" + l;
+    if (l.size() < shown_) out.append(shown_ - l.size(), ' ');
+    write_all(STDERR_FILENO, out);
+    shown_ = l.size();
+  }
+  // Blanks the line shown, and puts the cursor back at its start. Under m_.
+  void erase() {
+    if (shown_ == 0) return;
+    write_all(STDERR_FILENO, "\r" + std::string(shown_, ' ') + "\r");
+    shown_ = 0;
+  }
+
+  tree_access& t_;
+  std::vector<std::string> ids_;
+  std::chrono::steady_clock::time_point start_;
+  std::mutex m_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::set<std::string> ended_;  // ids whose wait has answered
+  std::size_t shown_ = 0;        // length of the line on the terminal, 0 if none
+  std::thread thread_;
+};
+
 int do_wait(const job_options& o) {
   auto t = open_tree("wait", o.conn);
   if (!t) return 1;
+  std::optional<wait_progress> progress;
+  if (::isatty(STDERR_FILENO) == 1) {
+    std::vector<std::string> ids;
+    for (const auto& id : o.ids) {
+      if (is_job_name(id)) ids.push_back(id);
+    }
+    progress.emplace(*t, std::move(ids));
+  }
   int status = 0;
+  // Prints with the progress line out of the way.
+  auto say = [&](const std::string& id, const std::function<void()>& f) {
+    if (progress) {
+      progress->ended(id, f);
+    } else {
+      f();
+    }
+  };
   for (const auto& id : o.ids) {
     if (!is_job_name(id)) {
-      complain("wait", fmt::format("'{}': expected a job number J, or J/I for task I of array J", id));
+      say(id, [&] { complain("wait", fmt::format("'{}': expected a job number J, or J/I for task I of array J", id)); });
       status = status != 0 ? status : 1;
       continue;
     }
     auto w = t->read("jobs/" + id + "/wait");
     if (!w) {
-      complain("wait", fmt::format("{}: {}", t->name("jobs/" + id + "/wait"), w.error()));
+      say(id, [&] { complain("wait", fmt::format("{}: {}", t->name("jobs/" + id + "/wait"), w.error())); });
       status = status != 0 ? status : 1;
       continue;
     }
     std::string text = *w;
     while (!text.empty() && text.back() == '\n') text.pop_back();
-    fmt::print("{}{}\n", o.ids.size() > 1 ? id + " " : "", text);
+    auto print = [&] { fmt::print("{}{}\n", o.ids.size() > 1 ? id + " " : "", text); };
+    say(id, print);
     if (int s = job_exit_status(text); s != 0 && status == 0) status = s;
   }
   return status;
@@ -866,6 +1015,63 @@ int do_jobs(job_options o) {
   for (auto& r : rows) {
     auto& kv = r.kv;
     table.push_back({r.id, kv["owner"], kv["state"], kv["node"], kv["exit"], kv["name"], kv["note"]});
+  }
+  print_table(table);
+  return bad ? 1 : 0;
+}
+
+// history [J...]: like sacct, the jobs that have ended (done, failed, killed; or those of
+// --states) that match the filters, with their times, node, exit, and the CPU time and
+// largest resident set that the node measured (galaxy(4), status: usertime, systime,
+// maxrss). A table, or -o FORMAT as jobs. The scheduler keeps a job until it is removed
+// (rm), so this is as long as its jobs/ is.
+int do_history(job_options o) {
+  if (auto ok = o.filter.check(); !ok) {
+    complain("history", ok.error());
+    return 1;
+  }
+  std::vector<format_piece> format;
+  if (!o.format.empty()) {
+    auto f = parse_format(o.format);
+    if (!f) {
+      complain("history", f.error());
+      return 1;
+    }
+    format = std::move(*f);
+  }
+  auto t = open_tree("history", o.conn);
+  if (!t) return 1;
+  bool bad = false;
+  auto rows = list_jobs("history", *t, o.ids, bad);
+  bool any_state = !o.filter.states.empty();
+  std::erase_if(rows, [&](job_row& r) {
+    // An array job itself ran nothing: its tasks are its rows.
+    return r.kv.contains("tasks") || !o.filter.matches(r.kv) || (!any_state && !has_ended(r.kv["state"]));
+  });
+  auto now_ms = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+  if (!format.empty()) {
+    std::string out;
+    if (!o.noheader) {
+      out += format_line(format, [](char l) {
+        return std::string(std::ranges::find(format_fields, l, &format_field::letter)->heading);
+      });
+    }
+    for (auto& r : rows) out += format_line(format, [&](char l) { return field_text(l, r, now_ms); });
+    write_all(STDOUT_FILENO, out);
+    return bad ? 1 : 0;
+  }
+  std::vector<std::vector<std::string>> table;
+  if (!o.noheader) {
+    table.push_back({"ID", "OWNER", "NAME", "STATE", "NODE", "SUBMIT", "START", "END", "ELAPSED", "CPU", "MAXRSS",
+                     "EXIT"});
+  }
+  for (auto& r : rows) {
+    auto& kv = r.kv;
+    table.push_back({r.id, kv["owner"], kv["name"], kv["state"], kv["node"], clock_time(kv["submitted"]),
+                     clock_time(kv["started"]), clock_time(kv["ended"]), elapsed(kv, now_ms), job_cpu(kv),
+                     job_maxrss(kv), kv["exit"]});
   }
   print_table(table);
   return bad ? 1 : 0;
@@ -1042,11 +1248,21 @@ void add_job_commands(CLI::App& app, int& status, const std::vector<std::string>
   add_filters(jobs, *o);
   jobs->add_option("-o,--format", o->format,
                    "one line per job in squeue's format: %i id, %u user, %T state, %N node, %j name, %M time used, "
-                   "%V submitted, %S started, %e ended, %r note, %Q priority, %x exit; %[.][size]LETTER pads to size "
+                   "%V submitted, %S started, %e ended, %r note, %Q priority, %x exit, %y CPU time, %z max RSS; "
+                   "%[.][size]LETTER pads to size "
                    "(right-justified with .) and cuts to it");
   jobs->add_flag("--noheader", o->noheader, "print no heading line");
   jobs->add_option("job", o->ids, "only these jobs: J, or J/I for task I of array J");
   jobs->callback([o, st] { *st = do_jobs(*o); });
+
+  auto* history = app.add_subcommand(
+      "history", "list the jobs that have ended: times, node, CPU time, max RSS, exit; or -o FORMAT (like sacct)");
+  add_conn(history, *o);
+  add_filters(history, *o);
+  history->add_option("-o,--format", o->format, "one line per job, in jobs' -o FORMAT (%y CPU time, %z max RSS)");
+  history->add_flag("--noheader", o->noheader, "print no heading line");
+  history->add_option("job", o->ids, "only these jobs: J, or J/I for task I of array J");
+  history->callback([o, st] { *st = do_history(*o); });
 
   auto* nodes = app.add_subcommand("nodes", "list the nodes that are up: state, CPUs, memory, load, labels");
   add_conn(nodes, *o);

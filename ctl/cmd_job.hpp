@@ -6,6 +6,7 @@
 //                                        stream stdout and stderr; exit as the job did
 //   galaxy submit [OPTS] -- CMD ARG...   like sbatch: prints the job id
 //   galaxy jobs [FILTERS] [-o FORMAT] [J...]   like squeue; array tasks as J/I
+//   galaxy history [FILTERS] [-o FORMAT] [J...]  like sacct: ended jobs, CPU time, max RSS
 //   galaxy nodes | kill [-s SIG] [FILTERS] [J...] | wait J...   (J or J/I)
 //
 // Each works natively over 9P (-a DIAL, --state DIR, or as ctl::cluster::find finds the
@@ -38,7 +39,7 @@ struct command_split {
 };
 command_split split_command(const CLI::App& app, int argc, const char* const* argv);
 
-// Registers run, submit, jobs, nodes, kill and wait as subcommands of app; each stores
+// Registers run, submit, jobs, history, nodes, kill and wait as subcommands of app; each stores
 // its exit status in status (as add_9p_commands does). run and submit take their
 // command from command, which split_command fills before app parses.
 void add_job_commands(CLI::App& app, int& status, const std::vector<std::string>& command);

@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "ctl/auth.hpp"
+#include "ctl/cluster.hpp"
 #include "ctl/cmd_9p.hpp"
 #include "fsclient/client.hpp"
 #include "fsclient/fuse_bridge.hpp"
@@ -56,6 +57,11 @@ namespace {
 struct mount_args {
   std::string addr;
   std::string mountpoint;
+  // mount's words: [DIAL] MOUNTPOINT. Without DIAL the server is found as every verb finds
+  // it (cluster::find: -a, --state, $GALAXY_ADDR, $GALAXY_STATE, galaxy up's default).
+  std::vector<std::string> words;
+  std::string addr_opt;  // -a
+  std::string state;     // --state
   std::string uname;
   std::string aname;
   std::uint32_t msize = srv9p::max_msize;
@@ -280,6 +286,22 @@ int mount_kernel(const mount_args& a) {
 }
 
 int run_mount(mount_args a) {
+  if (a.words.size() == 2) {
+    if (!a.addr_opt.empty() || !a.state.empty()) {
+      fmt::print(stderr, "galaxy: mount: give the server as DIAL, -a or --state, not two of them\n");
+      return 1;
+    }
+    a.addr = a.words[0];
+    a.mountpoint = a.words[1];
+  } else {
+    auto where = cluster::find({.addr = a.addr_opt, .mount = {}, .state = a.state});
+    if (!where) {
+      fmt::print(stderr, "galaxy: mount: {}\n", where.error());
+      return 1;
+    }
+    a.addr = where->addr;
+    a.mountpoint = a.words.at(0);
+  }
   std::error_code ec;
   auto abs = std::filesystem::absolute(a.mountpoint, ec);
   if (ec || !std::filesystem::is_directory(abs, ec)) {
@@ -338,8 +360,13 @@ void add_mount_commands(CLI::App& app, int& status) {
   int* st = &status;
 
   auto* m = app.add_subcommand("mount", "mount a Galaxy tree on a directory with FUSE");
-  m->add_option("dial", a->addr, "the server's dial string (tcp!host!port, unix!path)")->required();
-  m->add_option("mountpoint", a->mountpoint, "an existing directory")->required();
+  m->add_option("dial_mountpoint", a->words,
+                "[DIAL] MOUNTPOINT: the server's dial string (tcp!host!port, unix!path; without it the cluster "
+                "is found as every verb finds it) and an existing directory")
+      ->required()
+      ->expected(1, 2);
+  m->add_option("-a,--addr", a->addr_opt, "the server's dial string, as DIAL");
+  m->add_option("--state", a->state, "mount the cluster that galaxy up --state DIR started");
   m->add_option("-u,--uname", a->uname, "user name to attach as (default: $USER); with root's -o allow_other, only root's own");
   m->add_option("--aname", a->aname, "the server's tree to attach (default: its main tree)");
   m->add_option("--msize", a->msize, "largest 9P message to negotiate, bytes (default 1 MiB + 24)");

@@ -1,5 +1,5 @@
 #pragma once
-// --version for every Galaxy program (galaxy, galaxy-node, galaxy-sched), from one place:
+// --version for every Galaxy program (galaxy, galaxy-node, galaxy-sched, galaxy-ramfs), from one place:
 // the version and git description that CMake wrote into galaxy_version.hpp at configure
 // time (target galaxy_version in CMakeLists.txt).
 #include <CLI/CLI.hpp>

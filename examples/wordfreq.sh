@@ -15,7 +15,8 @@
 # 2. Submit one reduce job with `after` all the maps: it sums the maps' counts, reading
 #    MOUNT/jobs/J/stdout of each (so the node it runs on needs the tree mounted too, as
 #    every node of a cluster from `galaxy up` has), and prints the table sorted by count.
-# 3. cat MOUNT/jobs/R/wait blocks until the reduce has ended. Print the 20 most frequent
+# 3. cat MOUNT/jobs/R/wait blocks until the reduce has ended (on a terminal, a progress
+#    line on stderr counts the jobs done, running and queued meanwhile). Print the 20 most frequent
 #    words, the job count, how many jobs each node ran (jobs/J/status node=), and the
 #    elapsed time; then compute the same table with one local pipeline and say whether
 #    they match.
@@ -103,8 +104,39 @@ ids=${ids# }
 # queue-anyway: a map that failed already would make the reduce refused at exec; queued,
 # it fails with "dependency J failed", and the failed map is reported below.
 r=$(submit "name reduce" "after $ids" "queue-anyway" "exec sh -c $(q "$REDUCE") reduce $(q "$mount") $ids")
+# While it waits, on a terminal only (stderr is one: test -t 2), one line on stderr redrawn
+# each second with \r from the jobs' status files: how many of the jobs have ended, run,
+# or wait in the queue, and the time since the start; blanked when the wait is over. A pipe
+# gets nothing of it.
+progress_line() {
+  ended=0 running=0 queued=0
+  for j in $ids $r; do
+    case $(sed -n 's/.* state=\([^ ]*\).*/\1/p' "$mount/jobs/$j/status" 2>/dev/null) in
+      done | failed | killed) ended=$((ended + 1)) ;;
+      running) running=$((running + 1)) ;;
+      *) queued=$((queued + 1)) ;;
+    esac
+  done
+  s=$((($(date +%s%N) - start) / 1000000000))
+  printf '\r%s: %s/%s done, %s running, %s queued, %d:%02d ' "$prog" "$ended" "$(($(echo $ids | wc -w) + 1))" \
+    "$running" "$queued" $((s / 60)) $((s % 60)) >&2
+}
+progress_pid=''
+if [ -t 2 ]; then
+  progress_line
+  while sleep 1; do progress_line; done &
+  progress_pid=$!
+  # (set -e holds in a trap too: a kill that fails must not end the script.)
+  trap 'if [ -n "$progress_pid" ]; then kill "$progress_pid" 2>/dev/null || true; fi; rm -rf "$tmp"' EXIT INT TERM
+fi
 outcome=$(cat "$mount/jobs/$r/wait")
 end=$(date +%s%N)
+if [ -n "$progress_pid" ]; then
+  kill "$progress_pid" 2>/dev/null || true
+  wait "$progress_pid" 2>/dev/null || true
+  printf '\r%72s\r' '' >&2
+  progress_pid=''
+fi
 
 # A failed job: say which, where, on what input, and what it said.
 if [ "$outcome" != "exit 0" ]; then

@@ -165,6 +165,31 @@ job_state state_of_wait(std::string_view wait, bool kill_requested) {
   return job_state::failed;
 }
 
+// A finished task's accounting from its node's status line (galaxy-node(4): "... usertime=MS
+// systime=MS maxrss=BYTES ..."): each field a decimal number of at most 18 digits, else 0.
+// The line is a node's answer, so nothing in it is trusted beyond that.
+void take_usage(std::string_view line, job_record& rec) {
+  auto field = [line](std::string_view key) -> std::uint64_t {
+    for (std::size_t pos = 0; pos < line.size();) {
+      auto end = line.find_first_of(" \n", pos);
+      if (end == std::string_view::npos) end = line.size();
+      auto word = line.substr(pos, end - pos);
+      if (word.size() > key.size() && word.starts_with(key) && word[key.size()] == '=') {
+        auto digits = word.substr(key.size() + 1);
+        std::uint64_t v = 0;
+        if (digits.empty() || digits.size() > 18) return 0;
+        auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
+        return ec == std::errc{} && p == digits.data() + digits.size() ? v : 0;
+      }
+      pos = end + 1;
+    }
+    return 0;
+  };
+  rec.user_ms = field("usertime");
+  rec.sys_ms = field("systime");
+  rec.maxrss_bytes = field("maxrss");
+}
+
 policy::outcome outcome_of(job_state s) {
   return s == job_state::done ? policy::outcome::done
          : s == job_state::killed ? policy::outcome::killed
@@ -1453,9 +1478,9 @@ void scheduler::collect(job& j, std::string wait) {
     j.collecting = false;
     return finish(j, state_of_wait(wait, j.kill_requested), wait, "results not copied: node is down");
   }
-  // Most tasks leave a little output and no out/ files: one batch reads all three at once
-  // (12 messages, one round trip), and the scheduler writes only the files that are not
-  // empty. A file is whole when its read came back shorter than asked for: the node
+  // Most tasks leave a little output and no out/ files: one batch reads all three at once,
+  // and the task's status for its accounting (16 messages, one round trip), and the
+  // scheduler writes only the files that are not empty. A file is whole when its read came back shorter than asked for: the node
   // serves a finished task's files from its spool, where only the end of a file gives less.
   // Anything else (more output, out/ files, an error) takes copy_in_pool's general path.
   std::uint64_t id = j.rec.id;
@@ -1463,7 +1488,7 @@ void scheduler::collect(job& j, std::string wait) {
   n->batch(j.rec.owner,
            [task](node_conn& c, std::uint32_t root) {
              std::vector<srv9p::message> m;
-             for (const char* name : {"stdout", "stderr", "out"}) {
+             for (const char* name : {"stdout", "stderr", "out", "status"}) {
                std::uint32_t f = c.client().alloc_fid();
                m.push_back(srv9p::twalk{root, f, {"task", std::to_string(task), name}});
                m.push_back(srv9p::topen{f, srv9p::oread});
@@ -1476,13 +1501,18 @@ void scheduler::collect(job& j, std::string wait) {
              job* j = find(id);
              if (j == nullptr || !j->collecting) return;
              auto data = [&r](std::size_t k) -> const std::string* {
-               if (r.size() != 12 || !r[4 * k] || !r[4 * k + 1] || !r[4 * k + 2]) return nullptr;
+               if (r.size() != 16 || !r[4 * k] || !r[4 * k + 1] || !r[4 * k + 2]) return nullptr;
                const auto& d = std::get<srv9p::rread>(*r[4 * k + 2]).data;
                return d.size() < small_result_bytes ? &d : nullptr;
              };
              const std::string* out = data(0);
              const std::string* err = data(1);
              const std::string* dir = data(2);
+             if (const std::string* status = data(3)) {
+               take_usage(*status, j->rec);
+             } else {
+               j->rec.user_ms = j->rec.sys_ms = j->rec.maxrss_bytes = 0;
+             }
              // Output over the limits takes the general path, which keeps what fits.
              std::uint64_t files = (out && !out->empty()) + (err && !err->empty());
              bool fits = out && err && out->size() + err->size() <= opts_.results.max_bytes &&
@@ -1672,11 +1702,12 @@ std::string scheduler::status_line(const job& j) const {
   }
   return fmt::format(
       "id={} owner={} state={} node={} attempts={} exit={} submitted={} started={} ended={} name={} task={} "
-      "priority={} note={}{}",
+      "priority={} usertime={} systime={} maxrss={} note={}{}",
       j.rec.id, ctl::quote(j.rec.owner), j.starting ? "starting" : to_string(j.rec.state),
       j.rec.node.empty() ? "-" : j.rec.node, j.rec.attempts, ctl::quote(j.rec.exit.empty() ? "-" : j.rec.exit),
       j.rec.submitted_ms, j.rec.started_ms, j.rec.ended_ms, ctl::quote(j.rec.name.empty() ? "-" : j.rec.name),
-      j.rec.task, j.rec.priority, ctl::quote(note.empty() ? "-" : note), array);
+      j.rec.task, j.rec.priority, j.rec.user_ms, j.rec.sys_ms, j.rec.maxrss_bytes,
+      ctl::quote(note.empty() ? "-" : note), array);
 }
 
 std::optional<std::string> scheduler::cannot_run(const job& j) const {

@@ -30,6 +30,7 @@
 #include <cassert>
 #include <charconv>
 #include <condition_variable>
+#include <algorithm>
 #include <cstdint>
 #include <future>
 #include <limits>
@@ -110,11 +111,19 @@ CREATE TABLE cut_off (
     R"sql(
 ALTER TABLE nodes ADD COLUMN join_uid INTEGER NOT NULL DEFAULT -1;
 )sql",
+    // 5: a finished job's accounting, from its node's task status (galaxy-node(4)): CPU
+    // milliseconds in user and system mode and the largest resident set, in bytes.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN user_ms      INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN sys_ms       INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN maxrss_bytes INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 
 constexpr std::string_view job_columns =
     "id, owner, name, spec, state, node, task, attempts, retries, priority, preemptible, "
-    "after_ids, exit, note, submitted_ms, started_ms, ended_ms, array_job, array_index";
+    "after_ids, exit, note, submitted_ms, started_ms, ended_ms, array_job, array_index, "
+    "user_ms, sys_ms, maxrss_bytes";
 
 constexpr std::uint64_t max_sql_int = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
 
@@ -470,6 +479,12 @@ class job_store::impl {
       }
       j.array = static_cast<std::uint64_t>(array);
       j.index = static_cast<std::uint32_t>(index);
+      for (auto [col, field, what] : {std::tuple{19, &j.user_ms, "user_ms"}, std::tuple{20, &j.sys_ms, "sys_ms"},
+                                      std::tuple{21, &j.maxrss_bytes, "maxrss_bytes"}}) {
+        auto v = st.column_int(col);
+        if (v < 0) return std::unexpected(fmt::format("load jobs: job {}: {} {} is out of range", j.id, what, v));
+        *field = static_cast<std::uint64_t>(v);
+      }
       out.push_back(std::move(j));
     }
     return out;
@@ -550,7 +565,7 @@ class job_store::impl {
         {&stmts_.commit, "COMMIT"},
         {&stmts_.rollback, "ROLLBACK"},
         {&stmts_.put_job, fmt::format("INSERT OR REPLACE INTO jobs ({}) VALUES "
-                                      "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                                      "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
                                       cols)},
         {&stmts_.remove_job, "DELETE FROM jobs WHERE id = ?1"},
         {&stmts_.put_node, "INSERT OR REPLACE INTO nodes (name, dial, join_uid) VALUES (?1, ?2, ?3)"},
@@ -607,6 +622,10 @@ class job_store::impl {
               b(st.bind(17, j.ended_ms));
               b(st.bind(18, static_cast<std::int64_t>(j.array)));
               b(st.bind(19, std::int64_t{j.index}));
+              // Usage comes from a node's answer, clamped so that it fits SQLite's INTEGER.
+              b(st.bind(20, static_cast<std::int64_t>(std::min(j.user_ms, max_sql_int))));
+              b(st.bind(21, static_cast<std::int64_t>(std::min(j.sys_ms, max_sql_int))));
+              b(st.bind(22, static_cast<std::int64_t>(std::min(j.maxrss_bytes, max_sql_int))));
               auto r = step_done(st, rc);
               if (!r) return std::unexpected(fmt::format("put job {}: {}", j.id, r.error()));
               return {};

@@ -67,6 +67,10 @@ struct job_record {
   std::int64_t submitted_ms = 0, started_ms = 0, ended_ms = 0;   // Unix epoch ms, 0 = not yet
   std::uint64_t array = 0;        // a task of a job array (`array N`): the array job's id (≤ INT64_MAX); 0 if none
   std::uint32_t index = 0;        // that task's index in its array, 0 .. N-1
+  // Accounting of the copy that ended the job, from its node's task/N/status when its
+  // results were collected (galaxy-node(4) usertime, systime, maxrss); 0 if not known.
+  std::uint64_t user_ms = 0, sys_ms = 0;  // CPU milliseconds, user and system mode (≤ INT64_MAX)
+  std::uint64_t maxrss_bytes = 0;         // largest resident set size, bytes (≤ INT64_MAX)
 
   bool operator==(const job_record&) const = default;
 };

@@ -12,6 +12,7 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include "ctl/version.hpp"
 #include "srv9p/auth_options.hpp"
 #include "srv9p/daemon.hpp"
 #include "srv9p/ramfs.hpp"
@@ -28,6 +29,7 @@ std::string login_name() {
 
 int main(int argc, char** argv) {
   CLI::App app{"galaxy-ramfs: an example 9P2000 file server holding files in memory"};
+  ctl::add_version_flag(app, "galaxy-ramfs");
   std::vector<std::string> listen{"tcp!127.0.0.1!5640"};
   srv9p::ramfs_options opts;
   opts.owner = login_name();

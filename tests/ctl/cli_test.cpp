@@ -248,9 +248,9 @@ TEST(Cli, BadAddressAndUsage) {
 }
 
 // Every program says its version and the git description of its source, the same for
-// all three (ctl/version.hpp), and exits 0 without needing its other options.
+// all four (ctl/version.hpp), and exits 0 without needing its other options.
 TEST(Cli, EveryProgramSaysItsVersion) {
-  for (std::string program : {"galaxy", "galaxy-node", "galaxy-sched"}) {
+  for (std::string program : {"galaxy", "galaxy-node", "galaxy-sched", "galaxy-ramfs"}) {
     auto r = testutil::run({GALAXY_BINARY_DIR "/" + program, "--version"});
     EXPECT_EQ(r.status, 0) << program << ": " << r.err;
     EXPECT_EQ(r.out, ctl::version_line(program) + "\n") << program;

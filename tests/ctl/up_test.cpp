@@ -250,6 +250,45 @@ TEST_F(UpCluster, UpPrintsWhatToExportAndEveryVerbFindsTheClusterByIt) {
   EXPECT_NE(opt.out.find("by-addr"), std::string::npos) << opt.out;
 }
 
+// mount finds the cluster as every verb does when it is given no dial: by --state, -a or
+// $GALAXY_STATE; a dial and --state together are refused and mount nothing.
+TEST_F(UpCluster, MountFindsTheClusterAsEveryVerbDoes) {
+  const std::string& state = dirs_->state;
+  testutil::temp_dir t;
+  ::chmod(t.path().c_str(), 0755);
+  std::string mnt = t.file("m");
+  ASSERT_EQ(::mkdir(mnt.c_str(), 0755), 0);
+  const std::vector<std::string> unset{"GALAXY_ADDR", "GALAXY_STATE"};
+  struct unmount {
+    std::string dir;
+    ~unmount() {
+      if (is_mounted(dir)) run({galaxy, "umount", "-z", dir});
+    }
+  } guard{mnt};
+  for (auto how : {std::vector<std::string>{"--state", state}, std::vector<std::string>{"-a", addr_},
+                   std::vector<std::string>{}}) {
+    std::vector<std::string> argv{galaxy, "mount"};
+    argv.insert(argv.end(), how.begin(), how.end());
+    argv.push_back(mnt);
+    auto env = how.empty() ? std::vector<std::string>{"GALAXY_ADDR", "GALAXY_STATE=" + state} : unset;
+    auto m = run(argv, {}, 30s, env);
+    ASSERT_EQ(m.status, 0) << m.out << m.err;
+    EXPECT_TRUE(is_mounted(mnt));
+    EXPECT_NE(slurp(mnt + "/status").find("nodes_up=2"), std::string::npos);
+    auto u = run({galaxy, "umount", mnt});
+    EXPECT_EQ(u.status, 0) << u.err;
+    EXPECT_FALSE(is_mounted(mnt));
+  }
+  auto both = run({galaxy, "mount", "--state", state, addr_, mnt}, {}, 30s, unset);
+  EXPECT_EQ(both.status, 1);
+  EXPECT_NE(both.err.find("not two of them"), std::string::npos) << both.err;
+  EXPECT_FALSE(is_mounted(mnt));
+  auto nowhere = run({galaxy, "mount", "--state", t.file("none"), mnt}, {}, 30s, unset);
+  EXPECT_EQ(nowhere.status, 1);
+  EXPECT_NE(nowhere.err.find("no cluster is recorded there"), std::string::npos) << nowhere.err;
+  EXPECT_FALSE(is_mounted(mnt));
+}
+
 // Every node of a local cluster has this machine's memory divided among the nodes, as
 // its CPUs are, so the cluster counts the machine's memory once.
 TEST_F(UpCluster, MemoryIsDividedAmongTheNodes) {
@@ -277,6 +316,7 @@ TEST_F(UpCluster, MemoryIsDividedAmongTheNodes) {
 TEST_F(UpCluster, MainJobOnASliceEqualsTheLocalPipeline) {
   auto r = run({wordfreq_sh, "-m", mnt_, "--slice", "24", "--maps", "6"}, {}, 120s);
   ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_EQ(r.err.find("done,"), std::string::npos) << r.err;  // no progress line through a pipe
   EXPECT_NE(r.out.find("result: match"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("jobs: 7 (6 map, 1 reduce)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("jobs per node: "), std::string::npos) << r.out;
@@ -421,6 +461,140 @@ TEST_F(UpCluster, SubmitWaitKillAndJobs) {
   EXPECT_EQ(kw.status, 128 + 9) << kw.out << kw.err;
 }
 
+// Runs the shell command line cmd on a pseudo-terminal (script(1), from util-linux):
+// its standard output and error are both the terminal, captured together in out.
+testutil::run_result on_terminal(const std::string& cmd, std::chrono::milliseconds timeout = 120s) {
+  return run({"/usr/bin/script", "-qec", cmd, "/dev/null"}, {}, timeout);
+}
+
+// Words quoted for sh: 'word' each, a quote as '\''.
+std::string sh_words(const std::vector<std::string>& words) {
+  std::string out;
+  for (const auto& w : words) {
+    std::string q = "'";
+    for (char c : w) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    out += (out.empty() ? "" : " ") + q + "'";
+  }
+  return out;
+}
+
+// galaxy wait on a terminal shows a line of progress (done/running/queued, elapsed) on
+// standard error, redrawn with \r and blanked before the answer; through a pipe it shows
+// nothing but the answer.
+TEST_F(UpCluster, WaitShowsProgressOnATerminalOnly) {
+  auto submit = [&] {
+    auto s = run({galaxy, "submit", "-a", addr_, "--", "sleep", "2"});
+    EXPECT_EQ(s.status, 0) << s.err;
+    return s.out.substr(0, s.out.find('\n'));
+  };
+  std::string a = submit(), b = submit();
+  auto tty = on_terminal(sh_words({galaxy, "wait", "-a", addr_, a, b}));
+  EXPECT_EQ(tty.status, 0) << tty.out << tty.err;
+  static const std::regex progress(R"(\rgalaxy: wait: [0-2]/2 done, [0-2] running, [0-2] queued, 0:[0-9][0-9])");
+  EXPECT_TRUE(std::regex_search(tty.out, progress)) << tty.out;
+  // Each answer comes on a blanked line: \r, blanks, \r, then the answer.
+  const std::regex answer("\r +\r" + a + " exit 0\r\n");
+  EXPECT_TRUE(std::regex_search(tty.out, answer)) << tty.out;
+  // Nothing of it is left after the last answer.
+  auto last = tty.out.rfind(b + " exit 0");
+  ASSERT_NE(last, std::string::npos) << tty.out;
+  EXPECT_EQ(tty.out.find("galaxy: wait:", last), std::string::npos) << tty.out;
+
+  std::string c = submit();
+  auto pipe = run({galaxy, "wait", "-a", addr_, c}, {}, 60s);
+  EXPECT_EQ(pipe.status, 0) << pipe.err;
+  EXPECT_EQ(pipe.out, "exit 0\n");
+  EXPECT_EQ(pipe.err, "");
+}
+
+// The main job on a terminal shows its progress on one line (jobs done, running, queued,
+// elapsed), blanked before its report; through a pipe (MainJobOnASliceEqualsTheLocalPipeline)
+// none.
+TEST_F(UpCluster, MainJobShowsProgressOnATerminal) {
+  auto tty = on_terminal(sh_words({wordfreq_sh, "-m", mnt_, "--slice", "8", "--maps", "2"}));
+  ASSERT_EQ(tty.status, 0) << tty.out;
+  static const std::regex progress(R"(\rwordfreq\.sh: [0-3]/3 done, [0-3] running, [0-3] queued, 0:[0-9][0-9] )");
+  EXPECT_TRUE(std::regex_search(tty.out, progress)) << tty.out;
+  auto report = tty.out.find("The 20 most frequent words:");
+  ASSERT_NE(report, std::string::npos) << tty.out;
+  EXPECT_EQ(tty.out.find("done,", report), std::string::npos) << tty.out;
+  EXPECT_NE(tty.out.rfind("\r" + std::string(72, ' ') + "\r", report), std::string::npos) << tty.out;
+}
+
+// galaxy history, like sacct: the jobs that have ended, with the CPU time and the largest
+// resident set that the node measured (wait4's rusage), which the scheduler keeps in the
+// job's status (usertime, systime, maxrss): a job that burns CPU shows CPU time above 0,
+// one that fills 64 MiB shows a max RSS of at least that. A job still running is not in
+// it unless --states asks for it.
+TEST_F(UpCluster, HistoryShowsCpuTimeAndMaxRss) {
+  std::string tag = "h" + std::to_string(::getpid());
+  auto submit = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv{galaxy, "submit", "-a", addr_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto r = run(argv, {}, 30s);
+    EXPECT_EQ(r.status, 0) << r.err;
+    return r.out.substr(0, r.out.find('\n'));
+  };
+  std::string burn = submit({"--name", tag + "burn", "--", "sh", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"});
+  std::string big = submit({"--name", tag + "big", "--", "/usr/bin/python3", "-c", "b = b'x' * (64 << 20); print(len(b))"});
+  std::string asleep = submit({"--name", tag + "sleep", "--", "sleep", "600"});
+  auto w = run({galaxy, "wait", "-a", addr_, burn, big}, {}, 120s);
+  ASSERT_EQ(w.status, 0) << w.out << w.err;
+
+  auto h = run({galaxy, "history", "-a", addr_, "--name", tag + "burn," + tag + "big," + tag + "sleep", "--noheader",
+                "-o", "%i %j %T %y %z"});
+  ASSERT_EQ(h.status, 0) << h.err;
+  std::map<std::string, std::vector<std::string>> rows;
+  std::istringstream in(h.out);
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream f(line);
+    std::vector<std::string> words;
+    for (std::string word; f >> word;) words.push_back(word);
+    ASSERT_EQ(words.size(), 5u) << line;
+    rows[words[1]] = words;
+  }
+  ASSERT_EQ(rows.size(), 2u) << h.out;  // not the sleeping one: it has not ended
+  // CPU time as sacct's TotalCPU, M:SS.mmm.
+  auto cpu_ms = [](const std::string& t) {
+    std::smatch m;
+    static const std::regex re(R"((\d+):(\d\d)\.(\d\d\d))");
+    EXPECT_TRUE(std::regex_match(t, m, re)) << t;
+    return m.empty() ? 0 : std::stoull(m[1]) * 60000 + std::stoull(m[2]) * 1000 + std::stoull(m[3]);
+  };
+  auto rss_kib = [](const std::string& t) {
+    EXPECT_TRUE(t.ends_with("K")) << t;
+    return std::stoull(t);
+  };
+  auto& b = rows[tag + "burn"];
+  EXPECT_EQ(b[0], burn);
+  EXPECT_EQ(b[2], "done");
+  EXPECT_GT(cpu_ms(b[3]), 0u) << h.out;
+  auto& m = rows[tag + "big"];
+  EXPECT_EQ(m[0], big);
+  EXPECT_GE(rss_kib(m[4]), 64u * 1024) << h.out;
+  EXPECT_LT(rss_kib(b[4]), 64u * 1024) << h.out;
+
+  // The table has sacct's columns, the times and the node.
+  auto table = run({galaxy, "history", "-a", addr_, burn});
+  ASSERT_EQ(table.status, 0) << table.err;
+  EXPECT_TRUE(table.out.starts_with("ID  ")) << table.out;
+  for (const char* col : {"SUBMIT", "START", "END", "ELAPSED", "CPU", "MAXRSS", "EXIT", "NODE"}) {
+    EXPECT_NE(table.out.find(col), std::string::npos) << col << "\n" << table.out;
+  }
+  EXPECT_NE(table.out.find("\n" + burn + " "), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("exit 0"), std::string::npos) << table.out;
+
+  // --states asks for others; the running one is then listed.
+  ASSERT_TRUE(eventually([&] { return slurp(mnt_ + "/jobs/" + asleep + "/status").find("state=running") != std::string::npos; }));
+  auto r = run({galaxy, "history", "-a", addr_, "--states", "R", "--name", tag + "sleep", "--noheader", "-o", "%i"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, asleep + "\n");
+  run({galaxy, "kill", "-a", addr_, asleep});
+  auto bad = run({galaxy, "history", "-a", addr_, "--states", "nope"});
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.err.find("--states"), std::string::npos) << bad.err;
+}
+
 // submit --array N: N tasks jobs/J/0..N-1, each with $GALAXY_INDEX; a bad N makes no job.
 TEST_F(UpCluster, SubmitAnArray) {
   auto s = run({galaxy, "submit", "-a", addr_, "--array", "3", "--speculate", "--", "sh", "-c", "echo task $GALAXY_INDEX"});
@@ -510,9 +684,9 @@ TEST_F(UpCluster, JobsFiltersFormatAndArrayTasks) {
   auto bad = run({galaxy, "jobs", "-a", addr_, "--states", "running,sleepy"});
   EXPECT_EQ(bad.status, 1);
   EXPECT_NE(bad.err.find("'sleepy' is not a state"), std::string::npos) << bad.err;
-  auto badf = run({galaxy, "jobs", "-a", addr_, "-o", "%i %z"});
+  auto badf = run({galaxy, "jobs", "-a", addr_, "-o", "%i %Z"});
   EXPECT_EQ(badf.status, 1);
-  EXPECT_NE(badf.err.find("'%z' at 4 is not a field"), std::string::npos) << badf.err;
+  EXPECT_NE(badf.err.find("'%Z' at 4 is not a field"), std::string::npos) << badf.err;
 
   // kill by name and state; an array's task by J/I.
   std::string e1 = submit({"--name", tag + "E", "--cpu", "10m", "--", "sleep", "600"});
@@ -831,6 +1005,10 @@ TEST(UpDown, JobsOutliveDownAndUp) {
   auto up = d.up({"--nodes", "1"});
   ASSERT_EQ(up.status, 0) << up.out << up.err;
   EXPECT_EQ(slurp(d.mnt + "/jobs/1/stdout"), "kept\n");
+  // Its accounting too (the scheduler's store keeps it): echo's resident set is not 0.
+  auto h = run({galaxy, "history", "-a", d.addr(), "--noheader", "-o", "%i %z", "1"});
+  EXPECT_EQ(h.status, 0) << h.err;
+  EXPECT_TRUE(h.out.starts_with("1 ") && h.out != "1 0K\n") << h.out;
   ASSERT_EQ(d.down().status, 0);
 }
 

@@ -31,6 +31,11 @@ inline sched::job_record make_job(std::uint64_t id) {
   j.submitted_ms = 1'700'000'000'000 + static_cast<std::int64_t>(id);
   j.started_ms = j.submitted_ms + 5;
   j.ended_ms = id % 4 == 0 ? j.started_ms + 100 : 0;
+  if (id % 4 == 0) {  // ended: the node's accounting
+    j.user_ms = id * 7;
+    j.sys_ms = id * 3;
+    j.maxrss_bytes = id << 20;
+  }
   if (id % 3 == 1) {  // a task of an array
     j.array = id + 1000;
     j.index = static_cast<std::uint32_t>(id % 9);

@@ -190,6 +190,8 @@ PRAGMA user_version = 1;
   EXPECT_EQ(jobs[7].exit, "exit 0");
   EXPECT_EQ(jobs[7].array, 0u);
   EXPECT_EQ(jobs[7].index, 0u);
+  EXPECT_EQ(jobs[7].user_ms, 0u);  // accounting (schema 5) unknown for it
+  EXPECT_EQ(jobs[7].maxrss_bytes, 0u);
   EXPECT_EQ(s->max_job_id(), 7u);
   job_record task = make_job(8);
   task.array = 7;
@@ -219,6 +221,9 @@ TEST(JobStore, EveryFieldRoundTripsThroughTheFile) {
   a.submitted_ms = 1'763'700'000'123;
   a.started_ms = -1;
   a.ended_ms = INT64_MAX;
+  a.user_ms = static_cast<std::uint64_t>(INT64_MAX);
+  a.sys_ms = 1;
+  a.maxrss_bytes = std::uint64_t{64} << 20;
   job_record b;  // all defaults, every text empty
   b.id = 1;
   std::string nul_spec("a\0b", 3);
