@@ -24,6 +24,8 @@
 #   - remove: rm -r of task/N and jobs/N, refused while running and for another user
 #   - galaxy mount --kernel (when galaxy is in /usr/local/bin): the tool's attach, then
 #     mount -t 9p -o trans=fd on its socket
+#   - galaxy mount --kernel of a MUNGE node started in the guest, with a munged started
+#     there (when kernel_9p.sh put munged and galaxy-node in): tests/kernel/guest_munge.sh
 #   - cache=loose: a length-0 file reads as empty there (checked, and documented)
 # Prints "ok NAME" or "FAIL NAME: why" per check, then "N passed, M failed"; exits 1 if
 # any failed.
@@ -184,13 +186,14 @@ expect "task/ after 60 more clones lists them all" "$(ls /mnt/n/task | grep -c '
 [ -s /tmp/grow.err ] && bad "clones while listing: $(cat /tmp/grow.err)"
 
 # ---- galaxy mount --kernel: the connection attached by the tool, then the kernel's ---------
-# (Against --auth none here: the guest has no munged. The tool's Tversion and Tattach,
-# then mount -t 9p -o trans=fd on the same socket, whose Tversion and Tattach the server
-# answers anew. A MUNGE node would not do through QEMU's user network even with a munged
-# here: the credential binds to the address the client dialled, tcp!10.0.2.2!PORT, and
-# the server compares it, exactly (srv9p binding_refusal), with its own end of the
-# accepted socket, which slirp connects from the host to 127.0.0.1:PORT; any NAT between
-# the two ends refuses it. That test needs a routed link (a tap device) instead.)
+# (Against the host's node, --auth none: the tool's Tversion and Tattach, then mount -t 9p
+# -o trans=fd on the same socket, whose Tversion and Tattach the server answers anew. The
+# host's node cannot be a MUNGE one: the credential binds to the address the client
+# dialled, tcp!10.0.2.2!PORT, and the server compares it, exactly (srv9p
+# binding_refusal), with its own end of the accepted socket, which slirp connects from
+# the host to 127.0.0.1:PORT; any NAT between the two ends refuses it, as it should. The
+# MUNGE case runs wholly inside the guest instead, munged and node included:
+# guest_munge.sh, below.)
 if [ -x /usr/local/bin/galaxy ]; then
   mkdir -p /mnt/k
   if out=$(galaxy mount --kernel -u nobody "tcp!10.0.2.2!$NP" /mnt/k 2>&1); then
@@ -210,6 +213,15 @@ via fd"
   else
     bad "galaxy mount --kernel: $out"
   fi
+fi
+
+# ---- galaxy mount --kernel of a MUNGE node, munged and node in the guest ----------------
+if [ -x /usr/sbin/munged ] && [ -x /usr/local/bin/galaxy-node ] && [ -x /usr/local/bin/galaxy ]; then
+  tm=$(date +%s)
+  . /root/guest_munge.sh
+  echo "note: the MUNGE --kernel part took $(($(date +%s) - tm)) s"
+else
+  echo "note: SKIP the MUNGE --kernel mount: no munged (Debian: munge) or galaxy-node in the guest"
 fi
 
 # ---- cache=loose: a length-0 file ------------------------------------------------------
