@@ -16,6 +16,8 @@ packages=(
   mandoc                                                # man page lint
   clang-16 libclang-rt-16-dev                           # libFuzzer targets in fuzz/
   hyperfine parallel                                    # bench/ and the peer comparisons
+  diod                                                  # diodls/diodcat in tests/node/diod_test.cpp (its
+                                                        # daemon stays off: /etc/default/diod DIOD_ENABLE=false)
   qemu-system-x86 busybox-static cpio kmod              # scripts/qemu-guest.sh (its kernel: below)
 )
 

@@ -52,7 +52,10 @@ constexpr errno_entry table[] = {
     {stem(err::too_many_fids), EMFILE},
     {stem(err::too_many_requests), EAGAIN},
     // Authentication.
-    {err::no_auth, EOPNOTSUPP},  // Tauth on a server that needs none: attach without an afid
+    // Tauth on a server that needs none: attach without an afid. ENOENT as diod's server
+    // answers it (libnpfs np_auth) and as diod's client takes it (libnpclient npc_auth:
+    // Rlerror ENOENT or 0 is "auth not required"; any other errno fails the mount).
+    {err::no_auth, ENOENT},
     {err::auth_required, EACCES},
     {err::auth_fid, EBADF},
     {err::not_afid, EBADF},

@@ -69,6 +69,20 @@ TEST(Dotl, VersionChoosesTheDialect) {
   EXPECT_EQ(reply_as<rversion>(h).version, "unknown");
 }
 
+TEST(Dotl, TauthWithoutAuthenticatorIsEnoentThenAttachWithoutAfid) {
+  // diod's diodls and diodcat (libnpclient npc_auth) attach without an afid only when
+  // Tauth's Rlerror is ENOENT (or 0), as diod's own server answers; any other errno is
+  // "error authenticating to server" and they give up.
+  harness h;
+  h.send(notag, tversion{8192 + iohdrsz, "9P2000.L"});
+  ASSERT_EQ(reply_as<rversion>(h).version, "9P2000.L");
+  h.send(1, tauth{1, "", "", ::getuid()});
+  EXPECT_EQ(errno_of_reply(h.next()), ENOENT);
+  h.send(2, tattach{0, nofid, "", "", ::getuid()});
+  auto r = h.next();
+  EXPECT_TRUE(std::holds_alternative<rattach>(r.msg)) << to_string(r);
+}
+
 TEST(Dotl, ErrorsAreRlerrorsFromTheTable) {
   harness h;
   start_l(h);
