@@ -975,22 +975,28 @@ void print_table(const std::vector<std::vector<std::string>>& rows) {
   write_all(STDOUT_FILENO, out);
 }
 
+// The filters of o checked and its -o FORMAT parsed (empty when not given), for jobs and
+// history; nullopt after saying what was wrong on stderr.
+std::optional<std::vector<format_piece>> checked_format(std::string_view verb, job_options& o) {
+  if (auto ok = o.filter.check(); !ok) {
+    complain(verb, ok.error());
+    return std::nullopt;
+  }
+  if (o.format.empty()) return std::vector<format_piece>{};
+  auto f = parse_format(o.format);
+  if (!f) {
+    complain(verb, f.error());
+    return std::nullopt;
+  }
+  return std::move(*f);
+}
+
 // jobs [J...]: every job (or those named), array tasks as J/I after their array, those
 // that match the filters; as a table, or one line each in -o FORMAT (squeue's).
 int do_jobs(job_options o) {
-  if (auto ok = o.filter.check(); !ok) {
-    complain("jobs", ok.error());
-    return 1;
-  }
-  std::vector<format_piece> format;
-  if (!o.format.empty()) {
-    auto f = parse_format(o.format);
-    if (!f) {
-      complain("jobs", f.error());
-      return 1;
-    }
-    format = std::move(*f);
-  }
+  auto checked = checked_format("jobs", o);
+  if (!checked) return 1;
+  std::vector<format_piece> format = std::move(*checked);
   auto t = open_tree("jobs", o.conn);
   if (!t) return 1;
   bool bad = false;
@@ -1026,19 +1032,9 @@ int do_jobs(job_options o) {
 // maxrss). A table, or -o FORMAT as jobs. The scheduler keeps a job until it is removed
 // (rm), so this is as long as its jobs/ is.
 int do_history(job_options o) {
-  if (auto ok = o.filter.check(); !ok) {
-    complain("history", ok.error());
-    return 1;
-  }
-  std::vector<format_piece> format;
-  if (!o.format.empty()) {
-    auto f = parse_format(o.format);
-    if (!f) {
-      complain("history", f.error());
-      return 1;
-    }
-    format = std::move(*f);
-  }
+  auto checked = checked_format("history", o);
+  if (!checked) return 1;
+  std::vector<format_piece> format = std::move(*checked);
   auto t = open_tree("history", o.conn);
   if (!t) return 1;
   bool bad = false;
