@@ -288,7 +288,11 @@ struct job_options {
   bool quiet = false;            // run: no "job N" line
 };
 
-void complain(std::string_view verb, std::string_view text) { fmt::print(stderr, "galaxy: {}: {}\n", verb, text); }
+// Says text on stderr; text often holds a node's or the scheduler's error, printed through
+// printable() (ctl/ctlmsg.hpp).
+void complain(std::string_view verb, std::string_view text) {
+  fmt::print(stderr, "galaxy: {}: {}\n", verb, printable(text));
+}
 
 // The tree, wherever cluster::find finds it; errors are printed here.
 std::unique_ptr<tree_access> open_tree(std::string_view verb, const conn_options& o) {
@@ -893,6 +897,7 @@ int do_wait(const job_options& o) {
     }
     std::string text = *w;
     while (!text.empty() && text.back() == '\n') text.pop_back();
+    text = printable(text);  // the scheduler's word for how the job ended, which may quote a node's
     auto print = [&] { fmt::print("{}{}\n", o.ids.size() > 1 ? id + " " : "", text); };
     say(id, print);
     if (int s = job_exit_status(text); s != 0 && status == 0) status = s;
@@ -956,8 +961,13 @@ int do_kill(job_options o) {
   return status;
 }
 
-// Prints rows as columns separated by two blanks; the last column is not padded.
-void print_table(const std::vector<std::vector<std::string>>& rows) {
+// Prints rows as columns separated by two blanks; the last column is not padded. Every
+// cell is the tree's text (another user's job name, a node's status and labels), so it
+// is printed through printable() (ctl/ctlmsg.hpp): no escape sequence reaches the terminal.
+void print_table(std::vector<std::vector<std::string>> rows) {
+  for (auto& r : rows) {
+    for (auto& cell : r) cell = printable(cell);
+  }
   std::vector<std::size_t> width;
   for (const auto& r : rows) {
     if (width.size() < r.size()) width.resize(r.size());
@@ -1012,7 +1022,7 @@ int do_jobs(job_options o) {
         return std::string(std::ranges::find(format_fields, l, &format_field::letter)->heading);
       });
     }
-    for (auto& r : rows) out += format_line(format, [&](char l) { return field_text(l, r, now_ms); });
+    for (auto& r : rows) out += format_line(format, [&](char l) { return printable(field_text(l, r, now_ms)); });
     write_all(STDOUT_FILENO, out);
     return bad ? 1 : 0;
   }
@@ -1054,7 +1064,7 @@ int do_history(job_options o) {
         return std::string(std::ranges::find(format_fields, l, &format_field::letter)->heading);
       });
     }
-    for (auto& r : rows) out += format_line(format, [&](char l) { return field_text(l, r, now_ms); });
+    for (auto& r : rows) out += format_line(format, [&](char l) { return printable(field_text(l, r, now_ms)); });
     write_all(STDOUT_FILENO, out);
     return bad ? 1 : 0;
   }

@@ -513,6 +513,9 @@ std::vector<line> render(snapshot s, const view& v, const std::vector<event_row>
   for (std::size_t i = first; i < events.size(); i++) {
     out.push_back({clock_text(events[i].ms) + "  " + events[i].text});
   }
+  // Job names and notes are other users' text and node rows a node's: printable() (ctl/
+  // ctlmsg.hpp) before the lines reach the terminal, plain or through curses.
+  for (auto& l : out) l.text = printable(l.text);
   if (width > 0) {
     for (auto& l : out) {
       if (l.text.size() > static_cast<std::size_t>(width)) l.text.resize(static_cast<std::size_t>(width));

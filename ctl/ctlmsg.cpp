@@ -252,6 +252,52 @@ std::string join(std::span<const std::string> words) {
   return out;
 }
 
+// ---- Printing ---------------------------------------------------------------------------
+
+std::string printable(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  std::size_t i = 0;
+  while (i < s.size()) {
+    auto b = static_cast<unsigned char>(s[i]);
+    if (b < 0x80) {
+      out.push_back(b < 0x20 || b == 0x7f ? '?' : static_cast<char>(b));
+      i++;
+      continue;
+    }
+    // A UTF-8 sequence (RFC 3629): its length from the lead byte, its first continuation
+    // byte's range from the lead (no overlong forms, no surrogates, nothing past U+10FFFF).
+    std::size_t n = 0;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (b >= 0xC2 && b <= 0xDF) {
+      n = 2;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+      n = 3;
+      if (b == 0xE0) lo = 0xA0;
+      if (b == 0xED) hi = 0x9F;
+    } else if (b >= 0xF0 && b <= 0xF4) {
+      n = 4;
+      if (b == 0xF0) lo = 0x90;
+      if (b == 0xF4) hi = 0x8F;
+    }
+    bool ok = n != 0 && i + n <= s.size();
+    for (std::size_t k = 1; ok && k < n; k++) {
+      auto c = static_cast<unsigned char>(s[i + k]);
+      ok = k == 1 ? c >= lo && c <= hi : c >= 0x80 && c <= 0xBF;
+    }
+    // U+0080 to U+009F are C2 80 to C2 9F: the C1 controls.
+    if (ok && b == 0xC2 && static_cast<unsigned char>(s[i + 1]) <= 0x9F) ok = false;
+    if (!ok) {
+      out.push_back('?');
+      i++;  // only the bad byte: what follows it is looked at afresh
+      continue;
+    }
+    out.append(s.substr(i, n));
+    i += n;
+  }
+  return out;
+}
+
 // ---- Commands --------------------------------------------------------------------------
 
 std::expected<command, std::string> parse(std::string_view line, std::span<const verb_spec> table) {

@@ -38,6 +38,14 @@ std::string quote(std::string_view word);
 // Words joined by single spaces, each quoted as needed.
 std::string join(std::span<const std::string> words);
 
+// s made safe to print on a terminal: every C0 control byte (below 0x20, so ESC, CR, LF,
+// TAB, BEL), DEL, C1 control (U+0080 to U+009F, ECMA-48's 8-bit CSI, OSC, ...) and byte
+// that is not part of well-formed UTF-8 becomes '?'; everything else is kept. The tool
+// prints text from the tree (another user's job name and note, a node's status, labels
+// and errors) through this, so that none of it can move the cursor, clear the screen,
+// set the window title or write the clipboard (ECMA-48 escape and control sequences).
+std::string printable(std::string_view s);
+
 // One verb of a table. max_args < 0 means no upper bound.
 struct verb_spec {
   int verb;                 // the table's own enum value

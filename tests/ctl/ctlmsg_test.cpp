@@ -30,6 +30,28 @@ std::string error_of(const std::expected<T, std::string>& r) {
 
 // ---- tokenize, quote, join -------------------------------------------------------------
 
+// printable(): what the tool prints from the tree (another user's job name, a node's
+// status) can neither move the cursor, clear the screen nor set the window title.
+TEST(Printable, ControlBytesAndC1BecomeQuestionMarks) {
+  EXPECT_EQ(ctl::printable("plain words, caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"),
+            "plain words, caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+  EXPECT_EQ(ctl::printable("x\x1b]0;pwned\x07"), "x?]0;pwned?");
+  EXPECT_EQ(ctl::printable("\x1b[2J\r\n\t\x7f"), "?[2J????");
+  EXPECT_EQ(ctl::printable(std::string_view("a\0b", 3)), "a?b");
+  // C1 controls: U+009B (CSI), U+009D (OSC), U+009C (ST) in UTF-8; bare 8-bit CSI; and
+  // bytes that are not well-formed UTF-8 (a lone lead, overlong, surrogate, past U+10FFFF).
+  EXPECT_EQ(ctl::printable("\xc2\x9b" "2J\xc2\x9d" "0;t\xc2\x9c"), "??2J??0;t??");
+  EXPECT_EQ(ctl::printable("\x9b" "2J"), "?2J");
+  EXPECT_EQ(ctl::printable("\xc2"), "?");
+  EXPECT_EQ(ctl::printable("\xc0\x9b"), "??");
+  EXPECT_EQ(ctl::printable("\xe0\x80\x9b"), "???");
+  EXPECT_EQ(ctl::printable("\xed\xa0\x80"), "???");
+  EXPECT_EQ(ctl::printable("\xf4\x90\x80\x80"), "????");
+  EXPECT_EQ(ctl::printable("\xe2\x82"), "??");
+  EXPECT_EQ(ctl::printable("\xff"), "?");
+  EXPECT_EQ(ctl::printable("\xc2\xa0\xc2\x9b"), "\xc2\xa0??");  // U+00A0 is not a control
+}
+
 TEST(Tokenize, Blanks) {
   EXPECT_EQ(tok("exec ls -l"), (words{"exec", "ls", "-l"}));
   EXPECT_EQ(tok("  exec\t\tls  "), (words{"exec", "ls"}));

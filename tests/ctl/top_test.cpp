@@ -243,4 +243,50 @@ TEST(TopMount, PlainTreeAndHostileLines) {
   EXPECT_THAT(delay.err, HasSubstr("-d 0: expected seconds between 0.1 and 3600"));
 }
 
+// Another user's job name and note, a node's status, labels and the scheduler's wait
+// answer are the tree's text: top, jobs, history, nodes and wait print none of their
+// escape sequences (ESC, BEL, CR, C1 CSI) to the terminal, and still print the rest.
+TEST(TopMount, HostileTextPrintsNoEscape) {
+  testutil::temp_dir d;
+  auto put = [&](const std::string& path, const std::string& text) {
+    std::filesystem::create_directories(std::filesystem::path(d.file("t/" + path)).parent_path());
+    std::ofstream(d.file("t/" + path)) << text;
+  };
+  put("jobs/clone", "3\n");
+  put("status", "nodes_up=1 nodes_down=0 jobs_running=1 jobs_queued=0 cpu_millis_used=1000 cpu_millis_total=2000 "
+                "mem_bytes_used=0 mem_bytes_total=0 policy=binpack\n");
+  put("nodes/n1/status", "name=n1 ncpu=2 share=100 mem=1000 memfree=250 load=1.00 tasks=1 state='up\x1b[2J'\n");
+  put("nodes/n1/labels", "gpu\x1b]52;c;cHduZWQ=\x07\n");
+  put("jobs/1/status", "id=1 owner=carol state=running node=n1 submitted=1000 started=2000 ended=0 "
+                       "name='x\x1b]0;pwned\x07' note='n\x1b[2J\r\xc2\x9b" "31m'\n");
+  put("jobs/2/status", "id=2 owner=carol state=done node=n1 submitted=1000 started=2000 ended=3000 exit=0 "
+                       "name='y\x1b]0;pwned\x07' note=-\n");
+  put("jobs/2/wait", "exit 0\x1b[2J\n");
+  put("users/carol", "user=carol running=1 queued=0 cpu_millis=1000 mem_bytes=0 dominant_share=0.5000\n");
+  put("events", "");
+  auto clean = [](const std::string& out) {
+    for (unsigned char c : out) {
+      if ((c < 0x20 && c != '\n') || c == 0x7f || c == 0x9b) return false;
+    }
+    return true;
+  };
+  std::vector<std::vector<std::string>> verbs{{"top", "-n", "1"}, {"jobs"},  {"jobs", "-o", "%i %j %r"},
+                                              {"history"},        {"nodes"}, {"wait", "2"}};
+  for (auto& v : verbs) {
+    std::vector<std::string> argv{galaxy_bin};
+    argv.insert(argv.end(), v.begin(), v.end());
+    argv.insert(argv.end(), {"-m", d.file("t")});
+    auto r = testutil::run(argv);
+    // wait: "exit 0\x1b[2J" is not an exit it knows, so it exits 1 (but prints it).
+    EXPECT_EQ(r.status, v[0] == "wait" ? 1 : 0) << v[0] << ": " << r.err;
+    if (v[0] == "wait") EXPECT_EQ(r.out, "exit 0?[2J\n");
+    EXPECT_TRUE(clean(r.out)) << v[0] << " printed a control byte:\n" << r.out;
+    EXPECT_TRUE(clean(r.err)) << v[0] << " said a control byte:\n" << r.err;
+  }
+  auto jobs = testutil::run({galaxy_bin, "jobs", "-m", d.file("t")});
+  EXPECT_GE(line_of(jobs.out, "^1 +carol +running +n1 +x\\?\\]0;pwned\\? +n\\?\\[2J\\?\\?\\?31m$"), 0) << jobs.out;
+  auto nodes = testutil::run({galaxy_bin, "nodes", "-m", d.file("t")});
+  EXPECT_GE(line_of(nodes.out, "^n1 +up\\?\\[2J .* gpu\\?\\]52;c;cHduZWQ=\\?$"), 0) << nodes.out;
+}
+
 }  // namespace
