@@ -165,9 +165,22 @@ job_state state_of_wait(std::string_view wait, bool kill_requested) {
   return job_state::failed;
 }
 
-// A finished task's accounting from its node's status line (galaxy-node(4): "... usertime=MS
-// systime=MS maxrss=BYTES ..."): each field a decimal number of at most 18 digits, else 0.
-// The line is a node's answer, so nothing in it is trusted beyond that.
+policy::outcome outcome_of(job_state s) {
+  return s == job_state::done ? policy::outcome::done
+         : s == job_state::killed ? policy::outcome::killed
+                                  : policy::outcome::failed;
+}
+
+// `array N` takes 1 .. this many tasks (Slurm's MaxArraySize defaults to 1001).
+constexpr std::int64_t max_array_tasks = 10000;
+
+// The one read collect() makes of each result file: output shorter than this comes back
+// in the batch; longer output is streamed by copy_in_pool.
+constexpr std::uint32_t small_result_bytes = 64 * 1024;
+
+}  // namespace
+
+// sched/scheduler.hpp. The line is a node's answer, so nothing in it is trusted.
 void take_usage(std::string_view line, job_record& rec) {
   auto field = [line](std::string_view key) -> std::uint64_t {
     for (std::size_t pos = 0; pos < line.size();) {
@@ -189,21 +202,6 @@ void take_usage(std::string_view line, job_record& rec) {
   rec.sys_ms = field("systime");
   rec.maxrss_bytes = field("maxrss");
 }
-
-policy::outcome outcome_of(job_state s) {
-  return s == job_state::done ? policy::outcome::done
-         : s == job_state::killed ? policy::outcome::killed
-                                  : policy::outcome::failed;
-}
-
-// `array N` takes 1 .. this many tasks (Slurm's MaxArraySize defaults to 1001).
-constexpr std::int64_t max_array_tasks = 10000;
-
-// The one read collect() makes of each result file: output shorter than this comes back
-// in the batch; longer output is streamed by copy_in_pool.
-constexpr std::uint32_t small_result_bytes = 64 * 1024;
-
-}  // namespace
 
 // ---- Life ------------------------------------------------------------------------------
 

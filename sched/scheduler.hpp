@@ -95,6 +95,12 @@ struct sched_options {
 // down_after_ms / 2. Why that is safe is written in sched/reconcile.cpp.
 std::uint32_t fence_lease_ms(std::uint32_t down_after_ms, std::uint32_t heartbeat_ms);
 
+// A finished task's accounting from its node's status line (galaxy-node(4): "... usertime=MS
+// systime=MS maxrss=BYTES ..."), into rec.user_ms, rec.sys_ms and rec.maxrss_bytes: each
+// field a decimal number of at most 18 digits, else 0 (a node's answer: a sign, a unit, a
+// fraction or a number past 10^18 - 1 counts as none). Never fails.
+void take_usage(std::string_view line, job_record& rec);
+
 // One job: its durable record and what was parsed from its spec.
 struct job {
   job_record rec;

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "fsclient/client.hpp"
+#include "sched/scheduler.hpp"
 #include "tests/testutil.hpp"
 
 namespace {
@@ -208,6 +209,28 @@ TEST(SchedHostileNode, NamesFromANodeCannotLeaveTheJobsDirectory) {
   std::string k = trim((*c)->read_file(*root, "jobs/clone").value_or(""));
   ASSERT_TRUE((*c)->write_file(*root, "jobs/" + k + "/ctl", "exec true\n"));
   EXPECT_EQ((*c)->read_file(*root, "jobs/" + k + "/wait").value_or("?"), "exit 0\n");
+}
+
+// A finished task's accounting is a node's answer too: take_usage keeps only plain
+// decimal numbers of at most 18 digits and counts anything else (a sign, a unit, a
+// fraction, 20 digits, a word glued on) as 0, never as a wrapped or partly read number.
+TEST(SchedHostileNode, AccountingFromANodeIsANumberOrZero) {
+  auto usage = [](std::string_view line) {
+    sched::job_record rec;
+    rec.user_ms = rec.sys_ms = rec.maxrss_bytes = 7;
+    sched::take_usage(line, rec);
+    return std::vector<std::uint64_t>{rec.user_ms, rec.sys_ms, rec.maxrss_bytes};
+  };
+  using v = std::vector<std::uint64_t>;
+  EXPECT_EQ(usage("id=3 state=exited usertime=1500 systime=20 maxrss=65536000\n"), (v{1500, 20, 65536000}));
+  EXPECT_EQ(usage("usertime=999999999999999999 systime=0 maxrss=000000000000000001"), (v{999999999999999999, 0, 1}));
+  EXPECT_EQ(usage("usertime=99999999999999999999 systime=-5 maxrss=abc"), (v{0, 0, 0}));
+  EXPECT_EQ(usage("usertime=18446744073709551616 systime=+5 maxrss=12k"), (v{0, 0, 0}));
+  EXPECT_EQ(usage("usertime=1.5 systime= maxrss=0x10"), (v{0, 0, 0}));
+  EXPECT_EQ(usage("usertime= 5 xsystime=9 maxrss"), (v{0, 0, 0}));
+  EXPECT_EQ(usage(""), (v{0, 0, 0}));
+  // The first of a repeated key counts; a key inside another word does not.
+  EXPECT_EQ(usage("note=usertime=5 usertime=6 usertime=7"), (v{6, 0, 0}));
 }
 
 }  // namespace
