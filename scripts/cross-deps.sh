@@ -6,9 +6,9 @@
 #
 #   - dpkg --add-architecture ARCH (once; apt-get update follows);
 #   - crossbuild-essential-ARCH: TRIPLET-gcc/g++ 12, the native build's GCC;
-#   - the libraries as multiarch packages: libfmt-dev, libsqlite3-dev, libfuse3-dev and
-#     libgtest-dev for ARCH (Multi-Arch: same, so they sit beside the amd64 ones in
-#     /usr/lib/TRIPLET); CLI11 and Asio are header-only (arch all: scripts/deps.sh);
+#   - the libraries as multiarch packages: libfmt-dev, libsqlite3-dev, libfuse3-dev,
+#     libgtest-dev and libncurses-dev (galaxy top) for ARCH (Multi-Arch: same, so they sit
+#     beside the amd64 ones in /usr/lib/TRIPLET); CLI11 and Asio are header-only (arch all: scripts/deps.sh);
 #   - libmunge-dev and libmunge2 for ARCH have no Multi-Arch field: dpkg cannot install
 #     them beside the amd64 libmunge2 that munged needs. They are fetched with
 #     `apt-get download` and unpacked with `dpkg-deb -x` into DIR (DIR/usr/include/munge.h,
@@ -76,7 +76,8 @@ if [[ $foreign != *" $arch "* ]]; then
 fi
 
 packages=(crossbuild-essential-"$arch" pkg-config
-          libfmt-dev:"$arch" libsqlite3-dev:"$arch" libfuse3-dev:"$arch" libgtest-dev:"$arch")
+          libfmt-dev:"$arch" libsqlite3-dev:"$arch" libfuse3-dev:"$arch" libgtest-dev:"$arch"
+          libncurses-dev:"$arch")
 ((emulation)) && packages+=(qemu-user-static)
 missing=()
 for p in "${packages[@]}"; do

@@ -30,11 +30,6 @@ const std::string galaxy_bin = GALAXY_BINARY_DIR "/galaxy";
 const std::string node_bin = GALAXY_BINARY_DIR "/galaxy-node";
 const std::string sched_bin = GALAXY_BINARY_DIR "/galaxy-sched";
 
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
 // The index of the first line of text matching re, or -1.
 int line_of(const std::string& text, const std::string& re) {
   std::istringstream in(text);
@@ -279,7 +274,9 @@ TEST(TopMount, HostileTextPrintsNoEscape) {
     auto r = testutil::run(argv);
     // wait: "exit 0\x1b[2J" is not an exit it knows, so it exits 1 (but prints it).
     EXPECT_EQ(r.status, v[0] == "wait" ? 1 : 0) << v[0] << ": " << r.err;
-    if (v[0] == "wait") EXPECT_EQ(r.out, "exit 0?[2J\n");
+    if (v[0] == "wait") {
+      EXPECT_EQ(r.out, "exit 0?[2J\n");
+    }
     EXPECT_TRUE(clean(r.out)) << v[0] << " printed a control byte:\n" << r.out;
     EXPECT_TRUE(clean(r.err)) << v[0] << " said a control byte:\n" << r.err;
   }
