@@ -322,7 +322,9 @@ struct user_rec {
   std::optional<std::tuple<i64, u64, int>> starve_entry;
 };
 
-enum class jstate : std::uint8_t { waiting, queued, reserved, running };
+// deferred: queued, but out of its queue until defer_until_ms (defer(): a start failed
+// for a reason of the job's own, and it must not be placed again at once).
+enum class jstate : std::uint8_t { waiting, queued, reserved, running, deferred };
 
 struct copy_rec {
   int node = 0;
@@ -345,6 +347,7 @@ struct job_rec {
   jstate state = jstate::waiting;
   i64 ready_since_ms = 0;
   i64 recheck_at_ms = 0;
+  i64 defer_until_ms = 0;  // while deferred: its key in impl::deferred
   int reserved_node = -1;
   std::vector<copy_rec> copies;
   bool backed_up = false;
@@ -521,6 +524,7 @@ struct scheduler::impl {
   std::set<std::pair<double, int>> active;        // (dominant share, user)
   std::set<std::tuple<i64, u64, int>> starving;   // (may reserve at, job, slot): user heads
   std::set<std::pair<i64, int>> spec_due;         // (check at, group)
+  std::set<std::tuple<i64, u64, int>> deferred;   // (back in its queue at, job, slot)
   std::vector<int> dirty;                         // reserved nodes whose room grew
   int reservations = 0;
   // Per kind (0 non-preemptible, 1 preemptible): shapes with ready jobs, and those of
@@ -1032,6 +1036,7 @@ struct scheduler::impl {
   void start(job_rec& j, int n, i64 now, std::string reason, bool tell = true) {
     if (j.state == jstate::queued) dequeue(j);
     if (j.state == jstate::reserved) unreserve(j);
+    if (j.state == jstate::deferred) deferred.erase({j.defer_until_ms, j.id, j.slot});
     j.state = jstate::running;
     user_rec& ur = users[j.user];
     --ur.queued;
@@ -1146,6 +1151,7 @@ struct scheduler::impl {
         case jstate::queued: dequeue(j); --ur.queued; break;
         case jstate::reserved: unreserve(j); --ur.queued; break;
         case jstate::waiting: --ur.queued; break;
+        case jstate::deferred: deferred.erase({j.defer_until_ms, j.id, j.slot}); --ur.queued; break;
         case jstate::running: --ur.running; break;
       }
       drop_candidate(j);
@@ -1351,6 +1357,15 @@ struct scheduler::impl {
         usage[j.user] = usage[j.user] + j.need;
       }
       if ((j.state == jstate::running) == j.copies.empty()) return fmt::format("job {}: state and copies disagree", j.id);
+      if ((j.state == jstate::deferred) != deferred.contains({j.defer_until_ms, j.id, j.slot})) {
+        return fmt::format("job {}: deferred state and set disagree", j.id);
+      }
+    }
+    for (const auto& [until, id, slot] : deferred) {
+      const job_rec& j = jobs[slot];
+      if (j.slot < 0 || j.id != id || j.state != jstate::deferred || j.defer_until_ms != until) {
+        return fmt::format("deferred entry {} is stale", id);
+      }
     }
     for (int n = 0; n < static_cast<int>(nodes.size()); ++n) {
       const node_rec& nd = nodes[n];
@@ -1744,6 +1759,7 @@ std::expected<void, std::string> scheduler::adopt(std::uint64_t job, std::string
       return std::unexpected(fmt::format("job {} waits for its dependencies", job));
     case jstate::queued:
     case jstate::reserved:
+    case jstate::deferred:
       m.start(j, n, now_ms, "adopted", false);
       return {};
     case jstate::running:
@@ -1772,6 +1788,26 @@ std::expected<void, std::string> scheduler::cancel(std::uint64_t job) {
   return {};
 }
 
+std::expected<void, std::string> scheduler::defer(std::uint64_t job, std::int64_t until_ms) {
+  impl& m = *impl_;
+  job_rec* j = m.jobs.find(job);
+  if (j == nullptr) {
+    return std::unexpected(m.ended.contains(job) ? fmt::format("job {} has ended already", job)
+                                                 : fmt::format("no job {}", job));
+  }
+  if (j->state == jstate::deferred) {
+    m.deferred.erase({j->defer_until_ms, j->id, j->slot});
+  } else if (j->state == jstate::queued) {
+    m.dequeue(*j);
+  } else {
+    return std::unexpected(fmt::format("job {} is not queued", job));
+  }
+  j->state = jstate::deferred;
+  j->defer_until_ms = until_ms;
+  m.deferred.insert({until_ms, j->id, j->slot});
+  return {};
+}
+
 void scheduler::forget(std::uint64_t job) { impl_->ended.erase(job); }
 
 std::expected<void, std::string> scheduler::set_priority(std::uint64_t job, int priority) {
@@ -1797,6 +1833,13 @@ std::expected<void, std::string> scheduler::set_priority(std::uint64_t job, int 
 
 std::vector<decision> scheduler::decide(std::int64_t now_ms) {
   impl& m = *impl_;
+  // Deferred jobs whose time has come go back to their queues, keeping their waiting
+  // time (enqueue leaves ready_since_ms as it was).
+  while (!m.deferred.empty() && std::get<0>(*m.deferred.begin()) <= now_ms) {
+    job_rec& j = m.jobs[std::get<2>(*m.deferred.begin())];
+    m.deferred.erase(m.deferred.begin());
+    m.enqueue(j);
+  }
   m.start_reserved(now_ms);
   m.drf_pass(now_ms);
   m.reserve_starving(now_ms);
@@ -1842,6 +1885,8 @@ std::string scheduler::note(std::uint64_t job) const {
       if (more > 0) s += fmt::format(" and {} more", more);
       return s;
     }
+    case jstate::deferred:
+      return "deferred after a failed start";
     case jstate::queued: break;
   }
   const shape_rec& sh = m.shapes[j.shape];
@@ -1890,7 +1935,8 @@ std::vector<std::uint64_t> scheduler::queue() const {
     switch (j.state) {
       case jstate::reserved: reserved.push_back(&j); break;
       case jstate::waiting: waiting.push_back(&j); break;
-      case jstate::queued: per_user[j.user].push_back(j.key); break;
+      case jstate::queued:
+      case jstate::deferred: per_user[j.user].push_back(j.key); break;
       case jstate::running: break;
     }
   }

@@ -196,6 +196,15 @@ class scheduler {
   // reservation): it ends killed and its dependents fail. Errors: unknown or ended job;
   // a running job (report its end with finished(killed) instead).
   std::expected<void, std::string> cancel(std::uint64_t job);
+  // Keeps a queued job out of every pass until now_ms >= until_ms (the first decide()
+  // from then on puts it back in its queue, with the waiting time it had). For a job
+  // whose start failed for a reason of its own (its owner cannot attach on the node the
+  // pass chose, the node refused its spec): reported finished(lost), it would be placed
+  // on the same node at once. A deferred job counts as queued (queue(), its user's
+  // queued jobs); cancel(), set_priority() and adopt() take it as a queued one;
+  // defer() again moves its time. Errors (nothing changes): unknown or ended job, a job
+  // that is not queued (waiting for dependencies, reserved, running).
+  std::expected<void, std::string> defer(std::uint64_t job, std::int64_t until_ms);
   // Forgets an ended job (its outcome is kept so that a later `after` can name it).
   // Memory: about 40 bytes per ended job until forgotten. Unknown ids are ignored.
   void forget(std::uint64_t job);

@@ -1027,7 +1027,7 @@ void scheduler::start_on(job& j, node_link& n) {
         return finish(*j, job_state::killed, "killed", "killed before it ran");
       }
       node_link* n = find_node(node);
-      if (n == nullptr) return start_failed(id, "node " + node + " removed");
+      if (n == nullptr) return start_failed(id, "node " + node + " removed", true);
       std::string spec = task_spec(*j, false);
       n->batch(j->rec.owner,
                [spec](node_conn& c, std::uint32_t root) { return start_messages(c, root, spec); },
@@ -1035,10 +1035,10 @@ void scheduler::start_on(job& j, node_link& n) {
                  for (std::size_t i = 0; i < 3 && i < r.size(); ++i) {
                    if (!r[i]) return start_failed(id, r[i].error());
                  }
-                 if (r.size() < 4) return start_failed(id, "short reply");
+                 if (r.size() < 4) return start_failed(id, "short reply", true);
                  auto task = ctl::parse_u64(std::get<srv9p::rread>(*r[2]).data.substr(
                      0, std::get<srv9p::rread>(*r[2]).data.find('\n')));
-                 if (!task) return start_failed(id, "clone gave no task number");
+                 if (!task) return start_failed(id, "clone gave no task number", true);
                  if (!r[3]) {
                    // The node refused the spec (draining, too many tasks): forget its task.
                    rm_task(node, find(id) ? find(id)->rec.owner : opts_.link.uname, *task);
@@ -1318,7 +1318,9 @@ void scheduler::started(std::uint64_t id, std::string node, std::uint64_t task) 
   j->rec.task = task;
   j->rec.attempts++;
   j->rec.started_ms = now_ms();
+  j->defer_ms = 0;
   by_task_[{node, task}] = id;
+  refusers_.erase(node);
   if (auto b = backoff_.find(node); b != backoff_.end()) {
     log(fmt::format("node {}: starts again after {} refusals", node, b->second.refusals));
     bool drained = !b->second.released;
@@ -1339,10 +1341,11 @@ void scheduler::started(std::uint64_t id, std::string node, std::uint64_t task) 
   }
 }
 
-void scheduler::start_failed(std::uint64_t id, const std::string& why) {
+void scheduler::start_failed(std::uint64_t id, const std::string& why, bool node_fault) {
   job* j = find(id);
   if (j == nullptr) return;
   std::string node = j->rec.node;
+  std::string owner = j->rec.owner;
   log(fmt::format("job {}: start on {} failed: {}", id, node, why));
   policy_end(*j, policy::outcome::lost);
   release(*j);
@@ -1356,6 +1359,33 @@ void scheduler::start_failed(std::uint64_t id, const std::string& why) {
   bool full = lower.find("no space left on device") != std::string::npos;
   std::string reason = full ? fmt::format("the spool of {} is full ({})", node, why) : why;
   j->rec.note = fmt::format("start on {} failed: {}", node, reason);
+  // Whose fault it was decides who waits. The node's answer cannot say: its text may
+  // carry what the job wrote, and the owner may simply not exist there. So a refusal
+  // backs the node off for everyone only when the node misbehaved (node_fault, or it
+  // is down), when it refused starts of two owners since its last start that worked, or
+  // when no other owner has a job queued (nobody else to keep waiting). Otherwise only
+  // this job waits: deferred in the policy, 1 s doubling up to max_backoff_ms, while
+  // other owners' jobs still go to the node (as Slurm holds a job whose launch failed
+  // rather than draining the node, unless the node is to blame).
+  node_link* n = node.empty() ? nullptr : find_node(node);
+  bool node_wide = node_fault || n == nullptr || !n->up();
+  if (!node_wide) {
+    auto& owners = refusers_[node];
+    owners.insert(owner);
+    node_wide = owners.size() >= 2 || !other_owner_queued(owner);
+  }
+  if (!node_wide && in_policy_.contains(id) && !j->policy_ended) {
+    j->defer_ms = j->defer_ms == 0 ? 1000 : std::min(j->defer_ms * 2, max_backoff_ms);
+    if (auto ok = policy_.defer(id, now_ms() + j->defer_ms); ok) {
+      j->rec.note += fmt::format("; deferred {} s (this job's backoff; {} stays open to other jobs)", j->defer_ms / 1000,
+                                 node);
+      save(*j);
+      changed(*j);
+      return schedule();
+    } else {
+      log(fmt::format("job {}: policy: {}", id, ok.error()));
+    }
+  }
   // Do not ask the same node again at once: the policy sees it drained, 1 s after the
   // first refusal, doubling up to max_backoff_ms while it goes on refusing (exponential
   // backoff per node). Logged when the node starts refusing or its reason changes.
@@ -1377,6 +1407,15 @@ void scheduler::start_failed(std::uint64_t id, const std::string& why) {
   save(*j);
   changed(*j);
   schedule();
+}
+
+bool scheduler::other_owner_queued(const std::string& owner) const {
+  for (const auto& [id, j] : jobs_) {
+    if (j->rec.state == job_state::queued && !j->starting && j->rec.owner != owner && in_policy_.contains(id)) {
+      return true;
+    }
+  }
+  return false;
 }
 
 void scheduler::arm_backoff() {
@@ -1680,7 +1719,8 @@ std::string scheduler::status_line(const job& j) const {
     if (p.starts_with("unschedulable")) {
       if (std::string b = backoff_note(); !b.empty()) p = b;
     }
-    if (p != "queued" && !p.empty()) add(p);
+    // ("deferred after a failed start": the job's own note says so, with how long.)
+    if (p != "queued" && !p.empty() && !p.starts_with("deferred")) add(p);
   }
   if (j.backup) add("backup on " + j.backup->node);
   if (!j.reconcile_note.empty()) add(j.reconcile_note);

@@ -118,6 +118,7 @@ struct job {
   std::vector<std::uint64_t> tasks;  // an array job's tasks (their job ids), by index
   std::int64_t created_ms = 0;
   bool starting = false;        // a start on rec.node is in flight
+  std::int64_t defer_ms = 0;    // its last deferral after a start that failed for its own reason
   bool reconcile = false;       // after a restart: must be checked against rec.node's tasks
   // Its node is down but its copy there may still run until the node's lease has run out
   // (sched/reconcile.cpp, "Held"): lost only at this time, unless the node is back first.
@@ -279,7 +280,11 @@ class scheduler {
   void place();      // one pass of the policy (sched/policy.hpp) and its decisions carried out
   void start_on(job& j, node_link& n);
   void started(std::uint64_t id, std::string node, std::uint64_t task);
-  void start_failed(std::uint64_t id, const std::string& why);
+  // node_fault: the node itself misbehaved (a short or malformed answer, gone): its
+  // backoff, whoever's job it was. Otherwise start_failed decides (see there).
+  void start_failed(std::uint64_t id, const std::string& why, bool node_fault = false);
+  // Whether a job of an owner other than `owner` is queued (start_failed's rule).
+  bool other_owner_queued(const std::string& owner) const;
   void task_ended(const std::string& node, std::uint64_t task, std::string wait);
   void collect(job& j, std::string wait);
   void copy_in_pool(job& j, std::string wait);  // collect's general path: blocking copies on pool_
@@ -360,6 +365,10 @@ class scheduler {
   };
   static constexpr std::int64_t max_backoff_ms = 30000;
   std::map<std::string, node_backoff> backoff_;
+  // Per node, the owners whose starts it refused since its last start that worked: one
+  // owner alone defers only its own job (job::defer_ms), so no user can back a node off
+  // for everyone else (start_failed).
+  std::map<std::string, std::set<std::string>> refusers_;
   void arm_backoff();  // the backoff timer, for the next node to release
   // "waiting for nodes that refused starts: n1 (spool full: ...; 3 refusals, backoff 4 s,
   // next try in 3 s)", or "".

@@ -868,6 +868,7 @@ struct mjob {
   std::vector<std::string> copies;  // nodes
   bool ended = false;
   outcome how = outcome::done;
+  std::int64_t deferred_until = 0;  // defer(): not to start before
 };
 
 struct mnode {
@@ -898,6 +899,7 @@ void run(std::uint32_t seed, bool reservations) {
   std::int64_t now = 0;
   std::map<kind, int> count;
   bool seen_reserved = false;
+  int deferrals = 0, deferred_seen = 0;
 
   // (used, preemptible part) per node, from the model's copies
   auto usage_by_node = [&] {
@@ -942,6 +944,7 @@ void run(std::uint32_t seed, bool reservations) {
             ASSERT_NE(std::find(have.begin(), have.end(), l), have.end());
           }
           ASSERT_EQ(d.what == kind::start, j.copies.empty());
+          ASSERT_LE(j.deferred_until, now) << "job " << d.job << " started while deferred";
           j.copies.push_back(d.node);
           break;
         case kind::preempt: {
@@ -1007,6 +1010,11 @@ void run(std::uint32_t seed, bool reservations) {
       } else if (how == outcome::done) {
         j.ended = true;  // the other copies come back as preempt decisions
         j.how = how;
+      } else if (j.copies.empty() && pick(2) == 0) {
+        // Lost because its start failed for a reason of its own: it waits a while.
+        j.deferred_until = now + 1 + pick(400);
+        ok(s.defer(j.spec.id, j.deferred_until));
+        ++deferrals;
       }
     } else if (what < 94) {
       std::vector<std::uint64_t> waiting;
@@ -1065,6 +1073,11 @@ void run(std::uint32_t seed, bool reservations) {
         ASSERT_EQ(why.substr(0, 11), "running on ") << id;
         continue;
       }
+      if (j.deferred_until > now) {
+        ASSERT_EQ(why, "deferred after a failed start") << id;
+        ++deferred_seen;
+        continue;
+      }
       if (reservations || !deps_done(j)) continue;
       if (!j.spec.preemptible && quota.contains(j.spec.user)) {
         resources r = np_usage(j.spec.user), q = quota.at(j.spec.user);
@@ -1109,13 +1122,64 @@ void run(std::uint32_t seed, bool reservations) {
   EXPECT_GT(count[kind::preempt], 0);
   EXPECT_GT(count[kind::fail], 0);
   EXPECT_GT(count[kind::backup], 0);
+  EXPECT_GT(deferrals, 10);
+  EXPECT_GT(deferred_seen, 0);
   if (reservations) {
     EXPECT_TRUE(seen_reserved);
   }
-  std::printf("seed %u: %d starts, %d preempts, %d fails, %d backups\n", seed, count[kind::start],
-              count[kind::preempt], count[kind::fail], count[kind::backup]);
+  std::printf("seed %u: %d starts, %d preempts, %d fails, %d backups, %d deferrals\n", seed, count[kind::start],
+              count[kind::preempt], count[kind::fail], count[kind::backup], deferrals);
 }
 
+
+// ---------------------------------------------------------------------------------------
+// defer: a job whose start failed for a reason of its own waits out of its queue
+
+// A deferred job is not placed before its time, whatever else happens (other users'
+// jobs start in the room), then comes back with its place; cancel and set_priority take
+// it as a queued job; errors change nothing.
+TEST(policy_defer, a_deferred_job_waits_its_time_and_others_go_on) {
+  scheduler s;
+  ok(s.set_node(node("n1", 2, 4 * gib)));
+  ok(s.submit(job(1, "mallory", 1, gib)));
+  EXPECT_EQ(started(s.decide(0)), (std::map<std::uint64_t, std::string>{{1, "n1"}}));
+  // Its start failed on n1 for a reason of its own: lost, then deferred for 1 s.
+  ok(s.finished(1, outcome::lost, 5, "n1"));
+  ok(s.defer(1, 1005));
+  EXPECT_EQ(s.note(1), "deferred after a failed start");
+  EXPECT_EQ(s.queue(), std::vector<std::uint64_t>{1});
+  EXPECT_EQ(s.user("mallory")->queued, 1);
+  EXPECT_TRUE(s.decide(10).empty());
+  // Another user's job takes n1 meanwhile.
+  ok(s.submit(job(2, "alice", 1, gib)));
+  EXPECT_EQ(started(s.decide(20)), (std::map<std::uint64_t, std::string>{{2, "n1"}}));
+  EXPECT_TRUE(s.decide(1004).empty());
+  EXPECT_EQ(s.check_invariants(), "");
+  EXPECT_EQ(started(s.decide(1005)), (std::map<std::uint64_t, std::string>{{1, "n1"}}));
+  EXPECT_EQ(s.check_invariants(), "");
+
+  // Errors: running, unknown, ended; a job waiting for its dependencies.
+  EXPECT_FALSE(s.defer(1, 5000).has_value());
+  EXPECT_FALSE(s.defer(99, 5000).has_value());
+  ok(s.submit(job(3, "alice", 1, gib)));
+  ok(s.submit(job_spec{.id = 4, .user = "alice", .need = {cpus(1), gib}, .after = {3}, .submitted_ms = 4}));
+  EXPECT_FALSE(s.defer(4, 5000).has_value());
+  EXPECT_EQ(s.note(4), "waiting for 3");
+  // Deferred again, its time moves; set_priority and cancel work on it.
+  ok(s.defer(3, 3000));
+  ok(s.defer(3, 6000));
+  ok(s.set_priority(3, 5));
+  EXPECT_TRUE(s.decide(4000).empty());
+  EXPECT_EQ(s.check_invariants(), "");
+  ok(s.cancel(3));
+  EXPECT_EQ(s.note(3), "killed");
+  EXPECT_FALSE(s.defer(3, 7000).has_value());
+  // Its dependent failed with it, and nothing comes back at 6000.
+  auto ds = s.decide(6000);
+  EXPECT_EQ(of_kind(ds, kind::fail).size(), 1u);
+  EXPECT_TRUE(of_kind(ds, kind::start).empty());
+  EXPECT_EQ(s.check_invariants(), "");
+}
 
 // ---------------------------------------------------------------------------------------
 // adopt: a copy the policy did not place runs on a node that came back (sched/reconcile.cpp)
