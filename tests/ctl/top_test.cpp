@@ -155,6 +155,39 @@ TEST_F(TopTest, OneFrameThroughAPipe) {
   EXPECT_EQ(line_of(f.out, "alice"), -1) << f.out;
 }
 
+// The same frame through a real FUSE mount of the scheduler (galaxy mount -f; top -m
+// reads the tree with POSIX calls): both nodes, both users' jobs, their shares.
+TEST_F(TopTest, OneFrameThroughAFuseMount) {
+  REQUIRE_FUSE();
+  std::string mp = dir_.file("mnt");
+  ASSERT_EQ(::mkdir(mp.c_str(), 0755), 0);
+  auto bridge = testutil::process::spawn({galaxy_bin, "mount", "-f", addr_, mp});
+  ASSERT_TRUE(bridge.has_value()) << bridge.error();
+  struct unmount {
+    std::string mp;
+    testutil::process& p;
+    ~unmount() {
+      if (testutil::is_mounted(mp)) (void)testutil::run({"/usr/bin/fusermount3", "-u", "-z", mp});
+      if (p.running() && !p.wait(10s)) p.signal(SIGKILL);
+    }
+  } um{mp, *bridge};
+  ASSERT_TRUE(eventually([&] { return testutil::is_mounted(mp) || !bridge->running(); }));
+  ASSERT_TRUE(testutil::is_mounted(mp)) << "galaxy mount -f did not mount";
+  auto r = testutil::run({galaxy_bin, "top", "-m", mp, "-n", "1"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto& out = r.out;
+  EXPECT_EQ(out.find('\x1b'), std::string::npos) << out;
+  EXPECT_GE(line_of(out, "^n1 +up +\\[\\|* *\\] [0-9.]+/2 "), 0) << out;
+  EXPECT_GE(line_of(out, "^n2 +up +\\[\\|* *\\] [0-9.]+/2 "), 0) << out;
+  EXPECT_GE(line_of(out, "^1 +bob +running +" + bob_node_ + " "), 0) << out;
+  EXPECT_GE(line_of(out, "^2 +alice +running +" + alice_node_ + " "), 0) << out;
+  EXPECT_GE(line_of(out, "^3 +alice +queued +- "), 0) << out;
+  EXPECT_GE(line_of(out, "^bob +1 +0 +2\\.0 .*\\[\\|{10} {10}\\] 0\\.5000$"), 0) << out;
+  EXPECT_GE(line_of(out, "^alice +1 +1 +2\\.0 .*\\[\\|{10} {10}\\] 0\\.5000$"), 0) << out;
+  EXPECT_GE(line_of(out, "jobs: 2 running, 1 queued"), 0) << out;
+  EXPECT_GT(line_of(out, "^[0-9:]{8}  start 1 bob on " + bob_node_ + "$"), line_of(out, "^RECENT EVENTS$")) << out;
+}
+
 // A real terminal through tmux: the screen shows the nodes and the running jobs; u sorts
 // the jobs by user, / filters, q quits and the process ends.
 TEST_F(TopTest, LiveScreenInTmux) {
