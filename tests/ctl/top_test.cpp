@@ -237,18 +237,27 @@ TEST_F(TopTest, LiveScreenInTmux) {
   tmux({"kill-server"});
 }
 
+// -m on a tree of plain files: writes text to d/t/PATH, making its directories. Every
+// such tree starts as a scheduler's with one node up and one job running.
+void put_tree_file(testutil::temp_dir& d, const std::string& path, const std::string& text) {
+  auto write = [&](const std::string& p, const std::string& t) {
+    std::filesystem::create_directories(std::filesystem::path(d.file("t/" + p)).parent_path());
+    std::ofstream(d.file("t/" + p)) << t;
+  };
+  if (!std::filesystem::exists(d.file("t/status"))) {
+    write("jobs/clone", "3\n");
+    write("status", "nodes_up=1 nodes_down=0 jobs_running=1 jobs_queued=0 cpu_millis_used=1000 cpu_millis_total=2000 "
+                    "mem_bytes_used=0 mem_bytes_total=0 policy=binpack\n");
+  }
+  write(path, text);
+}
+
 // -m on a tree of plain files: the same frame from POSIX reads; a node whose status is
 // not there shows as "?" with the error, a status line that does not tokenize shows
 // blanks, and neither stops the frame.
 TEST(TopMount, PlainTreeAndHostileLines) {
   testutil::temp_dir d;
-  auto put = [&](const std::string& path, const std::string& text) {
-    std::filesystem::create_directories(std::filesystem::path(d.file("t/" + path)).parent_path());
-    std::ofstream(d.file("t/" + path)) << text;
-  };
-  put("jobs/clone", "3\n");
-  put("status", "nodes_up=1 nodes_down=0 jobs_running=1 jobs_queued=0 cpu_millis_used=1000 cpu_millis_total=2000 "
-                "mem_bytes_used=0 mem_bytes_total=0 policy=binpack\n");
+  auto put = [&](const std::string& path, const std::string& text) { put_tree_file(d, path, text); };
   put("nodes/n1/status", "name=n1 ncpu=2 share=100 mem=1000 memfree=250 load=1.00 tasks=1 state=up\n");
   put("nodes/n9/labels", "");
   put("jobs/1/status", "id=1 owner=carol state=running node=n1 submitted=1000 started=2000 ended=0 name=x note=-\n");
@@ -276,13 +285,7 @@ TEST(TopMount, PlainTreeAndHostileLines) {
 // escape sequences (ESC, BEL, CR, C1 CSI) to the terminal, and still print the rest.
 TEST(TopMount, HostileTextPrintsNoEscape) {
   testutil::temp_dir d;
-  auto put = [&](const std::string& path, const std::string& text) {
-    std::filesystem::create_directories(std::filesystem::path(d.file("t/" + path)).parent_path());
-    std::ofstream(d.file("t/" + path)) << text;
-  };
-  put("jobs/clone", "3\n");
-  put("status", "nodes_up=1 nodes_down=0 jobs_running=1 jobs_queued=0 cpu_millis_used=1000 cpu_millis_total=2000 "
-                "mem_bytes_used=0 mem_bytes_total=0 policy=binpack\n");
+  auto put = [&](const std::string& path, const std::string& text) { put_tree_file(d, path, text); };
   put("nodes/n1/status", "name=n1 ncpu=2 share=100 mem=1000 memfree=250 load=1.00 tasks=1 state='up\x1b[2J'\n");
   put("nodes/n1/labels", "gpu\x1b]52;c;cHduZWQ=\x07\n");
   put("jobs/1/status", "id=1 owner=carol state=running node=n1 submitted=1000 started=2000 ended=0 "
