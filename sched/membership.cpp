@@ -200,6 +200,8 @@ void scheduler::remove_node(const std::string& name, done_fn done) {
   it->second->stop();
   links_.erase(it);
   drained_.erase(name);
+  backoff_.erase(name);    // a node added again under this name starts afresh
+  refusers_.erase(name);
   join_uids_.erase(name);  // a joined node's name is free again
   for (auto h = held_.begin(); h != held_.end();) {
     job* j = find(*h++);

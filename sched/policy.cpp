@@ -1349,8 +1349,10 @@ struct scheduler::impl {
     std::vector<resources> used(nodes.size()), pused(nodes.size());
     std::vector<resources> usage(users.size());
     std::vector<int> ready(shapes.size(), 0);
+    std::vector<int> n_running(users.size(), 0), n_queued(users.size(), 0);
     for (const job_rec& j : jobs.slots) {
       if (j.slot < 0) continue;
+      ++(j.state == jstate::running ? n_running : n_queued)[j.user];
       for (const copy_rec& c : j.copies) {
         used[c.node] = used[c.node] + j.need;
         if (j.preemptible) pused[c.node] = pused[c.node] + j.need;
@@ -1395,6 +1397,10 @@ struct scheduler::impl {
     for (int u = 0; u < static_cast<int>(users.size()); ++u) {
       const user_rec& ur = users[u];
       if (ur.usage != usage[u]) return fmt::format("user {}: usage is off", ur.name);
+      if (ur.running != n_running[u] || ur.queued != n_queued[u]) {
+        return fmt::format("user {}: {} running and {} queued counted, {} and {} held", ur.name, ur.running, ur.queued,
+                           n_running[u], n_queued[u]);
+      }
       if (ur.in_active != !ur.heads.empty()) return fmt::format("user {}: in_active is off", ur.name);
       std::size_t heads = 0;
       for (int q = 0; q < static_cast<int>(ur.queues.size()); ++q) {

@@ -1021,13 +1021,13 @@ void scheduler::start_on(job& j, node_link& n) {
     asio::post(io_, [this, id, node, ok] {
       job* j = find(id);
       if (j == nullptr || !j->starting || j->rec.node != node) return;
-      if (!ok) return start_failed(id, "storing the start: " + ok.error());
+      if (!ok) return start_failed(id, "storing the start: " + ok.error(), start_fault::ours);
       if (j->kill_requested) {
         // finish tells the policy (which placed it) before giving back its room.
         return finish(*j, job_state::killed, "killed", "killed before it ran");
       }
       node_link* n = find_node(node);
-      if (n == nullptr) return start_failed(id, "node " + node + " removed", true);
+      if (n == nullptr) return start_failed(id, "node " + node + " removed", start_fault::node);
       std::string spec = task_spec(*j, false);
       n->batch(j->rec.owner,
                [spec](node_conn& c, std::uint32_t root) { return start_messages(c, root, spec); },
@@ -1035,10 +1035,10 @@ void scheduler::start_on(job& j, node_link& n) {
                  for (std::size_t i = 0; i < 3 && i < r.size(); ++i) {
                    if (!r[i]) return start_failed(id, r[i].error());
                  }
-                 if (r.size() < 4) return start_failed(id, "short reply", true);
+                 if (r.size() < 4) return start_failed(id, "short reply", start_fault::node);
                  auto task = ctl::parse_u64(std::get<srv9p::rread>(*r[2]).data.substr(
                      0, std::get<srv9p::rread>(*r[2]).data.find('\n')));
-                 if (!task) return start_failed(id, "clone gave no task number", true);
+                 if (!task) return start_failed(id, "clone gave no task number", start_fault::node);
                  if (!r[3]) {
                    // The node refused the spec (draining, too many tasks): forget its task.
                    rm_task(node, find(id) ? find(id)->rec.owner : opts_.link.uname, *task);
@@ -1321,10 +1321,11 @@ void scheduler::started(std::uint64_t id, std::string node, std::uint64_t task) 
   j->defer_ms = 0;
   by_task_[{node, task}] = id;
   refusers_.erase(node);
-  if (auto b = backoff_.find(node); b != backoff_.end()) {
-    log(fmt::format("node {}: starts again after {} refusals", node, b->second.refusals));
+  if (auto b = backoff_.find(node); b != backoff_.end() && b->second.refusals > 0) {
+    // Forgotten but for when its refusals were last logged (the once-a-minute limit).
+    if (b->second.logged) log(fmt::format("node {}: starts again after {} refusals", node, b->second.refusals));
     bool drained = !b->second.released;
-    backoff_.erase(b);
+    b->second = node_backoff{.logged_ms = b->second.logged_ms, .released = true};
     if (drained) update_node(node);
   }
   save(*j);
@@ -1341,12 +1342,16 @@ void scheduler::started(std::uint64_t id, std::string node, std::uint64_t task) 
   }
 }
 
-void scheduler::start_failed(std::uint64_t id, const std::string& why, bool node_fault) {
+void scheduler::start_failed(std::uint64_t id, const std::string& why, start_fault fault) {
   job* j = find(id);
   if (j == nullptr) return;
   std::string node = j->rec.node;
   std::string owner = j->rec.owner;
-  log(fmt::format("job {}: start on {} failed: {}", id, node, why));
+  // One line per job for refusals (its first; its note has the rest), so that a user's
+  // failing jobs cannot flood the log.
+  if (fault != start_fault::refused || j->defer_ms == 0) {
+    log(fmt::format("job {}: start on {} failed: {}", id, node, why));
+  }
   policy_end(*j, policy::outcome::lost);
   release(*j);
   j->starting = false;
@@ -1359,26 +1364,34 @@ void scheduler::start_failed(std::uint64_t id, const std::string& why, bool node
   bool full = lower.find("no space left on device") != std::string::npos;
   std::string reason = full ? fmt::format("the spool of {} is full ({})", node, why) : why;
   j->rec.note = fmt::format("start on {} failed: {}", node, reason);
+  std::string short_why = full ? "spool full: " + why : why;
   // Whose fault it was decides who waits. The node's answer cannot say: its text may
-  // carry what the job wrote, and the owner may simply not exist there. So a refusal
-  // backs the node off for everyone only when the node misbehaved (node_fault, or it
-  // is down), when it refused starts of two owners since its last start that worked, or
-  // when no other owner has a job queued (nobody else to keep waiting). Otherwise only
-  // this job waits: deferred in the policy, 1 s doubling up to max_backoff_ms, while
-  // other owners' jobs still go to the node (as Slurm holds a job whose launch failed
-  // rather than draining the node, unless the node is to blame).
+  // carry what the job wrote, and the owner may simply not exist there. So:
+  //   - the node misbehaved, is down, or its spool is full: the node backs off for every
+  //     job (back_off_node, doubling), and the job is simply queued again;
+  //   - the scheduler's own store failed: the job alone waits 1 s;
+  //   - a refusal: the job alone is deferred in the policy (1 s, doubling up to
+  //     max_backoff_ms), as Slurm holds a job whose launch failed rather than draining
+  //     the node. Its owner cannot retry there before its deferral ends, so it cannot
+  //     keep the node from others. The node is also left alone for 1 s (no doubling)
+  //     when it refused the starts of two owners since its last start that worked, or
+  //     when no other owner has a job waiting: a node refusing everyone is not asked
+  //     again at once.
   node_link* n = node.empty() ? nullptr : find_node(node);
-  bool node_wide = node_fault || n == nullptr || !n->up();
-  if (!node_wide) {
-    auto& owners = refusers_[node];
-    owners.insert(owner);
-    node_wide = owners.size() >= 2 || !other_owner_queued(owner);
-  }
+  bool node_wide = fault == start_fault::node || full || n == nullptr || !n->up();
   if (!node_wide && in_policy_.contains(id) && !j->policy_ended) {
-    j->defer_ms = j->defer_ms == 0 ? 1000 : std::min(j->defer_ms * 2, max_backoff_ms);
-    if (auto ok = policy_.defer(id, now_ms() + j->defer_ms); ok) {
-      j->rec.note += fmt::format("; deferred {} s (this job's backoff; {} stays open to other jobs)", j->defer_ms / 1000,
+    bool escalate = false;
+    if (fault == start_fault::refused) {
+      auto& owners = refusers_[node];
+      owners.insert(owner);
+      escalate = owners.size() >= 2 || !other_owner_queued(owner);
+      j->defer_ms = j->defer_ms == 0 ? 1000 : std::min(j->defer_ms * 2, max_backoff_ms);
+    }
+    std::int64_t wait_ms = fault == start_fault::refused ? j->defer_ms : 1000;
+    if (auto ok = policy_.defer(id, now_ms() + wait_ms); ok) {
+      j->rec.note += fmt::format("; deferred {} s (this job's backoff; {} stays open to other jobs)", wait_ms / 1000,
                                  node);
+      if (escalate) back_off_node(node, short_why, false);
       save(*j);
       changed(*j);
       return schedule();
@@ -1386,32 +1399,36 @@ void scheduler::start_failed(std::uint64_t id, const std::string& why, bool node
       log(fmt::format("job {}: policy: {}", id, ok.error()));
     }
   }
-  // Do not ask the same node again at once: the policy sees it drained, 1 s after the
-  // first refusal, doubling up to max_backoff_ms while it goes on refusing (exponential
-  // backoff per node). Logged when the node starts refusing or its reason changes.
-  if (!node.empty()) {
-    auto& b = backoff_[node];
-    b.delay_ms = b.delay_ms == 0 ? 1000 : std::min(b.delay_ms * 2, max_backoff_ms);
-    b.until_ms = now_ms() + b.delay_ms;
-    b.released = false;
-    ++b.refusals;
-    std::string short_why = full ? "spool full: " + why : why;
-    if (short_why != b.why) {
-      log(fmt::format("node {}: refuses starts ({}); trying it again after 1 s, doubling up to {} s", node, short_why,
-                      max_backoff_ms / 1000));
-      b.why = short_why;
-    }
-    update_node(node);
-    arm_backoff();
-  }
+  if (!node.empty()) back_off_node(node, short_why, true);
   save(*j);
   changed(*j);
   schedule();
 }
 
+void scheduler::back_off_node(const std::string& node, const std::string& why, bool doubling) {
+  auto& b = backoff_[node];
+  std::int64_t now = now_ms();
+  ++b.refusals;
+  if (!b.released && b.until_ms > now) return;  // in its backoff already: a start that was in flight
+  b.delay_ms = !doubling || b.delay_ms == 0 ? 1000 : std::min(b.delay_ms * 2, max_backoff_ms);
+  b.until_ms = now + b.delay_ms;
+  b.released = false;
+  // Logged when the node starts refusing or its reason changes, at most once a minute
+  // (refusals of several owners' jobs take turns: the reason changes every time).
+  if (why != b.why && (b.logged_ms == 0 || now - b.logged_ms >= 60'000)) {
+    b.logged_ms = now;
+    b.logged = true;
+    log(fmt::format("node {}: refuses starts ({}); trying it again after {} s{}", node, why, b.delay_ms / 1000,
+                    doubling ? fmt::format(", doubling up to {} s", max_backoff_ms / 1000) : ""));
+  }
+  b.why = why;
+  update_node(node);
+  arm_backoff();
+}
+
 bool scheduler::other_owner_queued(const std::string& owner) const {
   for (const auto& [id, j] : jobs_) {
-    if (j->rec.state == job_state::queued && !j->starting && j->rec.owner != owner && in_policy_.contains(id)) {
+    if (j->rec.state == job_state::queued && j->rec.owner != owner && in_policy_.contains(id)) {
       return true;
     }
   }

@@ -280,9 +280,16 @@ class scheduler {
   void place();      // one pass of the policy (sched/policy.hpp) and its decisions carried out
   void start_on(job& j, node_link& n);
   void started(std::uint64_t id, std::string node, std::uint64_t task);
-  // node_fault: the node itself misbehaved (a short or malformed answer, gone): its
-  // backoff, whoever's job it was. Otherwise start_failed decides (see there).
-  void start_failed(std::uint64_t id, const std::string& why, bool node_fault = false);
+  // Whose fault a failed start was, as far as the scheduler knows: refused (the node's
+  // answer, which may be the job's fault or the node's: start_failed decides), node (the
+  // node misbehaved: a short or malformed answer, or it is gone), ours (the scheduler's
+  // own store: neither the job's nor the node's).
+  enum class start_fault : std::uint8_t { refused, node, ours };
+  void start_failed(std::uint64_t id, const std::string& why, start_fault fault = start_fault::refused);
+  // The node is left alone for every job: doubling, from 1 s up to max_backoff_ms, at
+  // most once per period (refusals of starts already in flight count but do not double);
+  // or, when !doubling, for 1 s (a refusal that may be the jobs' fault).
+  void back_off_node(const std::string& node, const std::string& why, bool doubling);
   // Whether a job of an owner other than `owner` is queued (start_failed's rule).
   bool other_owner_queued(const std::string& owner) const;
   void task_ended(const std::string& node, std::uint64_t task, std::string wait);
@@ -361,7 +368,9 @@ class scheduler {
     std::int64_t delay_ms = 0;
     int refusals = 0;
     std::string why;       // the last refusal, as shown in notes ("spool full: ...")
+    std::int64_t logged_ms = 0;  // when a refusal was last logged (at most one a minute)
     bool released = false;  // until_ms has passed: the policy may use the node again
+    bool logged = false;    // a refusal of this run of refusals was logged
   };
   static constexpr std::int64_t max_backoff_ms = 30000;
   std::map<std::string, node_backoff> backoff_;
