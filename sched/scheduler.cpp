@@ -1399,7 +1399,7 @@ void scheduler::start_failed(std::uint64_t id, const std::string& why, start_fau
       log(fmt::format("job {}: policy: {}", id, ok.error()));
     }
   }
-  if (!node.empty()) back_off_node(node, short_why, true);
+  if (!node.empty() && fault != start_fault::ours) back_off_node(node, short_why, true);
   save(*j);
   changed(*j);
   schedule();
