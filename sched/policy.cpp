@@ -549,6 +549,11 @@ struct scheduler::impl {
 
   explicit impl(config c) : cfg(c) {}
 
+  // The error of a call that names a job which is not live: ended, or never known.
+  std::string no_job(u64 id) const {
+    return ended.contains(id) ? fmt::format("job {} has ended already", id) : fmt::format("no job {}", id);
+  }
+
   // ----- nodes and their indexes
   // unindex(n), a change of n's room or state, index(n): `indexed` and `recl_indexed`
   // follow at once; the trees are brought up to date by flush(), before the next lookup
@@ -1695,10 +1700,7 @@ std::expected<void, std::string> scheduler::finished(std::uint64_t job, outcome 
                                                      std::string_view node) {
   impl& m = *impl_;
   job_rec* jp = m.jobs.find(job);
-  if (jp == nullptr) {
-    return std::unexpected(m.ended.contains(job) ? fmt::format("job {} has ended already", job)
-                                                 : fmt::format("no job {}", job));
-  }
+  if (jp == nullptr) return std::unexpected(m.no_job(job));
   job_rec& j = *jp;
   if (j.state != jstate::running) return std::unexpected(fmt::format("job {} is not running", job));
   std::size_t ci = 0;
@@ -1752,10 +1754,7 @@ std::expected<void, std::string> scheduler::finished(std::uint64_t job, outcome 
 std::expected<void, std::string> scheduler::adopt(std::uint64_t job, std::string_view node, std::int64_t now_ms) {
   impl& m = *impl_;
   job_rec* jp = m.jobs.find(job);
-  if (jp == nullptr) {
-    return std::unexpected(m.ended.contains(job) ? fmt::format("job {} has ended already", job)
-                                                 : fmt::format("no job {}", job));
-  }
+  if (jp == nullptr) return std::unexpected(m.no_job(job));
   job_rec& j = *jp;
   auto it = m.node_index.find(std::string(node));
   if (it == m.node_index.end() || m.nodes[it->second].gone) return std::unexpected(fmt::format("no node {}", node));
@@ -1783,10 +1782,7 @@ std::expected<void, std::string> scheduler::adopt(std::uint64_t job, std::string
 std::expected<void, std::string> scheduler::cancel(std::uint64_t job) {
   impl& m = *impl_;
   job_rec* j = m.jobs.find(job);
-  if (j == nullptr) {
-    return std::unexpected(m.ended.contains(job) ? fmt::format("job {} has ended already", job)
-                                                 : fmt::format("no job {}", job));
-  }
+  if (j == nullptr) return std::unexpected(m.no_job(job));
   if (j->state == jstate::running) {
     return std::unexpected(fmt::format("job {} is running: kill it and report finished", job));
   }
@@ -1797,10 +1793,7 @@ std::expected<void, std::string> scheduler::cancel(std::uint64_t job) {
 std::expected<void, std::string> scheduler::defer(std::uint64_t job, std::int64_t until_ms) {
   impl& m = *impl_;
   job_rec* j = m.jobs.find(job);
-  if (j == nullptr) {
-    return std::unexpected(m.ended.contains(job) ? fmt::format("job {} has ended already", job)
-                                                 : fmt::format("no job {}", job));
-  }
+  if (j == nullptr) return std::unexpected(m.no_job(job));
   if (j->state == jstate::deferred) {
     m.deferred.erase({j->defer_until_ms, j->id, j->slot});
   } else if (j->state == jstate::queued) {
@@ -1819,10 +1812,7 @@ void scheduler::forget(std::uint64_t job) { impl_->ended.erase(job); }
 std::expected<void, std::string> scheduler::set_priority(std::uint64_t job, int priority) {
   impl& m = *impl_;
   job_rec* j = m.jobs.find(job);
-  if (j == nullptr) {
-    return std::unexpected(m.ended.contains(job) ? fmt::format("job {} has ended already", job)
-                                                 : fmt::format("no job {}", job));
-  }
+  if (j == nullptr) return std::unexpected(m.no_job(job));
   if (j->state == jstate::running) {
     return std::unexpected(fmt::format("job {} is running: its priority can no longer change", job));
   }
