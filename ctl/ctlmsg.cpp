@@ -359,20 +359,22 @@ namespace {
 bool is_blank_line(std::string_view l) { return l.find_first_not_of(" \t\r") == std::string_view::npos; }
 }  // namespace
 
-std::vector<std::string> line_buffer::feed_write(std::string_view data) {
+std::vector<std::string> line_buffer::feed_write(std::string_view data, std::size_t max_write) {
   // Blank lines are dropped as they complete, so a write of a million newlines costs no
   // more than the write itself.
   std::vector<std::string> lines;
   feed_into(data, false, lines);
-  if (!data.empty() && data.back() != '\n' && data.size() % 4096 != 0) {
+  bool a_piece = data.size() % 4096 == 0 || data.size() == max_write;
+  if (!data.empty() && data.back() != '\n' && !a_piece) {
     std::string rest = take_rest();
     if (!is_blank_line(rest)) lines.push_back(std::move(rest));
   }
   return lines;
 }
 
-std::expected<std::vector<std::string>, std::string> line_buffer::feed_ctl(std::string_view data) {
-  std::vector<std::string> lines = feed_write(data);
+std::expected<std::vector<std::string>, std::string> line_buffer::feed_ctl(std::string_view data,
+                                                                          std::size_t max_write) {
+  std::vector<std::string> lines = feed_write(data, max_write);
   if (take_refused() > 0) return std::unexpected("ctl line longer than " + std::to_string(max_line) + " bytes");
   return lines;
 }

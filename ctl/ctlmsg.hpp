@@ -78,16 +78,18 @@ class line_buffer {
   // the newline is dropped too). Blank lines are returned as empty strings.
   std::vector<std::string> feed(std::string_view data);
   // feed() for one whole write to a ctl file, and the lines that are not blank: a write
-  // that does not end in a newline and is not a whole 4 KiB page is a whole command too
-  // (echo -n 'exec ls' > ctl), while a full page without one is a piece of a longer line
-  // that a client split (FUSE at 4 KiB).
-  std::vector<std::string> feed_write(std::string_view data);
+  // that does not end in a newline is a whole command too (echo -n 'exec ls' > ctl),
+  // unless it is a whole number of 4 KiB pages or exactly max_write bytes (the
+  // connection's largest write, msize - 24; 0: none): then it is a piece of a longer
+  // line that a client split (FUSE at 4 KiB; plan9port's lib9pclient and v9fs at
+  // msize - 24), and the line goes on in the next write.
+  std::vector<std::string> feed_write(std::string_view data, std::size_t max_write = 0);
   // feed_write() for a ctl file that answers each write: its lines, or an error when a
   // line grew longer than max_line in this write ("ctl line longer than 65536 bytes").
   // Then no line of the write is returned, so the write changes nothing; the rest of the
   // refused line is discarded from later writes up to its newline. Memory: the lines of
   // one write (at most msize bytes) and one partial line, never more.
-  std::expected<std::vector<std::string>, std::string> feed_ctl(std::string_view data);
+  std::expected<std::vector<std::string>, std::string> feed_ctl(std::string_view data, std::size_t max_write = 0);
   // The unterminated rest (a last line without a newline), taken at clunk; empties it
   // and ends the discarding of a refused line.
   std::string take_rest();

@@ -863,7 +863,7 @@ void node_tree::write(request r) {
     case k_tctl: {
       auto* c = dynamic_cast<ctl_open*>(f.aux.get());
       if (c == nullptr) return r.error(err::not_open);
-      auto lines = std::make_shared<std::vector<std::string>>(ctl_lines(*c, m.data));
+      auto lines = std::make_shared<std::vector<std::string>>(ctl_lines(*c, m.data, r.max_write()));
       // A line over the limit is an error for the write that made it too long, and none of
       // the write's lines runs (bad input changes nothing).
       if (c->lines.take_refused() > 0) {
@@ -923,8 +923,8 @@ void node_tree::write_stdin(request r, task& t) {
   });
 }
 
-std::vector<std::string> node_tree::ctl_lines(ctl_state& c, std::string_view data) {
-  return c.lines.feed_write(data);
+std::vector<std::string> node_tree::ctl_lines(ctl_state& c, std::string_view data, std::size_t max_write) {
+  return c.lines.feed_write(data, max_write);
 }
 
 void node_tree::run_ctl(request r, std::uint64_t task_id, std::shared_ptr<std::vector<std::string>> lines,

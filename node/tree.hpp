@@ -134,9 +134,10 @@ class node_tree : public srv9p::tree {
   // then called with the result on the io thread.
   std::optional<std::expected<void, std::string>> task_ctl(task& t, std::string_view line, ctl_done done);
   // The whole command lines in a piece of ctl input: a short write without a newline is
-  // taken as a whole line too (echo -n), a write that fills a 4 KiB page without one is
-  // held for the next piece. Blank lines are dropped.
-  std::vector<std::string> ctl_lines(ctl_state& c, std::string_view data);
+  // taken as a whole line too (echo -n), a write that fills a 4 KiB page or the
+  // connection's largest write (max_write: msize - 24) without one is held for the next
+  // piece (ctl::line_buffer::feed_write). Blank lines are dropped.
+  std::vector<std::string> ctl_lines(ctl_state& c, std::string_view data, std::size_t max_write);
   // Runs lines[i...] in order, stopping at the first error (its text is the Rerror); the
   // Rwrite when all succeeded. Lines after one that finishes later run when it has.
   void run_ctl(srv9p::request r, std::uint64_t task_id, std::shared_ptr<std::vector<std::string>> lines,

@@ -1038,7 +1038,7 @@ void sched_tree::write(request r) {
       // One line after another, each applied before the next is read; the write's answer
       // is the first error (the lines before it stay applied) or success. A write with a
       // line over max_line is refused whole.
-      auto lines = c->lines.feed_ctl(r.get<srv9p::twrite>().data);
+      auto lines = c->lines.feed_ctl(r.get<srv9p::twrite>().data, r.max_write());
       if (!lines) return r.error(lines.error());
       auto run = std::make_shared<line_run>(line_run{r, std::move(*lines), 0, c->job});
       return run_lines(std::move(run));

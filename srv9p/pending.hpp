@@ -28,6 +28,7 @@ struct pending {
   std::uint16_t tag = notag;
   message t;
   std::shared_ptr<srv9p::fid> fid;  // the fid named; null for Tversion/Tattach/Tflush
+  std::uint32_t msize = 0;          // the session's msize when the request arrived
   bool done = false;
   bool holds_input = false;  // a Twrite to a hand-off file: input stops until it is answered
   std::function<void()> flush_hook;

@@ -25,6 +25,7 @@ const dir& fid::parent() const { return path_->parent ? path_->parent->file : pa
 std::uint16_t request::tag() const { return p_->tag; }
 const message& request::t() const { return p_->t; }
 srv9p::fid& request::fid() const { return *p_->fid; }
+std::uint32_t request::max_write() const { return p_->msize > iohdrsz ? p_->msize - iohdrsz : 0; }
 bool request::done() const { return p_->done; }
 
 namespace {

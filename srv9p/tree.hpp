@@ -123,6 +123,11 @@ class request {
   // The fid the request names (for Twalk the source fid). Valid until answered.
   srv9p::fid& fid() const;
   const std::string& uname() const { return fid().uname(); }
+  // The most data one Twrite or Rread can carry on this connection: the negotiated msize
+  // less iohdrsz (24), in bytes; 0 for a request that came from no session. A client
+  // that splits a long write sends pieces of exactly this size (plan9port's lib9pclient,
+  // v9fs), so a ctl file takes such a write as part of a longer line.
+  std::uint32_t max_write() const;
 
   // Answers with the R-message that matches t() (rread for tread, ...). For Twalk use
   // respond_walk, for Tcreate respond_create.

@@ -260,6 +260,31 @@ TEST(LineBuffer, AWriteWithoutNewlineIsACommandUnlessItIsAWholePage) {
   EXPECT_EQ(b.feed_write("z\n"), (std::vector<std::string>{page + "z"}));
 }
 
+TEST(LineBuffer, AWriteOfTheConnectionsLargestSizeIsAPieceOfALongerLine) {
+  // plan9port's lib9pclient (9p write -l, 9pserve) and v9fs split a long write at
+  // msize - 24: with msize 8192, a 10000-byte line arrives as 8168 bytes, then 1832.
+  constexpr std::size_t max_write = 8192 - 24;
+  ctl::line_buffer b;
+  std::string line = "exec sh -c 'echo ${#1}' _ " + std::string(10000, 'x');
+  EXPECT_TRUE(b.feed_write(std::string_view(line).substr(0, max_write), max_write).empty());
+  EXPECT_FALSE(b.empty());
+  EXPECT_EQ(b.feed_write(std::string_view(line).substr(max_write), max_write), (std::vector<std::string>{line}));
+  EXPECT_TRUE(b.empty());
+  // Without max_write (or another size), the same first write is a command of its own.
+  ctl::line_buffer c;
+  EXPECT_EQ(c.feed_write(std::string_view(line).substr(0, max_write)).size(), 1u);
+  ctl::line_buffer d;
+  EXPECT_EQ(d.feed_write(std::string_view(line).substr(0, max_write - 1), max_write).size(), 1u);
+  // feed_ctl takes it the same way.
+  ctl::line_buffer e;
+  auto first = e.feed_ctl(std::string_view(line).substr(0, max_write), max_write);
+  ASSERT_TRUE(first);
+  EXPECT_TRUE(first->empty());
+  auto rest = e.feed_ctl(std::string_view(line).substr(max_write), max_write);
+  ASSERT_TRUE(rest);
+  EXPECT_EQ(*rest, (std::vector<std::string>{line}));
+}
+
 TEST(LineBuffer, OneLinePerWrite) {
   ctl::line_buffer b;
   EXPECT_EQ(b.feed("exec ls\n"), words{"exec ls"});
