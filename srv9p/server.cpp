@@ -34,6 +34,7 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 #include <fmt/format.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -181,6 +182,7 @@ request session::start(std::uint16_t tag, message&& m, std::shared_ptr<fid> f) {
   p->tag = tag;
   p->t = std::move(m);
   p->fid = std::move(f);
+  p->msize = msize_;
   if (p->fid) ++p->fid->outstanding_;
   pending_.emplace(tag, p);
   return request(std::move(p));
@@ -684,9 +686,12 @@ void session::walk_now(std::uint16_t tag, message&& m) {
   const auto& w = std::get<twalk>(m);
   auto f = lookup(w.fid);
   if (!f) return reply_error(tag, err::unknown_fid);
-  // walk(5): fid must not be open; newfid must be unused unless it equals fid.
+  // walk(5): fid must not be open; newfid must be unused unless it equals fid. In
+  // 9P2000.L a walk from an open fid to another newfid is allowed, as diod's server does
+  // (diodls -l walks from the directory it reads): the open fid is left as it was, and
+  // newfid starts unopened. A walk that would move the open fid itself is still refused.
   if (f->auth_) return reply_error(tag, err::auth_fid);
-  if (f->open_) return reply_error(tag, err::walk_open);
+  if (f->open_ && (dialect_ != dialect::p9_2000_l || w.newfid == w.fid)) return reply_error(tag, err::walk_open);
   if (w.newfid != w.fid && (fids_.contains(w.newfid) || walking_.contains(w.newfid))) {
     return reply_error(tag, err::fid_in_use);
   }
@@ -1165,6 +1170,32 @@ asio::awaitable<void> server::impl::accept(Acceptor& a) {
   }
 }
 
+namespace {
+
+// Makes the socket just bound at path connectable by every local user (0666): who
+// connects is proven per attach by SO_PEERCRED, and the directory's mode decides who may
+// reach the socket at all (galaxy up's is 0700). Acts only on what path names now if it
+// is a socket owned by this process's euid, through an O_PATH|O_NOFOLLOW descriptor, so
+// that a name swapped for a symbolic link (or any other file) in a directory others can
+// write is never followed: the chmod goes to /proc/self/fd/N of that descriptor.
+std::expected<void, std::string> open_to_all(const std::string& path) {
+  int fd = ::open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return std::unexpected(fmt::format("open {}: {}", path, std::strerror(errno)));
+  struct ::stat st{};
+  std::expected<void, std::string> result;
+  if (::fstat(fd, &st) != 0) {
+    result = std::unexpected(fmt::format("fstat {}: {}", path, std::strerror(errno)));
+  } else if (!S_ISSOCK(st.st_mode) || st.st_uid != ::geteuid()) {
+    result = std::unexpected(fmt::format("{} was replaced by another file after bind", path));
+  } else if (::chmod(fmt::format("/proc/self/fd/{}", fd).c_str(), 0666) != 0) {
+    result = std::unexpected(fmt::format("chmod 0666 {}: {}", path, std::strerror(errno)));
+  }
+  ::close(fd);
+  return result;
+}
+
+}  // namespace
+
 server::server(asio::io_context& io, tree& t, server_options opts)
     : impl_(std::make_shared<impl>(io, t, std::move(opts))) {}
 
@@ -1191,6 +1222,9 @@ std::expected<std::string, std::string> server::listen(std::string_view dial) {
     if (!ec) a->bind(local::endpoint(addr->path), ec);
     if (!ec) a->listen(asio::socket_base::max_listen_connections, ec);
     if (ec) return std::unexpected(fmt::format("listen {}: {}", to_string(*addr), ec.message()));
+    if (auto made = open_to_all(addr->path); !made) {
+      return std::unexpected(fmt::format("listen {}: {}", to_string(*addr), made.error()));
+    }
     impl_->unix_paths.push_back(addr->path);
     auto& ref = *a;
     impl_->unix_acceptors.push_back(std::move(a));

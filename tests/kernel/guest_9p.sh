@@ -24,6 +24,9 @@
 #   - remove: rm -r of task/N and jobs/N, refused while running and for another user
 #   - galaxy mount --kernel (when galaxy is in /usr/local/bin): the tool's attach, then
 #     mount -t 9p -o trans=fd on its socket
+#   - trans=unix: a galaxy-node on a Unix socket started in the guest, mounted by the
+#     kernel; the peer check (SO_PEERCRED) refuses nobody naming root:
+#     tests/kernel/guest_unix.sh
 #   - galaxy mount --kernel of a MUNGE node started in the guest, with a munged started
 #     there (when kernel_9p.sh put munged and galaxy-node in): tests/kernel/guest_munge.sh
 #   - cache=loose: a length-0 file reads as empty there (checked, and documented)
@@ -213,6 +216,13 @@ via fd"
   else
     bad "galaxy mount --kernel: $out"
   fi
+fi
+
+# ---- trans=unix: a node on a Unix socket in the guest (SO_PEERCRED) ---------------------
+if [ -x /usr/local/bin/galaxy-node ] && [ -x /usr/local/bin/galaxy ]; then
+  . /root/guest_unix.sh
+else
+  echo "note: SKIP the trans=unix mount: no galaxy-node or galaxy in the guest"
 fi
 
 # ---- galaxy mount --kernel of a MUNGE node, munged and node in the guest ----------------

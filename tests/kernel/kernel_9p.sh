@@ -3,8 +3,9 @@
 # galaxy-sched over it on the host (port 0, --auth none, loopback, a temporary
 # directory), boots a QEMU guest (scripts/qemu-guest.sh: Debian's kernel, TCG) that
 # mounts both with `mount -t 9p` and runs tests/kernel/guest_9p.sh, then checks that the
-# daemons outlived it. With /usr/sbin/munged on the host, munged and galaxy-node go into
-# the guest too, for the authenticated `galaxy mount --kernel` (tests/kernel/guest_munge.sh:
+# daemons outlived it. galaxy-node goes into the guest too, for a trans=unix mount of a
+# node started there (tests/kernel/guest_unix.sh); with /usr/sbin/munged on the host,
+# munged too, for the authenticated `galaxy mount --kernel` (tests/kernel/guest_munge.sh:
 # munged and a --auth munge node started in the guest, no NAT between). tests/CMakeLists.txt
 # registers it once per dialect (label qemu).
 #
@@ -85,15 +86,17 @@ for ((i = 0; i < 100; i++)); do
   sleep 0.1
 done
 
-# The MUNGE --kernel mount runs wholly in the guest (guest_munge.sh): munged and a node
-# go in too, when the host has munged; the guest says SKIP otherwise.
-munge_files=(--file "$here/guest_munge.sh:/root/guest_munge.sh")
+# The trans=unix mount (guest_unix.sh) and the MUNGE --kernel mount (guest_munge.sh) run
+# wholly in the guest, against a galaxy-node started there; munged goes in too when the
+# host has it, else the guest says SKIP for the MUNGE part.
+guest_files=(--file "$here/guest_munge.sh:/root/guest_munge.sh" --file "$here/guest_unix.sh:/root/guest_unix.sh"
+             --file "$build/galaxy-node:/usr/local/bin/galaxy-node")
 if [[ -x /usr/sbin/munged ]]; then
-  munge_files+=(--file /usr/sbin/munged:/usr/sbin/munged --file "$build/galaxy-node:/usr/local/bin/galaxy-node")
+  guest_files+=(--file /usr/sbin/munged:/usr/sbin/munged)
 fi
 start_s=$SECONDS
 "$src/scripts/qemu-guest.sh" --net --module 9p --module 9pnet_fd --timeout 500 --mem 512 \
-  --file "$here/guest_9p.sh:/root/guest_9p.sh" --file "$build/galaxy:/usr/local/bin/galaxy" "${munge_files[@]}" \
+  --file "$here/guest_9p.sh:/root/guest_9p.sh" --file "$build/galaxy:/usr/local/bin/galaxy" "${guest_files[@]}" \
   -- sh /root/guest_9p.sh "$version" "$node_port" "$sched_port"
 rc=$?
 echo "kernel_9p: the guest took $((SECONDS - start_s)) s of wall time (boot included)"

@@ -11,6 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <map>
+
+#include "tests/testmunge.hpp"
 #include "tests/testutil.hpp"
 
 namespace {
@@ -92,6 +95,65 @@ TEST(Diod, DiodlsAndDiodcatOnGalaxyNode) {
   auto ctl_aname = diod_run(diodls, dial, {}, "ctl");
   EXPECT_NE(ctl_aname.status, 0);
   EXPECT_NE(ctl_aname.err.find("error attaching to aname='ctl'"), std::string::npos) << ctl_aname.err;
+}
+
+TEST(Diod, DiodlsLongWalksFromItsOpenDirectory) {
+  // diodls -l reads the directory through one fid and walks from that open fid to each
+  // entry to stat it (Tgetattr): 9P2000.L's exception to walk(5), as diod's server allows.
+  SKIP_WITHOUT_DIOD();
+  daemon_in_dir n;
+  ASSERT_EQ(n.start({node_binary, "--listen", "tcp!127.0.0.1!0", "--spool", n.dir.file("spool"), "--name", "n1"}),
+            "");
+  const std::string dial = n.d.dials.at(0);
+  auto ls = diod_run(diodls, dial, {"-l"});
+  EXPECT_EQ(ls.status, 0) << ls.err;
+  EXPECT_EQ(ls.err.find("Device or resource busy"), std::string::npos) << ls.err;
+  // One line per entry, as ls -l: mode, links, owner, group, size, date, name (diod's
+  // format, "-r--r--r--.    1 root root            0 Dec  4 18:42 status").
+  std::map<std::string, std::string> mode_of;
+  for (std::size_t at = 0, nl; (nl = ls.out.find('\n', at)) != std::string::npos; at = nl + 1) {
+    auto line = ls.out.substr(at, nl - at);
+    auto sp = line.rfind(' ');
+    if (sp != std::string::npos) mode_of[line.substr(sp + 1)] = line.substr(0, 10);
+  }
+  for (std::string name : {"status", "arch", "cpu", "mem", "labels", "ctl", "events", "task"}) {
+    EXPECT_TRUE(mode_of.contains(name)) << name << " not in:\n" << ls.out << ls.err;
+  }
+  EXPECT_EQ(mode_of["status"], "-r--r--r--") << ls.out;
+  EXPECT_EQ(mode_of["ctl"], "-rw-rw-r--") << ls.out;
+  EXPECT_EQ(mode_of["task"], "dr-xr-xr-x") << ls.out;
+}
+
+TEST(Diod, DiodsMungeIsRefusedByAMungeListener) {
+  // diod's client authenticates with a MUNGE credential whose payload is empty (diod's
+  // libdiod/diod_auth.c): neither bound to the server's address nor carrying the afid's
+  // challenge, so a --auth munge listener must refuse it, say why, and keep serving.
+  // diodcat reads the default MUNGE socket (/run/munge/munge.socket.2, no option to
+  // change it): it runs in a mount namespace of its own where a tmpfs over /run holds a
+  // link from that name to this test's munged, which galaxy-node uses too.
+  SKIP_WITHOUT_DIOD();
+  REQUIRE_MUNGED();
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (unshare -m for diodcat's MUNGE socket)";
+  testmunge::munged m;
+  daemon_in_dir n;
+  ASSERT_EQ(n.start({node_binary, "--listen", "tcp!127.0.0.1!0", "--auth", "munge", "--munge-socket", m.socket(),
+                     "--spool", n.dir.file("spool"), "--name", "n1"}),
+            "");
+  const std::string dial = n.d.dials.at(0);
+  auto r = testutil::run({"/usr/bin/unshare", "-m", "/bin/sh", "-c",
+                          "mount --make-rprivate / && mount -t tmpfs tmpfs /run && mkdir /run/munge && "
+                          "ln -s \"$1\" /run/munge/munge.socket.2 && shift && exec \"$@\"",
+                          "sh", m.socket(), diodcat, "-s", diod_server(dial), "-a", "", "-t", "20", "status"});
+  EXPECT_NE(r.status, 0) << r.out << r.err;
+  EXPECT_EQ(r.out.find("name=n1"), std::string::npos) << r.out;
+  // Its credential was made and sent, and refused by the node: the node's refusal ("not
+  // bound to a server address") is EACCES. (Without a munged to reach, diodcat fails
+  // before sending one: "Operation not permitted".)
+  EXPECT_NE(r.err.find("error authenticating to server: Permission denied"), std::string::npos) << r.err;
+  // The node still serves an authenticated client.
+  auto cat = testutil::run({GALAXY_BINARY_DIR "/galaxy", "cat", "-a", dial, "--munge-socket", m.socket(), "status"});
+  EXPECT_EQ(cat.status, 0) << cat.err;
+  EXPECT_TRUE(cat.out.starts_with("name=n1 ")) << cat.out << cat.err;
 }
 
 TEST(Diod, DiodlsAndDiodcatOnGalaxySched) {

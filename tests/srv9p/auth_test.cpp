@@ -1041,6 +1041,37 @@ TEST(Munge, UnattachedConnectionsAreCappedServerWide) {
   EXPECT_TRUE((*late)->attach("root"));
 }
 
+TEST(Munge, AUnixSocketIsOpenToEveryUserWhoIsThenProvenByPeercred) {
+  // The listener makes its socket 0666 whatever the umask: SO_PEERCRED proves each
+  // peer, and the socket's directory decides who may reach it. Then nobody connects and
+  // may attach as nobody, not as root.
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to connect as another uid";
+  testutil::temp_dir dir;
+  ::chmod(dir.path().c_str(), 0711);
+  served s{server_options{}};
+  std::string path = dir.file("sock");
+  std::promise<std::string> bound;
+  ::mode_t old = ::umask(077);
+  asio::post(s.io, [&] { bound.set_value(s.srv->listen("unix!" + path).value_or("")); });
+  ASSERT_FALSE(bound.get_future().get().empty());
+  ::umask(old);
+  struct ::stat st{};
+  ASSERT_EQ(::lstat(path.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 07777, 0666u);
+  // The galaxy tool as nobody (setpriv), listing the root.
+  auto ls_as_nobody = [&](const std::string& uname) {
+    return testutil::run({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                          GALAXY_BINARY_DIR "/galaxy", "ls", "-a", "unix!" + path, "-u", uname, "/"});
+  };
+  auto as_nobody = ls_as_nobody("nobody");
+  EXPECT_EQ(as_nobody.status, 0) << as_nobody.err;
+  auto as_root = ls_as_nobody("root");
+  EXPECT_NE(as_root.status, 0) << as_root.out;
+  EXPECT_NE(as_root.err.find("may not attach as root"), std::string::npos) << as_root.err;
+  EXPECT_EQ(as_root.err.find("Permission denied"), std::string::npos) << "connect refused: " << as_root.err;
+}
+
 TEST(Munge, UnixSocketConnectionsPerUidAreBounded) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to connect as another uid";
   testutil::temp_dir dir;

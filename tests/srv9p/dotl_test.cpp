@@ -165,6 +165,34 @@ TEST(Dotl, GetattrOpenReadWrite) {
   EXPECT_EQ(reply_as<rread>(h).data, "hello");
 }
 
+TEST(Dotl, AWalkFromAnOpenDirectoryToAnotherFidIsAllowed) {
+  // diodls -l reads a directory and walks from that same open fid to stat each entry
+  // (diod's server allows it). In 9P2000 walk(5) refuses it (Session.FidRules).
+  harness h;
+  start_l(h);
+  h.send(2, twalk{0, 1, {}});
+  h.next();
+  h.send(3, tlopen{1, 0200000});  // O_RDONLY|O_DIRECTORY
+  reply_as<rlopen>(h);
+  h.send(4, twalk{1, 2, {"big"}});
+  EXPECT_EQ(reply_as<rwalk>(h).qids.size(), 1u);
+  h.send(5, tgetattr{2, getattr_basic});
+  EXPECT_EQ(reply_as<rgetattr>(h).size, 100u);
+  // newfid starts unopened: a read of it is refused until it is opened itself.
+  h.send(6, tread{2, 0, 10});
+  EXPECT_EQ(errno_of_reply(h.next()), EBADF);
+  h.send(7, twalk{1, 3, {}});  // a clone of the open fid, unopened too
+  reply_as<rwalk>(h);
+  h.send(8, tlopen{3, 0200000});
+  reply_as<rlopen>(h);
+  // The open fid itself cannot be moved.
+  h.send(9, twalk{1, 1, {"big"}});
+  EXPECT_EQ(errno_of_reply(h.next()), EBUSY);
+  // And it still reads its directory.
+  h.send(10, treaddir{1, 0, 8192});
+  EXPECT_FALSE(entries(reply_as<rreaddir>(h)).empty());
+}
+
 TEST(Dotl, SetattrTruncatesAndRenames) {
   harness h;
   start_l(h);
