@@ -71,14 +71,8 @@ out=$out_dir/results-kernel-$(date -u +%Y%m%dT%H%M%SZ).md
 tmp=$(mktemp -d /dev/shm/run-kernel.XXXXXX)
 trap 'stop_host; rm -rf "$tmp"' EXIT
 kernel=$(ls -1 /boot/vmlinuz-* /var/cache/galaxy-kernel/boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1 || true)
-# busy % of all CPUs over one second (what other tenants use: nothing of ours runs yet)
-bg_load() {
-  local a b
-  a=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $5+$6}' /proc/stat); sleep 1
-  b=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $5+$6}' /proc/stat)
-  awk -v a="$a" -v b="$b" 'BEGIN{split(a,x," "); split(b,y," "); bu=y[1]-x[1]; id=y[2]-x[2];
-    printf "%.0f\n", (bu+id) ? 100*bu/(bu+id) : 0}'
-}
+# bg_load: the other tenants' CPU use over 1 s, % of all CPUs (bench/quiet.sh).
+source bench/quiet.sh  # (the working directory is the checkout, from the cd above)
 # host_rows: the same 1 GiB read on the host itself, no TCG, for scale: the file read
 # with dd from /dev/shm (the floor), read from a galaxy-node there by galaxy cat (msize
 # 1 MiB + 24), and from diod by diod's own user-space client, diodcat (msize 65536, its

@@ -84,14 +84,8 @@ stats() {
   printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{
     m = (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2; printf "%.6f %.6f %.6f\n", a[1], m, a[NR]}'
 }
-# The other tenants' CPU use over 1 s while we are idle, % of all CPUs (shared/peers/common.sh).
-bg_load() {
-  local a b
-  a=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $5+$6}' /proc/stat); sleep 1
-  b=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $5+$6}' /proc/stat)
-  awk -v a="$a" -v b="$b" 'BEGIN{split(a,x," "); split(b,y," "); bu=y[1]-x[1]; id=y[2]-x[2];
-    printf "%.0f\n", (bu+id) ? 100*bu/(bu+id) : 0}'
-}
+# bg_load: the other tenants' CPU use over 1 s, % of all CPUs (bench/quiet.sh).
+source bench/quiet.sh  # (the working directory is the checkout, from the cd above)
 BG=NA
 quiet() {  # wait up to QUIET_WAIT s for the others to use < QUIET_MAX %, then log
   local t0=$SECONDS
