@@ -1,11 +1,22 @@
 #!/usr/bin/env bash
 # The packages' install test, in a fresh Debian 12 root (issue 15):
 #
-#   scripts/install-test.sh [DEBDIR]       DEBDIR: the .debs (default build-deb/), as root
+#   scripts/install-test.sh [--arch ARCH] [DEBDIR]
 #
-# 1. debootstrap --variant=minbase bookworm into a temporary directory (the tarball of its
-#    packages is kept in /var/cache/galaxy-debootstrap, so a second run downloads nothing
-#    from debootstrap; apt in the root still downloads munge and the libraries);
+# DEBDIR: the .debs (default build-deb/); ARCH: amd64, arm64 or armhf (default this
+# machine's). As root.
+#
+# Another architecture than the machine's runs under qemu-user: every program in the root
+# (apt, dpkg's scripts, munged, galaxy-node, galaxy) is ARCH's, run by the kernel through
+# binfmt_misc with qemu-ARCH-static registered with the F flag, which
+# `scripts/cross-deps.sh --emulation ARCH DIR` sets up (this script calls it when
+# binfmt_misc has no qemu-ARCH entry). debootstrap then makes the root in one stage, as
+# for the machine's own architecture. systemd-analyze and readelf stay the machine's.
+#
+# 1. debootstrap --variant=minbase --arch ARCH bookworm into a temporary directory (the
+#    tarball of its packages is kept in /var/cache/galaxy-debootstrap, so a second run
+#    downloads nothing from debootstrap; apt in the root still downloads munge and the
+#    libraries);
 # 2. `apt install ./galaxy-node_*.deb ./galaxy_*.deb` in the root: it must pull munge;
 #    galaxy-node --version, galaxy --version run; galaxy-node links neither SQLite nor
 #    FUSE (readelf -d); the spool is root's 0711 and the galaxy user exists;
@@ -24,15 +35,24 @@
 #
 # Prints one "ok: ..." or "FAIL: ..." line per check and ends with "N passed, M failed";
 # the exit status is non-zero when anything failed. KEEP=1 keeps the root for a look.
-# The architecture is this machine's (amd64); arm64 under qemu-user is not done here.
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
+arch=$(dpkg --print-architecture)
+if [[ ${1:-} == --arch ]]; then arch=${2:?usage: install-test.sh [--arch ARCH] [DEBDIR]}; shift 2; fi
+case $arch in amd64|arm64|armhf) ;; *) echo "install-test.sh: unknown architecture '$arch'" >&2; exit 2 ;; esac
 debdir=$(cd "${1:-$here/build-deb}" && pwd) || exit 2
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 cache=/var/cache/galaxy-debootstrap
-arch=$(dpkg --print-architecture)
 ((EUID == 0)) || { echo "install-test.sh: needs root (debootstrap, chroot)" >&2; exit 2; }
+if [[ $arch != "$(dpkg --print-architecture)" ]]; then
+  qemu=qemu-aarch64; [[ $arch == armhf ]] && qemu=qemu-arm
+  if ! grep -qs '^flags: .*F' "/proc/sys/fs/binfmt_misc/$qemu"; then
+    "$here/scripts/cross-deps.sh" --emulation "$arch" "$here/build-$arch/sysroot" >/dev/null ||
+      { echo "install-test.sh: cannot set up qemu-user for $arch (scripts/cross-deps.sh --emulation)" >&2; exit 2; }
+  fi
+  echo "install-test.sh: $arch under qemu-user ($qemu-static through binfmt_misc)"
+fi
 for t in debootstrap unshare systemd-analyze readelf; do
   command -v "$t" >/dev/null || { echo "install-test.sh: $t is missing (apt install debootstrap)" >&2; exit 2; }
 done
@@ -67,7 +87,7 @@ tarball=$cache/bookworm-$arch-minbase.tgz
 if [[ ! -s $tarball ]]; then
   echo "install-test.sh: debootstrap --make-tarball $tarball (once)"
   tmp=$(mktemp -d /var/tmp/galaxy-dbs.XXXXXX)
-  if ! debootstrap --variant=minbase --include=ca-certificates --make-tarball="$tarball.part" \
+  if ! debootstrap --arch="$arch" --variant=minbase --include=ca-certificates --make-tarball="$tarball.part" \
        bookworm "$tmp" "$mirror" >"$root.log" 2>&1; then
     tail -n 20 "$root.log"; rm -rf "$tmp" "$tarball.part"; echo "FAIL: debootstrap --make-tarball"; exit 1
   fi
@@ -75,7 +95,7 @@ if [[ ! -s $tarball ]]; then
   mv "$tarball.part" "$tarball"
 fi
 start=$SECONDS
-if ! debootstrap --variant=minbase --include=ca-certificates --unpack-tarball="$tarball" \
+if ! debootstrap --arch="$arch" --variant=minbase --include=ca-certificates --unpack-tarball="$tarball" \
      bookworm "$root" "$mirror" >"$root.log" 2>&1; then
   tail -n 20 "$root.log"; echo "FAIL: debootstrap bookworm"; exit 1
 fi

@@ -10,8 +10,10 @@
 # (`lintian --fail-on error,warning`, the overrides in debian/*.lintian-overrides).
 # --version prints the checkout's `git describe --always --dirty` (GALAXY_GIT_DESCRIBE).
 #
-# - The build machine's architecture: natively, with the Build-Depends checked
-#   (scripts/deps.sh and `apt-get build-dep ./` install them).
+# - First, every run installs the packaging tools (build-essential, debhelper, dpkg-dev,
+#   fakeroot, lintian) and the Build-Depends for the machine's own architecture
+#   (`apt-get build-dep ./`), so that it works on a fresh Debian 12 machine.
+# - The build machine's architecture: natively, with the Build-Depends checked.
 # - Another (arm64, armhf on amd64): cross, `dpkg-buildpackage -a ARCH` with Debian's
 #   cross toolchain and multiarch libraries, which scripts/cross-deps.sh ARCH DIR installs.
 #   libmunge-dev has no Multi-Arch field and cannot be installed for ARCH beside the
@@ -41,6 +43,21 @@ mkdir -p "$out"
 
 results=()
 status=0
+# The packaging tools (debhelper, dpkg-dev, fakeroot, lintian), and the Build-Depends for
+# the machine's own architecture (apt-get build-dep, which reads debian/control; for a
+# cross build the ARCH libraries come from cross-deps.sh below). As root, else sudo.
+as_root=(); ((EUID == 0)) || as_root=(sudo)
+apt_install() {
+  DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get -q -o DPkg::Lock::Timeout=600 install -y \
+    --no-install-recommends "$@"
+}
+if ! apt_install build-essential debhelper dpkg-dev fakeroot lintian >"$out/apt.log" 2>&1 ||
+   ! (cd "$here" && DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get -q -o DPkg::Lock::Timeout=600 \
+        build-dep -y ./) >>"$out/apt.log" 2>&1; then
+  tail -n 20 "$out/apt.log" >&2
+  echo "packages.sh: installing the packaging tools or the Build-Depends failed ($out/apt.log)" >&2
+  exit 1
+fi
 for arch in "${archs[@]}"; do
   case $arch in amd64|arm64|armhf) ;; *) echo "packages.sh: unknown architecture '$arch'" >&2; exit 2 ;; esac
   log=$out/build-$arch.log

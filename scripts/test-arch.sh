@@ -26,9 +26,14 @@
 #   - NodeE2E.ATaskInheritsNoDescriptorOfTheDaemonWithoutCloseRange: its wrapper makes
 #     close_range fail through a seccomp filter, and qemu-user answers
 #     prctl(PR_SET_SECCOMP) with EINVAL; the test tries the wrapper first and skips.
-#   - node_qemu_cgroup_limits: scripts/qemu-guest.sh boots an amd64 guest kernel (TCG),
-#     which cannot run the ARM galaxy-node; tests/CMakeLists.txt registers it as a test
-#     that says so and exits 77 (skipped) in cross builds.
+#   - node_qemu_cgroup_limits, kernel_9p_9p2000, kernel_9p_9p2000.L: scripts/qemu-guest.sh
+#     boots an amd64 guest kernel (TCG), which cannot run the ARM programs;
+#     tests/CMakeLists.txt registers them as tests that say so and exit 77 (skipped) in
+#     cross builds.
+#   - Testnet.HostsReachEachOtherOnlyOverTheirLinks, Netns.LossAndDelayOnANodeLink, where
+#     the kernel has no sch_netem: the userspace wire that stands in for netem uses
+#     packet(7) options (PACKET_VNET_HDR) that qemu-user does not implement (ENOPROTOOPT);
+#     they skip, saying so (ASSERT_IMPAIRED, tests/testnet.hpp).
 # Tests that skip themselves for reasons of the machine (not root, no munged, no FUSE,
 # no cgroup controllers) say why in the log as in a native run.
 #
