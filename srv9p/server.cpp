@@ -873,6 +873,85 @@ constexpr std::size_t queue_high_water = 8 * 1024 * 1024;
 
 }  // namespace
 
+namespace {
+
+// A Unix socket's file, held through its directory: the directory is opened once
+// (O_PATH), and the socket is bound, checked, made 0666 and removed relative to that
+// descriptor, so that a directory of the path swapped for a symbolic link by another
+// user after the open never sends the daemon elsewhere (a chmod or an unlink of another
+// file of the same name). What the name in the directory holds is trusted only while it
+// is the very socket the daemon bound (device and inode, read right after bind).
+struct unix_socket_file {
+  int dir_fd = -1;
+  std::string name;     // the last component of the path
+  std::string via_dir;  // "/proc/self/fd/DIR/NAME": the name as bind(2) resolves it
+  ::dev_t dev = 0;
+  ::ino_t ino = 0;
+
+  unix_socket_file() = default;
+  unix_socket_file(const unix_socket_file&) = delete;
+  unix_socket_file& operator=(const unix_socket_file&) = delete;
+  ~unix_socket_file() {
+    if (dir_fd >= 0) ::close(dir_fd);
+  }
+
+  // Opens path's directory. Errors: the directory cannot be opened, the name is empty,
+  // ".", "..", or longer than bind(2) can take through /proc/self/fd.
+  std::expected<void, std::string> open(const std::string& path) {
+    auto slash = path.rfind('/');
+    std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+    name = slash == std::string::npos ? path : path.substr(slash + 1);
+    if (name.empty() || name == "." || name == "..") {
+      return std::unexpected(fmt::format("{}: not a socket file name", path));
+    }
+    dir_fd = ::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd < 0) return std::unexpected(fmt::format("open {}: {}", dir, std::strerror(errno)));
+    via_dir = fmt::format("/proc/self/fd/{}/{}", dir_fd, name);
+    if (via_dir.size() >= sizeof(::sockaddr_un::sun_path)) {
+      return std::unexpected(fmt::format("{}: the socket's file name is too long ({} bytes)", path, name.size()));
+    }
+    return {};
+  }
+
+  // The entry now at name, not followed if it is a link.
+  std::expected<struct ::stat, int> lstat() const {
+    struct ::stat st{};
+    if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return std::unexpected(errno);
+    return st;
+  }
+
+  // After bind: remembers the socket's inode, then makes it 0666 through an
+  // O_PATH|O_NOFOLLOW descriptor of it, only if it is that socket and the daemon's.
+  std::expected<void, std::string> take_and_open_to_all() {
+    auto st = lstat();
+    if (!st) return std::unexpected(fmt::format("stat {}: {}", name, std::strerror(st.error())));
+    if (!S_ISSOCK(st->st_mode) || st->st_uid != ::geteuid()) {
+      return std::unexpected(fmt::format("{} was replaced by another file after bind", name));
+    }
+    dev = st->st_dev;
+    ino = st->st_ino;
+    int fd = ::openat(dir_fd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return std::unexpected(fmt::format("open {}: {}", name, std::strerror(errno)));
+    struct ::stat now{};
+    std::expected<void, std::string> result;
+    if (::fstat(fd, &now) != 0 || now.st_dev != dev || now.st_ino != ino) {
+      result = std::unexpected(fmt::format("{} was replaced by another file after bind", name));
+    } else if (::chmod(fmt::format("/proc/self/fd/{}", fd).c_str(), 0666) != 0) {
+      result = std::unexpected(fmt::format("chmod 0666 {}: {}", name, std::strerror(errno)));
+    }
+    ::close(fd);
+    return result;
+  }
+
+  // At stop: removes name only while it is still the socket bound here.
+  void remove() const {
+    auto st = lstat();
+    if (st && ino != 0 && st->st_dev == dev && st->st_ino == ino) ::unlinkat(dir_fd, name.c_str(), 0);
+  }
+};
+
+}  // namespace
+
 struct server::impl : std::enable_shared_from_this<server::impl> {
   class connection;
 
@@ -881,7 +960,7 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
   server_options opts;
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> tcp_acceptors;
   std::vector<std::unique_ptr<asio::local::stream_protocol::acceptor>> unix_acceptors;
-  std::vector<std::string> unix_paths;
+  std::vector<std::unique_ptr<unix_socket_file>> unix_files;  // removed at stop()
   std::set<std::shared_ptr<connection>> conns;
   bool stopped = false;
   // TCP connections not yet attached, and connections per Unix-socket peer uid
@@ -1170,31 +1249,6 @@ asio::awaitable<void> server::impl::accept(Acceptor& a) {
   }
 }
 
-namespace {
-
-// Makes the socket just bound at path connectable by every local user (0666): who
-// connects is proven per attach by SO_PEERCRED, and the directory's mode decides who may
-// reach the socket at all (galaxy up's is 0700). Acts only on what path names now if it
-// is a socket owned by this process's euid, through an O_PATH|O_NOFOLLOW descriptor, so
-// that a name swapped for a symbolic link (or any other file) in a directory others can
-// write is never followed: the chmod goes to /proc/self/fd/N of that descriptor.
-std::expected<void, std::string> open_to_all(const std::string& path) {
-  int fd = ::open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return std::unexpected(fmt::format("open {}: {}", path, std::strerror(errno)));
-  struct ::stat st{};
-  std::expected<void, std::string> result;
-  if (::fstat(fd, &st) != 0) {
-    result = std::unexpected(fmt::format("fstat {}: {}", path, std::strerror(errno)));
-  } else if (!S_ISSOCK(st.st_mode) || st.st_uid != ::geteuid()) {
-    result = std::unexpected(fmt::format("{} was replaced by another file after bind", path));
-  } else if (::chmod(fmt::format("/proc/self/fd/{}", fd).c_str(), 0666) != 0) {
-    result = std::unexpected(fmt::format("chmod 0666 {}: {}", path, std::strerror(errno)));
-  }
-  ::close(fd);
-  return result;
-}
-
-}  // namespace
 
 server::server(asio::io_context& io, tree& t, server_options opts)
     : impl_(std::make_shared<impl>(io, t, std::move(opts))) {}
@@ -1207,25 +1261,28 @@ std::expected<std::string, std::string> server::listen(std::string_view dial) {
   asio::error_code ec;
   if (addr->net == dial_addr::net_kind::unix_socket) {
     using local = asio::local::stream_protocol;
-    struct ::stat st{};
-    if (::lstat(addr->path.c_str(), &st) == 0) {
-      if (!S_ISSOCK(st.st_mode)) {
+    auto file = std::make_unique<unix_socket_file>();
+    if (auto opened = file->open(addr->path); !opened) {
+      return std::unexpected(fmt::format("listen {}: {}", to_string(*addr), opened.error()));
+    }
+    if (auto st = file->lstat(); st) {
+      if (!S_ISSOCK(st->st_mode)) {
         return std::unexpected(fmt::format("{}: exists and is not a socket", addr->path));
       }
       local::socket probe(impl_->io);
-      probe.connect(local::endpoint(addr->path), ec);
+      probe.connect(local::endpoint(file->via_dir), ec);
       if (!ec) return std::unexpected(fmt::format("{}: a server is already listening there", addr->path));
-      ::unlink(addr->path.c_str());  // stale: nobody answers
+      ::unlinkat(file->dir_fd, file->name.c_str(), 0);  // stale: nobody answers
     }
     auto a = std::make_unique<local::acceptor>(impl_->io);
     a->open(local(), ec);
-    if (!ec) a->bind(local::endpoint(addr->path), ec);
+    if (!ec) a->bind(local::endpoint(file->via_dir), ec);
     if (!ec) a->listen(asio::socket_base::max_listen_connections, ec);
     if (ec) return std::unexpected(fmt::format("listen {}: {}", to_string(*addr), ec.message()));
-    if (auto made = open_to_all(addr->path); !made) {
+    if (auto made = file->take_and_open_to_all(); !made) {
       return std::unexpected(fmt::format("listen {}: {}", to_string(*addr), made.error()));
     }
-    impl_->unix_paths.push_back(addr->path);
+    impl_->unix_files.push_back(std::move(file));
     auto& ref = *a;
     impl_->unix_acceptors.push_back(std::move(a));
     asio::co_spawn(impl_->io, impl_->accept(ref), asio::detached);
@@ -1306,7 +1363,7 @@ void server::stop() {
   asio::error_code ignored;
   for (auto& a : impl_->tcp_acceptors) a->close(ignored);
   for (auto& a : impl_->unix_acceptors) a->close(ignored);
-  for (const auto& p : impl_->unix_paths) ::unlink(p.c_str());
+  for (const auto& f : impl_->unix_files) f->remove();
   auto conns = impl_->conns;  // stop() erases from the set
   for (const auto& c : conns) c->stop();
 }

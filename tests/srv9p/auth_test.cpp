@@ -1072,6 +1072,28 @@ TEST(Munge, AUnixSocketIsOpenToEveryUserWhoIsThenProvenByPeercred) {
   EXPECT_EQ(as_root.err.find("Permission denied"), std::string::npos) << "connect refused: " << as_root.err;
 }
 
+TEST(Munge, AUnixSocketIsRemovedThroughItsDirectoryNotItsPath) {
+  // The listener holds the socket's directory open: when another user swaps a directory
+  // of the path for a link to elsewhere while the daemon runs, stop() removes nothing
+  // there (before, unlink(path) deleted whatever had the socket's name at the new place).
+  testutil::temp_dir dir;
+  std::string a = dir.file("a"), moved = dir.file("moved"), victim = dir.file("victim");
+  ASSERT_EQ(::mkdir(a.c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir(victim.c_str(), 0755), 0);
+  { std::ofstream(victim + "/s.sock") << "precious\n"; }
+  auto s = std::make_unique<served>(server_options{});
+  std::promise<std::string> bound;
+  asio::post(s->io, [&] { bound.set_value(s->srv->listen("unix!" + a + "/s.sock").value_or("")); });
+  ASSERT_EQ(bound.get_future().get(), "unix!" + a + "/s.sock");
+  ASSERT_EQ(::rename(a.c_str(), moved.c_str()), 0);
+  ASSERT_EQ(::symlink(victim.c_str(), a.c_str()), 0);
+  s.reset();  // stop()
+  struct ::stat st{};
+  EXPECT_EQ(::stat((victim + "/s.sock").c_str(), &st), 0) << "stop() removed the file the swapped path now names";
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  EXPECT_NE(::lstat((moved + "/s.sock").c_str(), &st), 0) << "stop() left its own socket behind";
+}
+
 TEST(Munge, UnixSocketConnectionsPerUidAreBounded) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to connect as another uid";
   testutil::temp_dir dir;
