@@ -885,6 +885,7 @@ struct unix_socket_file {
   int dir_fd = -1;
   std::string name;     // the last component of the path
   std::string via_dir;  // "/proc/self/fd/DIR/NAME": the name as bind(2) resolves it
+  bool has_proc = true;  // /proc/self/fd is there (else via_dir is the path itself)
   ::dev_t dev = 0;
   ::ino_t ino = 0;
 
@@ -906,7 +907,10 @@ struct unix_socket_file {
     }
     dir_fd = ::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (dir_fd < 0) return std::unexpected(fmt::format("open {}: {}", dir, std::strerror(errno)));
-    via_dir = fmt::format("/proc/self/fd/{}/{}", dir_fd, name);
+    // Without /proc (a bare chroot or container), bind(2) can only take the path, and
+    // the socket keeps the daemon's umask: nothing is chmodded by a path.
+    has_proc = ::access("/proc/self/fd", X_OK) == 0;
+    via_dir = has_proc ? fmt::format("/proc/self/fd/{}/{}", dir_fd, name) : path;
     if (via_dir.size() >= sizeof(::sockaddr_un::sun_path)) {
       return std::unexpected(fmt::format("{}: the socket's file name is too long ({} bytes)", path, name.size()));
     }
@@ -921,7 +925,8 @@ struct unix_socket_file {
   }
 
   // After bind: remembers the socket's inode, then makes it 0666 through an
-  // O_PATH|O_NOFOLLOW descriptor of it, only if it is that socket and the daemon's.
+  // O_PATH|O_NOFOLLOW descriptor of it, only if it is that socket and the daemon's (not
+  // without /proc: then it keeps the umask's mode).
   std::expected<void, std::string> take_and_open_to_all() {
     auto st = lstat();
     if (!st) return std::unexpected(fmt::format("stat {}: {}", name, std::strerror(st.error())));
@@ -930,6 +935,7 @@ struct unix_socket_file {
     }
     dev = st->st_dev;
     ino = st->st_ino;
+    if (!has_proc) return {};
     int fd = ::openat(dir_fd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return std::unexpected(fmt::format("open {}: {}", name, std::strerror(errno)));
     struct ::stat now{};
