@@ -871,10 +871,6 @@ constexpr std::size_t coalesce_limit = 16 * 1024;
 // A client that stops reading its replies stops being read once this much is queued.
 constexpr std::size_t queue_high_water = 8 * 1024 * 1024;
 
-}  // namespace
-
-namespace {
-
 // A Unix socket's file, held through its directory: the directory is opened once
 // (O_PATH), and the socket is bound, checked, made 0666 and removed relative to that
 // descriptor, so that a directory of the path swapped for a symbolic link by another
@@ -1254,7 +1250,6 @@ asio::awaitable<void> server::impl::accept(Acceptor& a) {
     start_connection(generic_socket(std::move(sock)), peer);
   }
 }
-
 
 server::server(asio::io_context& io, tree& t, server_options opts)
     : impl_(std::make_shared<impl>(io, t, std::move(opts))) {}
