@@ -400,8 +400,14 @@ TEST(Netns, LossAndDelayOnANodeLink) {
   START(k);
   ASSERT_IMPAIRED(k.net->impair("n2", 30, 200ms));
   std::cout << "[ impaired with " << k.net->how() << " ]\n";
+  // Two of the six are bound to n2 (--need node=n2), so that jobs cross the impaired
+  // link whatever the placement: left free, all six once went to n1 and n3 under load.
   std::vector<std::string> ids;
-  for (int i = 0; i < 6; ++i) ids.push_back(k.submit(k.counted("1")));
+  for (int i = 0; i < 6; ++i) {
+    std::vector<std::string> opts;
+    if (i < 2) opts = {"--need", "node=n2"};
+    ids.push_back(k.submit(k.counted("1"), opts));
+  }
   ASSERT_EQ(k.wait_all(ids), 0);
   std::set<std::string> where;
   k.expect_each_done_once(ids, &where);
