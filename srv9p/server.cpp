@@ -920,26 +920,22 @@ struct unix_socket_file {
     return st;
   }
 
-  // After bind: remembers the socket's inode, then makes it 0666 through an
-  // O_PATH|O_NOFOLLOW descriptor of it, only if it is that socket and the daemon's (not
-  // without /proc: then it keeps the umask's mode).
+  // After bind: opens what name holds with O_PATH|O_NOFOLLOW and, only if it is a socket
+  // of the daemon's euid, remembers its device and inode (the socket bound here) and
+  // makes it 0666 through /proc/self/fd (not without /proc: it keeps the umask's mode).
   std::expected<void, std::string> take_and_open_to_all() {
-    auto st = lstat();
-    if (!st) return std::unexpected(fmt::format("stat {}: {}", name, std::strerror(st.error())));
-    if (!S_ISSOCK(st->st_mode) || st->st_uid != ::geteuid()) {
-      return std::unexpected(fmt::format("{} was replaced by another file after bind", name));
-    }
-    dev = st->st_dev;
-    ino = st->st_ino;
-    if (!has_proc) return {};
     int fd = ::openat(dir_fd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return std::unexpected(fmt::format("open {}: {}", name, std::strerror(errno)));
-    struct ::stat now{};
+    struct ::stat st{};
     std::expected<void, std::string> result;
-    if (::fstat(fd, &now) != 0 || now.st_dev != dev || now.st_ino != ino) {
+    if (::fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode) || st.st_uid != ::geteuid()) {
       result = std::unexpected(fmt::format("{} was replaced by another file after bind", name));
-    } else if (::chmod(fmt::format("/proc/self/fd/{}", fd).c_str(), 0666) != 0) {
-      result = std::unexpected(fmt::format("chmod 0666 {}: {}", name, std::strerror(errno)));
+    } else {
+      dev = st.st_dev;
+      ino = st.st_ino;
+      if (has_proc && ::chmod(fmt::format("/proc/self/fd/{}", fd).c_str(), 0666) != 0) {
+        result = std::unexpected(fmt::format("chmod 0666 {}: {}", name, std::strerror(errno)));
+      }
     }
     ::close(fd);
     return result;
