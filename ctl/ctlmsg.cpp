@@ -375,8 +375,15 @@ std::vector<std::string> line_buffer::feed_write(std::string_view data, std::siz
 std::expected<std::vector<std::string>, std::string> line_buffer::feed_ctl(std::string_view data,
                                                                           std::size_t max_write) {
   std::vector<std::string> lines = feed_write(data, max_write);
-  if (take_refused() > 0) return std::unexpected("ctl line longer than " + std::to_string(max_line) + " bytes");
+  if (std::string why = take_refusal(); !why.empty()) return std::unexpected(why);
   return lines;
+}
+
+std::string line_buffer::take_refusal() {
+  bool refused = take_refused() > 0, discarded = std::exchange(discarded_, false);
+  if (refused) return "ctl line longer than " + std::to_string(max_line) + " bytes";
+  if (discarded) return "rest of a ctl line longer than " + std::to_string(max_line) + " bytes discarded";
+  return "";
 }
 
 std::vector<std::string> line_buffer::feed(std::string_view data) {
@@ -390,6 +397,7 @@ void line_buffer::feed_into(std::string_view data, bool keep_blank, std::vector<
     std::size_t nl = data.find('\n');
     std::string_view piece = data.substr(0, nl);
     data = nl == std::string_view::npos ? std::string_view() : data.substr(nl + 1);
+    if (discarding_) discarded_ = true;
     if (!discarding_ && !piece.empty()) {
       // Checked before appending, so that the buffer never holds more than one line's
       // worth. A line of max_line bytes may still be followed by the "\r" of a CRLF.

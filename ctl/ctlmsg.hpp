@@ -84,12 +84,18 @@ class line_buffer {
   // line that a client split (FUSE at 4 KiB; plan9port's lib9pclient and v9fs at
   // msize - 24), and the line goes on in the next write.
   std::vector<std::string> feed_write(std::string_view data, std::size_t max_write = 0);
-  // feed_write() for a ctl file that answers each write: its lines, or an error when a
-  // line grew longer than max_line in this write ("ctl line longer than 65536 bytes").
-  // Then no line of the write is returned, so the write changes nothing; the rest of the
-  // refused line is discarded from later writes up to its newline. Memory: the lines of
-  // one write (at most msize bytes) and one partial line, never more.
+  // feed_write() for a ctl file that answers each write: its lines, or take_refusal()'s
+  // error. Then no line of the write is returned, so the write changes nothing; the rest
+  // of the refused line is discarded from later writes up to its newline, and each such
+  // write is refused too. Memory: the lines of one write (at most msize bytes) and one
+  // partial line, never more.
   std::expected<std::vector<std::string>, std::string> feed_ctl(std::string_view data, std::size_t max_write = 0);
+  // Why the writes fed since the last call must be answered with an error, and resets
+  // it; "" when they need not. "ctl line longer than 65536 bytes": a line grew too long.
+  // "rest of a ctl line longer than 65536 bytes discarded": a write carried only bytes of
+  // a line refused in an earlier write (so that none is dropped with a success: a short
+  // "exec ls" after a refused piece would be taken as the refused line's end).
+  std::string take_refusal();
   // The unterminated rest (a last line without a newline), taken at clunk; empties it
   // and ends the discarding of a refused line.
   std::string take_rest();
@@ -107,6 +113,7 @@ class line_buffer {
   std::string partial_;
   bool discarding_ = false;  // inside a refused line: drop bytes up to the next newline
   std::size_t refused_ = 0;
+  bool discarded_ = false;  // bytes of a refused line were dropped (take_refusal)
 };
 
 // ---- Typed arguments -------------------------------------------------------------------

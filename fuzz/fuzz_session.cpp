@@ -75,8 +75,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto auth = std::make_shared<fuzz_authenticator>();
   server_options opts{.max_msize = 64 * 1024, .auth = auth, .max_fids = 64, .max_outstanding = 32};
   auto s = std::make_shared<session>(io.get_executor(), fs, opts,
-                                     [&](std::vector<std::uint8_t> reply) {
-                                       auto f = decode(reply, dialect::p9_2000_l);  // (a superset)
+                                     [&](wire_message reply) {
+                                       auto f = decode(reply.joined(), dialect::p9_2000_l);  // (a superset)
                                        check(f.has_value(), "the server sent an undecodable reply");
                                        check(!is_request(type_of(f->msg)), "the server sent a T-message");
                                        check(sent_tags.contains(f->tag), "a reply to a tag never sent");

@@ -132,21 +132,28 @@ std::string disk_error(int e) {
 // bytes, zero-filled, touched that much memory for a 7-byte stdout, which glibc kept
 // after the reply was sent (its mmap threshold rises to the largest block freed), so
 // the daemon's memory at rest grew by 1 MiB with the first task (bench/RESULTS.md).
-// A short read is the end of the file for now. Errors: pread's errno.
+// A short read is the end of the file for now. The buffer is not zero-filled first
+// (resize_and_overwrite): pread overwrites it, and on a long read the zeroing cost as
+// much as the read (bench/RESULTS.md, "Kernel 9P mounts"). Errors: pread's errno.
 std::expected<std::string, int> pread_upto(int fd, std::uint64_t offset, std::uint32_t count) {
   constexpr std::size_t first = 16 * 1024;
   std::string data;
   std::size_t have = 0, want = std::min<std::size_t>(count, first);
+  int error = 0;
   for (;;) {
-    data.resize(want);
-    ssize_t n = ::pread(fd, data.data() + have, want - have, static_cast<off_t>(offset + have));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return std::unexpected(errno);
-    have += static_cast<std::size_t>(n);
+    data.resize_and_overwrite(want, [&](char* p, std::size_t) {
+      ssize_t n;
+      do {
+        n = ::pread(fd, p + have, want - have, static_cast<off_t>(offset + have));
+      } while (n < 0 && errno == EINTR);
+      if (n < 0) error = errno;
+      else have += static_cast<std::size_t>(n);
+      return have;  // the bytes read so far are the string; nothing past them is kept
+    });
+    if (error != 0) return std::unexpected(error);
     if (have < want || want == count) break;
     want = count;
   }
-  data.resize(have);
   return data;
 }
 
@@ -712,10 +719,11 @@ bool node_tree::may_remove(const srv9p::fid& f, const dir& parent) const {
 
 void node_tree::clunk(srv9p::fid& f) {
   if (auto* c = dynamic_cast<ctl_open*>(f.aux.get())) {
-    // The last line may come without a newline (echo -n): it ends at clunk. Its error, if
-    // any, has nobody to go to.
+    // The last line may come without a newline (echo -n): it ends at the client's Tclunk.
+    // Its error, if any, has nobody to go to. At a hang-up it is dropped: a client that
+    // died mid-line (a held piece of a longer one) meant nothing by its half.
     std::string rest = c->lines.take_rest();
-    if (!rest.empty() && rest.find('\0') == std::string::npos) {
+    if (f.clunked_by_client() && !rest.empty() && rest.find('\0') == std::string::npos) {
       if (c->task == 0) {
         (void)node_ctl(rest, f);
       } else if (task* t = runner_ ? runner_->find(c->task) : nullptr) {
@@ -864,11 +872,10 @@ void node_tree::write(request r) {
       auto* c = dynamic_cast<ctl_open*>(f.aux.get());
       if (c == nullptr) return r.error(err::not_open);
       auto lines = std::make_shared<std::vector<std::string>>(ctl_lines(*c, m.data, r.max_write()));
-      // A line over the limit is an error for the write that made it too long, and none of
-      // the write's lines runs (bad input changes nothing).
-      if (c->lines.take_refused() > 0) {
-        return r.error(fmt::format("ctl line longer than {} bytes", ctl::line_buffer::max_line));
-      }
+      // A line over the limit is an error for the write that made it too long and for each
+      // later write that carried only its rest, and none of those writes' lines runs (bad
+      // input changes nothing).
+      if (std::string why = c->lines.take_refusal(); !why.empty()) return r.error(why);
       // A NUL would cut an argument short where it meets the C library (argv, paths).
       for (const auto& line : *lines) {
         if (line.find('\0') != std::string::npos) return r.error("NUL in ctl message");

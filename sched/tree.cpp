@@ -760,9 +760,10 @@ void sched_tree::wstat(request r) {
 void sched_tree::clunk(srv9p::fid& f) {
   auto* c = dynamic_cast<ctl_open*>(f.aux.get());
   if (c == nullptr) return;  // node_open clunks its node fid as it goes
-  // A last line without a newline (echo -n) ends at clunk; its error has nobody to go to.
+  // A last line without a newline (echo -n) ends at the client's Tclunk; its error has
+  // nobody to go to. At a hang-up it is dropped (node/tree.cpp, node_tree::clunk).
   std::string rest = c->lines.take_rest();
-  if (rest.find_first_not_of(" \t\r") == std::string::npos) return;
+  if (!f.clunked_by_client() || rest.find_first_not_of(" \t\r") == std::string::npos) return;
   auto ignore = [](std::expected<void, std::string>) {};
   if (c->job == 0) return sched_->admin_ctl(rest, f.uname(), ignore);
   if (job* j = sched_->find(c->job)) sched_->job_ctl(*j, rest, f.uname(), ignore);

@@ -358,22 +358,30 @@ bool read_data(cursor& c, std::string& data) {
 std::size_t data_len(const std::string& data) { return std::min<std::size_t>(data.size(), 0xFFFFFFFF); }
 
 bool read(cursor& c, rread& m) { return read_data(c, m.data); }
-void put(writer& w, const rread& m) {
-  std::size_t n = data_len(m.data);
-  w.u32(static_cast<std::uint32_t>(n));
-  w.bytes(std::string_view(m.data).substr(0, n));
-}
+// The data itself is the message's bulk, which encode() appends (bulk_of).
+void put(writer& w, const rread& m) { w.u32(static_cast<std::uint32_t>(data_len(m.data))); }
 std::size_t body_size(const rread& m) { return 4 + data_len(m.data); }
 
 bool read(cursor& c, twrite& m) { return c.u32(m.fid) && c.u64(m.offset) && read_data(c, m.data); }
-void put(writer& w, const twrite& m) {
-  std::size_t n = data_len(m.data);
+void put(writer& w, const twrite& m) {  // the data: bulk_of
   w.u32(m.fid);
   w.u64(m.offset);
-  w.u32(static_cast<std::uint32_t>(n));
-  w.bytes(std::string_view(m.data).substr(0, n));
+  w.u32(static_cast<std::uint32_t>(data_len(m.data)));
 }
 std::size_t body_size(const twrite& m) { return 16 + data_len(m.data); }
+
+// A message's bulk: a Rread's or Twrite's data, up to its count[4], which put() leaves out
+// and encode() appends after the fixed fields. A Tread's reply is up to msize, and
+// zero-filling a buffer of that size only to copy over it was a quarter of galaxy-node's
+// CPU on a long read (bench/RESULTS.md, "Kernel 9P mounts"). Empty for other messages.
+template <class M>
+std::string_view bulk_of(const M& m) {
+  if constexpr (std::is_same_v<M, rread> || std::is_same_v<M, twrite>) {
+    return std::string_view(m.data).substr(0, data_len(m.data));
+  } else {
+    return {};
+  }
+}
 
 bool read(cursor& c, rwrite& m) { return c.u32(m.count); }
 void put(writer& w, const rwrite& m) { w.u32(m.count); }
@@ -619,7 +627,12 @@ std::expected<fcall, std::string> decode(std::span<const std::uint8_t> bytes, di
   return std::unexpected(fmt::format("unknown message type {}", type));
 }
 
-void encode(const fcall& f, std::vector<std::uint8_t>& out, dialect d) {
+namespace {
+
+// Appends the message to out without its bulk (bulk_of), which it returns for the caller
+// to append or to send beside; the size[4] counts the bulk. reserve_bulk: make room for
+// the bulk in out as well.
+std::string_view encode_head(const fcall& f, std::vector<std::uint8_t>& out, dialect d, bool reserve_bulk) {
   const bool l = d == dialect::p9_2000_l;
   std::size_t body = std::visit(
       [l](const auto& m) {
@@ -630,7 +643,9 @@ void encode(const fcall& f, std::vector<std::uint8_t>& out, dialect d) {
       f.msg);
   std::size_t size = header_size + body;
   std::size_t start = out.size();
-  out.resize(start + size);
+  std::string_view bulk = std::visit([](const auto& m) { return bulk_of(m); }, f.msg);
+  out.reserve(start + size - (reserve_bulk ? 0 : bulk.size()));
+  out.resize(start + size - bulk.size());
   writer w(out.data() + start);
   w.u32(static_cast<std::uint32_t>(size));
   w.u8(static_cast<std::uint8_t>(type_of(f.msg)));
@@ -644,6 +659,36 @@ void encode(const fcall& f, std::vector<std::uint8_t>& out, dialect d) {
         }
       },
       f.msg);
+  return bulk;
+}
+
+void append(std::vector<std::uint8_t>& out, std::string_view bytes) {
+  const auto* b = reinterpret_cast<const std::uint8_t*>(bytes.data());
+  out.insert(out.end(), b, b + bytes.size());
+}
+
+}  // namespace
+
+void encode(const fcall& f, std::vector<std::uint8_t>& out, dialect d) {
+  append(out, encode_head(f, out, d, true));
+}
+
+void encode_parts(fcall&& f, wire_message& out, dialect d) {
+  std::string_view bulk = encode_head(f, out.head, d, false);
+  if (auto* r = std::get_if<rread>(&f.msg)) {
+    r->data.resize(bulk.size());  // (data_len's clamp; never shorter in practice)
+    out.bulk = std::move(r->data);
+  } else {
+    append(out.head, bulk);
+  }
+}
+
+std::vector<std::uint8_t> wire_message::joined() const {
+  std::vector<std::uint8_t> all;
+  all.reserve(size());
+  all.insert(all.end(), head.begin(), head.end());
+  append(all, bulk);
+  return all;
 }
 
 std::vector<std::uint8_t> encode(const fcall& f, dialect d) {

@@ -611,6 +611,19 @@ std::uint32_t peek_size(std::span<const std::uint8_t> bytes);
 void encode(const fcall& f, std::vector<std::uint8_t>& out, dialect d = dialect::p9_2000);
 std::vector<std::uint8_t> encode(const fcall& f, dialect d = dialect::p9_2000);
 
+// One encoded message in two parts, for a gathered write (writev): head, then bulk.
+// encode_parts() moves a Rread's data out of the fcall into bulk instead of copying it (a
+// Tread's reply is up to msize, and the copy into a fresh buffer of that size, with its
+// page faults, was most of galaxy-node's CPU on a long read: bench/RESULTS.md, "Kernel 9P
+// mounts"); for every other message bulk is empty and head is encode()'s bytes.
+struct wire_message {
+  std::vector<std::uint8_t> head;
+  std::string bulk;
+  std::size_t size() const { return head.size() + bulk.size(); }
+  std::vector<std::uint8_t> joined() const;  // head then bulk in one buffer (tests, fuzzing)
+};
+void encode_parts(fcall&& f, wire_message& out, dialect d = dialect::p9_2000);
+
 // Stat entries, as found in Rstat/Twstat and in directory reads (size[2] included).
 std::size_t dir_size(const dir& d);  // bytes on the wire, size[2] included
 void encode_dir(const dir& d, std::vector<std::uint8_t>& out);

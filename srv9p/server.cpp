@@ -113,14 +113,11 @@ session::session(asio::any_io_executor ex, tree& t, server_options opts, sender 
 
 session::~session() { close(); }
 
-void session::send(const fcall& f) {
+void session::send(fcall f) {
   if (closed_) return;
-  std::vector<std::uint8_t> out;
-  if (dialect_ == dialect::p9_2000_l) {
-    encode(to_dotl(f), out, dialect_);
-  } else {
-    encode(f, out);
-  }
+  if (dialect_ == dialect::p9_2000_l) f = to_dotl(std::move(f));
+  wire_message out;
+  encode_parts(std::move(f), out, dialect_);
   send_(std::move(out));
 }
 
@@ -160,7 +157,10 @@ void session::complete(detail::pending& p) {
   }
   if (p.fid && --p.fid->outstanding_ == 0 && p.fid->clunked_) release(*p.fid);
   // remove(5): the fid is clunked whatever the answer.
-  if (p.fid && type_of(p.t) == msg_type::tremove) clunk_fid(*p.fid);
+  if (p.fid && type_of(p.t) == msg_type::tremove) {
+    p.fid->by_client_ = true;
+    clunk_fid(*p.fid);
+  }
   // A walk, open or create answered: requests that waited for its fid may start.
   if (type_of(p.t) == msg_type::twalk) walk_done(std::get<twalk>(p.t).newfid);
   if (type_of(p.t) == msg_type::topen) walk_done(std::get<topen>(p.t).fid);
@@ -724,6 +724,7 @@ void session::do_clunk(std::uint16_t tag, const tclunk& m) {
   auto f = std::move(it->second);
   fids_.erase(it);
   forget_afid(*f);
+  f->by_client_ = true;
   clunk_fid(*f);
   send(fcall{tag, rclunk{}});
 }
@@ -755,7 +756,7 @@ void session::finish(detail::pending& p, fcall reply) {
     }
   }
   complete(p);
-  send(reply);
+  send(std::move(reply));
 }
 
 void session::finish_walk(detail::pending& p, std::vector<dir> walked) {
@@ -990,8 +991,8 @@ class server::impl::connection : public std::enable_shared_from_this<connection>
   void start() {
     std::weak_ptr<connection> weak = weak_from_this();
     session_ = std::make_shared<session>(sock_.get_executor(), srv_->t, srv_->opts,
-                                         [weak](std::vector<std::uint8_t> bytes) {
-                                           if (auto c = weak.lock()) c->enqueue(std::move(bytes));
+                                         [weak](wire_message m) {
+                                           if (auto c = weak.lock()) c->enqueue(std::move(m));
                                          },
                                          peer_);
     session_->on_handoff([weak](handoff_fn take, identity who) {
@@ -1054,14 +1055,18 @@ class server::impl::connection : public std::enable_shared_from_this<connection>
   void on_close(std::function<void()> f) { on_close_ = std::move(f); }
 
  private:
-  void enqueue(std::vector<std::uint8_t> bytes) {
+  // Small replies are coalesced into the head of the last queued one, as long as that has
+  // no bulk yet (its bytes must stay in order); a reply's bulk is never copied.
+  void enqueue(wire_message m) {
     if (stopped_) return;
-    queued_bytes_ += bytes.size();
-    if (!queue_.empty() && bytes.size() <= coalesce_limit &&
-        queue_.back().size() + bytes.size() <= 4 * coalesce_limit) {
-      queue_.back().insert(queue_.back().end(), bytes.begin(), bytes.end());
+    queued_bytes_ += m.size();
+    if (!queue_.empty() && queue_.back().bulk.empty() && m.size() <= coalesce_limit &&
+        queue_.back().head.size() + m.size() <= 4 * coalesce_limit) {
+      auto& back = queue_.back();
+      back.head.insert(back.head.end(), m.head.begin(), m.head.end());
+      back.bulk = std::move(m.bulk);
     } else {
-      queue_.push_back(std::move(bytes));
+      queue_.push_back(std::move(m));
     }
     wake_writer_.cancel_one();
   }
@@ -1144,7 +1149,7 @@ class server::impl::connection : public std::enable_shared_from_this<connection>
 
   // Drains the reply queue with one gathered write per batch.
   asio::awaitable<void> writer([[maybe_unused]] std::shared_ptr<connection> self) {
-    std::vector<std::vector<std::uint8_t>> batch;
+    std::vector<wire_message> batch;
     std::vector<asio::const_buffer> bufs;
     while (!stopped_) {
       if (queue_.empty()) {
@@ -1158,9 +1163,10 @@ class server::impl::connection : public std::enable_shared_from_this<connection>
       batch.swap(queue_);
       bufs.clear();
       std::size_t bytes = 0;
-      for (const auto& b : batch) {
-        bufs.emplace_back(b.data(), b.size());
-        bytes += b.size();
+      for (const auto& m : batch) {
+        bufs.emplace_back(m.head.data(), m.head.size());
+        if (!m.bulk.empty()) bufs.emplace_back(m.bulk.data(), m.bulk.size());
+        bytes += m.size();
       }
       auto [ec, n] = co_await asio::async_write(sock_, bufs, as_tuple_awaitable);
       if (ec) break;
@@ -1175,7 +1181,7 @@ class server::impl::connection : public std::enable_shared_from_this<connection>
   generic_socket sock_;
   peer_info peer_;
   std::shared_ptr<session> session_;
-  std::vector<std::vector<std::uint8_t>> queue_;
+  std::vector<wire_message> queue_;
   std::size_t queued_bytes_ = 0;
   asio::steady_timer wake_writer_;
   asio::steady_timer wake_reader_;

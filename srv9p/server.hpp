@@ -82,8 +82,9 @@ struct server_options {
 
 class session : public std::enable_shared_from_this<session> {
  public:
-  // send is called on the executor with each encoded reply, in completion order.
-  using sender = std::function<void(std::vector<std::uint8_t>)>;
+  // send is called on the executor with each encoded reply, in completion order; a
+  // Rread's data comes as the message's bulk (wire_message), to be written after its head.
+  using sender = std::function<void(wire_message)>;
 
   // peer: what the transport proves about the client (a Unix socket's SO_PEERCRED uid);
   // none for TCP and for in-process sessions.
@@ -138,7 +139,7 @@ class session : public std::enable_shared_from_this<session> {
  private:
   void reset();  // Tversion and close(): abort all requests, clunk all fids
   void reply_error(std::uint16_t tag, std::string_view ename);
-  void send(const fcall& f);
+  void send(fcall f);  // by value: a Rread's data is moved to the encoder, not copied
   std::shared_ptr<fid> lookup(std::uint32_t num) const;
   // The client lets go of f (Tclunk, Tremove, reset); the tree's clunk hook runs once no
   // request is outstanding on it.
@@ -187,7 +188,7 @@ class session : public std::enable_shared_from_this<session> {
   // The uname a .L Tauth or Tattach means: n_uname's user when it is not ~0, else uname.
   std::expected<void, std::string> resolve_n_uname(std::string& uname, std::uint32_t& n_uname) const;
   // The .L form of a reply about to be sent (Rerror into Rlerror, Rstat into Rgetattr ...).
-  fcall to_dotl(const fcall& f);
+  fcall to_dotl(fcall f);
   // A Treaddir's directory Tread answered: read on, or answer from the listing. True if
   // it took the answer.
   bool readdir_step(detail::pending& p, fcall& reply);

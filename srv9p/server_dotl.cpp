@@ -298,7 +298,7 @@ void session::answer_readdir(std::uint16_t tag, fid& f, std::uint64_t offset, st
   send(fcall{tag, rreaddir{std::string(buf.begin(), buf.end())}});
 }
 
-fcall session::to_dotl(const fcall& f) {
+fcall session::to_dotl(fcall f) {
   if (const auto* e = std::get_if<rerror>(&f.msg)) {
     forget_lreq(f.tag);
     return lerror(f.tag, errno_of(e->ename));

@@ -67,6 +67,11 @@ class fid {
   bool is_dir() const { return (file().qid.type & qtdir) != 0; }
   // The file's parent directory (the file itself at the root).
   const dir& parent() const;
+  // In tree::clunk: whether the fid goes at the client's word (Tclunk, or Tremove) rather
+  // than because its connection ended or started over (hang-up, Tversion). A tree
+  // completes what a client left pending (a ctl line without a newline) only then: a
+  // client that died mid-line meant nothing by its half (attack on issue 14).
+  bool clunked_by_client() const { return by_client_; }
 
   std::unique_ptr<open_state> aux;  // the tree's per-open state
 
@@ -78,6 +83,7 @@ class fid {
   // tree's clunk hook runs when both say so, so a parked read never loses its aux.
   int outstanding_ = 0;
   bool clunked_ = false;
+  bool by_client_ = false;  // clunked_by_client()
   identity who_;
   std::uint64_t session_id_ = 0;
   std::shared_ptr<const detail::path_elem> path_;

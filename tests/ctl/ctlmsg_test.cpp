@@ -366,22 +366,41 @@ TEST(LineBuffer, FeedCtlRefusesAWriteWithAnOverlongLineWhole) {
   ASSERT_TRUE(ok.has_value());
   EXPECT_EQ(*ok, words{"env C=3"});
   // A 10 MB line written in 1 MiB pieces (msize) is refused in the write where it grew too
-  // long; the buffer never holds more than one line's worth; the next line is fine.
+  // long, and every later piece of it too; the buffer never holds more than one line's
+  // worth. The write that ends it is refused whole; the next line is fine.
   std::string piece(1 << 20, 'x');
-  std::size_t errors = 0;
+  std::vector<std::string> errors;
   for (int i = 0; i < 10; ++i) {
     auto w = b.feed_ctl(piece);
-    if (!w) {
-      ++errors;
-    } else {
-      EXPECT_TRUE(w->empty());
-    }
+    ASSERT_FALSE(w.has_value());
+    errors.push_back(w.error());
+    EXPECT_TRUE(b.empty());
   }
-  EXPECT_EQ(errors, 1u);
-  EXPECT_TRUE(b.empty());
-  auto after = b.feed_ctl("x\nrm\n");
+  EXPECT_EQ(errors.front(), "ctl line longer than 65536 bytes");
+  EXPECT_EQ(errors.back(), "rest of a ctl line longer than 65536 bytes discarded");
+  EXPECT_EQ(error_of(b.feed_ctl("x\nrm\n")), "rest of a ctl line longer than 65536 bytes discarded");
+  auto after = b.feed_ctl("rm\n");
   ASSERT_TRUE(after.has_value());
   EXPECT_EQ(*after, words{"rm"});
+}
+
+// The attack on issue 14: after a piece (a whole 4 KiB page) that made a line too long, a
+// short write without a newline ends that line. Its bytes are the refused line's, so they
+// are dropped, and the write says so instead of answering success for a command that never
+// ran. The write after it is a command again.
+TEST(LineBuffer, AShortWriteThatEndsARefusedLineIsAnErrorNotASilentSuccess) {
+  ctl::line_buffer b;
+  std::string page(4096, 'x');
+  std::vector<std::string> errors;
+  for (int i = 0; i < 17; ++i) {
+    if (auto w = b.feed_ctl(page); !w) errors.push_back(w.error());
+  }
+  EXPECT_EQ(errors, (words{"ctl line longer than 65536 bytes"}));
+  EXPECT_EQ(error_of(b.feed_ctl("exec ls")), "rest of a ctl line longer than 65536 bytes discarded");
+  auto next = b.feed_ctl("exec ls");
+  ASSERT_TRUE(next.has_value()) << next.error();
+  EXPECT_EQ(*next, words{"exec ls"});
+  EXPECT_EQ(b.take_refusal(), "");
 }
 
 TEST(LineBuffer, TwentyThousandLinesInOneWrite) {

@@ -148,6 +148,40 @@ TEST(NodeE2E, ATaskThroughCloneCtlWaitAndStdout) {
   EXPECT_NE(f.read("task/" + n + "/ctl").find("exec sh -c"), std::string::npos);
 }
 
+// A write of a whole 4 KiB page without a newline is a piece of a longer ctl line (FUSE
+// splits at 4 KiB), held for the rest. When the client then clunks, the piece is the
+// whole line and runs (echo -n); when the client hangs up instead, it meant nothing by
+// its half, and the piece is dropped (the attack on issue 14 found it ran).
+TEST(NodeE2E, AHeldPieceOfACtlLineRunsAtClunkAndIsDroppedAtHangUp) {
+  START(f);
+  std::string piece = "exec true";
+  piece.resize(4096, ' ');
+  for (bool clunk : {true, false}) {
+    SCOPED_TRACE(clunk ? "Tclunk" : "hang-up");
+    std::string n = f.read("task/clone");
+    while (!n.empty() && n.back() == '\n') n.pop_back();
+    auto cl = fsclient::client::dial(f.d.dials.at(0));
+    ASSERT_TRUE(cl.has_value()) << cl.error();
+    auto root = (*cl)->attach("root");
+    ASSERT_TRUE(root.has_value()) << root.error();
+    auto fid = (*cl)->walk(*root, "task/" + n + "/ctl");
+    ASSERT_TRUE(fid.has_value()) << fid.error();
+    ASSERT_TRUE((*cl)->open(*fid, srv9p::owrite).has_value());
+    auto w = (*cl)->write(*fid, 0, piece);
+    ASSERT_TRUE(w.has_value()) << w.error();
+    if (clunk) ASSERT_TRUE((*cl)->clunk(*fid).has_value());
+    cl->reset();  // the connection ends, with the fid still open in the hang-up case
+    if (clunk) {
+      EXPECT_EQ(f.read("task/" + n + "/wait"), "exit 0\n");
+    } else {
+      std::this_thread::sleep_for(500ms);  // time for the node to see the hang-up
+      auto status = f.read("task/" + n + "/status");
+      EXPECT_NE(status.find("state=new"), std::string::npos) << status;
+      EXPECT_EQ(f.read("task/" + n + "/ctl").find("exec"), std::string::npos);
+    }
+  }
+}
+
 TEST(NodeE2E, ATaskInheritsNoDescriptorOfTheDaemon) {
   // The node's listener and its clients' connections (this test's among them, open while
   // the task runs) must not reach the task: with one, a task could speak 9P on a

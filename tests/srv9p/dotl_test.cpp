@@ -266,8 +266,8 @@ TEST(Dotl, SetattrSizeZeroOnACtlFile) {
   asio::io_context io;
   ctl_tree t;
   std::deque<fcall> out;
-  auto s = std::make_shared<session>(io.get_executor(), t, server_options{}, [&out](std::vector<std::uint8_t> b) {
-    auto f = decode(b, dialect::p9_2000_l);
+  auto s = std::make_shared<session>(io.get_executor(), t, server_options{}, [&out](wire_message m) {
+    auto f = decode(m.joined(), dialect::p9_2000_l);
     ASSERT_TRUE(f) << f.error();
     out.push_back(std::move(*f));
   });
@@ -408,8 +408,8 @@ TEST(Dotl, ReaddirThroughARelayThatAnswersLater) {
   asio::io_context io;
   relaying_ramfs fs{ramfs_options{.owner = "glenda", .big_bytes = 100}};
   std::deque<fcall> out;
-  auto s = std::make_shared<session>(io.get_executor(), fs, server_options{}, [&out](std::vector<std::uint8_t> b) {
-    auto f = decode(b, dialect::p9_2000_l);
+  auto s = std::make_shared<session>(io.get_executor(), fs, server_options{}, [&out](wire_message m) {
+    auto f = decode(m.joined(), dialect::p9_2000_l);
     ASSERT_TRUE(f) << f.error();
     out.push_back(std::move(*f));
   });

@@ -82,6 +82,32 @@ TEST(Fcall, EncodeAppends) {
   EXPECT_EQ(out, want);
 }
 
+// encode_parts() is encode() in two pieces: every sample joins to its golden bytes, and
+// only a Rread has a bulk, which is its data's own buffer, moved rather than copied.
+TEST(Fcall, EncodePartsJoinToTheGoldenBytesAndMoveOnlyARreadsData) {
+  for (const auto& s : samples()) {
+    SCOPED_TRACE(s.name);
+    wire_message w;
+    fcall f = s.call;
+    encode_parts(std::move(f), w, s.d);
+    EXPECT_EQ(w.joined(), from_hex(s.hex));
+    if (const auto* r = std::get_if<rread>(&s.call.msg)) {
+      EXPECT_EQ(w.bulk, r->data);
+      EXPECT_EQ(w.head.size(), header_size + 4);
+    } else {
+      EXPECT_TRUE(w.bulk.empty());
+    }
+  }
+  std::string data(1 << 20, 'x');
+  const char* buffer = data.data();
+  fcall big{7, rread{std::move(data)}};
+  wire_message w;
+  encode_parts(std::move(big), w);
+  EXPECT_EQ(w.bulk.data(), buffer);  // the same allocation: no copy of the megabyte
+  EXPECT_EQ(w.size(), header_size + 4 + (1u << 20));
+  EXPECT_EQ(peek_size(w.head), w.size());
+}
+
 TEST(Fcall, PeekSize) {
   EXPECT_EQ(peek_size(bytes{0x13, 0, 0, 0}), 19u);
   EXPECT_EQ(peek_size(bytes{0x01, 0x02, 0x03, 0x04, 0x99}), 0x04030201u);

@@ -63,9 +63,9 @@ struct harness {
   // peer: as a Unix-socket connection's SO_PEERCRED would give it.
   explicit harness(server_options opts, peer_info peer = {}) {
     opts.log = [this](std::string_view l) { log.emplace_back(l); };
-    s = std::make_shared<session>(io.get_executor(), fs, opts, [this](std::vector<std::uint8_t> b) {
+    s = std::make_shared<session>(io.get_executor(), fs, opts, [this](wire_message m) {
       // Replies decode in 9P2000.L whichever dialect the session speaks (a superset).
-      auto f = decode(b, dialect::p9_2000_l);
+      auto f = decode(m.joined(), dialect::p9_2000_l);
       ASSERT_TRUE(f.has_value()) << "server sent an undecodable reply: " << f.error();
       if (auto* v = std::get_if<rversion>(&f->msg)) {
         d = v->version == version_9p2000_l ? dialect::p9_2000_l : dialect::p9_2000;
