@@ -15,6 +15,7 @@
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/write.hpp>
 #include <fcntl.h>
+#include <malloc.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -174,6 +175,7 @@ node_tree::node_tree(asio::io_context& io, node_options opts)
       opts_(std::move(opts)),
       start_unix_s_(static_cast<std::uint32_t>(::time(nullptr))),
       lease_timer_(io),
+      trim_timer_(io),
       events_(opts_.event_backlog) {
   if (opts_.cpus == 0) opts_.cpus = static_cast<std::uint32_t>(::sysconf(_SC_NPROCESSORS_ONLN));
   if (opts_.mem_bytes == 0) {
@@ -826,6 +828,7 @@ void node_tree::read(request r) {
       const auto& m = r.get<srv9p::tread>();
       auto data = pread_upto(o->fd, m.offset, m.count);
       if (!data) return r.error(disk_error(data.error()));
+      note_long_reply(data->size());
       return r.respond(srv9p::rread{std::move(*data)});
     }
     default:
@@ -856,7 +859,16 @@ void node_tree::serve_output(request r, std::uint64_t id, bool is_err) {
     // At the end of the data while the task runs: wait for more output or the end.
     return park(task_key(id, is_err ? k_tstderr : k_tstdout), std::move(r));
   }
+  note_long_reply(data.size());
   r.respond(srv9p::rread{std::move(data)});
+}
+
+void node_tree::note_long_reply(std::size_t bytes) {
+  if (bytes < 256 * 1024) return;
+  trim_timer_.expires_after(std::chrono::seconds(2));  // (aborts the wait armed before)
+  trim_timer_.async_wait([](asio::error_code ec) {
+    if (!ec) ::malloc_trim(0);
+  });
 }
 
 // ---- Write -----------------------------------------------------------------------------

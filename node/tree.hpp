@@ -193,6 +193,13 @@ class node_tree : public srv9p::tree {
   };
   lease_state lease_;
   asio::steady_timer lease_timer_;
+  // After a long read, glibc keeps the freed reply buffer at the top of its heap for the
+  // next Tread (its trim threshold follows the largest block freed), so a stream of reads
+  // reuses one buffer without page faults. note_long_reply (a Rread of 256 KiB or more)
+  // arms trim_timer_, which returns that memory to the kernel (malloc_trim) once no long
+  // reply has gone out for 2 s: the daemon's memory at rest stays what it was before.
+  void note_long_reply(std::size_t bytes);
+  asio::steady_timer trim_timer_;
   std::unordered_set<std::uint64_t> leased_tasks_;  // the scheduler's tasks, by id
 
   srv9p::event_log events_;  // /events: start, exit, drain, ...
