@@ -155,6 +155,11 @@ std::expected<std::string, int> pread_upto(int fd, std::uint64_t offset, std::ui
     if (have < want || want == count) break;
     want = count;
   }
+  // The string becomes the Rread's bulk and waits in the connection's queue, which counts
+  // its size, not its capacity: a short read into a buffer grown to count would hold up
+  // to msize for a few bytes (a client that pipelines Treads and reads no replies took
+  // gigabytes of address space so: the attack on this change).
+  if (data.capacity() - data.size() > first) data.shrink_to_fit();
   return data;
 }
 

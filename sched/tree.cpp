@@ -101,6 +101,12 @@ struct node_open : srv9p::open_state {
   std::string node;
   std::uint64_t relay = 0;  // relay_ index of the file (relayed files)
   relay_slot held;          // the fid's place in its user's relay quota
+  // A relayed ctl file (the node's ctl, clone, task/N/ctl) opened for writing is written
+  // by lines (sched_tree::relay_write): the scheduler frames them with the client's rule
+  // (ctl::line_buffer, with the client's largest write, not its own connection's), and the
+  // node gets whole lines ended by newlines. A line the client left unfinished reaches the
+  // node at the client's Tclunk, and never if the client hangs up. Null for other files.
+  std::unique_ptr<ctl::line_buffer> lines;
   ~node_open() override {
     if (conn && fid != srv9p::nofid && conn->connected()) {
       auto c = conn;
@@ -545,7 +551,7 @@ void sched_tree::relay_open(request r, const relay_entry& e) {
              *nf = c.client().alloc_fid();
              return std::vector<srv9p::message>{srv9p::twalk{root, *nf, path}, srv9p::topen{*nf, mode}};
            },
-           [this, r, conn, nf, e, fid_held, held](node_link::replies rep) {
+           [this, r, conn, nf, e, mode, fid_held, held](node_link::replies rep) {
              auto st = std::make_unique<node_open>();
              st->conn = conn;
              st->node = e.node;
@@ -557,10 +563,34 @@ void sched_tree::relay_open(request r, const relay_entry& e) {
              if (r.done()) return;
              auto q = std::get<srv9p::ropen>(*rep[1]).qid;
              st->relay = relay_id(e.node, e.path);
+             std::string_view base = std::string_view(e.path).substr(e.path.rfind('/') + 1);
+             if ((base == "ctl" || base == "clone") && (mode & 3) != srv9p::oread) {
+               st->lines = std::make_unique<ctl::line_buffer>();
+             }
              r.fid().aux = std::move(st);
              q.path = srv9p::qpath(k_relay, relay_id(e.node, e.path));
              r.respond(srv9p::ropen{q, 0});
            });
+}
+
+// Sends text to a relayed ctl file's node fid in writes of at most the node connection's
+// largest (iounit), one after another: every one but the last is exactly that size, which
+// the node takes as a piece of a longer line (ctl::line_buffer::feed_write), and text
+// ends in a newline. done gets the first error, or success after the last write.
+void sched_tree::relay_lines(std::shared_ptr<node_conn> conn, std::uint32_t fid, std::string text,
+                             std::size_t off, std::function<void(std::expected<void, std::string>)> done) {
+  std::size_t chunk = std::min<std::size_t>(text.size() - off, conn->client().iounit());
+  std::string piece = text.substr(off, chunk);
+  conn->client().send(srv9p::twrite{fid, 0, std::move(piece)},
+                      [this, conn, fid, text = std::move(text), off, chunk, done = std::move(done)](
+                          fsclient::client::reply rep) mutable {
+                        asio::post(sched_->io(), [this, conn, fid, text = std::move(text), off, chunk,
+                                                  done = std::move(done), rep = std::move(rep)]() mutable {
+                          if (!rep) return done(std::unexpected(rep.error()));
+                          if (off + chunk == text.size()) return done({});
+                          relay_lines(conn, fid, std::move(text), off + chunk, std::move(done));
+                        });
+                      });
 }
 
 void sched_tree::open(request r) {
@@ -758,8 +788,24 @@ void sched_tree::wstat(request r) {
 }
 
 void sched_tree::clunk(srv9p::fid& f) {
+  if (auto* st = dynamic_cast<node_open*>(f.aux.get())) {
+    // A relayed ctl file's unfinished line goes to the node at the client's Tclunk, ended
+    // by a newline, before ~node_open's Tclunk of the node fid (sent after it on the same
+    // connection); its answer has nobody to go to. At a hang-up it is dropped.
+    if (!st->lines || !f.clunked_by_client() || !st->conn || st->fid == srv9p::nofid) return;
+    std::string rest = st->lines->take_rest();
+    if (rest.find_first_not_of(" \t\r") == std::string::npos) return;
+    rest += "\n";
+    // All at once, in order (relay_lines waits for each answer, and the Tclunk would
+    // overtake it): the node feeds its line buffer in the order the writes arrive.
+    std::size_t chunk = st->conn->client().iounit();
+    for (std::size_t off = 0; off < rest.size(); off += chunk) {
+      st->conn->client().send(srv9p::twrite{st->fid, 0, rest.substr(off, chunk)}, [](fsclient::client::reply) {});
+    }
+    return;
+  }
   auto* c = dynamic_cast<ctl_open*>(f.aux.get());
-  if (c == nullptr) return;  // node_open clunks its node fid as it goes
+  if (c == nullptr) return;
   // A last line without a newline (echo -n) ends at the client's Tclunk; its error has
   // nobody to go to. At a hang-up it is dropped (node/tree.cpp, node_tree::clunk).
   std::string rest = c->lines.take_rest();
@@ -940,6 +986,21 @@ void sched_tree::relay_write(request r) {
   if (st == nullptr || st->fid == srv9p::nofid) return r.error(err::not_open);
   const auto& m = r.get<srv9p::twrite>();
   auto conn = st->conn;
+  if (st->lines) {
+    // A ctl file: by lines (node_open::lines). A piece is held and answered at once.
+    auto lines = st->lines->feed_ctl(m.data, r.max_write());
+    if (!lines) return r.error(lines.error());
+    auto count = static_cast<std::uint32_t>(m.data.size());
+    if (lines->empty()) return r.respond(srv9p::rwrite{count});
+    std::string text;
+    for (const auto& l : *lines) text += l + "\n";
+    auto held = take(relay_quota::what::requests, r, st->node, 1);
+    if (!held) return;
+    return relay_lines(conn, st->fid, std::move(text), 0, [r, count, held](std::expected<void, std::string> ok) {
+      if (!ok) return r.error(ok.error());
+      r.respond(srv9p::rwrite{count});
+    });
+  }
   auto held = take(relay_quota::what::requests, r, st->node, 1);
   if (!held) return;
   auto ticket = conn->client().send_ticket(srv9p::twrite{st->fid, m.offset, m.data}, [this, r, held](fsclient::client::reply rep) {

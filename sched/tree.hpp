@@ -151,6 +151,8 @@ class sched_tree : public srv9p::tree {
   void relay_open(srv9p::request r, const relay_entry& e);
   // Takes what a relayed operation holds, or answers r with the quota's error (null).
   relay_slot take(relay_quota::what w, const srv9p::request& r, const std::string& node, std::size_t n);
+  void relay_lines(std::shared_ptr<node_conn> conn, std::uint32_t fid, std::string text, std::size_t off,
+                   std::function<void(std::expected<void, std::string>)> done);
   // The lines of one ctl write, applied one after another.
   struct line_run {
     srv9p::request r;

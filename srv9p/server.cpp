@@ -146,7 +146,7 @@ bool session::fids_full() const {
   return fids_.size() + walking_.size() >= opts_.max_fids;
 }
 
-void session::complete(detail::pending& p) {
+void session::complete(detail::pending& p, bool answered) {
   p.done = true;
   if (p.holds_input) {
     p.holds_input = false;
@@ -158,7 +158,7 @@ void session::complete(detail::pending& p) {
   if (p.fid && --p.fid->outstanding_ == 0 && p.fid->clunked_) release(*p.fid);
   // remove(5): the fid is clunked whatever the answer.
   if (p.fid && type_of(p.t) == msg_type::tremove) {
-    p.fid->by_client_ = true;
+    p.fid->by_client_ = answered;  // (a remove cut short by a hang-up is not the client's word)
     clunk_fid(*p.fid);
   }
   // A walk, open or create answered: requests that waited for its fid may start.
@@ -170,7 +170,7 @@ void session::complete(detail::pending& p) {
 void session::abort(std::shared_ptr<detail::pending> p) {
   if (p->done) return;
   auto hook = std::move(p->flush_hook);
-  complete(*p);
+  complete(*p, false);
   forget_lreq(p->tag);
   if (hook) hook();
 }
@@ -398,6 +398,7 @@ void session::dispatch(std::uint16_t tag, message&& m) {
       // write permission on the parent), asked with the parent as it is now.
       auto parent = tree_.stat1(f->parent());
       if (!parent || !tree_.may_remove(*f, *parent)) {
+        f->by_client_ = true;  // (a refused remove still clunks at the client's word)
         clunk_fid(*f);
         return reply_error(tag, err::perm);
       }
@@ -1019,8 +1020,27 @@ class server::impl::connection : public std::enable_shared_from_this<connection>
         c->stop();
       });
     }
-    asio::co_spawn(sock_.get_executor(), self->reader(self), asio::detached);
-    asio::co_spawn(sock_.get_executor(), self->writer(self), asio::detached);
+    asio::co_spawn(sock_.get_executor(), self->reader(self), ended(self));
+    asio::co_spawn(sock_.get_executor(), self->writer(self), ended(self));
+  }
+
+  // The completion of the reader and the writer: an exception out of either (bad_alloc
+  // where address space runs out, as on a 32-bit Pi) ends the connection with a log line,
+  // rather than leaving the other half and the socket alive for ever (asio::detached
+  // dropped it: the attack on the gathered writes).
+  static std::function<void(std::exception_ptr)> ended(std::shared_ptr<connection> self) {
+    return [self = std::move(self)](std::exception_ptr e) {
+      if (!e) return;
+      std::string why = "unknown exception";
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& x) {
+        why = x.what();
+      } catch (...) {
+      }
+      self->srv_->log(fmt::format("closing connection: {}", why));
+      self->stop();
+    };
   }
 
   void uncount_unattached() {

@@ -145,7 +145,7 @@ class session : public std::enable_shared_from_this<session> {
   // request is outstanding on it.
   void clunk_fid(fid& f);
   // Ends an outstanding request, answered or not: off the table, off its fid's count.
-  void complete(detail::pending& p);
+  void complete(detail::pending& p, bool answered = true);  // answered: not aborted (hang-up, Tflush)
   // Aborts an outstanding request (Tflush, reset): completes it and tells its handler.
   // Takes its own reference: complete() erases p's entry from pending_, which may be
   // where the caller's reference lives (do_flush).

@@ -169,7 +169,9 @@ TEST(NodeE2E, AHeldPieceOfACtlLineRunsAtClunkAndIsDroppedAtHangUp) {
     ASSERT_TRUE((*cl)->open(*fid, srv9p::owrite).has_value());
     auto w = (*cl)->write(*fid, 0, piece);
     ASSERT_TRUE(w.has_value()) << w.error();
-    if (clunk) ASSERT_TRUE((*cl)->clunk(*fid).has_value());
+    if (clunk) {
+      ASSERT_TRUE((*cl)->clunk(*fid).has_value());
+    }
     cl->reset();  // the connection ends, with the fid still open in the hang-up case
     if (clunk) {
       EXPECT_EQ(f.read("task/" + n + "/wait"), "exit 0\n");

@@ -212,6 +212,55 @@ TEST(SchedE2E, NodesAreRelayed) {
   EXPECT_TRUE(c.c->stat_path(*top, "jobs/clone").has_value());
 }
 
+// Through the nodes/NAME/ relay a ctl line is framed by the client's rule, not by the
+// scheduler's own connection's: a 9000-byte line from a client of msize 8192 (which cuts
+// it at msize - 24, as plan9port and v9fs do) reaches the node whole. A held piece (a
+// whole 4 KiB page without a newline) runs at the client's Tclunk and is dropped when the
+// client hangs up: the node never sees it (the attack on issue 14 found both wrong).
+TEST(SchedE2E, RelayedCtlLinesFollowTheClientsFramingAndAHeldPieceDiesWithItsConnection) {
+  START(c);
+  fsclient::client::options small;
+  small.msize = 8192;
+  auto k = fsclient::client::dial(c.sched.dials.at(0), small);
+  ASSERT_TRUE(k.has_value()) << k.error();
+  ASSERT_EQ((*k)->msize(), 8192u);
+  auto kroot = (*k)->attach("root");
+  ASSERT_TRUE(kroot.has_value()) << kroot.error();
+  std::string n = trim(c.read("nodes/n1/task/clone"));
+  std::string arg(9000, 'a');
+  auto w = (*k)->write_file(*kroot, "nodes/n1/task/" + n + "/ctl", "exec echo " + arg + "\n");
+  ASSERT_TRUE(w.has_value()) << w.error();
+  EXPECT_EQ(c.read("nodes/n1/task/" + n + "/wait"), "exit 0\n");
+  EXPECT_EQ(c.read("nodes/n1/task/" + n + "/stdout"), arg + "\n");
+
+  std::string piece = "exec true";
+  piece.resize(4096, ' ');
+  for (bool clunk : {true, false}) {
+    SCOPED_TRACE(clunk ? "Tclunk" : "hang-up");
+    std::string t = trim(c.read("nodes/n1/task/clone"));
+    auto cl = fsclient::client::dial(c.sched.dials.at(0));
+    ASSERT_TRUE(cl.has_value()) << cl.error();
+    auto root = (*cl)->attach("root");
+    ASSERT_TRUE(root.has_value()) << root.error();
+    auto fid = (*cl)->walk(*root, "nodes/n1/task/" + t + "/ctl");
+    ASSERT_TRUE(fid.has_value()) << fid.error();
+    ASSERT_TRUE((*cl)->open(*fid, srv9p::owrite).has_value());
+    auto pw = (*cl)->write(*fid, 0, piece);
+    ASSERT_TRUE(pw.has_value()) << pw.error();
+    if (clunk) {
+      ASSERT_TRUE((*cl)->clunk(*fid).has_value());
+    }
+    cl->reset();
+    if (clunk) {
+      EXPECT_EQ(c.read("nodes/n1/task/" + t + "/wait"), "exit 0\n");
+    } else {
+      std::this_thread::sleep_for(500ms);  // time for both daemons to see the hang-up
+      auto status = c.read("nodes/n1/task/" + t + "/status");
+      EXPECT_NE(status.find("state=new"), std::string::npos) << status;
+    }
+  }
+}
+
 TEST(SchedE2E, BlockingRelayedReadIsFlushed) {
   START(c);
   auto f = c.c->walk(c.root, "nodes/n1/events");
