@@ -118,6 +118,20 @@ TEST(Links, TheSchedulersThreadsDoNotGrowWithTheNumberOfNodes) {
 
 // Pipelines writes of `each` bytes to an open relayed file until `total` bytes are out;
 // returns a future for the number of replies (any answer, error or not).
+// A relayed file that the scheduler passes writes to as they come, open for writing on
+// s's client: a new task's stdin on node (nodes/NODE/task/N/stdin). Its ctl files would not
+// do: the scheduler takes those by lines and refuses a 120 kB line itself
+// (sched_tree::relay_write), so nothing would reach the link.
+fsclient::result<std::uint32_t> open_relayed_stdin(sched_run& s, const std::string& node) {
+  auto t = s.c->read_file(s.root, "nodes/" + node + "/task/clone");
+  if (!t) return std::unexpected(t.error());
+  while (!t->empty() && t->back() == '\n') t->pop_back();
+  auto f = s.c->walk(s.root, "nodes/" + node + "/task/" + *t + "/stdin");
+  if (!f) return f;
+  if (auto o = s.c->open(*f, srv9p::owrite); !o) return std::unexpected(o.error());
+  return f;
+}
+
 struct pour {
   std::atomic<int> answered{0};
   int sent = 0;
@@ -137,9 +151,8 @@ TEST(Links, ANodeThatStopsReadingDoesNotStallTheScheduler) {
   sched_run s;
   // Silence would take 60 s: within the test, n1 is only stopped, never marked down.
   ASSERT_EQ(s.start(ns, 2, ns.dir.file("state"), {"--down-after", "60"}), "");
-  auto f = s.c->walk(s.root, "nodes/n1/ctl");
+  auto f = open_relayed_stdin(s, "n1");
   ASSERT_TRUE(f) << f.error();
-  ASSERT_TRUE(s.c->open(*f, srv9p::owrite));
   ASSERT_EQ(::kill(ns.n[0].proc.pid(), SIGSTOP), 0);
   // 200 writes of 120 kB (within --relay-requests 256): 24 MB, far more than the kernel
   // buffers between the scheduler and a node that does not read.
@@ -184,9 +197,8 @@ TEST(Links, AQueueOverItsBoundClosesTheLinkAndTheNodeComesBack) {
   ASSERT_EQ(s.start(ns, 2, ns.dir.file("state"), {"--down-after", "60", "--reconnect", "0.3", "--link-queue-bytes",
                                                    "2000000"}),
             "");
-  auto f = s.c->walk(s.root, "nodes/n1/ctl");
+  auto f = open_relayed_stdin(s, "n1");
   ASSERT_TRUE(f) << f.error();
-  ASSERT_TRUE(s.c->open(*f, srv9p::owrite));
   ASSERT_EQ(::kill(ns.n[0].proc.pid(), SIGSTOP), 0);
   p.run(*s.c, *f, 120'000, 24'000'000);
   bool down = s.wait_status("nodes_up=1 nodes_down=1 ", 20s);
