@@ -292,7 +292,11 @@ int do_write(conn& k, const std::string& path) {
     }
     offset += static_cast<std::size_t>(n);
   }
-  if (auto c = k.c->clunk(fid); !c && status == 0) {
+  // After an error the fid is not clunked: the connection ends with the program, and a
+  // ctl file drops a line left unfinished at a hang-up, where a Tclunk would run the half
+  // that was sent (galaxy-node(4), galaxy(4)).
+  if (status != 0) return status;
+  if (auto c = k.c->clunk(fid); !c) {
     complain(path, c.error());
     status = 1;
   }
