@@ -136,7 +136,8 @@ void session::release(fid& f) {
   f.aux.reset();
 }
 
-void session::clunk_fid(fid& f) {
+void session::clunk_fid(fid& f, bool by_client) {
+  f.by_client_ = by_client;
   f.clunked_ = true;
   if (f.outstanding_ == 0) release(f);
 }
@@ -158,8 +159,7 @@ void session::complete(detail::pending& p, bool answered) {
   if (p.fid && --p.fid->outstanding_ == 0 && p.fid->clunked_) release(*p.fid);
   // remove(5): the fid is clunked whatever the answer.
   if (p.fid && type_of(p.t) == msg_type::tremove) {
-    p.fid->by_client_ = answered;  // (a remove cut short by a hang-up is not the client's word)
-    clunk_fid(*p.fid);
+    clunk_fid(*p.fid, answered);  // (a remove cut short by a hang-up is not the client's word)
   }
   // A walk, open or create answered: requests that waited for its fid may start.
   if (type_of(p.t) == msg_type::twalk) walk_done(std::get<twalk>(p.t).newfid);
@@ -398,8 +398,7 @@ void session::dispatch(std::uint16_t tag, message&& m) {
       // write permission on the parent), asked with the parent as it is now.
       auto parent = tree_.stat1(f->parent());
       if (!parent || !tree_.may_remove(*f, *parent)) {
-        f->by_client_ = true;  // (a refused remove still clunks at the client's word)
-        clunk_fid(*f);
+        clunk_fid(*f, true);  // (a refused remove still clunks at the client's word)
         return reply_error(tag, err::perm);
       }
       tree_.remove(start(tag, std::move(m), f));
@@ -725,8 +724,7 @@ void session::do_clunk(std::uint16_t tag, const tclunk& m) {
   auto f = std::move(it->second);
   fids_.erase(it);
   forget_afid(*f);
-  f->by_client_ = true;
-  clunk_fid(*f);
+  clunk_fid(*f, true);
   send(fcall{tag, rclunk{}});
 }
 

@@ -143,7 +143,8 @@ class session : public std::enable_shared_from_this<session> {
   std::shared_ptr<fid> lookup(std::uint32_t num) const;
   // The client lets go of f (Tclunk, Tremove, reset); the tree's clunk hook runs once no
   // request is outstanding on it.
-  void clunk_fid(fid& f);
+  // by_client: at the client's word (Tclunk, Tremove), not a hang-up (fid::clunked_by_client).
+  void clunk_fid(fid& f, bool by_client = false);
   // Ends an outstanding request, answered or not: off the table, off its fid's count.
   void complete(detail::pending& p, bool answered = true);  // answered: not aborted (hang-up, Tflush)
   // Aborts an outstanding request (Tflush, reset): completes it and tells its handler.
